@@ -1,0 +1,505 @@
+"""Hugging Face architectures -> GGUF tensor names, shapes and hyperparameter keys.
+
+Each supported ``config.json`` ``architectures[0]`` maps to an
+:class:`Architecture`: the GGUF arch name, a table of HF tensor name patterns
+(``{bid}`` is the block index) with their llama.cpp names, expected shapes and
+an optional transform, and the HF tensors that are dropped on purpose. Adding
+an architecture whose layers look like LLaMA's is one :func:`register` call.
+
+``llama`` (LlamaForCausalLM, BlueLMForCausalLM): Q and K weights (and biases)
+are permuted from HF's rotate-half layout (the two halves of each head hold
+the two members of a RoPE pair) to llama.cpp's interleaved layout (pairs are
+adjacent rows), as llama.cpp's converter does. ``qwen2``: q/k/v biases, no
+permutation (llama.cpp runs Qwen2 with NeoX-style RoPE).
+
+Example:
+    >>> from bluelm_cpp.convert.architectures import get_architecture
+    >>> get_architecture({"architectures": ["Qwen2ForCausalLM"]}).gguf_arch
+    'qwen2'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gguf
+import numpy as np
+
+from ..errors import ModelFormatError
+from .safetensors_reader import Checkpoint
+
+
+@dataclass(frozen=True)
+class HParams:
+    """The decoder hyperparameters the converter needs, read from config.json."""
+
+    n_vocab: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    n_ff: int
+    head_dim: int
+    head_dim_explicit: bool
+    n_ctx: int
+    rope_theta: float
+    rms_eps: float
+    tied: bool
+    rope_scaling: dict[str, Any] | None
+
+
+Transform = Callable[[np.ndarray, HParams], np.ndarray]
+ShapeFn = Callable[[HParams], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class TensorRule:
+    """One HF tensor (``{bid}`` = block index) and the GGUF tensor it becomes."""
+
+    hf: str
+    gguf: str
+    shape: ShapeFn
+    transform: Transform | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    """A GGUF tensor to write: where its data comes from and its HF-order shape."""
+
+    gguf_name: str
+    shape: tuple[int, ...]
+    hf_name: str | None  # None: generated (``generate`` gives the data)
+    transform: Transform | None = None
+    generate: Callable[[], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How one HF architecture becomes one GGUF arch."""
+
+    hf_names: tuple[str, ...]
+    gguf_arch: str
+    rules: tuple[TensorRule, ...]
+    ignored: tuple[str, ...] = ()  # regexes of HF tensors dropped on purpose
+    extra_keys: Callable[[gguf.GGUFWriter, HParams], None] | None = None
+    notes: str = ""
+    _compiled: list[tuple[re.Pattern[str], TensorRule]] = field(
+        default_factory=list, compare=False, repr=False
+    )
+
+    def compiled(self) -> list[tuple[re.Pattern[str], TensorRule]]:
+        if not self._compiled:
+            for rule in self.rules:
+                pat = re.escape(rule.hf).replace(re.escape("{bid}"), r"(\d+)")
+                self._compiled.append((re.compile(pat + r"\Z"), rule))
+        return self._compiled
+
+
+# --- Q/K permutation -------------------------------------------------------
+
+
+def permute_rotate_half_to_interleaved(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Reorder the rows of a Q or K projection (or bias) for llama.cpp's RoPE.
+
+    HF keeps RoPE pair (i, i + d/2) of each head in the two halves of the
+    head; llama.cpp wants pair (2i, 2i + 1). Rows are permuted within each head.
+
+    Example:
+        >>> w = np.arange(8, dtype=np.float32)       # one head of dim 8
+        >>> permute_rotate_half_to_interleaved(w, 1)
+        array([0., 4., 1., 5., 2., 6., 3., 7.], dtype=float32)
+    """
+    rows = w.shape[0]
+    if rows % (2 * n_heads):
+        raise ModelFormatError(f"cannot split {rows} rows into {n_heads} heads of even size")
+    half = rows // n_heads // 2
+    return w.reshape(n_heads, 2, half, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def permute_interleaved_to_rotate_half(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Inverse of :func:`permute_rotate_half_to_interleaved`.
+
+    Example:
+        >>> w = np.arange(16, dtype=np.float32).reshape(8, 2)
+        >>> x = permute_rotate_half_to_interleaved(w, 2)
+        >>> bool((permute_interleaved_to_rotate_half(x, 2) == w).all())
+        True
+    """
+    rows = w.shape[0]
+    half = rows // n_heads // 2
+    return w.reshape(n_heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _permute_q(w: np.ndarray, hp: HParams) -> np.ndarray:
+    return permute_rotate_half_to_interleaved(w, hp.n_head)
+
+
+def _permute_k(w: np.ndarray, hp: HParams) -> np.ndarray:
+    return permute_rotate_half_to_interleaved(w, hp.n_head_kv)
+
+
+# --- hyperparameters --------------------------------------------------------
+
+
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    # multimodal wrappers keep the decoder's settings in text_config
+    tc = config.get("text_config")
+    return {**config, **tc} if isinstance(tc, dict) else config
+
+
+def read_hparams(config: dict[str, Any], where: str = "config.json") -> HParams:
+    """Read decoder hyperparameters, with a clear error for a missing key.
+
+    Example:
+        >>> hp = read_hparams({"vocab_size": 300, "hidden_size": 64,
+        ...     "num_hidden_layers": 2, "num_attention_heads": 4,
+        ...     "intermediate_size": 128})
+        >>> (hp.head_dim, hp.n_head_kv, hp.rope_theta)
+        (16, 4, 10000.0)
+    """
+    c = _text_config(config)
+
+    def need(*keys: str) -> Any:
+        for k in keys:
+            if c.get(k) is not None:
+                return c[k]
+        raise ModelFormatError(f"{where}: missing {' / '.join(repr(k) for k in keys)}")
+
+    def as_int(v: Any, key: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ModelFormatError(f"{where}: {key} must be a positive integer, got {v!r}")
+        return v
+
+    n_embd = as_int(need("hidden_size", "n_embd", "dim"), "hidden_size")
+    n_head = as_int(need("num_attention_heads", "n_head", "n_heads"), "num_attention_heads")
+    n_head_kv = as_int(c.get("num_key_value_heads") or n_head, "num_key_value_heads")
+    if n_head % n_head_kv:
+        raise ModelFormatError(
+            f"{where}: num_attention_heads {n_head} is not a multiple of "
+            f"num_key_value_heads {n_head_kv}"
+        )
+    explicit = c.get("head_dim") is not None
+    head_dim = as_int(c["head_dim"], "head_dim") if explicit else n_embd // n_head
+    if not explicit and n_embd % n_head:
+        raise ModelFormatError(f"{where}: hidden_size {n_embd} is not a multiple of {n_head}")
+    rope = c.get("rope_parameters") if isinstance(c.get("rope_parameters"), dict) else {}
+    scaling = c.get("rope_scaling") if isinstance(c.get("rope_scaling"), dict) else None
+    if scaling is None and rope.get("rope_type", "default") != "default":
+        scaling = rope  # transformers 5 keeps scaling inside rope_parameters
+    theta = rope.get("rope_theta", c.get("rope_theta", 10000.0))
+    act = c.get("hidden_act", c.get("hidden_activation", "silu"))
+    if act not in ("silu", "swish"):
+        raise ModelFormatError(f"{where}: hidden_act {act!r} is not supported (only silu)")
+    return HParams(
+        n_vocab=as_int(need("vocab_size"), "vocab_size"),
+        n_embd=n_embd,
+        n_layer=as_int(need("num_hidden_layers", "n_layer", "n_layers"), "num_hidden_layers"),
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        n_ff=as_int(need("intermediate_size", "n_inner"), "intermediate_size"),
+        head_dim=head_dim,
+        head_dim_explicit=explicit,
+        n_ctx=as_int(c.get("max_position_embeddings") or 2048, "max_position_embeddings"),
+        rope_theta=float(theta),
+        rms_eps=float(c.get("rms_norm_eps", 1e-6)),
+        tied=bool(c.get("tie_word_embeddings", False)),
+        rope_scaling=scaling,
+    )
+
+
+def write_hparam_keys(w: gguf.GGUFWriter, arch: Architecture, hp: HParams) -> None:
+    """Write llama.cpp's ``{arch}.*`` hyperparameter keys."""
+    w.add_block_count(hp.n_layer)
+    w.add_context_length(hp.n_ctx)
+    w.add_embedding_length(hp.n_embd)
+    w.add_feed_forward_length(hp.n_ff)
+    w.add_head_count(hp.n_head)
+    w.add_head_count_kv(hp.n_head_kv)
+    w.add_rope_freq_base(hp.rope_theta)
+    w.add_layer_norm_rms_eps(hp.rms_eps)
+    if hp.head_dim_explicit:  # llama.cpp writes these whenever config has head_dim
+        w.add_key_length(hp.head_dim)
+        w.add_value_length(hp.head_dim)
+    w.add_vocab_size(hp.n_vocab)
+    w.add_rope_dimension_count(hp.head_dim)
+    kind = _rope_scaling_kind(hp)
+    if kind == "linear":
+        assert hp.rope_scaling is not None
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(float(hp.rope_scaling["factor"]))
+    if arch.extra_keys is not None:
+        arch.extra_keys(w, hp)
+
+
+def _rope_scaling_kind(hp: HParams) -> str:
+    s = hp.rope_scaling
+    if not s:
+        return "none"
+    kind = str(s.get("rope_type", s.get("type", "default"))).lower()
+    if kind == "default":
+        return "none"
+    if kind in ("linear", "llama3") and s.get("factor") is not None:
+        return kind
+    raise ModelFormatError(
+        f"config.json: RoPE scaling {s!r} is not supported (supported: linear, llama3)"
+    )
+
+
+def llama3_rope_factors(hp: HParams) -> np.ndarray:
+    """Per-frequency divisors for Llama 3 RoPE scaling (``rope_freqs.weight``).
+
+    Example:
+        >>> hp = read_hparams({"vocab_size": 8, "hidden_size": 64, "num_hidden_layers": 1,
+        ...     "num_attention_heads": 1, "intermediate_size": 8,
+        ...     "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})
+        >>> llama3_rope_factors(hp).shape
+        (32,)
+    """
+    s = hp.rope_scaling or {}
+    factor = float(s["factor"])
+    low = float(s.get("low_freq_factor", 1.0))
+    high = float(s.get("high_freq_factor", 4.0))
+    old_ctx = float(s.get("original_max_position_embeddings", 8192))
+    dim = hp.head_dim
+    freqs = 1.0 / (hp.rope_theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
+    out = []
+    for f in freqs:
+        wavelen = 2 * math.pi / f
+        if wavelen < old_ctx / high:
+            out.append(1.0)
+        elif wavelen > old_ctx / low:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype=np.float32)
+
+
+# --- tensor planning ----------------------------------------------------------
+
+
+def plan_tensors(arch: Architecture, hp: HParams, ckpt: Checkpoint) -> list[PlannedTensor]:
+    """Map every checkpoint tensor to its GGUF tensor, checking names and shapes.
+
+    Raises :class:`ModelFormatError` for an unknown tensor, a missing one, a
+    block index past ``num_hidden_layers`` or a shape that does not match
+    config.json. The result is in llama.cpp order: embedding, blocks, head.
+    """
+    found: dict[str, PlannedTensor] = {}
+    unknown: list[str] = []
+    ignored = [re.compile(p + r"\Z") for p in arch.ignored]
+    if hp.tied:  # a tied head is the embedding; llama.cpp stores it once
+        ignored.append(re.compile(r"lm_head\.weight\Z"))
+    for name in ckpt.names():
+        for pat, rule in arch.compiled():
+            m = pat.match(name)
+            if m is None:
+                continue
+            bid = int(m.group(1)) if m.groups() else None
+            if bid is not None and bid >= hp.n_layer:
+                raise ModelFormatError(
+                    f"{ckpt.info(name).file}: tensor {name!r} is for block {bid}, but "
+                    f"config.json has num_hidden_layers = {hp.n_layer}"
+                )
+            gname = rule.gguf.format(bid=bid)
+            want = rule.shape(hp)
+            got = ckpt.info(name).shape
+            if tuple(got) != want:
+                raise ModelFormatError(
+                    f"{ckpt.info(name).file}: tensor {name!r} has shape {list(got)}, "
+                    f"expected {list(want)} from config.json"
+                )
+            found[gname] = PlannedTensor(gname, want, name, rule.transform)
+            break
+        else:
+            if not any(p.match(name) for p in ignored):
+                unknown.append(name)
+    if unknown:
+        where = ckpt.info(unknown[0]).file
+        raise ModelFormatError(
+            f"{where}: {len(unknown)} tensor(s) not known for {arch.hf_names[0]} "
+            f"(arch {arch.gguf_arch}): {', '.join(unknown[:5])}"
+            + (" ..." if len(unknown) > 5 else "")
+        )
+    ordered: list[PlannedTensor] = []
+    missing: list[str] = []
+    globals_first = [r for r in arch.rules if "{bid}" not in r.gguf and "output" not in r.gguf]
+    per_block = [r for r in arch.rules if "{bid}" in r.gguf]
+    globals_last = [r for r in arch.rules if "{bid}" not in r.gguf and "output" in r.gguf]
+
+    def take(rule: TensorRule, bid: int | None) -> None:
+        gname = rule.gguf.format(bid=bid)
+        if gname in found:
+            ordered.append(found[gname])
+        elif rule.required and not (hp.tied and gname == "output.weight"):
+            missing.append(rule.hf.format(bid=bid))
+
+    for r in globals_first:
+        take(r, None)
+    if _rope_scaling_kind(hp) == "llama3":
+        factors = llama3_rope_factors(hp)
+        ordered.append(
+            PlannedTensor("rope_freqs.weight", factors.shape, None, generate=lambda: factors)
+        )
+    for bid in range(hp.n_layer):
+        for r in per_block:
+            take(r, bid)
+    for r in globals_last:
+        take(r, None)
+    if missing:
+        raise ModelFormatError(
+            f"checkpoint is missing {len(missing)} tensor(s) for {arch.hf_names[0]}: "
+            f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")
+        )
+    return ordered
+
+
+# --- the registry -------------------------------------------------------------
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(arch: Architecture) -> Architecture:
+    """Add an architecture (keyed by each of its HF class names).
+
+    Example:
+        >>> a = get_architecture({"architectures": ["LlamaForCausalLM"]})
+        >>> mine = Architecture(("MyLlamaForCausalLM",), "llama", a.rules, a.ignored)
+        >>> register(mine).gguf_arch
+        'llama'
+    """
+    for n in arch.hf_names:
+        _REGISTRY[n] = arch
+    return arch
+
+
+def supported_architectures() -> list[str]:
+    """HF class names this converter knows.
+
+    Example:
+        >>> "LlamaForCausalLM" in supported_architectures()
+        True
+    """
+    return sorted(_REGISTRY)
+
+
+def get_architecture(config: dict[str, Any], where: str = "config.json") -> Architecture:
+    """The :class:`Architecture` for a config.json, or :class:`ModelFormatError`.
+
+    Example:
+        >>> get_architecture({"architectures": ["LlamaForCausalLM"]}).gguf_arch
+        'llama'
+    """
+    names = config.get("architectures")
+    if not isinstance(names, list) or not names or not isinstance(names[0], str):
+        raise ModelFormatError(f"{where}: no 'architectures' list naming the model class")
+    arch = _REGISTRY.get(names[0])
+    if arch is None:
+        raise ModelFormatError(
+            f"{where}: architecture {names[0]!r} is not supported "
+            f"(supported: {', '.join(supported_architectures())})"
+        )
+    return arch
+
+
+def _vocab_embd(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_vocab, hp.n_embd)
+
+
+def _embd(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_embd,)
+
+
+def _q(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_head * hp.head_dim, hp.n_embd)
+
+
+def _kv(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_head_kv * hp.head_dim, hp.n_embd)
+
+
+def _q_b(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_head * hp.head_dim,)
+
+
+def _kv_b(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_head_kv * hp.head_dim,)
+
+
+def _o(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_embd, hp.n_head * hp.head_dim)
+
+
+def _ff_in(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_ff, hp.n_embd)
+
+
+def _ff_out(hp: HParams) -> tuple[int, ...]:
+    return (hp.n_embd, hp.n_ff)
+
+
+_L = "model.layers.{bid}."
+
+
+def _decoder_rules(*, permute: bool, qkv_bias_required: bool) -> tuple[TensorRule, ...]:
+    """The LLaMA-family layer table; Qwen2 differs only in biases and RoPE layout."""
+    pq = _permute_q if permute else None
+    pk = _permute_k if permute else None
+    b = qkv_bias_required
+    return (
+        TensorRule("model.embed_tokens.weight", "token_embd.weight", _vocab_embd),
+        TensorRule(_L + "input_layernorm.weight", "blk.{bid}.attn_norm.weight", _embd),
+        TensorRule(_L + "self_attn.q_proj.weight", "blk.{bid}.attn_q.weight", _q, pq),
+        TensorRule(_L + "self_attn.q_proj.bias", "blk.{bid}.attn_q.bias", _q_b, pq, b),
+        TensorRule(_L + "self_attn.k_proj.weight", "blk.{bid}.attn_k.weight", _kv, pk),
+        TensorRule(_L + "self_attn.k_proj.bias", "blk.{bid}.attn_k.bias", _kv_b, pk, b),
+        TensorRule(_L + "self_attn.v_proj.weight", "blk.{bid}.attn_v.weight", _kv),
+        TensorRule(_L + "self_attn.v_proj.bias", "blk.{bid}.attn_v.bias", _kv_b, None, b),
+        TensorRule(_L + "self_attn.o_proj.weight", "blk.{bid}.attn_output.weight", _o),
+        TensorRule(_L + "post_attention_layernorm.weight", "blk.{bid}.ffn_norm.weight", _embd),
+        TensorRule(_L + "mlp.gate_proj.weight", "blk.{bid}.ffn_gate.weight", _ff_in),
+        TensorRule(_L + "mlp.up_proj.weight", "blk.{bid}.ffn_up.weight", _ff_in),
+        TensorRule(_L + "mlp.down_proj.weight", "blk.{bid}.ffn_down.weight", _ff_out),
+        TensorRule("model.norm.weight", "output_norm.weight", _embd),
+        TensorRule("lm_head.weight", "output.weight", _vocab_embd),
+    )
+
+
+_IGNORED = (r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq",)
+
+LLAMA = register(
+    Architecture(
+        hf_names=("LlamaForCausalLM",),
+        gguf_arch="llama",
+        rules=_decoder_rules(permute=True, qkv_bias_required=False),
+        ignored=_IGNORED,
+        notes="Q/K permuted to interleaved RoPE pairs; biases optional (attention_bias)",
+    )
+)
+
+QWEN2 = register(
+    Architecture(
+        hf_names=("Qwen2ForCausalLM",),
+        gguf_arch="qwen2",
+        rules=_decoder_rules(permute=False, qkv_bias_required=True),
+        ignored=_IGNORED,
+        notes="q/k/v biases; NeoX RoPE, so no permutation",
+    )
+)
+
+# BlueLM's decoder is LLaMA-shaped (rotate-half RoPE, SwiGLU, RMSNorm, vocab
+# 100096, SentencePiece): it runs as arch llama. Variants with extra tensors
+# (e.g. an embedding LayerNorm) fail loudly as unknown tensors.
+BLUELM = register(
+    Architecture(
+        hf_names=("BlueLMForCausalLM",),
+        gguf_arch="llama",
+        rules=_decoder_rules(permute=True, qkv_bias_required=False),
+        ignored=_IGNORED,
+        notes="LLaMA layout under a BlueLM class name; SentencePiece tokenizer",
+    )
+)

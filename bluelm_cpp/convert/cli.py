@@ -1,0 +1,58 @@
+"""Command line of the converter (``convert/to_gguf.py``, later ``bluelm-cpp convert``).
+
+Example:
+    >>> from bluelm_cpp.convert.cli import main
+    >>> main(["model_dir", "-o", "model.gguf", "--outtype", "q8_0"])   # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..errors import BlueLMError
+from .quantize_policy import OUTTYPES
+
+
+def build_parser(prog: str = "to_gguf.py") -> argparse.ArgumentParser:
+    """The argument parser (reusable as a ``convert`` subcommand)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Convert a Hugging Face checkpoint (LLaMA, Qwen2, BlueLM) to GGUF.",
+    )
+    p.add_argument("model_dir", help="folder with config.json, weights and tokenizer files")
+    p.add_argument("-o", "--output", required=True, help="GGUF file to write")
+    p.add_argument(
+        "--outtype",
+        default="f16",
+        choices=list(OUTTYPES),
+        help="type of the weight matrices (default f16); norms and biases stay f32",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the converter; returns the exit status (0 ok, 1 error, 130 interrupted).
+
+    Example:
+        >>> main(["tests/data/tiny_llama", "-o", "t.gguf", "--force"])  # doctest: +SKIP
+        0
+    """
+    args = build_parser().parse_args(argv)
+    from .writer import convert_checkpoint
+
+    try:
+        convert_checkpoint(
+            args.model_dir, args.output, args.outtype, force=args.force, progress=not args.quiet
+        )
+    except BlueLMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; no output written", file=sys.stderr)
+        return 130
+    return 0

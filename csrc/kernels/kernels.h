@@ -1,0 +1,54 @@
+// The kernel dispatch table: the hot ops, one implementation per instruction set.
+// Model code calls only through active(); each ISA lives in its own file.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/block_formats.h"
+
+namespace bluelm::kernels {
+
+// Y[t * ldy + r] = dot(W row r, X row t) for r in [r0, r1) and t in [0, n_tok).
+// W rows are in the weight type (row stride w_stride bytes); X rows are already
+// converted to vec_dot_type(weight type) (row stride x_stride bytes); K is the row
+// length in elements. Called concurrently by pool threads on disjoint row ranges.
+using GemmFn = void (*)(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y,
+                        size_t ldy, int64_t K, int64_t r0, int64_t r1, int64_t n_tok);
+
+// Converts one activation row of K floats into an activation format.
+using ConvertRowFn = void (*)(const float* x, void* y, int64_t K);
+
+// Attention for one query row against a KV cache of n_kv positions of one head.
+// scores[j] = scale * dot(q, K_j); softmax; out = sum_j p_j V_j. K/V rows are
+// head_dim values of kv_type (F32 or F16) with row stride kv_stride elements.
+// `scratch` has room for n_kv floats.
+using AttendFn = void (*)(const float* q, const void* K, const void* V, GgmlType kv_type,
+                          size_t kv_stride, int64_t head_dim, int64_t n_kv, float scale,
+                          float* scratch, float* out);
+
+enum WeightSlot { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_COUNT };
+enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_COUNT };
+
+struct KernelTable {
+  const char* isa;             // "scalar", "avx2", "avx512", "neon", ...
+  GemmFn gemm[W_COUNT];        // by weight type
+  ConvertRowFn convert[A_COUNT];  // by activation format
+  AttendFn attend;
+};
+
+// Slot of a weight type, or -1 when no kernel exists for it.
+int weight_slot(GgmlType t);
+int act_slot(GgmlType t);
+
+// The table chosen for this process: BLUELM_ISA if set (an ArgumentError when the
+// CPU cannot run it or the name is unknown), else the best the CPU supports.
+const KernelTable& active();
+// Every table this CPU can run, best last (for tests and benchmarks).
+int available(const KernelTable** out, int max);
+// The table of one ISA by name, or nullptr when unknown or not runnable here.
+const KernelTable* by_name(const char* isa);
+
+// The scalar reference: the truth every SIMD table is tested against.
+const KernelTable& scalar_table();
+
+}  // namespace bluelm::kernels

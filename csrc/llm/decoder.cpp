@@ -1,0 +1,209 @@
+#include "llm/decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/errors.h"
+
+namespace bluelm {
+
+namespace {
+constexpr int64_t kRowGrain = 16;  // rows per work unit; SIMD kernels tile by up to 16
+}
+
+Context::Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n_batch,
+                 int n_threads, GgmlType kv_type)
+    : model_(std::move(model)),
+      cfg_(model_->config()),
+      kt_(kernels::active()),
+      n_ctx_(n_ctx),
+      n_batch_(n_batch),
+      kv_type_(kv_type),
+      pool_(n_threads) {
+  if (n_ctx <= 0 || n_ctx > (int64_t(1) << 24)) throw ArgumentError("n_ctx must be between 1 and 16777216, got " + std::to_string(n_ctx));
+  if (n_batch <= 0 || n_batch > 65536) throw ArgumentError("n_batch must be between 1 and 65536, got " + std::to_string(n_batch));
+  if (kv_type != GgmlType::F32 && kv_type != GgmlType::F16) throw ArgumentError("kv_type must be f32 or f16");
+  n_batch_ = std::min(n_batch_, n_ctx_);
+  const int64_t kv_dim = cfg_.n_head_kv * cfg_.head_dim;
+  const int64_t q_dim = cfg_.n_head * cfg_.head_dim;
+  kv_elem_bytes_ = kv_type == GgmlType::F32 ? 4 : 2;
+  k_cache_.resize(cfg_.n_layer);
+  v_cache_.resize(cfg_.n_layer);
+  for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+    k_cache_[l].resize(static_cast<size_t>(n_ctx_ * kv_dim) * kv_elem_bytes_);
+    v_cache_[l].resize(static_cast<size_t>(n_ctx_ * kv_dim) * kv_elem_bytes_);
+  }
+  const int64_t B = n_batch_;
+  x_.resize(B * cfg_.n_embd);
+  h_.resize(B * cfg_.n_embd);
+  q_.resize(B * q_dim);
+  k_.resize(B * kv_dim);
+  v_.resize(B * kv_dim);
+  attn_.resize(B * q_dim);
+  gate_.resize(B * cfg_.n_ff);
+  up_.resize(B * cfg_.n_ff);
+  const int64_t max_k = std::max({cfg_.n_embd, cfg_.n_ff, q_dim});
+  act_.resize(static_cast<size_t>(B * max_k) * sizeof(float) + 64);
+  rope_cos_.resize(B * cfg_.n_rot / 2);
+  rope_sin_.resize(B * cfg_.n_rot / 2);
+  scratch_.resize(static_cast<size_t>(pool_.size()) * n_ctx_);
+}
+
+void Context::truncate(int64_t n) {
+  if (n < 0 || n > n_past_) throw ArgumentError("truncate position " + std::to_string(n) + " is outside [0, " + std::to_string(n_past_) + "]");
+  n_past_ = n;
+}
+
+void Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
+  if (n <= 0) throw ArgumentError("eval needs at least one token");
+  if (n > n_ctx_ - n_past_) {
+    throw ContextOverflowError(std::to_string(n) + " tokens do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab) {
+      throw ArgumentError("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(cfg_.n_vocab) + ")");
+    }
+  }
+  n_logit_rows_ = logits_all ? n : 1;
+  logits_.resize(static_cast<size_t>(n_logit_rows_ * cfg_.n_vocab));
+  for (int64_t i = 0; i < n; i += n_batch_) {
+    const int64_t m = std::min(n_batch_, n - i);
+    const bool last = i + m == n;
+    float* out = logits_all ? logits_.data() + i * cfg_.n_vocab : (last ? logits_.data() : nullptr);
+    forward_chunk(tokens + i, m, out, logits_all);
+  }
+}
+
+void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
+  const GgmlType vt = vec_dot_type(W.type);
+  const size_t xs = row_bytes(vt, W.cols);
+  const kernels::ConvertRowFn convert = kt_.convert[kernels::act_slot(vt)];
+  uint8_t* act = act_.data();
+  const int64_t K = W.cols;
+  if (m == 1) {
+    convert(X, act, K);
+  } else {
+    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) convert(X + t * K, act + t * xs, K);
+    });
+  }
+  const kernels::GemmFn gemm = kt_.gemm[kernels::weight_slot(W.type)];
+  pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+    gemm(W.data, W.row_stride, act, xs, Y, W.rows, K, r0, r1, m);
+  });
+}
+
+void Context::rms_norm(const float* x, const Vector& w, int64_t m, float* y) const {
+  const int64_t d = w.n;
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * d;
+    float* yt = y + t * d;
+    double sum = 0.0;  // as ggml: accumulate squares in double
+    for (int64_t i = 0; i < d; ++i) sum += static_cast<double>(xt[i] * xt[i]);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(sum / d) + cfg_.rms_eps);
+    for (int64_t i = 0; i < d; ++i) yt[i] = (xt[i] * scale) * w.data[i];
+  }
+}
+
+void Context::rope(float* x, int64_t m, int64_t n_heads) const {
+  const int64_t hd = cfg_.head_dim, half = cfg_.n_rot / 2;
+  for (int64_t t = 0; t < m; ++t) {
+    const float* c = rope_cos_.data() + t * half;
+    const float* s = rope_sin_.data() + t * half;
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + (t * n_heads + h) * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        // Normal mode rotates adjacent pairs; NeoX rotates (i, i + n_rot/2).
+        const int64_t a = cfg_.rope_mode == RopeMode::Normal ? 2 * i : i;
+        const int64_t b = cfg_.rope_mode == RopeMode::Normal ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c[i] - x1 * s[i];
+        v[b] = x0 * s[i] + x1 * c[i];
+      }
+    }
+  }
+}
+
+void Context::attention(int layer, int64_t m) {
+  const int64_t hd = cfg_.head_dim, kv_dim = cfg_.n_head_kv * hd, q_dim = cfg_.n_head * hd;
+  const int64_t pos0 = n_past_;
+  uint8_t* kc = k_cache_[layer].data();
+  uint8_t* vc = v_cache_[layer].data();
+  const kernels::ConvertRowFn to_kv = kt_.convert[kv_type_ == GgmlType::F32 ? kernels::A_F32 : kernels::A_F16];
+  for (int64_t t = 0; t < m; ++t) {
+    to_kv(k_.data() + t * kv_dim, kc + (pos0 + t) * kv_dim * kv_elem_bytes_, kv_dim);
+    to_kv(v_.data() + t * kv_dim, vc + (pos0 + t) * kv_dim * kv_elem_bytes_, kv_dim);
+  }
+  const int64_t group = cfg_.n_head / cfg_.n_head_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t tasks = m * cfg_.n_head;
+  pool_.run([&](int ith, int nth) {
+    float* scratch = scratch_.data() + static_cast<size_t>(ith) * n_ctx_;
+    for (int64_t task = ith; task < tasks; task += nth) {
+      const int64_t t = task / cfg_.n_head, h = task % cfg_.n_head, kvh = h / group;
+      const size_t off = static_cast<size_t>(kvh * hd) * kv_elem_bytes_;
+      kt_.attend(q_.data() + t * q_dim + h * hd, kc + off, vc + off, kv_type_, kv_dim, hd,
+                 pos0 + t + 1, scale, scratch, attn_.data() + t * q_dim + h * hd);
+    }
+  });
+}
+
+void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows) {
+  const LlmModel& M = *model_;
+  const int64_t d = cfg_.n_embd, kv_dim = cfg_.n_head_kv * cfg_.head_dim, q_dim = cfg_.n_head * cfg_.head_dim;
+  const int64_t ff = cfg_.n_ff, half = cfg_.n_rot / 2;
+
+  for (int64_t t = 0; t < m; ++t) dequantize_row(M.token_embd.type, M.token_embd.row(tokens[t]), x_.data() + t * d, d);
+
+  // RoPE angles as ggml computes them: theta_i = p * base^(-2i/n_rot) by repeated products.
+  const float theta_scale = std::pow(cfg_.rope_freq_base, -2.0f / static_cast<float>(cfg_.n_rot));
+  for (int64_t t = 0; t < m; ++t) {
+    float theta = static_cast<float>(n_past_ + t);
+    for (int64_t i = 0; i < half; ++i) {
+      const float ff_i = M.rope_freq_factors.empty() ? 1.0f : M.rope_freq_factors[i];
+      const float th = cfg_.rope_freq_scale * (theta / ff_i);
+      rope_cos_[t * half + i] = std::cos(th);
+      rope_sin_[t * half + i] = std::sin(th);
+      theta *= theta_scale;
+    }
+  }
+
+  for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+    const LayerWeights& L = M.layers[l];
+    rms_norm(x_.data(), L.attn_norm, m, h_.data());
+    matmul(L.wq, h_.data(), m, q_.data());
+    matmul(L.wk, h_.data(), m, k_.data());
+    matmul(L.wv, h_.data(), m, v_.data());
+    if (L.bq.data) {
+      for (int64_t t = 0; t < m; ++t) {
+        for (int64_t i = 0; i < q_dim; ++i) q_[t * q_dim + i] += L.bq.data[i];
+        for (int64_t i = 0; i < kv_dim; ++i) k_[t * kv_dim + i] += L.bk.data[i];
+        for (int64_t i = 0; i < kv_dim; ++i) v_[t * kv_dim + i] += L.bv.data[i];
+      }
+    }
+    rope(q_.data(), m, cfg_.n_head);
+    rope(k_.data(), m, cfg_.n_head_kv);
+    attention(static_cast<int>(l), m);
+    matmul(L.wo, attn_.data(), m, h_.data());
+    for (int64_t i = 0; i < m * d; ++i) x_[i] += h_[i];
+
+    rms_norm(x_.data(), L.ffn_norm, m, h_.data());
+    matmul(L.w_gate, h_.data(), m, gate_.data());
+    matmul(L.w_up, h_.data(), m, up_.data());
+    for (int64_t i = 0; i < m * ff; ++i) {
+      const float g = gate_[i];
+      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+    }
+    matmul(L.w_down, gate_.data(), m, h_.data());
+    for (int64_t i = 0; i < m * d; ++i) x_[i] += h_[i];
+  }
+  n_past_ += m;
+
+  if (!logits_out) return;
+  const int64_t first = all_rows ? 0 : m - 1, rows = all_rows ? m : 1;
+  rms_norm(x_.data() + first * d, M.output_norm, rows, h_.data());
+  matmul(M.output, h_.data(), rows, logits_out);
+}
+
+}  // namespace bluelm

@@ -1,0 +1,67 @@
+// A decoding context: the KV cache, its position, and the forward pass of the
+// LLaMA-family decoder. Prefill runs in chunks of n_batch tokens.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/kernels.h"
+#include "llm/llm_weights.h"
+
+namespace bluelm {
+
+class Context {
+ public:
+  // kv_type is F32 or F16. Throws ArgumentError for invalid sizes.
+  Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n_batch, int n_threads,
+          GgmlType kv_type);
+
+  // Appends tokens at positions n_past.. and computes logits for the last token
+  // (or for every token when logits_all). Throws ArgumentError for a token id out
+  // of range and ContextOverflowError when the tokens do not fit.
+  void eval(const int32_t* tokens, int64_t n, bool logits_all);
+
+  // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
+  const float* logits() const { return logits_.data(); }
+  int64_t n_logit_rows() const { return n_logit_rows_; }
+
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t n_batch() const { return n_batch_; }
+  int n_threads() const { return pool_.size(); }
+  GgmlType kv_type() const { return kv_type_; }
+  // Forgets positions >= n (the cache keeps the prefix).
+  void truncate(int64_t n);
+  const LlmModel& model() const { return *model_; }
+
+ private:
+  void forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows);
+  // Y[m x W.rows] = X[m x W.cols] . W^T
+  void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
+  void rms_norm(const float* x, const Vector& w, int64_t m, float* y) const;
+  void rope(float* x, int64_t m, int64_t n_heads) const;
+  void attention(int layer, int64_t m);
+
+  std::shared_ptr<const LlmModel> model_;
+  const LlmConfig& cfg_;
+  const kernels::KernelTable& kt_;
+  int64_t n_ctx_, n_batch_;
+  GgmlType kv_type_;
+  ThreadPool pool_;
+  int64_t n_past_ = 0;
+
+  // KV cache: per layer, n_ctx rows of n_head_kv * head_dim values of kv_type.
+  size_t kv_elem_bytes_;
+  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;
+
+  // Chunk buffers sized for n_batch tokens, allocated once.
+  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;
+  std::vector<uint8_t> act_;            // activations in the kernel's input format
+  std::vector<float> rope_cos_, rope_sin_;  // per token, per rotated pair
+  std::vector<float> scratch_;          // per thread, n_ctx scores
+  std::vector<float> logits_;
+  int64_t n_logit_rows_ = 0;
+};
+
+}  // namespace bluelm

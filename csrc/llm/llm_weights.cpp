@@ -1,0 +1,113 @@
+#include "llm/llm_weights.h"
+
+#include "kernels/kernels.h"
+
+namespace bluelm {
+
+namespace {
+
+class Binder {
+ public:
+  explicit Binder(const GGUFFile& f) : f_(f) {}
+
+  const GGUFTensor* find(const std::string& name, bool required) const {
+    const GGUFTensor* t = f_.find_tensor(name);
+    if (!t && required) f_.fail("required tensor '" + name + "' is missing");
+    return t;
+  }
+
+  Matrix matrix(const std::string& name, int64_t rows, int64_t cols, bool required = true) const {
+    Matrix m;
+    const GGUFTensor* t = find(name, required);
+    if (!t) return m;
+    if (t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows) {
+      f_.fail("tensor '" + name + "' has shape " + t->shape_string() + ", expected [" +
+              std::to_string(cols) + ", " + std::to_string(rows) + "]");
+    }
+    const GgmlType type = static_cast<GgmlType>(t->type);
+    if (kernels::weight_slot(type) < 0) {
+      f_.fail("tensor '" + name + "' has type " + type_name(t->type) +
+              ", which this runtime cannot multiply (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+    }
+    m.data = t->data;
+    m.type = type;
+    m.rows = rows;
+    m.cols = cols;
+    m.row_stride = row_bytes(type, cols);
+    return m;
+  }
+
+  Vector vector(const std::string& name, int64_t n, bool required = true) const {
+    Vector v;
+    const GGUFTensor* t = find(name, required);
+    if (!t) return v;
+    if (t->n_elements() != n || t->ne[0] != n) {
+      f_.fail("tensor '" + name + "' has shape " + t->shape_string() + ", expected [" + std::to_string(n) + "]");
+    }
+    if (static_cast<GgmlType>(t->type) != GgmlType::F32) {
+      f_.fail(std::string("tensor '") + name + "' has type " + type_name(t->type) + ", expected F32");
+    }
+    if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) != 0) f_.fail("tensor '" + name + "' data is misaligned");
+    v.data = reinterpret_cast<const float*>(t->data);
+    v.n = n;
+    return v;
+  }
+
+ private:
+  const GGUFFile& f_;
+};
+
+uint64_t bytes(const Matrix& m) { return m.data ? m.row_stride * m.rows : 0; }
+
+}  // namespace
+
+LlmModel::LlmModel(const std::string& path)
+    : file_(std::make_unique<GGUFFile>(path)), config_(LlmConfig::from_gguf(*file_)) {
+  const GGUFFile& f = *file_;
+  LlmConfig& c = config_;
+  Binder b(f);
+
+  const GGUFTensor* emb = b.find("token_embd.weight", true);
+  if (emb->n_dims != 2 || emb->ne[0] != c.n_embd) {
+    f.fail("tensor 'token_embd.weight' has shape " + emb->shape_string() + ", expected [" + std::to_string(c.n_embd) + ", n_vocab]");
+  }
+  c.n_vocab = emb->ne[1];
+  if (c.n_vocab > (int64_t(1) << 31) - 1) f.fail("vocabulary is too large");
+  const int64_t declared = f.get_int(c.arch + ".vocab_size", c.n_vocab);
+  if (declared != c.n_vocab) f.fail(c.arch + ".vocab_size = " + std::to_string(declared) + " disagrees with token_embd.weight (" + std::to_string(c.n_vocab) + " rows)");
+  token_embd = b.matrix("token_embd.weight", c.n_vocab, c.n_embd);
+  output_norm = b.vector("output_norm.weight", c.n_embd);
+  output = b.matrix("output.weight", c.n_vocab, c.n_embd, false);
+  if (!output.data) output = token_embd;
+
+  if (const GGUFTensor* rf = b.find("rope_freqs.weight", false)) {
+    Vector v = b.vector("rope_freqs.weight", c.n_rot / 2);
+    (void)rf;
+    rope_freq_factors.assign(v.data, v.data + v.n);
+  }
+
+  const int64_t q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim;
+  layers.resize(c.n_layer);
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LayerWeights& L = layers[i];
+    L.attn_norm = b.vector(p + "attn_norm.weight", c.n_embd);
+    L.ffn_norm = b.vector(p + "ffn_norm.weight", c.n_embd);
+    L.wq = b.matrix(p + "attn_q.weight", q_dim, c.n_embd);
+    L.wk = b.matrix(p + "attn_k.weight", kv_dim, c.n_embd);
+    L.wv = b.matrix(p + "attn_v.weight", kv_dim, c.n_embd);
+    L.wo = b.matrix(p + "attn_output.weight", c.n_embd, q_dim);
+    L.w_gate = b.matrix(p + "ffn_gate.weight", c.n_ff, c.n_embd);
+    L.w_up = b.matrix(p + "ffn_up.weight", c.n_ff, c.n_embd);
+    L.w_down = b.matrix(p + "ffn_down.weight", c.n_embd, c.n_ff);
+    // Biases are optional for llama and expected for qwen2.
+    L.bq = b.vector(p + "attn_q.bias", q_dim, c.has_qkv_bias);
+    L.bk = b.vector(p + "attn_k.bias", kv_dim, c.has_qkv_bias);
+    L.bv = b.vector(p + "attn_v.bias", kv_dim, c.has_qkv_bias);
+    weight_bytes += bytes(L.wq) + bytes(L.wk) + bytes(L.wv) + bytes(L.wo) + bytes(L.w_gate) +
+                    bytes(L.w_up) + bytes(L.w_down);
+  }
+  weight_bytes += bytes(output);
+}
+
+}  // namespace bluelm

@@ -1,0 +1,55 @@
+// The decoder's tensors, bound by llama.cpp's names and checked against the
+// config. Weights stay in their stored format inside the file mapping.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/gguf_file.h"
+#include "llm/llm_config.h"
+
+namespace bluelm {
+
+// A row-major matrix of `rows` rows of `cols` elements (ggml ne1 x ne0).
+struct Matrix {
+  const void* data = nullptr;
+  GgmlType type = GgmlType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t row_stride = 0;  // bytes
+  const char* row(int64_t r) const { return static_cast<const char*>(data) + r * row_stride; }
+};
+
+// A 1-D F32 vector (norm weights, biases).
+struct Vector {
+  const float* data = nullptr;
+  int64_t n = 0;
+};
+
+struct LayerWeights {
+  Vector attn_norm, ffn_norm;
+  Matrix wq, wk, wv, wo;
+  Vector bq, bk, bv;  // qwen2 only
+  Matrix w_gate, w_up, w_down;
+};
+
+class LlmModel {
+ public:
+  explicit LlmModel(const std::string& path);
+
+  const GGUFFile& file() const { return *file_; }
+  const LlmConfig& config() const { return config_; }
+
+  Matrix token_embd;
+  Vector output_norm;
+  Matrix output;  // the token embedding when tied
+  std::vector<float> rope_freq_factors;  // per rotated pair; empty means all 1
+  std::vector<LayerWeights> layers;
+  uint64_t weight_bytes = 0;  // bytes of matrices read per token (roofline)
+
+ private:
+  std::unique_ptr<GGUFFile> file_;
+  LlmConfig config_;
+};
+
+}  // namespace bluelm
