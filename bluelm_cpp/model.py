@@ -161,7 +161,9 @@ class Model:
 
     # -- text <-> tokens ----------------------------------------------------
 
-    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+    def tokenize(
+        self, text: str, add_special: bool = True, parse_special: bool = False
+    ) -> list[int]:
         """Token ids of ``text``, as llama.cpp's ``llama_tokenize``.
 
         ``add_special`` adds BOS/EOS where the model asks for them;
@@ -297,13 +299,21 @@ class Model:
         full) or the end of the context. ``temperature=0`` is greedy.
 
         Example:
-            >>> list(m.generate_tokens(m.tokenize("1, 2, 3,"), max_tokens=4, temperature=0))  # doctest: +SKIP
+            >>> ids = m.tokenize("1, 2, 3,")  # doctest: +SKIP
+            >>> list(m.generate_tokens(ids, max_tokens=4, temperature=0))  # doctest: +SKIP
             [216, 34, 28, 216]
         """
         ids = self._check_tokens(tokens)
         sampler = self._make_sampler(
-            temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
-            frequency_penalty, repeat_last_n, seed,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            presence_penalty,
+            frequency_penalty,
+            repeat_last_n,
+            seed,
         )
         limit = self._check_max_tokens(max_tokens)
         return self._token_stream(ids, sampler, limit)
@@ -315,12 +325,22 @@ class Model:
 
     @staticmethod
     def _make_sampler(
-        temperature: float, top_k: int, top_p: float, min_p: float, repeat_penalty: float,
-        presence_penalty: float, frequency_penalty: float, repeat_last_n: int, seed: int | None,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        min_p: float,
+        repeat_penalty: float,
+        presence_penalty: float,
+        frequency_penalty: float,
+        repeat_last_n: int,
+        seed: int | None,
     ) -> _core.Sampler:
         for name, v in (
-            ("temperature", temperature), ("top_p", top_p), ("min_p", min_p),
-            ("repeat_penalty", repeat_penalty), ("presence_penalty", presence_penalty),
+            ("temperature", temperature),
+            ("top_p", top_p),
+            ("min_p", min_p),
+            ("repeat_penalty", repeat_penalty),
+            ("presence_penalty", presence_penalty),
             ("frequency_penalty", frequency_penalty),
         ):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -331,8 +351,15 @@ class Model:
             seed = random.SystemRandom().getrandbits(63)
         seed = _check_int("seed", seed, 0, (1 << 64) - 1)
         return _core.Sampler(
-            float(temperature), min(top_k, 1 << 30), float(top_p), float(min_p), float(repeat_penalty),
-            float(presence_penalty), float(frequency_penalty), repeat_last_n, seed,
+            float(temperature),
+            min(top_k, 1 << 30),
+            float(top_p),
+            float(min_p),
+            float(repeat_penalty),
+            float(presence_penalty),
+            float(frequency_penalty),
+            repeat_last_n,
+            seed,
         )
 
     def _token_stream(self, ids: list[int], sampler: _core.Sampler, limit: int) -> Iterator[int]:
@@ -379,9 +406,9 @@ class Model:
         occurrence of any ``stop`` string (which is not included).
 
         Example:
-            >>> m.generate("Once upon a time", max_tokens=32, temperature=0.7, seed=1)  # doctest: +SKIP
+            >>> m.generate("Once upon a time", max_tokens=32, seed=1)  # doctest: +SKIP
             ', in a small village...'
-            >>> for piece in m.generate("Count: 1, 2,", max_tokens=8, stream=True):  # doctest: +SKIP
+            >>> for piece in m.generate("Count:", max_tokens=8, stream=True):  # doctest: +SKIP
             ...     print(piece, end="", flush=True)
         """
         if images:
@@ -395,9 +422,17 @@ class Model:
             ids = list(prompt)
         pieces = self._text_stream(
             self.generate_tokens(
-                ids, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
-                frequency_penalty=frequency_penalty, repeat_last_n=repeat_last_n, seed=seed,
+                ids,
+                max_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                min_p=min_p,
+                repeat_penalty=repeat_penalty,
+                presence_penalty=presence_penalty,
+                frequency_penalty=frequency_penalty,
+                repeat_last_n=repeat_last_n,
+                seed=seed,
             ),
             self._check_stop(stop),
         )
@@ -458,7 +493,7 @@ class Model:
                 ready = pending[: len(pending) - hold]
                 if ready:
                     yield ready
-                pending = pending[len(ready):]
+                pending = pending[len(ready) :]
         finally:
             close = getattr(tokens, "close", None)
             if close is not None:

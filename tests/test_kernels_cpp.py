@@ -1,5 +1,6 @@
 """Runs the C++ kernel tests (tests/cpp): every SIMD table against the scalar
 reference, natively and, for the NEON tables, cross-compiled under qemu-aarch64."""
+
 import os
 import re
 import shutil
@@ -16,7 +17,11 @@ def _run(part):
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed")
     proc = subprocess.run(
-        ["bash", str(SCRIPT), part], cwd=ROOT, capture_output=True, text=True, timeout=1800,
+        ["bash", str(SCRIPT), part],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
         env=os.environ.copy(),
     )
     out = proc.stdout + proc.stderr
@@ -32,9 +37,13 @@ def test_kernels_native():
 
 def test_kernels_aarch64_qemu():
     missing = [t for t in ("aarch64-linux-gnu-g++", "qemu-aarch64") if shutil.which(t) is None]
+    if missing and os.environ.get("BLUELM_REQUIRE_AARCH64") == "1":
+        pytest.fail("BLUELM_REQUIRE_AARCH64=1 but missing: " + ", ".join(missing))
     if missing:
-        pytest.skip("NEON kernels need the aarch64 cross toolchain and qemu-user: missing "
-                    + ", ".join(missing))
+        pytest.skip(
+            "NEON kernels need the aarch64 cross toolchain and qemu-user: missing "
+            + ", ".join(missing)
+        )
     out = _run("aarch64")
     for isa in ("neon", "neon_dotprod", "neon_i8mm"):
         assert f"BLUELM_ISA={isa}" in out

@@ -18,8 +18,19 @@
 namespace bluelm {
 
 namespace {
-constexpr int kSpinIterations = 1 << 16;  // ~ tens of microseconds before sleeping
+// Busy-wait briefly (jobs arrive microseconds apart while decoding), then yield
+// the core so an oversubscribed machine still makes progress, then sleep.
+constexpr int kPauseIterations = 2048;
+constexpr int kYieldIterations = 256;
+
+void backoff(int i) {
+  if (i < kPauseIterations) {
+    BLUELM_PAUSE();
+  } else {
+    std::this_thread::yield();
+  }
 }
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back(&ThreadPool::worker, this, i);
@@ -50,15 +61,15 @@ void ThreadPool::run_raw(JobFn fn, void* ctx) {
   }
   wake_.notify_all();
   fn(ctx, 0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) BLUELM_PAUSE();
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) backoff(i);
 }
 
 void ThreadPool::worker(int ith) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int i = 0; gen == seen && i < kSpinIterations; ++i) {
-      BLUELM_PAUSE();
+    for (int i = 0; gen == seen && i < kPauseIterations + kYieldIterations; ++i) {
+      backoff(i);
       gen = generation_.load(std::memory_order_acquire);
     }
     if (gen == seen) {

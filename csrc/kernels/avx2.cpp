@@ -277,16 +277,6 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
 
 // ---- activation conversion ---------------------------------------------------
 
-// roundf semantics (half away from zero), exactly: x - trunc(x) is exact.
-inline __m256 round_away(__m256 v) {
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
-  const __m256 up = _mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  const __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
-  return _mm256_add_ps(t, _mm256_and_ps(up, one));
-}
-
 // One block of 32 floats -> d and 32 int8 as the reference codec; returns sum(q)
 // and the unrounded d in *d_f32.
 inline int quantize_block(const float* x, uint16_t* d_out, int8_t* qs, float* d_f32) {
@@ -300,13 +290,14 @@ inline int quantize_block(const float* x, uint16_t* d_out, int8_t* qs, float* d_
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  const float d = _mm_cvtss_f32(m) / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float amax_s = _mm_cvtss_f32(m);
+  const float d = amax_s / 127.0f;
+  const float id = amax_s != 0.0f ? 127.0f / amax_s : 0.0f;  // as the reference codec
   *d_out = f2h(d);
   *d_f32 = d;
   const __m256 idv = _mm256_set1_ps(id);
   __m256i i32[4];
-  for (int j = 0; j < 4; ++j) i32[j] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[j], idv)));
+  for (int j = 0; j < 4; ++j) i32[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
   // packs interleave 128-bit lanes; the permute restores element order.
   const __m256i p16a = _mm256_packs_epi32(i32[0], i32[1]);

@@ -191,8 +191,8 @@ constexpr GemmFn fgemm = gemm<ftile<Kind, 4, 1>, ftile<Kind, 1, 1>, ftile<Kind, 
 
 // ---- activation conversion ------------------------------------------------------
 
-// One block as the reference codec: d = amax/127, q = roundf(x * (1/d)).
-// FCVTAS rounds half away from zero, exactly as roundf. Returns sum(q).
+// One block as the reference codec: d = amax/127, q = round-to-nearest-even(x * 127/amax)
+// (ggml's x86 rule); FCVTNS rounds to nearest even. Returns sum(q).
 inline int quantize_block(const float* x, uint16_t* d_out, int8_t* qs, float* d_f32) {
   float32x4_t v[8];
   float32x4_t amax = vdupq_n_f32(0.0f);
@@ -200,15 +200,16 @@ inline int quantize_block(const float* x, uint16_t* d_out, int8_t* qs, float* d_
     v[j] = vld1q_f32(x + 4 * j);
     amax = vmaxq_f32(amax, vabsq_f32(v[j]));
   }
-  const float d = vmaxvq_f32(amax) / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float amax_s = vmaxvq_f32(amax);
+  const float d = amax_s / 127.0f;
+  const float id = amax_s != 0.0f ? 127.0f / amax_s : 0.0f;  // as the reference codec
   *d_out = f2h(d);
   *d_f32 = d;
   int32x4_t sum = vdupq_n_s32(0);
   int16x8_t h[4];
   for (int j = 0; j < 4; ++j) {
-    const int32x4_t a = vcvtaq_s32_f32(vmulq_n_f32(v[2 * j], id));
-    const int32x4_t b = vcvtaq_s32_f32(vmulq_n_f32(v[2 * j + 1], id));
+    const int32x4_t a = vcvtnq_s32_f32(vmulq_n_f32(v[2 * j], id));
+    const int32x4_t b = vcvtnq_s32_f32(vmulq_n_f32(v[2 * j + 1], id));
     sum = vaddq_s32(sum, vaddq_s32(a, b));
     h[j] = vcombine_s16(vqmovn_s32(a), vqmovn_s32(b));
   }

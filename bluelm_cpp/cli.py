@@ -1,0 +1,177 @@
+"""The ``bluelm-cpp`` command line: run, chat, info, convert.
+
+Example:
+    $ bluelm-cpp run "What is the capital of France?"
+    $ bluelm-cpp run --raw "Once upon a time" --max-tokens 64 --temperature 0.7 --seed 1
+    $ bluelm-cpp chat
+    $ bluelm-cpp info model.gguf
+    $ bluelm-cpp convert MODEL_DIR -o model.gguf --outtype q4_0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import BlueLMError
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
+    p.add_argument("-c", "--n-ctx", type=int, default=2048, help="context window (tokens)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: cores)")
+    p.add_argument("-b", "--n-batch", type=int, default=128, help="prefill chunk (tokens)")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--max-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
+
+
+def _sampling(ns: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        temperature=ns.temperature,
+        top_k=ns.top_k,
+        top_p=ns.top_p,
+        min_p=ns.min_p,
+        repeat_penalty=ns.repeat_penalty,
+        seed=ns.seed,
+        stop=ns.stop,
+    )
+
+
+def _load(ns: argparse.Namespace):  # noqa: ANN202 - returns bluelm_cpp.Model
+    from .model import Model
+
+    return Model(ns.model, n_ctx=ns.n_ctx, n_threads=ns.threads, n_batch=ns.n_batch)
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    model = _load(ns)
+    if ns.raw:
+        pieces = model.generate(ns.prompt, ns.max_tokens, stream=True, **_sampling(ns))
+    else:
+        messages = [{"role": "user", "content": ns.prompt}]
+        if ns.system:
+            messages.insert(0, {"role": "system", "content": ns.system})
+        pieces = model.chat(messages, ns.max_tokens, stream=True, **_sampling(ns))
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_chat(ns: argparse.Namespace) -> int:
+    model = _load(ns)
+    messages: list[dict[str, Any]] = []
+    if ns.system:
+        messages.append({"role": "system", "content": ns.system})
+    print("Chat with the model; an empty line or Ctrl-D ends.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        answer = []
+        for piece in model.chat(messages, ns.max_tokens, stream=True, **_sampling(ns)):
+            answer.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        messages.append({"role": "assistant", "content": "".join(answer)})
+    return 0
+
+
+def _cmd_info(ns: argparse.Namespace) -> int:
+    from . import _core
+    from .default_model import default_model_path
+
+    f = _core.GGUFFile(ns.file or default_model_path())
+    meta = f.metadata
+    shown = {
+        k: (f"<{len(v)} items>" if isinstance(v, list) and len(v) > 8 else v)
+        for k, v in meta.items()
+        if ns.all or k != "tokenizer.chat_template"
+    }
+    types: dict[str, int] = {}
+    for t in f.tensors:
+        types[t["type_name"]] = types.get(t["type_name"], 0) + 1
+    report = {
+        "path": f.path,
+        "gguf_version": f.version,
+        "file_size": f.file_size,
+        "tensors": len(f.tensors),
+        "tensor_types": types,
+        "kernel_isa": _core.isa(),
+        "metadata": shown,
+    }
+    print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def _cmd_convert(argv: Sequence[str]) -> int:
+    from .convert.cli import main as convert_main
+
+    return int(convert_main(list(argv)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bluelm-cpp", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="answer one prompt (chat template applied unless --raw)")
+    run.add_argument("prompt")
+    run.add_argument("--raw", action="store_true", help="continue the text as is, no template")
+    run.add_argument("--system", default=None, help="system message")
+    _add_model_args(run)
+    _add_sampling_args(run)
+    run.set_defaults(func=_cmd_run)
+
+    chat = sub.add_parser("chat", help="interactive chat on the terminal")
+    chat.add_argument("--system", default=None)
+    _add_model_args(chat)
+    _add_sampling_args(chat)
+    chat.set_defaults(func=_cmd_chat)
+
+    info = sub.add_parser("info", help="print a GGUF file's metadata and tensor types")
+    info.add_argument("file", nargs="?", default=None)
+    info.add_argument("--all", action="store_true", help="include the chat template")
+    info.set_defaults(func=_cmd_info)
+
+    sub.add_parser(
+        "convert", help="Hugging Face checkpoint -> GGUF (see convert --help)", add_help=False
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bluelm-cpp`` command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "convert":
+        return _cmd_convert(args[1:])
+    ns = build_parser().parse_args(args)
+    try:
+        return int(ns.func(ns))
+    except BlueLMError as e:
+        print(f"bluelm-cpp: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
