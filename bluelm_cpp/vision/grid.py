@@ -43,7 +43,9 @@ def _check_positive(name: str, value: int) -> int:
     return value
 
 
-def effective_and_wasted(width: int, height: int, cols: int, rows: int, side: int) -> tuple[int, int]:
+def effective_and_wasted(
+    width: int, height: int, cols: int, rows: int, side: int
+) -> tuple[int, int]:
     """``(R_e, R_w)`` of an image on a ``cols x rows`` canvas of ``side``-pixel patches.
 
     Example:
@@ -82,7 +84,9 @@ def candidate_grids(max_side: int, max_patches: int, order: str = "area") -> lis
     return sorted(grids, key=lambda g: (-g[0] * g[1], -g[0]))
 
 
-def _relaxed(w: int, h: int, grids: list[tuple[int, int]], side: int, alpha: float) -> tuple[int, int]:
+def _relaxed(
+    w: int, h: int, grids: list[tuple[int, int]], side: int, alpha: float
+) -> tuple[int, int]:
     best = grids[-1]
     re_max, rw_min = 0.0, float("inf")
     for cols, rows in grids:
@@ -162,5 +166,9 @@ def plan_grid(
     if method == "internvl":
         return _internvl(width, height, max_patches, max_side, patch_side)
     if method == "llava_next":
-        return _llava_next(width, height, candidate_grids(max_side, max_patches, "rows"), patch_side)
-    return _relaxed(width, height, candidate_grids(max_side, max_patches, "area"), patch_side, alpha)
+        return _llava_next(
+            width, height, candidate_grids(max_side, max_patches, "rows"), patch_side
+        )
+    return _relaxed(
+        width, height, candidate_grids(max_side, max_patches, "area"), patch_side, alpha
+    )

@@ -124,7 +124,7 @@ def _to_rgb(img: Any) -> Any:
     Image, _ = _pil()
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I") :
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit grey: scale to 8 bits rather than clip (Pillow's convert clips)
         a = np.asarray(img, dtype=np.float64)
         top = 65535.0 if a.max() > 255 else 255.0

@@ -108,7 +108,9 @@ def canvas(img: Any, canvas_w: int, canvas_h: int) -> np.ndarray:
 def crop_grid(pixels: np.ndarray, side: int) -> list[np.ndarray]:
     """Raster-order ``side x side`` crops of an ``H x W x 3`` array (H, W multiples of side)."""
     h, w = pixels.shape[:2]
-    return [pixels[y : y + side, x : x + side] for y in range(0, h, side) for x in range(0, w, side)]
+    return [
+        pixels[y : y + side, x : x + side] for y in range(0, h, side) for x in range(0, w, side)
+    ]
 
 
 def normalise(patches: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
