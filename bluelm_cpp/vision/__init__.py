@@ -1,4 +1,5 @@
-"""Images in: loading, grid planning, patch pixels, and the BlueLM-V reference.
+"""Images in: loading, grid planning, patch pixels, LLaVA-OneVision packing, and the
+BlueLM-V PyTorch reference (``bluelm_cpp.vision.reference``, needs torch).
 
 Example:
     >>> from bluelm_cpp.vision import plan_grid
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from .grid import METHODS, candidate_grids, effective_and_wasted, plan_grid
 from .images import MAX_ASPECT_RATIO, MAX_PIXELS, load_image
+from .packing import llava_onevision_token_count, pack_llava_onevision
 from .patches import (
     LLAVA_OV_PINPOINTS,
     SIGLIP_MEAN,
@@ -36,6 +38,8 @@ __all__ = [
     "effective_and_wasted",
     "llava_onevision_patches",
     "llava_onevision_patches_uint8",
+    "llava_onevision_token_count",
+    "pack_llava_onevision",
     "load_image",
     "plan_grid",
     "select_pinpoint",

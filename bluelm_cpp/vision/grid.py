@@ -50,7 +50,7 @@ def effective_and_wasted(
 
     Example:
         >>> effective_and_wasted(500, 102, 2, 1, 384)
-        (78336, 69120)
+        (51000, 243912)
     """
     cw, ch = cols * side, rows * side
     scale = min(cw / width, ch / height)
