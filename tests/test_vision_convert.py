@@ -214,3 +214,47 @@ def test_wrong_shape_and_bad_arguments(tmp_path):
     with pytest.raises(ModelFileError):
         convert_vision_checkpoint(src, tmp_path / "exists.gguf", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.gguf", "tiny_bluelm_v"]
+
+
+def _legacy_name(n: str) -> str:
+    # the names of the llava-hf hub checkpoints (transformers 4)
+    if n.startswith("vision_tower."):
+        return "vision_tower.vision_model." + n[len("vision_tower.") :]
+    return n
+
+
+def _v5_model_prefix_name(n: str) -> str:
+    # transformers 5's in-memory names (model.language_model.*, model.vision_tower.*)
+    if n.startswith("language_model.model."):
+        return "model.language_model." + n[len("language_model.model.") :]
+    if n.startswith("language_model.lm_head"):
+        return n[len("language_model.") :]
+    return "model." + n
+
+
+@pytest.mark.parametrize("rename", [_legacy_name, _v5_model_prefix_name])
+def test_other_checkpoint_name_layouts_convert_identically(tmp_path, files, rename):
+    from safetensors.numpy import load_file, save_file
+
+    d = _copy("tiny_llava_ov", tmp_path)
+    tensors = load_file(str(d / "model.safetensors"))
+    save_file({rename(k): v for k, v in tensors.items()}, str(d / "model.safetensors"))
+    out = tmp_path / "o.gguf"
+    convert_vision_checkpoint(d, out, "f32", "f32", progress=False)
+    _, got, _ = oracle.read_gguf(out)
+    _, want, _ = oracle.read_gguf(files["tiny_llava_ov", "f32"])
+    assert set(got) == set(want)
+    assert all(np.array_equal(got[n], want[n]) for n in want)
+
+
+def test_bare_siglip_with_vision_model_prefix(tmp_path, files):
+    from safetensors.numpy import load_file, save_file
+
+    d = _copy("tiny_siglip", tmp_path)
+    tensors = load_file(str(d / "model.safetensors"))
+    save_file({"vision_model." + k: v for k, v in tensors.items()}, str(d / "model.safetensors"))
+    out = tmp_path / "o.gguf"
+    convert_vision_checkpoint(d, out, vision_outtype="f32", progress=False)
+    _, got, _ = oracle.read_gguf(out)
+    _, want, _ = oracle.read_gguf(files["tiny_siglip", "f32"])
+    assert all(np.array_equal(got[n], want[n]) for n in want) and set(got) == set(want)

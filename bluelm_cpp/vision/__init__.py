@@ -23,6 +23,7 @@ from .patches import (
     llava_onevision_patches_uint8,
     select_pinpoint,
 )
+from .settings import VisionSettings, image_token_count, preprocess_image
 
 __all__ = [
     "LLAVA_OV_PINPOINTS",
@@ -32,15 +33,18 @@ __all__ = [
     "SIGLIP_MEAN",
     "SIGLIP_STD",
     "PatchLayout",
+    "VisionSettings",
     "bluelm_v_patches",
     "bluelm_v_patches_uint8",
     "candidate_grids",
     "effective_and_wasted",
+    "image_token_count",
     "llava_onevision_patches",
     "llava_onevision_patches_uint8",
     "llava_onevision_token_count",
     "pack_llava_onevision",
     "load_image",
     "plan_grid",
+    "preprocess_image",
     "select_pinpoint",
 ]
