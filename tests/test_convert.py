@@ -500,6 +500,32 @@ def test_sharded_equals_single_file(tmp_path: Path) -> None:
         assert np.asarray(ta[n].data).tobytes() == np.asarray(tb[n].data).tobytes(), n
 
 
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+def test_sliced_conversion_equals_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: str
+) -> None:
+    """Converting in slices of rows (as for big models) writes the same bytes."""
+    d = tmp_path / "m"
+    make_model(d, dtype=dtype, n_vocab=320)
+    whole, sliced = tmp_path / "whole.gguf", tmp_path / "sliced.gguf"
+    convert_checkpoint(d, whole, "q4_0", progress=False)
+    seen: list[tuple[str, int]] = []
+    real = writer_mod._load
+
+    def spy(plan: Any, p: Any, start: int, stop: int) -> np.ndarray:
+        seen.append((p.gguf_name, stop - start))
+        return real(plan, p, start, stop)
+
+    # two heads of Q (32 rows of 64 float32) per slice
+    monkeypatch.setattr(writer_mod, "SLICE_BYTES", 2 * HEAD_DIM * HIDDEN * 4)
+    monkeypatch.setattr(writer_mod, "_load", spy)
+    convert_checkpoint(d, sliced, "q4_0", progress=False)
+    assert whole.read_bytes() == sliced.read_bytes()
+    assert seen.count(("token_embd.weight", 32)) == 10  # 320 rows in 10 slices
+    assert seen.count(("blk.0.attn_q.weight", 32)) == 2
+    assert ("blk.0.ffn_norm.weight", 64) in seen  # 1-D tensors stay whole
+
+
 def test_official_safetensors_writer_is_read(tmp_path: Path) -> None:
     st = pytest.importorskip("safetensors.numpy")
     d = tmp_path / "m"
