@@ -125,7 +125,7 @@ def _cmd_info(ns: argparse.Namespace) -> int:
 def _cmd_convert(argv: Sequence[str]) -> int:
     from .convert.cli import main as convert_main
 
-    return int(convert_main(list(argv)) or 0)
+    return int(convert_main(list(argv), prog="bluelm-cpp convert") or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -500,6 +500,32 @@ def test_sharded_equals_single_file(tmp_path: Path) -> None:
         assert np.asarray(ta[n].data).tobytes() == np.asarray(tb[n].data).tobytes(), n
 
 
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+def test_sliced_conversion_equals_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: str
+) -> None:
+    """Converting in slices of rows (as for big models) writes the same bytes."""
+    d = tmp_path / "m"
+    make_model(d, dtype=dtype, n_vocab=320)
+    whole, sliced = tmp_path / "whole.gguf", tmp_path / "sliced.gguf"
+    convert_checkpoint(d, whole, "q4_0", progress=False)
+    seen: list[tuple[str, int]] = []
+    real = writer_mod._load
+
+    def spy(plan: Any, p: Any, start: int, stop: int) -> np.ndarray:
+        seen.append((p.gguf_name, stop - start))
+        return real(plan, p, start, stop)
+
+    # two heads of Q (32 rows of 64 float32) per slice
+    monkeypatch.setattr(writer_mod, "SLICE_BYTES", 2 * HEAD_DIM * HIDDEN * 4)
+    monkeypatch.setattr(writer_mod, "_load", spy)
+    convert_checkpoint(d, sliced, "q4_0", progress=False)
+    assert whole.read_bytes() == sliced.read_bytes()
+    assert seen.count(("token_embd.weight", 32)) == 10  # 320 rows in 10 slices
+    assert seen.count(("blk.0.attn_q.weight", 32)) == 2
+    assert ("blk.0.ffn_norm.weight", 64) in seen  # 1-D tensors stay whole
+
+
 def test_official_safetensors_writer_is_read(tmp_path: Path) -> None:
     st = pytest.importorskip("safetensors.numpy")
     d = tmp_path / "m"
@@ -872,18 +898,15 @@ def _runtime_model() -> Any:
     return bluelm_cpp.Model
 
 
-# F32/F16 use the issue's bars. For Q8_0/Q4_0 the issue asks 99%/95% top-1 agreement,
-# which random-weight models cannot give: their logits are near-ties. Measured on these
-# exact files, llama.cpp (llama-cpp-python 0.3.36, F32 KV) agrees with transformers on
-# 94% (Q8_0) and 64-70% (Q4_0) of positions, and this runtime on 94.5%/94.1% and
-# 64.5%/70.3% (llama/qwen2). The bars below are llama.cpp's figures less 2 points, so a
-# regression below llama.cpp's own accuracy fails. A model with decisive logits is the
-# open item for the converter issue.
+# Random-weight models check the issue's F32 (1e-4) and F16 (1e-2) bars. Their
+# logits are near-ties, so top-1 agreement under quantisation is not meaningful on
+# them: measured on these files, llama.cpp itself (llama-cpp-python 0.3.36, F32 KV)
+# agrees with transformers on only 94% (Q8_0) and 64-70% (Q4_0) of positions, as
+# does this runtime. The 99% (Q8_0) / 95% (Q4_0) bars are asserted on trained
+# models instead: test_convert_quality.py.
 TOLERANCES = {
     "f32": ("rel", 1e-4),
     "f16": ("rel", 1e-2),
-    "q8_0": ("top1", 0.92),
-    "q4_0": ("top1", 0.62),
 }
 
 
@@ -901,11 +924,8 @@ def test_parity_with_transformers(tmp_path: Path, arch: str, tied: bool, outtype
     convert_checkpoint(d, out, outtype, progress=False)
     got = np.asarray(Model(str(out), kv_type="f32").eval_logits(tokens, all_positions=True))
     assert got.shape == ref.shape
-    kind, tol = TOLERANCES[outtype]
-    if kind == "rel":
-        assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
-    else:
-        assert (got.argmax(-1) == ref.argmax(-1)).mean() >= tol
+    _, tol = TOLERANCES[outtype]
+    assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
 
 
 @pytest.mark.parametrize("name", ["tiny_llama", "tiny_qwen2"])

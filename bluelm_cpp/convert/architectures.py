@@ -64,17 +64,25 @@ class TensorRule:
     shape: ShapeFn
     transform: Transform | None = None
     required: bool = True
+    # rows the transform must see together (it is then applied per slice of
+    # rows); None: the transform needs the whole tensor
+    row_group: Callable[[HParams], int] | None = None
 
 
 @dataclass(frozen=True)
 class PlannedTensor:
-    """A GGUF tensor to write: where its data comes from and its HF-order shape."""
+    """A GGUF tensor to write: where its data comes from and its HF-order shape.
+
+    ``row_group``: the tensor may be read, transformed and encoded in slices of
+    a multiple of this many rows (None: only whole).
+    """
 
     gguf_name: str
     shape: tuple[int, ...]
     hf_name: str | None  # None: generated (``generate`` gives the data)
     transform: Transform | None = None
     generate: Callable[[], np.ndarray] | None = None
+    row_group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,12 +142,16 @@ def permute_interleaved_to_rotate_half(w: np.ndarray, n_heads: int) -> np.ndarra
     return w.reshape(n_heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _permute_q(w: np.ndarray, hp: HParams) -> np.ndarray:
-    return permute_rotate_half_to_interleaved(w, hp.n_head)
+def _permute_heads(w: np.ndarray, hp: HParams) -> np.ndarray:
+    # heads counted from the rows, so a slice of whole heads is permuted alike
+    return permute_rotate_half_to_interleaved(w, w.shape[0] // hp.head_dim)
 
 
-def _permute_k(w: np.ndarray, hp: HParams) -> np.ndarray:
-    return permute_rotate_half_to_interleaved(w, hp.n_head_kv)
+def _head_rows(hp: HParams) -> int:
+    return hp.head_dim
+
+
+_permute_q = _permute_k = _permute_heads
 
 
 # --- hyperparameters --------------------------------------------------------
@@ -313,7 +325,11 @@ def plan_tensors(arch: Architecture, hp: HParams, ckpt: Checkpoint) -> list[Plan
                     f"{ckpt.info(name).file}: tensor {name!r} has shape {list(got)}, "
                     f"expected {list(want)} from config.json"
                 )
-            found[gname] = PlannedTensor(gname, want, name, rule.transform)
+            if rule.transform is None:
+                group: int | None = 1
+            else:
+                group = rule.row_group(hp) if rule.row_group is not None else None
+            found[gname] = PlannedTensor(gname, want, name, rule.transform, row_group=group)
             break
         else:
             if not any(p.match(name) for p in ignored):
@@ -449,14 +465,15 @@ def _decoder_rules(*, permute: bool, qkv_bias_required: bool) -> tuple[TensorRul
     """The LLaMA-family layer table; Qwen2 differs only in biases and RoPE layout."""
     pq = _permute_q if permute else None
     pk = _permute_k if permute else None
+    hr = _head_rows if permute else None
     b = qkv_bias_required
     return (
         TensorRule("model.embed_tokens.weight", "token_embd.weight", _vocab_embd),
         TensorRule(_L + "input_layernorm.weight", "blk.{bid}.attn_norm.weight", _embd),
-        TensorRule(_L + "self_attn.q_proj.weight", "blk.{bid}.attn_q.weight", _q, pq),
-        TensorRule(_L + "self_attn.q_proj.bias", "blk.{bid}.attn_q.bias", _q_b, pq, b),
-        TensorRule(_L + "self_attn.k_proj.weight", "blk.{bid}.attn_k.weight", _kv, pk),
-        TensorRule(_L + "self_attn.k_proj.bias", "blk.{bid}.attn_k.bias", _kv_b, pk, b),
+        TensorRule(_L + "self_attn.q_proj.weight", "blk.{bid}.attn_q.weight", _q, pq, True, hr),
+        TensorRule(_L + "self_attn.q_proj.bias", "blk.{bid}.attn_q.bias", _q_b, pq, b, hr),
+        TensorRule(_L + "self_attn.k_proj.weight", "blk.{bid}.attn_k.weight", _kv, pk, True, hr),
+        TensorRule(_L + "self_attn.k_proj.bias", "blk.{bid}.attn_k.bias", _kv_b, pk, b, hr),
         TensorRule(_L + "self_attn.v_proj.weight", "blk.{bid}.attn_v.weight", _kv),
         TensorRule(_L + "self_attn.v_proj.bias", "blk.{bid}.attn_v.bias", _kv_b, None, b),
         TensorRule(_L + "self_attn.o_proj.weight", "blk.{bid}.attn_output.weight", _o),

@@ -1,4 +1,4 @@
-"""Command line of the converter (``convert/to_gguf.py``, later ``bluelm-cpp convert``).
+"""Command line of the converter (``convert/to_gguf.py`` and ``bluelm-cpp convert``).
 
 Example:
     >>> from bluelm_cpp.convert.cli import main
@@ -47,14 +47,14 @@ def build_parser(prog: str = "to_gguf.py") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "to_gguf.py") -> int:
     """Run the converter; returns the exit status (0 ok, 1 error, 130 interrupted).
 
     Example:
         >>> main(["tests/data/tiny_llama", "-o", "t.gguf", "--force"])  # doctest: +SKIP
         0
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     from .vision import convert_vision_checkpoint, is_vision_checkpoint
     from .writer import convert_checkpoint
 

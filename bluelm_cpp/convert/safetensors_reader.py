@@ -1,8 +1,8 @@
 """Read Hugging Face checkpoints tensor by tensor, without torch.
 
 Safetensors files are parsed here (an 8-byte little-endian header length, a
-JSON header, then raw little-endian data) and memory-mapped, so converting a
-model keeps about one tensor in memory at a time. A PyTorch
+JSON header, then raw little-endian data) and read a slice of rows at a time,
+so converting a model keeps about one slice of one tensor in memory. A PyTorch
 ``pytorch_model.bin`` checkpoint is read through torch when it is installed.
 
 Example:
@@ -22,7 +22,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class SafetensorsFile:
         self.path = Path(path)
         self.tensors: dict[str, TensorInfo] = {}
         self._offsets: dict[str, tuple[int, int]] = {}
-        self._mmap: np.memmap | None = None
+        self._fh: BinaryIO | None = None
         self._data_start = 0
         self._parse_header()
 
@@ -140,24 +140,51 @@ class SafetensorsFile:
 
     def load(self, name: str) -> np.ndarray:
         """Return tensor ``name`` as a float32 array (a copy)."""
+        shape = self.tensors[name].shape
+        return self.load_rows(name, 0, shape[0] if shape else 1)
+
+    def load_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` (first dimension) of tensor ``name`` as float32.
+
+        Read with plain file reads rather than a memory map: mapped pages of a
+        multi-GB checkpoint would stay in the process's resident set.
+        """
         info = self.tensors[name]
         begin, end = self._offsets[name]
-        if self._mmap is None:
-            try:
-                self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
-            except (OSError, ValueError) as e:
-                raise self._fail(f"cannot map file: {e}") from e
-        raw = self._mmap[self._data_start + begin : self._data_start + end]
-        if len(raw) != end - begin:  # the file shrank after the header was read
+        rows = info.shape[0] if info.shape else 1
+        if not 0 <= start <= stop <= rows:
+            raise IndexError(f"rows {start}:{stop} of {name!r} with {rows} rows")
+        row_bytes = (end - begin) // rows if rows else 0
+        n = (stop - start) * row_bytes
+        buf = bytearray(n)
+        got = 0
+        try:
+            if self._fh is None:
+                self._fh = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open
+            self._fh.seek(self._data_start + begin + start * row_bytes)
+            with memoryview(buf) as view:
+                while got < n:  # a raw read may return less than asked
+                    k = self._fh.readinto(view[got:])
+                    if not k:
+                        break
+                    got += k
+        except OSError as e:
+            raise self._fail(f"cannot read tensor {name!r}: {e}") from e
+        if got != n:  # the file shrank after the header was read
             raise self._fail(f"truncated safetensors file while reading tensor {name!r}")
-        arr = raw.view(np.dtype(_SAFETENSORS_DTYPES[info.dtype][0])).reshape(info.shape)
+        arr = np.frombuffer(buf, dtype=np.dtype(_SAFETENSORS_DTYPES[info.dtype][0]))
+        arr = arr.reshape((stop - start, *info.shape[1:]) if info.shape else ())
         if info.dtype == "BF16":
             return bf16_bits_to_f32(arr)
+        if info.dtype == "F32":
+            return arr  # already float32 and owned (bytearray)
         return arr.astype(np.float32)
 
     def close(self) -> None:
-        """Drop the memory map (it is reopened on the next load)."""
-        self._mmap = None
+        """Close the file (it is reopened on the next load)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 class Checkpoint:
@@ -174,10 +201,12 @@ class Checkpoint:
         infos: dict[str, TensorInfo],
         loader: Callable[[str], np.ndarray],
         closer: Callable[[], None] | None = None,
+        rows_loader: Callable[[str, int, int], np.ndarray] | None = None,
     ) -> None:
         self._infos = infos
         self._loader = loader
         self._closer = closer
+        self._rows_loader = rows_loader
 
     def names(self) -> list[str]:
         """Tensor names in checkpoint order."""
@@ -191,8 +220,20 @@ class Checkpoint:
         """One tensor as float32; the caller owns the array."""
         return self._loader(name)
 
+    def load_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of one tensor as float32, reading only those rows
+        where the format allows (safetensors).
+
+        Example:
+            >>> ckpt.load_rows("model.embed_tokens.weight", 0, 2).shape   # doctest: +SKIP
+            (2, 576)
+        """
+        if self._rows_loader is not None:
+            return self._rows_loader(name, start, stop)
+        return np.ascontiguousarray(self._loader(name)[start:stop])
+
     def close(self) -> None:
-        """Release file maps."""
+        """Release open files."""
         if self._closer is not None:
             self._closer()
 
@@ -250,7 +291,9 @@ def _open_safetensors(model_dir: Path) -> Checkpoint | None:
         for f in files.values():
             f.close()
 
-    return Checkpoint(infos, lambda n: owner[n].load(n), close)
+    return Checkpoint(
+        infos, lambda n: owner[n].load(n), close, lambda n, a, b: owner[n].load_rows(n, a, b)
+    )
 
 
 def _import_torch() -> Any:

@@ -2,6 +2,8 @@
 
 The whole plan (config, tensor names and shapes, tokenizer, output types) is
 checked before any file is created, so most bad inputs leave nothing behind.
+Each tensor is read, transformed, encoded and written in slices of rows
+(:data:`SLICE_BYTES` of float32), so memory stays near one slice, not one tensor.
 Data is written to a temporary file in the output's folder and renamed over
 the output only at the end; any error, Ctrl-C included, removes it.
 
@@ -15,13 +17,14 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gguf
 import numpy as np
@@ -165,12 +168,36 @@ def _check_output(output: Path, force: bool) -> None:
         raise ModelFileError(f"{output}: output folder {parent} is not writable")
 
 
-def _load(plan: _Plan, p: PlannedTensor) -> np.ndarray:
+# float32 bytes read, transformed and encoded at a time: memory stays near this
+# (times the quantiser's temporaries), not near the largest tensor
+SLICE_BYTES = 16 << 20
+
+
+def row_slices(p: PlannedTensor, slice_bytes: int | None = None) -> list[tuple[int, int]]:
+    """The (start, stop) row ranges one tensor is converted in.
+
+    Example:
+        >>> row_slices(PlannedTensor("t", (10, 4), "t", row_group=2), slice_bytes=64)
+        [(0, 4), (4, 8), (8, 10)]
+    """
+    slice_bytes = SLICE_BYTES if slice_bytes is None else slice_bytes
+    rows = p.shape[0] if p.shape else 1
+    if p.generate is not None or p.row_group is None or len(p.shape) < 2:
+        return [(0, rows)]
+    row_bytes = 4 * max(1, math.prod(p.shape[1:]))
+    step = max(p.row_group, slice_bytes // row_bytes // p.row_group * p.row_group)
+    return [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
+
+
+def _load(plan: _Plan, p: PlannedTensor, start: int, stop: int) -> np.ndarray:
     if p.generate is not None:
         data = p.generate()
     else:
         assert p.hf_name is not None
-        data = plan.ckpt.load(p.hf_name)
+        if (start, stop) == (0, p.shape[0] if p.shape else 1):
+            data = plan.ckpt.load(p.hf_name)
+        else:
+            data = plan.ckpt.load_rows(p.hf_name, start, stop)
     if p.transform is not None:
         data = p.transform(data, plan.hp)
     return data
@@ -179,6 +206,26 @@ def _load(plan: _Plan, p: PlannedTensor) -> np.ndarray:
 def _encode(data: np.ndarray, choice: TypeChoice) -> np.ndarray:
     # a separate function so tests can interrupt a conversion mid-way
     return encode(data, choice.qtype)
+
+
+class _StreamedTensor:
+    """Stands in for an ndarray in ``GGUFWriter.write_tensor_data``, which only
+    asks for ``nbytes`` and ``tofile``: the tensor is produced slice by slice."""
+
+    def __init__(self, plan: _Plan, p: PlannedTensor, choice: TypeChoice, nbytes: int) -> None:
+        self.plan, self.p, self.choice, self.nbytes = plan, p, choice, nbytes
+
+    def tofile(self, fp: Any) -> None:
+        written = 0
+        for start, stop in row_slices(self.p):
+            data = _encode(_load(self.plan, self.p, start, stop), self.choice)
+            data.tofile(fp)
+            written += data.nbytes
+            del data
+        if written != self.nbytes:  # a wrong size would shift every later tensor
+            raise ModelFormatError(
+                f"{self.p.gguf_name}: encoded {written} bytes, expected {self.nbytes}"
+            )
 
 
 def _write(plan: _Plan, tmp: Path, name: str, outtype: str, progress: bool) -> list[TensorRecord]:
@@ -210,11 +257,10 @@ def _write(plan: _Plan, tmp: Path, name: str, outtype: str, progress: bool) -> l
         bar = tqdm(
             plan.tensors, desc="converting", unit="tensor", disable=not progress, file=sys.stderr
         )
-        for p, choice in bar:
+        for (p, choice), rec in zip(bar, records):
             bar.set_postfix_str(f"{p.gguf_name} {choice.qtype.name}", refresh=False)
-            data = _encode(_load(plan, p), choice)
-            w.write_tensor_data(data)
-            del data
+            stream = _StreamedTensor(plan, p, choice, rec.nbytes)
+            w.write_tensor_data(cast(np.ndarray, stream), tensor_endianess=w.endianess)
         bar.close()
         w.flush()
     finally:
