@@ -32,47 +32,64 @@ float dot_bf16(const void* w, const void* x, int64_t k) {
   return s;
 }
 
+// The 8 lanes of an AVX register summed as (lo + hi), then movehl, then movehdup.
+float sum8_tree(const float* v) {
+  return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+// Quantised dots in ggml's x86 order: each block's integer products summed in 8
+// lanes of 4 consecutive elements, each lane scaled into its own float
+// accumulator by one FMA, the lanes folded by the 8-lane tree at the end.
+
 float dot_q8_0(const void* w, const void* x, int64_t k) {
   const BlockQ8_0* a = static_cast<const BlockQ8_0*>(w);
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
-  float s = 0.0f;
+  float acc[8] = {};
   for (int64_t i = 0; i < k / QK; ++i) {
-    int sum = 0;
-    for (int j = 0; j < QK; ++j) sum += a[i].qs[j] * b[i].qs[j];
-    s += sum * (fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d));
+    const float d = fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d);
+    for (int l = 0; l < 8; ++l) {
+      int sum = 0;
+      for (int j = 4 * l; j < 4 * l + 4; ++j) sum += a[i].qs[j] * b[i].qs[j];
+      acc[l] = std::fma(static_cast<float>(sum), d, acc[l]);
+    }
   }
-  return s;
+  return sum8_tree(acc);
 }
+
+// Element j of a 4-bit block: low nibbles hold 0..15, high nibbles 16..31.
+inline int nibble(const uint8_t* qs, int j) { return j < QK / 2 ? qs[j] & 0x0f : qs[j - QK / 2] >> 4; }
 
 float dot_q4_0(const void* w, const void* x, int64_t k) {
   const BlockQ4_0* a = static_cast<const BlockQ4_0*>(w);
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
-  float s = 0.0f;
+  float acc[8] = {};
   for (int64_t i = 0; i < k / QK; ++i) {
-    int sum = 0;
-    for (int j = 0; j < QK / 2; ++j) {
-      sum += ((a[i].qs[j] & 0x0f) - 8) * b[i].qs[j];
-      sum += ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + QK / 2];
+    const float d = fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d);
+    for (int l = 0; l < 8; ++l) {
+      int sum = 0;
+      for (int j = 4 * l; j < 4 * l + 4; ++j) sum += (nibble(a[i].qs, j) - 8) * b[i].qs[j];
+      acc[l] = std::fma(static_cast<float>(sum), d, acc[l]);
     }
-    s += sum * (fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d));
   }
-  return s;
+  return sum8_tree(acc);
 }
 
+// The min term m_w * s_x is summed on its own, block by block, and added last.
 float dot_q4_1(const void* w, const void* x, int64_t k) {
   const BlockQ4_1* a = static_cast<const BlockQ4_1*>(w);
   const BlockQ8_1* b = static_cast<const BlockQ8_1*>(x);
-  float s = 0.0f;
+  float acc[8] = {};
+  float mins = 0.0f;
   for (int64_t i = 0; i < k / QK; ++i) {
-    int sum = 0;
-    for (int j = 0; j < QK / 2; ++j) {
-      sum += (a[i].qs[j] & 0x0f) * b[i].qs[j];
-      sum += (a[i].qs[j] >> 4) * b[i].qs[j + QK / 2];
+    const float d = fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d);
+    mins += fp16_to_fp32(a[i].m) * fp16_to_fp32(b[i].s);
+    for (int l = 0; l < 8; ++l) {
+      int sum = 0;
+      for (int j = 4 * l; j < 4 * l + 4; ++j) sum += nibble(a[i].qs, j) * b[i].qs[j];
+      acc[l] = std::fma(static_cast<float>(sum), d, acc[l]);
     }
-    s += sum * (fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d)) +
-         fp16_to_fp32(a[i].m) * fp16_to_fp32(b[i].s);
   }
-  return s;
+  return sum8_tree(acc) + mins;
 }
 
 template <float (*Dot)(const void*, const void*, int64_t)>
@@ -159,11 +176,6 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   const int64_t nv = n & ~int64_t(7);
   for (int64_t i = 0; i < nv; ++i) y[i] = gate[i] / (1.0f + exp_ggml(0.0f - gate[i])) * up[i];
   for (int64_t i = nv; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-}
-
-// The 8 lanes of an AVX register summed as (lo + hi), then movehl, then movehdup.
-float sum8_tree(const float* v) {
-  return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
 
 // ggml_vec_dot_f16's order: 4 x 8 FMA lanes over steps of 32, folded (0+2)+(1+3),
