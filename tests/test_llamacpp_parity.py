@@ -25,12 +25,27 @@ LOGITS_NPZ = DATA_DIR / RECORD["logits"]["file"]
 # Greedy output must equal llama.cpp's for at least this many tokens per prompt.
 MIN_GREEDY_MATCH = 32
 
-# max|ours - llama.cpp| / max|llama.cpp| over all 40 positions of the logits prompt.
-# Measured: 0.0301 (max|diff| 1.021 / max|logit| 33.87, mean|diff| 0.158). For scale,
-# llama.cpp itself moves by 0.0266 (mean 0.127) when the same prompt goes through one
-# token per decode instead of one batch, and by 0.041 with an F32 instead of F16 KV
-# cache: this Q4_1 model amplifies rounding. Position 0 is bit-exact.
-LOGIT_RTOL = 0.035
+# The recording came from llama.cpp's x86 AVX2 build. The scalar, AVX2 and AVX-512
+# kernel tables repeat its arithmetic operation for operation (FMA rope, ggml's vector
+# exp in SwiGLU and softmax, quantised dots in 8 lanes, F16 attention summed in
+# tinyBLAS's order for a batch and ggml_vec_dot_f16's for one token; tests/cpp checks
+# the tables against each other bit for bit). With them every logit and every greedy
+# token is identical. Measured: max|ours - llama.cpp| = 0 over all 40 positions of the
+# logits prompt (avx2 and scalar); all 14 greedy continuations equal for their full
+# recorded length (avx2). AVX-512 is logic-checked against scalar only (VNNI emulated).
+MIRRORING_ISAS = {"scalar", "avx2", "avx512"}
+# Other tables (NEON) sum in their own order. This Q4_1 model amplifies last-bit
+# differences (8-bit activations, F16 KV cache): an x86 build that did not mirror
+# llama.cpp's order measured max|diff| / max|logit| = 0.030 (llama.cpp itself moves by
+# 0.027 between batch and one-token-per-decode prefill), so that is the bound there.
+LOGIT_RTOL_OTHER = 0.035
+
+
+def _mirrors_llamacpp() -> bool:
+    from bluelm_cpp import _core
+
+    return _core.isa() in MIRRORING_ISAS
+
 
 TOKENIZE = RECORD["tokenize"]
 GENERATE = RECORD["generate"]
@@ -162,19 +177,17 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-# This Q4_1 model amplifies last-bit differences (8-bit activations, F16 KV cache):
-# llama.cpp disagrees with itself when the same prompts are prefilled one token per
-# decode instead of in one batch (4 of these 14 prompts then keep its own greedy output
-# for 32 tokens). Greedy parity is therefore asserted where it is decidable: teacher-
-# forced along llama.cpp's path, our choice must equal llama.cpp's wherever our own
-# top-2 gap exceeds NEAR_TIE (twice the largest logit difference measured against
-# llama.cpp, 0.92); at near-ties llama.cpp's token must be within NEAR_TIE of our best.
+# Teacher-forced along llama.cpp's path (one batch, so not bit for bit the greedy path
+# of one token per step), our choice must equal llama.cpp's wherever our own top-2 gap
+# exceeds NEAR_TIE; at near-ties llama.cpp's token must be within NEAR_TIE of our best.
+# This holds on every kernel table.
 NEAR_TIE = 2.0
-# Free-running greedy: prompts whose first 32 tokens equal llama.cpp's. Measured: 2 of 14
-# on this build (5 of 14 on an earlier one whose activation rounding differed from
-# llama.cpp's; llama.cpp's own one-token-per-decode path keeps 4 of 14). The issue asks
-# 10 of 14: reaching it needs llama.cpp's attention arithmetic mirrored bit for bit.
-MIN_FREE_RUNNING_PROMPTS = 2
+# Free-running greedy (prompt in chunks of n_batch, then one token per step, as
+# recorded): the issue asks 10 of 14 prompts to match for 32 tokens. Mirroring tables
+# must match every prompt for its whole recorded length (measured: 14 of 14); others
+# at least MIN_FREE_RUNNING_OTHER (an x86 build that did not mirror measured 2 to 5).
+MIN_FREE_RUNNING_ISSUE = 10
+MIN_FREE_RUNNING_OTHER = 2
 
 
 @pytest.mark.parametrize("entry", GENERATE, ids=lambda g: g["name"])
@@ -196,7 +209,7 @@ def test_greedy_choices_match_llamacpp(model: Any, entry: dict[str, Any]) -> Non
 
 
 def test_free_running_greedy_matches_llamacpp(model: Any, match_report: dict[str, str]) -> None:
-    full = 0
+    full = exact = 0
     for entry in GENERATE:
         ref: list[int] = entry["generated_ids"]
         model.reset()
@@ -211,7 +224,12 @@ def test_free_running_greedy_matches_llamacpp(model: Any, match_report: dict[str
         full += n >= min(MIN_GREEDY_MATCH, len(ref)) and (
             entry["stop"] != "eos" or len(ref) >= MIN_GREEDY_MATCH or got == ref
         )
-    assert full >= MIN_FREE_RUNNING_PROMPTS, f"{full} of {len(GENERATE)}: {_MATCHES}"
+        exact += got == ref
+    if _mirrors_llamacpp():
+        assert exact == len(GENERATE), f"{exact} of {len(GENERATE)} identical: {_MATCHES}"
+        assert full >= MIN_FREE_RUNNING_ISSUE
+    else:
+        assert full >= MIN_FREE_RUNNING_OTHER, f"{full} of {len(GENERATE)}: {_MATCHES}"
 
 
 # --- logits -------------------------------------------------------------------
@@ -240,7 +258,12 @@ def test_logits_close_to_llamacpp(logits_pair: tuple[np.ndarray, np.ndarray]) ->
     pos = int(diff.max(axis=1).argmax())
     print(f"logits: max|diff| {diff.max():.4g} (pos {pos}), max|logit| {scale:.4g}")
     print(f"relative {rel:.3g}, mean|diff| {diff.mean():.3g}")
-    assert rel <= LOGIT_RTOL, f"max|diff|/max|logit| = {rel:.3g} at position {pos}"
+    if _mirrors_llamacpp():
+        assert np.array_equal(got, ref), (
+            f"not bit-exact: max|diff| {diff.max():.4g} at position {pos}"
+        )
+    else:
+        assert rel <= LOGIT_RTOL_OTHER, f"max|diff|/max|logit| = {rel:.3g} at position {pos}"
 
 
 def test_logits_argmax_matches_llamacpp(logits_pair: tuple[np.ndarray, np.ndarray]) -> None:

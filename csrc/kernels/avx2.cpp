@@ -424,8 +424,140 @@ void softmax(float* s, int64_t n) {
   for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
 }
 
+// ---- llama.cpp's x86 arithmetic (see scalar.cpp for the lane-by-lane reference) --
+
+// exp(x) = 2^n * e^b: n by the 1.5 * 2^23 rounding trick, b = x - n*ln2 in two FMAs,
+// e^b - 1 by a degree-5 polynomial; lanes with |n| > 126 take a two-step scale.
+inline __m256 exp8(__m256 x) {
+  const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+  const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+  const __m256 n = _mm256_sub_ps(z, shift);
+  const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                    _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+  const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
+  const __m256 u = _mm256_mul_ps(b, b);
+  const __m256 hi = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                                    _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f)));
+  const __m256 p = _mm256_fmadd_ps(hi, u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+  const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+  const __m256 big = _mm256_cmp_ps(an, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+  const __m256 normal = _mm256_fmadd_ps(p, k, k);
+  if (!_mm256_movemask_ps(big)) return normal;
+  const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                     _mm256_set1_epi32(int(0x82000000u)));
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+  const __m256 huge = _mm256_cmp_ps(an, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+  const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, p, s2), s1);
+  const __m256 r = _mm256_blendv_ps(normal, scaled, big);
+  return _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
+}
+
+void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) y[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];  // as ggml's tail
+}
+
+// ggml_vec_dot_f16's lane fold: (a0 + a2) + (a1 + a3), lo + hi, two hadds.
+inline float fold32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 x = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  t = _mm_hadd_ps(t, t);
+  t = _mm_hadd_ps(t, t);
+  return _mm_cvtss_f32(t);
+}
+
+float dot_f16_vec_order(const uint16_t* a, const float* b, int64_t n) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  const int64_t np = n & ~int64_t(31);
+  for (int64_t i = 0; i < np; i += 32)
+    for (int c = 0; c < 4; ++c)
+      acc[c] = _mm256_fmadd_ps(F16Load::load8(a + i + 8 * c), _mm256_loadu_ps(b + i + 8 * c), acc[c]);
+  double s = fold32(acc[0], acc[1], acc[2], acc[3]);
+  for (int64_t i = np; i < n; ++i) s += static_cast<double>(h2f(a[i]) * b[i]);
+  return static_cast<float>(s);
+}
+
+float dot_f16_tile_order(const uint16_t* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8)
+    acc = _mm256_fmadd_ps(F16Load::load8(a + i), _mm256_loadu_ps(b + i), acc);
+  return hsum(acc);
+}
+
+void softmax_ggml(float* s, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) mx = fmaxf(mx, s[j]);
+  const __m256 vmx = _mm256_set1_ps(mx);
+  double sum = 0.0;
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
+    _mm256_storeu_ps(s + j, v);
+    sum += hsum(v);
+  }
+  if (j < n) {  // padded KV positions contribute exact zeros
+    alignas(32) float t[8] = {};
+    for (int64_t l = 0; l < n - j; ++l) t[l] = s[j + l];
+    _mm256_store_ps(t, exp8(_mm256_sub_ps(_mm256_load_ps(t), vmx)));
+    for (int64_t l = n - j; l < 8; ++l) t[l] = 0.0f;
+    for (int64_t l = 0; l < n - j; ++l) s[j + l] = t[l];
+    sum += hsum(_mm256_load_ps(t));
+  }
+  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+  for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
+  for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
+}
+
+// P.V with lanes by position: 8 (tiled matmul) or 32 (dot product) accumulators
+// per 8 output elements; positions past n_kv (llama.cpp's padding) weigh zero.
+void weighted_sum_lanes(const float* p, const uint16_t* v, size_t stride, int64_t hd, int64_t n,
+                        bool batched, float* out) {
+  int64_t d = 0;
+  for (; d + 8 <= hd; d += 8) {
+    __m256 acc[32];
+    for (int l = 0; l < 32; ++l) acc[l] = _mm256_setzero_ps();
+    const int64_t lanes = batched ? 8 : 32;
+    for (int64_t j = 0; j < n; ++j) {
+      __m256& a = acc[j % lanes];
+      a = _mm256_fmadd_ps(F16Load::load8(v + j * stride + d), _mm256_set1_ps(p[j]), a);
+    }
+    __m256 r;
+    if (batched) {
+      r = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
+                        _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7])));
+    } else {
+      __m256 x[8];
+      for (int l = 0; l < 8; ++l)
+        x[l] = _mm256_add_ps(_mm256_add_ps(acc[l], acc[16 + l]), _mm256_add_ps(acc[8 + l], acc[24 + l]));
+      r = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(x[0], x[4]), _mm256_add_ps(x[1], x[5])),
+                        _mm256_add_ps(_mm256_add_ps(x[2], x[6]), _mm256_add_ps(x[3], x[7])));
+    }
+    _mm256_storeu_ps(out + d, r);
+  }
+  for (; d < hd; ++d) {
+    float acc[32] = {};
+    const int64_t lanes = batched ? 8 : 32;
+    for (int64_t j = 0; j < n; ++j) acc[j % lanes] = fmaf(h2f(v[j * stride + d]), p[j], acc[j % lanes]);
+    float x[8];
+    if (batched) {
+      out[d] = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    } else {
+      for (int l = 0; l < 8; ++l) x[l] = (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l]);
+      out[d] = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
+    }
+  }
+}
+
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
-            int64_t head_dim, int64_t n_kv, float scale, float* scratch, float* out) {
+            int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch, float* out) {
   if (kv_type == GgmlType::F32) {
     const float* k = static_cast<const float*>(K);
     for (int64_t j = 0; j < n_kv; ++j)
@@ -434,21 +566,24 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
     weighted_sum<F32Load>(scratch, static_cast<const float*>(V), kv_stride, head_dim, n_kv, out);
     return;
   }
-  // F16 cache: query and softmax weights rounded to F16, as the reference.
+  // F16 cache: llama.cpp's F16 matmuls see the query and the softmax weights in F16.
   const uint16_t* k = static_cast<const uint16_t*>(K);
   float qh[512];
   int64_t d = 0;
   for (; d + 8 <= head_dim; d += 8)
     _mm256_storeu_ps(qh + d, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(q + d), _MM_FROUND_TO_NEAREST_INT)));
   for (; d < head_dim; ++d) qh[d] = h2f(f2h(q[d]));
-  for (int64_t j = 0; j < n_kv; ++j)
-    scratch[j] = scale * dot_rows<F16Load>(k + j * kv_stride, qh, head_dim);
-  softmax(scratch, n_kv);
+  const bool tile_kq = batched && head_dim % 8 == 0;
+  for (int64_t j = 0; j < n_kv; ++j) {
+    const uint16_t* kj = k + j * kv_stride;
+    scratch[j] = (tile_kq ? dot_f16_tile_order(kj, qh, head_dim) : dot_f16_vec_order(kj, qh, head_dim)) * scale;
+  }
+  softmax_ggml(scratch, n_kv);
   int64_t j = 0;
   for (; j + 8 <= n_kv; j += 8)
     _mm256_storeu_ps(scratch + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(scratch + j), _MM_FROUND_TO_NEAREST_INT)));
   for (; j < n_kv; ++j) scratch[j] = h2f(f2h(scratch[j]));
-  weighted_sum<F16Load>(scratch, static_cast<const uint16_t*>(V), kv_stride, head_dim, n_kv, out);
+  weighted_sum_lanes(scratch, static_cast<const uint16_t*>(V), kv_stride, head_dim, n_kv, batched, out);
 }
 
 KernelTable make_table() {
@@ -465,6 +600,7 @@ KernelTable make_table() {
   t.convert[A_Q8_0] = convert_q8_0;
   t.convert[A_Q8_1] = convert_q8_1;
   t.attend = attend;
+  t.swiglu = swiglu;
   return t;
 }
 

@@ -22,9 +22,16 @@ using ConvertRowFn = void (*)(const float* x, void* y, int64_t K);
 // scores[j] = scale * dot(q, K_j); softmax; out = sum_j p_j V_j. K/V rows are
 // head_dim values of kv_type (F32 or F16) with row stride kv_stride elements.
 // `scratch` has room for n_kv floats.
+// With an F16 cache the sums follow llama.cpp's x86 CPU path (flash attention
+// off) operation for operation: `batched` picks the order of its tiled F16
+// matmul (a prompt chunk of two or more tokens) over that of its F16 dot
+// product (one token).
 using AttendFn = void (*)(const float* q, const void* K, const void* V, GgmlType kv_type,
                           size_t kv_stride, int64_t head_dim, int64_t n_kv, float scale,
-                          float* scratch, float* out);
+                          bool batched, float* scratch, float* out);
+
+// One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
+using SwigluFn = void (*)(const float* gate, const float* up, float* y, int64_t n);
 
 enum WeightSlot { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_COUNT };
 enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_COUNT };
@@ -34,6 +41,7 @@ struct KernelTable {
   GemmFn gemm[W_COUNT];        // by weight type
   ConvertRowFn convert[A_COUNT];  // by activation format
   AttendFn attend;
+  SwigluFn swiglu;
 };
 
 // Slot of a weight type, or -1 when no kernel exists for it.

@@ -326,7 +326,8 @@ void softmax(float* s, int64_t n) {
 }
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
-            int64_t head_dim, int64_t n_kv, float scale, float* scratch, float* out) {
+            int64_t head_dim, int64_t n_kv, float scale, bool /*batched: x86 order, not mirrored here*/,
+            float* scratch, float* out) {
   const char* k = static_cast<const char*>(K);
   const char* v = static_cast<const char*>(V);
   if (kv_type == GgmlType::F32) {

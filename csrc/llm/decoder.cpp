@@ -118,8 +118,9 @@ void Context::rope(float* x, int64_t m, int64_t n_heads) const {
         const int64_t a = cfg_.rope_mode == RopeMode::Normal ? 2 * i : i;
         const int64_t b = cfg_.rope_mode == RopeMode::Normal ? 2 * i + 1 : i + half;
         const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c[i] - x1 * s[i];
-        v[b] = x0 * s[i] + x1 * c[i];
+        // one FMA each, with the other product rounded first, as ggml's CPU rope
+        v[a] = std::fma(x0, c[i], -(x1 * s[i]));
+        v[b] = std::fma(x0, s[i], x1 * c[i]);
       }
     }
   }
@@ -144,7 +145,7 @@ void Context::attention(int layer, int64_t m) {
       const int64_t t = task / cfg_.n_head, h = task % cfg_.n_head, kvh = h / group;
       const size_t off = static_cast<size_t>(kvh * hd) * kv_elem_bytes_;
       kt_.attend(q_.data() + t * q_dim + h * hd, kc + off, vc + off, kv_type_, kv_dim, hd,
-                 pos0 + t + 1, scale, scratch, attn_.data() + t * q_dim + h * hd);
+                 pos0 + t + 1, scale, m > 1, scratch, attn_.data() + t * q_dim + h * hd);
     }
   });
 }
@@ -191,10 +192,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
     rms_norm(x_.data(), L.ffn_norm, m, h_.data());
     matmul(L.w_gate, h_.data(), m, gate_.data());
     matmul(L.w_up, h_.data(), m, up_.data());
-    for (int64_t i = 0; i < m * ff; ++i) {
-      const float g = gate_[i];
-      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
-    }
+    for (int64_t t = 0; t < m; ++t) kt_.swiglu(gate_.data() + t * ff, up_.data() + t * ff, gate_.data() + t * ff, ff);
     matmul(L.w_down, gate_.data(), m, h_.data());
     for (int64_t i = 0; i < m * d; ++i) x_[i] += h_[i];
   }

@@ -3,6 +3,7 @@
 //   test_kernels --active   print the table active() picks (ArgumentError -> exit 2)
 //   test_kernels --bench    single-thread gemm figures, scalar vs each table
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -122,6 +123,11 @@ double magnitude(GgmlType wt, const uint8_t* w, GgmlType xt, const uint8_t* x, i
   return s;
 }
 
+// x86 tables mirror the scalar reference's F16 attention (llama.cpp's order) bit for bit.
+bool mirrors_llamacpp_order(const KernelTable& isa) {
+  return std::strcmp(isa.isa, "avx2") == 0 || std::strcmp(isa.isa, "avx512") == 0;
+}
+
 void test_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType wt, int64_t rows, int64_t K,
                int64_t n_tok, bool extreme) {
   const GgmlType xt = vec_dot_type(wt);
@@ -143,7 +149,9 @@ void test_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType wt, int6
 
   int bad = 0;
   double worst = 0.0;
-  const double rel = quantised(wt) ? 1e-5 : 1e-5 + 1e-8 * double(K);
+  // x86 tables sum quantised dots in the scalar reference's (llama.cpp's) order: exact.
+  const bool exact = quantised(wt) && mirrors_llamacpp_order(isa);
+  const double rel = exact ? 0.0 : quantised(wt) ? 1e-5 : 1e-5 + 1e-8 * double(K);
   for (int64_t t = 0; t < n_tok; ++t) {
     for (int64_t r = 0; r < int64_t(ldy); ++r) {
       const float a = y[t * ldy + r], b = y_ref[t * ldy + r];
@@ -153,7 +161,7 @@ void test_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType wt, int6
       }
       const double mag = magnitude(wt, W.data() + r * ws, xt, X.data() + t * xs, K);
       const double err = std::fabs(double(a) - b);
-      if (!(err <= rel * mag + 1e-30)) {
+      if (exact ? std::memcmp(&a, &b, 4) != 0 : !(err <= rel * mag + 1e-30)) {
         ++bad;
         worst = std::fmax(worst, mag > 0 ? err / mag : err);
       }
@@ -198,7 +206,8 @@ void test_convert(const KernelTable& isa, const KernelTable& ref, GgmlType at, i
   check(first < 0, what);
 }
 
-void test_attend(const KernelTable& isa, const KernelTable& ref, GgmlType kv, int64_t hd, int64_t n_kv) {
+void test_attend(const KernelTable& isa, const KernelTable& ref, GgmlType kv, int64_t hd, int64_t n_kv,
+                 bool batched) {
   const size_t stride = hd * 3 + 4;  // several heads interleaved, odd padding
   const size_t esz = kv == GgmlType::F32 ? 4 : 2;
   std::vector<uint8_t> Kb(n_kv * stride * esz), Vb(n_kv * stride * esz);
@@ -218,22 +227,72 @@ void test_attend(const KernelTable& isa, const KernelTable& ref, GgmlType kv, in
   std::vector<float> q(hd), s1(n_kv), s2(n_kv), o1(hd, NAN), o2(hd, NAN);
   for (auto& v : q) v = normal();
   const float scale = 1.0f / std::sqrt(float(hd));
-  ref.attend(q.data(), Kb.data(), Vb.data(), kv, stride, hd, n_kv, scale, s1.data(), o1.data());
-  isa.attend(q.data(), Kb.data(), Vb.data(), kv, stride, hd, n_kv, scale, s2.data(), o2.data());
+  ref.attend(q.data(), Kb.data(), Vb.data(), kv, stride, hd, n_kv, scale, batched, s1.data(), o1.data());
+  isa.attend(q.data(), Kb.data(), Vb.data(), kv, stride, hd, n_kv, scale, batched, s2.data(), o2.data());
   // F16: a softmax weight may round to the neighbouring F16 value (relative 2^-11).
-  const double tol = (kv == GgmlType::F32 ? 2e-5 : 1e-3) * vmax;
+  const bool exact = kv == GgmlType::F16 && mirrors_llamacpp_order(isa);
+  const double tol = exact ? 0.0 : (kv == GgmlType::F32 ? 2e-5 : 1e-3) * vmax;
   int bad = 0;
   for (int64_t d = 0; d < hd; ++d) bad += !(std::fabs(double(o1[d]) - o2[d]) <= tol);
-  char what[160];
-  std::snprintf(what, sizeof what, "%s attend %s head_dim=%lld n_kv=%lld: %d bad", isa.isa,
-                type_name(uint32_t(kv)), (long long)hd, (long long)n_kv, bad);
+  // and against plain double-precision attention on the same F16 inputs
+  std::vector<double> sc(n_kv);
+  double mx = -1e300, sum = 0.0;
+  for (int64_t j = 0; j < n_kv; ++j) {
+    double dot = 0.0;
+    for (int64_t d = 0; d < hd; ++d) {
+      float kval;
+      if (kv == GgmlType::F32) std::memcpy(&kval, &Kb[(j * stride + d) * 4], 4);
+      else { uint16_t h; std::memcpy(&h, &Kb[(j * stride + d) * 2], 2); kval = fp16_to_fp32(h); }
+      dot += double(kval) * q[d];
+    }
+    sc[j] = dot * scale;
+    mx = std::max(mx, sc[j]);
+  }
+  for (int64_t j = 0; j < n_kv; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
+  int far = 0;
+  for (int64_t d = 0; d < hd; ++d) {
+    double o = 0.0;
+    for (int64_t j = 0; j < n_kv; ++j) {
+      float vval;
+      if (kv == GgmlType::F32) std::memcpy(&vval, &Vb[(j * stride + d) * 4], 4);
+      else { uint16_t h; std::memcpy(&h, &Vb[(j * stride + d) * 2], 2); vval = fp16_to_fp32(h); }
+      o += sc[j] / sum * vval;
+    }
+    far += !(std::fabs(o - o2[d]) <= (kv == GgmlType::F32 ? 2e-5 : 2e-3) * vmax);
+  }
+  char what[200];
+  std::snprintf(what, sizeof what, "%s attend %s head_dim=%lld n_kv=%lld batched=%d: %d differ from scalar, %d far from double",
+                isa.isa, type_name(uint32_t(kv)), (long long)hd, (long long)n_kv, int(batched), bad, far);
+  bad += far;
   check(bad == 0, what);
+}
+
+// SwiGLU rows (odd lengths too, large |x| for the exp's scaled branch): every table
+// equals the scalar reference bit for bit, and both stay within 4 ulp-ish of double.
+void test_swiglu(const KernelTable& isa, const KernelTable& ref, int64_t n) {
+  std::vector<float> g(n), u(n), y1(n), y2(n);
+  for (int64_t i = 0; i < n; ++i) {
+    g[i] = i % 7 == 3 ? uniform(-120.0f, 120.0f) : normal() * 4.0f;
+    u[i] = normal();
+  }
+  ref.swiglu(g.data(), u.data(), y1.data(), n);
+  isa.swiglu(g.data(), u.data(), y2.data(), n);
+  int differ = 0, far = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    differ += std::memcmp(&y1[i], &y2[i], 4) != 0;
+    const double want = double(g[i]) / (1.0 + std::exp(-double(g[i]))) * u[i];
+    far += !(std::fabs(want - y2[i]) <= 4e-7 * std::fabs(want) + 1e-30);
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "%s swiglu n=%lld: %d differ from scalar, %d far from double",
+                isa.isa, (long long)n, differ, far);
+  check(differ == 0 && far == 0, what);
 }
 
 void test_table(const KernelTable& isa) {
   const KernelTable& ref = scalar_table();
   const int before = g_failed;
-  bool complete = isa.attend != nullptr;
+  bool complete = isa.attend != nullptr && isa.swiglu != nullptr;
   for (int i = 0; i < W_COUNT; ++i) complete = complete && isa.gemm[i];
   for (int i = 0; i < A_COUNT; ++i) complete = complete && isa.convert[i];
   check(complete, std::string(isa.isa) + " table has every entry");
@@ -262,7 +321,9 @@ void test_table(const KernelTable& isa) {
   }
   for (GgmlType kv : {GgmlType::F32, GgmlType::F16})
     for (int64_t hd : {32, 64, 72, 128})
-      for (int64_t n_kv : {1, 2, 7, 33, 130}) test_attend(isa, ref, kv, hd, n_kv);
+      for (int64_t n_kv : {1, 2, 7, 33, 130})
+        for (bool batched : {false, true}) test_attend(isa, ref, kv, hd, n_kv, batched);
+  for (int64_t n : {1, 7, 8, 576, 1536, 1541}) test_swiglu(isa, ref, n);
   std::printf("%-13s %s\n", isa.isa, g_failed == before ? "ok" : "FAILED");
 }
 
