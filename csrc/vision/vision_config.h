@@ -8,7 +8,7 @@
 
 namespace bluelm {
 
-enum class ProjectorType { Mlp, MlpDownsample };
+enum class ProjectorType { None, Mlp, MlpDownsample };
 
 struct VisionConfig {
   int64_t image_size = 0;  // S: input side in pixels
@@ -24,6 +24,7 @@ struct VisionConfig {
   int64_t proj_dim = 0;  // D
   ProjectorType projector = ProjectorType::Mlp;
   std::string projector_name;
+  float projector_eps = 1e-5f;  // mm.input_norm (mlp_downsample)
   int64_t downsample = 1;  // tokens merged per side (2 for mlp_downsample)
   int64_t out_grid = 0;    // tokens per side after the downsampler
   int64_t n_out_tokens = 0;

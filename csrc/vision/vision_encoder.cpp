@@ -26,7 +26,8 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
   big_.resize(std::max({nt * c.n_ff, nt * w.patch_embd.k_pad, n_proj_tok * in_dim}));
   proj_.resize(std::max(n_proj_tok, nt) * c.proj_dim);
   size_t act = 0;
-  std::vector<const VisionMatrix*> ms = {&w.patch_embd, &w.mm0, &w.mm2};
+  std::vector<const VisionMatrix*> ms = {&w.patch_embd};
+  if (w.mm0.data) ms.insert(ms.end(), {&w.mm0, &w.mm2});
   for (const VisionLayer& L : w.layers) ms.insert(ms.end(), {&L.wq, &L.wk, &L.wv, &L.wo, &L.up, &L.down});
   for (const VisionMatrix* m : ms) {
     act = std::max(act, act_row_bytes(*m));
@@ -168,8 +169,6 @@ namespace {
 void gelu_erf(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
 }
-// nn.LayerNorm's default; the downsampler's norm has no key of its own.
-constexpr float kProjectorNormEps = 1e-5f;
 }  // namespace
 
 // 2x2 merge in the contract's order (r0c0, r0c1, r1c0, r1c1), zero outside the
@@ -189,7 +188,7 @@ void VisionEncoder::project_downsample(int64_t n, float* out) {
       }
     }
   });
-  layer_norm(merged, m, in, w_.mm_norm_w, w_.mm_norm_b, kProjectorNormEps, merged);
+  layer_norm(merged, m, in, w_.mm_norm_w, w_.mm_norm_b, c_.projector_eps, merged);
   matmul(w_.mm0, merged, in, m, proj_.data(), w_.mm0_b);
   pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { gelu_erf(proj_.data() + b * D, (e - b) * D); });
   matmul(w_.mm2, proj_.data(), D, m, out, w_.mm2_b);
@@ -207,7 +206,7 @@ void VisionEncoder::run(const float* pixels, int64_t n, bool project, float* out
   patch_embed(pixels, n);
   for (const VisionLayer& L : w_.layers) block(L, n);
   if (w_.post_ln_w.data) layer_norm(x_.data(), m, C, w_.post_ln_w, w_.post_ln_b, c_.eps, x_.data());
-  if (!project) {
+  if (!project || c_.projector == ProjectorType::None) {
     std::memcpy(out, x_.data(), sizeof(float) * m * C);
   } else if (c_.projector == ProjectorType::MlpDownsample) {
     project_downsample(n, out);

@@ -107,6 +107,7 @@ VisionWeights::VisionWeights(const GGUFFile& f, const VisionConfig& c) {
   }
   post_ln_w = b.vector("v.post_ln.weight", C, false);
   post_ln_b = b.vector("v.post_ln.bias", C, post_ln_w.data != nullptr);
+  if (c.projector == ProjectorType::None) return;
   const int64_t in = c.projector == ProjectorType::MlpDownsample ? 4 * C : C;
   if (c.projector == ProjectorType::MlpDownsample) {
     mm_norm_w = b.vector("mm.input_norm.weight", in);
