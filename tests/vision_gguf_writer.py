@@ -49,7 +49,8 @@ def tensor_names(cfg: Mapping[str, Any]) -> list[str]:
         names += ["v.post_ln.weight", "v.post_ln.bias"]
     if cfg["projector"] == "mlp_downsample":
         names += ["mm.input_norm.weight", "mm.input_norm.bias"]
-    names += ["mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"]
+    if cfg["projector"] != "none":
+        names += ["mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"]
     return names
 
 
@@ -142,6 +143,7 @@ def write_vision_gguf(
         w.add_string("clip.vision.mm_patch_merge_type", "flat")
         if cfg["projector"] == "mlp_downsample":
             w.add_uint32("bluelm.vision.downsample", 2)
+            w.add_float32("bluelm.vision.projector_ln_eps", 1e-5)
         w.add_string("bluelm.vision.image_token", "<image>")
         for name, arr in items:
             arr = np.ascontiguousarray(arr, dtype=np.float32)

@@ -151,7 +151,7 @@ py::array_t<float> vision_encode(const VisionModel& vm, py::array pixels, bool p
                                  int64_t batch_size) {
   const VisionConfig& c = vm.config();
   const int64_t S = c.image_size;
-  if (!py::dtype::of<float>().is(pixels.dtype())) throw ArgumentError("pixels must be float32, got " + std::string(py::str(pixels.dtype())));
+  if (!py::isinstance<py::array_t<float>>(pixels)) throw ArgumentError("pixels must be float32, got " + std::string(py::str(pixels.dtype())));
   if (pixels.ndim() != 4 || pixels.shape(1) != 3 || pixels.shape(2) != S || pixels.shape(3) != S || pixels.shape(0) == 0) {
     std::string shape;
     for (py::ssize_t i = 0; i < pixels.ndim(); ++i) shape += (i ? ", " : "") + std::to_string(pixels.shape(i));
@@ -244,7 +244,7 @@ PYBIND11_MODULE(_core, m) {
           [](ContextHandle& pc, py::array emb, bool logits_all) {
             BusyGuard g(pc.busy);
             const int64_t d = pc.ctx->model().config().n_embd;
-            if (!py::dtype::of<float>().is(emb.dtype())) throw ArgumentError("embeddings must be float32, got " + std::string(py::str(emb.dtype())));
+            if (!py::isinstance<py::array_t<float>>(emb)) throw ArgumentError("embeddings must be float32, got " + std::string(py::str(emb.dtype())));
             if (emb.ndim() != 2 || emb.shape(1) != d) {
               throw ArgumentError("embeddings must have shape [n, " + std::to_string(d) + "], got " + std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(emb.shape(), emb.shape() + emb.ndim()))))));
             }
