@@ -1,6 +1,6 @@
 // AVX2 Q8_0 x Q8_0 matrix-matrix product for the vision encoder, where every
 // matmul has hundreds of tokens: BLUELM_VQ_ROWS weight rows x 2 tokens per register tile
-// (8 accumulators, no spills), block scales read as floats from side arrays so
+// (named accumulators), block scales read as floats from side arrays so
 // the inner loop has no fp16 conversion and no scalar multiply.
 // Built with -mavx2 -mfma -mf16c; called only when the AVX2 ops are active.
 #include <immintrin.h>
@@ -8,7 +8,7 @@
 #include "vision/vision_gemm.h"
 
 #ifndef BLUELM_VQ_ROWS
-#define BLUELM_VQ_ROWS 3  // 3 rows x 2 tokens: 6 accumulators leave room for operands (16 ymm)
+#define BLUELM_VQ_ROWS 4  // 4 x 2 measured a little faster than 3 x 2 on Zen 3
 #endif
 
 namespace bluelm::vision {
