@@ -44,7 +44,7 @@ def unpad_features(x: np.ndarray, image_h: int, image_w: int) -> np.ndarray:
 
 
 def bilinear_resize(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` on ``[D, H, W]``."""
+    """torch's ``interpolate(mode="bilinear", align_corners=False)`` on ``[D, H, W]``."""
     d, h, w = x.shape
 
     def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,7 +70,9 @@ class ImageEmbedder:
         batch_size: patches per encoder batch (4, the paper's); memory is bounded by it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], n_threads: int = 1, batch_size: int = 4) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], n_threads: int = 1, batch_size: int = 4
+    ) -> None:
         self.path = os.fspath(path)
         self._vm = _core.VisionModel(self.path)
         self.config: dict[str, Any] = self._vm.config
@@ -93,13 +95,17 @@ class ImageEmbedder:
     @property
     def n_embd(self) -> int:
         """Width of the rows given to the LLM."""
-        return int(self.config["clip.vision.projection_dim"]) if self.projector != "none" else int(
-            self.config["clip.vision.embedding_length"]
+        return (
+            int(self.config["clip.vision.projection_dim"])
+            if self.projector != "none"
+            else int(self.config["clip.vision.embedding_length"])
         )
 
     def encode_patches(self, pixels: np.ndarray) -> np.ndarray:
         """``[N, 3, S, S]`` normalised float32 -> ``[N, T, D]`` projector output."""
-        return self._vm.encode(np.ascontiguousarray(pixels, np.float32), self.n_threads, self.batch_size)
+        return self._vm.encode(
+            np.ascontiguousarray(pixels, np.float32), self.n_threads, self.batch_size
+        )
 
     def embed(self, image: ImageInput) -> np.ndarray:
         """One image -> ``[rows, D]`` float32 embeddings, in the order they enter the LLM."""
@@ -111,7 +117,9 @@ class ImageEmbedder:
             img,
             patch_side=self.image_size,
             method=str(c.get("bluelm.vision.grid_method", "relaxed")),
-            max_side=int(c["bluelm.vision.max_grid_side"]) if "bluelm.vision.max_grid_side" in c else None,
+            max_side=int(c["bluelm.vision.max_grid_side"])
+            if "bluelm.vision.max_grid_side" in c
+            else None,
             max_patches=int(c.get("bluelm.vision.max_patches", 9)),
             alpha=float(c.get("bluelm.vision.alpha", 0.1)),
             mean=self.mean,
@@ -122,13 +130,20 @@ class ImageEmbedder:
 
     def _embed_llava_ov(self, img: Any) -> np.ndarray:
         assert self.pinpoints is not None
-        pix, layout = llava_onevision_patches(img, self.pinpoints, self.image_size, self.mean, self.std)
+        pix, layout = llava_onevision_patches(
+            img, self.pinpoints, self.image_size, self.mean, self.std
+        )
         feats = self.encode_patches(pix)  # [1 + rows*cols, g*g, D], base image first
         g = int(round(math.sqrt(feats.shape[1])))
         d = feats.shape[-1]
         base = feats[0]
         rows, cols = layout.rows, layout.cols
-        grid = feats[1:].reshape(rows, cols, g, g, d).transpose(4, 0, 2, 1, 3).reshape(d, rows * g, cols * g)
+        grid = (
+            feats[1:]
+            .reshape(rows, cols, g, g, d)
+            .transpose(4, 0, 2, 1, 3)
+            .reshape(d, rows * g, cols * g)
+        )
         grid = unpad_features(grid, img.height, img.width)
         if self.anyres_max > 0:
             h, w = grid.shape[1:]
@@ -137,7 +152,9 @@ class ImageEmbedder:
                 grid = bilinear_resize(grid, int(h // ratio), int(w // ratio))
         newline = self._vm_newline()
         if newline is not None:
-            grid = np.concatenate([grid, np.broadcast_to(newline[:, None, None], (d, grid.shape[1], 1))], axis=2)
+            grid = np.concatenate(
+                [grid, np.broadcast_to(newline[:, None, None], (d, grid.shape[1], 1))], axis=2
+            )
         packed = grid.reshape(d, -1).T
         return np.ascontiguousarray(np.concatenate([base, packed]), np.float32)
 
