@@ -217,6 +217,14 @@ def main() -> int:
     )
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument(
+        "--rss-layers",
+        type=int,
+        default=0,
+        help="encoder layers of the file used for the RSS series (0: same as --layers); the "
+        "scratch memory does not depend on the depth, so a shallow file shows the same growth",
+    )
+    ap.add_argument("--no-image", action="store_true", help="skip the whole-image run")
+    ap.add_argument(
         "--workdir", default=None, help="where the GGUFs go (kept for reuse); default a temp dir"
     )
     ap.add_argument("--json", default=None)
@@ -277,10 +285,17 @@ def main() -> int:
                     + ", ".join(f"b{b} {tb[b] / by_b[b]:.2f}x" for b in batches if b in tb)
                 )
     main_t = "q8_0" if "q8_0" in paths else next(iter(paths))
-    res["whole_image"] = whole_image(paths[main_t], a.threads)
-    print(f"whole 768x1536 image ({main_t}, batch 4): {res['whole_image']}")
-    res["rss"] = rss_series(paths[main_t], a.threads)
-    print("peak RSS (child processes, batch 4):")
+    if not a.no_image:
+        res["whole_image"] = whole_image(paths[main_t], a.threads)
+        print(f"whole 768x1536 image ({main_t}, batch 4): {res['whole_image']}")
+    rss_path = paths[main_t]
+    if a.rss_layers and a.rss_layers != a.layers:
+        rss_path = str(work / f"so400m_{a.rss_layers}l_{main_t}.gguf")
+        if not Path(rss_path).exists():
+            rcfg = dict(SO400M, layers=a.rss_layers)
+            write_vision_gguf(rss_path, rcfg, random_tensors(rcfg), main_t)
+    res["rss"] = rss_series(rss_path, a.threads)
+    print(f"peak RSS (child processes, batch 4, {Path(rss_path).stem}):")
     for r in res["rss"]:
         print(
             f"  {r['n']} patches: peak {r['peak_mb']:.0f} MB "
