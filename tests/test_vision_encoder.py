@@ -257,3 +257,31 @@ def test_siglip_live_transformers_with_padded_k(tmp_path: Path) -> None:
         else:
             assert vm.config["weight_type"] == vt.upper()
             assert cosine(got, want) >= 0.999
+
+
+def test_scalar_isa_gives_the_same_embeddings(converted: dict) -> None:
+    """BLUELM_ISA=scalar runs the scalar vision ops and Q8_0 gemm (the reference)."""
+    import os
+    import subprocess
+    import sys
+
+    ref = np.load(DATA / "tiny_bluelm_v" / "reference.npz")
+    px = ref["pixel_values_0"]
+    code = (
+        "import sys, numpy as np; from bluelm_cpp import _core;"
+        "vm = _core.VisionModel(sys.argv[1]); x = np.load(sys.argv[2]);"
+        "np.save(sys.argv[3], vm.encode(x, 2))"
+    )
+    for vt in ("f32", "q8_0"):
+        path = str(converted[("tiny_bluelm_v", vt)])
+        simd = _core.VisionModel(path).encode(px, 2)
+        d = Path(path).parent
+        np.save(d / "px.npy", px)
+        env = dict(os.environ, BLUELM_ISA="scalar")
+        subprocess.run(
+            [sys.executable, "-c", code, path, str(d / "px.npy"), str(d / "out.npy")],
+            env=env,
+            check=True,
+        )
+        scalar = np.load(d / "out.npy")
+        assert rel_err(simd, scalar) < 1e-5, vt
