@@ -72,40 +72,25 @@ def _pixels(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (n, 3, 384, 384)).astype(np.float32)
 
 
-def _median_per_patch(fn: Any, n: int, repeats: int, warm: bool) -> tuple[float, list[float]]:
-    if warm:
-        fn()  # warm-up (page-in of the weights, allocator, oneDNN kernels)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) / n)
-    return statistics.median(times), times
+class Engine:
+    """One encoder under test: ``run(x)`` encodes a batch of patches."""
+
+    def __init__(self, name: str, run: Any, to_input: Any) -> None:
+        self.name, self.run, self.to_input = name, run, to_input
 
 
-def bench_ours(path: str, threads: int, batches: list[int], repeats: int) -> dict[int, float]:
+def ours_engine(path: str, wtype: str, threads: int) -> Engine:
     from bluelm_cpp import _core
 
     vm = _core.VisionModel(path)
-    out = {}
-    for b in batches:
-        x = _pixels(b)
 
-        def run(x: np.ndarray = x, b: int = b) -> None:
-            vm.encode_features(x, threads, batch_size=b)
+    def run(x: np.ndarray) -> None:
+        vm.encode_features(x, threads, batch_size=len(x))
 
-        med, ts = _median_per_patch(run, b, repeats, b == batches[0])
-        out[b] = med
-        print(
-            f"  {Path(path).stem:>14} batch {b}: {med:.3f} s/patch  (runs {_fmt(ts)})",
-            flush=True,
-        )
-    return out
+    return Engine("ours " + wtype, run, lambda x: x)
 
 
-def bench_torch(
-    dtype_name: str, threads: int, batches: list[int], repeats: int, layers: int
-) -> dict[int, float]:
+def torch_engine(dtype_name: str, threads: int, layers: int) -> Engine:
     import torch
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
@@ -122,20 +107,45 @@ def bench_torch(
     )
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     model = SiglipVisionModel(cfg).eval().to(dtype)
-    out = {}
+
+    def run(x: Any) -> None:
+        with torch.inference_mode():
+            model(pixel_values=x)
+
+    return Engine("torch " + dtype_name, run, lambda x: torch.from_numpy(x).to(dtype))
+
+
+def interleaved(
+    engines: list[Engine], batches: list[int], repeats: int, only: dict[str, list[int]]
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Engines take turns on every batch and repeat, so a load change on the shared
+    machine hits all of them alike; wall and process CPU seconds per patch, medians."""
+    for e in engines:
+        e.run(e.to_input(_pixels(1)))  # warm-up: page-in, allocator, oneDNN kernels
+    out: dict[str, dict[int, dict[str, float]]] = {e.name: {} for e in engines}
     for b in batches:
-        x = torch.from_numpy(_pixels(b)).to(dtype)
-
-        def run(x: Any = x) -> None:
-            with torch.inference_mode():
-                model(pixel_values=x)
-
-        med, ts = _median_per_patch(run, b, repeats, b == batches[0])
-        out[b] = med
-        print(
-            f"  {'torch ' + dtype_name:>14} batch {b}: {med:.3f} s/patch  (runs {_fmt(ts)})",
-            flush=True,
-        )
+        x = _pixels(b)
+        walls: dict[str, list[float]] = {e.name: [] for e in engines}
+        cpus: dict[str, list[float]] = {e.name: [] for e in engines}
+        for _ in range(repeats):
+            for e in engines:
+                if e.name in only and b not in only[e.name]:
+                    continue
+                xi = e.to_input(x)
+                c0, t0 = os.times(), time.perf_counter()
+                e.run(xi)
+                t1, c1 = time.perf_counter(), os.times()
+                walls[e.name].append((t1 - t0) / b)
+                cpus[e.name].append((c1.user + c1.system - c0.user - c0.system) / b)
+        for e in engines:
+            if walls[e.name]:
+                w, c = statistics.median(walls[e.name]), statistics.median(cpus[e.name])
+                out[e.name][b] = {"wall": w, "cpu": c}
+                print(
+                    f"  {e.name:>11} batch {b}: {w:7.3f} s/patch wall, {c:7.3f} CPU-s/patch "
+                    f"(runs {_fmt(walls[e.name])})",
+                    flush=True,
+                )
     return out
 
 
@@ -254,8 +264,6 @@ def main() -> int:
         "threads": a.threads,
         "layers": a.layers,
         "load_start": os.getloadavg()[0],
-        "ours": {},
-        "torch": {},
     }
     paths = {}
     for t in a.types.split(","):
@@ -263,27 +271,32 @@ def main() -> int:
         if not p.exists():
             write_vision_gguf(p, cfg, random_tensors(cfg), t)
         paths[t] = str(p)
-    print("per-patch encode (encoder only, 729 tokens):")
-    for t, p in paths.items():
-        res["ours"][t] = bench_ours(p, a.threads, batches, a.repeats)
+    print("per-patch encode (encoder only, 729 tokens), engines interleaved:")
+    engines = [ours_engine(p, t, a.threads) for t, p in paths.items()]
+    only: dict[str, list[int]] = {}
     if not a.no_torch:
         try:
-            res["torch"]["fp32"] = bench_torch("fp32", a.threads, batches, a.repeats, a.layers)
+            engines.append(torch_engine("fp32", a.threads, a.layers))
             bf16_batches = [int(b) for b in a.bf16_batches.split(",") if b]
             if bf16_batches:
-                res["torch"]["bf16"] = bench_torch(
-                    "bf16", a.threads, bf16_batches, a.repeats, a.layers
-                )
+                engines.append(torch_engine("bf16", a.threads, a.layers))
+                only["torch bf16"] = bf16_batches
         except ImportError as e:
             print(f"  torch/transformers not available ({e}); no peer")
-    if res["torch"]:
-        print("speed-up vs PyTorch (per patch, same batch):")
-        for t, by_b in res["ours"].items():
-            for dt, tb in res["torch"].items():
-                print(
-                    f"  {t} vs {dt}: "
-                    + ", ".join(f"b{b} {tb[b] / by_b[b]:.2f}x" for b in batches if b in tb)
+    res["timings"] = interleaved(engines, batches, a.repeats, only)
+    del engines
+    peers = [n for n in res["timings"] if n.startswith("torch")]
+    if peers:
+        print("speed-up vs PyTorch (wall per patch, same batch, same turns):")
+        for n, by_b in res["timings"].items():
+            if n.startswith("torch"):
+                continue
+            for p in peers:
+                tb = res["timings"][p]
+                ratios = ", ".join(
+                    f"b{b} {tb[b]['wall'] / by_b[b]['wall']:.2f}x" for b in batches if b in tb
                 )
+                print(f"  {n} vs {p}: {ratios}")
     main_t = "q8_0" if "q8_0" in paths else next(iter(paths))
     if not a.no_image:
         res["whole_image"] = whole_image(paths[main_t], a.threads)
