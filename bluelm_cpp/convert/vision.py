@@ -360,16 +360,27 @@ def read_vision_hparams(model_dir: Path, config: dict[str, Any], arch: str) -> V
     act = config.get("projector_hidden_act", "gelu")
     if act != "gelu":
         raise ModelFormatError(f"{where}: projector_hidden_act {act!r} is not supported (gelu)")
-    pins = pre.get("image_grid_pinpoints", config.get("image_grid_pinpoints"))
+    # the model's pinpoints (pack_image_features) must be the processor's too
+    pins = config.get("image_grid_pinpoints", pre.get("image_grid_pinpoints"))
     if (
         not isinstance(pins, list)
         or not pins
         or not all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and x > 0 for x in p)
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(x, int) and x > 0 and x % image_size == 0 for x in p)
             for p in pins
         )
     ):
-        raise ModelFormatError(f"{where}: image_grid_pinpoints must be a list of [height, width]")
+        raise ModelFormatError(
+            f"{where}: image_grid_pinpoints must be a list of [height, width], "
+            f"multiples of image_size {image_size}"
+        )
+    if "image_grid_pinpoints" in pre and pre["image_grid_pinpoints"] != pins:
+        raise ModelFormatError(
+            f"{pre_path}: image_grid_pinpoints differ from config.json's; the processor "
+            "and the model must agree"
+        )
     ratio = str(config.get("vision_aspect_ratio", "anyres_max_9"))
     m = re.fullmatch(r"anyres_max_(\d+)", ratio)
     if m is None:

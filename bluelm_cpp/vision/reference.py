@@ -166,7 +166,8 @@ class BlueLMVForConditionalGeneration:
     ``nn.Module`` subclass, so this file imports without torch.
 
     Example:
-        >>> m = BlueLMVForConditionalGeneration.from_pretrained("tests/data/tiny_bluelm_v")  # doctest: +SKIP
+        >>> path = "tests/data/tiny_bluelm_v"
+        >>> m = BlueLMVForConditionalGeneration.from_pretrained(path)  # doctest: +SKIP
         >>> out = m.encode_images(pixel_values)                      # doctest: +SKIP
         >>> out["embeddings"].shape                                  # doctest: +SKIP
         torch.Size([3, 9, 64])
@@ -197,9 +198,10 @@ class BlueLMVForConditionalGeneration:
         return p.linear_2(p.act(p.linear_1(p.input_norm(x))))
 
     def encode_images(self, pixel_values: Any) -> dict[str, Any]:
-        """``[N, 3, S, S]`` normalised pixels -> ``{"encoder": [N, s*s, C], "embeddings": [N, T, D]}``.
+        """Normalised pixels ``[N, 3, S, S]`` -> encoder output and image embeddings.
 
-        ``encoder`` is SigLIP's ``last_hidden_state`` (after ``post_layernorm``).
+        Returns ``{"encoder": [N, s*s, C], "embeddings": [N, T, D]}``; ``encoder``
+        is SigLIP's ``last_hidden_state`` (after ``post_layernorm``).
         """
         torch = _torch()
         with torch.no_grad():

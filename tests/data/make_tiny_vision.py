@@ -20,6 +20,7 @@ outputs, logits) and ``reference.json`` (versions, prompts, shapes); see
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
@@ -155,8 +156,8 @@ def round_to_f16(model: torch.nn.Module) -> None:
 
 
 def save_f16(model: Any, out: Path) -> None:
-    model.to(torch.float16).save_pretrained(out, safe_serialization=True)
-    model.to(torch.float32)
+    # a copy: .to(float16) would also round float buffers (RoPE inv_freq) in place
+    copy.deepcopy(model).to(torch.float16).save_pretrained(out, safe_serialization=True)
 
 
 # --- tiny_siglip ------------------------------------------------------------------
