@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import threading
@@ -20,11 +21,20 @@ import numpy as np
 from . import _core
 from .chat_template import render_chat
 from .default_model import default_model_path
-from .errors import BlueLMError, ContextOverflowError, InvalidArgumentError, ModelFileError
+from .errors import (
+    BlueLMError,
+    ContextOverflowError,
+    InvalidArgumentError,
+    ModelFileError,
+    ModelFormatError,
+)
 from .tokenizer import Tokenizer
+from .vision.embed import ImageEmbedder, check_images
 
 Prompt = Union[str, Sequence[int]]
 Message = dict[str, Any]
+# A prompt position: a token id, or row `r` of the image whose embeddings hash to `key`.
+Item = Union[int, tuple[bytes, int]]
 
 _KV_TYPES = ("f16", "f32")
 
@@ -49,6 +59,9 @@ class Model:
         n_threads: worker threads; defaults to the number of physical cores.
         n_batch: prefill chunk size in tokens (128, as the BlueLM-V paper).
         kv_type: ``"f16"`` (default, as llama.cpp) or ``"f32"`` KV cache.
+        mmproj: a separate vision GGUF (llama.cpp's mmproj layout); without it
+            the vision tower is read from ``model_path`` when that file has one.
+        vision_batch: image patches per encoder batch (4, the paper's).
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -69,6 +82,8 @@ class Model:
         n_threads: int | None = None,
         n_batch: int = 128,
         kv_type: str = "f16",
+        mmproj: str | os.PathLike[str] | None = None,
+        vision_batch: int = 4,
     ) -> None:
         n_ctx = _check_int("n_ctx", n_ctx, 1, 1 << 24)
         n_batch = _check_int("n_batch", n_batch, 1, 65536)
@@ -86,7 +101,20 @@ class Model:
         self.tokenizer = Tokenizer.from_metadata(self._metadata)
         self._ctx = _core.Context(self._model, n_ctx, n_batch, n_threads, kv_type)
         self._kv_type = kv_type
-        self._cached: list[int] = []  # the tokens whose keys/values are in the cache
+        self._cached: list[Item] = []  # the positions whose keys/values are in the cache
+        self.vision: ImageEmbedder | None = None
+        vision_batch = _check_int("vision_batch", vision_batch, 1, 256)
+        if mmproj is not None:
+            if not os.path.exists(os.fspath(mmproj)):
+                raise ModelFileError(f"mmproj file '{os.fspath(mmproj)}' does not exist")
+            self.vision = ImageEmbedder(mmproj, n_threads, vision_batch)
+        elif any(t["name"] == "v.patch_embd.weight" for t in self._model.tensors):
+            self.vision = ImageEmbedder(path, n_threads, vision_batch)
+        if self.vision is not None and self.vision.n_embd != self._model.n_embd:
+            raise ModelFormatError(
+                f"the vision tower gives rows of {self.vision.n_embd} values but the LLM's "
+                f"embedding width is {self._model.n_embd}"
+            )
         self._lock = threading.Lock()
         self._owner: int | None = None
 
@@ -96,6 +124,7 @@ class Model:
         """Free the weights mapping and the KV cache. The model is unusable after."""
         self._ctx = None
         self._model = None
+        self.vision = None
 
     def __enter__(self) -> Model:
         return self
@@ -265,17 +294,122 @@ class Model:
     def _session(self) -> _Session:
         return _Session(self)
 
-    def _prefill(self, ids: list[int]) -> None:
-        """Bring the cache to exactly ``ids``, reusing the longest cached prefix."""
+    def _prefill(self, ids: list[Item], images: dict[bytes, np.ndarray] | None = None) -> None:
+        """Bring the cache to exactly ``ids``, reusing the longest cached prefix.
+
+        Image rows are keyed by a hash of the image's embeddings, so a prefix is
+        reused across requests only for the very same image."""
         ctx = self._require_open()
         keep = 0
-        limit = min(len(self._cached), len(ids) - 1)  # re-run >= 1 token for fresh logits
+        limit = min(len(self._cached), len(ids) - 1)  # re-run >= 1 position for fresh logits
         while keep < limit and self._cached[keep] == ids[keep]:
             keep += 1
         ctx.truncate(keep)
         self._cached = self._cached[:keep]
-        ctx.eval(ids[keep:])
+        i = keep
+        while i < len(ids):
+            j = i + 1
+            first = ids[i]
+            if isinstance(first, tuple):
+                while j < len(ids) and isinstance(ids[j], tuple) and ids[j][0] == first[0]:  # type: ignore[index]
+                    j += 1
+                assert images is not None
+                last = ids[j - 1]
+                assert isinstance(last, tuple)
+                ctx.eval_embeddings(images[first[0]][first[1] : last[1] + 1])
+            else:
+                while j < len(ids) and not isinstance(ids[j], tuple):
+                    j += 1
+                ctx.eval(ids[i:j])
+            self._cached = list(ids[:j])
+            i = j
         self._cached = list(ids)
+
+    # -- images ---------------------------------------------------------------
+
+    def encode_image(self, image: Any) -> np.ndarray:
+        """The embeddings an image becomes in the LLM's input, ``[rows, n_embd]`` float32.
+
+        ``image`` is a path, encoded bytes, a ``data:`` URL, a ``PIL.Image`` or a
+        uint8 numpy array (H x W x 3).
+
+        Example:
+            >>> m = Model("bluelm-v.gguf")  # doctest: +SKIP
+            >>> m.encode_image("cat.jpg").shape  # doctest: +SKIP
+            (1764, 2048)
+        """
+        if self.vision is None:
+            raise InvalidArgumentError(
+                f"'{self.path}' is a text-only model (it has no vision encoder)"
+            )
+        with self._session():
+            return self.vision.embed(image)
+
+    def _image_token_id(self) -> int | None:
+        """The placeholder's id when the vocabulary has it as one special token."""
+        assert self.vision is not None
+        if (
+            self.vision.image_token_id is not None
+            and 0 <= self.vision.image_token_id < self.n_vocab
+        ):
+            return self.vision.image_token_id
+        ids = self.tokenizer.encode(self.vision.image_token, add_special=False, parse_special=True)
+        return ids[0] if len(ids) == 1 else None
+
+    def _items_with_images(
+        self, text: str, images: list[Any], chat: bool
+    ) -> tuple[list[Item], dict[bytes, np.ndarray]]:
+        """Tokenize ``text`` and put each image's rows where its placeholder is."""
+        assert self.vision is not None
+        tok = self.vision.image_token
+        n_ph = text.count(tok)
+        if len(images) != n_ph:
+            raise InvalidArgumentError(
+                f"{len(images)} image(s) given but the prompt has {n_ph} '{tok}' placeholder(s); "
+                "put one placeholder where each image goes"
+            )
+        tid = self._image_token_id()
+        if tid is not None:
+            # As transformers' processors: the placeholder is one special token.
+            ids: list[int] = self.tokenizer.encode(text, add_special=not chat, parse_special=True)
+            marks = [i for i, t in enumerate(ids) if t == tid]
+            if len(marks) != len(images):
+                raise InvalidArgumentError(
+                    f"the prompt tokenizes to {len(marks)} image tokens for {len(images)} image(s)"
+                )
+        else:
+            ids = []
+            marks = []
+            for i, piece in enumerate(text.split(tok)):
+                if i:
+                    marks.append(len(ids))
+                    ids.append(-1)
+                ids += self.tokenizer.encode(
+                    piece, add_special=i == 0 and not chat, parse_special=True
+                )
+        tk = self.tokenizer
+        if chat and tk.add_bos and tk.bos_id is not None and (not ids or ids[0] != tk.bos_id):
+            ids = [tk.bos_id, *ids]
+            marks = [m + 1 for m in marks]
+        embeds: dict[bytes, np.ndarray] = {}
+        items: list[Item] = []
+        prev = 0
+        for m, image in zip(marks, images):
+            emb = self.vision.embed(image)
+            key = hashlib.sha256(emb.tobytes()).digest()
+            embeds[key] = emb
+            items += ids[prev:m]
+            items += [(key, r) for r in range(len(emb))]
+            prev = m + 1
+        items += ids[prev:]
+        if len(items) > self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt with its images has {len(items)} positions but n_ctx is {self.n_ctx}; "
+                "use fewer or smaller images, or load the model with a larger n_ctx"
+            )
+        if not items:
+            raise InvalidArgumentError("the prompt is empty")
+        return items, embeds
 
     # -- generation ---------------------------------------------------------
 
@@ -362,12 +496,19 @@ class Model:
             seed,
         )
 
-    def _token_stream(self, ids: list[int], sampler: _core.Sampler, limit: int) -> Iterator[int]:
+    def _token_stream(
+        self,
+        ids: list[Item],
+        sampler: _core.Sampler,
+        limit: int,
+        images: dict[bytes, np.ndarray] | None = None,
+    ) -> Iterator[int]:
         with self._session():
             ctx = self._require_open()
-            self._prefill(ids)
+            self._prefill(ids, images)
             for t in ids:
-                sampler.accept(t)
+                if isinstance(t, int):
+                    sampler.accept(t)
             eog = self.tokenizer.eog_ids
             for i in range(limit):
                 tok = int(sampler.sample(ctx))
@@ -411,10 +552,36 @@ class Model:
             >>> for piece in m.generate("Count:", max_tokens=8, stream=True):  # doctest: +SKIP
             ...     print(piece, end="", flush=True)
         """
-        if images:
+        if images is not None:
+            images = check_images(images)
+        if images and self.vision is None:
             raise InvalidArgumentError(
                 f"{len(images)} image(s) given, but '{self.path}' is a text-only model "
                 "(it has no vision encoder)"
+            )
+        if images:
+            if not isinstance(prompt, str):
+                raise InvalidArgumentError(
+                    "with images the prompt must be text with one placeholder per image"
+                )
+            return self._generate_items(
+                prompt,
+                images,
+                False,
+                max_tokens,
+                stop,
+                stream,
+                dict(
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    min_p=min_p,
+                    repeat_penalty=repeat_penalty,
+                    presence_penalty=presence_penalty,
+                    frequency_penalty=frequency_penalty,
+                    repeat_last_n=repeat_last_n,
+                    seed=seed,
+                ),
             )
         if isinstance(prompt, str):
             ids = self.tokenize(prompt, add_special=True, parse_special=True)
@@ -455,16 +622,74 @@ class Model:
             >>> m.chat(msgs, max_tokens=16, temperature=0)  # doctest: +SKIP
             '2 + 2 = 4.'
         """
+        images: list[Any] = []
+        msgs: list[Any] = []
         for msg in messages if isinstance(messages, list) else []:
             content = msg.get("content") if isinstance(msg, dict) else None
             if isinstance(content, list) and any(
                 isinstance(p, dict) and p.get("type") in ("image", "image_url") for p in content
             ):
-                raise InvalidArgumentError(
-                    f"an image part was given, but '{self.path}' is a text-only model"
-                )
+                if self.vision is None:
+                    raise InvalidArgumentError(
+                        f"an image part was given, but '{self.path}' is a text-only model"
+                    )
+                parts = []
+                for p in content:
+                    if isinstance(p, dict) and p.get("type") in ("image", "image_url"):
+                        images.append(_image_of_part(p))
+                        parts.append({"type": "text", "text": self.vision.image_token})
+                    else:
+                        parts.append(p)
+                msg = {**msg, "content": parts}
+            msgs.append(msg)
+        if images:
+            stop = sampling.pop("stop", None)
+            return self._generate_items(
+                self.format_chat(msgs), images, True, max_tokens, stop, stream, sampling
+            )
         ids = self._chat_tokens(messages)
         return self.generate(ids, max_tokens, stream=stream, **sampling)
+
+    def _generate_items(
+        self,
+        text: str,
+        images: list[Any],
+        chat: bool,
+        max_tokens: int | None,
+        stop: str | Sequence[str] | None,
+        stream: bool,
+        sampling: dict[str, Any],
+    ) -> str | Iterator[str]:
+        stops = self._check_stop(stop)
+        sampler = self._make_sampler(
+            sampling.get("temperature", 0.8),
+            sampling.get("top_k", 40),
+            sampling.get("top_p", 0.95),
+            sampling.get("min_p", 0.05),
+            sampling.get("repeat_penalty", 1.0),
+            sampling.get("presence_penalty", 0.0),
+            sampling.get("frequency_penalty", 0.0),
+            sampling.get("repeat_last_n", 64),
+            sampling.get("seed"),
+        )
+        unknown = set(sampling) - {
+            "temperature",
+            "top_k",
+            "top_p",
+            "min_p",
+            "repeat_penalty",
+            "presence_penalty",
+            "frequency_penalty",
+            "repeat_last_n",
+            "seed",
+        }
+        if unknown:
+            raise InvalidArgumentError(f"unknown argument(s): {', '.join(sorted(unknown))}")
+        limit = self._check_max_tokens(max_tokens)
+        with self._session():
+            items, embeds = self._items_with_images(text, images, chat)
+        pieces = self._text_stream(self._token_stream(items, sampler, limit, embeds), stops)
+        return pieces if stream else "".join(pieces)
 
     @staticmethod
     def _check_stop(stop: str | Sequence[str] | None) -> list[str]:
@@ -520,6 +745,26 @@ class _Session:
     def __exit__(self, *exc: object) -> None:
         self._m._owner = None
         self._m._lock.release()
+
+
+def _image_of_part(part: dict[str, Any]) -> Any:
+    """The image of an OpenAI-style part: ``image_url`` (path or ``data:`` URL) or ``image``."""
+    if part.get("type") == "image":
+        img = part.get("image", part.get("url", part.get("path")))
+    else:
+        url = part.get("image_url")
+        img = url.get("url") if isinstance(url, dict) else url
+    if img is None:
+        raise InvalidArgumentError(f"image part without an image: {sorted(part)}")
+    if isinstance(img, str):
+        low = img[:8].lower()
+        if low.startswith(("http://", "https:/")):
+            raise InvalidArgumentError(
+                "http(s) image URLs are not fetched; pass a file path or a data: URL"
+            )
+        if low.startswith("file://"):
+            img = img[7:]
+    return img
 
 
 def _with_final(tokens: Iterator[int]) -> Iterator[tuple[bool, int | None]]:

@@ -75,6 +75,24 @@ void Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
   }
 }
 
+void Context::eval_embeddings(const float* emb, int64_t n, bool logits_all) {
+  if (n <= 0) throw ArgumentError("eval_embeddings needs at least one row");
+  if (n > n_ctx_ - n_past_) {
+    throw ContextOverflowError(std::to_string(n) + " embeddings do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
+  }
+  const int64_t d = cfg_.n_embd;
+  n_logit_rows_ = logits_all ? n : 1;
+  logits_.resize(static_cast<size_t>(n_logit_rows_ * cfg_.n_vocab));
+  for (int64_t i = 0; i < n; i += n_batch_) {
+    const int64_t m = std::min(n_batch_, n - i);
+    const bool last = i + m == n;
+    float* out = logits_all ? logits_.data() + i * cfg_.n_vocab : (last ? logits_.data() : nullptr);
+    input_emb_ = emb + i * d;
+    forward_chunk(nullptr, m, out, logits_all);
+    input_emb_ = nullptr;
+  }
+}
+
 void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
   const GgmlType vt = vec_dot_type(W.type);
   const size_t xs = row_bytes(vt, W.cols);
@@ -155,7 +173,8 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
   const int64_t d = cfg_.n_embd, kv_dim = cfg_.n_head_kv * cfg_.head_dim, q_dim = cfg_.n_head * cfg_.head_dim;
   const int64_t ff = cfg_.n_ff, half = cfg_.n_rot / 2;
 
-  for (int64_t t = 0; t < m; ++t) dequantize_row(M.token_embd.type, M.token_embd.row(tokens[t]), x_.data() + t * d, d);
+  if (input_emb_) std::copy(input_emb_, input_emb_ + m * d, x_.data());
+  else for (int64_t t = 0; t < m; ++t) dequantize_row(M.token_embd.type, M.token_embd.row(tokens[t]), x_.data() + t * d, d);
 
   // RoPE angles as ggml computes them: theta_i = p * base^(-2i/n_rot) by repeated products.
   const float theta_scale = std::pow(cfg_.rope_freq_base, -2.0f / static_cast<float>(cfg_.n_rot));

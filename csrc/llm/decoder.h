@@ -21,6 +21,9 @@ class Context {
   // (or for every token when logits_all). Throws ArgumentError for a token id out
   // of range and ContextOverflowError when the tokens do not fit.
   void eval(const int32_t* tokens, int64_t n, bool logits_all);
+  // As eval, for n rows of n_embd floats (image embeddings) taken as the
+  // input embeddings of positions n_past.. and prefilled in chunks of n_batch.
+  void eval_embeddings(const float* emb, int64_t n, bool logits_all);
 
   // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
   const float* logits() const { return logits_.data(); }
@@ -50,6 +53,7 @@ class Context {
   GgmlType kv_type_;
   ThreadPool pool_;
   int64_t n_past_ = 0;
+  const float* input_emb_ = nullptr;  // set by eval_embeddings for the chunk being run
 
   // KV cache: per layer, n_ctx rows of n_head_kv * head_dim values of kv_type.
   size_t kv_elem_bytes_;

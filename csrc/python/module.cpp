@@ -13,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "llm/decoder.h"
 #include "llm/sampler.h"
+#include "vision/vision_model.h"
 
 namespace py = pybind11;
 using namespace bluelm;
@@ -129,6 +130,46 @@ std::vector<int32_t> to_tokens(const std::vector<int64_t>& in, int64_t n_vocab) 
   return out;
 }
 
+// The vision keys of the file (clip.*, bluelm.vision.*) plus derived sizes.
+py::dict vision_config_dict(const VisionModel& vm) {
+  py::dict d;
+  const GGUFFile& f = vm.file();
+  for (const auto& k : f.keys()) {
+    if (k.rfind("clip.", 0) == 0 || k.rfind("bluelm.vision.", 0) == 0) d[utf8(k, "a metadata key")] = value_to_py(*f.find(k), k);
+  }
+  const VisionConfig& c = vm.config();
+  d["n_tokens"] = c.n_tokens;
+  d["n_out_tokens"] = c.n_out_tokens;
+  d["projector"] = c.projector_name;
+  d["weight_type"] = type_name(static_cast<uint32_t>(vm.weights().main_type));
+  d["has_post_ln"] = vm.weights().post_ln_w.data != nullptr;
+  d["has_image_newline"] = vm.weights().image_newline.data != nullptr;
+  return d;
+}
+
+py::array_t<float> vision_encode(const VisionModel& vm, py::array pixels, bool project, int n_threads,
+                                 int64_t batch_size) {
+  const VisionConfig& c = vm.config();
+  const int64_t S = c.image_size;
+  if (!py::isinstance<py::array_t<float>>(pixels)) throw ArgumentError("pixels must be float32, got " + std::string(py::str(pixels.dtype())));
+  if (pixels.ndim() != 4 || pixels.shape(1) != 3 || pixels.shape(2) != S || pixels.shape(3) != S || pixels.shape(0) == 0) {
+    std::string shape;
+    for (py::ssize_t i = 0; i < pixels.ndim(); ++i) shape += (i ? ", " : "") + std::to_string(pixels.shape(i));
+    throw ArgumentError("pixels must have shape [B, 3, " + std::to_string(S) + ", " + std::to_string(S) + "] with B >= 1, got [" + shape + "]");
+  }
+  auto a = py::array_t<float, py::array::c_style>::ensure(pixels);
+  const int64_t B = a.shape(0);
+  const int64_t T = project ? c.n_out_tokens : c.n_tokens, D = project ? c.proj_dim : c.n_embd;
+  py::array_t<float> out({B, T, D});
+  const float* in = a.data();
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    vm.encode(in, B, project, n_threads, batch_size, o);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -198,6 +239,22 @@ PYBIND11_MODULE(_core, m) {
             pc.ctx->eval(t.data(), static_cast<int64_t>(t.size()), logits_all);
           },
           py::arg("tokens"), py::arg("logits_all") = false)
+      .def(
+          "eval_embeddings",
+          [](ContextHandle& pc, py::array emb, bool logits_all) {
+            BusyGuard g(pc.busy);
+            const int64_t d = pc.ctx->model().config().n_embd;
+            if (!py::isinstance<py::array_t<float>>(emb)) throw ArgumentError("embeddings must be float32, got " + std::string(py::str(emb.dtype())));
+            if (emb.ndim() != 2 || emb.shape(1) != d) {
+              throw ArgumentError("embeddings must have shape [n, " + std::to_string(d) + "], got " + std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(emb.shape(), emb.shape() + emb.ndim()))))));
+            }
+            auto a = py::array_t<float, py::array::c_style>::ensure(emb);
+            const float* data = a.data();
+            const int64_t n = a.shape(0);
+            py::gil_scoped_release nogil;
+            pc.ctx->eval_embeddings(data, n, logits_all);
+          },
+          py::arg("emb"), py::arg("logits_all") = false)
       .def("logits",
            [](ContextHandle& pc) {
              BusyGuard g(pc.busy);
@@ -213,6 +270,22 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_threads", [](ContextHandle& pc) { return pc.ctx->n_threads(); })
       .def("truncate", [](ContextHandle& pc, int64_t n) { BusyGuard g(pc.busy); pc.ctx->truncate(n); }, py::arg("n"))
       .def("reset", [](ContextHandle& pc) { BusyGuard g(pc.busy); pc.ctx->truncate(0); });
+
+  py::class_<VisionModel, std::shared_ptr<VisionModel>>(m, "VisionModel")
+      .def(py::init([](const std::string& path) {
+             py::gil_scoped_release nogil;
+             return std::make_shared<VisionModel>(path);
+           }),
+           py::arg("path"))
+      .def_property_readonly("config", &vision_config_dict)
+      .def("encode", [](const VisionModel& vm, py::array pixels, int n_threads, int64_t batch_size) {
+             return vision_encode(vm, pixels, true, n_threads, batch_size);
+           },
+           py::arg("pixels"), py::arg("n_threads") = 1, py::arg("batch_size") = 4)
+      .def("encode_features", [](const VisionModel& vm, py::array pixels, int n_threads, int64_t batch_size) {
+             return vision_encode(vm, pixels, false, n_threads, batch_size);
+           },
+           py::arg("pixels"), py::arg("n_threads") = 1, py::arg("batch_size") = 4);
 
   py::class_<Sampler>(m, "Sampler")
       .def(py::init([](float temperature, int32_t top_k, float top_p, float min_p, float repeat_penalty,

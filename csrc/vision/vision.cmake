@@ -1,0 +1,18 @@
+# The vision tower: portable sources plus one AVX2 file for its element-wise ops,
+# picked at run time by csrc/vision/vision_ops.cpp (as the kernel table is).
+set(_bv ${CMAKE_CURRENT_LIST_DIR})
+target_sources(bluelm PRIVATE
+  ${_bv}/vision_config.cpp
+  ${_bv}/vision_weights.cpp
+  ${_bv}/vision_encoder.cpp
+  ${_bv}/vision_model.cpp
+  ${_bv}/vision_ops.cpp
+  ${_bv}/vision_gemm.cpp)
+string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" _bv_arch)
+if(_bv_arch MATCHES "^(x86_64|amd64|x64)$")
+  target_sources(bluelm PRIVATE ${_bv}/vision_ops_avx2.cpp ${_bv}/vision_gemm_avx2.cpp)
+  set_source_files_properties(${_bv}/vision_ops_avx2.cpp ${_bv}/vision_gemm_avx2.cpp PROPERTIES
+    COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
+endif()
+unset(_bv)
+unset(_bv_arch)

@@ -1,0 +1,232 @@
+#include "vision/vision_encoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace bluelm {
+
+namespace {
+constexpr int64_t kRowGrain = 16;   // weight rows per work unit
+constexpr int64_t kQueryBlock = 64;  // attention query rows whose scores stay in L2
+
+size_t act_row_bytes(const VisionMatrix& m) { return row_bytes(vec_dot_type(m.type), m.k_pad); }
+}  // namespace
+
+VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int64_t max_batch, int n_threads)
+    : c_(c), w_(w), kt_(kernels::active()), ops_(vision::ops()), pool_(n_threads), max_batch_(max_batch) {
+  const int64_t N = c.n_tokens, C = c.n_embd, nt = max_batch * N;
+  const int64_t in_dim = c.projector == ProjectorType::MlpDownsample ? 4 * C : C;
+  const int64_t n_proj_tok = max_batch * c.n_out_tokens;
+  x_.resize(nt * C);
+  h_.resize(nt * C);
+  q_.resize(nt * C);
+  k_.resize(nt * C);
+  v_.resize(nt * C);
+  big_.resize(std::max({nt * c.n_ff, nt * w.patch_embd.k_pad, n_proj_tok * in_dim}));
+  proj_.resize(std::max(n_proj_tok, nt) * c.proj_dim);
+  size_t act = 0;
+  std::vector<const VisionMatrix*> ms = {&w.patch_embd};
+  if (w.mm0.data) ms.insert(ms.end(), {&w.mm0, &w.mm2});
+  for (const VisionLayer& L : w.layers) ms.insert(ms.end(), {&L.wq, &L.wk, &L.wv, &L.wo, &L.up, &L.down});
+  for (const VisionMatrix* m : ms) {
+    act = std::max(act, act_row_bytes(*m));
+    max_k_pad_ = std::max(max_k_pad_, m->k_pad);
+  }
+  act_.resize(act * static_cast<size_t>(std::max(nt, n_proj_tok)) + 64);
+  act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok) * (max_k_pad_ / QK + 1)));
+  pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
+  scores_.resize(static_cast<size_t>(n_threads) * kQueryBlock * N);
+  vt_.resize(static_cast<size_t>(n_threads) * c.head_dim * N);
+}
+
+void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
+                           const VisionVector& bias) {
+  const GgmlType vt = vec_dot_type(W.type);
+  const void* act = X;
+  size_t xs = static_cast<size_t>(ldx) * sizeof(float);
+  if (vt != GgmlType::F32 || W.k_pad != W.k) {
+    xs = act_row_bytes(W);
+    const kernels::ConvertRowFn convert = kt_.convert[kernels::act_slot(vt)];
+    uint8_t* a = act_.data();
+    pool_.run([&](int ith, int nth) {
+      float* pad = pad_.data() + static_cast<size_t>(ith) * max_k_pad_;
+      std::fill(pad + W.k, pad + W.k_pad, 0.0f);  // the weights' padded columns are zero too
+      for (int64_t t = m * ith / nth; t < m * (ith + 1) / nth; ++t) {
+        const float* row = X + t * ldx;
+        if (W.k_pad != W.k) {
+          std::memcpy(pad, row, sizeof(float) * W.k);
+          row = pad;
+        }
+        convert(row, a + t * xs, W.k_pad);
+      }
+    });
+    act = a;
+  }
+  if (W.scales && ops_.q8_gemm) {
+    const int64_t nb = W.k_pad / QK;
+    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(act) + t * xs);
+        for (int64_t j = 0; j < nb; ++j) act_scales_[t * nb + j] = fp16_to_fp32(blk[j].d);
+      }
+    });
+    const vision::Q8Matrix wm{W.data, W.row_stride, W.scales, W.k_pad};
+    const vision::Q8Activations xa{act, xs, act_scales_.data(), m};
+    pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) { ops_.q8_gemm(wm, xa, Y, W.rows, r0, r1); });
+  } else {
+    const kernels::GemmFn gemm = kt_.gemm[kernels::weight_slot(W.type)];
+    pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+      gemm(W.data, W.row_stride, act, xs, Y, W.rows, W.k_pad, r0, r1, m);
+    });
+  }
+  if (bias.data) {
+    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        float* y = Y + t * W.rows;
+        for (int64_t i = 0; i < W.rows; ++i) y[i] += bias.data[i];
+      }
+    });
+  }
+}
+
+void VisionEncoder::layer_norm(const float* x, int64_t m, int64_t d, const VisionVector& w,
+                               const VisionVector& b, float eps, float* y) {
+  pool_.parallel_for(m, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* xt = x + t * d;
+      float* yt = y + t * d;
+      double sum = 0.0;
+      for (int64_t i = 0; i < d; ++i) sum += xt[i];
+      const float mean = static_cast<float>(sum / d);
+      double var = 0.0;
+      for (int64_t i = 0; i < d; ++i) var += static_cast<double>(xt[i] - mean) * (xt[i] - mean);
+      const float inv = static_cast<float>(1.0 / std::sqrt(var / d + eps));
+      for (int64_t i = 0; i < d; ++i) yt[i] = (xt[i] - mean) * inv * w.data[i] + b.data[i];
+    }
+  });
+}
+
+void VisionEncoder::patch_embed(const float* pixels, int64_t n) {
+  const int64_t S = c_.image_size, P = c_.patch_size, G = c_.grid, N = c_.n_tokens, C = c_.n_embd;
+  const int64_t K = w_.patch_embd.k;
+  float* cols = big_.data();  // im2col rows: channel, kernel row, kernel column (the conv weight's order)
+  pool_.parallel_for(n * N, 1, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t img = r / N, py = (r % N) / G, px = r % G;
+      const float* src = pixels + img * 3 * S * S;
+      float* dst = cols + r * K;
+      for (int64_t ch = 0; ch < 3; ++ch)
+        for (int64_t ky = 0; ky < P; ++ky)
+          std::memcpy(dst + (ch * P + ky) * P, src + (ch * S + py * P + ky) * S + px * P, sizeof(float) * P);
+    }
+  });
+  matmul(w_.patch_embd, cols, K, n * N, x_.data(), w_.patch_bias);
+  pool_.parallel_for(n * N, 1, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* pe = w_.pos_embd.data + (r % N) * C;
+      float* x = x_.data() + r * C;
+      for (int64_t i = 0; i < C; ++i) x[i] += pe[i];
+    }
+  });
+}
+
+// Non-causal multi-head attention, one (image, head) per task, so an image's
+// result never depends on which other images share its batch.
+void VisionEncoder::attention(int64_t n) {
+  const int64_t N = c_.n_tokens, C = c_.n_embd, hd = c_.head_dim, H = c_.n_head;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const kernels::GemmFn gemm = kt_.gemm[kernels::W_F32];
+  const size_t row = static_cast<size_t>(C) * sizeof(float);
+  pool_.run([&](int ith, int nth) {
+    float* sc = scores_.data() + static_cast<size_t>(ith) * kQueryBlock * N;
+    float* vt = vt_.data() + static_cast<size_t>(ith) * hd * N;
+    for (int64_t task = ith; task < n * H; task += nth) {
+      const int64_t img = task / H, h = task % H;
+      const float* q = q_.data() + img * N * C + h * hd;
+      const float* k = k_.data() + img * N * C + h * hd;
+      const float* v = v_.data() + img * N * C + h * hd;
+      float* o = h_.data() + img * N * C + h * hd;
+      for (int64_t j = 0; j < N; ++j)
+        for (int64_t d = 0; d < hd; ++d) vt[d * N + j] = v[j * C + d];
+      for (int64_t q0 = 0; q0 < N; q0 += kQueryBlock) {
+        const int64_t qb = std::min(kQueryBlock, N - q0);
+        // scores[t][j] = q_t . k_j, keys as the weight rows.
+        gemm(k, row, q + q0 * C, row, sc, N, hd, 0, N, qb);
+        for (int64_t t = 0; t < qb; ++t) ops_.softmax(sc + t * N, N, scale);
+        // out[t][d] = sum_j p[t][j] v_j[d], V transposed as the weight rows.
+        gemm(vt, N * sizeof(float), sc, N * sizeof(float), o + q0 * C, C, N, 0, hd, qb);
+      }
+    }
+  });
+}
+
+void VisionEncoder::block(const VisionLayer& L, int64_t n) {
+  const int64_t C = c_.n_embd, F = c_.n_ff, m = n * c_.n_tokens;
+  layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
+  matmul(L.wq, h_.data(), C, m, q_.data(), L.bq);
+  matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
+  matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
+  attention(n);  // into h_
+  matmul(L.wo, h_.data(), C, m, q_.data(), L.bo);
+  for (int64_t i = 0; i < m * C; ++i) x_[i] += q_[i];
+
+  layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
+  float* f = big_.data();
+  matmul(L.up, h_.data(), C, m, f, L.b_up);
+  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { ops_.gelu_tanh(f + b * F, (e - b) * F); });
+  matmul(L.down, f, F, m, q_.data(), L.b_down);
+  for (int64_t i = 0; i < m * C; ++i) x_[i] += q_[i];
+}
+
+namespace {
+void gelu_erf(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+}
+}  // namespace
+
+// 2x2 merge in the contract's order (r0c0, r0c1, r1c0, r1c1), zero outside the
+// grid, then LayerNorm -> Linear -> GELU(erf) -> Linear.
+void VisionEncoder::project_downsample(int64_t n, float* out) {
+  const int64_t G = c_.grid, OG = c_.out_grid, C = c_.n_embd, N = c_.n_tokens, T = c_.n_out_tokens;
+  const int64_t D = c_.proj_dim, m = n * T, in = 4 * C;
+  float* merged = big_.data();
+  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t img = r / T, oy = (r % T) / OG, ox = r % OG;
+      for (int64_t s = 0; s < 4; ++s) {
+        const int64_t y = 2 * oy + s / 2, x = 2 * ox + s % 2;
+        float* dst = merged + r * in + s * C;
+        if (y < G && x < G) std::memcpy(dst, x_.data() + (img * N + y * G + x) * C, sizeof(float) * C);
+        else std::fill(dst, dst + C, 0.0f);
+      }
+    }
+  });
+  layer_norm(merged, m, in, w_.mm_norm_w, w_.mm_norm_b, c_.projector_eps, merged);
+  matmul(w_.mm0, merged, in, m, proj_.data(), w_.mm0_b);
+  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { gelu_erf(proj_.data() + b * D, (e - b) * D); });
+  matmul(w_.mm2, proj_.data(), D, m, out, w_.mm2_b);
+}
+
+void VisionEncoder::project_mlp(int64_t n, float* out) {
+  const int64_t C = c_.n_embd, D = c_.proj_dim, m = n * c_.n_tokens;
+  matmul(w_.mm0, x_.data(), C, m, proj_.data(), w_.mm0_b);
+  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { gelu_erf(proj_.data() + b * D, (e - b) * D); });
+  matmul(w_.mm2, proj_.data(), D, m, out, w_.mm2_b);
+}
+
+void VisionEncoder::run(const float* pixels, int64_t n, bool project, float* out) {
+  const int64_t m = n * c_.n_tokens, C = c_.n_embd;
+  patch_embed(pixels, n);
+  for (const VisionLayer& L : w_.layers) block(L, n);
+  if (w_.post_ln_w.data) layer_norm(x_.data(), m, C, w_.post_ln_w, w_.post_ln_b, c_.eps, x_.data());
+  if (!project || c_.projector == ProjectorType::None) {
+    std::memcpy(out, x_.data(), sizeof(float) * m * C);
+  } else if (c_.projector == ProjectorType::MlpDownsample) {
+    project_downsample(n, out);
+  } else {
+    project_mlp(n, out);
+  }
+}
+
+}  // namespace bluelm

@@ -1,0 +1,47 @@
+// The forward pass of the SigLIP encoder and projector over one batch of
+// patches, with scratch buffers allocated once for the largest batch.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/kernels.h"
+#include "vision/vision_config.h"
+#include "vision/vision_ops.h"
+#include "vision/vision_weights.h"
+
+namespace bluelm {
+
+class VisionEncoder {
+ public:
+  VisionEncoder(const VisionConfig& c, const VisionWeights& w, int64_t max_batch, int n_threads);
+
+  // pixels: n x 3 x S x S; out: n x n_tokens x C, or n x n_out_tokens x D when project.
+  void run(const float* pixels, int64_t n, bool project, float* out);
+
+ private:
+  void patch_embed(const float* pixels, int64_t n);
+  void block(const VisionLayer& L, int64_t n);
+  void attention(int64_t n);
+  void project_downsample(int64_t n, float* out);
+  void project_mlp(int64_t n, float* out);
+  // Y[m x W.rows] = X[m x W.k] . W^T (+ bias); X rows are ldx floats apart.
+  void matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias);
+  void layer_norm(const float* x, int64_t m, int64_t d, const VisionVector& w, const VisionVector& b, float eps,
+                  float* y);
+
+  const VisionConfig& c_;
+  const VisionWeights& w_;
+  const kernels::KernelTable& kt_;
+  const vision::VisionOps& ops_;
+  ThreadPool pool_;
+  int64_t max_batch_;
+  std::vector<float> x_, h_, q_, k_, v_, big_, proj_;
+  std::vector<uint8_t> act_;
+  std::vector<float> act_scales_;  // Q8_0 activations' block scales as floats
+  std::vector<float> pad_;         // per thread: one activation row padded to k_pad
+  std::vector<float> scores_, vt_;  // per thread: a query block's scores, a head's V transposed
+  int64_t max_k_pad_ = 0;
+};
+
+}  // namespace bluelm

@@ -1,0 +1,137 @@
+#include "vision/vision_weights.h"
+
+#include "kernels/kernels.h"
+
+namespace bluelm {
+
+class VisionBinder {
+ public:
+  VisionBinder(const GGUFFile& f, VisionWeights& w) : f_(f), w_(w) {}
+
+  const GGUFTensor* find(const std::string& name, bool required) const {
+    const GGUFTensor* t = f_.find_tensor(name);
+    if (!t && required) f_.fail("required tensor '" + name + "' is missing");
+    return t;
+  }
+
+  // A [rows, k] matrix; the conv weight [C, 3, P, P] is read as [C, 3*P*P].
+  VisionMatrix matrix(const std::string& name, int64_t rows, int64_t k) {
+    const GGUFTensor* t = find(name, true);
+    if (t->ne[0] * (t->n_dims > 2 ? t->ne[1] * t->ne[2] : 1) != k || t->ne[t->n_dims > 2 ? 3 : 1] != rows ||
+        (t->n_dims != 2 && t->n_dims != 4)) {
+      f_.fail("tensor '" + name + "' has shape " + t->shape_string() + ", expected " + std::to_string(rows) +
+              " rows of " + std::to_string(k));
+    }
+    const GgmlType type = static_cast<GgmlType>(t->type);
+    if (type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16 && type != GgmlType::Q8_0) {
+      f_.fail("tensor '" + name + "' has type " + type_name(t->type) + " (vision weights must be F32, F16, BF16 or Q8_0)");
+    }
+    VisionMatrix m;
+    m.type = type;
+    m.rows = rows;
+    m.k = k;
+    m.k_pad = k;
+    m.row_stride = row_bytes(type, k);
+    m.data = t->data;
+    if (w_.main_type == GgmlType::Q8_0 && type != GgmlType::Q8_0 && k % QK != 0) requantise(m);
+    if (m.type == GgmlType::Q8_0) float_scales(m);
+    return m;
+  }
+
+  VisionVector vector(const std::string& name, int64_t n, bool required = true) const {
+    VisionVector v;
+    const GGUFTensor* t = find(name, required);
+    if (!t) return v;
+    if (t->n_elements() != n) {
+      f_.fail("tensor '" + name + "' has shape " + t->shape_string() + ", expected " + std::to_string(n) + " elements");
+    }
+    if (static_cast<GgmlType>(t->type) != GgmlType::F32) {
+      f_.fail("tensor '" + name + "' has type " + type_name(t->type) + ", expected F32");
+    }
+    if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) != 0) f_.fail("tensor '" + name + "' data is misaligned");
+    v.data = reinterpret_cast<const float*>(t->data);
+    v.n = n;
+    return v;
+  }
+
+ private:
+  // F16/F32/BF16 rows of k -> Q8_0 rows of k rounded up to 32, zero-padded.
+  void requantise(VisionMatrix& m) {
+    const int64_t k_pad = (m.k + QK - 1) / QK * QK;
+    const size_t stride = row_bytes(GgmlType::Q8_0, k_pad);
+    auto buf = std::make_unique<std::vector<uint8_t>>(stride * static_cast<size_t>(m.rows));
+    std::vector<float> row(static_cast<size_t>(k_pad), 0.0f);
+    const uint8_t* src = static_cast<const uint8_t*>(m.data);
+    for (int64_t r = 0; r < m.rows; ++r) {
+      dequantize_row(m.type, src + r * m.row_stride, row.data(), m.k);
+      quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(buf->data() + r * stride), k_pad);
+    }
+    m.data = buf->data();
+    m.type = GgmlType::Q8_0;
+    m.k_pad = k_pad;
+    m.row_stride = stride;
+    w_.owned_.push_back(std::move(buf));
+  }
+
+  // The vision gemm reads block scales as floats (no fp16 conversion in its loop).
+  void float_scales(VisionMatrix& m) {
+    const int64_t nb = m.k_pad / QK;
+    auto buf = std::make_unique<std::vector<uint8_t>>(sizeof(float) * static_cast<size_t>(nb * m.rows));
+    float* d = reinterpret_cast<float*>(buf->data());
+    for (int64_t r = 0; r < m.rows; ++r) {
+      const BlockQ8_0* row = reinterpret_cast<const BlockQ8_0*>(static_cast<const char*>(m.data) + r * m.row_stride);
+      for (int64_t b = 0; b < nb; ++b) d[r * nb + b] = fp16_to_fp32(row[b].d);
+    }
+    m.scales = d;
+    w_.owned_.push_back(std::move(buf));
+  }
+
+  const GGUFFile& f_;
+  VisionWeights& w_;
+};
+
+VisionWeights::VisionWeights(const GGUFFile& f, const VisionConfig& c) {
+  VisionBinder b(f, *this);
+  const GGUFTensor* q0 = b.find("v.blk.0.attn_q.weight", true);
+  main_type = static_cast<GgmlType>(q0->type);
+  const int64_t C = c.n_embd, F = c.n_ff, D = c.proj_dim, P = c.patch_size;
+  patch_embd = b.matrix("v.patch_embd.weight", C, 3 * P * P);
+  patch_bias = b.vector("v.patch_embd.bias", C);
+  pos_embd = b.vector("v.position_embd.weight", c.n_tokens * C);
+  layers.resize(c.n_layer);
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const std::string p = "v.blk." + std::to_string(i) + ".";
+    VisionLayer& L = layers[i];
+    L.ln1_w = b.vector(p + "ln1.weight", C);
+    L.ln1_b = b.vector(p + "ln1.bias", C);
+    L.ln2_w = b.vector(p + "ln2.weight", C);
+    L.ln2_b = b.vector(p + "ln2.bias", C);
+    L.wq = b.matrix(p + "attn_q.weight", C, C);
+    L.wk = b.matrix(p + "attn_k.weight", C, C);
+    L.wv = b.matrix(p + "attn_v.weight", C, C);
+    L.wo = b.matrix(p + "attn_out.weight", C, C);
+    L.bq = b.vector(p + "attn_q.bias", C);
+    L.bk = b.vector(p + "attn_k.bias", C);
+    L.bv = b.vector(p + "attn_v.bias", C);
+    L.bo = b.vector(p + "attn_out.bias", C);
+    L.up = b.matrix(p + "ffn_up.weight", F, C);
+    L.b_up = b.vector(p + "ffn_up.bias", F);
+    L.down = b.matrix(p + "ffn_down.weight", C, F);
+    L.b_down = b.vector(p + "ffn_down.bias", C);
+  }
+  post_ln_w = b.vector("v.post_ln.weight", C, false);
+  post_ln_b = b.vector("v.post_ln.bias", C, post_ln_w.data != nullptr);
+  if (c.projector == ProjectorType::None) return;
+  const int64_t in = c.projector == ProjectorType::MlpDownsample ? 4 * C : C;
+  if (c.projector == ProjectorType::MlpDownsample) {
+    mm_norm_w = b.vector("mm.input_norm.weight", in);
+    mm_norm_b = b.vector("mm.input_norm.bias", in);
+  }
+  mm0 = b.matrix("mm.0.weight", D, in);
+  mm0_b = b.vector("mm.0.bias", D);
+  mm2 = b.matrix("mm.2.weight", D, D);
+  mm2_b = b.vector("mm.2.bias", D);
+  image_newline = b.vector("v.image_newline", D, false);
+}
+
+}  // namespace bluelm
