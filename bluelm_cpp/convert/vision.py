@@ -334,7 +334,7 @@ def read_vision_hparams(model_dir: Path, config: dict[str, Any], arch: str) -> V
             post_ln=True,
             grid_method=str(config.get("grid_method", "relaxed")),
             alpha=float(config.get("alpha", 0.1)),
-            max_side=int(config.get("max_grid_side", 3)),
+            max_side=int(config.get("max_grid_side", 4)),
             max_patches=int(config.get("max_patches", 9)),
             downsample=int(config.get("downsample", 2)),
             proj_ln_eps=float(config.get("projector_ln_eps", 1e-5)),

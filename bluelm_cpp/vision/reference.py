@@ -61,7 +61,7 @@ class BlueLMVConfig:
     projector_ln_eps: float = 1e-5  # nn.LayerNorm's default, as VILA's mlp_downsample
     grid_method: str = "relaxed"
     alpha: float = 0.1
-    max_grid_side: int = 3
+    max_grid_side: int = 4  # 768x1536 phone screens plan as 2:4 (PAPER.md)
     max_patches: int = 9
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
