@@ -180,14 +180,15 @@ py::array_t<float> vision_encode(const VisionModel& vm, py::array pixels, bool p
 }
 
 
-// ("tokens", [ids]) | ("embeddings", float32 [n, n_embd]) | ("patches", float32 [n, 3, S, S]).
+// ("tokens", [ids]) | ("embeddings", float32 [n, n_embd]) | ("patches", float32 [n, 3, S, S][, out]),
+// where the optional out, float32 [n * n_out_tokens, n_embd], receives the image's embeddings.
 std::vector<PrefillSegment> parse_segments(const py::list& items, const Context& ctx, const VisionModel* vision,
                                            std::vector<py::array_t<float, py::array::c_style>>& keep) {
   std::vector<PrefillSegment> segs;
   const int64_t d = ctx.model().config().n_embd;
   for (size_t i = 0; i < items.size(); ++i) {
     const std::string where = "segment " + std::to_string(i);
-    if (!py::isinstance<py::tuple>(items[i]) || py::len(items[i]) != 2) throw ArgumentError(where + " must be a (kind, data) tuple");
+    if (!py::isinstance<py::tuple>(items[i]) || py::len(items[i]) < 2 || py::len(items[i]) > 3) throw ArgumentError(where + " must be a (kind, data) tuple");
     const py::tuple t = items[i].cast<py::tuple>();
     const std::string kind = py::str(t[0]);
     PrefillSegment s;
@@ -215,6 +216,17 @@ std::vector<PrefillSegment> parse_segments(const py::list& items, const Context&
       s.kind = patches ? PrefillSegment::Kind::Patches : PrefillSegment::Kind::Embeddings;
       s.data = keep.back().data();
       s.n = keep.back().shape(0);
+      if (t.size() == 3 && !t[2].is_none()) {
+        if (!patches) throw ArgumentError(where + ": only a patches segment takes an output array");
+        py::array o = t[2].cast<py::array>();
+        const int64_t rows = s.n * vision->config().n_out_tokens;
+        if (!py::isinstance<py::array_t<float>>(o) || !(o.flags() & py::array::c_style) || !o.writeable() || o.ndim() != 2 ||
+            o.shape(0) != rows || o.shape(1) != d) {
+          throw ArgumentError(where + ": the output array must be a writable C-contiguous float32 array of shape [" + std::to_string(rows) + ", " + std::to_string(d) + "]");
+        }
+        keep.push_back(py::array_t<float, py::array::c_style>::ensure(o));
+        s.out = keep.back().mutable_data();
+      }
     } else {
       throw ArgumentError(where + ": kind must be 'tokens', 'embeddings' or 'patches', got '" + kind + "'");
     }

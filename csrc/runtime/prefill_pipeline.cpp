@@ -189,6 +189,7 @@ PrefillStats prefill_segments(Context& ctx, const VisionModel* vision, const std
             used = 0;
           }
           std::memcpy(dst, batch.rows.data() + used * d, sizeof(float) * d);
+          if (s.out) std::memcpy(s.out + r * d, dst, sizeof(float) * d);
           ++used;
         }
         feeder.commit(r + 1 == rows, last_seg);

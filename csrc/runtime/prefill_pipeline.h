@@ -32,6 +32,7 @@ struct PrefillSegment {
   std::vector<int32_t> tokens;  // Tokens
   const float* data = nullptr;  // Embeddings: n x n_embd rows; Patches: n x 3 x S x S pixels
   int64_t n = 0;                // rows (Embeddings) or patches (Patches)
+  float* out = nullptr;         // Patches, optional: receives the n x n_out_tokens x D embeddings (for a cache)
 };
 
 struct PrefillOptions {
