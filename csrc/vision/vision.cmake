@@ -6,11 +6,13 @@ target_sources(bluelm PRIVATE
   ${_bv}/vision_weights.cpp
   ${_bv}/vision_encoder.cpp
   ${_bv}/vision_model.cpp
-  ${_bv}/vision_ops.cpp)
+  ${_bv}/vision_ops.cpp
+  ${_bv}/vision_gemm.cpp)
 string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" _bv_arch)
 if(_bv_arch MATCHES "^(x86_64|amd64|x64)$")
-  target_sources(bluelm PRIVATE ${_bv}/vision_ops_avx2.cpp)
-  set_source_files_properties(${_bv}/vision_ops_avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
+  target_sources(bluelm PRIVATE ${_bv}/vision_ops_avx2.cpp ${_bv}/vision_gemm_avx2.cpp)
+  set_source_files_properties(${_bv}/vision_ops_avx2.cpp ${_bv}/vision_gemm_avx2.cpp PROPERTIES
+    COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
 endif()
 unset(_bv)
 unset(_bv_arch)

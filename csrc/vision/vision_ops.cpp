@@ -34,7 +34,7 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-const VisionOps kScalar = {"scalar", softmax, gelu_tanh};
+const VisionOps kScalar = {"scalar", softmax, gelu_tanh, q8_gemm_scalar};
 
 const VisionOps& choose() {
   const char* isa = kernels::active().isa;

@@ -6,6 +6,9 @@
 #include "vision/vision_ops.h"
 
 namespace bluelm::vision {
+
+Q8GemmFn avx2_q8_gemm();  // vision_gemm_avx2.cpp
+
 namespace {
 
 // e^x for x in about [-87, 88]: 2^n * p(r), r = x - n ln2, |r| <= ln2/2,
@@ -79,7 +82,7 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-const VisionOps kAvx2 = {"avx2", softmax, gelu_tanh};
+const VisionOps kAvx2 = {"avx2", softmax, gelu_tanh, avx2_q8_gemm()};
 
 }  // namespace
 

@@ -34,6 +34,7 @@ class VisionBinder {
     m.row_stride = row_bytes(type, k);
     m.data = t->data;
     if (w_.main_type == GgmlType::Q8_0 && type != GgmlType::Q8_0 && k % QK != 0) requantise(m);
+    if (m.type == GgmlType::Q8_0) float_scales(m);
     return m;
   }
 
@@ -69,6 +70,19 @@ class VisionBinder {
     m.type = GgmlType::Q8_0;
     m.k_pad = k_pad;
     m.row_stride = stride;
+    w_.owned_.push_back(std::move(buf));
+  }
+
+  // The vision gemm reads block scales as floats (no fp16 conversion in its loop).
+  void float_scales(VisionMatrix& m) {
+    const int64_t nb = m.k_pad / QK;
+    auto buf = std::make_unique<std::vector<uint8_t>>(sizeof(float) * static_cast<size_t>(nb * m.rows));
+    float* d = reinterpret_cast<float*>(buf->data());
+    for (int64_t r = 0; r < m.rows; ++r) {
+      const BlockQ8_0* row = reinterpret_cast<const BlockQ8_0*>(static_cast<const char*>(m.data) + r * m.row_stride);
+      for (int64_t b = 0; b < nb; ++b) d[r * nb + b] = fp16_to_fp32(row[b].d);
+    }
+    m.scales = d;
     w_.owned_.push_back(std::move(buf));
   }
 

@@ -21,6 +21,7 @@ struct VisionMatrix {
   int64_t k = 0;
   int64_t k_pad = 0;
   size_t row_stride = 0;  // bytes
+  const float* scales = nullptr;  // Q8_0 only: rows x (k_pad / 32) block scales as floats
 };
 
 struct VisionVector {
