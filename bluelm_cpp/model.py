@@ -20,7 +20,14 @@ import numpy as np
 from . import _core
 from .chat_template import render_chat
 from .default_model import default_model_path
-from .errors import BlueLMError, ContextOverflowError, InvalidArgumentError, ModelFileError
+from .errors import (
+    BlueLMError,
+    ContextOverflowError,
+    InvalidArgumentError,
+    ModelFileError,
+)
+from .image_prefill import ImageHandle, ImagePrefiller
+from .model_images import chat_images, has_image_parts, image_patches, split_at_images
 from .tokenizer import Tokenizer
 
 Prompt = Union[str, Sequence[int]]
@@ -49,6 +56,14 @@ class Model:
         n_threads: worker threads; defaults to the number of physical cores.
         n_batch: prefill chunk size in tokens (128, as the BlueLM-V paper).
         kv_type: ``"f16"`` (default, as llama.cpp) or ``"f32"`` KV cache.
+        mmproj: a separate vision GGUF; a combined file's vision tower is found
+            by itself.
+        n_threads_vision: the encoder's threads, a pool of its own that runs
+            while the LLM prefills (default: half of ``n_threads``, at least 1).
+        release_vision: free the encoder's weights after each image; they are
+            read again when the next image comes.
+        pipeline: overlap patch encoding with the LLM prefill (the result is
+            the same bit for bit either way).
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -69,6 +84,10 @@ class Model:
         n_threads: int | None = None,
         n_batch: int = 128,
         kv_type: str = "f16",
+        mmproj: str | os.PathLike[str] | None = None,
+        n_threads_vision: int | None = None,
+        release_vision: bool = False,
+        pipeline: bool = True,
     ) -> None:
         n_ctx = _check_int("n_ctx", n_ctx, 1, 1 << 24)
         n_batch = _check_int("n_batch", n_batch, 1, 65536)
@@ -86,9 +105,72 @@ class Model:
         self.tokenizer = Tokenizer.from_metadata(self._metadata)
         self._ctx = _core.Context(self._model, n_ctx, n_batch, n_threads, kv_type)
         self._kv_type = kv_type
-        self._cached: list[int] = []  # the tokens whose keys/values are in the cache
+        self._vision = self._load_vision(path, mmproj)
+        if n_threads_vision is None:
+            n_threads_vision = max(1, n_threads // 2)
+        self._prefiller = ImagePrefiller(
+            self._ctx,
+            self._vision,
+            n_threads_vision=_check_int("n_threads_vision", n_threads_vision, 1, 256),
+            overlap=bool(pipeline),
+            release_vision=bool(release_vision),
+        )
+        self._cached = []  # the key of every cached position (token id or image row)
+        self.last_stats: dict[str, Any] = {}  # what the last request prefilled and reused
         self._lock = threading.Lock()
         self._owner: int | None = None
+
+    @property
+    def _cached(self) -> list[Any]:
+        return self._prefiller.cached
+
+    @_cached.setter
+    def _cached(self, keys: list[Any]) -> None:
+        self._prefiller.cached = keys
+
+    def _load_vision(self, path: str, mmproj: str | os.PathLike[str] | None) -> Any:
+        if mmproj is not None:
+            if not os.path.exists(mmproj):
+                raise ModelFileError(f"mmproj file '{os.fspath(mmproj)}' does not exist")
+            return _core.VisionModel(os.fspath(mmproj))
+        if self._metadata.get("clip.has_vision_encoder"):
+            return _core.VisionModel(path)
+        return None
+
+    # -- images -------------------------------------------------------------
+
+    def prepare_image(self, image: Any) -> ImageHandle:
+        """Start encoding ``image`` now, in the background, and return a handle
+        to pass in ``generate(..., images=[handle])``, which then waits only for
+        what is not done. Encodings are cached by image content.
+
+        Example:
+            >>> h = m.prepare_image("photo.jpg")  # while the user types  # doctest: +SKIP
+            >>> m.generate("<image>\\nWhat is this?", images=[h])  # doctest: +SKIP
+        """
+        if self._vision is None:
+            raise InvalidArgumentError(f"'{self.path}' is a text-only model (no vision encoder)")
+        return self._prefiller.prepare(image_patches(self._vision.config, image))
+
+    def cancel(self) -> None:
+        """Stop the request in flight from another thread: a prefill raises
+        :class:`~bluelm_cpp.errors.CancelledError` and leaves the cache as it
+        was; a generation ends after the current token. The model stays usable.
+        """
+        self._prefiller.cancel()
+
+    def _image_parts(self, ids: list[int], images: Sequence[Any]) -> list[Any]:
+        if self._vision is None:
+            raise InvalidArgumentError(
+                f"{len(images)} image(s) given, but '{self.path}' is a text-only model "
+                "(it has no vision encoder)"
+            )
+        cfg = self._vision.config
+        token_id = cfg.get("bluelm.vision.image_token_id")
+        if token_id is None:
+            raise InvalidArgumentError("the vision file does not name its image token id")
+        imgs = [im if isinstance(im, ImageHandle) else image_patches(cfg, im) for im in images]
+        return split_at_images(ids, int(token_id), imgs)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -274,6 +356,7 @@ class Model:
             keep += 1
         ctx.truncate(keep)
         self._cached = self._cached[:keep]
+        self.last_stats = {"n_prefilled": len(ids) - keep, "n_reused": keep}
         ctx.eval(ids[keep:])
         self._cached = list(ids)
 
@@ -293,6 +376,7 @@ class Model:
         frequency_penalty: float = 0.0,
         repeat_last_n: int = 64,
         seed: int | None = None,
+        _parts: list[Any] | None = None,
     ) -> Iterator[int]:
         """Yield new token ids after the prompt ``tokens`` until an
         end-of-generation token, ``max_tokens`` (``None``: until the context is
@@ -316,7 +400,7 @@ class Model:
             seed,
         )
         limit = self._check_max_tokens(max_tokens)
-        return self._token_stream(ids, sampler, limit)
+        return self._token_stream(ids, sampler, limit, _parts)
 
     def _check_max_tokens(self, max_tokens: int | None) -> int:
         if max_tokens is None:
@@ -362,10 +446,16 @@ class Model:
             seed,
         )
 
-    def _token_stream(self, ids: list[int], sampler: _core.Sampler, limit: int) -> Iterator[int]:
+    def _token_stream(
+        self, ids: list[int], sampler: _core.Sampler, limit: int, parts: list[Any] | None = None
+    ) -> Iterator[int]:
         with self._session():
             ctx = self._require_open()
-            self._prefill(ids)
+            self._prefiller._cancel.clear()
+            if parts is None:
+                self._prefill(ids)
+            else:
+                self.last_stats = self._prefiller.prefill(parts).as_dict()
             for t in ids:
                 sampler.accept(t)
             eog = self.tokenizer.eog_ids
@@ -375,7 +465,7 @@ class Model:
                     return
                 sampler.accept(tok)
                 yield tok
-                if i + 1 == limit or ctx.n_past >= ctx.n_ctx:
+                if i + 1 == limit or ctx.n_past >= ctx.n_ctx or self._prefiller._cancel.is_set():
                     return
                 ctx.eval([tok])
                 self._cached.append(tok)
@@ -411,15 +501,13 @@ class Model:
             >>> for piece in m.generate("Count:", max_tokens=8, stream=True):  # doctest: +SKIP
             ...     print(piece, end="", flush=True)
         """
-        if images:
-            raise InvalidArgumentError(
-                f"{len(images)} image(s) given, but '{self.path}' is a text-only model "
-                "(it has no vision encoder)"
-            )
         if isinstance(prompt, str):
             ids = self.tokenize(prompt, add_special=True, parse_special=True)
         else:
             ids = list(prompt)
+        parts = self._image_parts(ids, images) if images else None
+        if parts is not None:
+            ids = [t for p in parts if isinstance(p, list) for t in p]
         pieces = self._text_stream(
             self.generate_tokens(
                 ids,
@@ -433,6 +521,7 @@ class Model:
                 frequency_penalty=frequency_penalty,
                 repeat_last_n=repeat_last_n,
                 seed=seed,
+                _parts=parts,
             ),
             self._check_stop(stop),
         )
@@ -455,16 +544,16 @@ class Model:
             >>> m.chat(msgs, max_tokens=16, temperature=0)  # doctest: +SKIP
             '2 + 2 = 4.'
         """
-        for msg in messages if isinstance(messages, list) else []:
-            content = msg.get("content") if isinstance(msg, dict) else None
-            if isinstance(content, list) and any(
-                isinstance(p, dict) and p.get("type") in ("image", "image_url") for p in content
-            ):
+        images: list[Any] = []
+        if has_image_parts(messages):
+            if self._vision is None:
                 raise InvalidArgumentError(
                     f"an image part was given, but '{self.path}' is a text-only model"
                 )
+            token = str(self._vision.config.get("bluelm.vision.image_token", "<image>"))
+            messages, images = chat_images(messages, token)
         ids = self._chat_tokens(messages)
-        return self.generate(ids, max_tokens, stream=stream, **sampling)
+        return self.generate(ids, max_tokens, stream=stream, images=images or None, **sampling)
 
     @staticmethod
     def _check_stop(stop: str | Sequence[str] | None) -> list[str]:

@@ -153,15 +153,17 @@ def test_keyboard_interrupt_mid_prefill_rolls_back(tiny: Path, ref: dict) -> Non
 
         t = threading.Thread(target=interrupt_when_started)
         t.start()
+        finished = False
         try:
             try:
                 ctx.prefill(segs, vm, n_threads_vision=1, vision_batch=1)
+                finished = True
             finally:
                 t.join()
             time.sleep(0.2)  # a late interrupt lands here
-            where = "late"
         except KeyboardInterrupt:
-            where = "late" if where == "late" else "during"
+            pass
+        where = "late" if finished else "during"
         if where == "during":
             break
         ctx.truncate(0)
@@ -294,3 +296,89 @@ def test_bad_segments_are_clear_errors(tiny: Path, ref: dict) -> None:
     with pytest.raises(ContextOverflowError):
         ctx.prefill([("patches", np.concatenate([px] * 4))], vm)
     assert ctx.n_past == 0
+
+
+# -- through the Model --------------------------------------------------------
+
+
+def make_model(path: Path, **kw):
+    from bluelm_cpp import Model
+
+    return Model(path, n_ctx=2048, n_threads=1, n_batch=4, kv_type="f32", **kw)
+
+
+def test_model_pipelined_equals_sequential_and_prepared(tiny: Path, ref: dict) -> None:
+    img = ref["image_2"]
+    prompt = "<image>\nWhat is in the image?"
+    outs = []
+    for kw in ({"pipeline": True}, {"pipeline": False}):
+        m = make_model(tiny, **kw)
+        outs.append(m.generate(prompt, images=[img], max_tokens=6, temperature=0))
+        outs.append(m._ctx.logits())
+    assert outs[0] == outs[2]
+    np.testing.assert_array_equal(outs[1], outs[3])
+    m = make_model(tiny, release_vision=True)
+    h = m.prepare_image(img)
+    h.result(timeout=60)
+    assert not m._vision.weights_loaded
+    assert m.generate(prompt, images=[h], max_tokens=6, temperature=0) == outs[0]
+    assert m.last_stats["n_patches_encoded"] == 0
+
+
+def test_model_chat_second_turn_prefills_only_new_tokens(tiny: Path, ref: dict) -> None:
+    m = make_model(tiny)
+    part = {"type": "image", "image": ref["image_0"]}
+    msgs = [{"role": "user", "content": [part, {"type": "text", "text": "\nDescribe it."}]}]
+    first = m.chat(msgs, max_tokens=4, temperature=0)
+    n1 = m.last_stats["n_prefilled"]
+    assert m.last_stats["n_patches_encoded"] == 3
+    msgs += [{"role": "assistant", "content": first}, {"role": "user", "content": "More?"}]
+    m.chat(msgs, max_tokens=4, temperature=0)
+    st = m.last_stats
+    ids2 = m._chat_tokens(
+        [{**x, "content": "<image>\nDescribe it."} if i == 0 else x for i, x in enumerate(msgs)]
+    )
+    total2 = len(ids2) - 1 + 27  # one <image> id becomes 3 patches x 9 rows
+    assert st["n_patches_encoded"] == 0
+    assert st["n_reused"] >= n1 and st["n_reused"] + st["n_prefilled"] == total2
+
+
+def test_model_cancel_and_interrupt_leave_it_usable(tiny: Path, ref: dict) -> None:
+    imgs = [ref["image_0"]] * 60  # 60 images, each encoded in the pipeline: a long prefill
+    prompt = "<image>" * 60 + "\nWhat changed?"
+    m = make_model(tiny)
+    n0 = m._vision.n_patches_encoded
+
+    def cancel_when_started() -> None:
+        while m._vision.n_patches_encoded == n0:
+            time.sleep(0.0005)
+        m.cancel()
+
+    t = threading.Thread(target=cancel_when_started)
+    t.start()
+    with pytest.raises(CancelledError):
+        m.generate(prompt, images=imgs, max_tokens=3, temperature=0)
+    t.join()
+    assert m._ctx.n_past == len(m._cached)
+    small = "<image>\nWhat is it?"
+    got = m.generate(small, images=[ref["image_1"]], max_tokens=5, temperature=0)
+    want = make_model(tiny).generate(small, images=[ref["image_1"]], max_tokens=5, temperature=0)
+    assert got == want
+
+
+def test_model_two_threads_are_serialised(tiny: Path, ref: dict) -> None:
+    m = make_model(tiny)
+    jobs = [("<image>\nA?", ref["image_0"]), ("<image>\nB?", ref["image_2"])] * 3
+    want = [make_model(tiny).generate(p, images=[i], max_tokens=5, temperature=0) for p, i in jobs]
+    got: dict[int, str] = {}
+
+    def work(k: int) -> None:
+        p, i = jobs[k]
+        got[k] = m.generate(p, images=[i], max_tokens=5, temperature=0)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[k] for k in range(len(jobs))] == want
