@@ -34,8 +34,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-SO400M = dict(image_size=384, patch_size=14, hidden=1152, ff=4304, layers=27, heads=16, proj_dim=2048,
-              projector="mlp_downsample")
+SO400M = dict(
+    image_size=384,
+    patch_size=14,
+    hidden=1152,
+    ff=4304,
+    layers=27,
+    heads=16,
+    proj_dim=2048,
+    projector="mlp_downsample",
+)
 
 
 def _reset_peak_rss() -> None:
@@ -54,6 +62,10 @@ def _peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _fmt(ts: list[float]) -> str:
+    return ", ".join(f"{t:.3f}" for t in ts)
 
 
 def _pixels(n: int, seed: int = 0) -> np.ndarray:
@@ -78,34 +90,52 @@ def bench_ours(path: str, threads: int, batches: list[int], repeats: int) -> dic
     out = {}
     for b in batches:
         x = _pixels(b)
-        med, ts = _median_per_patch(lambda: vm.encode_features(x, threads, batch_size=b), b, repeats, b == batches[0])
+
+        def run(x: np.ndarray = x, b: int = b) -> None:
+            vm.encode_features(x, threads, batch_size=b)
+
+        med, ts = _median_per_patch(run, b, repeats, b == batches[0])
         out[b] = med
-        print(f"  {Path(path).stem:>14} batch {b}: {med:.3f} s/patch  (runs {', '.join(f'{t:.3f}' for t in ts)})", flush=True)
+        print(
+            f"  {Path(path).stem:>14} batch {b}: {med:.3f} s/patch  (runs {_fmt(ts)})",
+            flush=True,
+        )
     return out
 
 
-def bench_torch(dtype_name: str, threads: int, batches: list[int], repeats: int, layers: int) -> dict[int, float]:
+def bench_torch(
+    dtype_name: str, threads: int, batches: list[int], repeats: int, layers: int
+) -> dict[int, float]:
     import torch
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = SiglipVisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=layers,
-                             num_attention_heads=16, image_size=384, patch_size=14, vision_use_head=False)
+    cfg = SiglipVisionConfig(
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        image_size=384,
+        patch_size=14,
+        vision_use_head=False,
+    )
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     model = SiglipVisionModel(cfg).eval().to(dtype)
     out = {}
     for b in batches:
         x = torch.from_numpy(_pixels(b)).to(dtype)
 
-        def run() -> None:
+        def run(x: Any = x) -> None:
             with torch.inference_mode():
                 model(pixel_values=x)
 
         med, ts = _median_per_patch(run, b, repeats, b == batches[0])
         out[b] = med
-        print(f"  {'torch ' + dtype_name:>14} batch {b}: {med:.3f} s/patch  (runs {', '.join(f'{t:.3f}' for t in ts)})", flush=True)
-    del model
+        print(
+            f"  {'torch ' + dtype_name:>14} batch {b}: {med:.3f} s/patch  (runs {_fmt(ts)})",
+            flush=True,
+        )
     return out
 
 
@@ -113,15 +143,23 @@ def whole_image(path: str, threads: int) -> dict[str, Any]:
     from bluelm_cpp import _core
     from bluelm_cpp.vision import bluelm_v_patches
 
-    img = np.random.default_rng(1).integers(0, 256, (1536, 768, 3), dtype=np.uint8)  # 768 wide, 1536 high
+    img = np.random.default_rng(1).integers(
+        0, 256, (1536, 768, 3), dtype=np.uint8
+    )  # 768 wide, 1536 high
     vm = _core.VisionModel(path)
     t0 = time.perf_counter()
     pix, layout = bluelm_v_patches(img, patch_side=384)
     t1 = time.perf_counter()
     emb = vm.encode(pix, threads, batch_size=4)
     t2 = time.perf_counter()
-    return {"grid": [layout.cols, layout.rows], "patches": int(pix.shape[0]), "embeddings": list(emb.shape),
-            "preprocess_s": t1 - t0, "encode_s": t2 - t1, "per_patch_s": (t2 - t1) / pix.shape[0]}
+    return {
+        "grid": [layout.cols, layout.rows],
+        "patches": int(pix.shape[0]),
+        "embeddings": list(emb.shape),
+        "preprocess_s": t1 - t0,
+        "encode_s": t2 - t1,
+        "per_patch_s": (t2 - t1) / pix.shape[0],
+    }
 
 
 def _rss_child(path: str, n: int, batch: int, threads: int) -> None:
@@ -131,29 +169,64 @@ def _rss_child(path: str, n: int, batch: int, threads: int) -> None:
     vm = _core.VisionModel(path)
     base = _peak_rss_mb()
     emb = vm.encode(_pixels(n), threads, batch_size=batch)
-    print(json.dumps({"n": n, "batch": batch, "after_load_mb": base, "peak_mb": _peak_rss_mb(),
-                      "output_mb": emb.nbytes / 2**20, "input_mb": n * 3 * 384 * 384 * 4 / 2**20}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "batch": batch,
+                "after_load_mb": base,
+                "peak_mb": _peak_rss_mb(),
+                "output_mb": emb.nbytes / 2**20,
+                "input_mb": n * 3 * 384 * 384 * 4 / 2**20,
+            }
+        )
+    )
 
 
 def rss_series(path: str, threads: int) -> list[dict[str, Any]]:
     rows = []
     for n, batch in ((1, 4), (4, 4), (9, 4)):
-        r = subprocess.run([sys.executable, __file__, "--rss-child", path, str(n), str(batch), str(threads)],
-                           capture_output=True, text=True, check=True)
+        r = subprocess.run(
+            [sys.executable, __file__, "--rss-child", path, str(n), str(batch), str(threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
     return rows
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", default="1,2,4,6")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--layers", type=int, default=27, help="encoder layers (27 = so400m; fewer for a quick look)")
+    ap.add_argument(
+        "--layers",
+        type=int,
+        default=27,
+        help="encoder layers (27 = so400m; fewer for a quick look)",
+    )
     ap.add_argument("--types", default="q8_0,f16")
-    ap.add_argument("--bf16-batches", default="1", help="batches for torch bf16 (slow on CPUs without AVX512-BF16/AMX)")
+    ap.add_argument(
+        "--bf16-batches",
+        default="1",
+        help="batches for torch bf16 (slow on CPUs without AVX512-BF16/AMX)",
+    )
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--workdir", default=None, help="where the GGUFs go (kept for reuse); default a temp dir")
+    ap.add_argument(
+        "--rss-layers",
+        type=int,
+        default=0,
+        help="encoder layers of the file used for the RSS series (0: same as --layers); the "
+        "scratch memory does not depend on the depth, so a shallow file shows the same growth",
+    )
+    ap.add_argument("--no-image", action="store_true", help="skip the whole-image run")
+    ap.add_argument(
+        "--workdir", default=None, help="where the GGUFs go (kept for reuse); default a temp dir"
+    )
     ap.add_argument("--json", default=None)
     ap.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -161,16 +234,29 @@ def main() -> int:
         _rss_child(a.rss_child[0], int(a.rss_child[1]), int(a.rss_child[2]), int(a.rss_child[3]))
         return 0
 
-    from bluelm_cpp import _core
     from vision_gguf_writer import random_tensors, write_vision_gguf
+
+    from bluelm_cpp import _core
 
     batches = [int(b) for b in a.batches.split(",")]
     cfg = dict(SO400M, layers=a.layers)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_vision_"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"isa {_core.isa()}, threads {a.threads}, layers {a.layers}, load average at start {os.getloadavg()[0]:.1f}")
-    print("timings are medians of --repeats runs after one warm-up; the machine may be shared, so compare ratios")
-    res: dict[str, Any] = {"threads": a.threads, "layers": a.layers, "load_start": os.getloadavg()[0], "ours": {}, "torch": {}}
+    print(
+        f"isa {_core.isa()}, threads {a.threads}, layers {a.layers}, "
+        f"load average at start {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "timings are medians of --repeats runs after one warm-up; "
+        "the machine may be shared, so compare ratios"
+    )
+    res: dict[str, Any] = {
+        "threads": a.threads,
+        "layers": a.layers,
+        "load_start": os.getloadavg()[0],
+        "ours": {},
+        "torch": {},
+    }
     paths = {}
     for t in a.types.split(","):
         p = work / f"so400m_{a.layers}l_{t}.gguf"
@@ -185,22 +271,37 @@ def main() -> int:
             res["torch"]["fp32"] = bench_torch("fp32", a.threads, batches, a.repeats, a.layers)
             bf16_batches = [int(b) for b in a.bf16_batches.split(",") if b]
             if bf16_batches:
-                res["torch"]["bf16"] = bench_torch("bf16", a.threads, bf16_batches, a.repeats, a.layers)
+                res["torch"]["bf16"] = bench_torch(
+                    "bf16", a.threads, bf16_batches, a.repeats, a.layers
+                )
         except ImportError as e:
             print(f"  torch/transformers not available ({e}); no peer")
     if res["torch"]:
         print("speed-up vs PyTorch (per patch, same batch):")
         for t, by_b in res["ours"].items():
             for dt, tb in res["torch"].items():
-                print(f"  {t} vs {dt}: " + ", ".join(f"b{b} {tb[b] / by_b[b]:.2f}x" for b in batches if b in tb))
+                print(
+                    f"  {t} vs {dt}: "
+                    + ", ".join(f"b{b} {tb[b] / by_b[b]:.2f}x" for b in batches if b in tb)
+                )
     main_t = "q8_0" if "q8_0" in paths else next(iter(paths))
-    res["whole_image"] = whole_image(paths[main_t], a.threads)
-    print(f"whole 768x1536 image ({main_t}, batch 4): {res['whole_image']}")
-    res["rss"] = rss_series(paths[main_t], a.threads)
-    print("peak RSS (child processes, batch 4):")
+    if not a.no_image:
+        res["whole_image"] = whole_image(paths[main_t], a.threads)
+        print(f"whole 768x1536 image ({main_t}, batch 4): {res['whole_image']}")
+    rss_path = paths[main_t]
+    if a.rss_layers and a.rss_layers != a.layers:
+        rss_path = str(work / f"so400m_{a.rss_layers}l_{main_t}.gguf")
+        if not Path(rss_path).exists():
+            rcfg = dict(SO400M, layers=a.rss_layers)
+            write_vision_gguf(rss_path, rcfg, random_tensors(rcfg), main_t)
+    res["rss"] = rss_series(rss_path, a.threads)
+    print(f"peak RSS (child processes, batch 4, {Path(rss_path).stem}):")
     for r in res["rss"]:
-        print(f"  {r['n']} patches: peak {r['peak_mb']:.0f} MB (after load {r['after_load_mb']:.0f} MB; "
-              f"input {r['input_mb']:.1f} MB, output {r['output_mb']:.1f} MB)")
+        print(
+            f"  {r['n']} patches: peak {r['peak_mb']:.0f} MB "
+            f"(after load {r['after_load_mb']:.0f} MB; "
+            f"input {r['input_mb']:.1f} MB, output {r['output_mb']:.1f} MB)"
+        )
     res["load_end"] = os.getloadavg()[0]
     print(f"load average at end {res['load_end']:.1f}")
     if a.json:

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import threading
@@ -25,13 +26,17 @@ from .errors import (
     ContextOverflowError,
     InvalidArgumentError,
     ModelFileError,
+    ModelFormatError,
 )
 from .image_prefill import ImageHandle, ImagePrefiller
-from .model_images import chat_images, has_image_parts, image_patches, split_at_images
+from .model_images import image_patches
 from .tokenizer import Tokenizer
+from .vision.embed import ImageEmbedder, check_images
 
 Prompt = Union[str, Sequence[int]]
 Message = dict[str, Any]
+# A prompt position: a token id, or row `r` of the image whose embeddings hash to `key`.
+Item = Union[int, tuple[bytes, int]]
 
 _KV_TYPES = ("f16", "f32")
 
@@ -56,14 +61,15 @@ class Model:
         n_threads: worker threads; defaults to the number of physical cores.
         n_batch: prefill chunk size in tokens (128, as the BlueLM-V paper).
         kv_type: ``"f16"`` (default, as llama.cpp) or ``"f32"`` KV cache.
-        mmproj: a separate vision GGUF; a combined file's vision tower is found
-            by itself.
-        n_threads_vision: the encoder's threads, a pool of its own that runs
-            while the LLM prefills (default: half of ``n_threads``, at least 1).
+        mmproj: a separate vision GGUF (llama.cpp's mmproj layout); without it
+            the vision tower is read from ``model_path`` when that file has one.
+        vision_batch: image patches per encoder batch (4, the paper's).
+        n_threads_vision: threads of the encoder's own pool, which runs while
+            the LLM prefills (default: half of ``n_threads``, at least 1).
         release_vision: free the encoder's weights after each image; they are
-            read again when the next image comes.
-        pipeline: overlap patch encoding with the LLM prefill (the result is
-            the same bit for bit either way).
+            read again from the file when the next image comes.
+        pipeline: overlap patch encoding with the LLM prefill (BlueLM-V
+            layout); the result is the same bit for bit either way.
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -85,6 +91,7 @@ class Model:
         n_batch: int = 128,
         kv_type: str = "f16",
         mmproj: str | os.PathLike[str] | None = None,
+        vision_batch: int = 4,
         n_threads_vision: int | None = None,
         release_vision: bool = False,
         pipeline: bool = True,
@@ -105,18 +112,33 @@ class Model:
         self.tokenizer = Tokenizer.from_metadata(self._metadata)
         self._ctx = _core.Context(self._model, n_ctx, n_batch, n_threads, kv_type)
         self._kv_type = kv_type
-        self._vision = self._load_vision(path, mmproj)
+        self.vision: ImageEmbedder | None = None
+        vision_batch = _check_int("vision_batch", vision_batch, 1, 256)
+        if mmproj is not None:
+            if not os.path.exists(os.fspath(mmproj)):
+                raise ModelFileError(f"mmproj file '{os.fspath(mmproj)}' does not exist")
+            self.vision = ImageEmbedder(mmproj, n_threads, vision_batch)
+        elif any(t["name"] == "v.patch_embd.weight" for t in self._model.tensors):
+            self.vision = ImageEmbedder(path, n_threads, vision_batch)
+        if self.vision is not None and self.vision.n_embd != self._model.n_embd:
+            raise ModelFormatError(
+                f"the vision tower gives rows of {self.vision.n_embd} values but the LLM's "
+                f"embedding width is {self._model.n_embd}"
+            )
         if n_threads_vision is None:
             n_threads_vision = max(1, n_threads // 2)
+        # Prefills prompts with images through the scheduler of csrc/runtime and
+        # owns the record of the cache: one key per position (_cached).
         self._prefiller = ImagePrefiller(
             self._ctx,
-            self._vision,
+            self.vision._vm if self.vision is not None else None,
             n_threads_vision=_check_int("n_threads_vision", n_threads_vision, 1, 256),
+            vision_batch=vision_batch,
             overlap=bool(pipeline),
             release_vision=bool(release_vision),
         )
-        self._cached = []  # the key of every cached position (token id or image row)
-        self.last_stats: dict[str, Any] = {}  # what the last request prefilled and reused
+        self._cached = []  # the positions whose keys/values are in the cache
+        self.last_stats: dict[str, Any] = {}  # what the last request prefilled, reused, encoded
         self._lock = threading.Lock()
         self._owner: int | None = None
 
@@ -128,56 +150,13 @@ class Model:
     def _cached(self, keys: list[Any]) -> None:
         self._prefiller.cached = keys
 
-    def _load_vision(self, path: str, mmproj: str | os.PathLike[str] | None) -> Any:
-        if mmproj is not None:
-            if not os.path.exists(mmproj):
-                raise ModelFileError(f"mmproj file '{os.fspath(mmproj)}' does not exist")
-            return _core.VisionModel(os.fspath(mmproj))
-        if self._metadata.get("clip.has_vision_encoder"):
-            return _core.VisionModel(path)
-        return None
-
-    # -- images -------------------------------------------------------------
-
-    def prepare_image(self, image: Any) -> ImageHandle:
-        """Start encoding ``image`` now, in the background, and return a handle
-        to pass in ``generate(..., images=[handle])``, which then waits only for
-        what is not done. Encodings are cached by image content.
-
-        Example:
-            >>> h = m.prepare_image("photo.jpg")  # while the user types  # doctest: +SKIP
-            >>> m.generate("<image>\\nWhat is this?", images=[h])  # doctest: +SKIP
-        """
-        if self._vision is None:
-            raise InvalidArgumentError(f"'{self.path}' is a text-only model (no vision encoder)")
-        return self._prefiller.prepare(image_patches(self._vision.config, image))
-
-    def cancel(self) -> None:
-        """Stop the request in flight from another thread: a prefill raises
-        :class:`~bluelm_cpp.errors.CancelledError` and leaves the cache as it
-        was; a generation ends after the current token. The model stays usable.
-        """
-        self._prefiller.cancel()
-
-    def _image_parts(self, ids: list[int], images: Sequence[Any]) -> list[Any]:
-        if self._vision is None:
-            raise InvalidArgumentError(
-                f"{len(images)} image(s) given, but '{self.path}' is a text-only model "
-                "(it has no vision encoder)"
-            )
-        cfg = self._vision.config
-        token_id = cfg.get("bluelm.vision.image_token_id")
-        if token_id is None:
-            raise InvalidArgumentError("the vision file does not name its image token id")
-        imgs = [im if isinstance(im, ImageHandle) else image_patches(cfg, im) for im in images]
-        return split_at_images(ids, int(token_id), imgs)
-
     # -- life cycle ---------------------------------------------------------
 
     def close(self) -> None:
         """Free the weights mapping and the KV cache. The model is unusable after."""
         self._ctx = None
         self._model = None
+        self.vision = None
 
     def __enter__(self) -> Model:
         return self
@@ -347,18 +326,167 @@ class Model:
     def _session(self) -> _Session:
         return _Session(self)
 
-    def _prefill(self, ids: list[int]) -> None:
-        """Bring the cache to exactly ``ids``, reusing the longest cached prefix."""
+    def _prefill(self, ids: list[Item], images: dict[bytes, np.ndarray] | None = None) -> None:
+        """Bring the cache to exactly ``ids``, reusing the longest cached prefix.
+
+        Image rows are keyed by a hash of the image's embeddings, so a prefix is
+        reused across requests only for the very same image."""
         ctx = self._require_open()
         keep = 0
-        limit = min(len(self._cached), len(ids) - 1)  # re-run >= 1 token for fresh logits
+        limit = min(len(self._cached), len(ids) - 1)  # re-run >= 1 position for fresh logits
         while keep < limit and self._cached[keep] == ids[keep]:
             keep += 1
         ctx.truncate(keep)
         self._cached = self._cached[:keep]
         self.last_stats = {"n_prefilled": len(ids) - keep, "n_reused": keep}
-        ctx.eval(ids[keep:])
+        i = keep
+        while i < len(ids):
+            j = i + 1
+            first = ids[i]
+            if isinstance(first, tuple):
+                while j < len(ids) and isinstance(ids[j], tuple) and ids[j][0] == first[0]:  # type: ignore[index]
+                    j += 1
+                assert images is not None
+                last = ids[j - 1]
+                assert isinstance(last, tuple)
+                ctx.eval_embeddings(images[first[0]][first[1] : last[1] + 1])
+            else:
+                while j < len(ids) and not isinstance(ids[j], tuple):
+                    j += 1
+                ctx.eval(ids[i:j])
+            self._cached = list(ids[:j])
+            i = j
         self._cached = list(ids)
+
+    # -- images ---------------------------------------------------------------
+
+    def encode_image(self, image: Any) -> np.ndarray:
+        """The embeddings an image becomes in the LLM's input, ``[rows, n_embd]`` float32.
+
+        ``image`` is a path, encoded bytes, a ``data:`` URL, a ``PIL.Image`` or a
+        uint8 numpy array (H x W x 3).
+
+        Example:
+            >>> m = Model("bluelm-v.gguf")  # doctest: +SKIP
+            >>> m.encode_image("cat.jpg").shape  # doctest: +SKIP
+            (1764, 2048)
+        """
+        if self.vision is None:
+            raise InvalidArgumentError(
+                f"'{self.path}' is a text-only model (it has no vision encoder)"
+            )
+        with self._session():
+            return self.vision.embed(image)
+
+    def prepare_image(self, image: Any) -> ImageHandle:
+        """Start encoding ``image`` now, in the background, and return a handle
+        for ``generate(..., images=[handle])`` (or an ``{"type": "image",
+        "image": handle}`` chat part), which then waits only for what is not
+        done. Encodings are cached by image content (BlueLM-V layout).
+
+        Example:
+            >>> h = m.prepare_image("photo.jpg")  # while the user types  # doctest: +SKIP
+            >>> m.generate("<image>\\nWhat is this?", images=[h])  # doctest: +SKIP
+        """
+        if self.vision is None:
+            raise InvalidArgumentError(f"'{self.path}' is a text-only model (no vision encoder)")
+        return self._prefiller.prepare(image_patches(self.vision.config, image))
+
+    def cancel(self) -> None:
+        """Stop the request in flight, from any thread: an image prefill raises
+        :class:`~bluelm_cpp.errors.CancelledError` and leaves the cache as it
+        was before the request; a generation ends after the current token.
+        """
+        self._prefiller.cancel()
+
+    def _pipelined(self) -> bool:
+        """Images whose rows are the per-patch outputs in order (BlueLM-V) go
+        through the prefill scheduler; others are embedded first."""
+        return self.vision is not None and self.vision.projector == "mlp_downsample"
+
+    def _image_token_id(self) -> int | None:
+        """The placeholder's id when the vocabulary has it as one special token."""
+        assert self.vision is not None
+        if (
+            self.vision.image_token_id is not None
+            and 0 <= self.vision.image_token_id < self.n_vocab
+        ):
+            return self.vision.image_token_id
+        ids = self.tokenizer.encode(self.vision.image_token, add_special=False, parse_special=True)
+        return ids[0] if len(ids) == 1 else None
+
+    def _items_with_images(
+        self, text: str, images: list[Any], chat: bool
+    ) -> tuple[list[Item], dict[bytes, np.ndarray], list[Any] | None]:
+        """Tokenize ``text`` and put each image's rows where its placeholder is;
+        for the scheduler, the prompt as parts (token lists and images) instead."""
+        assert self.vision is not None
+        tok = self.vision.image_token
+        n_ph = text.count(tok)
+        if len(images) != n_ph:
+            raise InvalidArgumentError(
+                f"{len(images)} image(s) given but the prompt has {n_ph} '{tok}' placeholder(s); "
+                "put one placeholder where each image goes"
+            )
+        tid = self._image_token_id()
+        if tid is not None:
+            # As transformers' processors: the placeholder is one special token.
+            ids: list[int] = self.tokenizer.encode(text, add_special=not chat, parse_special=True)
+            marks = [i for i, t in enumerate(ids) if t == tid]
+            if len(marks) != len(images):
+                raise InvalidArgumentError(
+                    f"the prompt tokenizes to {len(marks)} image tokens for {len(images)} image(s)"
+                )
+        else:
+            ids = []
+            marks = []
+            for i, piece in enumerate(text.split(tok)):
+                if i:
+                    marks.append(len(ids))
+                    ids.append(-1)
+                ids += self.tokenizer.encode(
+                    piece, add_special=i == 0 and not chat, parse_special=True
+                )
+        tk = self.tokenizer
+        if chat and tk.add_bos and tk.bos_id is not None and (not ids or ids[0] != tk.bos_id):
+            ids = [tk.bos_id, *ids]
+            marks = [m + 1 for m in marks]
+        if self._pipelined():
+            parts: list[Any] = []
+            prev = 0
+            for m, image in zip(marks, images):
+                if ids[prev:m]:
+                    parts.append(ids[prev:m])
+                is_handle = isinstance(image, ImageHandle)
+                parts.append(image if is_handle else image_patches(self.vision.config, image))
+                prev = m + 1
+            if ids[prev:]:
+                parts.append(ids[prev:])
+            text_ids: list[Item] = [t for p in parts if isinstance(p, list) for t in p]
+            return text_ids, {}, parts
+        if any(isinstance(im, ImageHandle) for im in images):
+            raise InvalidArgumentError(
+                "prepare_image handles need a BlueLM-V (mlp_downsample) model"
+            )
+        embeds: dict[bytes, np.ndarray] = {}
+        items: list[Item] = []
+        prev = 0
+        for m, image in zip(marks, images):
+            emb = self.vision.embed(image)
+            key = hashlib.sha256(emb.tobytes()).digest()
+            embeds[key] = emb
+            items += ids[prev:m]
+            items += [(key, r) for r in range(len(emb))]
+            prev = m + 1
+        items += ids[prev:]
+        if len(items) > self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt with its images has {len(items)} positions but n_ctx is {self.n_ctx}; "
+                "use fewer or smaller images, or load the model with a larger n_ctx"
+            )
+        if not items:
+            raise InvalidArgumentError("the prompt is empty")
+        return items, embeds, None
 
     # -- generation ---------------------------------------------------------
 
@@ -376,7 +504,6 @@ class Model:
         frequency_penalty: float = 0.0,
         repeat_last_n: int = 64,
         seed: int | None = None,
-        _parts: list[Any] | None = None,
     ) -> Iterator[int]:
         """Yield new token ids after the prompt ``tokens`` until an
         end-of-generation token, ``max_tokens`` (``None``: until the context is
@@ -400,7 +527,7 @@ class Model:
             seed,
         )
         limit = self._check_max_tokens(max_tokens)
-        return self._token_stream(ids, sampler, limit, _parts)
+        return self._token_stream(ids, sampler, limit)
 
     def _check_max_tokens(self, max_tokens: int | None) -> int:
         if max_tokens is None:
@@ -447,17 +574,23 @@ class Model:
         )
 
     def _token_stream(
-        self, ids: list[int], sampler: _core.Sampler, limit: int, parts: list[Any] | None = None
+        self,
+        ids: list[Item],
+        sampler: _core.Sampler,
+        limit: int,
+        images: dict[bytes, np.ndarray] | None = None,
+        parts: list[Any] | None = None,
     ) -> Iterator[int]:
         with self._session():
             ctx = self._require_open()
             self._prefiller._cancel.clear()
             if parts is None:
-                self._prefill(ids)
+                self._prefill(ids, images)
             else:
                 self.last_stats = self._prefiller.prefill(parts).as_dict()
             for t in ids:
-                sampler.accept(t)
+                if isinstance(t, int):
+                    sampler.accept(t)
             eog = self.tokenizer.eog_ids
             for i in range(limit):
                 tok = int(sampler.sample(ctx))
@@ -501,13 +634,41 @@ class Model:
             >>> for piece in m.generate("Count:", max_tokens=8, stream=True):  # doctest: +SKIP
             ...     print(piece, end="", flush=True)
         """
+        if images is not None:
+            images = check_images(images)
+        if images and self.vision is None:
+            raise InvalidArgumentError(
+                f"{len(images)} image(s) given, but '{self.path}' is a text-only model "
+                "(it has no vision encoder)"
+            )
+        if images:
+            if not isinstance(prompt, str):
+                raise InvalidArgumentError(
+                    "with images the prompt must be text with one placeholder per image"
+                )
+            return self._generate_items(
+                prompt,
+                images,
+                False,
+                max_tokens,
+                stop,
+                stream,
+                dict(
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    min_p=min_p,
+                    repeat_penalty=repeat_penalty,
+                    presence_penalty=presence_penalty,
+                    frequency_penalty=frequency_penalty,
+                    repeat_last_n=repeat_last_n,
+                    seed=seed,
+                ),
+            )
         if isinstance(prompt, str):
             ids = self.tokenize(prompt, add_special=True, parse_special=True)
         else:
             ids = list(prompt)
-        parts = self._image_parts(ids, images) if images else None
-        if parts is not None:
-            ids = [t for p in parts if isinstance(p, list) for t in p]
         pieces = self._text_stream(
             self.generate_tokens(
                 ids,
@@ -521,7 +682,6 @@ class Model:
                 frequency_penalty=frequency_penalty,
                 repeat_last_n=repeat_last_n,
                 seed=seed,
-                _parts=parts,
             ),
             self._check_stop(stop),
         )
@@ -545,15 +705,73 @@ class Model:
             '2 + 2 = 4.'
         """
         images: list[Any] = []
-        if has_image_parts(messages):
-            if self._vision is None:
-                raise InvalidArgumentError(
-                    f"an image part was given, but '{self.path}' is a text-only model"
-                )
-            token = str(self._vision.config.get("bluelm.vision.image_token", "<image>"))
-            messages, images = chat_images(messages, token)
+        msgs: list[Any] = []
+        for msg in messages if isinstance(messages, list) else []:
+            content = msg.get("content") if isinstance(msg, dict) else None
+            if isinstance(content, list) and any(
+                isinstance(p, dict) and p.get("type") in ("image", "image_url") for p in content
+            ):
+                if self.vision is None:
+                    raise InvalidArgumentError(
+                        f"an image part was given, but '{self.path}' is a text-only model"
+                    )
+                parts = []
+                for p in content:
+                    if isinstance(p, dict) and p.get("type") in ("image", "image_url"):
+                        images.append(_image_of_part(p))
+                        parts.append({"type": "text", "text": self.vision.image_token})
+                    else:
+                        parts.append(p)
+                msg = {**msg, "content": parts}
+            msgs.append(msg)
+        if images:
+            stop = sampling.pop("stop", None)
+            return self._generate_items(
+                self.format_chat(msgs), images, True, max_tokens, stop, stream, sampling
+            )
         ids = self._chat_tokens(messages)
-        return self.generate(ids, max_tokens, stream=stream, images=images or None, **sampling)
+        return self.generate(ids, max_tokens, stream=stream, **sampling)
+
+    def _generate_items(
+        self,
+        text: str,
+        images: list[Any],
+        chat: bool,
+        max_tokens: int | None,
+        stop: str | Sequence[str] | None,
+        stream: bool,
+        sampling: dict[str, Any],
+    ) -> str | Iterator[str]:
+        stops = self._check_stop(stop)
+        sampler = self._make_sampler(
+            sampling.get("temperature", 0.8),
+            sampling.get("top_k", 40),
+            sampling.get("top_p", 0.95),
+            sampling.get("min_p", 0.05),
+            sampling.get("repeat_penalty", 1.0),
+            sampling.get("presence_penalty", 0.0),
+            sampling.get("frequency_penalty", 0.0),
+            sampling.get("repeat_last_n", 64),
+            sampling.get("seed"),
+        )
+        unknown = set(sampling) - {
+            "temperature",
+            "top_k",
+            "top_p",
+            "min_p",
+            "repeat_penalty",
+            "presence_penalty",
+            "frequency_penalty",
+            "repeat_last_n",
+            "seed",
+        }
+        if unknown:
+            raise InvalidArgumentError(f"unknown argument(s): {', '.join(sorted(unknown))}")
+        limit = self._check_max_tokens(max_tokens)
+        with self._session():
+            items, embeds, parts = self._items_with_images(text, images, chat)
+        pieces = self._text_stream(self._token_stream(items, sampler, limit, embeds, parts), stops)
+        return pieces if stream else "".join(pieces)
 
     @staticmethod
     def _check_stop(stop: str | Sequence[str] | None) -> list[str]:
@@ -609,6 +827,26 @@ class _Session:
     def __exit__(self, *exc: object) -> None:
         self._m._owner = None
         self._m._lock.release()
+
+
+def _image_of_part(part: dict[str, Any]) -> Any:
+    """The image of an OpenAI-style part: ``image_url`` (path or ``data:`` URL) or ``image``."""
+    if part.get("type") == "image":
+        img = part.get("image", part.get("url", part.get("path")))
+    else:
+        url = part.get("image_url")
+        img = url.get("url") if isinstance(url, dict) else url
+    if img is None:
+        raise InvalidArgumentError(f"image part without an image: {sorted(part)}")
+    if isinstance(img, str):
+        low = img[:8].lower()
+        if low.startswith(("http://", "https:/")):
+            raise InvalidArgumentError(
+                "http(s) image URLs are not fetched; pass a file path or a data: URL"
+            )
+        if low.startswith("file://"):
+            img = img[7:]
+    return img
 
 
 def _with_final(tokens: Iterator[int]) -> Iterator[tuple[bool, int | None]]:

@@ -320,7 +320,7 @@ def test_model_pipelined_equals_sequential_and_prepared(tiny: Path, ref: dict) -
     m = make_model(tiny, release_vision=True)
     h = m.prepare_image(img)
     h.result(timeout=60)
-    assert not m._vision.weights_loaded
+    assert not m.vision._vm.weights_loaded
     assert m.generate(prompt, images=[h], max_tokens=6, temperature=0) == outs[0]
     assert m.last_stats["n_patches_encoded"] == 0
 
@@ -348,10 +348,10 @@ def test_model_cancel_and_interrupt_leave_it_usable(tiny: Path, ref: dict, how: 
     imgs = [ref["image_0"]] * 60  # 60 images, each encoded in the pipeline: a long prefill
     prompt = "<image>\n" * 60 + "What changed?"
     m = make_model(tiny)
-    n0 = m._vision.n_patches_encoded
+    n0 = m.vision._vm.n_patches_encoded
 
     def stop_when_started() -> None:
-        while m._vision.n_patches_encoded == n0:
+        while m.vision._vm.n_patches_encoded == n0:
             time.sleep(0.0005)
         m.cancel() if how == "cancel" else _thread.interrupt_main()
 

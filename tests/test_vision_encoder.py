@@ -39,7 +39,9 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str],
     for name in ("tiny_siglip", "tiny_bluelm_v", "tiny_llava_ov"):
         for vt in ("f32", "q8_0"):
             p = d / f"{name}_{vt}.gguf"
-            convert_vision_checkpoint(DATA / name, p, outtype="f32", vision_outtype=vt, progress=False)
+            convert_vision_checkpoint(
+                DATA / name, p, outtype="f32", vision_outtype=vt, progress=False
+            )
             out[(name, vt)] = p
     return out
 
@@ -65,7 +67,9 @@ def test_siglip_features_match_transformers_record(converted: dict) -> None:
 
 @pytest.mark.parametrize("name,enc_key,proj_key", CASES)
 @pytest.mark.parametrize("vt", ["f32", "q8_0"])
-def test_vlm_embeddings_match_pytorch_record(converted: dict, name: str, enc_key: str, proj_key: str, vt: str) -> None:
+def test_vlm_embeddings_match_pytorch_record(
+    converted: dict, name: str, enc_key: str, proj_key: str, vt: str
+) -> None:
     ref = np.load(DATA / name / "reference.npz")
     vm = _core.VisionModel(str(converted[(name, vt)]))
     for k in range(3):
@@ -96,11 +100,15 @@ def test_batched_equals_one_by_one(converted: dict, vt: str) -> None:
 def test_vision_config_keys(converted: dict) -> None:
     cfg = _core.VisionModel(str(converted[("tiny_bluelm_v", "q8_0")])).config
     assert cfg["clip.vision.image_size"] == 70 and cfg["clip.vision.patch_size"] == 14
-    assert cfg["projector"] == "mlp_downsample" and cfg["n_tokens"] == 25 and cfg["n_out_tokens"] == 9
+    assert (
+        cfg["projector"] == "mlp_downsample" and cfg["n_tokens"] == 25 and cfg["n_out_tokens"] == 9
+    )
     assert cfg["weight_type"] == "Q8_0" and cfg["has_post_ln"]
 
 
-def _llm_logits_with_image(path: Path, ids: np.ndarray, image_id: int, emb: np.ndarray, n_batch: int) -> np.ndarray:
+def _llm_logits_with_image(
+    path: Path, ids: np.ndarray, image_id: int, emb: np.ndarray, n_batch: int
+) -> np.ndarray:
     """Prefill text, the image rows at the placeholder run, then text; logits of every position."""
     model = _core.LlamaModel(str(path))
     ctx = _core.Context(model, 256, n_batch, 2, "f32")
@@ -134,7 +142,9 @@ def test_logits_after_image_match_pytorch_record(converted: dict, name: str) -> 
             embs.append(vm.encode(ref[f"pixel_values_{k}"], 2).reshape(-1, recorded.shape[1]))
         for emb in embs:
             for n_batch in (4, 64):
-                got = _llm_logits_with_image(path, ref[f"input_ids_{k}"], image_id, emb, n_batch)[-len(want) :]
+                got = _llm_logits_with_image(path, ref[f"input_ids_{k}"], image_id, emb, n_batch)[
+                    -len(want) :
+                ]
                 assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), (k, n_batch)
 
 
@@ -171,7 +181,9 @@ def test_bad_input_is_a_clear_error(converted: dict, tmp_path: Path) -> None:
     # Non-contiguous input is accepted and gives the same result.
     wide = np.zeros((1, 3, 70, 140), np.float32)
     wide[..., ::2] = np.random.default_rng(0).standard_normal((1, 3, 70, 70))
-    np.testing.assert_array_equal(vm.encode(wide[..., ::2], 1), vm.encode(np.ascontiguousarray(wide[..., ::2]), 1))
+    np.testing.assert_array_equal(
+        vm.encode(wide[..., ::2], 1), vm.encode(np.ascontiguousarray(wide[..., ::2]), 1)
+    )
 
     with pytest.raises(ModelFileError):
         _core.VisionModel(str(tmp_path / "missing.gguf"))
@@ -208,14 +220,29 @@ def test_siglip_live_transformers_with_padded_k(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     hc = transformers.SiglipVisionConfig(
-        hidden_size=64, intermediate_size=120, num_hidden_layers=2, num_attention_heads=4,
-        image_size=45, patch_size=6, vision_use_head=False, attn_implementation="eager",
+        hidden_size=64,
+        intermediate_size=120,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=45,
+        patch_size=6,
+        vision_use_head=False,
+        attn_implementation="eager",
     )
     model = transformers.SiglipVisionModel(hc).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    cfg = dict(image_size=45, patch_size=6, hidden=64, ff=120, layers=2, heads=4, proj_dim=64, projector="none")
+    cfg = dict(
+        image_size=45,
+        patch_size=6,
+        hidden=64,
+        ff=120,
+        layers=2,
+        heads=4,
+        proj_dim=64,
+        projector="none",
+    )
     tensors = siglip_tensors(model.state_dict(), cfg)
     x = torch.rand(3, 3, 45, 45) * 2 - 1
     with torch.no_grad():
@@ -230,3 +257,31 @@ def test_siglip_live_transformers_with_padded_k(tmp_path: Path) -> None:
         else:
             assert vm.config["weight_type"] == vt.upper()
             assert cosine(got, want) >= 0.999
+
+
+def test_scalar_isa_gives_the_same_embeddings(converted: dict) -> None:
+    """BLUELM_ISA=scalar runs the scalar vision ops and Q8_0 gemm (the reference)."""
+    import os
+    import subprocess
+    import sys
+
+    ref = np.load(DATA / "tiny_bluelm_v" / "reference.npz")
+    px = ref["pixel_values_0"]
+    code = (
+        "import sys, numpy as np; from bluelm_cpp import _core;"
+        "vm = _core.VisionModel(sys.argv[1]); x = np.load(sys.argv[2]);"
+        "np.save(sys.argv[3], vm.encode(x, 2))"
+    )
+    for vt in ("f32", "q8_0"):
+        path = str(converted[("tiny_bluelm_v", vt)])
+        simd = _core.VisionModel(path).encode(px, 2)
+        d = Path(path).parent
+        np.save(d / "px.npy", px)
+        env = dict(os.environ, BLUELM_ISA="scalar")
+        subprocess.run(
+            [sys.executable, "-c", code, path, str(d / "px.npy"), str(d / "out.npy")],
+            env=env,
+            check=True,
+        )
+        scalar = np.load(d / "out.npy")
+        assert rel_err(simd, scalar) < 1e-5, vt

@@ -34,7 +34,18 @@ def _matrix_type(name: str, shape: tuple[int, ...], wtype: str) -> Q:
 
 def _is_matrix(name: str) -> bool:
     return name.endswith(".weight") and any(
-        p in name for p in ("patch_embd", "attn_q", "attn_k", "attn_v", "attn_out", "ffn_up", "ffn_down", "mm.0", "mm.2")
+        p in name
+        for p in (
+            "patch_embd",
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_out",
+            "ffn_up",
+            "ffn_down",
+            "mm.0",
+            "mm.2",
+        )
     )
 
 
@@ -78,12 +89,16 @@ def tensor_shape(cfg: Mapping[str, Any], name: str) -> tuple[int, ...]:
     return (C,)
 
 
-def random_tensors(cfg: Mapping[str, Any], seed: int = 0, scale: float = 0.02) -> Iterable[tuple[str, np.ndarray]]:
+def random_tensors(
+    cfg: Mapping[str, Any], seed: int = 0, scale: float = 0.02
+) -> Iterable[tuple[str, np.ndarray]]:
     """Random weights (generated one tensor at a time, to keep memory low)."""
     rng = np.random.default_rng(seed)
     for name in tensor_names(cfg):
         shape = tensor_shape(cfg, name)
-        if name.endswith(".weight") and any(s in name for s in ("ln1", "ln2", "post_ln", "input_norm")):
+        if name.endswith(".weight") and any(
+            s in name for s in ("ln1", "ln2", "post_ln", "input_norm")
+        ):
             yield name, (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
         else:
             yield name, (scale * rng.standard_normal(shape)).astype(np.float32)
@@ -101,8 +116,16 @@ def siglip_tensors(state: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str
         "v.patch_embd.bias": g("embeddings.patch_embedding.bias"),
         "v.position_embd.weight": g("embeddings.position_embedding.weight"),
     }
-    pairs = {"ln1": "layer_norm1", "ln2": "layer_norm2", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-             "attn_v": "self_attn.v_proj", "attn_out": "self_attn.out_proj", "ffn_up": "mlp.fc1", "ffn_down": "mlp.fc2"}
+    pairs = {
+        "ln1": "layer_norm1",
+        "ln2": "layer_norm2",
+        "attn_q": "self_attn.q_proj",
+        "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj",
+        "attn_out": "self_attn.out_proj",
+        "ffn_up": "mlp.fc1",
+        "ffn_down": "mlp.fc2",
+    }
     for i in range(cfg["layers"]):
         for ours, theirs in pairs.items():
             for wb in ("weight", "bias"):

@@ -63,7 +63,7 @@ void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, i
     });
     act = a;
   }
-  if (W.scales) {
+  if (W.scales && ops_.q8_gemm) {
     const int64_t nb = W.k_pad / QK;
     pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {

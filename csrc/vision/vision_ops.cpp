@@ -35,14 +35,15 @@ void gelu_tanh(float* x, int64_t n) {
 }
 
 const VisionOps kScalar = {"scalar", softmax, gelu_tanh, q8_gemm_scalar};
+// Other ISAs (NEON): portable element-wise ops, Q8_0 matmuls through the kernel table.
+const VisionOps kPortable = {"portable", softmax, gelu_tanh, nullptr};
 
 const VisionOps& choose() {
   const char* isa = kernels::active().isa;
 #ifdef BLUELM_KERNELS_X86
   if (std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avx512") == 0) return *avx2_ops();
 #endif
-  (void)isa;
-  return kScalar;
+  return std::strcmp(isa, "scalar") == 0 ? kScalar : kPortable;
 }
 
 }  // namespace

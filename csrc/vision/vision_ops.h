@@ -14,7 +14,7 @@ struct VisionOps {
   void (*softmax)(float* s, int64_t n, float scale);
   // x = x * sigmoid(2 * sqrt(2/pi) * (x + 0.044715 x^3)), i.e. GELU's tanh form.
   void (*gelu_tanh)(float* x, int64_t n);
-  Q8GemmFn q8_gemm;
+  Q8GemmFn q8_gemm;  // nullptr: use the kernel table's Q8_0 gemm
 };
 
 const VisionOps& scalar_ops();
