@@ -81,13 +81,20 @@ def child(a: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"load_s": load_s, "runs": []}
 
     def patches() -> np.ndarray:
-        px, layout = bluelm_v_patches(image, mean=(0.5,) * 3, std=(0.5,) * 3)
+        px, layout = bluelm_v_patches(image, max_side=a.max_side, mean=(0.5,) * 3, std=(0.5,) * 3)
         out["grid"] = [layout.cols, layout.rows]
         return px[: a.patches] if a.patches else px
 
     def prefiller(overlap: bool, nv: int, nl: int, release: bool) -> ImagePrefiller:
         ctx = _core.Context(lm, a.n_ctx, 128, nl, a.kv_type)
-        return ImagePrefiller(ctx, vm, n_threads_vision=nv, overlap=overlap, release_vision=release)
+        return ImagePrefiller(
+            ctx,
+            vm,
+            n_threads_vision=nv,
+            first_batch=a.first_batch,
+            overlap=overlap,
+            release_vision=release,
+        )
 
     mode = a.mode
     for rep in range(a.repeats):
@@ -158,6 +165,7 @@ def spawn(a: argparse.Namespace, **kw: Any) -> dict[str, Any] | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--shape", a.shape]
     cmd += ["--repeats", str(a.repeats), "--patches", str(a.patches), "--n-ctx", str(a.n_ctx)]
     cmd += ["--kv-type", a.kv_type, "--mode", opts["mode"]]
+    cmd += ["--first-batch", str(a.first_batch), "--max-side", str(a.max_side)]
     cmd += [
         "--n-threads",
         str(opts["n_threads"]),
@@ -214,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-splits", action="store_true", help="only the even split per count")
     ap.add_argument("--patches", type=int, default=0, help="use only the first N patches (0: all)")
     ap.add_argument("--n-ctx", type=int, default=2048)
+    ap.add_argument("--first-batch", type=int, default=1, help="patches in the first encoder batch")
+    ap.add_argument("--max-side", type=int, default=3, help="grid side limit (4: 2:4 + thumbnail)")
     ap.add_argument("--kv-type", default="f16")
     ap.add_argument("--json-log", default="", help="append each scenario's raw result here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -233,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} hardware threads, {cores} physical cores, isa {_core.isa()}")
     print(
         f"shape {a.shape}; image 768x1536, question {QUESTION_TOKENS} tokens; "
-        f"n_ctx {a.n_ctx}, KV {a.kv_type}, n_batch 128, vision batch 4; "
+        f"n_ctx {a.n_ctx}, KV {a.kv_type}, n_batch 128, vision batch 4 (first {a.first_batch}), "
+        f"grid side <= {a.max_side}; "
         f"{a.repeats} repeat(s) per scenario; timings on a shared machine are noisy"
     )
     model_files(a.shape)

@@ -165,6 +165,8 @@ class ImagePrefiller:
         vision: the ``_core.VisionModel``, or ``None`` for text only.
         n_threads_vision: the encoder's threads (a separate pool).
         vision_batch: patches per encoder batch.
+        first_batch: patches in a request's first encoder batch (the LLM
+            waits for it, so a small one starts the overlap sooner).
         overlap: encode patch batch k+1 while the LLM prefills batch k
             (``False``: encode the whole image first; same result, bit for bit).
         release_vision: free the encoder's weights after each encode; they are
@@ -182,6 +184,7 @@ class ImagePrefiller:
         *,
         n_threads_vision: int = 1,
         vision_batch: int = 4,
+        first_batch: int = 1,
         overlap: bool = True,
         release_vision: bool = False,
         cache_bytes: int = 256 << 20,
@@ -190,6 +193,7 @@ class ImagePrefiller:
         self.vision = vision
         self.n_threads_vision = int(n_threads_vision)
         self.vision_batch = int(vision_batch)
+        self.first_batch = int(first_batch)
         self.overlap = overlap
         self.release_vision = release_vision
         self.cache = EncodingCache(cache_bytes)
@@ -352,6 +356,7 @@ class ImagePrefiller:
                 overlap=self.overlap,
                 n_threads_vision=self.n_threads_vision,
                 vision_batch=self.vision_batch,
+                first_batch=self.first_batch,
             )
             st.stages.append(stage)
             st.n_prefilled += int(stage["n_rows"])

@@ -48,9 +48,10 @@ class PatchProducer {
       const int64_t per_in = 3 * c.image_size * c.image_size, per_out = c.n_out_tokens * c.proj_dim;
       for (const PrefillSegment& s : segs_) {
         if (s.kind != PrefillSegment::Kind::Patches) continue;
-        for (int64_t i = 0; i < s.n; i += opt_.vision_batch) {
+        for (int64_t i = 0, m = 0; i < s.n; i += m) {
           if (cancel_.load() || out_.closed()) return;
-          const int64_t m = std::min(opt_.vision_batch, s.n - i);
+          const int64_t want = n_batches == 0 ? std::min(opt_.first_batch, opt_.vision_batch) : opt_.vision_batch;
+          m = std::min(want, s.n - i);
           EmbeddingBatch b;
           b.rows.resize(static_cast<size_t>(m * per_out));
           b.n_rows = m * c.n_out_tokens;
@@ -119,6 +120,7 @@ void check_segments(const Context& ctx, const VisionModel* vision, const std::ve
   if (segs.empty()) throw ArgumentError("prefill needs at least one segment");
   if (opt.n_threads_vision <= 0 || opt.n_threads_vision > 256) throw ArgumentError("n_threads_vision must be between 1 and 256, got " + std::to_string(opt.n_threads_vision));
   if (opt.vision_batch <= 0 || opt.vision_batch > 256) throw ArgumentError("vision_batch must be between 1 and 256, got " + std::to_string(opt.vision_batch));
+  if (opt.first_batch <= 0 || opt.first_batch > 256) throw ArgumentError("first_batch must be between 1 and 256, got " + std::to_string(opt.first_batch));
   int64_t total = 0;
   for (size_t i = 0; i < segs.size(); ++i) {
     const PrefillSegment& s = segs[i];

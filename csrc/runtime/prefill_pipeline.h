@@ -39,6 +39,10 @@ struct PrefillOptions {
   bool overlap = true;        // false: encode every patch first, then prefill (the sequential path)
   int n_threads_vision = 1;   // the encoder's pool
   int64_t vision_batch = 4;   // patches per encoder batch (the paper's 4)
+  // Patches in the request's first batch: the LLM waits for it with nothing
+  // else to do, so a small first batch shortens that wait. The same plan is
+  // used by both paths, so it never changes the result.
+  int64_t first_batch = 1;
   size_t queue_capacity = 1;  // finished batches waiting for the LLM
 };
 
