@@ -417,9 +417,57 @@ class Model:
 
     def _items_with_images(
         self, text: str, images: list[Any], chat: bool
-    ) -> tuple[list[Item], dict[bytes, np.ndarray], list[Any] | None]:
-        """Tokenize ``text`` and put each image's rows where its placeholder is;
-        for the scheduler, the prompt as parts (token lists and images) instead."""
+    ) -> tuple[list[Item], dict[bytes, np.ndarray]]:
+        """Tokenize ``text`` and put each image's rows where its placeholder is."""
+        ids, marks = self._ids_and_marks(text, images, chat)
+        if any(isinstance(im, ImageHandle) for im in images):
+            raise InvalidArgumentError(
+                "prepare_image handles need a BlueLM-V (mlp_downsample) model"
+            )
+        assert self.vision is not None
+        embeds: dict[bytes, np.ndarray] = {}
+        items: list[Item] = []
+        prev = 0
+        for m, image in zip(marks, images):
+            emb = self.vision.embed(image)
+            key = hashlib.sha256(emb.tobytes()).digest()
+            embeds[key] = emb
+            items += ids[prev:m]
+            items += [(key, r) for r in range(len(emb))]
+            prev = m + 1
+        items += ids[prev:]
+        if len(items) > self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt with its images has {len(items)} positions but n_ctx is {self.n_ctx}; "
+                "use fewer or smaller images, or load the model with a larger n_ctx"
+            )
+        if not items:
+            raise InvalidArgumentError("the prompt is empty")
+        return items, embeds
+
+    def _parts_with_images(
+        self, text: str, images: list[Any], chat: bool
+    ) -> tuple[list[int], list[Any]]:
+        """The prompt as parts for the prefill scheduler (token lists, and patch
+        arrays or prepare_image handles), and its text tokens."""
+        assert self.vision is not None
+        ids, marks = self._ids_and_marks(text, images, chat)
+        parts: list[Any] = []
+        prev = 0
+        for m, image in zip(marks, images):
+            if ids[prev:m]:
+                parts.append(ids[prev:m])
+            is_handle = isinstance(image, ImageHandle)
+            parts.append(image if is_handle else image_patches(self.vision.config, image))
+            prev = m + 1
+        if ids[prev:]:
+            parts.append(ids[prev:])
+        return [t for p in parts if isinstance(p, list) for t in p], parts
+
+    def _ids_and_marks(
+        self, text: str, images: list[Any], chat: bool
+    ) -> tuple[list[int], list[int]]:
+        """Token ids of ``text`` and the index of each image's placeholder in them."""
         assert self.vision is not None
         tok = self.vision.image_token
         n_ph = text.count(tok)
@@ -451,42 +499,7 @@ class Model:
         if chat and tk.add_bos and tk.bos_id is not None and (not ids or ids[0] != tk.bos_id):
             ids = [tk.bos_id, *ids]
             marks = [m + 1 for m in marks]
-        if self._pipelined():
-            parts: list[Any] = []
-            prev = 0
-            for m, image in zip(marks, images):
-                if ids[prev:m]:
-                    parts.append(ids[prev:m])
-                is_handle = isinstance(image, ImageHandle)
-                parts.append(image if is_handle else image_patches(self.vision.config, image))
-                prev = m + 1
-            if ids[prev:]:
-                parts.append(ids[prev:])
-            text_ids: list[Item] = [t for p in parts if isinstance(p, list) for t in p]
-            return text_ids, {}, parts
-        if any(isinstance(im, ImageHandle) for im in images):
-            raise InvalidArgumentError(
-                "prepare_image handles need a BlueLM-V (mlp_downsample) model"
-            )
-        embeds: dict[bytes, np.ndarray] = {}
-        items: list[Item] = []
-        prev = 0
-        for m, image in zip(marks, images):
-            emb = self.vision.embed(image)
-            key = hashlib.sha256(emb.tobytes()).digest()
-            embeds[key] = emb
-            items += ids[prev:m]
-            items += [(key, r) for r in range(len(emb))]
-            prev = m + 1
-        items += ids[prev:]
-        if len(items) > self.n_ctx:
-            raise ContextOverflowError(
-                f"the prompt with its images has {len(items)} positions but n_ctx is {self.n_ctx}; "
-                "use fewer or smaller images, or load the model with a larger n_ctx"
-            )
-        if not items:
-            raise InvalidArgumentError("the prompt is empty")
-        return items, embeds, None
+        return ids, marks
 
     # -- generation ---------------------------------------------------------
 
@@ -769,7 +782,12 @@ class Model:
             raise InvalidArgumentError(f"unknown argument(s): {', '.join(sorted(unknown))}")
         limit = self._check_max_tokens(max_tokens)
         with self._session():
-            items, embeds, parts = self._items_with_images(text, images, chat)
+            parts: list[Any] | None = None
+            embeds: dict[bytes, np.ndarray] | None = None
+            if self._pipelined():
+                items, parts = self._parts_with_images(text, images, chat)
+            else:
+                items, embeds = self._items_with_images(text, images, chat)
         pieces = self._text_stream(self._token_stream(items, sampler, limit, embeds, parts), stops)
         return pieces if stream else "".join(pieces)
 
