@@ -37,6 +37,11 @@ class ContextOverflowError(BlueLMError, ValueError):
     """A prompt (plus requested tokens) does not fit in the context window."""
 
 
+class CancelledError(BlueLMError):
+    """A request was cancelled (``Model.cancel()`` or a KeyboardInterrupt during
+    a prefill); the model is left as it was before the request."""
+
+
 class ImageError(BlueLMError, ValueError):
     """An image cannot be decoded or is unusable (empty, too large, corrupt)."""
 
@@ -48,4 +53,5 @@ __all__ = [
     "InvalidArgumentError",
     "ContextOverflowError",
     "ImageError",
+    "CancelledError",
 ]

@@ -28,6 +28,8 @@ from .errors import (
     ModelFileError,
     ModelFormatError,
 )
+from .image_prefill import ImageHandle, ImagePrefiller
+from .model_images import image_patches
 from .tokenizer import Tokenizer
 from .vision.embed import ImageEmbedder, check_images
 
@@ -62,6 +64,12 @@ class Model:
         mmproj: a separate vision GGUF (llama.cpp's mmproj layout); without it
             the vision tower is read from ``model_path`` when that file has one.
         vision_batch: image patches per encoder batch (4, the paper's).
+        n_threads_vision: threads of the encoder's own pool, which runs while
+            the LLM prefills (default: half of ``n_threads``, at least 1).
+        release_vision: free the encoder's weights after each image; they are
+            read again from the file when the next image comes.
+        pipeline: overlap patch encoding with the LLM prefill (BlueLM-V
+            layout); the result is the same bit for bit either way.
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -84,6 +92,9 @@ class Model:
         kv_type: str = "f16",
         mmproj: str | os.PathLike[str] | None = None,
         vision_batch: int = 4,
+        n_threads_vision: int | None = None,
+        release_vision: bool = False,
+        pipeline: bool = True,
     ) -> None:
         n_ctx = _check_int("n_ctx", n_ctx, 1, 1 << 24)
         n_batch = _check_int("n_batch", n_batch, 1, 65536)
@@ -101,7 +112,6 @@ class Model:
         self.tokenizer = Tokenizer.from_metadata(self._metadata)
         self._ctx = _core.Context(self._model, n_ctx, n_batch, n_threads, kv_type)
         self._kv_type = kv_type
-        self._cached: list[Item] = []  # the positions whose keys/values are in the cache
         self.vision: ImageEmbedder | None = None
         vision_batch = _check_int("vision_batch", vision_batch, 1, 256)
         if mmproj is not None:
@@ -115,8 +125,30 @@ class Model:
                 f"the vision tower gives rows of {self.vision.n_embd} values but the LLM's "
                 f"embedding width is {self._model.n_embd}"
             )
+        if n_threads_vision is None:
+            n_threads_vision = max(1, n_threads // 2)
+        # Prefills prompts with images through the scheduler of csrc/runtime and
+        # owns the record of the cache: one key per position (_cached).
+        self._prefiller = ImagePrefiller(
+            self._ctx,
+            self.vision._vm if self.vision is not None else None,
+            n_threads_vision=_check_int("n_threads_vision", n_threads_vision, 1, 256),
+            vision_batch=vision_batch,
+            overlap=bool(pipeline),
+            release_vision=bool(release_vision),
+        )
+        self._cached = []  # the positions whose keys/values are in the cache
+        self.last_stats: dict[str, Any] = {}  # what the last request prefilled, reused, encoded
         self._lock = threading.Lock()
         self._owner: int | None = None
+
+    @property
+    def _cached(self) -> list[Any]:
+        return self._prefiller.cached
+
+    @_cached.setter
+    def _cached(self, keys: list[Any]) -> None:
+        self._prefiller.cached = keys
 
     # -- life cycle ---------------------------------------------------------
 
@@ -306,6 +338,7 @@ class Model:
             keep += 1
         ctx.truncate(keep)
         self._cached = self._cached[:keep]
+        self.last_stats = {"n_prefilled": len(ids) - keep, "n_reused": keep}
         i = keep
         while i < len(ids):
             j = i + 1
@@ -345,6 +378,32 @@ class Model:
         with self._session():
             return self.vision.embed(image)
 
+    def prepare_image(self, image: Any) -> ImageHandle:
+        """Start encoding ``image`` now, in the background, and return a handle
+        for ``generate(..., images=[handle])`` (or an ``{"type": "image",
+        "image": handle}`` chat part), which then waits only for what is not
+        done. Encodings are cached by image content (BlueLM-V layout).
+
+        Example:
+            >>> h = m.prepare_image("photo.jpg")  # while the user types  # doctest: +SKIP
+            >>> m.generate("<image>\\nWhat is this?", images=[h])  # doctest: +SKIP
+        """
+        if self.vision is None:
+            raise InvalidArgumentError(f"'{self.path}' is a text-only model (no vision encoder)")
+        return self._prefiller.prepare(image_patches(self.vision.config, image))
+
+    def cancel(self) -> None:
+        """Stop the request in flight, from any thread: an image prefill raises
+        :class:`~bluelm_cpp.errors.CancelledError` and leaves the cache as it
+        was before the request; a generation ends after the current token.
+        """
+        self._prefiller.cancel()
+
+    def _pipelined(self) -> bool:
+        """Images whose rows are the per-patch outputs in order (BlueLM-V) go
+        through the prefill scheduler; others are embedded first."""
+        return self.vision is not None and self.vision.projector == "mlp_downsample"
+
     def _image_token_id(self) -> int | None:
         """The placeholder's id when the vocabulary has it as one special token."""
         assert self.vision is not None
@@ -360,6 +419,55 @@ class Model:
         self, text: str, images: list[Any], chat: bool
     ) -> tuple[list[Item], dict[bytes, np.ndarray]]:
         """Tokenize ``text`` and put each image's rows where its placeholder is."""
+        ids, marks = self._ids_and_marks(text, images, chat)
+        if any(isinstance(im, ImageHandle) for im in images):
+            raise InvalidArgumentError(
+                "prepare_image handles need a BlueLM-V (mlp_downsample) model"
+            )
+        assert self.vision is not None
+        embeds: dict[bytes, np.ndarray] = {}
+        items: list[Item] = []
+        prev = 0
+        for m, image in zip(marks, images):
+            emb = self.vision.embed(image)
+            key = hashlib.sha256(emb.tobytes()).digest()
+            embeds[key] = emb
+            items += ids[prev:m]
+            items += [(key, r) for r in range(len(emb))]
+            prev = m + 1
+        items += ids[prev:]
+        if len(items) > self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt with its images has {len(items)} positions but n_ctx is {self.n_ctx}; "
+                "use fewer or smaller images, or load the model with a larger n_ctx"
+            )
+        if not items:
+            raise InvalidArgumentError("the prompt is empty")
+        return items, embeds
+
+    def _parts_with_images(
+        self, text: str, images: list[Any], chat: bool
+    ) -> tuple[list[int], list[Any]]:
+        """The prompt as parts for the prefill scheduler (token lists, and patch
+        arrays or prepare_image handles), and its text tokens."""
+        assert self.vision is not None
+        ids, marks = self._ids_and_marks(text, images, chat)
+        parts: list[Any] = []
+        prev = 0
+        for m, image in zip(marks, images):
+            if ids[prev:m]:
+                parts.append(ids[prev:m])
+            is_handle = isinstance(image, ImageHandle)
+            parts.append(image if is_handle else image_patches(self.vision.config, image))
+            prev = m + 1
+        if ids[prev:]:
+            parts.append(ids[prev:])
+        return [t for p in parts if isinstance(p, list) for t in p], parts
+
+    def _ids_and_marks(
+        self, text: str, images: list[Any], chat: bool
+    ) -> tuple[list[int], list[int]]:
+        """Token ids of ``text`` and the index of each image's placeholder in them."""
         assert self.vision is not None
         tok = self.vision.image_token
         n_ph = text.count(tok)
@@ -391,25 +499,7 @@ class Model:
         if chat and tk.add_bos and tk.bos_id is not None and (not ids or ids[0] != tk.bos_id):
             ids = [tk.bos_id, *ids]
             marks = [m + 1 for m in marks]
-        embeds: dict[bytes, np.ndarray] = {}
-        items: list[Item] = []
-        prev = 0
-        for m, image in zip(marks, images):
-            emb = self.vision.embed(image)
-            key = hashlib.sha256(emb.tobytes()).digest()
-            embeds[key] = emb
-            items += ids[prev:m]
-            items += [(key, r) for r in range(len(emb))]
-            prev = m + 1
-        items += ids[prev:]
-        if len(items) > self.n_ctx:
-            raise ContextOverflowError(
-                f"the prompt with its images has {len(items)} positions but n_ctx is {self.n_ctx}; "
-                "use fewer or smaller images, or load the model with a larger n_ctx"
-            )
-        if not items:
-            raise InvalidArgumentError("the prompt is empty")
-        return items, embeds
+        return ids, marks
 
     # -- generation ---------------------------------------------------------
 
@@ -502,10 +592,15 @@ class Model:
         sampler: _core.Sampler,
         limit: int,
         images: dict[bytes, np.ndarray] | None = None,
+        parts: list[Any] | None = None,
     ) -> Iterator[int]:
         with self._session():
             ctx = self._require_open()
-            self._prefill(ids, images)
+            self._prefiller._cancel.clear()
+            if parts is None:
+                self._prefill(ids, images)
+            else:
+                self.last_stats = self._prefiller.prefill(parts).as_dict()
             for t in ids:
                 if isinstance(t, int):
                     sampler.accept(t)
@@ -516,7 +611,7 @@ class Model:
                     return
                 sampler.accept(tok)
                 yield tok
-                if i + 1 == limit or ctx.n_past >= ctx.n_ctx:
+                if i + 1 == limit or ctx.n_past >= ctx.n_ctx or self._prefiller._cancel.is_set():
                     return
                 ctx.eval([tok])
                 self._cached.append(tok)
@@ -687,8 +782,13 @@ class Model:
             raise InvalidArgumentError(f"unknown argument(s): {', '.join(sorted(unknown))}")
         limit = self._check_max_tokens(max_tokens)
         with self._session():
-            items, embeds = self._items_with_images(text, images, chat)
-        pieces = self._text_stream(self._token_stream(items, sampler, limit, embeds), stops)
+            parts: list[Any] | None = None
+            embeds: dict[bytes, np.ndarray] | None = None
+            if self._pipelined():
+                items, parts = self._parts_with_images(text, images, chat)
+            else:
+                items, embeds = self._items_with_images(text, images, chat)
+        pieces = self._text_stream(self._token_stream(items, sampler, limit, embeds, parts), stops)
         return pieces if stream else "".join(pieces)
 
     @staticmethod

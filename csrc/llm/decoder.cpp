@@ -93,6 +93,24 @@ void Context::eval_embeddings(const float* emb, int64_t n, bool logits_all) {
   }
 }
 
+void Context::prefill_embeddings(const float* emb, int64_t n, bool want_logits) {
+  if (n <= 0) throw ArgumentError("prefill_embeddings needs at least one row");
+  if (n > n_ctx_ - n_past_) {
+    throw ContextOverflowError(std::to_string(n) + " rows do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
+  }
+  const int64_t d = cfg_.n_embd;
+  if (want_logits) logits_.resize(static_cast<size_t>(cfg_.n_vocab));
+  n_logit_rows_ = 0;  // stale until the row that asks for logits is run
+  for (int64_t i = 0; i < n; i += n_batch_) {
+    const int64_t m = std::min(n_batch_, n - i);
+    const bool last = i + m == n;
+    input_emb_ = emb + i * d;
+    forward_chunk(nullptr, m, want_logits && last ? logits_.data() : nullptr, false);
+    input_emb_ = nullptr;
+  }
+  if (want_logits) n_logit_rows_ = 1;
+}
+
 void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
   const GgmlType vt = vec_dot_type(W.type);
   const size_t xs = row_bytes(vt, W.cols);

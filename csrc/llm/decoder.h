@@ -24,6 +24,9 @@ class Context {
   // As eval, for n rows of n_embd floats (image embeddings) taken as the
   // input embeddings of positions n_past.. and prefilled in chunks of n_batch.
   void eval_embeddings(const float* emb, int64_t n, bool logits_all);
+  // As eval_embeddings, but the logits of the last row are computed only when
+  // want_logits (the prefill scheduler runs many chunks and needs one row).
+  void prefill_embeddings(const float* emb, int64_t n, bool want_logits);
 
   // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
   const float* logits() const { return logits_.data(); }

@@ -3,8 +3,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 
 #include "core/errors.h"
@@ -13,6 +17,7 @@
 #include "kernels/kernels.h"
 #include "llm/decoder.h"
 #include "llm/sampler.h"
+#include "runtime/prefill_pipeline.h"
 #include "vision/vision_model.h"
 
 namespace py = pybind11;
@@ -38,6 +43,8 @@ void translate(std::exception_ptr p) {
     raise_py("InvalidArgumentError", e.what());
   } catch (const ContextOverflowError& e) {
     raise_py("ContextOverflowError", e.what());
+  } catch (const CancelledError& e) {
+    raise_py("CancelledError", e.what());
   } catch (const std::bad_alloc&) {
     PyErr_SetString(PyExc_MemoryError, "bluelm-cpp: out of memory");
   }
@@ -108,6 +115,7 @@ GgmlType parse_kv_type(const std::string& s) {
 struct ContextHandle {
   std::unique_ptr<Context> ctx;
   std::mutex busy;
+  std::atomic<bool> cancel{false};  // set from any thread, polled by the prefill scheduler
 };
 
 class BusyGuard {
@@ -133,7 +141,8 @@ std::vector<int32_t> to_tokens(const std::vector<int64_t>& in, int64_t n_vocab) 
 // The vision keys of the file (clip.*, bluelm.vision.*) plus derived sizes.
 py::dict vision_config_dict(const VisionModel& vm) {
   py::dict d;
-  const GGUFFile& f = vm.file();
+  const std::shared_ptr<const LoadedVision> l = vm.acquire();
+  const GGUFFile& f = *l->file;
   for (const auto& k : f.keys()) {
     if (k.rfind("clip.", 0) == 0 || k.rfind("bluelm.vision.", 0) == 0) d[utf8(k, "a metadata key")] = value_to_py(*f.find(k), k);
   }
@@ -141,9 +150,9 @@ py::dict vision_config_dict(const VisionModel& vm) {
   d["n_tokens"] = c.n_tokens;
   d["n_out_tokens"] = c.n_out_tokens;
   d["projector"] = c.projector_name;
-  d["weight_type"] = type_name(static_cast<uint32_t>(vm.weights().main_type));
-  d["has_post_ln"] = vm.weights().post_ln_w.data != nullptr;
-  d["has_image_newline"] = vm.weights().image_newline.data != nullptr;
+  d["weight_type"] = type_name(static_cast<uint32_t>(l->weights->main_type));
+  d["has_post_ln"] = l->weights->post_ln_w.data != nullptr;
+  d["has_image_newline"] = l->weights->image_newline.data != nullptr;
   return d;
 }
 
@@ -168,6 +177,123 @@ py::array_t<float> vision_encode(const VisionModel& vm, py::array pixels, bool p
     vm.encode(in, B, project, n_threads, batch_size, o);
   }
   return out;
+}
+
+
+// ("tokens", [ids]) | ("embeddings", float32 [n, n_embd]) | ("patches", float32 [n, 3, S, S][, out]),
+// where the optional out, float32 [n * n_out_tokens, n_embd], receives the image's embeddings.
+std::vector<PrefillSegment> parse_segments(const py::list& items, const Context& ctx, const VisionModel* vision,
+                                           std::vector<py::array_t<float, py::array::c_style>>& keep) {
+  std::vector<PrefillSegment> segs;
+  const int64_t d = ctx.model().config().n_embd;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string where = "segment " + std::to_string(i);
+    if (!py::isinstance<py::tuple>(items[i]) || py::len(items[i]) < 2 || py::len(items[i]) > 3) throw ArgumentError(where + " must be a (kind, data) tuple");
+    const py::tuple t = items[i].cast<py::tuple>();
+    const std::string kind = py::str(t[0]);
+    PrefillSegment s;
+    if (kind == "tokens") {
+      s.kind = PrefillSegment::Kind::Tokens;
+      for (const auto& v : t[1]) {
+        const int64_t id = v.cast<int64_t>();
+        if (id < INT32_MIN || id > INT32_MAX) throw ArgumentError(where + ": token id " + std::to_string(id) + " is out of range");
+        s.tokens.push_back(static_cast<int32_t>(id));
+      }
+    } else if (kind == "embeddings" || kind == "patches") {
+      py::array a = t[1].cast<py::array>();
+      if (!py::isinstance<py::array_t<float>>(a)) throw ArgumentError(where + ": " + kind + " must be float32, got " + std::string(py::str(a.dtype())));
+      const bool patches = kind == "patches";
+      const int64_t S = vision ? vision->config().image_size : 0;
+      const bool ok = patches ? (vision && a.ndim() == 4 && a.shape(1) == 3 && a.shape(2) == S && a.shape(3) == S)
+                              : (a.ndim() == 2 && a.shape(1) == d);
+      if (patches && !vision) throw ArgumentError(where + " holds image patches but no vision model was given");
+      if (!ok || a.shape(0) == 0) {
+        std::string shape;
+        for (py::ssize_t k = 0; k < a.ndim(); ++k) shape += (k ? ", " : "") + std::to_string(a.shape(k));
+        throw ArgumentError(where + ": " + kind + " must have shape " + (patches ? "[n, 3, " + std::to_string(S) + ", " + std::to_string(S) + "]" : "[n, " + std::to_string(d) + "]") + " with n >= 1, got [" + shape + "]");
+      }
+      keep.push_back(py::array_t<float, py::array::c_style>::ensure(a));
+      s.kind = patches ? PrefillSegment::Kind::Patches : PrefillSegment::Kind::Embeddings;
+      s.data = keep.back().data();
+      s.n = keep.back().shape(0);
+      if (t.size() == 3 && !t[2].is_none()) {
+        if (!patches) throw ArgumentError(where + ": only a patches segment takes an output array");
+        py::array o = t[2].cast<py::array>();
+        const int64_t rows = s.n * vision->config().n_out_tokens;
+        if (!py::isinstance<py::array_t<float>>(o) || !(o.flags() & py::array::c_style) || !o.writeable() || o.ndim() != 2 ||
+            o.shape(0) != rows || o.shape(1) != d) {
+          throw ArgumentError(where + ": the output array must be a writable C-contiguous float32 array of shape [" + std::to_string(rows) + ", " + std::to_string(d) + "]");
+        }
+        keep.push_back(py::array_t<float, py::array::c_style>::ensure(o));
+        s.out = keep.back().mutable_data();
+      }
+    } else {
+      throw ArgumentError(where + ": kind must be 'tokens', 'embeddings' or 'patches', got '" + kind + "'");
+    }
+    segs.push_back(std::move(s));
+  }
+  return segs;
+}
+
+py::dict stats_dict(const PrefillStats& st) {
+  py::dict d;
+  d["total_s"] = st.total_s;
+  d["encode_s"] = st.encode_s;
+  d["prefill_s"] = st.prefill_s;
+  d["wait_s"] = st.wait_s;
+  d["first_batch_s"] = st.first_batch_s;
+  d["n_rows"] = st.n_rows;
+  d["n_chunks"] = st.n_chunks;
+  d["n_patches"] = st.n_patches;
+  d["n_batches"] = st.n_batches;
+  return d;
+}
+
+// Runs the scheduler on its own thread while this one, every few ms, takes the
+// GIL to let Python handle signals: a KeyboardInterrupt cancels the prefill
+// (the context is rolled back) and is raised once the scheduler has stopped.
+py::dict context_prefill(ContextHandle& pc, const py::list& items, std::shared_ptr<VisionModel> vision, bool overlap,
+                         int n_threads_vision, int64_t vision_batch, int64_t first_batch) {
+  BusyGuard g(pc.busy);
+  std::vector<py::array_t<float, py::array::c_style>> keep;
+  const std::vector<PrefillSegment> segs = parse_segments(items, *pc.ctx, vision.get(), keep);
+  PrefillOptions opt;
+  opt.overlap = overlap;
+  opt.n_threads_vision = n_threads_vision;
+  opt.vision_batch = vision_batch;
+  opt.first_batch = first_batch;
+  pc.cancel = false;
+  PrefillStats st;
+  std::exception_ptr err;
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  std::unique_ptr<py::error_already_set> interrupt;
+  std::thread runner([&] {
+    try {
+      st = prefill_segments(*pc.ctx, vision.get(), segs, opt, pc.cancel);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(m);
+    done = true;
+    cv.notify_all();
+  });
+  for (;;) {
+    {
+      py::gil_scoped_release nogil;
+      std::unique_lock<std::mutex> lock(m);
+      if (cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return done; })) break;
+    }
+    if (!interrupt && PyErr_CheckSignals() != 0) {
+      interrupt = std::make_unique<py::error_already_set>();  // fetches and clears the Python error
+      pc.cancel = true;
+    }
+  }
+  runner.join();
+  if (interrupt) throw py::error_already_set(*interrupt);
+  if (err) std::rethrow_exception(err);
+  return stats_dict(st);
 }
 
 }  // namespace
@@ -269,6 +395,10 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_batch", [](ContextHandle& pc) { return pc.ctx->n_batch(); })
       .def_property_readonly("n_threads", [](ContextHandle& pc) { return pc.ctx->n_threads(); })
       .def("truncate", [](ContextHandle& pc, int64_t n) { BusyGuard g(pc.busy); pc.ctx->truncate(n); }, py::arg("n"))
+      .def("prefill", &context_prefill, py::arg("segments"), py::arg("vision") = py::none(), py::arg("overlap") = true,
+           py::arg("n_threads_vision") = 1, py::arg("vision_batch") = 4, py::arg("first_batch") = 1,
+           "Prefill (kind, data) segments, encoding patches on their own threads while the LLM runs; returns stage times.")
+      .def("cancel", [](ContextHandle& pc) { pc.cancel = true; }, "Stop the prefill in flight (thread-safe); it rolls back and raises CancelledError.")
       .def("reset", [](ContextHandle& pc) { BusyGuard g(pc.busy); pc.ctx->truncate(0); });
 
   py::class_<VisionModel, std::shared_ptr<VisionModel>>(m, "VisionModel")
@@ -278,6 +408,10 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("path"))
       .def_property_readonly("config", &vision_config_dict)
+      .def("release_weights", &VisionModel::release_weights, "Free the weights (mapping and copies); they are read again on demand.")
+      .def_property_readonly("weights_loaded", &VisionModel::weights_loaded)
+      .def_property_readonly("n_loads", &VisionModel::n_loads)
+      .def_property_readonly("n_patches_encoded", &VisionModel::n_patches_encoded)
       .def("encode", [](const VisionModel& vm, py::array pixels, int n_threads, int64_t batch_size) {
              return vision_encode(vm, pixels, true, n_threads, batch_size);
            },
