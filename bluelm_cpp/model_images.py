@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgumentError
-from .vision import bluelm_v_patches
+from .vision.images import load_image
+from .vision.settings import VisionSettings, preprocess_image
 
 
 def image_patches(config: dict[str, Any], image: Any) -> np.ndarray:
@@ -23,15 +24,5 @@ def image_patches(config: dict[str, Any], image: Any) -> np.ndarray:
             f"images for a '{config.get('projector')}' projector are not supported by the "
             "prefill scheduler (only the BlueLM-V mlp_downsample layout)"
         )
-    side = config.get("bluelm.vision.max_grid_side")
-    px, _ = bluelm_v_patches(
-        image,
-        patch_side=int(config["clip.vision.image_size"]),
-        method=str(config.get("bluelm.vision.grid_method", "relaxed")),
-        max_side=int(side) if side is not None else None,
-        max_patches=int(config.get("bluelm.vision.max_patches", 9)),
-        alpha=float(config.get("bluelm.vision.alpha", 0.1)),
-        mean=config.get("clip.vision.image_mean", (0.5, 0.5, 0.5)),
-        std=config.get("clip.vision.image_std", (0.5, 0.5, 0.5)),
-    )
+    px, _ = preprocess_image(load_image(image), VisionSettings.from_metadata(config))
     return px

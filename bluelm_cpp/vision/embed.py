@@ -48,6 +48,11 @@ class ImageEmbedder:
             raise ModelFormatError(f"'{self.path}': anyres packing needs 'v.image_newline'")
 
     @property
+    def projector(self) -> str:
+        """The projector type: ``mlp_downsample`` (BlueLM-V), ``mlp`` or ``none``."""
+        return str(self.config["projector"])
+
+    @property
     def image_token(self) -> str:
         """The placeholder text of prompts (``bluelm.vision.image_token``)."""
         return self.settings.image_token
