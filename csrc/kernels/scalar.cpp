@@ -130,6 +130,32 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
     }
     return;
   }
+  if (kv_type == GgmlType::Q8_0) {
+    // INT8 cache: rows of Q8_0 blocks; each block's int dot scaled by its d.
+    const BlockQ8_0* k = static_cast<const BlockQ8_0*>(K);
+    const BlockQ8_0* v = static_cast<const BlockQ8_0*>(V);
+    const size_t row_blocks = kv_stride / QK;
+    const int64_t nb = head_dim / QK;
+    for (int64_t j = 0; j < n_kv; ++j) {
+      const BlockQ8_0* kj = k + j * row_blocks;
+      float s = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) {
+        float sb = 0.0f;
+        for (int i = 0; i < QK; ++i) sb += kj[b].qs[i] * q[b * QK + i];
+        s += fp16_to_fp32(kj[b].d) * sb;
+      }
+      scratch[j] = scale * s;
+    }
+    softmax(scratch, n_kv);
+    for (int64_t j = 0; j < n_kv; ++j) {
+      const BlockQ8_0* vj = v + j * row_blocks;
+      for (int64_t b = 0; b < nb; ++b) {
+        const float pd = scratch[j] * fp16_to_fp32(vj[b].d);
+        for (int i = 0; i < QK; ++i) out[b * QK + i] += pd * vj[b].qs[i];
+      }
+    }
+    return;
+  }
   // F16 cache: like ggml's F16 matmul, the query and the softmax weights are
   // rounded to F16 before each product, and products accumulate in F32.
   const uint16_t* k = static_cast<const uint16_t*>(K);
@@ -156,6 +182,8 @@ const KernelTable kScalar = {
      gemm_rows<dot_q4_0>, gemm_rows<dot_q4_1>},
     {convert_f32, convert_f16, convert_bf16, convert_q8_0, convert_q8_1},
     attend,
+    {0, 0, 0, 0, 0, 0},  // the reference reads the file layout
+    {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
 }  // namespace

@@ -1,6 +1,10 @@
 #include "llm/llm_weights.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/kernels.h"
+#include "kernels/repack.h"
 
 namespace bluelm {
 
@@ -61,7 +65,23 @@ uint64_t bytes(const Matrix& m) { return m.data ? m.row_stride * m.rows : 0; }
 
 }  // namespace
 
-LlmModel::LlmModel(const std::string& path)
+void LlmModel::repack(Matrix& m) {
+  const kernels::KernelTable& kt = kernels::active();
+  const int slot = kernels::weight_slot(m.type);
+  const int R = slot < 0 ? 0 : kt.pack_rows[slot];
+  if (!m.data || R <= 0 || !kt.gemm_packed[slot] || m.rows % R != 0) return;
+  const size_t n = m.row_stride * static_cast<size_t>(m.rows);
+  std::unique_ptr<uint8_t, HugeFree> buf(static_cast<uint8_t*>(alloc_huge(n)));
+  kernels::repack_rows(m.data, buf.get(), m.row_stride, type_info(uint32_t(m.type))->block_bytes,
+                       m.rows, R);
+  file_->release_pages(m.data, n);
+  m.data = buf.get();
+  m.packed_rows = R;
+  packed_bytes += n;
+  packed_.push_back(std::move(buf));
+}
+
+LlmModel::LlmModel(const std::string& path, bool repack_weights)
     : file_(std::make_unique<GGUFFile>(path)), config_(LlmConfig::from_gguf(*file_)) {
   const GGUFFile& f = *file_;
   LlmConfig& c = config_;
@@ -108,6 +128,16 @@ LlmModel::LlmModel(const std::string& path)
                     bytes(L.w_up) + bytes(L.w_down);
   }
   weight_bytes += bytes(output);
+
+  const char* env = std::getenv("BLUELM_REPACK");
+  if (env && std::strcmp(env, "0") == 0) repack_weights = false;
+  if (!repack_weights) return;
+  // One matrix at a time, so the peak holds at most one extra matrix. The
+  // embedding is read by row (token lookup), so it and a tied output stay put.
+  for (LayerWeights& L : layers) {
+    for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) repack(*m);
+  }
+  if (output.data != token_embd.data) repack(output);
 }
 
 }  // namespace bluelm
