@@ -65,20 +65,22 @@ uint64_t bytes(const Matrix& m) { return m.data ? m.row_stride * m.rows : 0; }
 
 }  // namespace
 
-void LlmModel::repack(Matrix& m) {
+int LlmModel::pack_rows_for(const Matrix& m) {
   const kernels::KernelTable& kt = kernels::active();
   const int slot = kernels::weight_slot(m.type);
   const int R = slot < 0 ? 0 : kt.pack_rows[slot];
-  if (!m.data || R <= 0 || !kt.gemm_packed[slot] || m.rows % R != 0) return;
+  if (!m.data || R <= 0 || !kt.gemm_packed[slot] || m.rows % R != 0) return 0;
+  return R;
+}
+
+void LlmModel::repack(Matrix& m, uint8_t* dst) {
+  const int R = pack_rows_for(m);
   const size_t n = m.row_stride * static_cast<size_t>(m.rows);
-  std::unique_ptr<uint8_t, HugeFree> buf(static_cast<uint8_t*>(alloc_huge(n)));
-  kernels::repack_rows(m.data, buf.get(), m.row_stride, type_info(uint32_t(m.type))->block_bytes,
-                       m.rows, R);
+  kernels::repack_rows(m.data, dst, m.row_stride, type_info(uint32_t(m.type))->block_bytes, m.rows, R);
   file_->release_pages(m.data, n);
-  m.data = buf.get();
+  m.data = dst;
   m.packed_rows = R;
   packed_bytes += n;
-  packed_.push_back(std::move(buf));
 }
 
 LlmModel::LlmModel(const std::string& path, bool repack_weights)
@@ -132,12 +134,28 @@ LlmModel::LlmModel(const std::string& path, bool repack_weights)
   const char* env = std::getenv("BLUELM_REPACK");
   if (env && std::strcmp(env, "0") == 0) repack_weights = false;
   if (!repack_weights) return;
-  // One matrix at a time, so the peak holds at most one extra matrix. The
-  // embedding is read by row (token lookup), so it and a tied output stay put.
+  // The embedding is read by row (token lookup), so it and a tied output stay put.
+  std::vector<Matrix*> todo;
   for (LayerWeights& L : layers) {
-    for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) repack(*m);
+    for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) todo.push_back(m);
   }
-  if (output.data != token_embd.data) repack(output);
+  if (output.data != token_embd.data) todo.push_back(&output);
+  constexpr size_t kAlign = 64;
+  size_t total = 0;
+  for (Matrix* m : todo) {
+    if (pack_rows_for(*m)) total += (m->row_stride * static_cast<size_t>(m->rows) + kAlign - 1) / kAlign * kAlign;
+  }
+  if (total == 0) return;
+  // One arena (huge pages touched only as filled); one matrix at a time, each
+  // source released right after, so the peak holds at most one extra matrix.
+  packed_.reset(static_cast<uint8_t*>(alloc_huge(total)));
+  size_t off = 0;
+  for (Matrix* m : todo) {
+    if (!pack_rows_for(*m)) continue;
+    const size_t n = m->row_stride * static_cast<size_t>(m->rows);
+    repack(*m, packed_.get() + off);
+    off += (n + kAlign - 1) / kAlign * kAlign;
+  }
 }
 
 }  // namespace bluelm

@@ -56,13 +56,15 @@ class LlmModel {
   uint64_t packed_bytes = 0;  // bytes repacked into owned memory at load
 
  private:
-  // Copies m into the layout the active kernels want and releases the file's
-  // pages of it, so resident memory holds one copy. No-op when not wanted.
-  void repack(Matrix& m);
+  // Rows per group the active kernels want m repacked in, 0 for none.
+  static int pack_rows_for(const Matrix& m);
+  // Copies m into `dst` in that layout and releases the file's pages of it, so
+  // resident memory holds one copy.
+  void repack(Matrix& m, uint8_t* dst);
 
   std::unique_ptr<GGUFFile> file_;
   LlmConfig config_;
-  std::vector<std::unique_ptr<uint8_t, HugeFree>> packed_;  // owned repacked weights
+  std::unique_ptr<uint8_t, HugeFree> packed_;  // one arena of all repacked weights
 };
 
 }  // namespace bluelm
