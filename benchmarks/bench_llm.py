@@ -274,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llama-bench", default=None, help="llama.cpp's llama-bench binary")
     ap.add_argument("--llama-quantize", default=None, help="llama.cpp's llama-quantize binary")
     ap.add_argument("--no-llama-cpp-python", action="store_true", help="skip that peer")
+    ap.add_argument(
+        "--llama-cpp-python-max-mib",
+        type=float,
+        default=None,
+        help="skip llama-cpp-python for files larger than this (saves time on big models)",
+    )
     ap.add_argument("--cache", default=None, help="model cache folder (bench_models.py)")
     ap.add_argument("--json", metavar="OUT", default=None, help="also save results as JSON")
     ap.add_argument("--child", choices=[OURS, THEIRS], help=argparse.SUPPRESS)
@@ -349,8 +355,13 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         results: dict[tuple[str, int], dict[str, Any]] = {}
+        skip_lcp = (
+            args.llama_cpp_python_max_mib is not None
+            and facts["file_bytes"] > args.llama_cpp_python_max_mib * 2**20
+        )
+        m_runtimes = [rt for rt in runtimes if not (skip_lcp and rt == THEIRS)]
         for t in tlist:
-            for rt in runtimes:
+            for rt in m_runtimes:
                 res = _spawn(rt, path, t, args)
                 if res is None:
                     all_ok = False
@@ -364,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         print(hdr)
         for t in tlist:
             roof = bw[t] / facts["weight_bytes_per_token"]
-            for rt in runtimes:
+            for rt in m_runtimes:
                 r = results.get((rt, t))
                 if r is None:
                     print(f"   {rt:<17}{t:>4}  failed")
