@@ -219,6 +219,12 @@ def _spawn(
         res["pp_tps"] = [args.pp / s for s in res["pp_s"]]
         res["tg_tps"] = [args.tg / s for s in res["tg_s"]]
     res["peak_rss_mb"] = rss
+    # A line per finished run, so a run cut short still shows what it measured.
+    print(
+        f"    -> pp{args.pp} {_fmt(res['pp_tps'])} t/s, tg{args.tg} {_fmt(res['tg_tps'])} t/s, "
+        f"peak RSS {rss:.0f} MB",
+        flush=True,
+    )
     return res
 
 
