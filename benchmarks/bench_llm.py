@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
-"""Prefill/decode throughput of bluelm-cpp vs llama-cpp-python on the same GGUF.
+"""Prefill/decode throughput of bluelm-cpp vs llama.cpp on the same GGUF files, same run.
 
+Peers: llama.cpp's own ``llama-bench`` (``--llama-bench PATH``; llama.cpp at its best, no Python
+in the loop) and llama-cpp-python (the same library through its Python ``eval()``).
 Follows llama-bench's pp/tg definitions:
   pp<N>: eval an N-token prompt of random token ids into an empty context; t/s = N / time.
-  tg<N>: after a 1-token prompt, eval N single tokens (fixed id, no sampling); t/s = N / time.
+  tg<N>: after a 1-token prompt, eval N single tokens (fixed id, no sampling); t/s = N / time
+         (llama-bench: N tokens into an empty context).
 
-Each runtime runs in its own subprocess (one at a time), so its peak RSS is its own.
+Each (runtime, threads) runs in its own subprocess, one at a time; its peak RSS comes from
+wait4(). The script also measures the machine's read bandwidth (bluelm_cpp._core.read_bandwidth,
+best of 5 sweeps of 512 MiB) at each thread count, and prints the decode roofline = bandwidth /
+weight bytes read per token, and each runtime's decode as a percentage of it.
+
+Models (benchmarks/bench_models.py makes and caches them): smollm2-q4_0, smollm2-q4_1,
+smollm2-q8_0, bluelm3b-q4_0 (PAPER.md's 2.7B shape, random Q4_0), or a GGUF path.
 
 Usage:
-    python benchmarks/bench_llm.py [--model PATH] [--threads 1,2] [--runs 5]
-                                   [--pp 512] [--tg 128] [--json OUT]
+    python benchmarks/bench_llm.py --llama-bench /tmp/llbuild/bin/llama-bench \\
+        --llama-quantize /tmp/llbuild/bin/llama-quantize \\
+        --models smollm2-q4_0,smollm2-q4_1,bluelm3b-q4_0 --threads 1,2 --runs 5 --json OUT
 """
 
 from __future__ import annotations
@@ -22,15 +32,18 @@ import os
 import platform
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
 OURS = "bluelm-cpp"
-THEIRS = "llama.cpp"
-N_CTX = 1024
+THEIRS = "llama-cpp-python"
+LLAMA_BENCH = "llama-bench"
+N_CTX = 4096  # the issue's RSS target is for n_ctx 4096
 N_BATCH = 512
 SEED = 1234
 
@@ -62,18 +75,17 @@ def _measure(
 
 
 def _child_bluelm(model: str, threads: int, pp: int, tg: int, runs: int) -> dict[str, Any]:
-    import bluelm_cpp
     from bluelm_cpp import _core
 
-    m = bluelm_cpp.Model(model, n_ctx=N_CTX, n_threads=threads, n_batch=N_BATCH)
-    ctx = m._ctx
-    assert ctx is not None
-    ids = _prompt_ids(pp, m.n_vocab)
+    lm = _core.LlamaModel(model)
+    ctx = _core.Context(lm, N_CTX, N_BATCH, threads, "f16")
+    ids = _prompt_ids(pp, lm.n_vocab)
     tok = ids[0]
 
     def pp_once() -> float:
+        ctx.reset()
         t0 = time.perf_counter()
-        m.eval_logits(ids)  # resets the cache first
+        ctx.eval(ids)
         return time.perf_counter() - t0
 
     def tg_once() -> float:
@@ -88,6 +100,7 @@ def _child_bluelm(model: str, threads: int, pp: int, tg: int, runs: int) -> dict
 
     out: dict[str, Any] = _measure(pp_once, tg_once, runs)
     out["isa"] = _core.isa()
+    out["repacked_bytes"] = lm.repacked_bytes
     return out
 
 
@@ -159,15 +172,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _physical_cores() -> int | None:
-    try:
-        from bluelm_cpp import _core
-
-        return int(_core.physical_cores())
-    except Exception:
-        return None
-
-
 def _llama_version() -> str | None:
     try:
         return importlib.metadata.version("llama_cpp_python")
@@ -175,53 +179,114 @@ def _llama_version() -> str | None:
         return None
 
 
+def _wait_run(cmd: list[str]) -> tuple[int, str, str, float]:
+    """Runs cmd; returns (exit code, stdout, stderr, peak RSS in MB from wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: keep Popen from waiting
+        out.seek(0)
+        err.seek(0)
+        rss = ru.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else ru.ru_maxrss / 1024
+        return proc.returncode, out.read().decode(), err.read().decode(), rss
+
+
 def _spawn(
     runtime: str, model: str, threads: int, args: argparse.Namespace
 ) -> dict[str, Any] | None:
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child",
-        runtime,
-        "--model",
-        model,
-        "--threads",
-        str(threads),
-        "--runs",
-        str(args.runs),
-        "--pp",
-        str(args.pp),
-        "--tg",
-        str(args.tg),
-    ]
-    print(f"  running {runtime} threads={threads} ...", flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        print(f"  {runtime} threads={threads} failed (rc={proc.returncode}):\n{tail}")
+    print(f"  {runtime} threads={threads} ...", flush=True)
+    if runtime == LLAMA_BENCH:
+        cmd = [args.llama_bench, "-m", model, "-t", str(threads), "-p", str(args.pp)]
+        cmd += ["-n", str(args.tg), "-r", str(args.runs), "-o", "json"]
+    else:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", runtime, "--model", model]
+        cmd += ["--threads", str(threads), "--runs", str(args.runs)]
+        cmd += ["--pp", str(args.pp), "--tg", str(args.tg)]
+    rc, out, err, rss = _wait_run(cmd)
+    if rc != 0:
+        tail = "\n".join(err.strip().splitlines()[-5:])
+        print(f"  {runtime} threads={threads} failed (rc={rc}):\n{tail}")
         return None
-    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    n_pp, n_tg = args.pp, args.tg
-    res["pp_tps"] = [n_pp / s for s in res["pp_s"]]
-    res["tg_tps"] = [n_tg / s for s in res["tg_s"]]
+    if runtime == LLAMA_BENCH:
+        res: dict[str, Any] = {"pp_tps": [], "tg_tps": []}
+        for e in json.loads(out):
+            key = "pp_tps" if e["n_gen"] == 0 else "tg_tps"
+            res[key] = [float(v) for v in e["samples_ts"]]
+            res["build_commit"] = e.get("build_commit")
+            res["repack"] = e.get("repack")
+    else:
+        res = json.loads(out.strip().splitlines()[-1])
+        res["pp_tps"] = [args.pp / s for s in res["pp_s"]]
+        res["tg_tps"] = [args.tg / s for s in res["tg_s"]]
+    res["peak_rss_mb"] = rss
+    # A line per finished run, so a run cut short still shows what it measured.
+    print(
+        f"    -> pp{args.pp} {_fmt(res['pp_tps'])} t/s, tg{args.tg} {_fmt(res['tg_tps'])} t/s, "
+        f"peak RSS {rss:.0f} MB",
+        flush=True,
+    )
     return res
 
 
+def _med(v: list[float]) -> float:
+    return statistics.median(v) if v else float("nan")
+
+
 def _fmt(tps: list[float]) -> str:
-    return f"{statistics.median(tps):8.1f} ({min(tps):.1f}-{max(tps):.1f})"
+    return f"{_med(tps):7.1f} ({min(tps):.1f}-{max(tps):.1f})" if tps else "n/a"
 
 
-def _ratio(a: list[float], b: list[float]) -> str:
-    return f"{statistics.median(a) / statistics.median(b):.2f}x"
+def _model_facts(path: str) -> dict[str, Any]:
+    from bluelm_cpp import _core
+
+    g = _core.GGUFFile(path)
+    meta = g.metadata
+    arch = meta["general.architecture"]
+    n_layer = int(meta[f"{arch}.block_count"])
+    n_embd = int(meta[f"{arch}.embedding_length"])
+    n_head = int(meta[f"{arch}.attention.head_count"])
+    n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
+    kv_dim = n_embd // n_head * n_head_kv
+    # Weight bytes read per decoded token: every matrix once (the embedding row is noise).
+    weight_bytes = 0
+    tied = not any(t["name"] == "output.weight" for t in g.tensors)
+    for t in g.tensors:
+        if len(t["shape"]) == 2 and (t["name"] != "token_embd.weight" or tied):
+            weight_bytes += int(t["nbytes"])
+    return {
+        "file_bytes": g.file_size,
+        "weight_bytes_per_token": weight_bytes,
+        "kv_bytes_f16": 2 * n_layer * N_CTX * kv_dim * 2,
+        "n_layer": n_layer,
+        "n_embd": n_embd,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="GGUF path (default: bundled SmolLM2 Q4_1)")
+    ap.add_argument(
+        "--models",
+        default="smollm2-q4_0,smollm2-q4_1,bluelm3b-q4_0",
+        help="comma-separated names (see bench_models.py) or GGUF paths",
+    )
+    ap.add_argument("--model", default=None, help="one GGUF path (overrides --models)")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument(
+        "--big-threads", default=None, help="thread counts for bluelm3b-q4_0 (default: --threads)"
+    )
     ap.add_argument("--runs", type=int, default=5, help="timed runs per test (median reported)")
     ap.add_argument("--pp", type=int, default=512, help="prompt tokens for prefill")
     ap.add_argument("--tg", type=int, default=128, help="tokens generated for decode")
+    ap.add_argument("--llama-bench", default=None, help="llama.cpp's llama-bench binary")
+    ap.add_argument("--llama-quantize", default=None, help="llama.cpp's llama-quantize binary")
+    ap.add_argument("--no-llama-cpp-python", action="store_true", help="skip that peer")
+    ap.add_argument(
+        "--llama-cpp-python-max-mib",
+        type=float,
+        default=None,
+        help="skip llama-cpp-python for files larger than this (saves time on big models)",
+    )
+    ap.add_argument("--cache", default=None, help="model cache folder (bench_models.py)")
     ap.add_argument("--json", metavar="OUT", default=None, help="also save results as JSON")
     ap.add_argument("--child", choices=[OURS, THEIRS], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -230,103 +295,134 @@ def main(argv: list[str] | None = None) -> int:
         _run_child(args)
         return 0
 
-    if args.pp + 1 > N_CTX or args.tg + 1 > N_CTX:
-        ap.error(f"--pp and --tg must be below n_ctx={N_CTX}")
+    if args.pp + args.tg + 1 > N_CTX:
+        ap.error(f"--pp + --tg must be below n_ctx={N_CTX}")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_models
+
     import bluelm_cpp
     from bluelm_cpp import _core
 
-    model = os.path.abspath(args.model or bluelm_cpp.default_model_path())
+    cache = args.cache or bench_models.DEFAULT_CACHE
+    names = [args.model] if args.model else [m for m in args.models.split(",") if m.strip()]
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
-    have_llama = importlib.util.find_spec("llama_cpp") is not None
-    runtimes = [OURS, THEIRS] if have_llama else [OURS]
-    llama_ver = _llama_version() if have_llama else None
+    big_threads = [int(t) for t in (args.big_threads or args.threads).split(",") if t.strip()]
+    if args.llama_bench is None:
+        args.llama_bench = shutil.which("llama-bench")
+    have_lcp = not args.no_llama_cpp_python and importlib.util.find_spec("llama_cpp") is not None
+    runtimes = [OURS] + ([LLAMA_BENCH] if args.llama_bench else []) + ([THEIRS] if have_lcp else [])
 
-    pp_name, tg_name = f"pp{args.pp}", f"tg{args.tg}"
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    phys = _physical_cores()
-    print(f"machine  : {_cpu_model()}, {os.cpu_count()} logical cores, {phys} physical")
+    print(
+        f"machine  : {_cpu_model()}, {os.cpu_count()} logical cores, "
+        f"{_core.physical_cores()} physical"
+    )
     print(
         f"           {platform.system()} {platform.release()}, Python {platform.python_version()}"
     )
     print(f"           load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"model    : {model} ({os.path.getsize(model) / 2**20:.1f} MiB)")
-    print(f"bluelm   : {bluelm_cpp.__version__}, kernel ISA {_core.isa()}")
-    print(f"llama_cpp: {llama_ver if have_llama else 'not installed'}")
     print(
-        f"settings : n_ctx={N_CTX} n_batch={N_BATCH} {pp_name} {tg_name}, "
-        f"{args.runs} runs + 1 warm-up, median (min-max)"
+        f"bluelm   : {bluelm_cpp.__version__}, kernel ISA {_core.isa()} "
+        f"(available: {', '.join(_core.available_isas())})"
     )
+    print(
+        f"llama.cpp: llama-bench {args.llama_bench or 'not given'}; "
+        f"llama-cpp-python {_llama_version() if have_lcp else 'not used'}"
+    )
+    print(
+        f"settings : n_ctx={N_CTX} (ours, llama-cpp-python; llama-bench: pp+tg) n_batch={N_BATCH}"
+        f" pp{args.pp} tg{args.tg}, {args.runs} runs (+1 warm-up), median (min-max)"
+    )
+
+    bw: dict[int, float] = {}
+    for t in sorted(set(threads) | set(big_threads)):
+        # In a child: the probe's 512 MiB would otherwise raise this process's RSS high-water
+        # mark, which children started by vfork/exec report as their own.
+        probe = f"from bluelm_cpp import _core; print(_core.read_bandwidth({512 << 20}, {t}, 5))"
+        bw[t] = float(
+            subprocess.run(
+                [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        print(f"bandwidth: {t} thread(s): {bw[t] / 1e9:.1f} GB/s read (best of 5 sweeps, 512 MiB)")
     sys.stdout.flush()
 
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    for t in threads:
-        for rt in runtimes:
-            res = _spawn(rt, model, t, args)
-            if res is not None:
-                results[(rt, t)] = res
-
-    hdr = (
-        f"{'runtime':<16} {'threads':>7}  {pp_name + ' t/s':>24}  "
-        f"{tg_name + ' t/s':>24}  {'peak RSS MB':>11}"
-    )
-    print()
-    print(hdr)
-    print("-" * len(hdr))
-    for t in threads:
-        for rt in runtimes:
-            r = results.get((rt, t))
-            if r is None:
-                print(f"{rt:<16} {t:>7}  {'failed':>24}")
-                continue
-            print(
-                f"{rt:<16} {t:>7}  {_fmt(r['pp_tps']):>24}  {_fmt(r['tg_tps']):>24}  "
-                f"{r['peak_rss_mb']:>11.1f}"
-            )
-        ours, theirs = results.get((OURS, t)), results.get((THEIRS, t))
-        if ours and theirs:
-            rss = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
-            print(
-                f"{'ours/llama.cpp':<16} {t:>7}  {_ratio(ours['pp_tps'], theirs['pp_tps']):>24}  "
-                f"{_ratio(ours['tg_tps'], theirs['tg_tps']):>24}  {rss:>10.2f}x"
-            )
-    print()
-
-    print("notes:")
-    if not have_llama:
-        print("  - llama-cpp-python is not installed (import llama_cpp failed): bluelm-cpp only.")
-    else:
-        for t in threads:
-            r = results.get((THEIRS, t))
-            if r is not None:
-                per_tok = r["wrapper_s"] / args.tg
-                share = r["wrapper_s"] / statistics.median(r["tg_s"])
-                print(
-                    f"  - threads={t}: llama-cpp-python's Python-side eval() work is "
-                    f"~{per_tok * 1e6:.0f} us/token ({share:.1%} of its {tg_name} time)."
-                )
+    report: list[dict[str, Any]] = []
+    all_ok = True
+    for name in names:
+        path = bench_models.model_path(name, cache, args.llama_quantize)
+        facts = _model_facts(path)
+        tlist = big_threads if name == "bluelm3b-q4_0" else threads
+        print(f"\n== {name}: {path}")
         print(
-            f"  - llama.cpp figures go through llama-cpp-python's eval(); llama.cpp's own\n"
-            f"    llama-bench calls llama_decode directly and is often said to be ~20% faster\n"
-            f"    for tg than the Python wrapper (llama-bench not run here). In llama_cpp\n"
-            f"    {llama_ver} eval() copies logits only with logits_all=True; its remaining\n"
-            f"    per-token Python work is the measured figure above."
+            f"   file {facts['file_bytes'] / 2**20:.1f} MiB, weights read per token "
+            f"{facts['weight_bytes_per_token'] / 2**20:.1f} MiB, F16 KV at n_ctx {N_CTX} "
+            f"{facts['kv_bytes_f16'] / 2**20:.1f} MiB",
+            flush=True,
         )
-        info = next((r["system_info"] for r in results.values() if "system_info" in r), "")
-        if info:
-            print(f"  - llama.cpp system info: {info.strip()}")
-    print("  - RSS is the child process's peak (Python + runtime + mmapped weights).")
+        results: dict[tuple[str, int], dict[str, Any]] = {}
+        skip_lcp = (
+            args.llama_cpp_python_max_mib is not None
+            and facts["file_bytes"] > args.llama_cpp_python_max_mib * 2**20
+        )
+        m_runtimes = [rt for rt in runtimes if not (skip_lcp and rt == THEIRS)]
+        for t in tlist:
+            for rt in m_runtimes:
+                res = _spawn(rt, path, t, args)
+                if res is None:
+                    all_ok = False
+                else:
+                    results[(rt, t)] = res
+        pp_name, tg_name = f"pp{args.pp} t/s", f"tg{args.tg} t/s"
+        hdr = (
+            f"   {'runtime':<17}{'thr':>4}  {pp_name:>22}  {tg_name:>22}  {'% roofline':>10}"
+            f"  {'peak RSS MB':>11}"
+        )
+        print(hdr)
+        for t in tlist:
+            roof = bw[t] / facts["weight_bytes_per_token"]
+            for rt in m_runtimes:
+                r = results.get((rt, t))
+                if r is None:
+                    print(f"   {rt:<17}{t:>4}  failed")
+                    continue
+                pct = 100.0 * _med(r["tg_tps"]) / roof
+                print(
+                    f"   {rt:<17}{t:>4}  {_fmt(r['pp_tps']):>22}  {_fmt(r['tg_tps']):>22}  "
+                    f"{pct:>9.0f}%  {r['peak_rss_mb']:>11.0f}"
+                )
+            print(f"   {'(roofline)':<17}{t:>4}  {'':>22}  {roof:>22.1f}")
+            ours = results.get((OURS, t))
+            for peer in (LLAMA_BENCH, THEIRS):
+                theirs = results.get((peer, t))
+                if ours and theirs:
+                    pr = _med(ours["pp_tps"]) / _med(theirs["pp_tps"])
+                    tr = _med(ours["tg_tps"]) / _med(theirs["tg_tps"])
+                    rr = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
+                    print(
+                        f"   {'ours/' + peer:<21}  {pr:>21.2f}x  {tr:>21.2f}x  {'':>10}  "
+                        f"{rr:>10.2f}x"
+                    )
+        entry = {
+            "model": name,
+            "path": path,
+            **facts,
+            "bandwidth": {str(k): v for k, v in bw.items()},
+            "results": [{"runtime": rt, "threads": t, **r} for (rt, t), r in results.items()],
+        }
+        report.append(entry)
+        _targets(name, facts, results, bw, args)
+        sys.stdout.flush()
 
     if args.json:
         payload = {
             "machine": {
                 "cpu": _cpu_model(),
                 "logical_cores": os.cpu_count(),
-                "physical_cores": phys,
                 "loadavg_start": list(load),
             },
-            "model": model,
             "bluelm_isa": _core.isa(),
-            "llama_cpp_version": llama_ver,
+            "llama_bench": args.llama_bench,
             "settings": {
                 "n_ctx": N_CTX,
                 "n_batch": N_BATCH,
@@ -335,12 +431,54 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": args.runs,
                 "seed": SEED,
             },
-            "results": [{"runtime": rt, "threads": t, **r} for (rt, t), r in results.items()],
+            "models": report,
         }
-        with open(args.json, "w") as f:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
             json.dump(payload, f, indent=2)
+        os.replace(tmp, args.json)
         print(f"saved {args.json}")
-    return 0 if len(results) == len(threads) * len(runtimes) else 1
+    return 0 if all_ok else 1
+
+
+# The issue's done-when figures, at 2 threads against llama-bench (the best llama.cpp).
+_TG_TARGET = {"smollm2-q4_0": 1.3, "smollm2-q4_1": 1.5, "bluelm3b-q4_0": 0.98}
+_PP_TARGET = {"smollm2-q4_0": 1.2, "bluelm3b-q4_0": 1.2}
+
+
+def _targets(
+    name: str,
+    facts: dict[str, Any],
+    results: dict[tuple[str, int], dict[str, Any]],
+    bw: dict[int, float],
+    args: argparse.Namespace,
+) -> None:
+    ours, ref = results.get((OURS, 2)), results.get((LLAMA_BENCH, 2))
+    if ours is None:
+        return
+    lines = []
+    if ref is not None:
+        if name in _TG_TARGET:
+            r = _med(ours["tg_tps"]) / _med(ref["tg_tps"])
+            ok = "met" if r >= _TG_TARGET[name] else "NOT met"
+            lines.append(f"decode {r:.2f}x llama-bench (target >= {_TG_TARGET[name]}x): {ok}")
+        if name in _PP_TARGET:
+            r = _med(ours["pp_tps"]) / _med(ref["pp_tps"])
+            ok = "met" if r >= _PP_TARGET[name] else "NOT met"
+            lines.append(f"pp{args.pp} {r:.2f}x llama-bench (target >= {_PP_TARGET[name]}x): {ok}")
+    if name == "bluelm3b-q4_0":
+        pct = 100.0 * _med(ours["tg_tps"]) / (bw[2] / facts["weight_bytes_per_token"])
+        lines.append(
+            f"decode {pct:.0f}% of roofline (target >= 90%): {'met' if pct >= 90 else 'NOT met'}"
+        )
+        limit = 1.1 * (facts["file_bytes"] + facts["kv_bytes_f16"]) / 2**20
+        rss = ours["peak_rss_mb"]
+        lines.append(
+            f"peak RSS {rss:.0f} MB at n_ctx {N_CTX} (target <= 1.1 x (file + F16 KV) = "
+            f"{limit:.0f} MB): {'met' if rss <= limit else 'NOT met'}"
+        )
+    for ln in lines:
+        print(f"   target, 2 threads: {ln}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ Message = dict[str, Any]
 # A prompt position: a token id, or row `r` of the image whose embeddings hash to `key`.
 Item = Union[int, tuple[bytes, int]]
 
-_KV_TYPES = ("f16", "f32")
+_KV_TYPES = ("f16", "f32", "q8_0", "int8")  # "int8" is another name for "q8_0"
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -60,7 +60,8 @@ class Model:
         n_ctx: context window in tokens (the KV cache is sized for it).
         n_threads: worker threads; defaults to the number of physical cores.
         n_batch: prefill chunk size in tokens (128, as the BlueLM-V paper).
-        kv_type: ``"f16"`` (default, as llama.cpp) or ``"f32"`` KV cache.
+        kv_type: ``"f16"`` (default, as llama.cpp), ``"f32"``, or ``"q8_0"``
+            (alias ``"int8"``: INT8 per block of 32, half the F16 cache) KV cache.
         mmproj: a separate vision GGUF (llama.cpp's mmproj layout); without it
             the vision tower is read from ``model_path`` when that file has one.
         vision_batch: image patches per encoder batch (4, the paper's).
@@ -103,6 +104,7 @@ class Model:
         n_threads = _check_int("n_threads", n_threads, 1, 256)
         if kv_type not in _KV_TYPES:
             raise InvalidArgumentError(f"kv_type must be one of {_KV_TYPES}, got {kv_type!r}")
+        kv_type = "q8_0" if kv_type == "int8" else kv_type
         path = default_model_path() if model_path is None else os.fspath(model_path)
         if not os.path.exists(path):
             raise ModelFileError(f"model file '{path}' does not exist")

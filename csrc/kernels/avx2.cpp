@@ -49,12 +49,16 @@ inline __m256 acc_block(__m256 acc, __m256i pairs16, float scale) {
 }
 
 // ---- quantised tiles: R weight rows x T tokens, all K blocks ----------------
-// w: first row (stride ws), x: first token (stride xs), y: Y[t0*ldy + r0].
+// w: block 0 of the first row; block b of row i is at w + i*rs + b*bs (file
+// layout: rs = row bytes, bs = block bytes; packed: rs = block bytes, bs = R
+// blocks). x: first token (stride xs), y: Y[t0*ldy + r0]. The arithmetic of an
+// output never depends on the layout, R or T, so packed results are bit-identical.
 
 struct Q4_0Op {
+  static constexpr size_t kBlock = sizeof(BlockQ4_0);
   template <int R, int T>
-  static void tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy,
-                   int64_t K) {
+  static void tile(const char* w, size_t rs, size_t bs, const char* x, size_t xs, float* y,
+                   size_t ldy, int64_t K) {
     const int64_t nb = K / QK;
     __m256 acc[R][T];
     for (int i = 0; i < R; ++i)
@@ -72,7 +76,7 @@ struct Q4_0Op {
       }
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const BlockQ4_0* wb = reinterpret_cast<const BlockQ4_0*>(w + i * ws) + b;
+        const BlockQ4_0* wb = reinterpret_cast<const BlockQ4_0*>(w + i * rs + b * bs);
         const __m256i n = nibbles(wb->qs);
         const float dw = _mm_cvtss_f32(head2(wb));
 #pragma GCC unroll 4
@@ -88,9 +92,10 @@ struct Q4_0Op {
 };
 
 struct Q4_1Op {
+  static constexpr size_t kBlock = sizeof(BlockQ4_1);
   template <int R, int T>
-  static void tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy,
-                   int64_t K) {
+  static void tile(const char* w, size_t rs, size_t bs, const char* x, size_t xs, float* y,
+                   size_t ldy, int64_t K) {
     static_assert(T <= 2, "the [d, s] pairs of T tokens share one __m128");
     const int64_t nb = K / QK;
     __m256 acc[R][T];
@@ -116,7 +121,7 @@ struct Q4_1Op {
       }
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const BlockQ4_1* wb = reinterpret_cast<const BlockQ4_1*>(w + i * ws) + b;
+        const BlockQ4_1* wb = reinterpret_cast<const BlockQ4_1*>(w + i * rs + b * bs);
         // Nibbles are unsigned, activations signed: maddubs takes them as they are.
         const __m256i n = nibbles(wb->qs);
         __m128 wdm = head2(wb);  // [d_w, m_w, ...]
@@ -138,9 +143,10 @@ struct Q4_1Op {
 };
 
 struct Q8_0Op {
+  static constexpr size_t kBlock = sizeof(BlockQ8_0);
   template <int R, int T>
-  static void tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy,
-                   int64_t K) {
+  static void tile(const char* w, size_t rs, size_t bs, const char* x, size_t xs, float* y,
+                   size_t ldy, int64_t K) {
     const int64_t nb = K / QK;
     __m256 acc[R][T];
     for (int i = 0; i < R; ++i)
@@ -156,7 +162,7 @@ struct Q8_0Op {
       }
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + i * ws) + b;
+        const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + i * rs + b * bs);
         const __m256i s = load32(wb->qs);
         const __m256i a = _mm256_sign_epi8(s, s);  // |w|, -128 reads as 128 unsigned
         const float dw = _mm_cvtss_f32(head2(wb));
@@ -203,9 +209,10 @@ struct BF16Load {
 template <class L>
 struct FloatOp {
   using E = typename L::E;
+  static constexpr size_t kBlock = 0;  // never packed; rs is the row stride
   template <int R, int T>
-  static void tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy,
-                   int64_t K) {
+  static void tile(const char* w, size_t rs, size_t /*bs*/, const char* x, size_t xs, float* y,
+                   size_t ldy, int64_t K) {
     __m256 acc[R][T];
     for (int i = 0; i < R; ++i)
       for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
@@ -216,13 +223,13 @@ struct FloatOp {
       for (int t = 0; t < T; ++t) xv[t] = L::load8(reinterpret_cast<const E*>(x + t * xs) + k);
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const __m256 wv = L::load8(reinterpret_cast<const E*>(w + i * ws) + k);
+        const __m256 wv = L::load8(reinterpret_cast<const E*>(w + i * rs) + k);
 #pragma GCC unroll 4
         for (int t = 0; t < T; ++t) acc[i][t] = _mm256_fmadd_ps(wv, xv[t], acc[i][t]);
       }
     }
     for (int i = 0; i < R; ++i) {
-      const E* wr = reinterpret_cast<const E*>(w + i * ws);
+      const E* wr = reinterpret_cast<const E*>(w + i * rs);
       for (int t = 0; t < T; ++t) {
         const E* xr = reinterpret_cast<const E*>(x + t * xs);
         float s = hsum(acc[i][t]);
@@ -239,16 +246,28 @@ constexpr int kDecodeRows = 4;  // decode: rows streamed 4 at a time
 constexpr int kRows = 4;        // prefill tile: 4 rows x 2 tokens
 constexpr int kToks = 2;
 
-template <class Op>
+// P = rows per packed group (see kernels/repack.h), 0 = the file layout.
+template <class Op, int P>
 void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
           int64_t r0, int64_t r1, int64_t n_tok) {
+  static_assert(P == 0 || P == kRows, "a packed group is one row tile");
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
+  const size_t bb = Op::kBlock;
+  // Where row r's block 0 is, and the block step of a lone row.
+  auto row = [&](int64_t r) { return P ? w + (r - r % P) * ws + (r % P) * bb : w + r * ws; };
+  const size_t rs = P ? bb : ws, bs = P ? P * bb : bb;
+  auto full_tile = [&](int64_t r, int R) { return r + R <= r1 && (P == 0 || r % P == 0); };
   if (n_tok == 1) {
-    int64_t r = r0;
-    for (; r + kDecodeRows <= r1; r += kDecodeRows)
-      Op::template tile<kDecodeRows, 1>(w + r * ws, ws, x, xs, Y + r, ldy, K);
-    for (; r < r1; ++r) Op::template tile<1, 1>(w + r * ws, ws, x, xs, Y + r, ldy, K);
+    for (int64_t r = r0; r < r1;) {
+      if (full_tile(r, kDecodeRows)) {
+        Op::template tile<kDecodeRows, 1>(row(r), rs, bs, x, xs, Y + r, ldy, K);
+        r += kDecodeRows;
+      } else {
+        Op::template tile<1, 1>(row(r), rs, bs, x, xs, Y + r, ldy, K);
+        ++r;
+      }
+    }
     return;
   }
   // Token chunks small enough to stay in L2 while every row tile sweeps them;
@@ -258,17 +277,18 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
   for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
     const int64_t t1 = t0 + chunk < n_tok ? t0 + chunk : n_tok;
     for (int64_t r = r0; r < r1;) {
-      const bool full = r + kRows <= r1;
+      const bool full = full_tile(r, kRows);
+      const char* wr = row(r);
       int64_t t = t0;
       for (; t + kToks <= t1; t += kToks) {
         const char* xt = x + t * xs;
         float* yt = Y + t * ldy + r;
-        if (full) Op::template tile<kRows, kToks>(w + r * ws, ws, xt, xs, yt, ldy, K);
-        else Op::template tile<1, kToks>(w + r * ws, ws, xt, xs, yt, ldy, K);
+        if (full) Op::template tile<kRows, kToks>(wr, rs, bs, xt, xs, yt, ldy, K);
+        else Op::template tile<1, kToks>(wr, rs, bs, xt, xs, yt, ldy, K);
       }
       for (; t < t1; ++t) {
-        if (full) Op::template tile<kRows, 1>(w + r * ws, ws, x + t * xs, xs, Y + t * ldy + r, ldy, K);
-        else Op::template tile<1, 1>(w + r * ws, ws, x + t * xs, xs, Y + t * ldy + r, ldy, K);
+        if (full) Op::template tile<kRows, 1>(wr, rs, bs, x + t * xs, xs, Y + t * ldy + r, ldy, K);
+        else Op::template tile<1, 1>(wr, rs, bs, x + t * xs, xs, Y + t * ldy + r, ldy, K);
       }
       r += full ? kRows : 1;
     }
@@ -558,6 +578,10 @@ void weighted_sum_lanes(const float* p, const uint16_t* v, size_t stride, int64_
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
             int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch, float* out) {
+  if (kv_type == GgmlType::Q8_0) {  // INT8 cache: the reference code path
+    scalar_table().attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, batched, scratch, out);
+    return;
+  }
   if (kv_type == GgmlType::F32) {
     const float* k = static_cast<const float*>(K);
     for (int64_t j = 0; j < n_kv; ++j)
@@ -589,12 +613,17 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
 KernelTable make_table() {
   KernelTable t = scalar_table();
   t.isa = "avx2";
-  t.gemm[W_F32] = gemm<FloatOp<F32Load>>;
-  t.gemm[W_F16] = gemm<FloatOp<F16Load>>;
-  t.gemm[W_BF16] = gemm<FloatOp<BF16Load>>;
-  t.gemm[W_Q8_0] = gemm<Q8_0Op>;
-  t.gemm[W_Q4_0] = gemm<Q4_0Op>;
-  t.gemm[W_Q4_1] = gemm<Q4_1Op>;
+  t.gemm[W_F32] = gemm<FloatOp<F32Load>, 0>;
+  t.gemm[W_F16] = gemm<FloatOp<F16Load>, 0>;
+  t.gemm[W_BF16] = gemm<FloatOp<BF16Load>, 0>;
+  t.gemm[W_Q8_0] = gemm<Q8_0Op, 0>;
+  t.gemm[W_Q4_0] = gemm<Q4_0Op, 0>;
+  t.gemm[W_Q4_1] = gemm<Q4_1Op, 0>;
+  // Row tiles stream one interleaved group instead of four rows.
+  t.pack_rows[W_Q8_0] = t.pack_rows[W_Q4_0] = t.pack_rows[W_Q4_1] = kRows;
+  t.gemm_packed[W_Q8_0] = gemm<Q8_0Op, kRows>;
+  t.gemm_packed[W_Q4_0] = gemm<Q4_0Op, kRows>;
+  t.gemm_packed[W_Q4_1] = gemm<Q4_1Op, kRows>;
   t.convert[A_F16] = convert_f16;
   t.convert[A_BF16] = convert_bf16;
   t.convert[A_Q8_0] = convert_q8_0;

@@ -9,6 +9,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include <initializer_list>
+
 #include "kernels/kernels.h"
 
 namespace bluelm::kernels {
@@ -179,6 +181,11 @@ KernelTable make_table() {
   t.gemm[W_Q4_0] = gemm<qtile<0, 4, 1>, qtile<0, 1, 1>, qtile<0, 4, 2>, qtile<0, 1, 2>>;
   t.gemm[W_Q8_0] = gemm<qtile<2, 4, 1>, qtile<2, 1, 1>, qtile<2, 4, 2>, qtile<2, 1, 2>>;
   t.gemm[W_Q4_1] = gemm<q41tile<4, 1>, q41tile<1, 1>, q41tile<4, 2>, q41tile<1, 2>>;
+  // AVX2's packed kernels would not match these gemms bit for bit: read the file layout.
+  for (const int w : {int(W_Q4_0), int(W_Q8_0), int(W_Q4_1)}) {
+    t.pack_rows[w] = 0;
+    t.gemm_packed[w] = nullptr;
+  }
   return t;
 }
 

@@ -5,6 +5,7 @@ set(_bk ${CMAKE_CURRENT_LIST_DIR})
 target_sources(bluelm PRIVATE
   ${_bk}/dispatch.cpp
   ${_bk}/scalar.cpp
+  ${_bk}/repack.cpp
   ${_bk}/cpu_features.cpp)
 
 string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" _bk_arch)

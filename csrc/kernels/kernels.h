@@ -20,7 +20,8 @@ using ConvertRowFn = void (*)(const float* x, void* y, int64_t K);
 
 // Attention for one query row against a KV cache of n_kv positions of one head.
 // scores[j] = scale * dot(q, K_j); softmax; out = sum_j p_j V_j. K/V rows are
-// head_dim values of kv_type (F32 or F16) with row stride kv_stride elements.
+// head_dim values of kv_type (F32, F16, or Q8_0 blocks of 32) with row stride
+// kv_stride elements (a multiple of 32 for Q8_0).
 // `scratch` has room for n_kv floats.
 // With an F16 cache the sums follow llama.cpp's x86 CPU path (flash attention
 // off) operation for operation: `batched` picks the order of its tiled F16
@@ -42,6 +43,11 @@ struct KernelTable {
   ConvertRowFn convert[A_COUNT];  // by activation format
   AttendFn attend;
   SwigluFn swiglu;
+  // Weights repacked at load (see kernels/repack.h): rows per interleaved group
+  // (0 = this table reads the file layout) and the gemm reading that layout.
+  // A packed gemm gives bit-identical results to gemm[] of the same table.
+  int pack_rows[W_COUNT];
+  GemmFn gemm_packed[W_COUNT];
 };
 
 // Slot of a weight type, or -1 when no kernel exists for it.

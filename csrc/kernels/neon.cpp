@@ -326,8 +326,12 @@ void softmax(float* s, int64_t n) {
 }
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
-            int64_t head_dim, int64_t n_kv, float scale, bool /*batched: x86 order, not mirrored here*/,
-            float* scratch, float* out) {
+            int64_t head_dim, int64_t n_kv, float scale,
+            bool batched /* NEON keeps its own order */, float* scratch, float* out) {
+  if (kv_type == GgmlType::Q8_0) {  // INT8 cache: the reference code path
+    scalar_table().attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, batched, scratch, out);
+    return;
+  }
   const char* k = static_cast<const char*>(K);
   const char* v = static_cast<const char*>(V);
   if (kv_type == GgmlType::F32) {

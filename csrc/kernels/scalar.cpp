@@ -246,11 +246,42 @@ void attend_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_
   }
 }
 
+// INT8 cache: rows of Q8_0 blocks; each block's int dot scaled by its d.
+void attend_q8_0(const float* q, const BlockQ8_0* k, const BlockQ8_0* v, size_t kv_stride,
+                 int64_t head_dim, int64_t n_kv, float scale, float* scratch, float* out) {
+  for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
+  const size_t row_blocks = kv_stride / QK;
+  const int64_t nb = head_dim / QK;
+  for (int64_t j = 0; j < n_kv; ++j) {
+    const BlockQ8_0* kj = k + j * row_blocks;
+    float s = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+      float sb = 0.0f;
+      for (int i = 0; i < QK; ++i) sb += kj[b].qs[i] * q[b * QK + i];
+      s += fp16_to_fp32(kj[b].d) * sb;
+    }
+    scratch[j] = scale * s;
+  }
+  softmax(scratch, n_kv);
+  for (int64_t j = 0; j < n_kv; ++j) {
+    const BlockQ8_0* vj = v + j * row_blocks;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float pd = scratch[j] * fp16_to_fp32(vj[b].d);
+      for (int i = 0; i < QK; ++i) out[b * QK + i] += pd * vj[b].qs[i];
+    }
+  }
+}
+
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
             int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch, float* out) {
   if (kv_type == GgmlType::F16) {
     attend_f16(q, static_cast<const uint16_t*>(K), static_cast<const uint16_t*>(V), kv_stride,
                head_dim, n_kv, scale, batched, scratch, out);
+    return;
+  }
+  if (kv_type == GgmlType::Q8_0) {
+    attend_q8_0(q, static_cast<const BlockQ8_0*>(K), static_cast<const BlockQ8_0*>(V), kv_stride,
+                head_dim, n_kv, scale, scratch, out);
     return;
   }
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
@@ -272,6 +303,8 @@ const KernelTable kScalar = {
     {convert_f32, convert_f16, convert_bf16, convert_q8_0, convert_q8_1},
     attend,
     swiglu,
+    {0, 0, 0, 0, 0, 0},  // the reference reads the file layout
+    {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
 }  // namespace

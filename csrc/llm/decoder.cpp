@@ -10,7 +10,20 @@ namespace bluelm {
 
 namespace {
 constexpr int64_t kRowGrain = 16;  // rows per work unit; SIMD kernels tile by up to 16
+constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed group
+
+// Rows per work unit: 16, or fewer for a small matrix so every thread gets some.
+int64_t row_grain(int64_t rows, int n_threads) {
+  int64_t g = kRowGrain;
+  while (g > kMinGrain && rows < g * n_threads * 2) g /= 2;
+  return g;
 }
+
+kernels::GemmFn gemm_for(const kernels::KernelTable& kt, const Matrix& W) {
+  const int slot = kernels::weight_slot(W.type);
+  return W.packed_rows ? kt.gemm_packed[slot] : kt.gemm[slot];
+}
+}  // namespace
 
 Context::Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n_batch,
                  int n_threads, GgmlType kv_type)
@@ -23,16 +36,21 @@ Context::Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n
       pool_(n_threads) {
   if (n_ctx <= 0 || n_ctx > (int64_t(1) << 24)) throw ArgumentError("n_ctx must be between 1 and 16777216, got " + std::to_string(n_ctx));
   if (n_batch <= 0 || n_batch > 65536) throw ArgumentError("n_batch must be between 1 and 65536, got " + std::to_string(n_batch));
-  if (kv_type != GgmlType::F32 && kv_type != GgmlType::F16) throw ArgumentError("kv_type must be f32 or f16");
+  if (kv_type != GgmlType::F32 && kv_type != GgmlType::F16 && kv_type != GgmlType::Q8_0) {
+    throw ArgumentError("kv_type must be f32, f16 or q8_0");
+  }
+  if (kv_type == GgmlType::Q8_0 && cfg_.head_dim % QK != 0) {
+    throw ArgumentError("kv_type q8_0 needs a head dimension that is a multiple of 32, got " + std::to_string(cfg_.head_dim));
+  }
   n_batch_ = std::min(n_batch_, n_ctx_);
   const int64_t kv_dim = cfg_.n_head_kv * cfg_.head_dim;
   const int64_t q_dim = cfg_.n_head * cfg_.head_dim;
-  kv_elem_bytes_ = kv_type == GgmlType::F32 ? 4 : 2;
+  kv_row_bytes_ = row_bytes(kv_type, kv_dim);
   k_cache_.resize(cfg_.n_layer);
   v_cache_.resize(cfg_.n_layer);
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-    k_cache_[l].resize(static_cast<size_t>(n_ctx_ * kv_dim) * kv_elem_bytes_);
-    v_cache_[l].resize(static_cast<size_t>(n_ctx_ * kv_dim) * kv_elem_bytes_);
+    k_cache_[l].resize(static_cast<size_t>(n_ctx_) * kv_row_bytes_);
+    v_cache_[l].resize(static_cast<size_t>(n_ctx_) * kv_row_bytes_);
   }
   const int64_t B = n_batch_;
   x_.resize(B * cfg_.n_embd);
@@ -124,9 +142,46 @@ void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
       for (int64_t t = b; t < e; ++t) convert(X + t * K, act + t * xs, K);
     });
   }
-  const kernels::GemmFn gemm = kt_.gemm[kernels::weight_slot(W.type)];
-  pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+  const kernels::GemmFn gemm = gemm_for(kt_, W);
+  pool_.parallel_for(W.rows, row_grain(W.rows, pool_.size()), [&](int64_t r0, int64_t r1) {
     gemm(W.data, W.row_stride, act, xs, Y, W.rows, K, r0, r1, m);
+  });
+}
+
+void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X,
+                                  int64_t m) {
+  bool same = true;
+  for (int i = 1; i < n; ++i) same = same && Ws[i]->type == Ws[0]->type && Ws[i]->cols == Ws[0]->cols;
+  if (!same || m != 1) {
+    // Prefill: each product is long enough that its own job costs nothing extra.
+    for (int i = 0; i < n; ++i) matmul(*Ws[i], X, m, Ys[i]);
+    return;
+  }
+  const GgmlType vt = vec_dot_type(Ws[0]->type);
+  const size_t xs = row_bytes(vt, Ws[0]->cols);
+  const int64_t K = Ws[0]->cols;
+  kt_.convert[kernels::act_slot(vt)](X, act_.data(), K);
+  // One job: the rows of all products laid end to end, split in whole grains.
+  constexpr int kMax = 4;
+  int64_t begin[kMax + 1] = {0};
+  int64_t grain[kMax];
+  kernels::GemmFn gemm[kMax];
+  for (int i = 0; i < n; ++i) {
+    grain[i] = row_grain(Ws[i]->rows, pool_.size());
+    begin[i + 1] = begin[i] + (Ws[i]->rows + grain[i] - 1) / grain[i];
+    gemm[i] = gemm_for(kt_, *Ws[i]);
+  }
+  const uint8_t* act = act_.data();
+  pool_.run([&](int ith, int nth) {
+    const int64_t units = begin[n];
+    const int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
+    for (int i = 0; i < n; ++i) {
+      const int64_t a = std::max(u0, begin[i]), b = std::min(u1, begin[i + 1]);
+      if (a >= b) continue;
+      const Matrix& W = *Ws[i];
+      const int64_t r0 = (a - begin[i]) * grain[i], r1 = std::min(W.rows, (b - begin[i]) * grain[i]);
+      gemm[i](W.data, W.row_stride, act, xs, Ys[i], W.rows, K, r0, r1, 1);
+    }
   });
 }
 
@@ -167,10 +222,10 @@ void Context::attention(int layer, int64_t m) {
   const int64_t pos0 = n_past_;
   uint8_t* kc = k_cache_[layer].data();
   uint8_t* vc = v_cache_[layer].data();
-  const kernels::ConvertRowFn to_kv = kt_.convert[kv_type_ == GgmlType::F32 ? kernels::A_F32 : kernels::A_F16];
+  const kernels::ConvertRowFn to_kv = kt_.convert[kernels::act_slot(kv_type_)];
   for (int64_t t = 0; t < m; ++t) {
-    to_kv(k_.data() + t * kv_dim, kc + (pos0 + t) * kv_dim * kv_elem_bytes_, kv_dim);
-    to_kv(v_.data() + t * kv_dim, vc + (pos0 + t) * kv_dim * kv_elem_bytes_, kv_dim);
+    to_kv(k_.data() + t * kv_dim, kc + (pos0 + t) * kv_row_bytes_, kv_dim);
+    to_kv(v_.data() + t * kv_dim, vc + (pos0 + t) * kv_row_bytes_, kv_dim);
   }
   const int64_t group = cfg_.n_head / cfg_.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -179,7 +234,7 @@ void Context::attention(int layer, int64_t m) {
     float* scratch = scratch_.data() + static_cast<size_t>(ith) * n_ctx_;
     for (int64_t task = ith; task < tasks; task += nth) {
       const int64_t t = task / cfg_.n_head, h = task % cfg_.n_head, kvh = h / group;
-      const size_t off = static_cast<size_t>(kvh * hd) * kv_elem_bytes_;
+      const size_t off = row_bytes(kv_type_, kvh * hd);
       kt_.attend(q_.data() + t * q_dim + h * hd, kc + off, vc + off, kv_type_, kv_dim, hd,
                  pos0 + t + 1, scale, m > 1, scratch, attn_.data() + t * q_dim + h * hd);
     }
@@ -210,9 +265,11 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const LayerWeights& L = M.layers[l];
     rms_norm(x_.data(), L.attn_norm, m, h_.data());
-    matmul(L.wq, h_.data(), m, q_.data());
-    matmul(L.wk, h_.data(), m, k_.data());
-    matmul(L.wv, h_.data(), m, v_.data());
+    {
+      const Matrix* W[] = {&L.wq, &L.wk, &L.wv};
+      float* Y[] = {q_.data(), k_.data(), v_.data()};
+      matmul_shared_input(W, Y, 3, h_.data(), m);
+    }
     if (L.bq.data) {
       for (int64_t t = 0; t < m; ++t) {
         for (int64_t i = 0; i < q_dim; ++i) q_[t * q_dim + i] += L.bq.data[i];
@@ -227,9 +284,18 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
     for (int64_t i = 0; i < m * d; ++i) x_[i] += h_[i];
 
     rms_norm(x_.data(), L.ffn_norm, m, h_.data());
-    matmul(L.w_gate, h_.data(), m, gate_.data());
-    matmul(L.w_up, h_.data(), m, up_.data());
-    for (int64_t t = 0; t < m; ++t) kt_.swiglu(gate_.data() + t * ff, up_.data() + t * ff, gate_.data() + t * ff, ff);
+    {
+      const Matrix* W[] = {&L.w_gate, &L.w_up};
+      float* Y[] = {gate_.data(), up_.data()};
+      matmul_shared_input(W, Y, 2, h_.data(), m);
+    }
+    // One kernel call per row: llama.cpp's vector exp runs over 8-wide groups of a row.
+    auto swiglu_rows = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t)
+        kt_.swiglu(gate_.data() + t * ff, up_.data() + t * ff, gate_.data() + t * ff, ff);
+    };
+    if (m == 1) swiglu_rows(0, 1);
+    else pool_.parallel_for(m, 1, swiglu_rows);
     matmul(L.w_down, gate_.data(), m, h_.data());
     for (int64_t i = 0; i < m * d; ++i) x_[i] += h_[i];
   }

@@ -13,7 +13,7 @@ namespace bluelm {
 
 class Context {
  public:
-  // kv_type is F32 or F16. Throws ArgumentError for invalid sizes.
+  // kv_type is F32, F16 or Q8_0 (INT8 per block of 32). Throws ArgumentError for invalid sizes.
   Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n_batch, int n_threads,
           GgmlType kv_type);
 
@@ -45,6 +45,9 @@ class Context {
   void forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows);
   // Y[m x W.rows] = X[m x W.cols] . W^T
   void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
+  // Several products of one input (q/k/v, gate/up): one conversion of X and one
+  // pool job for all of them, instead of one each.
+  void matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X, int64_t m);
   void rms_norm(const float* x, const Vector& w, int64_t m, float* y) const;
   void rope(float* x, int64_t m, int64_t n_heads) const;
   void attention(int layer, int64_t m);
@@ -59,7 +62,7 @@ class Context {
   const float* input_emb_ = nullptr;  // set by eval_embeddings for the chunk being run
 
   // KV cache: per layer, n_ctx rows of n_head_kv * head_dim values of kv_type.
-  size_t kv_elem_bytes_;
+  size_t kv_row_bytes_;  // one position of one layer: n_head_kv * head_dim values
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;
 
   // Chunk buffers sized for n_batch tokens, allocated once.

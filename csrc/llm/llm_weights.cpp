@@ -1,6 +1,10 @@
 #include "llm/llm_weights.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/kernels.h"
+#include "kernels/repack.h"
 
 namespace bluelm {
 
@@ -61,7 +65,25 @@ uint64_t bytes(const Matrix& m) { return m.data ? m.row_stride * m.rows : 0; }
 
 }  // namespace
 
-LlmModel::LlmModel(const std::string& path)
+int LlmModel::pack_rows_for(const Matrix& m) {
+  const kernels::KernelTable& kt = kernels::active();
+  const int slot = kernels::weight_slot(m.type);
+  const int R = slot < 0 ? 0 : kt.pack_rows[slot];
+  if (!m.data || R <= 0 || !kt.gemm_packed[slot] || m.rows % R != 0) return 0;
+  return R;
+}
+
+void LlmModel::repack(Matrix& m, uint8_t* dst) {
+  const int R = pack_rows_for(m);
+  const size_t n = m.row_stride * static_cast<size_t>(m.rows);
+  kernels::repack_rows(m.data, dst, m.row_stride, type_info(uint32_t(m.type))->block_bytes, m.rows, R);
+  file_->release_pages(m.data, n);
+  m.data = dst;
+  m.packed_rows = R;
+  packed_bytes += n;
+}
+
+LlmModel::LlmModel(const std::string& path, bool repack_weights)
     : file_(std::make_unique<GGUFFile>(path)), config_(LlmConfig::from_gguf(*file_)) {
   const GGUFFile& f = *file_;
   LlmConfig& c = config_;
@@ -108,6 +130,32 @@ LlmModel::LlmModel(const std::string& path)
                     bytes(L.w_up) + bytes(L.w_down);
   }
   weight_bytes += bytes(output);
+
+  const char* env = std::getenv("BLUELM_REPACK");
+  if (env && std::strcmp(env, "0") == 0) repack_weights = false;
+  if (!repack_weights) return;
+  // The embedding is read by row (token lookup), so it and a tied output stay put.
+  std::vector<Matrix*> todo;
+  for (LayerWeights& L : layers) {
+    for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) todo.push_back(m);
+  }
+  if (output.data != token_embd.data) todo.push_back(&output);
+  constexpr size_t kAlign = 64;
+  size_t total = 0;
+  for (Matrix* m : todo) {
+    if (pack_rows_for(*m)) total += (m->row_stride * static_cast<size_t>(m->rows) + kAlign - 1) / kAlign * kAlign;
+  }
+  if (total == 0) return;
+  // One arena (huge pages touched only as filled); one matrix at a time, each
+  // source released right after, so the peak holds at most one extra matrix.
+  packed_.reset(static_cast<uint8_t*>(alloc_huge(total)));
+  size_t off = 0;
+  for (Matrix* m : todo) {
+    if (!pack_rows_for(*m)) continue;
+    const size_t n = m->row_stride * static_cast<size_t>(m->rows);
+    repack(*m, packed_.get() + off);
+    off += (n + kAlign - 1) / kAlign * kAlign;
+  }
 }
 
 }  // namespace bluelm

@@ -1,11 +1,13 @@
 // The decoder's tensors, bound by llama.cpp's names and checked against the
 // config. Weights stay in their stored format inside the file mapping.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/gguf_file.h"
+#include "core/huge_pages.h"
 #include "llm/llm_config.h"
 
 namespace bluelm {
@@ -17,6 +19,9 @@ struct Matrix {
   int64_t rows = 0;
   int64_t cols = 0;
   size_t row_stride = 0;  // bytes
+  // Rows per interleaved group when repacked for the active kernels (see
+  // kernels/repack.h), 0 for the file layout; row() is valid only when 0.
+  int packed_rows = 0;
   const char* row(int64_t r) const { return static_cast<const char*>(data) + r * row_stride; }
 };
 
@@ -35,7 +40,9 @@ struct LayerWeights {
 
 class LlmModel {
  public:
-  explicit LlmModel(const std::string& path);
+  // repack: interleave quantised weights for the active kernels (BLUELM_REPACK=0
+  // in the environment turns it off, for comparisons).
+  explicit LlmModel(const std::string& path, bool repack = true);
 
   const GGUFFile& file() const { return *file_; }
   const LlmConfig& config() const { return config_; }
@@ -46,10 +53,18 @@ class LlmModel {
   std::vector<float> rope_freq_factors;  // per rotated pair; empty means all 1
   std::vector<LayerWeights> layers;
   uint64_t weight_bytes = 0;  // bytes of matrices read per token (roofline)
+  uint64_t packed_bytes = 0;  // bytes repacked into owned memory at load
 
  private:
+  // Rows per group the active kernels want m repacked in, 0 for none.
+  static int pack_rows_for(const Matrix& m);
+  // Copies m into `dst` in that layout and releases the file's pages of it, so
+  // resident memory holds one copy.
+  void repack(Matrix& m, uint8_t* dst);
+
   std::unique_ptr<GGUFFile> file_;
   LlmConfig config_;
+  std::unique_ptr<uint8_t, HugeFree> packed_;  // one arena of all repacked weights
 };
 
 }  // namespace bluelm

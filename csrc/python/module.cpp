@@ -11,6 +11,7 @@
 #include <thread>
 #include <string>
 
+#include "core/bandwidth_probe.h"
 #include "core/errors.h"
 #include "core/gguf_file.h"
 #include "core/thread_pool.h"
@@ -108,7 +109,8 @@ py::list tensor_list(const GGUFFile& f) {
 GgmlType parse_kv_type(const std::string& s) {
   if (s == "f16") return GgmlType::F16;
   if (s == "f32") return GgmlType::F32;
-  throw ArgumentError("kv_type must be 'f16' or 'f32', got '" + s + "'");
+  if (s == "q8_0" || s == "int8") return GgmlType::Q8_0;
+  throw ArgumentError("kv_type must be 'f16', 'f32', 'q8_0' or 'int8', got '" + s + "'");
 }
 
 // One Python-visible context; the mutex refuses concurrent use from two threads.
@@ -311,6 +313,15 @@ PYBIND11_MODULE(_core, m) {
     return out;
   });
   m.def("physical_cores", &physical_cores);
+  m.def(
+      "read_bandwidth",
+      [](size_t bytes, int n_threads, int passes) {
+        if (n_threads < 1 || n_threads > 256) throw ArgumentError("n_threads must be in [1, 256]");
+        py::gil_scoped_release nogil;
+        return read_bandwidth(bytes, n_threads, passes);
+      },
+      py::arg("bytes") = size_t(512) << 20, py::arg("n_threads") = 1, py::arg("passes") = 5,
+      "Best-of-passes memory read bandwidth in bytes/s (benchmark roofline).");
 
   py::class_<GGUFFile, std::shared_ptr<GGUFFile>>(m, "GGUFFile")
       .def(py::init([](const std::string& path) {
@@ -343,7 +354,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_ff", [](const LlmModel& mo) { return mo.config().n_ff; })
       .def_property_readonly("n_ctx_train", [](const LlmModel& mo) { return mo.config().n_ctx_train; })
       .def_property_readonly("file_size", [](const LlmModel& mo) { return mo.file().file_size(); })
-      .def_property_readonly("weight_bytes_per_token", [](const LlmModel& mo) { return mo.weight_bytes; });
+      .def_property_readonly("weight_bytes_per_token", [](const LlmModel& mo) { return mo.weight_bytes; })
+      .def_property_readonly("repacked_bytes", [](const LlmModel& mo) { return mo.packed_bytes; });
 
   py::class_<ContextHandle>(m, "Context")
       .def(py::init([](std::shared_ptr<LlmModel> model, int64_t n_ctx, int64_t n_batch, int n_threads,

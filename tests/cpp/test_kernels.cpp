@@ -17,6 +17,7 @@
 #include "core/errors.h"
 #include "kernels/cpu_features.h"
 #include "kernels/kernels.h"
+#include "kernels/repack.h"
 
 using namespace bluelm;
 using namespace bluelm::kernels;
@@ -289,6 +290,73 @@ void test_swiglu(const KernelTable& isa, const KernelTable& ref, int64_t n) {
   check(differ == 0 && far == 0, what);
 }
 
+// INT8 (Q8_0) KV cache: the table's attention over quantised rows against the
+// reference attention in F32 over the same rows dequantised.
+void test_attend_q8(const KernelTable& isa, const KernelTable& ref, int64_t hd, int64_t n_kv) {
+  const int64_t stride = hd * 3 + QK;  // elements; several heads, padding of one block
+  const size_t rb = row_bytes(GgmlType::Q8_0, stride);
+  std::vector<uint8_t> Kq(n_kv * rb), Vq(n_kv * rb);
+  std::vector<float> Kf(n_kv * stride), Vf(n_kv * stride), row(stride);
+  for (int64_t j = 0; j < n_kv; ++j) {
+    for (auto& v : row) v = normal() * 2.0f;
+    quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(Kq.data() + j * rb), stride);
+    for (auto& v : row) v = normal();
+    quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(Vq.data() + j * rb), stride);
+    dequantize_row(GgmlType::Q8_0, Kq.data() + j * rb, Kf.data() + j * stride, stride);
+    dequantize_row(GgmlType::Q8_0, Vq.data() + j * rb, Vf.data() + j * stride, stride);
+  }
+  float vmax = 0.0f;
+  for (float v : Vf) vmax = std::fmax(vmax, std::fabs(v));
+  std::vector<float> q(hd), s1(n_kv), s2(n_kv), o1(hd, NAN), o2(hd, NAN);
+  for (auto& v : q) v = normal();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  // The second head of each row: a block-aligned offset inside the row.
+  const size_t off = row_bytes(GgmlType::Q8_0, hd);
+  ref.attend(q.data(), Kf.data() + hd, Vf.data() + hd, GgmlType::F32, stride, hd, n_kv, scale,
+             false, s1.data(), o1.data());
+  isa.attend(q.data(), Kq.data() + off, Vq.data() + off, GgmlType::Q8_0, stride, hd, n_kv, scale,
+             false, s2.data(), o2.data());
+  // Only the order of float sums differs (per block, then scaled by d).
+  const double tol = 1e-4 * vmax;
+  int bad = 0;
+  for (int64_t d = 0; d < hd; ++d) bad += !(std::fabs(double(o1[d]) - o2[d]) <= tol);
+  char what[160];
+  std::snprintf(what, sizeof what, "%s attend Q8_0 head_dim=%lld n_kv=%lld: %d bad", isa.isa,
+                (long long)hd, (long long)n_kv, bad);
+  check(bad == 0, what);
+}
+
+// A repacked gemm must equal the same table's file-layout gemm bit for bit, for
+// any split of the rows between threads (aligned to the groups or not).
+void test_packed(const KernelTable& isa, GgmlType wt, int64_t rows, int64_t K, int64_t n_tok) {
+  const int slot = weight_slot(wt);
+  const int R = isa.pack_rows[slot];
+  if (R <= 0 || rows % R != 0) return;
+  const GgmlType xt = vec_dot_type(wt);
+  const size_t ws = row_bytes(wt, K), xs = row_bytes(xt, K);
+  const size_t bb = type_info(uint32_t(wt))->block_bytes;
+  const std::vector<uint8_t> W = make_weights(wt, rows, K, ws, false);
+  std::vector<uint8_t> P(W.size()), U(W.size());
+  repack_rows(W.data(), P.data(), ws, bb, rows, R);
+  unpack_rows(P.data(), U.data(), ws, bb, rows, R);
+  check(U == W, std::string(isa.isa) + " unpack_rows(repack_rows(W)) == W");
+  const std::vector<float> xf = make_acts(n_tok, K, false);
+  std::vector<uint8_t> X(n_tok * xs);
+  for (int64_t t = 0; t < n_tok; ++t) isa.convert[act_slot(xt)](xf.data() + t * K, X.data() + t * xs, K);
+  std::vector<float> y0(n_tok * rows, NAN), y1(n_tok * rows, NAN), y2(n_tok * rows, NAN);
+  isa.gemm[slot](W.data(), ws, X.data(), xs, y0.data(), rows, K, 0, rows, n_tok);
+  const int64_t aligned = rows / 2 - (rows / 2) % R, odd = rows / 3;
+  isa.gemm_packed[slot](P.data(), ws, X.data(), xs, y1.data(), rows, K, 0, aligned, n_tok);
+  isa.gemm_packed[slot](P.data(), ws, X.data(), xs, y1.data(), rows, K, aligned, rows, n_tok);
+  isa.gemm_packed[slot](P.data(), ws, X.data(), xs, y2.data(), rows, K, 0, odd, n_tok);
+  isa.gemm_packed[slot](P.data(), ws, X.data(), xs, y2.data(), rows, K, odd, rows, n_tok);
+  const size_t n = y0.size() * sizeof(float);
+  char what[200];
+  std::snprintf(what, sizeof what, "%s packed gemm %s rows=%lld K=%lld n_tok=%lld bit-identical",
+                isa.isa, type_name(uint32_t(wt)), (long long)rows, (long long)K, (long long)n_tok);
+  check(std::memcmp(y0.data(), y1.data(), n) == 0 && std::memcmp(y0.data(), y2.data(), n) == 0, what);
+}
+
 void test_table(const KernelTable& isa) {
   const KernelTable& ref = scalar_table();
   const int before = g_failed;
@@ -324,6 +392,11 @@ void test_table(const KernelTable& isa) {
       for (int64_t n_kv : {1, 2, 7, 33, 130})
         for (bool batched : {false, true}) test_attend(isa, ref, kv, hd, n_kv, batched);
   for (int64_t n : {1, 7, 8, 576, 1536, 1541}) test_swiglu(isa, ref, n);
+  for (int64_t hd : {32, 64, 128})
+    for (int64_t n_kv : {1, 7, 130}) test_attend_q8(isa, ref, hd, n_kv);
+  for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0})
+    for (int64_t K : {32, 576, 1152, 4320})
+      for (int64_t n : {1, 2, 3, 17}) test_packed(isa, wt, n == 17 ? 12 : 36, K, n);
   std::printf("%-13s %s\n", isa.isa, g_failed == before ? "ok" : "FAILED");
 }
 

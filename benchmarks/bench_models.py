@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Model files for bench_llm.py, made on demand and cached (default /tmp/bluelm-bench).
+
+- ``smollm2-q4_1``: the SmolLM2-135M-Instruct Q4_1 file shipped with the test data.
+- ``smollm2-q4_0`` / ``smollm2-q8_0``: made from it by llama.cpp's own ``llama-quantize
+  --allow-requantize --pure --token-embedding-type q8_0`` (dequantise Q4_1 -> requantise every
+  layer matrix; the tied embedding stays Q8_0 as in the shipped file). The blocks are therefore
+  exactly the ones llama.cpp makes; give the tool with ``--llama-quantize PATH``.
+- ``bluelm3b-q4_0``: the BlueLM-3B decoder shape of PAPER.md (hidden 2560, 28 layers, 20 heads of
+  128, no GQA, FFN 6912, vocab 100096; 2.7B parameters) with random Q4_0 weights, written
+  tensor by tensor straight in Q4_0 through gguf-py (no F16 file on the way; ~1.4 GiB). Every
+  matrix, the output included, is Q4_0 (llama-quantize would make the output Q6_K, which this
+  runtime does not read). A byte-level GPT-2 vocabulary of placeholder tokens lets llama.cpp
+  load it.
+
+Usage:
+    python benchmarks/bench_models.py bluelm3b-q4_0 [--cache DIR] [--llama-quantize PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+DEFAULT_CACHE = os.environ.get("BLUELM_BENCH_CACHE", "/tmp/bluelm-bench")
+NAMES = ("smollm2-q4_1", "smollm2-q4_0", "smollm2-q8_0", "bluelm3b-q4_0")
+
+# PAPER.md: the BlueLM-3B language model treated as a LLaMA-family decoder.
+BLUELM3B = {
+    "n_embd": 2560,
+    "n_layer": 28,
+    "n_head": 20,
+    "n_head_kv": 20,
+    "n_ff": 6912,
+    "n_vocab": 100096,
+    "n_ctx_train": 4096,
+}
+Q4_0_BLOCK = 18  # bytes per 32 weights: fp16 d + 16 bytes of nibbles
+
+
+def _smollm2_q4_1() -> str:
+    from bluelm_cpp.default_model import default_model_path
+
+    return os.fspath(default_model_path())
+
+
+def _requantize(name: str, cache: str, llama_quantize: str | None) -> str:
+    qtype = name.split("-")[1]
+    out = os.path.join(cache, f"smollm2-135m-{qtype}.gguf")
+    if os.path.exists(out):
+        return out
+    if not llama_quantize:
+        raise FileNotFoundError(
+            f"{name} is not in {cache}: pass --llama-quantize PATH (llama.cpp's tool) to make it"
+        )
+    tmp = out + ".tmp"
+    cmd = [
+        llama_quantize,
+        "--allow-requantize",
+        "--pure",
+        "--token-embedding-type",
+        "q8_0",
+        _smollm2_q4_1(),
+        tmp,
+        qtype,
+        "2",
+    ]
+    subprocess.run(cmd, check=True, capture_output=True)
+    os.replace(tmp, out)
+    return out
+
+
+def _byte_tokens() -> list[str]:
+    # GPT-2's byte-to-unicode map: llama.cpp's BPE vocab needs a token for every byte.
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1))
+    bs += list(range(0xAE, 0xFF + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def _write_bluelm3b(path: str, seed: int = 0) -> None:
+    import gguf
+
+    c = BLUELM3B
+    d, ff, nv, nl = c["n_embd"], c["n_ff"], c["n_vocab"], c["n_layer"]
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("BlueLM-3B shape, random Q4_0 weights (benchmark only)")
+    w.add_block_count(nl)
+    w.add_context_length(c["n_ctx_train"])
+    w.add_embedding_length(d)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(c["n_head"])
+    w.add_head_count_kv(c["n_head_kv"])
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
+    tokens = _byte_tokens() + ["ĠĠ"]
+    tokens += [f"<tok{i}>" for i in range(len(tokens), nv - 1)] + ["<|endoftext|>"]
+    types = [gguf.TokenType.NORMAL] * (nv - 1) + [gguf.TokenType.CONTROL]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(["Ġ Ġ"])
+    w.add_bos_token_id(nv - 1)
+    w.add_eos_token_id(nv - 1)
+
+    # (name, rows, cols) of every matrix, and the F32 norm vectors.
+    mats: list[tuple[str, int, int]] = [("token_embd.weight", nv, d)]
+    norms: list[str] = []
+    for i in range(nl):
+        p = f"blk.{i}."
+        norms += [p + "attn_norm.weight", p + "ffn_norm.weight"]
+        mats += [(p + n, d, d) for n in ("attn_q.weight", "attn_k.weight", "attn_v.weight")]
+        mats += [(p + "attn_output.weight", d, d)]
+        mats += [(p + "ffn_gate.weight", ff, d), (p + "ffn_up.weight", ff, d)]
+        mats += [(p + "ffn_down.weight", d, ff)]
+    norms.append("output_norm.weight")
+    mats.append(("output.weight", nv, d))
+
+    q4 = gguf.GGMLQuantizationType.Q4_0
+    for name, rows, cols in mats:
+        nbytes = rows * (cols // 32) * Q4_0_BLOCK
+        w.add_tensor_info(name, (rows, cols // 32 * Q4_0_BLOCK), np.dtype(np.uint8), nbytes, q4)
+    for name in norms:
+        w.add_tensor_info(name, (d,), np.dtype(np.float32), d * 4)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+
+    rng = np.random.default_rng(seed)
+    for _name, rows, cols in mats:
+        nb = cols // 32
+        # Weights (q - 8) * d with q uniform in 0..15 have std ~4.6 d: aim at ~1/sqrt(cols)
+        # so activations stay of order one through the layers.
+        d_val = np.float16(1.0 / (4.6 * np.sqrt(cols)))
+        blocks = np.empty((rows, nb, Q4_0_BLOCK), dtype=np.uint8)
+        for r0 in range(0, rows, 4096):  # bounded temporaries
+            r1 = min(rows, r0 + 4096)
+            blocks[r0:r1, :, 2:] = rng.integers(0, 256, (r1 - r0, nb, 16), dtype=np.uint8)
+        blocks[:, :, :2] = np.frombuffer(d_val.tobytes(), dtype=np.uint8)
+        w.write_tensor_data(blocks.reshape(rows, nb * Q4_0_BLOCK))
+        del blocks
+    for _ in norms:
+        w.write_tensor_data(np.ones(d, dtype=np.float32))
+    w.close()
+
+
+def model_path(name: str, cache: str = DEFAULT_CACHE, llama_quantize: str | None = None) -> str:
+    """Path of a benchmark model, made and cached first when needed.
+
+    Example:
+        >>> model_path("bluelm3b-q4_0")  # doctest: +SKIP
+        '/tmp/bluelm-bench/bluelm3b-shape-q4_0.gguf'
+    """
+    if name not in NAMES:
+        if os.path.exists(name):
+            return os.path.abspath(name)
+        raise ValueError(f"unknown model {name!r}: give a GGUF path or one of {NAMES}")
+    if name == "smollm2-q4_1":
+        return _smollm2_q4_1()
+    os.makedirs(cache, exist_ok=True)
+    if name.startswith("smollm2-"):
+        return _requantize(name, cache, llama_quantize)
+    out = os.path.join(cache, "bluelm3b-shape-q4_0.gguf")
+    if not os.path.exists(out):
+        tmp = out + ".tmp"
+        try:
+            _write_bluelm3b(tmp)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        os.replace(tmp, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="+", choices=NAMES)
+    ap.add_argument("--cache", default=DEFAULT_CACHE)
+    ap.add_argument("--llama-quantize", default=None)
+    args = ap.parse_args(argv)
+    for n in args.names:
+        print(n, model_path(n, args.cache, args.llama_quantize))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

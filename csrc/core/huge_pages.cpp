@@ -1,0 +1,28 @@
+#include "core/huge_pages.h"
+
+#include <cstdlib>
+#include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace bluelm {
+
+namespace {
+constexpr size_t kHuge = size_t(2) << 20;
+}
+
+void* alloc_huge(size_t n) {
+  const size_t rounded = (n + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded ? rounded : kHuge);
+  if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  ::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure is harmless
+#endif
+  return p;
+}
+
+void free_huge(void* p) { std::free(p); }
+
+}  // namespace bluelm
