@@ -228,8 +228,8 @@ class Model:
         ids = self._check_tokens(tokens)
         with self._session():
             ctx = self._require_open()
-            ctx.reset()
             self._cached = []
+            ctx.reset()
             ctx.eval(ids, all_positions)
             self._cached = list(ids)
             out: np.ndarray = ctx.logits()
@@ -240,8 +240,8 @@ class Model:
     def reset(self) -> None:
         """Forget the KV cache (the next call prefills from scratch)."""
         with self._session():
-            self._require_open().reset()
             self._cached = []
+            self._require_open().reset()
 
     def _check_tokens(self, tokens: Sequence[int]) -> list[int]:
         if isinstance(tokens, (str, bytes)):
@@ -272,9 +272,16 @@ class Model:
         limit = min(len(self._cached), len(ids) - 1)  # re-run >= 1 token for fresh logits
         while keep < limit and self._cached[keep] == ids[keep]:
             keep += 1
-        ctx.truncate(keep)
+        # _cached never claims more than the cache holds, even when a
+        # KeyboardInterrupt lands between two steps (shrink it first, grow it after).
         self._cached = self._cached[:keep]
-        ctx.eval(ids[keep:])
+        ctx.truncate(keep)
+        # One n_batch chunk per call (the same chunks eval makes) so Ctrl-C is
+        # honoured between chunks of a long prompt, not only after all of it.
+        step = int(ctx.n_batch)
+        for start in range(keep, len(ids), step):
+            ctx.eval(ids[start : start + step])
+            self._cached = ids[: start + step]
         self._cached = list(ids)
 
     # -- generation ---------------------------------------------------------

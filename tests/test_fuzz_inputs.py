@@ -204,3 +204,22 @@ def test_generate_any_arguments(smollm2: Any, prompt: Any, max_tokens: Any, **kw
     except BlueLMError:
         return
     assert isinstance(text, str)
+
+
+def test_sampler_nan_logits_regression() -> None:
+    """Found by test_sampler_any_logits: NaN broke the candidate ordering, so
+    greedy picked the NaN (logits [nan, 0] gave 0) and the sort's comparator was
+    not a strict weak order (undefined behaviour in std::sort)."""
+    greedy = _core.Sampler(0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 0, 0)
+    assert greedy.sample_logits(np.array([np.nan, 0.0], dtype=np.float32)) == 1
+    assert greedy.sample_logits(np.array([0.0, np.inf, np.nan, np.inf], dtype=np.float32)) == 1
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal(5000).astype(np.float32)
+    logits[rng.integers(0, 5000, 2500)] = np.nan
+    for seed in range(20):
+        s = _core.Sampler(1.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 0, seed)
+        assert not np.isnan(logits[s.sample_logits(logits)])
+    # +inf wins outright at any temperature
+    hot = np.zeros(100, dtype=np.float32)
+    hot[37] = np.inf
+    assert _core.Sampler(2.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 0, 1).sample_logits(hot) == 37
