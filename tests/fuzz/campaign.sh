@@ -25,7 +25,7 @@ rc=$?
 set -e
 end=$(date +%s)
 tail -n 25 "$log"
-echo "campaign: rc=$rc, wall ${runs} runs requested, $((end - start)) s;" \
+echo "campaign: rc=$rc, ${runs} runs requested, wall $((end - start)) s;" \
   "$(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1);" \
   "findings: $(find "$artifacts" -type f | wc -l) file(s) in $artifacts"
 exit $rc

@@ -27,7 +27,7 @@ echo "== sanitizer build ($build)"
 mkdir -p "$build"
 cmake -S "$root" -B "$build/cmake" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CXX_COMPILER="$cxx" -DBLUELM_SANITIZE=ON -DBLUELM_BUILD_TESTS=ON \
-  -DBLUELM_BUILD_PYTHON=ON -DPython_EXECUTABLE="$(command -v "$py")" \
+  -DBLUELM_BUILD_PYTHON=ON -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF -DPython_EXECUTABLE="$(command -v "$py")" \
   -Dpybind11_DIR="$("$py" -m pybind11 --cmakedir)" >"$build/configure.log" 2>&1 ||
   { cat "$build/configure.log"; exit 1; }
 cmake --build "$build/cmake" --target _core test_kernels -j "$jobs" >"$build/build.log" 2>&1 ||

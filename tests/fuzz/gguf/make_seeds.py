@@ -67,7 +67,9 @@ def smollm2_seeds() -> None:
             w.add_key_value(key, value, main, sub_type=sub)
         for t in r.tensors:
             shape = [int(x) for x in reversed(t.shape.tolist())]
-            w.add_tensor_info(t.name, shape, np.dtype(np.float32), int(t.n_bytes), raw_dtype=t.tensor_type)
+            w.add_tensor_info(
+                t.name, shape, np.dtype(np.float32), int(t.n_bytes), raw_dtype=t.tensor_type
+            )
         return True
 
     _write("smollm2_header_vocab64.gguf", fill)
