@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..errors import BlueLMError
+from ..errors import BlueLMError, InvalidArgumentError
 from .quantize_policy import OUTTYPES
 
 
@@ -30,6 +30,18 @@ def build_parser(prog: str = "to_gguf.py") -> argparse.ArgumentParser:
         choices=list(OUTTYPES),
         help="type of the weight matrices (default f16); norms and biases stay f32",
     )
+    p.add_argument(
+        "--mmproj",
+        metavar="OUT",
+        help="vision models: write the vision tower to this separate mmproj GGUF "
+        "(default: into the output file)",
+    )
+    p.add_argument(
+        "--vision-outtype",
+        default="q8_0",
+        choices=["f32", "f16", "q8_0"],
+        help="vision models: type of the encoder/projector matrices (default q8_0)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
@@ -43,9 +55,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     args = build_parser().parse_args(argv)
+    from .vision import convert_vision_checkpoint, is_vision_checkpoint
     from .writer import convert_checkpoint
 
     try:
+        if is_vision_checkpoint(args.model_dir):
+            convert_vision_checkpoint(
+                args.model_dir,
+                args.output,
+                args.outtype,
+                args.vision_outtype,
+                mmproj=args.mmproj,
+                force=args.force,
+                progress=not args.quiet,
+            )
+            return 0
+        if args.mmproj:
+            raise InvalidArgumentError("--mmproj is only for vision checkpoints")
         convert_checkpoint(
             args.model_dir, args.output, args.outtype, force=args.force, progress=not args.quiet
         )
