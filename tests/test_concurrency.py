@@ -67,7 +67,9 @@ def _run_threads(n: int, work) -> list[Any]:
     return results
 
 
-def test_models_in_threads_match_single_threaded(smollm2_file: Path, reference: dict[str, str]) -> None:
+def test_models_in_threads_match_single_threaded(
+    smollm2_file: Path, reference: dict[str, str]
+) -> None:
     models = [_load(smollm2_file) for _ in PROMPTS]
     try:
         barrier = threading.Barrier(len(PROMPTS))
@@ -84,7 +86,9 @@ def test_models_in_threads_match_single_threaded(smollm2_file: Path, reference: 
         assert r == [reference[p]] * 2
 
 
-def test_shared_model_serialises_requests(smollm2: bluelm_cpp.Model, reference: dict[str, str]) -> None:
+def test_shared_model_serialises_requests(
+    smollm2: bluelm_cpp.Model, reference: dict[str, str]
+) -> None:
     barrier = threading.Barrier(len(PROMPTS) * 2)
 
     def work(i: int) -> str:
@@ -173,7 +177,9 @@ def test_keyboard_interrupt_returns_at_once(
         stopped = time.perf_counter()
         assert fired.is_set()
         # One prefill chunk or one decode step at most (seconds under ASan and a busy CI).
-        assert stopped - fired_at[0] < 3.0, f"interrupt honoured after {stopped - fired_at[0]:.2f} s"
+        assert stopped - fired_at[0] < 3.0, (
+            f"interrupt honoured after {stopped - fired_at[0]:.2f} s"
+        )
         assert stopped - start < when_s + 5.0
         for p in (PROMPTS[0], PROMPTS[3]):
             assert m.generate(p, N_TOKENS, temperature=0) == reference[p]

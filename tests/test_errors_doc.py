@@ -88,6 +88,8 @@ def test_sample_of_documented_conditions(smollm2_file: Path, tmp_path: Path) -> 
         m.generate("Hi", 1)
     cli = subprocess.run(
         [sys.executable, "-m", "bluelm_cpp.cli", "info", str(notgguf)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert cli.returncode == 2 and "bluelm-cpp: error:" in cli.stderr

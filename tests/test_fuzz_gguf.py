@@ -44,7 +44,11 @@ def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run(cmd: list[str], timeout: float) -> str:
     # The fuzzer is ASan-instrumented itself: the sanitized test run's preload must not leak in.
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
@@ -78,4 +82,6 @@ def test_fuzz_gguf_reader_briefly(fuzzer: Path, tmp_path: Path) -> None:
         timeout=seconds + 240,
     )
     assert "Done " in out
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-", "leak-"))]
+    assert not [
+        p for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-", "leak-"))
+    ]

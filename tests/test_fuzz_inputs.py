@@ -79,7 +79,9 @@ def test_tokenizer_round_trip_text(tokenizers: dict[str, Tokenizer], kind: str, 
 @pytest.mark.parametrize("kind", ["gpt2", "spm"])
 @FAST
 @given(raw=st.binary(max_size=120))
-def test_tokenizer_round_trip_bytes(tokenizers: dict[str, Tokenizer], kind: str, raw: bytes) -> None:
+def test_tokenizer_round_trip_bytes(
+    tokenizers: dict[str, Tokenizer], kind: str, raw: bytes
+) -> None:
     tok = tokenizers[kind]
     text = raw.decode("utf-8", errors="replace")
     for parse_special in (False, True):

@@ -66,9 +66,13 @@ def _check(growth: list[float], path: Path, fds0: int, label: str) -> None:
     if SANITIZED:
         return
     rise = growth[-1] - growth[WARMUP - 1]
-    print(f"{label}: {len(growth)} cycles, RSS after warm-up {growth[WARMUP - 1]:.1f} MB, "
-          f"at end {growth[-1]:.1f} MB, growth {rise:+.2f} MB (bound {LEAK_BOUND_MB} MB)")
-    assert rise < LEAK_BOUND_MB, f"{label}: RSS grew by {rise:.1f} MB over {len(growth) - WARMUP} cycles"
+    print(
+        f"{label}: {len(growth)} cycles, RSS after warm-up {growth[WARMUP - 1]:.1f} MB, "
+        f"at end {growth[-1]:.1f} MB, growth {rise:+.2f} MB (bound {LEAK_BOUND_MB} MB)"
+    )
+    assert rise < LEAK_BOUND_MB, (
+        f"{label}: RSS grew by {rise:.1f} MB over {len(growth) - WARMUP} cycles"
+    )
 
 
 def test_native_load_free_500(smollm2_file: Path) -> None:
