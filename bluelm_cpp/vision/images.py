@@ -176,4 +176,10 @@ def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> Any:
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{what}: cannot convert image to RGB: {e}") from e
     _check_size(img.width, img.height, max_pixels, what)
+    if "exif" in img.info:
+        # The orientation is applied; the raw EXIF, which Pillow re-parses more
+        # strictly on a converted image, must not make load_image(load_image(x)) fail.
+        if img is image:
+            img = img.copy()
+        img.info.pop("exif", None)
     return img
