@@ -47,7 +47,13 @@ if path:
 
 
 def _child(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # The run writes reports to files; this child's (expected) ones go to stderr.
+    env = dict(os.environ)
+    for key in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        env[key] = env.get(key, "") + ":log_path=stderr"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_leak_in_foreign_code_is_reported() -> None:

@@ -51,9 +51,14 @@ PY
 
 # Leaks: the interpreter's own (objects alive at exit, allocator leaves) are
 # suppressed by function name in lsan.supp; every other leak is reported.
-export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:detect_stack_use_after_return=1:strict_init_order=1:check_initialization_order=1:print_suppressions=0:${ASAN_OPTIONS_EXTRA:-}"
+# Reports go to files: pytest captures fd 2, so a report printed there while a
+# test runs would be lost when the sanitizer ends the process.
+reports=$build/reports
+rm -rf "$reports"
+mkdir -p "$reports"
+export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:detect_stack_use_after_return=1:strict_init_order=1:check_initialization_order=1:print_suppressions=0:${ASAN_OPTIONS_EXTRA:-}"
 export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0:exitcode=86"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=86"
+export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1:exitcode=86"
 # Python's small-object allocator hides buffer overflows from ASan: use malloc.
 export PYTHONMALLOC=malloc
 
@@ -67,6 +72,22 @@ PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="$libasan" \
 assert c.__file__.startswith('$pkg'), c.__file__; \
 assert bluelm_cpp.__file__.startswith('$pkg'), bluelm_cpp.__file__; print('sanitized core:', c.__file__)"
 # test_kernels_cpp.py rebuilds the kernel tests without sanitizers (run above instead).
+set +e
 PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="$libasan" BLUELM_SANITIZED=1 \
-  "$py" -m pytest -q -p no:cacheprovider --ignore=test_kernels_cpp.py "$@"
+  "$py" -m pytest -q -p no:cacheprovider --ignore=test_kernels_cpp.py \
+  --ignore=test_fuzz_gguf.py "$@"
+rc=$?
+set -e
+if [ -n "$(ls -A "$reports")" ]; then
+  for f in "$reports"/*; do
+    echo "---- $f"
+    head -c 20000 "$f"
+  done
+  echo "sanitized run: FAILED (sanitizer reports above)"
+  exit 1
+fi
+if [ $rc -ne 0 ]; then
+  echo "sanitized run: FAILED (pytest exit status $rc)"
+  exit $rc
+fi
 echo "sanitized run: clean"
