@@ -181,7 +181,7 @@ def test_sampler_any_arguments(args: list[Any]) -> None:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     prompt=st.one_of(TEXT, st.lists(st.integers(-3, 50000), max_size=6)),
