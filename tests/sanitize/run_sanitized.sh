@@ -24,6 +24,10 @@ if [ ! -e "$libasan" ]; then
   echo "FAIL: $cxx has no libasan.so ($libasan)"
   exit 1
 fi
+# libstdc++ is preloaded too: ASan intercepts __cxa_throw only if libstdc++ is
+# present at start-up (python does not link it; the extension dlopens it late).
+libstdcxx=$(readlink -f "$("${cxx}" -print-file-name=libstdc++.so)")
+preload="$libasan $libstdcxx"
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 
@@ -71,7 +75,7 @@ echo "== kernel tests under ASan+UBSan"
 
 echo "== pytest under ASan+UBSan (extension: $pkg/bluelm_cpp)"
 cd "$root/tests"
-PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="$libasan" \
+PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="$preload" \
   "$py" -c "import bluelm_cpp, bluelm_cpp._core as c, sys; \
 assert c.__file__.startswith('$pkg'), c.__file__; \
 assert bluelm_cpp.__file__.startswith('$pkg'), bluelm_cpp.__file__; print('sanitized core:', c.__file__)"
@@ -82,7 +86,7 @@ if [ $# -eq 0 ]; then
     test_convert.py test_fuzz_vision.py
 fi
 set +e
-PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="$libasan" BLUELM_SANITIZED=1 \
+PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="$preload" BLUELM_SANITIZED=1 \
   "$py" -m pytest -q -p no:cacheprovider --ignore=test_kernels_cpp.py \
   --ignore=test_fuzz_gguf.py "$@"
 rc=$?
