@@ -12,6 +12,7 @@ ties to llama.cpp.
 from __future__ import annotations
 
 import _thread
+import os
 import threading
 import time
 from pathlib import Path
@@ -176,10 +177,11 @@ def test_keyboard_interrupt_returns_at_once(
             timer.cancel()
         stopped = time.perf_counter()
         assert fired.is_set()
-        # One prefill chunk or one decode step at most (seconds under ASan and a busy CI).
-        assert stopped - fired_at[0] < 3.0, (
-            f"interrupt honoured after {stopped - fired_at[0]:.2f} s"
-        )
-        assert stopped - start < when_s + 5.0
+        # One prefill chunk or one decode step at most: well under a second on
+        # a quiet machine, 3 s allows a busy CI; ASan makes a chunk ~20x slower.
+        bound = 60.0 if os.environ.get("BLUELM_SANITIZED") == "1" else 3.0
+        late = stopped - fired_at[0]
+        assert late < bound, f"interrupt honoured after {late:.2f} s"
+        assert stopped - start < when_s + bound + 2.0
         for p in (PROMPTS[0], PROMPTS[3]):
             assert m.generate(p, N_TOKENS, temperature=0) == reference[p]

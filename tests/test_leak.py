@@ -59,9 +59,10 @@ def _cycles(kind_default: int, env: str) -> int:
     return min(n, 2 * WARMUP) if SANITIZED else n
 
 
-def _check(growth: list[float], path: Path, fds0: int, label: str) -> None:
+def _check(growth: list[float], path: Path, fds0: int, maps0: int, label: str) -> None:
     gc.collect()
-    assert _mappings_of(path) == 0, f"{label}: the model file is still mapped"
+    # maps0: mappings held before the cycles (a session fixture's open model).
+    assert _mappings_of(path) == maps0, f"{label}: the model file is still mapped"
     assert _open_fds() <= fds0, f"{label}: file descriptors leaked"
     if SANITIZED:
         return
@@ -78,7 +79,7 @@ def _check(growth: list[float], path: Path, fds0: int, label: str) -> None:
 def test_native_load_free_500(smollm2_file: Path) -> None:
     n = _cycles(500, "BLUELM_LEAK_NATIVE_CYCLES")
     gc.collect()
-    fds0 = _open_fds()
+    fds0, maps0 = _open_fds(), _mappings_of(smollm2_file)
     rss: list[float] = []
     first = None
     for i in range(n):
@@ -96,14 +97,14 @@ def test_native_load_free_500(smollm2_file: Path) -> None:
         del ctx, lm, s, logits
         rss.append(_rss_mb())
     assert first is not None and np.isfinite(first).all()
-    _check(rss, smollm2_file, fds0, "native")
+    _check(rss, smollm2_file, fds0, maps0, "native")
 
 
 def test_model_load_free(smollm2_file: Path) -> None:
     n = _cycles(40, "BLUELM_LEAK_MODEL_CYCLES")
     assert n > WARMUP
     gc.collect()
-    fds0 = _open_fds()
+    fds0, maps0 = _open_fds(), _mappings_of(smollm2_file)
     rss: list[float] = []
     outputs = set()
     for _ in range(n):
@@ -113,4 +114,4 @@ def test_model_load_free(smollm2_file: Path) -> None:
         del m
         rss.append(_rss_mb())
     assert len(outputs) == 1  # every fresh model answers the same
-    _check(rss, smollm2_file, fds0, "Model")
+    _check(rss, smollm2_file, fds0, maps0, "Model")
