@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patches", type=int, default=0, help="use only the first N patches (0: all)")
     ap.add_argument("--n-ctx", type=int, default=2048)
     ap.add_argument("--first-batch", type=int, default=1, help="patches in the first encoder batch")
-    ap.add_argument("--max-side", type=int, default=4, help="grid side limit (4: 768x1536 -> 2:4 + thumbnail)")
+    ap.add_argument("--max-side", type=int, default=4, help="grid side limit (4: 2:4 + thumbnail)")
     ap.add_argument("--kv-type", default="f16")
     ap.add_argument("--json-log", default="", help="append each scenario's raw result here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -291,8 +291,8 @@ class Model:
         ids = self._check_tokens(tokens)
         with self._session():
             ctx = self._require_open()
-            ctx.reset()
             self._cached = []
+            ctx.reset()
             ctx.eval(ids, all_positions)
             self._cached = list(ids)
             out: np.ndarray = ctx.logits()
@@ -303,8 +303,8 @@ class Model:
     def reset(self) -> None:
         """Forget the KV cache (the next call prefills from scratch)."""
         with self._session():
-            self._require_open().reset()
             self._cached = []
+            self._require_open().reset()
 
     def _check_tokens(self, tokens: Sequence[int]) -> list[int]:
         if isinstance(tokens, (str, bytes)):
@@ -338,9 +338,14 @@ class Model:
         limit = min(len(self._cached), len(ids) - 1)  # re-run >= 1 position for fresh logits
         while keep < limit and self._cached[keep] == ids[keep]:
             keep += 1
-        ctx.truncate(keep)
+        # _cached never claims more than the cache holds, even when a
+        # KeyboardInterrupt lands between two steps (shrink it first, grow it after).
         self._cached = self._cached[:keep]
+        ctx.truncate(keep)
         self.last_stats = {"n_prefilled": len(ids) - keep, "n_reused": keep}
+        # One n_batch chunk per call (the same chunks eval makes) so Ctrl-C is
+        # honoured between chunks of a long prompt, not only after all of it.
+        step = int(ctx.n_batch)
         i = keep
         while i < len(ids):
             j = i + 1
@@ -352,11 +357,14 @@ class Model:
                 last = ids[j - 1]
                 assert isinstance(last, tuple)
                 ctx.eval_embeddings(images[first[0]][first[1] : last[1] + 1])
+                self._cached = list(ids[:j])
             else:
                 while j < len(ids) and not isinstance(ids[j], tuple):
                     j += 1
-                ctx.eval(ids[i:j])
-            self._cached = list(ids[:j])
+                for start in range(i, j, step):
+                    end = min(start + step, j)
+                    ctx.eval(ids[start:end])
+                    self._cached = list(ids[:end])
             i = j
         self._cached = list(ids)
 

@@ -115,8 +115,9 @@ def _open_encoded(data: bytes | str | os.PathLike[str], what: str, max_pixels: i
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{what}: {e}") from e
-    except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow's decode errors
-        raise ImageError(f"{what}: cannot decode image: {e}") from e
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise OSError, SyntaxError,
+        # ValueError, EOFError, and on some corrupt files TypeError, IndexError, struct.error
+        raise ImageError(f"{what}: cannot decode image: {type(e).__name__}: {e}") from e
     return img
 
 
@@ -173,7 +174,13 @@ def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> Any:
     try:
         img = ImageOps.exif_transpose(img)
         img = _to_rgb(img)
-    except (OSError, ValueError, SyntaxError) as e:
+    except Exception as e:  # noqa: BLE001 - as in _open_encoded: any decoder error
         raise ImageError(f"{what}: cannot convert image to RGB: {e}") from e
     _check_size(img.width, img.height, max_pixels, what)
+    if "exif" in img.info:
+        # The orientation is applied; the raw EXIF, which Pillow re-parses more
+        # strictly on a converted image, must not make load_image(load_image(x)) fail.
+        if img is image:
+            img = img.copy()
+        img.info.pop("exif", None)
     return img

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "core/errors.h"
@@ -52,6 +53,13 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
       l -= static_cast<float>(count) * p_.frequency_penalty + p_.presence_penalty;
     }
   }
+
+  // NaN (from the logits or inf - inf in a penalty) would break the sort's
+  // ordering, which is undefined behaviour, and win argmax: it counts as the
+  // least likely value. Infinities become the largest finite values so softmax
+  // never computes inf - inf: +inf wins outright, -inf keeps zero mass.
+  constexpr float kMax = std::numeric_limits<float>::max();
+  for (auto& c : cand_) c.logit = std::isnan(c.logit) ? -kMax : std::min(std::max(c.logit, -kMax), kMax);
 
   auto by_logit = [](const Candidate& a, const Candidate& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer GGUF target with clang (ASan + UBSan, no recovery).
+#   tests/fuzz/build_gguf_fuzzer.sh   -> prints the binary's path
+# Output folder: $BLUELM_FUZZ_BUILD (default: build/fuzz).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${BLUELM_FUZZ_BUILD:-$root/build/fuzz}
+cxx=${BLUELM_FUZZ_CXX:-clang++}
+mkdir -p "$out"
+bin=$out/fuzz_gguf
+srcs=(
+  "$root/tests/fuzz/gguf/fuzz_gguf.cpp"
+  "$root/csrc/core/gguf_file.cpp"
+  "$root/csrc/core/block_formats.cpp"
+  "$root/csrc/llm/llm_config.cpp"
+  "$root/csrc/llm/llm_weights.cpp"
+  "$root/csrc/kernels/dispatch.cpp"
+  "$root/csrc/kernels/scalar.cpp"
+  "$root/csrc/kernels/cpu_features.cpp"
+)
+newest=$(ls -t "${srcs[@]}" "$root"/csrc/*/*.h "$0" | head -n 1)
+if [ ! -x "$bin" ] || [ "$newest" -nt "$bin" ]; then
+  "$cxx" -std=c++17 -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -I "$root/csrc" "${srcs[@]}" -o "$bin.tmp" -lpthread >&2
+  mv "$bin.tmp" "$bin"
+fi
+echo "$bin"
