@@ -14,6 +14,7 @@ from __future__ import annotations
 from .default_model import default_model_path
 from .errors import (
     BlueLMError,
+    CancelledError,
     ContextOverflowError,
     ImageError,
     InvalidArgumentError,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BlueLMError",
+    "CancelledError",
     "ContextOverflowError",
     "ImageError",
     "InvalidArgumentError",
