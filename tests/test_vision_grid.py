@@ -100,6 +100,8 @@ def test_internvl_matches_its_published_algorithm(max_num):
         {"width": 10, "height": -1},
         {"width": 10, "height": 10, "method": "nope"},
         {"width": 10, "height": 10, "max_patches": 0},
+        {"width": 10, "height": 10, "max_patches": 65},  # bounded: the search is quadratic
+        {"width": 10, "height": 10, "max_side": 10**6},
         {"width": 10, "height": 10, "alpha": 1.5},
         {"width": 10.5, "height": 10},
     ],

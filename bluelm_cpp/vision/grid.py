@@ -38,6 +38,11 @@ from ..errors import InvalidArgumentError
 METHODS = ("relaxed", "llava_next", "internvl")
 
 
+# More patches than any model plans for (LLaVA-OneVision's largest grid is 6x6);
+# the candidate search grows with the square of the limits, so bound them.
+MAX_GRID_PATCHES = 64
+
+
 def _check_positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
@@ -162,6 +167,11 @@ def plan_grid(
     if max_side is None:
         max_side = max_patches if method == "internvl" else 3
     _check_positive("max_side", max_side)
+    if max_patches > MAX_GRID_PATCHES or max_side > MAX_GRID_PATCHES:
+        raise InvalidArgumentError(
+            f"max_patches and max_side must be at most {MAX_GRID_PATCHES}, "
+            f"got {max_patches} and {max_side}"
+        )
     if not (0.0 <= float(alpha) < 1.0):
         raise InvalidArgumentError(f"alpha must be in [0, 1), got {alpha!r}")
     if method == "internvl":
