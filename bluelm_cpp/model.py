@@ -664,49 +664,29 @@ class Model:
                 f"{len(images)} image(s) given, but '{self.path}' is a text-only model "
                 "(it has no vision encoder)"
             )
+        sampling = dict(
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
+            repeat_last_n=repeat_last_n,
+            seed=seed,
+        )
         if images:
             if not isinstance(prompt, str):
                 raise InvalidArgumentError(
                     "with images the prompt must be text with one placeholder per image"
                 )
-            return self._generate_items(
-                prompt,
-                images,
-                False,
-                max_tokens,
-                stop,
-                stream,
-                dict(
-                    temperature=temperature,
-                    top_k=top_k,
-                    top_p=top_p,
-                    min_p=min_p,
-                    repeat_penalty=repeat_penalty,
-                    presence_penalty=presence_penalty,
-                    frequency_penalty=frequency_penalty,
-                    repeat_last_n=repeat_last_n,
-                    seed=seed,
-                ),
-            )
+            return self._generate_items(prompt, images, False, max_tokens, stop, stream, sampling)
         if isinstance(prompt, str):
             ids = self.tokenize(prompt, add_special=True, parse_special=True)
         else:
             ids = list(prompt)
         pieces = self._text_stream(
-            self.generate_tokens(
-                ids,
-                max_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                min_p=min_p,
-                repeat_penalty=repeat_penalty,
-                presence_penalty=presence_penalty,
-                frequency_penalty=frequency_penalty,
-                repeat_last_n=repeat_last_n,
-                seed=seed,
-            ),
-            self._check_stop(stop),
+            self.generate_tokens(ids, max_tokens, **sampling), self._check_stop(stop)
         )
         return pieces if stream else "".join(pieces)
 
