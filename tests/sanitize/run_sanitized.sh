@@ -15,6 +15,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/tests/sanitize
 build=${BLUELM_SANITIZE_BUILD:-$root/build/sanitize}
 py=${PYTHON:-python}
+# The real interpreter, not a launcher: a pyenv shim is a bash script, and bash
+# under the preloaded ASan runtime fails (LSan reports bash's own allocations).
+py=$("$py" -c 'import sys; print(sys.executable)')
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # The extension is built by g++, so the preloaded runtime must be g++'s libasan.
