@@ -30,18 +30,53 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
   if (w.mm0.data) ms.insert(ms.end(), {&w.mm0, &w.mm2});
   for (const VisionLayer& L : w.layers) ms.insert(ms.end(), {&L.wq, &L.wk, &L.wv, &L.wo, &L.up, &L.down});
   for (const VisionMatrix* m : ms) {
-    act = std::max(act, act_row_bytes(*m));
+    act = std::max(act, m->i8.panels ? vision::i8_act_stride(m->i8.kp) : act_row_bytes(*m));
     max_k_pad_ = std::max(max_k_pad_, m->k_pad);
   }
   act_.resize(act * static_cast<size_t>(std::max(nt, n_proj_tok)) + 64);
   act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok) * (max_k_pad_ / QK + 1)));
   pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
-  scores_.resize(static_cast<size_t>(n_threads) * kQueryBlock * N);
-  vt_.resize(static_cast<size_t>(n_threads) * c.head_dim * N);
+  if (ops_.attention) {
+    attn_work_ = ops_.attention_work(N, c.head_dim);
+    scores_.resize(static_cast<size_t>(n_threads) * attn_work_);
+  } else {
+    scores_.resize(static_cast<size_t>(n_threads) * kQueryBlock * N);
+    vt_.resize(static_cast<size_t>(n_threads) * c.head_dim * N);
+  }
+}
+
+void VisionEncoder::matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
+                              const VisionVector& bias, bool accumulate) {
+  const vision::I8Matrix& wm = W.i8;
+  const size_t xs = vision::i8_act_stride(wm.kp);
+  uint8_t* a = act_.data();
+  float* sx = act_scales_.data();
+  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) sx[t] = ops_.i8_quant(X + t * ldx, W.k, wm.kp, a + t * xs);
+  });
+  const vision::I8Acts xa{a, xs, sx, m};
+  const int64_t panels = (W.rows + vision::kI8Panel - 1) / vision::kI8Panel;
+  pool_.parallel_for(panels, 2, [&](int64_t p0, int64_t p1) {
+    ops_.i8_gemm(wm, xa, Y, W.rows, bias.data, accumulate, p0, p1);
+  });
+}
+
+void VisionEncoder::matmul_add(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
+                               const VisionVector& bias, float* tmp) {
+  if (W.i8.panels) {
+    matmul_i8(W, X, ldx, m, Y, bias, true);
+    return;
+  }
+  matmul(W, X, ldx, m, tmp, bias);
+  for (int64_t i = 0; i < m * W.rows; ++i) Y[i] += tmp[i];
 }
 
 void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
                            const VisionVector& bias) {
+  if (W.i8.panels) {
+    matmul_i8(W, X, ldx, m, Y, bias, false);
+    return;
+  }
   const GgmlType vt = vec_dot_type(W.type);
   const void* act = X;
   size_t xs = static_cast<size_t>(ldx) * sizeof(float);
@@ -138,6 +173,16 @@ void VisionEncoder::attention(int64_t n) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const kernels::GemmFn gemm = kt_.gemm[kernels::W_F32];
   const size_t row = static_cast<size_t>(C) * sizeof(float);
+  if (ops_.attention) {
+    pool_.run([&](int ith, int nth) {
+      float* work = scores_.data() + static_cast<size_t>(ith) * attn_work_;
+      for (int64_t task = ith; task < n * H; task += nth) {
+        const int64_t off = (task / H) * N * C + (task % H) * hd;
+        ops_.attention(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
+      }
+    });
+    return;
+  }
   pool_.run([&](int ith, int nth) {
     float* sc = scores_.data() + static_cast<size_t>(ith) * kQueryBlock * N;
     float* vt = vt_.data() + static_cast<size_t>(ith) * hd * N;
@@ -168,15 +213,13 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
   matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
   attention(n);  // into h_
-  matmul(L.wo, h_.data(), C, m, q_.data(), L.bo);
-  for (int64_t i = 0; i < m * C; ++i) x_[i] += q_[i];
+  matmul_add(L.wo, h_.data(), C, m, x_.data(), L.bo, q_.data());  // x += attention out
 
   layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
   float* f = big_.data();
   matmul(L.up, h_.data(), C, m, f, L.b_up);
   pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { ops_.gelu_tanh(f + b * F, (e - b) * F); });
-  matmul(L.down, f, F, m, q_.data(), L.b_down);
-  for (int64_t i = 0; i < m * C; ++i) x_[i] += q_[i];
+  matmul_add(L.down, f, F, m, x_.data(), L.b_down, q_.data());  // x += MLP out
 }
 
 namespace {

@@ -27,6 +27,12 @@ class VisionEncoder {
   void project_mlp(int64_t n, float* out);
   // Y[m x W.rows] = X[m x W.k] . W^T (+ bias); X rows are ldx floats apart.
   void matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias);
+  // The int8 path (W.i8): Y (=|+=) X . W^T + bias.
+  void matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
+                 bool accumulate);
+  // Y += X . W^T + bias (tmp: m x W.rows scratch for the non-int8 paths).
+  void matmul_add(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
+                  float* tmp);
   void layer_norm(const float* x, int64_t m, int64_t d, const VisionVector& w, const VisionVector& b, float eps,
                   float* y);
 
@@ -42,6 +48,7 @@ class VisionEncoder {
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
   std::vector<float> scores_, vt_;  // per thread: a query block's scores, a head's V transposed
   int64_t max_k_pad_ = 0;
+  size_t attn_work_ = 0;  // floats of scores_ per thread for ops_.attention
 };
 
 }  // namespace bluelm

@@ -82,7 +82,7 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-const VisionOps kAvx2 = {"avx2", softmax, gelu_tanh, avx2_q8_gemm()};
+const VisionOps kAvx2 = {"avx2", softmax, gelu_tanh, avx2_q8_gemm(), i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "vision/vision_weights.h"
 
+#include <algorithm>
+
 #include "kernels/kernels.h"
 
 namespace bluelm {
@@ -33,8 +35,9 @@ class VisionBinder {
     m.k_pad = k;
     m.row_stride = row_bytes(type, k);
     m.data = t->data;
-    if (w_.main_type == GgmlType::Q8_0 && type != GgmlType::Q8_0 && k % QK != 0) requantise(m);
-    if (m.type == GgmlType::Q8_0) float_scales(m);
+    if (w_.main_type == GgmlType::Q8_0 && (type == GgmlType::Q8_0 || k % QK != 0)) {
+      pack_i8(m);
+    }
     return m;
   }
 
@@ -55,6 +58,23 @@ class VisionBinder {
   }
 
  private:
+  // Any rows -> int8 panels with one scale per row (vision_i8.h); K padded to 4.
+  void pack_i8(VisionMatrix& m) {
+    auto p = std::make_unique<vision::I8Packed>();
+    vision::i8_alloc(*p, m.rows, m.k);
+    constexpr int64_t kRows = vision::kI8Panel;
+    std::vector<float> rows(static_cast<size_t>(kRows * m.k));
+    const uint8_t* src = static_cast<const uint8_t*>(m.data);
+    for (int64_t r0 = 0; r0 < m.rows; r0 += kRows) {
+      const int64_t r1 = std::min(m.rows, r0 + kRows);
+      for (int64_t r = r0; r < r1; ++r) dequantize_row(m.type, src + r * m.row_stride, rows.data() + (r - r0) * m.k, m.k);
+      vision::i8_pack_rows(*p, m.k, r0, r1, rows.data(), m.k);
+    }
+    m.i8 = p->view(m.rows, vision::i8_k_pad(m.k));
+    m.k_pad = m.i8.kp;
+    w_.packed_.push_back(std::move(p));
+  }
+
   // F16/F32/BF16 rows of k -> Q8_0 rows of k rounded up to 32, zero-padded.
   void requantise(VisionMatrix& m) {
     const int64_t k_pad = (m.k + QK - 1) / QK * QK;
