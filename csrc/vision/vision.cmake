@@ -17,7 +17,9 @@ if(_bv_arch MATCHES "^(x86_64|amd64|x64)$")
   target_sources(bluelm PRIVATE ${_bv}/vision_ops_avx2.cpp ${_bv}/vision_gemm_avx2.cpp)
   set_source_files_properties(${_bv}/vision_ops_avx2.cpp ${_bv}/vision_gemm_avx2.cpp PROPERTIES
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
-  target_sources(bluelm PRIVATE ${_bv}/vision_i8_avx512.cpp)
+  target_sources(bluelm PRIVATE ${_bv}/vision_i8_avx2.cpp ${_bv}/vision_i8_avx512.cpp)
+  set_source_files_properties(${_bv}/vision_i8_avx2.cpp PROPERTIES
+    COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-ffp-contract=off")
   set_source_files_properties(${_bv}/vision_i8_avx512.cpp PROPERTIES
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512vnni;-ffp-contract=off")
 endif()
