@@ -34,7 +34,7 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
     max_k_pad_ = std::max(max_k_pad_, m->k_pad);
   }
   act_.resize(act * static_cast<size_t>(std::max(nt, n_proj_tok)) + 64);
-  act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok) * (max_k_pad_ / QK + 1)));
+  act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok)));
   pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
   if (ops_.attention) {
     attn_work_ = ops_.attention_work(N, c.head_dim);
@@ -98,23 +98,10 @@ void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, i
     });
     act = a;
   }
-  if (W.scales && ops_.q8_gemm) {
-    const int64_t nb = W.k_pad / QK;
-    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(act) + t * xs);
-        for (int64_t j = 0; j < nb; ++j) act_scales_[t * nb + j] = fp16_to_fp32(blk[j].d);
-      }
-    });
-    const vision::Q8Matrix wm{W.data, W.row_stride, W.scales, W.k_pad};
-    const vision::Q8Activations xa{act, xs, act_scales_.data(), m};
-    pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) { ops_.q8_gemm(wm, xa, Y, W.rows, r0, r1); });
-  } else {
-    const kernels::GemmFn gemm = kt_.gemm[kernels::weight_slot(W.type)];
-    pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
-      gemm(W.data, W.row_stride, act, xs, Y, W.rows, W.k_pad, r0, r1, m);
-    });
-  }
+  const kernels::GemmFn gemm = kt_.gemm[kernels::weight_slot(W.type)];
+  pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+    gemm(W.data, W.row_stride, act, xs, Y, W.rows, W.k_pad, r0, r1, m);
+  });
   if (bias.data) {
     pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {

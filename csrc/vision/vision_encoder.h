@@ -44,7 +44,7 @@ class VisionEncoder {
   int64_t max_batch_;
   std::vector<float> x_, h_, q_, k_, v_, big_, proj_;
   std::vector<uint8_t> act_;
-  std::vector<float> act_scales_;  // Q8_0 activations' block scales as floats
+  std::vector<float> act_scales_;  // int8 activations' per-token scales
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
   std::vector<float> scores_, vt_;  // per thread: a query block's scores, a head's V transposed
   int64_t max_k_pad_ = 0;

@@ -35,9 +35,9 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-const VisionOps kScalar = {"scalar", softmax, gelu_tanh, q8_gemm_scalar, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
+const VisionOps kScalar = {"scalar", softmax, gelu_tanh, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
 // Other ISAs (NEON): portable element-wise ops and the portable int8 gemm.
-const VisionOps kPortable = {"portable", softmax, gelu_tanh, nullptr, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
+const VisionOps kPortable = {"portable", softmax, gelu_tanh, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
 
 const VisionOps& choose() {
   const char* isa = kernels::active().isa;

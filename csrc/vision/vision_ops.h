@@ -4,7 +4,6 @@
 #pragma once
 #include <cstdint>
 
-#include "vision/vision_gemm.h"
 #include "vision/vision_i8.h"
 
 namespace bluelm::vision {
@@ -15,7 +14,6 @@ struct VisionOps {
   void (*softmax)(float* s, int64_t n, float scale);
   // x = x * sigmoid(2 * sqrt(2/pi) * (x + 0.044715 x^3)), i.e. GELU's tanh form.
   void (*gelu_tanh)(float* x, int64_t n);
-  Q8GemmFn q8_gemm;  // nullptr: use the kernel table's Q8_0 gemm
   // The int8 format of vision_i8.h (Q8_0 files' matrices are re-packed to it at load).
   I8GemmFn i8_gemm;
   I8QuantFn i8_quant;

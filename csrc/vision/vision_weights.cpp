@@ -75,37 +75,6 @@ class VisionBinder {
     w_.packed_.push_back(std::move(p));
   }
 
-  // F16/F32/BF16 rows of k -> Q8_0 rows of k rounded up to 32, zero-padded.
-  void requantise(VisionMatrix& m) {
-    const int64_t k_pad = (m.k + QK - 1) / QK * QK;
-    const size_t stride = row_bytes(GgmlType::Q8_0, k_pad);
-    auto buf = std::make_unique<std::vector<uint8_t>>(stride * static_cast<size_t>(m.rows));
-    std::vector<float> row(static_cast<size_t>(k_pad), 0.0f);
-    const uint8_t* src = static_cast<const uint8_t*>(m.data);
-    for (int64_t r = 0; r < m.rows; ++r) {
-      dequantize_row(m.type, src + r * m.row_stride, row.data(), m.k);
-      quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(buf->data() + r * stride), k_pad);
-    }
-    m.data = buf->data();
-    m.type = GgmlType::Q8_0;
-    m.k_pad = k_pad;
-    m.row_stride = stride;
-    w_.owned_.push_back(std::move(buf));
-  }
-
-  // The vision gemm reads block scales as floats (no fp16 conversion in its loop).
-  void float_scales(VisionMatrix& m) {
-    const int64_t nb = m.k_pad / QK;
-    auto buf = std::make_unique<std::vector<uint8_t>>(sizeof(float) * static_cast<size_t>(nb * m.rows));
-    float* d = reinterpret_cast<float*>(buf->data());
-    for (int64_t r = 0; r < m.rows; ++r) {
-      const BlockQ8_0* row = reinterpret_cast<const BlockQ8_0*>(static_cast<const char*>(m.data) + r * m.row_stride);
-      for (int64_t b = 0; b < nb; ++b) d[r * nb + b] = fp16_to_fp32(row[b].d);
-    }
-    m.scales = d;
-    w_.owned_.push_back(std::move(buf));
-  }
-
   const GGUFFile& f_;
   VisionWeights& w_;
 };

@@ -23,7 +23,6 @@ struct VisionMatrix {
   int64_t k = 0;
   int64_t k_pad = 0;
   size_t row_stride = 0;  // bytes
-  const float* scales = nullptr;  // Q8_0 only: rows x (k_pad / 32) block scales as floats
   // In a Q8_0 file: the int8 panels of vision_i8.h (i8.panels null otherwise);
   // the encoder then uses only these (k padded to i8.kp, a multiple of 4).
   vision::I8Matrix i8;
