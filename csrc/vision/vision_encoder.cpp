@@ -45,20 +45,27 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
   }
 }
 
-void VisionEncoder::matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
-                              const VisionVector& bias, bool accumulate) {
-  const vision::I8Matrix& wm = W.i8;
-  const size_t xs = vision::i8_act_stride(wm.kp);
+vision::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m) {
+  const size_t xs = vision::i8_act_stride(W.i8.kp);
   uint8_t* a = act_.data();
   float* sx = act_scales_.data();
   pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) sx[t] = ops_.i8_quant(X + t * ldx, W.k, wm.kp, a + t * xs);
+    for (int64_t t = b; t < e; ++t) sx[t] = ops_.i8_quant(X + t * ldx, W.k, W.i8.kp, a + t * xs);
   });
-  const vision::I8Acts xa{a, xs, sx, m};
+  return {a, xs, sx, m};
+}
+
+void VisionEncoder::gemm_i8(const VisionMatrix& W, const vision::I8Acts& xa, float* Y, const VisionVector& bias,
+                            bool accumulate) {
   const int64_t panels = (W.rows + vision::kI8Panel - 1) / vision::kI8Panel;
   pool_.parallel_for(panels, 2, [&](int64_t p0, int64_t p1) {
-    ops_.i8_gemm(wm, xa, Y, W.rows, bias.data, accumulate, p0, p1);
+    ops_.i8_gemm(W.i8, xa, Y, W.rows, bias.data, accumulate, p0, p1);
   });
+}
+
+void VisionEncoder::matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
+                              const VisionVector& bias, bool accumulate) {
+  gemm_i8(W, quantize(W, X, ldx, m), Y, bias, accumulate);
 }
 
 void VisionEncoder::matmul_add(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
@@ -115,17 +122,7 @@ void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, i
 void VisionEncoder::layer_norm(const float* x, int64_t m, int64_t d, const VisionVector& w,
                                const VisionVector& b, float eps, float* y) {
   pool_.parallel_for(m, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* xt = x + t * d;
-      float* yt = y + t * d;
-      double sum = 0.0;
-      for (int64_t i = 0; i < d; ++i) sum += xt[i];
-      const float mean = static_cast<float>(sum / d);
-      double var = 0.0;
-      for (int64_t i = 0; i < d; ++i) var += static_cast<double>(xt[i] - mean) * (xt[i] - mean);
-      const float inv = static_cast<float>(1.0 / std::sqrt(var / d + eps));
-      for (int64_t i = 0; i < d; ++i) yt[i] = (xt[i] - mean) * inv * w.data[i] + b.data[i];
-    }
+    for (int64_t t = t0; t < t1; ++t) ops_.layer_norm(x + t * d, d, w.data, b.data, eps, y + t * d);
   });
 }
 
@@ -196,9 +193,16 @@ void VisionEncoder::attention(int64_t n) {
 void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   const int64_t C = c_.n_embd, F = c_.n_ff, m = n * c_.n_tokens;
   layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
-  matmul(L.wq, h_.data(), C, m, q_.data(), L.bq);
-  matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
-  matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
+  if (L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels) {  // one quantisation of h for Q, K and V
+    const vision::I8Acts a = quantize(L.wq, h_.data(), C, m);
+    gemm_i8(L.wq, a, q_.data(), L.bq, false);
+    gemm_i8(L.wk, a, k_.data(), L.bk, false);
+    gemm_i8(L.wv, a, v_.data(), L.bv, false);
+  } else {
+    matmul(L.wq, h_.data(), C, m, q_.data(), L.bq);
+    matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
+    matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
+  }
   attention(n);  // into h_
   matmul_add(L.wo, h_.data(), C, m, x_.data(), L.bo, q_.data());  // x += attention out
 

@@ -27,7 +27,9 @@ class VisionEncoder {
   void project_mlp(int64_t n, float* out);
   // Y[m x W.rows] = X[m x W.k] . W^T (+ bias); X rows are ldx floats apart.
   void matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias);
-  // The int8 path (W.i8): Y (=|+=) X . W^T + bias.
+  // The int8 path (W.i8): activations quantised (into act_), then Y (=|+=) X . W^T + bias.
+  vision::I8Acts quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m);
+  void gemm_i8(const VisionMatrix& W, const vision::I8Acts& xa, float* Y, const VisionVector& bias, bool accumulate);
   void matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
                  bool accumulate);
   // Y += X . W^T + bias (tmp: m x W.rows scratch for the non-int8 paths).

@@ -56,15 +56,15 @@ template <int R, int T>
 inline void tile(const int8_t* w, size_t pstride, const uint8_t* const* xt, size_t, int64_t steps, float* Y,
                  size_t ldy, const I8Matrix& W, const float* xscale, int64_t p, const float* bias, bool accumulate) {
   __m512i acc[R][T];
-  #pragma GCC unroll 12
+#pragma GCC unroll 12
   for (int r = 0; r < R; ++r)
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_si512();
   const int8_t* w1 = w + (R > 1 ? pstride : 0);
   for (int64_t s = 0; s < steps; ++s) {
     const __m512i b0 = _mm512_loadu_si512(w + s * 64);
     const __m512i b1 = R > 1 ? _mm512_loadu_si512(w1 + s * 64) : b0;
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int t = 0; t < T; ++t) {
       const __m512i a = bcast4(xt[t] + 4 * s);
       acc[0][t] = _mm512_dpbusd_epi32(acc[0][t], a, b0);
@@ -72,9 +72,9 @@ inline void tile(const int8_t* w, size_t pstride, const uint8_t* const* xt, size
     }
   }
   alignas(64) int32_t buf[R * T * 16];
-  #pragma GCC unroll 12
+#pragma GCC unroll 12
   for (int r = 0; r < R; ++r)
-    #pragma GCC unroll 12
+#pragma GCC unroll 12
     for (int t = 0; t < T; ++t) _mm512_store_si512(buf + (t * R + r) * 16, acc[r][t]);
   store<R, T>(buf, Y, ldy, W, xscale, p, bias, accumulate);
 }
@@ -268,27 +268,30 @@ float quant(const float* x, int64_t k, int64_t kp, uint8_t* q) {
 constexpr int64_t kKeys = 64;     // keys per score tile (4 zmm)
 constexpr int kQ = 6;              // queries per score tile
 constexpr int64_t kQBlock = 64;    // queries whose scores are live at once
-constexpr int kPQ = 4;             // queries per P.V tile
+constexpr int kPQ = 8;             // queries per P.V tile
+constexpr int kPV = 3;             // zmm of output columns per P.V tile
 
 int64_t keys_pad(int64_t n) { return (n + kKeys - 1) / kKeys * kKeys; }
 
+int64_t cols_pad(int64_t hd) { return (hd + 15) / 16 * 16; }
+
 size_t attention_work(int64_t n, int64_t hd) {
-  return static_cast<size_t>(keys_pad(n) * (hd + kQBlock));
+  return static_cast<size_t>(keys_pad(n) * (hd + kQBlock) + n * cols_pad(hd));
 }
 
 // sc[t][j0 + c] = q_t . kt[., j0 + c] for T queries, 64 keys; kt is hd x np.
 template <int T>
 inline void score_tile(const float* q, size_t ld, const float* kt, int64_t np, int64_t hd, float* sc) {
   __m512 acc[T][4];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int c = 0; c < 4; ++c) acc[t][c] = _mm512_setzero_ps();
   for (int64_t d = 0; d < hd; ++d) {
     const float* kd = kt + d * np;
     const __m512 k0 = _mm512_loadu_ps(kd), k1 = _mm512_loadu_ps(kd + 16), k2 = _mm512_loadu_ps(kd + 32),
                  k3 = _mm512_loadu_ps(kd + 48);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const __m512 b = _mm512_set1_ps(q[t * ld + d]);
       acc[t][0] = _mm512_fmadd_ps(k0, b, acc[t][0]);
@@ -297,47 +300,51 @@ inline void score_tile(const float* q, size_t ld, const float* kt, int64_t np, i
       acc[t][3] = _mm512_fmadd_ps(k3, b, acc[t][3]);
     }
   }
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int c = 0; c < 4; ++c) _mm512_storeu_ps(sc + t * np + 16 * c, acc[t][c]);
 }
 
 // out[t][d0 + 16c + l] = sum_j p[t][j] v[j][d0 + 16c + l] for T queries, NV
 // vectors of 16 columns (the last masked by `last`).
 template <int T, int NV>
-inline void pv_tile(const float* p, int64_t np, const float* v, size_t ld, int64_t n, __mmask16 last, float* out) {
+inline void pv_tile(const float* p, int64_t np, const float* v, int64_t hp, int64_t n, __mmask16 last, float* out,
+                    size_t ld) {
   __m512 acc[T][NV];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int c = 0; c < NV; ++c) acc[t][c] = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; ++j) {
-    const float* vj = v + j * ld;
+    const float* vj = v + j * hp;
     __m512 vv[NV];
-    #pragma GCC unroll 8
-    for (int c = 0; c < NV; ++c) vv[c] = c + 1 < NV ? _mm512_loadu_ps(vj + 16 * c) : _mm512_maskz_loadu_ps(last, vj + 16 * c);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
+    for (int c = 0; c < NV; ++c) vv[c] = _mm512_loadu_ps(vj + 16 * c);
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const __m512 b = _mm512_set1_ps(p[t * np + j]);
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int c = 0; c < NV; ++c) acc[t][c] = _mm512_fmadd_ps(vv[c], b, acc[t][c]);
     }
   }
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int c = 0; c < NV; ++c) {
       if (c + 1 < NV) _mm512_storeu_ps(out + t * ld + 16 * c, acc[t][c]);
       else _mm512_mask_storeu_ps(out + t * ld + 16 * c, last, acc[t][c]);
     }
 }
 
+// v: n rows of hp floats (V of this head, columns past hd zero).
 template <int NV>
-void pv_rows(const float* p, int64_t np, const float* v, size_t ld, int64_t n, __mmask16 last, float* out, int64_t qb) {
+void pv_rows(const float* p, int64_t np, const float* v, int64_t hp, int64_t n, __mmask16 last, float* out,
+             size_t ld, int64_t qb) {
   int64_t t = 0;
-  for (; t + kPQ <= qb; t += kPQ) pv_tile<kPQ, NV>(p + t * np, np, v, ld, n, last, out + t * ld);
-  for (; t < qb; ++t) pv_tile<1, NV>(p + t * np, np, v, ld, n, last, out + t * ld);
+  for (; t + kPQ <= qb; t += kPQ) pv_tile<kPQ, NV>(p + t * np, np, v, hp, n, last, out + t * ld, ld);
+  for (; t + 4 <= qb; t += 4) pv_tile<4, NV>(p + t * np, np, v, hp, n, last, out + t * ld, ld);
+  for (; t < qb; ++t) pv_tile<1, NV>(p + t * np, np, v, hp, n, last, out + t * ld, ld);
 }
 
 template <int T>
@@ -356,28 +363,32 @@ void attention(const float* q, const float* k, const float* v, size_t ld, int64_
   const int64_t np = keys_pad(n);
   float* kt = work;             // hd x np, K transposed, keys past n zero
   float* sc = work + hd * np;   // kQBlock x np scores
+  const int64_t hp = cols_pad(hd);
+  float* vc = sc + kQBlock * np;  // n x hp, V with contiguous rows, columns past hd zero
   for (int64_t d = 0; d < hd; ++d) {
     float* row = kt + d * np;
     for (int64_t j = 0; j < n; ++j) row[j] = k[j * ld + d];
     for (int64_t j = n; j < np; ++j) row[j] = 0.0f;
   }
+  for (int64_t j = 0; j < n; ++j) {
+    std::memcpy(vc + j * hp, v + j * ld, sizeof(float) * hd);
+    for (int64_t d = hd; d < hp; ++d) vc[j * hp + d] = 0.0f;
+  }
   for (int64_t q0 = 0; q0 < n; q0 += kQBlock) {
     const int64_t qb = n - q0 < kQBlock ? n - q0 : kQBlock;
     score_rows<kQ>(q + q0 * ld, ld, kt, np, hd, sc, qb);
     for (int64_t t = 0; t < qb; ++t) softmax16(sc + t * np, n, scale);
-    for (int64_t d0 = 0; d0 < hd; d0 += 80) {
-      const int64_t w = hd - d0 < 80 ? hd - d0 : 80;
+    for (int64_t d0 = 0; d0 < hd; d0 += 16 * kPV) {
+      const int64_t w = hd - d0 < 16 * kPV ? hd - d0 : 16 * kPV;
       const int nv = static_cast<int>((w + 15) / 16);
       const int64_t rem = w - 16 * (nv - 1);
       const __mmask16 last = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1u);
-      const float* vd = v + d0;
+      const float* vd = vc + d0;
       float* od = out + q0 * ld + d0;
       switch (nv) {
-        case 1: pv_rows<1>(sc, np, vd, ld, n, last, od, qb); break;
-        case 2: pv_rows<2>(sc, np, vd, ld, n, last, od, qb); break;
-        case 3: pv_rows<3>(sc, np, vd, ld, n, last, od, qb); break;
-        case 4: pv_rows<4>(sc, np, vd, ld, n, last, od, qb); break;
-        default: pv_rows<5>(sc, np, vd, ld, n, last, od, qb); break;
+        case 1: pv_rows<1>(sc, np, vd, hp, n, last, od, ld, qb); break;
+        case 2: pv_rows<2>(sc, np, vd, hp, n, last, od, ld, qb); break;
+        default: pv_rows<3>(sc, np, vd, hp, n, last, od, ld, qb); break;
       }
     }
   }
@@ -423,6 +434,57 @@ void softmax16(float* s, int64_t n, float scale) {
   if (j < n) _mm512_mask_storeu_ps(s + j, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + j), inv));
 }
 
+void gelu_tanh16(float* x, int64_t n) {
+  const __m512 k2 = _mm512_set1_ps(-2.0f * 0.7978845608028654f), c = _mm512_set1_ps(0.044715f);
+  const __m512 one = _mm512_set1_ps(1.0f), hi = _mm512_set1_ps(88.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    const __m512 u = _mm512_mul_ps(k2, _mm512_fmadd_ps(_mm512_mul_ps(c, v), _mm512_mul_ps(v, v), v));
+    _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(one, exp16(_mm512_min_ps(u, hi)))));
+  }
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    const __m512 u = _mm512_mul_ps(k2, _mm512_fmadd_ps(_mm512_mul_ps(c, v), _mm512_mul_ps(v, v), v));
+    _mm512_mask_storeu_ps(x + i, m, _mm512_div_ps(v, _mm512_add_ps(one, exp16(_mm512_min_ps(u, hi)))));
+  }
+}
+
+inline __m256 hi8(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+
+// LayerNorm of one row as the portable version (vision_ops.cpp): sums of x and of
+// (x - mean)^2 in double, the output in float, (x - mean) * inv * w + b.
+void layer_norm16(const float* x, int64_t d, const float* w, const float* b, float eps, float* y) {
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(hi8(v)));
+  }
+  double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  for (; i < d; ++i) sum += x[i];
+  const float mean = static_cast<float>(sum / d);
+  const __m512 mv = _mm512_set1_ps(mean);
+  s0 = s1 = _mm512_setzero_pd();
+  for (i = 0; i + 16 <= d; i += 16) {
+    const __m512 c = _mm512_sub_ps(_mm512_loadu_ps(x + i), mv);
+    const __m512d c0 = _mm512_cvtps_pd(_mm512_castps512_ps256(c)), c1 = _mm512_cvtps_pd(hi8(c));
+    s0 = _mm512_add_pd(s0, _mm512_mul_pd(c0, c0));
+    s1 = _mm512_add_pd(s1, _mm512_mul_pd(c1, c1));
+  }
+  double var = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  for (; i < d; ++i) var += static_cast<double>(x[i] - mean) * (x[i] - mean);
+  const float inv = static_cast<float>(1.0 / std::sqrt(var / d + eps));
+  const __m512 iv = _mm512_set1_ps(inv);
+  for (i = 0; i + 16 <= d; i += 16) {
+    const __m512 c = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv), iv);
+    _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_mul_ps(c, _mm512_loadu_ps(w + i)), _mm512_loadu_ps(b + i)));
+  }
+  for (; i < d; ++i) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
 VisionOps make_ops() {
   VisionOps o = *avx2_ops();
   o.isa = "avx512";
@@ -431,6 +493,8 @@ VisionOps make_ops() {
   o.attention = attention;
   o.attention_work = attention_work;
   o.softmax = softmax16;
+  o.gelu_tanh = gelu_tanh16;
+  o.layer_norm = layer_norm16;
   return o;
 }
 

@@ -35,9 +35,23 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-const VisionOps kScalar = {"scalar", softmax, gelu_tanh, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
+const VisionOps kScalar = {"scalar", softmax, gelu_tanh, layer_norm, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
 // Other ISAs (NEON): portable element-wise ops and the portable int8 gemm.
-const VisionOps kPortable = {"portable", softmax, gelu_tanh, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
+const VisionOps kPortable = {"portable", softmax, gelu_tanh, layer_norm, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
+
+}  // namespace
+
+void layer_norm(const float* x, int64_t d, const float* w, const float* b, float eps, float* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < d; ++i) sum += x[i];
+  const float mean = static_cast<float>(sum / d);
+  double var = 0.0;
+  for (int64_t i = 0; i < d; ++i) var += static_cast<double>(x[i] - mean) * (x[i] - mean);
+  const float inv = static_cast<float>(1.0 / std::sqrt(var / d + eps));
+  for (int64_t i = 0; i < d; ++i) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+namespace {
 
 const VisionOps& choose() {
   const char* isa = kernels::active().isa;

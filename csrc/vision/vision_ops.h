@@ -14,6 +14,9 @@ struct VisionOps {
   void (*softmax)(float* s, int64_t n, float scale);
   // x = x * sigmoid(2 * sqrt(2/pi) * (x + 0.044715 x^3)), i.e. GELU's tanh form.
   void (*gelu_tanh)(float* x, int64_t n);
+  // y = (x - mean) / sqrt(var + eps) * w + b over one row of d (sums in double;
+  // y may be x).
+  void (*layer_norm)(const float* x, int64_t d, const float* w, const float* b, float eps, float* y);
   // The int8 format of vision_i8.h (Q8_0 files' matrices are re-packed to it at load).
   I8GemmFn i8_gemm;
   I8QuantFn i8_quant;
@@ -27,6 +30,7 @@ struct VisionOps {
 };
 
 const VisionOps& scalar_ops();
+void layer_norm(const float* x, int64_t d, const float* w, const float* b, float eps, float* y);  // portable
 const VisionOps& ops();  // the set matching kernels::active()
 
 }  // namespace bluelm::vision

@@ -83,7 +83,7 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-const VisionOps kAvx2 = {"avx2", softmax, gelu_tanh, avx2_i8_gemm(), avx2_i8_quant(), nullptr, nullptr};
+const VisionOps kAvx2 = {"avx2", softmax, gelu_tanh, layer_norm, avx2_i8_gemm(), avx2_i8_quant(), nullptr, nullptr};
 
 }  // namespace
 
