@@ -1,6 +1,7 @@
 #include "vision/vision_encoder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -57,9 +58,14 @@ vision::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, in
 
 void VisionEncoder::gemm_i8(const VisionMatrix& W, const vision::I8Acts& xa, float* Y, const VisionVector& bias,
                             bool accumulate) {
-  const int64_t panels = (W.rows + vision::kI8Panel - 1) / vision::kI8Panel;
-  pool_.parallel_for(panels, 2, [&](int64_t p0, int64_t p1) {
-    ops_.i8_gemm(W.i8, xa, Y, W.rows, bias.data, accumulate, p0, p1);
+  // Pairs of panels handed out one at a time: on a shared machine a thread that
+  // is descheduled leaves its share to the others instead of holding up the
+  // job. Which thread computes a pair does not change its result.
+  const int64_t panels = (W.rows + vision::kI8Panel - 1) / vision::kI8Panel, pairs = (panels + 1) / 2;
+  std::atomic<int64_t> next{0};
+  pool_.run([&](int, int) {
+    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < pairs;)
+      ops_.i8_gemm(W.i8, xa, Y, W.rows, bias.data, accumulate, 2 * c, std::min(panels, 2 * c + 2));
   });
 }
 
@@ -158,9 +164,10 @@ void VisionEncoder::attention(int64_t n) {
   const kernels::GemmFn gemm = kt_.gemm[kernels::W_F32];
   const size_t row = static_cast<size_t>(C) * sizeof(float);
   if (ops_.attention) {
-    pool_.run([&](int ith, int nth) {
+    std::atomic<int64_t> next{0};  // (image, head) tasks handed out one at a time, as gemm_i8's panels
+    pool_.run([&](int ith, int) {
       float* work = scores_.data() + static_cast<size_t>(ith) * attn_work_;
-      for (int64_t task = ith; task < n * H; task += nth) {
+      for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n * H;) {
         const int64_t off = (task / H) * N * C + (task % H) * hd;
         ops_.attention(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
       }

@@ -70,6 +70,9 @@ class VisionBinder {
       for (int64_t r = r0; r < r1; ++r) dequantize_row(m.type, src + r * m.row_stride, rows.data() + (r - r0) * m.k, m.k);
       vision::i8_pack_rows(*p, m.k, r0, r1, rows.data(), m.k);
     }
+    // The encoder reads only the panels: drop the file's pages of this tensor
+    // from the resident set (they are clean file pages of a read-only mapping).
+    f_.release_pages(src, m.row_stride * static_cast<size_t>(m.rows));
     m.i8 = p->view(m.rows, vision::i8_k_pad(m.k));
     m.k_pad = m.i8.kp;
     w_.packed_.push_back(std::move(p));
