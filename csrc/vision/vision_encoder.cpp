@@ -36,6 +36,7 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
   }
   act_.resize(act * static_cast<size_t>(std::max(nt, n_proj_tok)) + 64);
   act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok)));
+  act_zp_.resize(act_scales_.size());
   pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
   if (ops_.attention) {
     attn_work_ = ops_.attention_work(N, c.head_dim);
@@ -50,10 +51,11 @@ vision::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, in
   const size_t xs = vision::i8_act_stride(W.i8.kp);
   uint8_t* a = act_.data();
   float* sx = act_scales_.data();
+  int32_t* zp = act_zp_.data();
   pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) sx[t] = ops_.i8_quant(X + t * ldx, W.k, W.i8.kp, a + t * xs);
+    for (int64_t t = b; t < e; ++t) sx[t] = ops_.i8_quant(X + t * ldx, W.k, W.i8.kp, a + t * xs, zp + t);
   });
-  return {a, xs, sx, m};
+  return {a, xs, sx, zp, m};
 }
 
 void VisionEncoder::gemm_i8(const VisionMatrix& W, const vision::I8Acts& xa, float* Y, const VisionVector& bias,

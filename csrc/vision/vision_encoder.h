@@ -47,6 +47,7 @@ class VisionEncoder {
   std::vector<float> x_, h_, q_, k_, v_, big_, proj_;
   std::vector<uint8_t> act_;
   std::vector<float> act_scales_;  // int8 activations' per-token scales
+  std::vector<int32_t> act_zp_;    // and zero points
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
   std::vector<float> scores_, vt_;  // per thread: a query block's scores, a head's V transposed
   int64_t max_k_pad_ = 0;

@@ -20,7 +20,7 @@ void i8_alloc(I8Packed& p, int64_t rows, int64_t k) {
   const int64_t rp = round16(rows), kp = i8_k_pad(k);
   p.panels.assign(static_cast<size_t>(rp * kp), 0);
   p.scale.assign(static_cast<size_t>(rp), 0.0f);
-  p.corr.assign(static_cast<size_t>(rp), 0);
+  p.wsum.assign(static_cast<size_t>(rp), 0);
 }
 
 void i8_pack_rows(I8Packed& p, int64_t k, int64_t r0, int64_t r1, const float* rows_f, int64_t ld) {
@@ -39,17 +39,25 @@ void i8_pack_rows(I8Packed& p, int64_t k, int64_t r0, int64_t r1, const float* r
       sum += q;
     }
     p.scale[r] = d;
-    p.corr[r] = 128 * sum;
+    p.wsum[r] = sum;
   }
 }
 
-float i8_quant_scalar(const float* x, int64_t k, int64_t kp, uint8_t* q) {
-  float amax = 0.0f;
-  for (int64_t i = 0; i < k; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-  const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-  for (int64_t i = 0; i < k; ++i) q[i] = static_cast<uint8_t>(round_even(x[i] * id) + 128);
-  for (int64_t i = k; i < kp; ++i) q[i] = 128;
-  return amax / 127.0f;
+float i8_quant_scalar(const float* x, int64_t k, int64_t kp, uint8_t* q, int32_t* zp) {
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t i = 0; i < k; ++i) {
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  const float range = hi - lo, inv = range > 0.0f ? 255.0f / range : 0.0f;
+  const int32_t z = round_even(-lo * inv);
+  for (int64_t i = 0; i < k; ++i) {
+    const int32_t u = round_even(x[i] * inv) + z;
+    q[i] = static_cast<uint8_t>(u < 0 ? 0 : u > 255 ? 255 : u);
+  }
+  for (int64_t i = k; i < kp; ++i) q[i] = static_cast<uint8_t>(z);
+  *zp = z;
+  return range / 255.0f;
 }
 
 void i8_gemm_scalar(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, const float* bias, bool accumulate,
@@ -58,6 +66,7 @@ void i8_gemm_scalar(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, co
   for (int64_t t = 0; t < X.n; ++t) {
     const uint8_t* x = X.q + t * X.stride;
     const float sx = X.scale[t];
+    const int32_t zp = X.zp[t];
     for (int64_t p = p0; p < p1; ++p) {
       const int8_t* panel = W.panels + p * kI8Panel * kp;
       int32_t acc[kI8Panel] = {};
@@ -73,7 +82,7 @@ void i8_gemm_scalar(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, co
       for (int64_t i = 0; i < kI8Panel; ++i) {
         const int64_t r = p * kI8Panel + i;
         if (r >= W.rows) break;
-        float v = static_cast<float>(acc[i] - W.corr[r]) * (W.scale[r] * sx);
+        float v = static_cast<float>(acc[i] - zp * W.wsum[r]) * (W.scale[r] * sx);
         if (bias) v = v + bias[r];
         y[r] = accumulate ? y[r] + v : v;
       }

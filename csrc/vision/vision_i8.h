@@ -1,12 +1,13 @@
 // The vision encoder's int8 matmul format (docs/ARCHITECTURE.md, "Vision"):
 // weights re-quantised at load to int8 with one float scale per output row and
 // packed in panels of 16 rows x 4 K-bytes; activations quantised per token row
-// to int8 with one scale, stored as u8 (value + 128). Dot products are exact
-// int32 sums over the whole K; each output is
-//   y = float(acc - corr[r]) * (w_scale[r] * x_scale[t]) (+ bias[r]) (+ y),
-// with acc = sum_k u8[t][k] * w[r][k] and corr[r] = 128 * sum_k w[r][k], the
-// same float operations in the same order on every ISA (so the scalar
-// reference and the SIMD kernels agree bit for bit).
+// to u8 with one scale and a zero point (x ~ scale * (u - zp), the range
+// [min(x, 0), max(x, 0)] over 0..255). Dot products are exact int32 sums over
+// the whole K; each output is
+//   y = float(acc - zp[t] * wsum[r]) * (w_scale[r] * x_scale[t]) (+ bias[r]) (+ y),
+// with acc = sum_k u[t][k] * w[r][k] and wsum[r] = sum_k w[r][k], the same
+// float operations in the same order on every ISA (so the scalar reference and
+// the SIMD kernels agree bit for bit).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,15 +27,16 @@ struct I8Matrix {
   // panels are 16 * kp bytes apart; rows past `rows` are zero.
   const int8_t* panels = nullptr;
   const float* scale = nullptr;  // per row (padded to a multiple of 16)
-  const int32_t* corr = nullptr;  // 128 * sum_k w[r][k], per row (padded)
+  const int32_t* wsum = nullptr;  // sum_k w[r][k], per row (padded)
   int64_t rows = 0;
   int64_t kp = 0;
 };
 
 struct I8Acts {
-  const uint8_t* q = nullptr;  // n rows of kp bytes, `stride` apart: round(x / scale) + 128
+  const uint8_t* q = nullptr;  // n rows of kp bytes, `stride` apart: round(x / scale) + zp
   size_t stride = 0;
   const float* scale = nullptr;  // per token
+  const int32_t* zp = nullptr;   // per token, in [0, 255]
   int64_t n = 0;
 };
 
@@ -42,21 +44,24 @@ struct I8Acts {
 // token; bias may be null; accumulate adds the result to what Y holds.
 using I8GemmFn = void (*)(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, const float* bias,
                           bool accumulate, int64_t p0, int64_t p1);
-// One activation row: x[0, k) -> q[0, kp) (columns past k get 128, i.e. zero);
-// returns the scale (max |x| / 127, 0 for an all-zero row).
-using I8QuantFn = float (*)(const float* x, int64_t k, int64_t kp, uint8_t* q);
+// One activation row: x[0, k) -> q[0, kp) and *zp (columns past k get zp: the
+// weights there are zero); with lo = min(x, 0), hi = max(x, 0): scale =
+// (hi - lo) / 255, inv = 255 / (hi - lo) (0 for an all-zero row),
+// *zp = round(-lo * inv), q = clamp(round(x * inv) + *zp, 0, 255), rounding to
+// nearest even. Returns the scale.
+using I8QuantFn = float (*)(const float* x, int64_t k, int64_t kp, uint8_t* q, int32_t* zp);
 
 // The scalar reference of both.
 void i8_gemm_scalar(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, const float* bias, bool accumulate,
                     int64_t p0, int64_t p1);
-float i8_quant_scalar(const float* x, int64_t k, int64_t kp, uint8_t* q);
+float i8_quant_scalar(const float* x, int64_t k, int64_t kp, uint8_t* q, int32_t* zp);
 
 // Owned packed weights: from float rows (rows x k, `ld` floats apart).
 struct I8Packed {
   std::vector<int8_t> panels;
   std::vector<float> scale;
-  std::vector<int32_t> corr;
-  I8Matrix view(int64_t rows, int64_t kp) const { return {panels.data(), scale.data(), corr.data(), rows, kp}; }
+  std::vector<int32_t> wsum;
+  I8Matrix view(int64_t rows, int64_t kp) const { return {panels.data(), scale.data(), wsum.data(), rows, kp}; }
 };
 // Packs rows [r0, r1) (r0, r1 multiples of 16, or r1 = rows) of `rows_f`
 // (row r at rows_f + (r - r0) * ld) into `p`, which must be sized by i8_alloc.

@@ -30,16 +30,17 @@ inline __m512i bcast4(const uint8_t* p) {
 // The epilogue of a tile: acc (R x T blocks of 16 int32, token-major: block
 // t * R + r is panel p + r against token t) -> Y, as the scalar reference.
 template <int R, int T>
-inline void store(const int32_t* acc, float* Y, size_t ldy, const I8Matrix& W, const float* xscale, int64_t p,
-                  const float* bias, bool accumulate) {
+inline void store(const int32_t* acc, float* Y, size_t ldy, const I8Matrix& W, const float* xscale,
+                  const int32_t* zp, int64_t p, const float* bias, bool accumulate) {
   for (int r = 0; r < R; ++r) {
     const int64_t row0 = (p + r) * kI8Panel;
     const int64_t left = W.rows - row0;
     const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
     const __m512 sw = _mm512_loadu_ps(W.scale + row0);
-    const __m512i corr = _mm512_loadu_si512(W.corr + row0);
+    const __m512i wsum = _mm512_loadu_si512(W.wsum + row0);
     const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + row0) : _mm512_setzero_ps();
     for (int t = 0; t < T; ++t) {
+      const __m512i corr = _mm512_mullo_epi32(_mm512_set1_epi32(zp[t]), wsum);
       __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + (t * R + r) * 16), corr));
       v = _mm512_mul_ps(v, _mm512_mul_ps(sw, _mm512_set1_ps(xscale[t])));
       if (bias) v = _mm512_add_ps(v, b);
@@ -54,7 +55,8 @@ inline void store(const int32_t* acc, float* Y, size_t ldy, const I8Matrix& W, c
 // (the edge tiles).
 template <int R, int T>
 inline void tile(const int8_t* w, size_t pstride, const uint8_t* const* xt, size_t, int64_t steps, float* Y,
-                 size_t ldy, const I8Matrix& W, const float* xscale, int64_t p, const float* bias, bool accumulate) {
+                 size_t ldy, const I8Matrix& W, const float* xscale, const int32_t* zp, int64_t p, const float* bias,
+                 bool accumulate) {
   __m512i acc[R][T];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r)
@@ -76,7 +78,7 @@ inline void tile(const int8_t* w, size_t pstride, const uint8_t* const* xt, size
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 12
     for (int t = 0; t < T; ++t) _mm512_store_si512(buf + (t * R + r) * 16, acc[r][t]);
-  store<R, T>(buf, Y, ldy, W, xscale, p, bias, accumulate);
+  store<R, T>(buf, Y, ldy, W, xscale, zp, p, bias, accumulate);
 }
 
 // The full tile, 2 panels x 12 tokens whose rows are xs bytes apart, in
@@ -85,8 +87,8 @@ inline void tile(const int8_t* w, size_t pstride, const uint8_t* const* xt, size
 // them, zmm0/zmm1 the two panels' 64 bytes, zmm2/zmm3 the broadcast tokens.
 template <>
 inline void tile<2, kTok>(const int8_t* w, size_t pstride, const uint8_t* const* xt, size_t xs, int64_t steps,
-                          float* Y, size_t ldy, const I8Matrix& W, const float* xscale, int64_t p, const float* bias,
-                          bool accumulate) {
+                          float* Y, size_t ldy, const I8Matrix& W, const float* xscale, const int32_t* zp,
+                          int64_t p, const float* bias, bool accumulate) {
   alignas(64) int32_t buf[2 * kTok * 16];
   const uint8_t *x0 = xt[0], *x3 = xt[3], *x6 = xt[6], *x9 = xt[9];
   int64_t n = steps;
@@ -189,16 +191,17 @@ inline void tile<2, kTok>(const int8_t* w, size_t pstride, const uint8_t* const*
       : [w] "+r"(w), [x0] "+r"(x0), [x3] "+r"(x3), [x6] "+r"(x6), [x9] "+r"(x9), [n] "+r"(n)
       : [ps] "r"(pstride), [xs] "r"(xs), [out] "r"(out)
       : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
-  store<2, kTok>(buf, Y, ldy, W, xscale, p, bias, accumulate);
+  store<2, kTok>(buf, Y, ldy, W, xscale, zp, p, bias, accumulate);
 }
 
 template <int R>
 void tokens_tail(int n, const int8_t* w, size_t pstride, const uint8_t* const* xt, int64_t steps, float* Y,
-                 size_t ldy, const I8Matrix& W, const float* xs, int64_t p, const float* bias, bool acc) {
+                 size_t ldy, const I8Matrix& W, const float* xs, const int32_t* zp, int64_t p, const float* bias,
+                 bool acc) {
   switch (n) {
 #define BLUELM_I8_TAIL(N) \
   case N:                 \
-    tile<R, N>(w, pstride, xt, 0, steps, Y, ldy, W, xs, p, bias, acc); break;
+    tile<R, N>(w, pstride, xt, 0, steps, Y, ldy, W, xs, zp, p, bias, acc); break;
     BLUELM_I8_TAIL(1) BLUELM_I8_TAIL(2) BLUELM_I8_TAIL(3) BLUELM_I8_TAIL(4) BLUELM_I8_TAIL(5) BLUELM_I8_TAIL(6)
     BLUELM_I8_TAIL(7) BLUELM_I8_TAIL(8) BLUELM_I8_TAIL(9) BLUELM_I8_TAIL(10) BLUELM_I8_TAIL(11)
 #undef BLUELM_I8_TAIL
@@ -225,13 +228,14 @@ void gemm(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, const float*
         for (int i = 0; i < nt; ++i) xt[i] = X.q + (t + i) * X.stride;
         float* y = Y + t * ldy;
         const float* xs = X.scale + t;
+        const int32_t* zp = X.zp + t;
         if (nt == kTok) {
-          if (two) tile<2, kTok>(w, pstride, xt, X.stride, steps, y, ldy, W, xs, p, bias, accumulate);
-          else tile<1, kTok>(w, pstride, xt, 0, steps, y, ldy, W, xs, p, bias, accumulate);
+          if (two) tile<2, kTok>(w, pstride, xt, X.stride, steps, y, ldy, W, xs, zp, p, bias, accumulate);
+          else tile<1, kTok>(w, pstride, xt, 0, steps, y, ldy, W, xs, zp, p, bias, accumulate);
         } else if (two) {
-          tokens_tail<2>(nt, w, pstride, xt, steps, y, ldy, W, xs, p, bias, accumulate);
+          tokens_tail<2>(nt, w, pstride, xt, steps, y, ldy, W, xs, zp, p, bias, accumulate);
         } else {
-          tokens_tail<1>(nt, w, pstride, xt, steps, y, ldy, W, xs, p, bias, accumulate);
+          tokens_tail<1>(nt, w, pstride, xt, steps, y, ldy, W, xs, zp, p, bias, accumulate);
         }
       }
       p += two ? 2 : 1;
@@ -239,28 +243,35 @@ void gemm(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, const float*
   }
 }
 
-float quant(const float* x, int64_t k, int64_t kp, uint8_t* q) {
-  __m512 mv = _mm512_setzero_ps();
+float quant(const float* x, int64_t k, int64_t kp, uint8_t* q, int32_t* zp) {
+  __m512 lo = _mm512_setzero_ps(), hi = lo;
   int64_t i = 0;
-  for (; i + 16 <= k; i += 16) mv = _mm512_max_ps(mv, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-  if (i < k) {
-    const __mmask16 m = __mmask16((1u << (k - i)) - 1u);
-    mv = _mm512_max_ps(mv, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, x + i)));
+  for (; i + 16 <= k; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
   }
-  const float amax = _mm512_reduce_max_ps(mv);
-  const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-  const __m512 vid = _mm512_set1_ps(id);
-  const __m512i off = _mm512_set1_epi32(128);
+  if (i < k) {
+    const __m512 v = _mm512_maskz_loadu_ps(__mmask16((1u << (k - i)) - 1u), x + i);  // zeros past k
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+  }
+  const float range = _mm512_reduce_max_ps(hi) - _mm512_reduce_min_ps(lo);
+  const float inv = range > 0.0f ? 255.0f / range : 0.0f;
+  const int32_t z = _mm_cvtss_si32(_mm_mul_ss(_mm_set_ss(-_mm512_reduce_min_ps(lo)), _mm_set_ss(inv)));
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512i off = _mm512_set1_epi32(z), zero = _mm512_setzero_si512();
   for (i = 0; i + 16 <= k; i += 16) {
-    const __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vid)), off);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(v));
+    const __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv)), off);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtusepi32_epi8(_mm512_max_epi32(v, zero)));
   }
   for (; i < k; ++i) {
-    const __m128 v = _mm_mul_ss(_mm_set_ss(x[i]), _mm_set_ss(id));
-    q[i] = static_cast<uint8_t>(_mm_cvtss_si32(v) + 128);
+    const int32_t u = _mm_cvtss_si32(_mm_mul_ss(_mm_set_ss(x[i]), _mm_set_ss(inv))) + z;
+    q[i] = static_cast<uint8_t>(u < 0 ? 0 : u > 255 ? 255 : u);
   }
-  for (; i < kp; ++i) q[i] = 128;
-  return amax / 127.0f;
+  for (; i < kp; ++i) q[i] = static_cast<uint8_t>(z);
+  *zp = z;
+  return range / 255.0f;
 }
 
 // ---- Attention in F32, one (image, head) at a time -------------------------

@@ -44,6 +44,7 @@ struct Case {
   std::vector<float> x;
   std::vector<uint8_t> q;
   std::vector<float> sx, bias;
+  std::vector<int32_t> zp;
   int64_t rows, k, kp, n;
   size_t xs;
 };
@@ -63,19 +64,28 @@ Case make(int64_t rows, int64_t k, int64_t n, uint32_t seed) {
   i8_pack_rows(c.p, k, 0, rows, w.data(), k);
   c.x.resize(static_cast<size_t>(n * k));
   for (float& v : c.x) v = nd(rng);
+  for (int64_t t = 0; t < n; ++t)  // skewed rows, as after GELU; all positive; all negative
+    for (int64_t i = 0; i < k; ++i) {
+      float& v = c.x[t * k + i];
+      if (t % 4 == 1) v = v < -0.17f ? -0.17f : 2.0f * v;
+      if (t % 4 == 3) v = std::fabs(v) + (t % 8 == 3 ? 1.0f : 0.0f);
+      if (t == 1 && n > 8) v = -std::fabs(v);
+    }
   if (n > 2) std::fill(c.x.begin() + 2 * k, c.x.begin() + 3 * k, 0.0f);  // an all-zero token
   c.bias.resize(static_cast<size_t>(rows));
   for (float& v : c.bias) v = nd(rng);
   c.xs = i8_act_stride(c.kp);
   c.q.assign(c.xs * n, 0);
   c.sx.resize(static_cast<size_t>(n));
+  c.zp.resize(static_cast<size_t>(n));
   return c;
 }
 
 void run(const VisionOps& o, Case& c, std::vector<float>& y, const float* bias, bool acc, int64_t split) {
-  for (int64_t t = 0; t < c.n; ++t) c.sx[t] = o.i8_quant(c.x.data() + t * c.k, c.k, c.kp, c.q.data() + t * c.xs);
+  for (int64_t t = 0; t < c.n; ++t)
+    c.sx[t] = o.i8_quant(c.x.data() + t * c.k, c.k, c.kp, c.q.data() + t * c.xs, c.zp.data() + t);
   const I8Matrix W = c.p.view(c.rows, c.kp);
-  const I8Acts X{c.q.data(), c.xs, c.sx.data(), c.n};
+  const I8Acts X{c.q.data(), c.xs, c.sx.data(), c.zp.data(), c.n};
   const int64_t panels = (c.rows + kI8Panel - 1) / kI8Panel;
   // Two calls over panel ranges, as the thread pool splits them.
   o.i8_gemm(W, X, y.data(), c.rows, bias, acc, 0, split < panels ? split : panels);
@@ -175,8 +185,9 @@ void test_ops(const VisionOps& o) {
       run(ref, c, want, bias, acc, 1);
       const std::vector<uint8_t> q_ref = c.q;
       const std::vector<float> s_ref = c.sx;
+      const std::vector<int32_t> z_ref = c.zp;
       run(o, c, got, bias, acc, 3);
-      check(c.q == q_ref && c.sx == s_ref, name + ": quantised activations");
+      check(c.q == q_ref && c.sx == s_ref && c.zp == z_ref, name + ": quantised activations");
       check(std::memcmp(want.data(), got.data(), sizeof(float) * want.size()) == 0,
             name + " mode " + std::to_string(mode) + ": outputs");
     }
