@@ -60,14 +60,22 @@ vision::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, in
 
 void VisionEncoder::gemm_i8(const VisionMatrix& W, const vision::I8Acts& xa, float* Y, const VisionVector& bias,
                             bool accumulate) {
-  // Pairs of panels handed out one at a time: on a shared machine a thread that
-  // is descheduled leaves its share to the others instead of holding up the
-  // job. Which thread computes a pair does not change its result.
+  // Work items (token chunk, pair of panels), chunk-major, handed out one at a
+  // time: the threads share a chunk of activations that stays in L2 while they
+  // sweep the panels, and on a shared machine a descheduled thread leaves its
+  // items to the others instead of holding up the job. Which thread computes an
+  // item does not change its result.
   const int64_t panels = (W.rows + vision::kI8Panel - 1) / vision::kI8Panel, pairs = (panels + 1) / 2;
+  int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
+  const int64_t chunks = (xa.n + chunk - 1) / chunk;
   std::atomic<int64_t> next{0};
   pool_.run([&](int, int) {
-    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < pairs;)
-      ops_.i8_gemm(W.i8, xa, Y, W.rows, bias.data, accumulate, 2 * c, std::min(panels, 2 * c + 2));
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * pairs;) {
+      const int64_t t0 = (i / pairs) * chunk, c = i % pairs;
+      const vision::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
+                                std::min(chunk, xa.n - t0)};
+      ops_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, accumulate, 2 * c, std::min(panels, 2 * c + 2));
+    }
   });
 }
 
