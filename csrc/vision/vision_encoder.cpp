@@ -226,6 +226,20 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
   float* f = big_.data();
   matmul(L.up, h_.data(), C, m, f, L.b_up);
+  if (L.down.i8.panels) {  // GELU and quantisation row by row, while the row is in cache
+    const size_t xs = vision::i8_act_stride(L.down.i8.kp);
+    uint8_t* a = act_.data();
+    float* sx = act_scales_.data();
+    int32_t* zp = act_zp_.data();
+    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        ops_.gelu_tanh(f + t * F, F);
+        sx[t] = ops_.i8_quant(f + t * F, F, L.down.i8.kp, a + t * xs, zp + t);
+      }
+    });
+    gemm_i8(L.down, {a, xs, sx, zp, m}, x_.data(), L.b_down, true);  // x += MLP out
+    return;
+  }
   pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { ops_.gelu_tanh(f + b * F, (e - b) * F); });
   matmul_add(L.down, f, F, m, x_.data(), L.b_down, q_.data());  // x += MLP out
 }
