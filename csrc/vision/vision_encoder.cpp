@@ -1,6 +1,7 @@
 #include "vision/vision_encoder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -30,18 +31,75 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
   if (w.mm0.data) ms.insert(ms.end(), {&w.mm0, &w.mm2});
   for (const VisionLayer& L : w.layers) ms.insert(ms.end(), {&L.wq, &L.wk, &L.wv, &L.wo, &L.up, &L.down});
   for (const VisionMatrix* m : ms) {
-    act = std::max(act, act_row_bytes(*m));
+    act = std::max(act, m->i8.panels ? vision::i8_act_stride(m->i8.kp) : act_row_bytes(*m));
     max_k_pad_ = std::max(max_k_pad_, m->k_pad);
   }
   act_.resize(act * static_cast<size_t>(std::max(nt, n_proj_tok)) + 64);
-  act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok) * (max_k_pad_ / QK + 1)));
+  act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok)));
+  act_zp_.resize(act_scales_.size());
   pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
-  scores_.resize(static_cast<size_t>(n_threads) * kQueryBlock * N);
-  vt_.resize(static_cast<size_t>(n_threads) * c.head_dim * N);
+  if (ops_.attention) {
+    attn_work_ = ops_.attention_work(N, c.head_dim);
+    scores_.resize(static_cast<size_t>(n_threads) * attn_work_);
+  } else {
+    scores_.resize(static_cast<size_t>(n_threads) * kQueryBlock * N);
+    vt_.resize(static_cast<size_t>(n_threads) * c.head_dim * N);
+  }
+}
+
+vision::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m) {
+  const size_t xs = vision::i8_act_stride(W.i8.kp);
+  uint8_t* a = act_.data();
+  float* sx = act_scales_.data();
+  int32_t* zp = act_zp_.data();
+  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) sx[t] = ops_.i8_quant(X + t * ldx, W.k, W.i8.kp, a + t * xs, zp + t);
+  });
+  return {a, xs, sx, zp, m};
+}
+
+void VisionEncoder::gemm_i8(const VisionMatrix& W, const vision::I8Acts& xa, float* Y, const VisionVector& bias,
+                            bool accumulate) {
+  // Work items (token chunk, pair of panels), chunk-major, handed out one at a
+  // time: the threads share a chunk of activations that stays in L2 while they
+  // sweep the panels, and on a shared machine a descheduled thread leaves its
+  // items to the others instead of holding up the job. Which thread computes an
+  // item does not change its result.
+  const int64_t panels = (W.rows + vision::kI8Panel - 1) / vision::kI8Panel, pairs = (panels + 1) / 2;
+  int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
+  const int64_t chunks = (xa.n + chunk - 1) / chunk;
+  std::atomic<int64_t> next{0};
+  pool_.run([&](int, int) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * pairs;) {
+      const int64_t t0 = (i / pairs) * chunk, c = i % pairs;
+      const vision::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
+                                std::min(chunk, xa.n - t0)};
+      ops_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, accumulate, 2 * c, std::min(panels, 2 * c + 2));
+    }
+  });
+}
+
+void VisionEncoder::matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
+                              const VisionVector& bias, bool accumulate) {
+  gemm_i8(W, quantize(W, X, ldx, m), Y, bias, accumulate);
+}
+
+void VisionEncoder::matmul_add(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
+                               const VisionVector& bias, float* tmp) {
+  if (W.i8.panels) {
+    matmul_i8(W, X, ldx, m, Y, bias, true);
+    return;
+  }
+  matmul(W, X, ldx, m, tmp, bias);
+  for (int64_t i = 0; i < m * W.rows; ++i) Y[i] += tmp[i];
 }
 
 void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
                            const VisionVector& bias) {
+  if (W.i8.panels) {
+    matmul_i8(W, X, ldx, m, Y, bias, false);
+    return;
+  }
   const GgmlType vt = vec_dot_type(W.type);
   const void* act = X;
   size_t xs = static_cast<size_t>(ldx) * sizeof(float);
@@ -63,23 +121,10 @@ void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, i
     });
     act = a;
   }
-  if (W.scales && ops_.q8_gemm) {
-    const int64_t nb = W.k_pad / QK;
-    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(act) + t * xs);
-        for (int64_t j = 0; j < nb; ++j) act_scales_[t * nb + j] = fp16_to_fp32(blk[j].d);
-      }
-    });
-    const vision::Q8Matrix wm{W.data, W.row_stride, W.scales, W.k_pad};
-    const vision::Q8Activations xa{act, xs, act_scales_.data(), m};
-    pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) { ops_.q8_gemm(wm, xa, Y, W.rows, r0, r1); });
-  } else {
-    const kernels::GemmFn gemm = kt_.gemm[kernels::weight_slot(W.type)];
-    pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
-      gemm(W.data, W.row_stride, act, xs, Y, W.rows, W.k_pad, r0, r1, m);
-    });
-  }
+  const kernels::GemmFn gemm = kt_.gemm[kernels::weight_slot(W.type)];
+  pool_.parallel_for(W.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+    gemm(W.data, W.row_stride, act, xs, Y, W.rows, W.k_pad, r0, r1, m);
+  });
   if (bias.data) {
     pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
@@ -93,17 +138,7 @@ void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, i
 void VisionEncoder::layer_norm(const float* x, int64_t m, int64_t d, const VisionVector& w,
                                const VisionVector& b, float eps, float* y) {
   pool_.parallel_for(m, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* xt = x + t * d;
-      float* yt = y + t * d;
-      double sum = 0.0;
-      for (int64_t i = 0; i < d; ++i) sum += xt[i];
-      const float mean = static_cast<float>(sum / d);
-      double var = 0.0;
-      for (int64_t i = 0; i < d; ++i) var += static_cast<double>(xt[i] - mean) * (xt[i] - mean);
-      const float inv = static_cast<float>(1.0 / std::sqrt(var / d + eps));
-      for (int64_t i = 0; i < d; ++i) yt[i] = (xt[i] - mean) * inv * w.data[i] + b.data[i];
-    }
+    for (int64_t t = t0; t < t1; ++t) ops_.layer_norm(x + t * d, d, w.data, b.data, eps, y + t * d);
   });
 }
 
@@ -138,6 +173,17 @@ void VisionEncoder::attention(int64_t n) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const kernels::GemmFn gemm = kt_.gemm[kernels::W_F32];
   const size_t row = static_cast<size_t>(C) * sizeof(float);
+  if (ops_.attention) {
+    std::atomic<int64_t> next{0};  // (image, head) tasks handed out one at a time, as gemm_i8's panels
+    pool_.run([&](int ith, int) {
+      float* work = scores_.data() + static_cast<size_t>(ith) * attn_work_;
+      for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n * H;) {
+        const int64_t off = (task / H) * N * C + (task % H) * hd;
+        ops_.attention(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
+      }
+    });
+    return;
+  }
   pool_.run([&](int ith, int nth) {
     float* sc = scores_.data() + static_cast<size_t>(ith) * kQueryBlock * N;
     float* vt = vt_.data() + static_cast<size_t>(ith) * hd * N;
@@ -164,19 +210,38 @@ void VisionEncoder::attention(int64_t n) {
 void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   const int64_t C = c_.n_embd, F = c_.n_ff, m = n * c_.n_tokens;
   layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
-  matmul(L.wq, h_.data(), C, m, q_.data(), L.bq);
-  matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
-  matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
+  if (L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels) {  // one quantisation of h for Q, K and V
+    const vision::I8Acts a = quantize(L.wq, h_.data(), C, m);
+    gemm_i8(L.wq, a, q_.data(), L.bq, false);
+    gemm_i8(L.wk, a, k_.data(), L.bk, false);
+    gemm_i8(L.wv, a, v_.data(), L.bv, false);
+  } else {
+    matmul(L.wq, h_.data(), C, m, q_.data(), L.bq);
+    matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
+    matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
+  }
   attention(n);  // into h_
-  matmul(L.wo, h_.data(), C, m, q_.data(), L.bo);
-  for (int64_t i = 0; i < m * C; ++i) x_[i] += q_[i];
+  matmul_add(L.wo, h_.data(), C, m, x_.data(), L.bo, q_.data());  // x += attention out
 
   layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
   float* f = big_.data();
   matmul(L.up, h_.data(), C, m, f, L.b_up);
+  if (L.down.i8.panels) {  // GELU and quantisation row by row, while the row is in cache
+    const size_t xs = vision::i8_act_stride(L.down.i8.kp);
+    uint8_t* a = act_.data();
+    float* sx = act_scales_.data();
+    int32_t* zp = act_zp_.data();
+    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        ops_.gelu_tanh(f + t * F, F);
+        sx[t] = ops_.i8_quant(f + t * F, F, L.down.i8.kp, a + t * xs, zp + t);
+      }
+    });
+    gemm_i8(L.down, {a, xs, sx, zp, m}, x_.data(), L.b_down, true);  // x += MLP out
+    return;
+  }
   pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { ops_.gelu_tanh(f + b * F, (e - b) * F); });
-  matmul(L.down, f, F, m, q_.data(), L.b_down);
-  for (int64_t i = 0; i < m * C; ++i) x_[i] += q_[i];
+  matmul_add(L.down, f, F, m, x_.data(), L.b_down, q_.data());  // x += MLP out
 }
 
 namespace {

@@ -8,7 +8,8 @@
 namespace bluelm::vision {
 
 #ifdef BLUELM_KERNELS_X86
-const VisionOps* avx2_ops();  // vision_ops_avx2.cpp, built with AVX2 flags
+const VisionOps* avx2_ops();    // vision_ops_avx2.cpp, built with AVX2 flags
+const VisionOps* avx512_ops();  // vision_i8_avx512.cpp, built with AVX-512 VNNI flags
 #endif
 
 namespace {
@@ -34,14 +35,29 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-const VisionOps kScalar = {"scalar", softmax, gelu_tanh, q8_gemm_scalar};
-// Other ISAs (NEON): portable element-wise ops, Q8_0 matmuls through the kernel table.
-const VisionOps kPortable = {"portable", softmax, gelu_tanh, nullptr};
+const VisionOps kScalar = {"scalar", softmax, gelu_tanh, layer_norm, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
+// Other ISAs (NEON): portable element-wise ops and the portable int8 gemm.
+const VisionOps kPortable = {"portable", softmax, gelu_tanh, layer_norm, i8_gemm_scalar, i8_quant_scalar, nullptr, nullptr};
+
+}  // namespace
+
+void layer_norm(const float* x, int64_t d, const float* w, const float* b, float eps, float* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < d; ++i) sum += x[i];
+  const float mean = static_cast<float>(sum / d);
+  double var = 0.0;
+  for (int64_t i = 0; i < d; ++i) var += static_cast<double>(x[i] - mean) * (x[i] - mean);
+  const float inv = static_cast<float>(1.0 / std::sqrt(var / d + eps));
+  for (int64_t i = 0; i < d; ++i) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+namespace {
 
 const VisionOps& choose() {
   const char* isa = kernels::active().isa;
 #ifdef BLUELM_KERNELS_X86
-  if (std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avx512") == 0) return *avx2_ops();
+  if (std::strcmp(isa, "avx512") == 0) return *avx512_ops();
+  if (std::strcmp(isa, "avx2") == 0) return *avx2_ops();
 #endif
   return std::strcmp(isa, "scalar") == 0 ? kScalar : kPortable;
 }

@@ -7,7 +7,8 @@
 
 namespace bluelm::vision {
 
-Q8GemmFn avx2_q8_gemm();  // vision_gemm_avx2.cpp
+I8GemmFn avx2_i8_gemm();  // vision_i8_avx2.cpp
+I8QuantFn avx2_i8_quant();
 
 namespace {
 
@@ -82,7 +83,7 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-const VisionOps kAvx2 = {"avx2", softmax, gelu_tanh, avx2_q8_gemm()};
+const VisionOps kAvx2 = {"avx2", softmax, gelu_tanh, layer_norm, avx2_i8_gemm(), avx2_i8_quant(), nullptr, nullptr};
 
 }  // namespace
 

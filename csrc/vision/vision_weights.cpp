@@ -1,5 +1,7 @@
 #include "vision/vision_weights.h"
 
+#include <algorithm>
+
 #include "kernels/kernels.h"
 
 namespace bluelm {
@@ -33,8 +35,9 @@ class VisionBinder {
     m.k_pad = k;
     m.row_stride = row_bytes(type, k);
     m.data = t->data;
-    if (w_.main_type == GgmlType::Q8_0 && type != GgmlType::Q8_0 && k % QK != 0) requantise(m);
-    if (m.type == GgmlType::Q8_0) float_scales(m);
+    if (w_.main_type == GgmlType::Q8_0 && (type == GgmlType::Q8_0 || k % QK != 0)) {
+      pack_i8(m);
+    }
     return m;
   }
 
@@ -55,35 +58,24 @@ class VisionBinder {
   }
 
  private:
-  // F16/F32/BF16 rows of k -> Q8_0 rows of k rounded up to 32, zero-padded.
-  void requantise(VisionMatrix& m) {
-    const int64_t k_pad = (m.k + QK - 1) / QK * QK;
-    const size_t stride = row_bytes(GgmlType::Q8_0, k_pad);
-    auto buf = std::make_unique<std::vector<uint8_t>>(stride * static_cast<size_t>(m.rows));
-    std::vector<float> row(static_cast<size_t>(k_pad), 0.0f);
+  // Any rows -> int8 panels with one scale per row (vision_i8.h); K padded to 4.
+  void pack_i8(VisionMatrix& m) {
+    auto p = std::make_unique<vision::I8Packed>();
+    vision::i8_alloc(*p, m.rows, m.k);
+    constexpr int64_t kRows = vision::kI8Panel;
+    std::vector<float> rows(static_cast<size_t>(kRows * m.k));
     const uint8_t* src = static_cast<const uint8_t*>(m.data);
-    for (int64_t r = 0; r < m.rows; ++r) {
-      dequantize_row(m.type, src + r * m.row_stride, row.data(), m.k);
-      quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(buf->data() + r * stride), k_pad);
+    for (int64_t r0 = 0; r0 < m.rows; r0 += kRows) {
+      const int64_t r1 = std::min(m.rows, r0 + kRows);
+      for (int64_t r = r0; r < r1; ++r) dequantize_row(m.type, src + r * m.row_stride, rows.data() + (r - r0) * m.k, m.k);
+      vision::i8_pack_rows(*p, m.k, r0, r1, rows.data(), m.k);
     }
-    m.data = buf->data();
-    m.type = GgmlType::Q8_0;
-    m.k_pad = k_pad;
-    m.row_stride = stride;
-    w_.owned_.push_back(std::move(buf));
-  }
-
-  // The vision gemm reads block scales as floats (no fp16 conversion in its loop).
-  void float_scales(VisionMatrix& m) {
-    const int64_t nb = m.k_pad / QK;
-    auto buf = std::make_unique<std::vector<uint8_t>>(sizeof(float) * static_cast<size_t>(nb * m.rows));
-    float* d = reinterpret_cast<float*>(buf->data());
-    for (int64_t r = 0; r < m.rows; ++r) {
-      const BlockQ8_0* row = reinterpret_cast<const BlockQ8_0*>(static_cast<const char*>(m.data) + r * m.row_stride);
-      for (int64_t b = 0; b < nb; ++b) d[r * nb + b] = fp16_to_fp32(row[b].d);
-    }
-    m.scales = d;
-    w_.owned_.push_back(std::move(buf));
+    // The encoder reads only the panels: drop the file's pages of this tensor
+    // from the resident set (they are clean file pages of a read-only mapping).
+    f_.release_pages(src, m.row_stride * static_cast<size_t>(m.rows));
+    m.i8 = p->view(m.rows, vision::i8_k_pad(m.k));
+    m.k_pad = m.i8.kp;
+    w_.packed_.push_back(std::move(p));
   }
 
   const GGUFFile& f_;

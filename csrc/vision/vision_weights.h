@@ -1,7 +1,8 @@
 // The vision tower's tensors (v.* and mm.*), bound by the names of
-// docs/vision_format.md. Matrices stay in the file mapping except those whose
-// row length is not a multiple of 32 in a Q8_0 file: they are re-quantised to
-// Q8_0 at load with the row zero-padded, so the encoder runs int8 throughout.
+// docs/vision_format.md. Matrices stay in the file mapping, except in a Q8_0
+// file: there every matrix the encoder multiplies in int8 (the Q8_0 ones and
+// the F16 ones whose row length is not a multiple of 32) is re-quantised at
+// load to the row-scaled int8 panels of vision_i8.h.
 #pragma once
 #include <memory>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "core/gguf_file.h"
 #include "vision/vision_config.h"
+#include "vision/vision_i8.h"
 
 namespace bluelm {
 
@@ -21,7 +23,9 @@ struct VisionMatrix {
   int64_t k = 0;
   int64_t k_pad = 0;
   size_t row_stride = 0;  // bytes
-  const float* scales = nullptr;  // Q8_0 only: rows x (k_pad / 32) block scales as floats
+  // In a Q8_0 file: the int8 panels of vision_i8.h (i8.panels null otherwise);
+  // the encoder then uses only these (k padded to i8.kp, a multiple of 4).
+  vision::I8Matrix i8;
 };
 
 struct VisionVector {
@@ -54,6 +58,7 @@ class VisionWeights {
 
  private:
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;  // re-quantised matrices
+  std::vector<std::unique_ptr<vision::I8Packed>> packed_;     // int8 panels
   friend class VisionBinder;
 };
 
