@@ -6,10 +6,18 @@
 // no inline function compiled with these flags can leak to other code.
 // BLUELM_VNNI_EMULATE swaps vpdpbusd for an exact AVX2 sequence so the logic can
 // be checked on a CPU without VNNI (build it with AVX2 flags only).
+// GCC 12's AVX-512 headers self-initialise "undefined" vectors, which
+// -Wuninitialized flags inside the header (GCC bug 105593): silence it there only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
+#include <math.h>
 #include <string.h>
 
 #include <initializer_list>
+#include <vector>
 
 #include "kernels/kernels.h"
 
@@ -145,42 +153,436 @@ void q41tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_
   }
 }
 
+// ---- prefill: 512-bit tiles, two tokens per register -------------------------
+// A zmm accumulator holds (row i, token 2p) in its low 256 bits and (row i,
+// token 2p+1) in its high 256 bits: each half runs exactly the per-lane sequence
+// of the 256-bit tiles above (same int32 lane sums, same dw*dx, same FMA per
+// block), so results are bit-identical. A tile is R rows x 2*NP tokens.
+
+constexpr int kPairs = 4;  // token pairs per prepared tile (8 tokens)
+
+// One block of 8 tokens' activations, laid out once per token tile so every
+// row reuses it: quants as token pairs, the int32 offset term, the scales.
+struct PrepQ8 {
+  __m512i q[kPairs];
+  __m512i start[kPairs];  // -offset * (sum of each 4-element group): shared by all rows
+  __m512 d[kPairs];       // [d_x(2p) x8 | d_x(2p+1) x8]
+};
+struct PrepQ81 {
+  __m512i q[kPairs];
+  __m512 ds;  // [d_x0, s_x0, d_x1, s_x1, ..., d_x7, s_x7]
+};
+
+inline __m512i dpbusd512(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
+
+inline __m512i pair256(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+inline __m256 hi256(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+
+// 16 bytes of nibbles -> both 256-bit halves as nibbles() gives them.
+inline __m512i nibbles2(const uint8_t* qs) {
+  const __m512i y = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  return _mm512_and_si512(_mm512_srlv_epi64(y, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
+                          _mm512_set1_epi8(0x0f));
+}
+
+inline float h2f(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
+
+// Tokens x[0..nt) (nt <= 8; missing tokens read as zeros) -> nb prepared blocks.
+template <int Kind>
+void prep_q8(const char* x, size_t xs, int nt, int64_t nb, PrepQ8* out) {
+  const __m512i offset = _mm512_set1_epi8(Kind == 0 ? 8 : char(0x80));
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int p = 0; p < kPairs; ++p) {
+      __m256i q[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      float d[2] = {0.0f, 0.0f};
+      for (int h = 0; h < 2; ++h) {
+        if (2 * p + h >= nt) break;
+        const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + (2 * p + h) * xs) + b;
+        q[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
+        d[h] = h2f(xb->d);
+      }
+      const __m512i qq = pair256(q[0], q[1]);
+      _mm512_storeu_si512(&out[b].q[p], qq);
+      _mm512_storeu_si512(&out[b].start[p],
+                          _mm512_sub_epi32(_mm512_setzero_si512(), dpbusd512(_mm512_setzero_si512(), offset, qq)));
+      _mm512_storeu_ps(&out[b].d[p], _mm512_castpd_ps(_mm512_insertf64x4(
+                                         _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(d[0]))),
+                                         _mm256_castps_pd(_mm256_set1_ps(d[1])), 1)));
+    }
+  }
+}
+
+void prep_q81(const char* x, size_t xs, int nt, int64_t nb, PrepQ81* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    alignas(64) float ds[16] = {};
+    for (int p = 0; p < kPairs; ++p) {
+      __m256i q[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      for (int h = 0; h < 2; ++h) {
+        const int t = 2 * p + h;
+        if (t >= nt) break;
+        const BlockQ8_1* xb = reinterpret_cast<const BlockQ8_1*>(x + t * xs) + b;
+        q[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
+        ds[2 * t] = h2f(xb->d);
+        ds[2 * t + 1] = h2f(xb->s);
+      }
+      _mm512_storeu_si512(&out[b].q[p], pair256(q[0], q[1]));
+    }
+    _mm512_storeu_ps(&out[b].ds, _mm512_load_ps(ds));
+  }
+}
+
+// Writes the 2*NP token results of row i (only tokens < nt); m: Q4_1's m*s sums
+// (lane 2t+1 for token t) or nullptr.
+template <int NP>
+inline void store_row(const __m512 (&acc)[NP], const float* m, float* y, size_t ldy, int nt) {
+  for (int p = 0; p < NP; ++p) {
+    const int t = 2 * p;
+    // No "+ 0.0f" without m: it would turn a -0.0 sum into +0.0.
+    if (t < nt) {
+      const float v = hsum(_mm512_castps512_ps256(acc[p]));
+      y[t * ldy] = m ? v + m[2 * t + 1] : v;
+    }
+    if (t + 1 < nt) {
+      const float v = hsum(hi256(acc[p]));
+      y[(t + 1) * ldy] = m ? v + m[2 * t + 3] : v;
+    }
+  }
+}
+
+// Kind 0: Q4_0 weights, 2: Q8_0. w/rs/bs as the AVX2 tiles (file or packed layout).
+template <int Kind, int R, int NP>
+void ptile_q8(const char* w, size_t rs, size_t bs, const PrepQ8* px, int64_t nb, float* y,
+              size_t ldy, int nt) {
+  __m512 acc[R][NP];
+  for (int i = 0; i < R; ++i)
+    for (int p = 0; p < NP; ++p) acc[i][p] = _mm512_setzero_ps();
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  for (int64_t b = 0; b < nb; ++b) {
+    const PrepQ8& a = px[b];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const char* wb = w + i * rs + b * bs;
+      __m512i u;
+      if (Kind == 0) {
+        u = nibbles2(reinterpret_cast<const BlockQ4_0*>(wb)->qs);
+      } else {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ8_0*>(wb)->qs));
+        u = _mm512_xor_si512(_mm512_broadcast_i64x4(v), flip);
+      }
+      const __m512 dw = _mm512_broadcastss_ps(head2(wb));
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; ++p) {
+        const __m512i s = dpbusd512(_mm512_loadu_si512(&a.start[p]), u, _mm512_loadu_si512(&a.q[p]));
+        acc[i][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_loadu_ps(&a.d[p])), acc[i][p]);
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i) store_row<NP>(acc[i], nullptr, y + i, ldy, nt);
+}
+
+template <int R, int NP>
+void ptile_q41(const char* w, size_t rs, size_t bs, const PrepQ81* px, int64_t nb, float* y,
+               size_t ldy, int nt) {
+  __m512 acc[R][NP];
+  __m512 macc[R];  // lane 2t+1: sum of m_w * s_x for token t
+  for (int i = 0; i < R; ++i) {
+    macc[i] = _mm512_setzero_ps();
+    for (int p = 0; p < NP; ++p) acc[i][p] = _mm512_setzero_ps();
+  }
+  const __m512i sel[kPairs] = {
+      _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+      _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
+      _mm512_setr_epi32(8, 8, 8, 8, 8, 8, 8, 8, 10, 10, 10, 10, 10, 10, 10, 10),
+      _mm512_setr_epi32(12, 12, 12, 12, 12, 12, 12, 12, 14, 14, 14, 14, 14, 14, 14, 14)};
+  for (int64_t b = 0; b < nb; ++b) {
+    const PrepQ81& a = px[b];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const BlockQ4_1* wb = reinterpret_cast<const BlockQ4_1*>(w + i * rs + b * bs);
+      const __m512i u = nibbles2(wb->qs);
+      uint32_t h;
+      memcpy(&h, wb, 4);
+      const __m512 wdm = _mm512_castpd_ps(_mm512_broadcastsd_pd(_mm_castps_pd(_mm_cvtph_ps(_mm_cvtsi32_si128(int(h))))));
+      const __m512 prod = _mm512_mul_ps(wdm, _mm512_loadu_ps(&a.ds));  // [dw*dx_t, mw*sx_t] pairs
+      macc[i] = _mm512_add_ps(macc[i], prod);
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; ++p) {
+        const __m512i s = dpbusd512(_mm512_setzero_si512(), u, _mm512_loadu_si512(&a.q[p]));
+        acc[i][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_permutexvar_ps(sel[p], prod), acc[i][p]);
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    alignas(64) float m[16];
+    _mm512_store_ps(m, macc[i]);
+    store_row<NP>(acc[i], m, y + i, ldy, nt);
+  }
+}
+
+template <int Kind, int R, int NP>
+void ptile(const char* w, size_t rs, size_t bs, const PrepQ8* px, int64_t nb, float* y, size_t ldy, int nt) {
+  ptile_q8<Kind, R, NP>(w, rs, bs, px, nb, y, ldy, nt);
+}
+template <int Kind, int R, int NP>
+void ptile(const char* w, size_t rs, size_t bs, const PrepQ81* px, int64_t nb, float* y, size_t ldy, int nt) {
+  ptile_q41<R, NP>(w, rs, bs, px, nb, y, ldy, nt);
+}
+
+// ---- decode: 256-bit tiles ----------------------------------------------------
+
 using TileFn = void (*)(const char*, size_t, const char*, size_t, float*, size_t, int64_t);
 
-// Decode streams rows 4 at a time; prefill tiles 4 rows x 2 tokens over token
-// chunks that stay in L2, so each tile's weights are reused from L1.
-template <TileFn R4T1, TileFn R1T1, TileFn R4T2, TileFn R1T2>
+// Kind 0: Q4_0, 1: Q4_1, 2: Q8_0 (the kind of qtile / q41tile; 1 has Q8_1 activations).
+template <int Kind>
+struct Ops;
+template <>
+struct Ops<0> {
+  using Prep = PrepQ8;
+  static constexpr size_t kBlock = sizeof(BlockQ4_0);
+  static void prep(const char* x, size_t xs, int nt, int64_t nb, Prep* o) { prep_q8<0>(x, xs, nt, nb, o); }
+};
+template <>
+struct Ops<2> {
+  using Prep = PrepQ8;
+  static constexpr size_t kBlock = sizeof(BlockQ8_0);
+  static void prep(const char* x, size_t xs, int nt, int64_t nb, Prep* o) { prep_q8<2>(x, xs, nt, nb, o); }
+};
+template <>
+struct Ops<1> {
+  using Prep = PrepQ81;
+  static constexpr size_t kBlock = sizeof(BlockQ4_1);
+  static void prep(const char* x, size_t xs, int nt, int64_t nb, Prep* o) { prep_q81(x, xs, nt, nb, o); }
+};
+
+template <int Kind, int R>
+void ptile_np(const char* w, size_t rs, size_t bs, const typename Ops<Kind>::Prep* px, int64_t nb,
+              float* y, size_t ldy, int nt) {
+  switch ((nt + 1) / 2) {
+    case 1: ptile<Kind, R, 1>(w, rs, bs, px, nb, y, ldy, nt); break;
+    case 2: ptile<Kind, R, 2>(w, rs, bs, px, nb, y, ldy, nt); break;
+    case 3: ptile<Kind, R, 3>(w, rs, bs, px, nb, y, ldy, nt); break;
+    default: ptile<Kind, R, 4>(w, rs, bs, px, nb, y, ldy, nt); break;
+  }
+}
+
+// Decode streams rows 4 at a time (256-bit tiles). Prefill prepares 8 tokens'
+// activations at a time (a few KiB, stays in L1) and sweeps the thread's rows
+// over them: the rows' weights (a few hundred KiB) are re-read from L2.
+// P = rows per packed group (0 = file layout).
+template <int Kind, int P, TileFn R4T1, TileFn R1T1>
 void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
           int64_t r0, int64_t r1, int64_t n_tok) {
+  static_assert(P == 0 || P == 4, "a packed group is one row tile");
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
-  if (n_tok == 1) {
+  const size_t bb = Ops<Kind>::kBlock;
+  auto row = [&](int64_t r) { return P ? w + (r - r % P) * ws + (r % P) * bb : w + r * ws; };
+  const size_t rs = P ? bb : ws, bs = P ? P * bb : bb;
+  auto full_tile = [&](int64_t r) { return r + 4 <= r1 && (P == 0 || r % P == 0); };
+  if (n_tok == 1 && P == 0) {
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) R4T1(w + r * ws, ws, x, xs, Y + r, ldy, K);
     for (; r < r1; ++r) R1T1(w + r * ws, ws, x, xs, Y + r, ldy, K);
     return;
   }
-  int64_t chunk = static_cast<int64_t>((192 * 1024) / (xs ? xs : 1));
-  chunk = chunk < 2 ? 2 : chunk - chunk % 2;
-  for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
-    const int64_t t1 = t0 + chunk < n_tok ? t0 + chunk : n_tok;
-    for (int64_t r = r0; r < r1;) {
-      const bool full = r + 4 <= r1;
-      int64_t t = t0;
-      for (; t + 2 <= t1; t += 2)
-        (full ? R4T2 : R1T2)(w + r * ws, ws, x + t * xs, xs, Y + t * ldy + r, ldy, K);
-      if (t < t1) (full ? R4T1 : R1T1)(w + r * ws, ws, x + t * xs, xs, Y + t * ldy + r, ldy, K);
-      r += full ? 4 : 1;
+  const int64_t nb = K / QK;
+  std::vector<typename Ops<Kind>::Prep> prep(static_cast<size_t>(nb));
+  // Rows in chunks of about 256 KiB of weights (a multiple of 4 rows), so a
+  // chunk stays in L2 while every token tile sweeps it.
+  int64_t rchunk = static_cast<int64_t>((256 * 1024) / (ws ? ws : 1));
+  rchunk = rchunk < 4 ? 4 : rchunk - rchunk % 4;
+  for (int64_t c0 = r0; c0 < r1; c0 += rchunk) {
+    const int64_t c1 = c0 + rchunk < r1 ? c0 + rchunk : r1;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += 2 * kPairs) {
+      const int nt = static_cast<int>(n_tok - t0 < 2 * kPairs ? n_tok - t0 : 2 * kPairs);
+      Ops<Kind>::prep(x + t0 * xs, xs, nt, nb, prep.data());
+      for (int64_t r = c0; r < c1;) {
+        float* y = Y + t0 * ldy + r;
+        if (full_tile(r) && r + 4 <= c1) {
+          ptile_np<Kind, 4>(row(r), rs, bs, prep.data(), nb, y, ldy, nt);
+          r += 4;
+        } else {
+          ptile_np<Kind, 1>(row(r), rs, bs, prep.data(), nb, y, ldy, nt);
+          ++r;
+        }
+      }
     }
   }
+}
+
+// ---- attention (F16 cache, prompt chunks) ------------------------------------
+// The sums of avx2.cpp's tinyBLAS-order path, vectorised across keys and over
+// wider P.V columns; every lane keeps its own sequence, so results are identical.
+// exp8 and the group sums are avx2.cpp's (also written with explicit FMAs).
+
+inline __m256 exp8(__m256 x) {
+  const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+  const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+  const __m256 n = _mm256_sub_ps(z, shift);
+  const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                    _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+  const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
+  const __m256 u = _mm256_mul_ps(b, b);
+  const __m256 hi = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                                    _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f)));
+  const __m256 p = _mm256_fmadd_ps(hi, u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+  const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+  const __m256 big = _mm256_cmp_ps(an, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+  const __m256 normal = _mm256_fmadd_ps(p, k, k);
+  if (!_mm256_movemask_ps(big)) return normal;
+  const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                     _mm256_set1_epi32(int(0x82000000u)));
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+  const __m256 huge = _mm256_cmp_ps(an, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+  const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, p, s2), s1);
+  const __m256 r = _mm256_blendv_ps(normal, scaled, big);
+  return _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
+}
+
+inline __m256 f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 round_f16(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+
+// hsum() of 8 vectors at once, by transposing: lane i of the result is
+// hsum(a[i]) (lo+hi, then lanes 0+2 / 1+3, then 0+1, the same adds).
+inline __m256 hsum8(const __m256 (&a)[8]) {
+  __m256 s[4], v[2];
+  for (int i = 0; i < 4; ++i)
+    s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                         _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+  for (int i = 0; i < 2; ++i)
+    v[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // r holds keys [0, 2, 4, 6 | 1, 3, 5, 7]
+  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// scores[j] = scale * (one 8-lane FMA chain over K_j . q, then the tree); 8 keys at a time.
+void scores_tile_order(const uint16_t* k, size_t stride, const float* qh, int64_t hd, int64_t n,
+                       float scale, float* out) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(qh + d);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(f16x8(k + (j + i) * stride + d), qv, acc[i]);
+    }
+    _mm256_storeu_ps(out + j, _mm256_mul_ps(hsum8(acc), vs));
+  }
+  for (; j < n; ++j) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 8) acc = _mm256_fmadd_ps(f16x8(k + j * stride + d), _mm256_loadu_ps(qh + d), acc);
+    out[j] = hsum(acc) * scale;
+  }
+}
+
+// avx2.cpp's softmax_ggml; the max by vector (max ignores NaN scores as fmaxf
+// does; a +-0 tie cannot change exp(s - max)).
+void softmax_ggml(float* s, int64_t n) {
+  __m256 m8 = _mm256_set1_ps(-INFINITY);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(_mm256_loadu_ps(s + j), m8);
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  float mx = _mm_cvtss_f32(m4);
+  for (; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
+  const __m256 vmx = _mm256_set1_ps(mx);
+  double sum = 0.0;
+  for (j = 0; j + 8 <= n; j += 8) {
+    const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
+    _mm256_storeu_ps(s + j, v);
+    sum += hsum(v);
+  }
+  if (j < n) {  // padded KV positions contribute exact zeros
+    alignas(32) float t[8] = {};
+    for (int64_t l = 0; l < n - j; ++l) t[l] = s[j + l];
+    _mm256_store_ps(t, exp8(_mm256_sub_ps(_mm256_load_ps(t), vmx)));
+    for (int64_t l = n - j; l < 8; ++l) t[l] = 0.0f;
+    for (int64_t l = 0; l < n - j; ++l) s[j + l] = t[l];
+    sum += hsum(_mm256_load_ps(t));
+  }
+  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+  for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
+  for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
+}
+
+inline __m512 f16x16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// out[d] = sum_j p_j V_j[d] in 8 position lanes (j % 8), the lanes folded
+// ((0+4)+(2+6))+((1+5)+(3+7)): 32 columns per pass (16 zmm accumulators).
+template <int W>  // zmm per pass: 2 (32 columns) or 1 (16)
+inline void pv_pass(const float* p, const uint16_t* v, size_t stride, int64_t n, float* out) {
+  __m512 acc[8][W];
+  for (int l = 0; l < 8; ++l)
+    for (int c = 0; c < W; ++c) acc[l][c] = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; ++l) {
+      const __m512 pj = _mm512_set1_ps(p[j + l]);
+      for (int c = 0; c < W; ++c) acc[l][c] = _mm512_fmadd_ps(f16x16(v + (j + l) * stride + 16 * c), pj, acc[l][c]);
+    }
+  }
+  for (int l = 0; j < n; ++j, ++l) {
+    const __m512 pj = _mm512_set1_ps(p[j]);
+    for (int c = 0; c < W; ++c) acc[l][c] = _mm512_fmadd_ps(f16x16(v + j * stride + 16 * c), pj, acc[l][c]);
+  }
+  for (int c = 0; c < W; ++c) {
+    const __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0][c], acc[4][c]), _mm512_add_ps(acc[2][c], acc[6][c])),
+                                   _mm512_add_ps(_mm512_add_ps(acc[1][c], acc[5][c]), _mm512_add_ps(acc[3][c], acc[7][c])));
+    _mm512_storeu_ps(out + 16 * c, r);
+  }
+}
+
+void pv_tile_order(const float* p, const uint16_t* v, size_t stride, int64_t hd, int64_t n, float* out) {
+  int64_t d = 0;
+  for (; d + 32 <= hd; d += 32) pv_pass<2>(p, v + d, stride, n, out + d);
+  for (; d + 16 <= hd; d += 16) pv_pass<1>(p, v + d, stride, n, out + d);
+  for (; d < hd; d += 8) {  // hd % 8 == 0 here
+    __m256 acc[8];
+    for (int l = 0; l < 8; ++l) acc[l] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; ++j)
+      acc[j % 8] = _mm256_fmadd_ps(f16x8(v + j * stride + d), _mm256_set1_ps(p[j]), acc[j % 8]);
+    _mm256_storeu_ps(out + d, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
+                                            _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]))));
+  }
+}
+
+void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
+            int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch, float* out) {
+  if (kv_type != GgmlType::F16 || !batched || head_dim % 8 != 0 || head_dim > 512) {
+    avx2_table()->attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, batched, scratch, out);
+    return;
+  }
+  // llama.cpp's F16 matmuls see the query and the softmax weights in F16.
+  alignas(64) float qh[512];
+  for (int64_t d = 0; d < head_dim; d += 8) _mm256_store_ps(qh + d, round_f16(_mm256_loadu_ps(q + d)));
+  scores_tile_order(static_cast<const uint16_t*>(K), kv_stride, qh, head_dim, n_kv, scale, scratch);
+  softmax_ggml(scratch, n_kv);
+  int64_t j = 0;
+  for (; j + 8 <= n_kv; j += 8) _mm256_storeu_ps(scratch + j, round_f16(_mm256_loadu_ps(scratch + j)));
+  for (; j < n_kv; ++j) scratch[j] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(scratch[j]), _MM_FROUND_TO_NEAREST_INT)));
+  pv_tile_order(scratch, static_cast<const uint16_t*>(V), kv_stride, head_dim, n_kv, out);
 }
 
 KernelTable make_table() {
   KernelTable t = *avx2_table();
   t.isa = "avx512";
-  t.gemm[W_Q4_0] = gemm<qtile<0, 4, 1>, qtile<0, 1, 1>, qtile<0, 4, 2>, qtile<0, 1, 2>>;
-  t.gemm[W_Q8_0] = gemm<qtile<2, 4, 1>, qtile<2, 1, 1>, qtile<2, 4, 2>, qtile<2, 1, 2>>;
-  t.gemm[W_Q4_1] = gemm<q41tile<4, 1>, q41tile<1, 1>, q41tile<4, 2>, q41tile<1, 2>>;
+  t.attend = attend;
+  t.gemm[W_Q4_0] = gemm<0, 0, qtile<0, 4, 1>, qtile<0, 1, 1>>;
+  t.gemm[W_Q8_0] = gemm<2, 0, qtile<2, 4, 1>, qtile<2, 1, 1>>;
+  t.gemm[W_Q4_1] = gemm<1, 0, q41tile<4, 1>, q41tile<1, 1>>;
   // AVX2's packed kernels would not match these gemms bit for bit: read the file layout.
   for (const int w : {int(W_Q4_0), int(W_Q8_0), int(W_Q4_1)}) {
     t.pack_rows[w] = 0;
