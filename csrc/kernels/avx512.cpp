@@ -367,6 +367,152 @@ void ptile_np(const char* w, size_t rs, size_t bs, const typename Ops<Kind>::Pre
   }
 }
 
+// ---- decode on packed groups: 2 rows per 512-bit register -------------------
+// A packed group holds block b of 4 rows back to back (kernels/repack.h). One
+// zmm carries rows i and i+1 as quarters [i lanes 0-3, i+1 lanes 0-3, i lanes
+// 4-7, i+1 lanes 4-7] against the token's quants laid out [q0-15, q0-15,
+// q16-31, q16-31]; a row's 8 lanes run the same sequence as in the 256-bit
+// tiles and are folded by the same tree at the end.
+
+// The token, prepared once per call and shared by every row group.
+struct DecQ {
+  __m512i q;      // [q0-15, q0-15, q16-31, q16-31]
+  __m512i start;  // -8 * (4-element group sums), Q4_0 only
+  __m256 xd;      // Q4_0: d_x in every lane; Q4_1: [d_x, s_x] x 4
+};
+
+template <int Kind>  // 0: Q4_0 / Q8_0 activations, 1: Q8_1
+void prep_dec(const char* x, int64_t nb, DecQ* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const char* xb = x + b * (Kind == 1 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0));
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + (Kind == 1 ? 4 : 2)));
+    const __m512i zq = _mm512_castsi256_si512(q);
+    out[b].q = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
+    out[b].start = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                    dpbusd512(_mm512_setzero_si512(), _mm512_set1_epi8(8), out[b].q));
+    uint32_t h = 0;
+    memcpy(&h, xb, Kind == 1 ? 4 : 2);
+    const __m128 ds = _mm_cvtph_ps(_mm_cvtsi32_si128(int(h)));
+    out[b].xd = Kind == 1 ? _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(ds))) : _mm256_broadcastss_ps(ds);
+  }
+}
+
+// Folds the accumulators of rows (0,1) and (2,3) to their 4 hsum() values.
+inline __m128 fold4(__m512 a01, __m512 a23) {
+  // lo + hi: quarters 0+2 and 1+3 -> [row0 | row1] and [row2 | row3], 4 lanes each
+  const __m256 s01 = _mm256_add_ps(_mm512_castps512_ps256(a01), hi256(a01));
+  const __m256 s23 = _mm256_add_ps(_mm512_castps512_ps256(a23), hi256(a23));
+  // lanes 0+2, 1+3: [r0 r0 r2 r2 | r1 r1 r3 r3]
+  const __m256 v = _mm256_add_ps(_mm256_shuffle_ps(s01, s23, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm256_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 2, 3, 2)));
+  // lanes 0+1: [r0 r2 | r1 r3] in lanes 0, 2, 4, 6
+  const __m256 r = _mm256_add_ps(v, _mm256_movehdup_ps(v));
+  const __m256 g = _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0));
+  return _mm256_castps256_ps128(g);
+}
+
+// Word indices of a packed Q4_0 group (9 words a block): row i's quants, then the 4 d.
+alignas(64) const uint16_t kQ40Quants[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
+                                             19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35};
+alignas(64) const uint16_t kQ40Heads[32] = {0, 9, 18, 27};
+
+// One packed group of 4 rows x 1 token. Kind 0: Q4_0 (18-byte blocks), 1: Q4_1 (20).
+template <int Kind>
+void dtile(const char* g, const DecQ* px, int64_t nb, float* y) {
+  constexpr int kBytes = Kind == 0 ? 4 * sizeof(BlockQ4_0) : 4 * sizeof(BlockQ4_1);
+  // Q4_1: quants of row i are dwords 1+5i..4+5i, [d, m] dword 5i. Q4_0: quants of
+  // row i are words 1+9i..8+9i, d word 9i. Indices >= 16 (32) read the group's tail.
+  const __m512i qidx = Kind == 1 ? _mm512_setr_epi32(1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19)
+                                 : _mm512_loadu_si512(kQ40Quants);
+  const __m512i hidx = Kind == 1 ? _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+                                 : _mm512_loadu_si512(kQ40Heads);
+  // Scale of row i: lane 2i of prod (Q4_1) or lane i (Q4_0), in that row's quarters.
+  const __m512i s01 = Kind == 1 ? _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2)
+                                : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  const __m512i s23 = Kind == 1 ? _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6)
+                                : _mm512_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
+  __m256 macc = _mm256_setzero_ps();  // Q4_1: lane 2i+1 sums m_w * s_x of row i
+  for (int64_t b = 0; b < nb; ++b) {
+    const char* gb = g + b * kBytes;
+    const __m512i z0 = _mm512_loadu_si512(gb);
+    const __m512i z1 = _mm512_maskz_loadu_epi32(Kind == 1 ? 0x000f : 0x0003, gb + 64);
+    __m512i qs;
+    __m256 prod;
+    if (Kind == 1) {
+      qs = _mm512_permutex2var_epi32(z0, qidx, z1);
+      const __m256 h = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(hidx, z0)));
+      prod = _mm256_mul_ps(h, px[b].xd);  // [dw*dx, mw*sx] per row
+      macc = _mm256_add_ps(macc, prod);
+    } else {
+      qs = _mm512_permutex2var_epi16(z0, qidx, z1);
+      const __m128 h = _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(hidx, z0)));
+      prod = _mm256_castps128_ps256(_mm_mul_ps(h, _mm256_castps256_ps128(px[b].xd)));
+    }
+    const __m512i lo = _mm512_and_si512(qs, m4);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4);
+    const __m512i u01 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m512i u23 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m512i st = Kind == 1 ? _mm512_setzero_si512() : px[b].start;
+    const __m512 pz = _mm512_castps256_ps512(prod);
+    acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u01, px[b].q)), _mm512_permutexvar_ps(s01, pz), acc01);
+    acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u23, px[b].q)), _mm512_permutexvar_ps(s23, pz), acc23);
+  }
+  const __m128 r = fold4(acc01, acc23);
+  if (Kind == 1) {
+    // m sums of rows 0..3 from lanes 1, 3, 5, 7
+    const __m128 m = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(macc, _mm256_setr_epi32(1, 3, 5, 7, 0, 0, 0, 0)));
+    _mm_storeu_ps(y, _mm_add_ps(r, m));
+  } else {
+    _mm_storeu_ps(y, r);
+  }
+}
+
+// Q8_0 decode in the file layout: rows (i, i+1) as the two 256-bit halves of a
+// zmm, each half the sequence of qtile<2, 1, 1>.
+struct DecQ8 {
+  __m512i q;      // [q | q]
+  __m512i start;  // -128 * (4-element group sums)
+  __m128 dx;      // d_x in every lane
+};
+
+void prep_dec8(const char* x, int64_t nb, DecQ8* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x) + b;
+    out[b].q = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)));
+    out[b].start = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                    dpbusd512(_mm512_setzero_si512(), _mm512_set1_epi8(char(0x80)), out[b].q));
+    out[b].dx = _mm_set1_ps(h2f(xb->d));
+  }
+}
+
+void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i s23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
+  auto qs = [&](int i, int64_t b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ8_0*>(w + i * ws)[b].qs));
+  };
+  auto d = [&](int i, int64_t b) { return reinterpret_cast<const BlockQ8_0*>(w + i * ws)[b].d; };
+  for (int64_t b = 0; b < nb; ++b) {
+    __m128i h = _mm_cvtsi32_si128(d(0, b));
+    h = _mm_insert_epi16(h, d(1, b), 1);
+    h = _mm_insert_epi16(h, d(2, b), 2);
+    h = _mm_insert_epi16(h, d(3, b), 3);
+    const __m512 prod = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(h), px[b].dx));
+    const __m512i u01 = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qs(0, b)), qs(1, b), 1), flip);
+    const __m512i u23 = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qs(2, b)), qs(3, b), 1), flip);
+    acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(px[b].start, u01, px[b].q)), _mm512_permutexvar_ps(s01, prod), acc01);
+    acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(px[b].start, u23, px[b].q)), _mm512_permutexvar_ps(s23, prod), acc23);
+  }
+  y[0] = hsum(_mm512_castps512_ps256(acc01));
+  y[1] = hsum(hi256(acc01));
+  y[2] = hsum(_mm512_castps512_ps256(acc23));
+  y[3] = hsum(hi256(acc23));
+}
+
 // Decode streams rows 4 at a time (256-bit tiles). Prefill prepares 8 tokens'
 // activations at a time (a few KiB, stays in L1) and sweeps the thread's rows
 // over them: the rows' weights (a few hundred KiB) are re-read from L2.
@@ -381,13 +527,42 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
   auto row = [&](int64_t r) { return P ? w + (r - r % P) * ws + (r % P) * bb : w + r * ws; };
   const size_t rs = P ? bb : ws, bs = P ? P * bb : bb;
   auto full_tile = [&](int64_t r) { return r + 4 <= r1 && (P == 0 || r % P == 0); };
+  const int64_t nb = K / QK;
+  if (n_tok == 1 && P == 0 && Kind == 2) {
+    std::vector<DecQ8> dq(static_cast<size_t>(nb));
+    prep_dec8(x, nb, dq.data());
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) dtile_q8(w + r * ws, ws, dq.data(), nb, Y + r);
+    for (; r < r1; ++r) R1T1(w + r * ws, ws, x, xs, Y + r, ldy, K);
+    return;
+  }
   if (n_tok == 1 && P == 0) {
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) R4T1(w + r * ws, ws, x, xs, Y + r, ldy, K);
     for (; r < r1; ++r) R1T1(w + r * ws, ws, x, xs, Y + r, ldy, K);
     return;
   }
-  const int64_t nb = K / QK;
+  if (n_tok == 1 && Kind != 2) {
+    constexpr int D = Kind == 1 ? 1 : 0;
+    std::vector<DecQ> dq(static_cast<size_t>(nb));
+    prep_dec<D>(x, nb, dq.data());
+    int64_t r = r0;
+    std::vector<typename Ops<Kind>::Prep> prep;  // rows outside whole groups (rare)
+    while (r < r1) {
+      if (full_tile(r)) {
+        dtile<D>(row(r), dq.data(), nb, Y + r);
+        r += 4;
+      } else {
+        if (prep.empty()) {
+          prep.resize(static_cast<size_t>(nb));
+          Ops<Kind>::prep(x, xs, 1, nb, prep.data());
+        }
+        ptile_np<Kind, 1>(row(r), rs, bs, prep.data(), nb, Y + r, ldy, 1);
+        ++r;
+      }
+    }
+    return;
+  }
   std::vector<typename Ops<Kind>::Prep> prep(static_cast<size_t>(nb));
   // Rows in chunks of about 256 KiB of weights (a multiple of 4 rows), so a
   // chunk stays in L2 while every token tile sweeps it.
@@ -583,11 +758,12 @@ KernelTable make_table() {
   t.gemm[W_Q4_0] = gemm<0, 0, qtile<0, 4, 1>, qtile<0, 1, 1>>;
   t.gemm[W_Q8_0] = gemm<2, 0, qtile<2, 4, 1>, qtile<2, 1, 1>>;
   t.gemm[W_Q4_1] = gemm<1, 0, q41tile<4, 1>, q41tile<1, 1>>;
-  // AVX2's packed kernels would not match these gemms bit for bit: read the file layout.
-  for (const int w : {int(W_Q4_0), int(W_Q8_0), int(W_Q4_1)}) {
-    t.pack_rows[w] = 0;
-    t.gemm_packed[w] = nullptr;
-  }
+  // Q4_0/Q4_1 decode reads 4-row packed groups; Q8_0 keeps the file layout.
+  t.pack_rows[W_Q4_0] = t.pack_rows[W_Q4_1] = 4;
+  t.gemm_packed[W_Q4_0] = gemm<0, 4, qtile<0, 4, 1>, qtile<0, 1, 1>>;
+  t.gemm_packed[W_Q4_1] = gemm<1, 4, q41tile<4, 1>, q41tile<1, 1>>;
+  t.pack_rows[W_Q8_0] = 0;
+  t.gemm_packed[W_Q8_0] = nullptr;
   return t;
 }
 
