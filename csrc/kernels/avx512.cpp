@@ -233,10 +233,36 @@ void prep_q81(const char* x, size_t xs, int nt, int64_t nb, PrepQ81* out) {
   }
 }
 
+// hsum() of 8 vectors at once, by transposing: lane i of the result is
+// hsum(a[i]) (lo+hi, then lanes 0+2 / 1+3, then 0+1, the same adds).
+inline __m256 hsum8(const __m256 (&a)[8]) {
+  __m256 s[4], v[2];
+  for (int i = 0; i < 4; ++i)
+    s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                         _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+  for (int i = 0; i < 2; ++i)
+    v[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // r holds keys [0, 2, 4, 6 | 1, 3, 5, 7]
+  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 // Writes the 2*NP token results of row i (only tokens < nt); m: Q4_1's m*s sums
 // (lane 2t+1 for token t) or nullptr.
 template <int NP>
 inline void store_row(const __m512 (&acc)[NP], const float* m, float* y, size_t ldy, int nt) {
+  if constexpr (NP == 4) {  // all 8 trees at once
+    const __m256 a[8] = {_mm512_castps512_ps256(acc[0]), hi256(acc[0]), _mm512_castps512_ps256(acc[1]), hi256(acc[1]),
+                         _mm512_castps512_ps256(acc[2]), hi256(acc[2]), _mm512_castps512_ps256(acc[3]), hi256(acc[3])};
+    __m256 r = hsum8(a);
+    if (m) r = _mm256_add_ps(r, _mm256_setr_ps(m[1], m[3], m[5], m[7], m[9], m[11], m[13], m[15]));
+    alignas(32) float v[8];
+    _mm256_store_ps(v, r);
+    for (int t = 0; t < nt; ++t) y[t * ldy] = v[t];
+    return;
+  }
   for (int p = 0; p < NP; ++p) {
     const int t = 2 * p;
     // No "+ 0.0f" without m: it would turn a -0.0 sum into +0.0.
@@ -620,22 +646,6 @@ inline __m256 exp8(__m256 x) {
 
 inline __m256 f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline __m256 round_f16(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
-
-// hsum() of 8 vectors at once, by transposing: lane i of the result is
-// hsum(a[i]) (lo+hi, then lanes 0+2 / 1+3, then 0+1, the same adds).
-inline __m256 hsum8(const __m256 (&a)[8]) {
-  __m256 s[4], v[2];
-  for (int i = 0; i < 4; ++i)
-    s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
-                         _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
-  for (int i = 0; i < 2; ++i)
-    v[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  // r holds keys [0, 2, 4, 6 | 1, 3, 5, 7]
-  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
 
 // scores[j] = scale * (one 8-lane FMA chain over K_j . q, then the tree); 8 keys at a time.
 void scores_tile_order(const uint16_t* k, size_t stride, const float* qh, int64_t hd, int64_t n,
