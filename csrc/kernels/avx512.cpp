@@ -180,13 +180,6 @@ inline __m512i pair256(__m256i lo, __m256i hi) {
 }
 inline __m256 hi256(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
 
-// 16 bytes of nibbles -> both 256-bit halves as nibbles() gives them.
-inline __m512i nibbles2(const uint8_t* qs) {
-  const __m512i y = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
-  return _mm512_and_si512(_mm512_srlv_epi64(y, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
-                          _mm512_set1_epi8(0x0f));
-}
-
 inline float h2f(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
 
 // Tokens x[0..nt) (nt <= 8; missing tokens read as zeros) -> nb prepared blocks.
@@ -277,27 +270,52 @@ inline void store_row(const __m512 (&acc)[NP], const float* m, float* y, size_t 
   }
 }
 
-// Kind 0: Q4_0 weights, 2: Q8_0. w/rs/bs as the AVX2 tiles (file or packed layout).
-template <int Kind, int R, int NP>
-void ptile_q8(const char* w, size_t rs, size_t bs, const PrepQ8* px, int64_t nb, float* y,
-              size_t ldy, int nt) {
+// A row chunk's weights, unpacked once per gemm call and then reused by every
+// token tile: the 32 unsigned quants of a block as vpdpbusd takes them
+// (Q4_0/Q4_1 nibbles in element order, Q8_0 + 128) and its scales as floats,
+// so a tile's per-row work is two broadcast loads. Blocks of a group of 4 rows
+// sit together: entry (g * nb + b) * 4 + i is block b of row 4g + i.
+struct Wide {
+  uint8_t u[32];
+  float s[2];  // d_w, and m_w for Q4_1
+};
+
+template <int Kind>
+void expand_row(const char* w, size_t bs, int64_t nb, Wide* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const char* wb = w + b * bs;
+    Wide& o = out[4 * b];
+    __m256i u;
+    if (Kind == 2) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ8_0*>(wb)->qs));
+      u = _mm256_xor_si256(q, _mm256_set1_epi8(char(0x80)));
+    } else {
+      u = nibbles(reinterpret_cast<const uint8_t*>(wb) + (Kind == 1 ? 4 : 2));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.u), u);
+    const __m128 h = head2(wb);
+    o.s[0] = _mm_cvtss_f32(h);
+    o.s[1] = Kind == 1 ? _mm_cvtss_f32(_mm_movehdup_ps(h)) : 0.0f;
+  }
+}
+
+inline __m512i wide_u(const Wide& e) {
+  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.u)));
+}
+
+// Q4_0 / Q8_0 weights (the offset is in the prepared start term).
+template <int R, int NP>
+void ptile_q8(const Wide* w, const PrepQ8* px, int64_t nb, float* y, size_t ldy, int nt) {
   __m512 acc[R][NP];
   for (int i = 0; i < R; ++i)
     for (int p = 0; p < NP; ++p) acc[i][p] = _mm512_setzero_ps();
-  const __m512i flip = _mm512_set1_epi8(char(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     const PrepQ8& a = px[b];
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
-      const char* wb = w + i * rs + b * bs;
-      __m512i u;
-      if (Kind == 0) {
-        u = nibbles2(reinterpret_cast<const BlockQ4_0*>(wb)->qs);
-      } else {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ8_0*>(wb)->qs));
-        u = _mm512_xor_si512(_mm512_broadcast_i64x4(v), flip);
-      }
-      const __m512 dw = _mm512_broadcastss_ps(head2(wb));
+      const Wide& e = w[4 * b + i];
+      const __m512i u = wide_u(e);
+      const __m512 dw = _mm512_set1_ps(e.s[0]);
 #pragma GCC unroll 4
       for (int p = 0; p < NP; ++p) {
         const __m512i s = dpbusd512(_mm512_loadu_si512(&a.start[p]), u, _mm512_loadu_si512(&a.q[p]));
@@ -309,8 +327,7 @@ void ptile_q8(const char* w, size_t rs, size_t bs, const PrepQ8* px, int64_t nb,
 }
 
 template <int R, int NP>
-void ptile_q41(const char* w, size_t rs, size_t bs, const PrepQ81* px, int64_t nb, float* y,
-               size_t ldy, int nt) {
+void ptile_q41(const Wide* w, const PrepQ81* px, int64_t nb, float* y, size_t ldy, int nt) {
   __m512 acc[R][NP];
   __m512 macc[R];  // lane 2t+1: sum of m_w * s_x for token t
   for (int i = 0; i < R; ++i) {
@@ -326,11 +343,11 @@ void ptile_q41(const char* w, size_t rs, size_t bs, const PrepQ81* px, int64_t n
     const PrepQ81& a = px[b];
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
-      const BlockQ4_1* wb = reinterpret_cast<const BlockQ4_1*>(w + i * rs + b * bs);
-      const __m512i u = nibbles2(wb->qs);
-      uint32_t h;
-      memcpy(&h, wb, 4);
-      const __m512 wdm = _mm512_castpd_ps(_mm512_broadcastsd_pd(_mm_castps_pd(_mm_cvtph_ps(_mm_cvtsi32_si128(int(h))))));
+      const Wide& e = w[4 * b + i];
+      const __m512i u = wide_u(e);
+      double dm;
+      memcpy(&dm, e.s, 8);
+      const __m512 wdm = _mm512_castpd_ps(_mm512_set1_pd(dm));        // [d_w, m_w] x 8
       const __m512 prod = _mm512_mul_ps(wdm, _mm512_loadu_ps(&a.ds));  // [dw*dx_t, mw*sx_t] pairs
       macc[i] = _mm512_add_ps(macc[i], prod);
 #pragma GCC unroll 4
@@ -348,12 +365,12 @@ void ptile_q41(const char* w, size_t rs, size_t bs, const PrepQ81* px, int64_t n
 }
 
 template <int Kind, int R, int NP>
-void ptile(const char* w, size_t rs, size_t bs, const PrepQ8* px, int64_t nb, float* y, size_t ldy, int nt) {
-  ptile_q8<Kind, R, NP>(w, rs, bs, px, nb, y, ldy, nt);
+void ptile(const Wide* w, const PrepQ8* px, int64_t nb, float* y, size_t ldy, int nt) {
+  ptile_q8<R, NP>(w, px, nb, y, ldy, nt);
 }
 template <int Kind, int R, int NP>
-void ptile(const char* w, size_t rs, size_t bs, const PrepQ81* px, int64_t nb, float* y, size_t ldy, int nt) {
-  ptile_q41<R, NP>(w, rs, bs, px, nb, y, ldy, nt);
+void ptile(const Wide* w, const PrepQ81* px, int64_t nb, float* y, size_t ldy, int nt) {
+  ptile_q41<R, NP>(w, px, nb, y, ldy, nt);
 }
 
 // ---- decode: 256-bit tiles ----------------------------------------------------
@@ -383,13 +400,12 @@ struct Ops<1> {
 };
 
 template <int Kind, int R>
-void ptile_np(const char* w, size_t rs, size_t bs, const typename Ops<Kind>::Prep* px, int64_t nb,
-              float* y, size_t ldy, int nt) {
+void ptile_np(const Wide* w, const typename Ops<Kind>::Prep* px, int64_t nb, float* y, size_t ldy, int nt) {
   switch ((nt + 1) / 2) {
-    case 1: ptile<Kind, R, 1>(w, rs, bs, px, nb, y, ldy, nt); break;
-    case 2: ptile<Kind, R, 2>(w, rs, bs, px, nb, y, ldy, nt); break;
-    case 3: ptile<Kind, R, 3>(w, rs, bs, px, nb, y, ldy, nt); break;
-    default: ptile<Kind, R, 4>(w, rs, bs, px, nb, y, ldy, nt); break;
+    case 1: ptile<Kind, R, 1>(w, px, nb, y, ldy, nt); break;
+    case 2: ptile<Kind, R, 2>(w, px, nb, y, ldy, nt); break;
+    case 3: ptile<Kind, R, 3>(w, px, nb, y, ldy, nt); break;
+    default: ptile<Kind, R, 4>(w, px, nb, y, ldy, nt); break;
   }
 }
 
@@ -551,7 +567,7 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
   const char* x = static_cast<const char*>(X);
   const size_t bb = Ops<Kind>::kBlock;
   auto row = [&](int64_t r) { return P ? w + (r - r % P) * ws + (r % P) * bb : w + r * ws; };
-  const size_t rs = P ? bb : ws, bs = P ? P * bb : bb;
+  const size_t bs = P ? P * bb : bb;  // block step of one row
   auto full_tile = [&](int64_t r) { return r + 4 <= r1 && (P == 0 || r % P == 0); };
   const int64_t nb = K / QK;
   if (n_tok == 1 && P == 0 && Kind == 2) {
@@ -574,6 +590,7 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
     prep_dec<D>(x, nb, dq.data());
     int64_t r = r0;
     std::vector<typename Ops<Kind>::Prep> prep;  // rows outside whole groups (rare)
+    std::vector<Wide> one;
     while (r < r1) {
       if (full_tile(r)) {
         dtile<D>(row(r), dq.data(), nb, Y + r);
@@ -582,31 +599,37 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
         if (prep.empty()) {
           prep.resize(static_cast<size_t>(nb));
           Ops<Kind>::prep(x, xs, 1, nb, prep.data());
+          one.resize(static_cast<size_t>(4 * nb));
         }
-        ptile_np<Kind, 1>(row(r), rs, bs, prep.data(), nb, Y + r, ldy, 1);
+        expand_row<Kind>(row(r), bs, nb, one.data());
+        ptile_np<Kind, 1>(one.data(), prep.data(), nb, Y + r, ldy, 1);
         ++r;
       }
     }
     return;
   }
   std::vector<typename Ops<Kind>::Prep> prep(static_cast<size_t>(nb));
-  // Rows in chunks of about 256 KiB of weights (a multiple of 4 rows), so a
-  // chunk stays in L2 while every token tile sweeps it.
-  int64_t rchunk = static_cast<int64_t>((256 * 1024) / (ws ? ws : 1));
+  // Rows in chunks of about 128 KiB of weights (a multiple of 4 rows): a chunk,
+  // unpacked (2.2x for Q4_0), stays in L2 while every token tile sweeps it.
+  int64_t rchunk = static_cast<int64_t>((128 * 1024) / (ws ? ws : 1));
   rchunk = rchunk < 4 ? 4 : rchunk - rchunk % 4;
+  if (rchunk > r1 - r0) rchunk = (r1 - r0 + 3) / 4 * 4;
+  std::vector<Wide> wide(static_cast<size_t>(rchunk * nb));
   for (int64_t c0 = r0; c0 < r1; c0 += rchunk) {
-    const int64_t c1 = c0 + rchunk < r1 ? c0 + rchunk : r1;
+    const int64_t n = c0 + rchunk < r1 ? rchunk : r1 - c0;
+    for (int64_t i = 0; i < n; ++i) expand_row<Kind>(row(c0 + i), bs, nb, &wide[((i / 4) * nb) * 4 + i % 4]);
     for (int64_t t0 = 0; t0 < n_tok; t0 += 2 * kPairs) {
       const int nt = static_cast<int>(n_tok - t0 < 2 * kPairs ? n_tok - t0 : 2 * kPairs);
       Ops<Kind>::prep(x + t0 * xs, xs, nt, nb, prep.data());
-      for (int64_t r = c0; r < c1;) {
-        float* y = Y + t0 * ldy + r;
-        if (full_tile(r) && r + 4 <= c1) {
-          ptile_np<Kind, 4>(row(r), rs, bs, prep.data(), nb, y, ldy, nt);
-          r += 4;
+      for (int64_t i = 0; i < n;) {
+        const Wide* wt = &wide[((i / 4) * nb) * 4 + i % 4];
+        float* y = Y + t0 * ldy + c0 + i;
+        if (i + 4 <= n) {
+          ptile_np<Kind, 4>(wt, prep.data(), nb, y, ldy, nt);
+          i += 4;
         } else {
-          ptile_np<Kind, 1>(row(r), rs, bs, prep.data(), nb, y, ldy, nt);
-          ++r;
+          ptile_np<Kind, 1>(wt, prep.data(), nb, y, ldy, nt);
+          ++i;
         }
       }
     }
