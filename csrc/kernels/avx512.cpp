@@ -1,11 +1,12 @@
-// AVX-512 VNNI kernels: the int8 gemms use vpdpbusd (u8 x s8 -> int32 in one
-// instruction) on 256-bit vectors (AVX512VL), which also avoids the clock drop of
-// 512-bit code on older Xeons. Compiled with -mavx2 -mfma -mf16c -mavx512f/bw/vl/vnni;
-// float gemms, conversions and attention come from the AVX2 table (a CPU with
-// these features always runs AVX2). Everything sits in an anonymous namespace so
-// no inline function compiled with these flags can leak to other code.
-// BLUELM_VNNI_EMULATE swaps vpdpbusd for an exact AVX2 sequence so the logic can
-// be checked on a CPU without VNNI (build it with AVX2 flags only).
+// AVX-512 VNNI kernels (compiled with -mavx2 -mfma -mf16c -mavx512f/bw/vl/vnni).
+// The int8 gemms use vpdpbusd (u8 x s8 -> int32 in one instruction): prefill on
+// 512-bit tiles with two tokens per register, decode with two rows per register
+// (Q4_0/Q4_1 from 4-row packed groups); the 256-bit tiles remain for decode of
+// lone rows. F16 attention of prompt chunks is vectorised across keys; float
+// gemms, conversions and the rest come from the AVX2 table (a CPU with these
+// features always runs AVX2). Every output keeps the scalar reference's per-lane
+// sequence, so results are bit-identical to it. Everything sits in an anonymous
+// namespace so no inline function compiled with these flags can leak to other code.
 // GCC 12's AVX-512 headers self-initialise "undefined" vectors, which
 // -Wuninitialized flags inside the header (GCC bug 105593): silence it there only.
 #pragma GCC diagnostic push
@@ -47,17 +48,8 @@ inline __m128 head2(const void* block) {
   return _mm_cvtph_ps(_mm_loadl_epi64(static_cast<const __m128i*>(block)));
 }
 
-#ifdef BLUELM_VNNI_EMULATE
-inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
-  const __m256i z = _mm256_setzero_si256();
-  const __m256i lo = _mm256_madd_epi16(_mm256_unpacklo_epi8(u, z), _mm256_srai_epi16(_mm256_unpacklo_epi8(s, s), 8));
-  const __m256i hi = _mm256_madd_epi16(_mm256_unpackhi_epi8(u, z), _mm256_srai_epi16(_mm256_unpackhi_epi8(s, s), 8));
-  return _mm256_add_epi32(acc, _mm256_hadd_epi32(lo, hi));
-}
-#else
 // acc[j] += sum of u8 * s8 over bytes 4j..4j+3, wrapping (never near the limits here).
 inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
-#endif
 
 inline __m256 scale_add(__m256 acc, __m256i s32, __m256 scale) {
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), scale, acc);
@@ -152,6 +144,8 @@ void q41tile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_
     for (int t = 0; t < T; ++t) y[t * ldy + i] = hsum(acc[i][t]) + m[1 + 2 * t];
   }
 }
+
+using TileFn = void (*)(const char*, size_t, const char*, size_t, float*, size_t, int64_t);
 
 // ---- prefill: 512-bit tiles, two tokens per register -------------------------
 // A zmm accumulator holds (row i, token 2p) in its low 256 bits and (row i,
@@ -373,9 +367,7 @@ void ptile(const Wide* w, const PrepQ81* px, int64_t nb, float* y, size_t ldy, i
   ptile_q41<R, NP>(w, px, nb, y, ldy, nt);
 }
 
-// ---- decode: 256-bit tiles ----------------------------------------------------
-
-using TileFn = void (*)(const char*, size_t, const char*, size_t, float*, size_t, int64_t);
+// ---- per-kind activation preparation -----------------------------------------
 
 // Kind 0: Q4_0, 1: Q4_1, 2: Q8_0 (the kind of qtile / q41tile; 1 has Q8_1 activations).
 template <int Kind>
@@ -555,10 +547,10 @@ void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
   y[3] = hsum(hi256(acc23));
 }
 
-// Decode streams rows 4 at a time (256-bit tiles). Prefill prepares 8 tokens'
-// activations at a time (a few KiB, stays in L1) and sweeps the thread's rows
-// over them: the rows' weights (a few hundred KiB) are re-read from L2.
-// P = rows per packed group (0 = file layout).
+// Decode: packed Q4_0/Q4_1 groups by dtile, Q8_0 by dtile_q8, file-layout Q4_0/
+// Q4_1 by the 256-bit tiles R4T1/R1T1. Prefill: per row chunk (unpacked once),
+// 8 tokens' activations are prepared at a time (a few KiB, stays in L1) and the
+// chunk's rows sweep them from L2. P = rows per packed group (0 = file layout).
 template <int Kind, int P, TileFn R4T1, TileFn R1T1>
 void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
           int64_t r0, int64_t r1, int64_t n_tok) {
