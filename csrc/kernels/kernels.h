@@ -31,6 +31,15 @@ using AttendFn = void (*)(const float* q, const void* K, const void* V, GgmlType
                           size_t kv_stride, int64_t head_dim, int64_t n_kv, float scale,
                           bool batched, float* scratch, float* out);
 
+// Attention for m consecutive query rows of one head of a prompt chunk (the
+// batched order): row t (q + t * q_stride) sees n_kv0 + t positions and writes
+// out + t * out_stride; `scratch` has room for 4 * (n_kv0 + m - 1) floats. Results
+// are those of m calls of attend(batched = true); one call shares each K/V row's
+// conversion among the rows. nullptr in a table: the caller loops attend.
+using AttendRowsFn = void (*)(const float* q, size_t q_stride, const void* K, const void* V,
+                              GgmlType kv_type, size_t kv_stride, int64_t head_dim, int64_t n_kv0,
+                              int64_t m, float scale, float* scratch, float* out, size_t out_stride);
+
 // One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
 using SwigluFn = void (*)(const float* gate, const float* up, float* y, int64_t n);
 
@@ -48,6 +57,7 @@ struct KernelTable {
   // A packed gemm gives bit-identical results to gemm[] of the same table.
   int pack_rows[W_COUNT];
   GemmFn gemm_packed[W_COUNT];
+  AttendRowsFn attend_rows;  // optional (nullptr)
 };
 
 // Slot of a weight type, or -1 when no kernel exists for it.

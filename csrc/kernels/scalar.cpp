@@ -305,6 +305,7 @@ const KernelTable kScalar = {
     swiglu,
     {0, 0, 0, 0, 0, 0},  // the reference reads the file layout
     {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+    nullptr,  // attend_rows: the caller loops attend
 };
 
 }  // namespace

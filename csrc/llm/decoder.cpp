@@ -11,6 +11,7 @@ namespace bluelm {
 namespace {
 constexpr int64_t kRowGrain = 16;  // rows per work unit; SIMD kernels tile by up to 16
 constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed group
+constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
 
 // Rows per work unit: 16, or fewer for a small matrix so every thread gets some.
 int64_t row_grain(int64_t rows, int n_threads) {
@@ -65,7 +66,7 @@ Context::Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n
   act_.resize(static_cast<size_t>(B * max_k) * sizeof(float) + 64);
   rope_cos_.resize(B * cfg_.n_rot / 2);
   rope_sin_.resize(B * cfg_.n_rot / 2);
-  scratch_.resize(static_cast<size_t>(pool_.size()) * n_ctx_);
+  scratch_.resize(static_cast<size_t>(pool_.size()) * kAttnRows * n_ctx_);
 }
 
 void Context::truncate(int64_t n) {
@@ -229,9 +230,24 @@ void Context::attention(int layer, int64_t m) {
   }
   const int64_t group = cfg_.n_head / cfg_.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  if (m > 1 && kt_.attend_rows) {
+    // Tasks of up to kAttnRows query rows of one head: K/V rows are read once per task.
+    const int64_t blocks = (m + kAttnRows - 1) / kAttnRows, tasks = blocks * cfg_.n_head;
+    pool_.run([&](int ith, int nth) {
+      float* scratch = scratch_.data() + static_cast<size_t>(ith) * kAttnRows * n_ctx_;
+      for (int64_t task = ith; task < tasks; task += nth) {
+        const int64_t t0 = task / cfg_.n_head * kAttnRows, h = task % cfg_.n_head, kvh = h / group;
+        const int64_t rows = std::min(kAttnRows, m - t0);
+        const size_t off = row_bytes(kv_type_, kvh * hd);
+        kt_.attend_rows(q_.data() + t0 * q_dim + h * hd, q_dim, kc + off, vc + off, kv_type_, kv_dim, hd,
+                        pos0 + t0 + 1, rows, scale, scratch, attn_.data() + t0 * q_dim + h * hd, q_dim);
+      }
+    });
+    return;
+  }
   const int64_t tasks = m * cfg_.n_head;
   pool_.run([&](int ith, int nth) {
-    float* scratch = scratch_.data() + static_cast<size_t>(ith) * n_ctx_;
+    float* scratch = scratch_.data() + static_cast<size_t>(ith) * kAttnRows * n_ctx_;
     for (int64_t task = ith; task < tasks; task += nth) {
       const int64_t t = task / cfg_.n_head, h = task % cfg_.n_head, kvh = h / group;
       const size_t off = row_bytes(kv_type_, kvh * hd);

@@ -69,7 +69,7 @@ class Context {
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;
   std::vector<uint8_t> act_;            // activations in the kernel's input format
   std::vector<float> rope_cos_, rope_sin_;  // per token, per rotated pair
-  std::vector<float> scratch_;          // per thread, n_ctx scores
+  std::vector<float> scratch_;          // per thread, 4 x n_ctx scores
   std::vector<float> logits_;
   int64_t n_logit_rows_ = 0;
 };

@@ -292,6 +292,35 @@ void test_swiglu(const KernelTable& isa, const KernelTable& ref, int64_t n) {
 
 // INT8 (Q8_0) KV cache: the table's attention over quantised rows against the
 // reference attention in F32 over the same rows dequantised.
+// attend_rows (where a table has it) must equal one attend(batched) per row of the scalar table.
+void test_attend_rows(const KernelTable& isa, const KernelTable& ref, int64_t hd, int64_t n0, int64_t m) {
+  if (!isa.attend_rows) return;
+  const size_t stride = hd * 3 + 16;
+  const int64_t n_kv = n0 + m - 1;
+  std::vector<uint16_t> Kb(n_kv * stride), Vb(n_kv * stride);
+  for (size_t j = 0; j < Kb.size(); ++j) {
+    Kb[j] = fp32_to_fp16(normal() * 2.0f);
+    Vb[j] = fp32_to_fp16(normal());
+  }
+  const size_t qs = hd + 8;
+  std::vector<float> q(m * qs), o1(m * qs, NAN), o2(m * qs, NAN), s1(n_kv), s2(4 * n_kv);
+  for (auto& v : q) v = normal();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  for (int64_t t = 0; t < m; ++t)
+    ref.attend(q.data() + t * qs, Kb.data(), Vb.data(), GgmlType::F16, stride, hd, n0 + t, scale, true,
+               s1.data(), o1.data() + t * qs);
+  isa.attend_rows(q.data(), qs, Kb.data(), Vb.data(), GgmlType::F16, stride, hd, n0, m, scale, s2.data(),
+                  o2.data(), qs);
+  int bad = 0;
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t d = 0; d < hd; ++d)
+      bad += std::memcmp(&o1[t * qs + d], &o2[t * qs + d], 4) != 0;
+  char what[160];
+  std::snprintf(what, sizeof what, "%s attend_rows head_dim=%lld n_kv0=%lld m=%lld: %d differ from scalar",
+                isa.isa, (long long)hd, (long long)n0, (long long)m, bad);
+  check(bad == 0, what);
+}
+
 void test_attend_q8(const KernelTable& isa, const KernelTable& ref, int64_t hd, int64_t n_kv) {
   const int64_t stride = hd * 3 + QK;  // elements; several heads, padding of one block
   const size_t rb = row_bytes(GgmlType::Q8_0, stride);
@@ -392,6 +421,9 @@ void test_table(const KernelTable& isa) {
       for (int64_t n_kv : {1, 2, 7, 33, 130})
         for (bool batched : {false, true}) test_attend(isa, ref, kv, hd, n_kv, batched);
   for (int64_t n : {1, 7, 8, 576, 1536, 1541}) test_swiglu(isa, ref, n);
+  for (int64_t hd : {32, 64, 72, 128})
+    for (int64_t n0 : {1, 6, 33})
+      for (int64_t m : {1, 2, 3, 4, 5, 11}) test_attend_rows(isa, ref, hd, n0, m);
   for (int64_t hd : {32, 64, 128})
     for (int64_t n_kv : {1, 7, 130}) test_attend_q8(isa, ref, hd, n_kv);
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0})
