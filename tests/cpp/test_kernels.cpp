@@ -425,7 +425,7 @@ void test_table(const KernelTable& isa) {
     for (int64_t n0 : {1, 6, 33})
       for (int64_t m : {1, 2, 3, 4, 5, 11}) test_attend_rows(isa, ref, hd, n0, m);
   for (int64_t hd : {32, 64, 128})
-    for (int64_t n_kv : {1, 7, 130}) test_attend_q8(isa, ref, hd, n_kv);
+    for (int64_t n_kv : {1, 7, 130, 1001}) test_attend_q8(isa, ref, hd, n_kv);
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0})
     for (int64_t K : {32, 576, 1152, 4320})
       for (int64_t n : {1, 2, 3, 17}) test_packed(isa, wt, n == 17 ? 12 : 36, K, n);
