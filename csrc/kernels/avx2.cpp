@@ -1,11 +1,12 @@
 // AVX2 + FMA + F16C kernels. This file alone is compiled with -mavx2 -mfma -mf16c.
-// Everything sits in an anonymous namespace and uses no inline functions from
-// project headers, so no AVX2-compiled copy of a shared inline function can be
-// picked by the linker for code that runs on older CPUs.
+// Everything sits in an anonymous namespace, and the one project header with
+// inline code (ggml_exp_avx2.h) keeps it in one too, so no AVX2-compiled copy of
+// a shared inline function can be picked by the linker for code on older CPUs.
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
+#include "kernels/ggml_exp_avx2.h"
 #include "kernels/kernels.h"
 
 namespace bluelm::kernels {
@@ -446,33 +447,6 @@ void softmax(float* s, int64_t n) {
 
 // ---- llama.cpp's x86 arithmetic (see scalar.cpp for the lane-by-lane reference) --
 
-// exp(x) = 2^n * e^b: n by the 1.5 * 2^23 rounding trick, b = x - n*ln2 in two FMAs,
-// e^b - 1 by a degree-5 polynomial; lanes with |n| > 126 take a two-step scale.
-inline __m256 exp8(__m256 x) {
-  const __m256 shift = _mm256_set1_ps(0x1.8p23f);
-  const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
-  const __m256 n = _mm256_sub_ps(z, shift);
-  const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
-                                    _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
-  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
-  const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
-  const __m256 u = _mm256_mul_ps(b, b);
-  const __m256 hi = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
-                                    _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f)));
-  const __m256 p = _mm256_fmadd_ps(hi, u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
-  const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
-  const __m256 big = _mm256_cmp_ps(an, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
-  const __m256 normal = _mm256_fmadd_ps(p, k, k);
-  if (!_mm256_movemask_ps(big)) return normal;
-  const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
-                                     _mm256_set1_epi32(int(0x82000000u)));
-  const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
-  const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
-  const __m256 huge = _mm256_cmp_ps(an, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
-  const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, p, s2), s1);
-  const __m256 r = _mm256_blendv_ps(normal, scaled, big);
-  return _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
-}
 
 void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
