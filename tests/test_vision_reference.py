@@ -48,10 +48,12 @@ def test_bluelm_v_reference_reproduces_recorded_outputs():
     for k in range(3):
         pv = torch.from_numpy(z[f"pixel_values_{k}"])
         enc = model.encode_images(pv)
-        assert np.array_equal(enc["encoder"].numpy(), z[f"encoder_{k}"])
-        assert np.array_equal(enc["embeddings"].numpy(), z[f"embeddings_{k}"])
+        # PyTorch's CPU kernels sum in an ISA-dependent order: recorded on an AVX2
+        # Zen 3, an AVX-512 Xeon reproduces it to 2e-6 (values up to about 4).
+        assert np.allclose(enc["encoder"].numpy(), z[f"encoder_{k}"], rtol=0, atol=1e-5)
+        assert np.allclose(enc["embeddings"].numpy(), z[f"embeddings_{k}"], rtol=0, atol=1e-5)
         logits = model(torch.from_numpy(z[f"input_ids_{k}"])[None], pv)[0, -8:]
-        assert np.allclose(logits.numpy(), z[f"logits_{k}"], atol=1e-6)
+        assert np.allclose(logits.detach().numpy(), z[f"logits_{k}"], rtol=0, atol=1e-5)
 
 
 def test_bluelm_v_splice_is_in_patch_order():
