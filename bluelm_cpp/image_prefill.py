@@ -17,15 +17,17 @@ Example:
     >>> h = p.prepare(patches)  # starts encoding now  # doctest: +SKIP
     >>> p.prefill([[1, 2, 3], h, [4, 5]])  # waits only for what is not done  # doctest: +SKIP
     {'n_rows': ..., 'encode_s': ..., ...}
+    >>> h = p.prepare(patches, prefix=[1, 2, 3])  # then the KV of both  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -109,6 +111,19 @@ class ImageHandle:
         self._emb: np.ndarray | None = None
         self._error: BaseException | None = None
         self.encode_s = 0.0
+        # The KV-ahead step (prepare(prefix=...)): set once it ran, was
+        # skipped or failed; at once when none was asked for.
+        self._kv_done = threading.Event()
+        self.kv_error: BaseException | None = None  # why the KV-ahead step failed
+        self.kv_s = 0.0
+        self._used = False  # a request has consumed this handle
+
+    def kv_ready(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the KV-ahead step of
+        ``prepare(prefix=...)``; True once it is over (done, skipped, or failed:
+        see ``kv_error``). A request never needs this: it waits for the model.
+        """
+        return self._kv_done.wait(timeout)
 
     def done(self) -> bool:
         """True once the embeddings (or an error) are ready."""
@@ -172,6 +187,9 @@ class ImagePrefiller:
         release_vision: free the encoder's weights after each encode; they are
             read again from the file when next needed.
         cache_bytes: bound of the embedding cache.
+        session: a context-manager factory that serialises requests on the
+            context; the KV-ahead step of ``prepare(prefix=...)`` runs inside
+            it (default: a lock of this prefiller's own).
 
     ``cached`` is the key of every position in the KV cache; the owner may
     append token ids to it as it decodes.
@@ -188,6 +206,7 @@ class ImagePrefiller:
         overlap: bool = True,
         release_vision: bool = False,
         cache_bytes: int = 256 << 20,
+        session: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.vision = vision
@@ -204,6 +223,8 @@ class ImagePrefiller:
         self._pending_lock = threading.Lock()
         # one background encode at a time keeps the thread split
         self._encode_lock = threading.Lock()
+        own = threading.Lock()
+        self.session = session if session is not None else (lambda: own)
 
     # -- images ------------------------------------------------------------
 
@@ -222,24 +243,40 @@ class ImagePrefiller:
             )
         return a
 
-    def prepare(self, patches: np.ndarray) -> ImageHandle:
+    def prepare(self, patches: np.ndarray, prefix: Sequence[int] | None = None) -> ImageHandle:
         """Start encoding ``patches`` (normalised, ``[n, 3, S, S]``) in a
         background thread and return at once. Cached or already pending images
         are not encoded again.
+
+        With ``prefix`` (the token ids before the image) the same thread then
+        prefills ``prefix`` and the image's rows into the KV cache, inside
+        ``session()``, so a request ``[prefix, handle, question]`` that comes
+        later runs only the question through the LLM. The step is skipped if a
+        request has used the handle first or the cache already holds that prefix.
         """
         a = self._check_patches(patches)
+        ids = None if prefix is None else [int(t) for t in prefix]
         key = image_key(a)
         n_rows = a.shape[0] * self._rows_per_patch()
         with self._pending_lock:
-            if key in self._pending:
-                return self._pending[key]
-            h = ImageHandle(key, n_rows)
-            hit = self.cache.get(key)
-            if hit is not None:
-                h._finish(hit, None)
-                return h
-            self._pending[key] = h
-        threading.Thread(target=self._encode_in_background, args=(h, a), daemon=True).start()
+            h = self._pending.get(key)
+            new = h is None
+            if h is None:
+                h = ImageHandle(key, n_rows)
+                hit = self.cache.get(key)
+                if hit is not None:
+                    h._finish(hit, None)
+                else:
+                    self._pending[key] = h
+                    threading.Thread(
+                        target=self._encode_in_background, args=(h, a), daemon=True
+                    ).start()
+        if ids is None:
+            if new:
+                h._kv_done.set()
+        else:
+            h._kv_done.clear()
+            threading.Thread(target=self._kv_in_background, args=(h, ids), daemon=True).start()
         return h
 
     def _encode_in_background(self, h: ImageHandle, a: np.ndarray) -> None:
@@ -260,8 +297,27 @@ class ImagePrefiller:
             self._pending.pop(h.key, None)
         h._finish(emb, error)
 
+    def _kv_in_background(self, h: ImageHandle, prefix: list[int]) -> None:
+        try:
+            h._done.wait()
+            if h._error is not None:
+                return  # the request that uses the handle re-raises it
+            keys: list[Key] = [*prefix, *((h.key, r) for r in range(h.n_rows))]
+            with self.session():
+                if h._used or self.cached[: len(keys)] == keys:
+                    return
+                t0 = time.perf_counter()
+                self.prefill([prefix, h] if prefix else [h])
+                h.kv_s = time.perf_counter() - t0
+                h._used = False  # this step is not a request
+        except BaseException as e:  # noqa: BLE001 - kept on the handle; a request redoes the work
+            h.kv_error = e
+        finally:
+            h._kv_done.set()
+
     def _image(self, part: np.ndarray | ImageHandle) -> _Image:
         if isinstance(part, ImageHandle):
+            part._used = True
             emb = part.result() if part.done() and part._error is None else None
             return _Image(part.key, part.n_rows, handle=part, emb=emb)
         a = self._check_patches(part)

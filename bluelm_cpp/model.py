@@ -138,6 +138,7 @@ class Model:
             vision_batch=vision_batch,
             overlap=bool(pipeline),
             release_vision=bool(release_vision),
+            session=lambda: self._session(),
         )
         self._cached = []  # the positions whose keys/values are in the cache
         self.last_stats: dict[str, Any] = {}  # what the last request prefilled, reused, encoded
@@ -388,19 +389,59 @@ class Model:
         with self._session():
             return self.vision.embed(image)
 
-    def prepare_image(self, image: Any) -> ImageHandle:
+    def prepare_image(self, image: Any, prompt: str | list[Message] | None = None) -> ImageHandle:
         """Start encoding ``image`` now, in the background, and return a handle
         for ``generate(..., images=[handle])`` (or an ``{"type": "image",
         "image": handle}`` chat part), which then waits only for what is not
         done. Encodings are cached by image content (BlueLM-V layout).
 
+        With ``prompt`` (what comes before the question: text with one image
+        placeholder, or chat messages with one image part, whose own image
+        value is not needed) the background work goes on after the encode: the
+        prompt up to and including the image's rows is prefilled into the KV
+        cache, so a question that starts the same way prefills only its own
+        tokens. That step waits for the model like any request, and is skipped
+        if a request uses the handle first; ``handle.kv_ready()`` waits for it.
+
         Example:
             >>> h = m.prepare_image("photo.jpg")  # while the user types  # doctest: +SKIP
-            >>> m.generate("<image>\\nWhat is this?", images=[h])  # doctest: +SKIP
+            >>> m.generate("<image>\nWhat is this?", images=[h])  # doctest: +SKIP
+            >>> before = [{"role": "user", "content": [{"type": "image"}]}]  # doctest: +SKIP
+            >>> h = m.prepare_image("photo.jpg", before)  # encode, then KV  # doctest: +SKIP
+            >>> q = [{"role": "user", "content": [{"type": "image", "image": h},
+            ...      {"type": "text", "text": "What is this?"}]}]  # doctest: +SKIP
+            >>> m.chat(q)  # only the question's tokens go through the LLM  # doctest: +SKIP
         """
         if self.vision is None:
             raise InvalidArgumentError(f"'{self.path}' is a text-only model (no vision encoder)")
-        return self._prefiller.prepare(image_patches(self.vision.config, image))
+        prefix: list[int] | None = None
+        if prompt is not None:
+            prefix = self._tokens_before_image(prompt)
+        return self._prefiller.prepare(image_patches(self.vision.config, image), prefix)
+
+    def _tokens_before_image(self, prompt: str | list[Message]) -> list[int]:
+        """Token ids of ``prompt`` before its one image placeholder."""
+        if not self._pipelined():
+            raise InvalidArgumentError(
+                "prepare_image(prompt=...) needs a BlueLM-V (mlp_downsample) model"
+            )
+        assert self.vision is not None
+        if isinstance(prompt, str):
+            text, n_images, chat = prompt, prompt.count(self.vision.image_token), False
+        elif isinstance(prompt, list):
+            msgs, images = self._messages_with_images(prompt, need_image=False)
+            text = self.format_chat(msgs, add_generation_prompt=False)
+            n_images, chat = len(images), True
+        else:
+            raise InvalidArgumentError(
+                f"prompt must be text or a list of chat messages, got {type(prompt).__name__}"
+            )
+        if n_images != 1:
+            raise InvalidArgumentError(
+                f"the prompt of prepare_image must hold exactly one image, it has {n_images}"
+            )
+        ids, marks = self._ids_and_marks(text, [None], chat)
+        return ids[: marks[0]]
 
     def cancel(self) -> None:
         """Stop the request in flight, from any thread: an image prefill raises
@@ -707,6 +748,21 @@ class Model:
             >>> m.chat(msgs, max_tokens=16, temperature=0)  # doctest: +SKIP
             '2 + 2 = 4.'
         """
+        msgs, images = self._messages_with_images(messages)
+        if images:
+            stop = sampling.pop("stop", None)
+            return self._generate_items(
+                self.format_chat(msgs), images, True, max_tokens, stop, stream, sampling
+            )
+        ids = self._chat_tokens(messages)
+        return self.generate(ids, max_tokens, stream=stream, **sampling)
+
+    def _messages_with_images(
+        self, messages: list[Message], need_image: bool = True
+    ) -> tuple[list[Message], list[Any]]:
+        """``messages`` with each image part turned into the placeholder text,
+        and the images in order (``None`` for a part without one, when not
+        ``need_image``)."""
         images: list[Any] = []
         msgs: list[Any] = []
         for msg in messages if isinstance(messages, list) else []:
@@ -721,19 +777,15 @@ class Model:
                 parts = []
                 for p in content:
                     if isinstance(p, dict) and p.get("type") in ("image", "image_url"):
-                        images.append(_image_of_part(p))
+                        keys = ("image", "image_url", "url", "path")
+                        bare = not need_image and all(p.get(k) is None for k in keys)
+                        images.append(None if bare else _image_of_part(p))
                         parts.append({"type": "text", "text": self.vision.image_token})
                     else:
                         parts.append(p)
                 msg = {**msg, "content": parts}
             msgs.append(msg)
-        if images:
-            stop = sampling.pop("stop", None)
-            return self._generate_items(
-                self.format_chat(msgs), images, True, max_tokens, stop, stream, sampling
-            )
-        ids = self._chat_tokens(messages)
-        return self.generate(ids, max_tokens, stream=stream, **sampling)
+        return msgs, images
 
     def _generate_items(
         self,

@@ -390,3 +390,47 @@ def test_model_two_threads_are_serialised(tiny: Path, ref: dict) -> None:
     for t in threads:
         t.join()
     assert [got[k] for k in range(len(jobs))] == want
+
+
+def test_model_prepare_image_prefills_the_prefix_ahead(tiny: Path, ref: dict) -> None:
+    img = ref["image_2"]
+    prompt = "Look: <image>\nWhat is in the image?"
+    want_m = make_model(tiny)
+    want = want_m.generate(prompt, images=[img], max_tokens=6, temperature=0)
+    total = want_m.last_stats["n_prefilled"]
+    m = make_model(tiny, release_vision=True)
+    h = m.prepare_image(img, "Look: <image>")
+    assert h.kv_ready(timeout=60) and h.kv_error is None
+    n_ahead = len(m._cached)
+    assert n_ahead == len(m.tokenize("Look: ")) + h.n_rows  # BOS + text, then the rows
+    got = m.generate(prompt, images=[h], max_tokens=6, temperature=0)
+    assert got == want
+    st = m.last_stats
+    assert st["n_reused"] == n_ahead and st["n_reused"] + st["n_prefilled"] == total
+    assert st["n_patches_encoded"] == 0
+
+
+def test_model_prepare_image_chat_prefix_and_a_request_first(tiny: Path, ref: dict) -> None:
+    img = ref["image_0"]
+    q = {"type": "text", "text": "\nDescribe it."}
+    msgs = [{"role": "user", "content": [{"type": "image", "image": img}, q]}]
+    want = make_model(tiny).chat(msgs, max_tokens=4, temperature=0)
+    m = make_model(tiny)
+    h = m.prepare_image(img, [{"role": "user", "content": [{"type": "image", "image": None}]}])
+    # The question may come before the KV-ahead step ran: either order is right.
+    ask = [{"role": "user", "content": [{"type": "image", "image": h}, q]}]
+    assert m.chat(ask, max_tokens=4, temperature=0) == want
+    assert h.kv_ready(timeout=60) and h.kv_error is None
+    # A later request that needs the KV-ahead work finds it (or the request's own).
+    assert m.chat(ask, max_tokens=4, temperature=0) == want
+    assert m.last_stats["n_reused"] >= h.n_rows
+
+
+def test_model_prepare_image_bad_prompts(tiny: Path, ref: dict) -> None:
+    m = make_model(tiny)
+    img = ref["image_0"]
+    for bad in ("no image here", "<image> and <image>"):
+        with pytest.raises(InvalidArgumentError, match="exactly one image"):
+            m.prepare_image(img, bad)
+    with pytest.raises(InvalidArgumentError, match="text or a list"):
+        m.prepare_image(img, 42)  # type: ignore[arg-type]
