@@ -304,7 +304,7 @@ class ImagePrefiller:
                 return  # the request that uses the handle re-raises it
             keys: list[Key] = [*prefix, *((h.key, r) for r in range(h.n_rows))]
             with self.session():
-                if h._used or self.cached[: len(keys)] == keys:
+                if self.ctx is None or h._used or self.cached[: len(keys)] == keys:
                     return
                 t0 = time.perf_counter()
                 self.prefill([prefix, h] if prefix else [h])
@@ -339,6 +339,13 @@ class ImagePrefiller:
 
     def reset(self) -> None:
         self.ctx.reset()
+        self.cached = []
+
+    def close(self) -> None:
+        """Drop the context, the encoder and the cached embeddings."""
+        self.ctx = None
+        self.vision = None
+        self.cache.clear()
         self.cached = []
 
     def prefill(self, parts: Sequence[Part]) -> PrefillStats:

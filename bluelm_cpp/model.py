@@ -129,6 +129,9 @@ class Model:
             )
         if n_threads_vision is None:
             n_threads_vision = max(1, n_threads // 2)
+        # Serialises requests; shared with the prefiller's background KV step
+        # (not through self: a cycle would keep a closed model's cache alive).
+        self._requests = _RequestGate()
         # Prefills prompts with images through the scheduler of csrc/runtime and
         # owns the record of the cache: one key per position (_cached).
         self._prefiller = ImagePrefiller(
@@ -138,12 +141,10 @@ class Model:
             vision_batch=vision_batch,
             overlap=bool(pipeline),
             release_vision=bool(release_vision),
-            session=lambda: self._session(),
+            session=self._requests.session,
         )
         self._cached = []  # the positions whose keys/values are in the cache
         self.last_stats: dict[str, Any] = {}  # what the last request prefilled, reused, encoded
-        self._lock = threading.Lock()
-        self._owner: int | None = None
 
     @property
     def _cached(self) -> list[Any]:
@@ -160,6 +161,7 @@ class Model:
         self._ctx = None
         self._model = None
         self.vision = None
+        self._prefiller.close()
 
     def __enter__(self) -> Model:
         return self
@@ -327,7 +329,7 @@ class Model:
         return ids
 
     def _session(self) -> _Session:
-        return _Session(self)
+        return self._requests.session()
 
     def _prefill(self, ids: list[Item], images: dict[bytes, np.ndarray] | None = None) -> None:
         """Bring the cache to exactly ``ids``, reusing the longest cached prefix.
@@ -867,26 +869,37 @@ class Model:
                 close()
 
 
-class _Session:
-    """Serialises requests on one model; refuses re-entry from the same thread
-    (an open stream that was not finished or closed)."""
+class _RequestGate:
+    """One request at a time on a model; refuses re-entry from the same
+    thread (an open stream that was not finished or closed)."""
 
-    def __init__(self, model: Model) -> None:
-        self._m = model
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner: int | None = None
+
+    def session(self) -> _Session:
+        return _Session(self)
+
+
+class _Session:
+    """A request's hold on a :class:`_RequestGate`."""
+
+    def __init__(self, gate: _RequestGate) -> None:
+        self._g = gate
 
     def __enter__(self) -> None:
         me = threading.get_ident()
-        if self._m._owner == me:
+        if self._g.owner == me:
             raise BlueLMError(
                 "this model is busy with an unfinished generation in the same thread; "
                 "exhaust or close() the previous stream first"
             )
-        self._m._lock.acquire()
-        self._m._owner = me
+        self._g.lock.acquire()
+        self._g.owner = me
 
     def __exit__(self, *exc: object) -> None:
-        self._m._owner = None
-        self._m._lock.release()
+        self._g.owner = None
+        self._g.lock.release()
 
 
 def _image_of_part(part: dict[str, Any]) -> Any:

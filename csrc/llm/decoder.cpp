@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <new>
 #include <string>
 
 #include "core/errors.h"
@@ -47,12 +48,11 @@ Context::Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n
   const int64_t kv_dim = cfg_.n_head_kv * cfg_.head_dim;
   const int64_t q_dim = cfg_.n_head * cfg_.head_dim;
   kv_row_bytes_ = row_bytes(kv_type, kv_dim);
-  k_cache_.resize(cfg_.n_layer);
-  v_cache_.resize(cfg_.n_layer);
-  for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-    k_cache_[l].resize(static_cast<size_t>(n_ctx_) * kv_row_bytes_);
-    v_cache_[l].resize(static_cast<size_t>(n_ctx_) * kv_row_bytes_);
-  }
+  kv_layer_bytes_ = static_cast<size_t>(n_ctx_) * kv_row_bytes_;
+  const size_t kv_bytes = kv_layer_bytes_ * static_cast<size_t>(cfg_.n_layer);
+  k_cache_.reset(static_cast<uint8_t*>(std::calloc(kv_bytes, 1)));
+  v_cache_.reset(static_cast<uint8_t*>(std::calloc(kv_bytes, 1)));
+  if (!k_cache_ || !v_cache_) throw std::bad_alloc();
   const int64_t B = n_batch_;
   x_.resize(B * cfg_.n_embd);
   h_.resize(B * cfg_.n_embd);
@@ -221,8 +221,8 @@ void Context::rope(float* x, int64_t m, int64_t n_heads) const {
 void Context::attention(int layer, int64_t m) {
   const int64_t hd = cfg_.head_dim, kv_dim = cfg_.n_head_kv * hd, q_dim = cfg_.n_head * hd;
   const int64_t pos0 = n_past_;
-  uint8_t* kc = k_cache_[layer].data();
-  uint8_t* vc = v_cache_[layer].data();
+  uint8_t* kc = k_cache_.get() + static_cast<size_t>(layer) * kv_layer_bytes_;
+  uint8_t* vc = v_cache_.get() + static_cast<size_t>(layer) * kv_layer_bytes_;
   const kernels::ConvertRowFn to_kv = kt_.convert[kernels::act_slot(kv_type_)];
   for (int64_t t = 0; t < m; ++t) {
     to_kv(k_.data() + t * kv_dim, kc + (pos0 + t) * kv_row_bytes_, kv_dim);

@@ -2,6 +2,7 @@
 // LLaMA-family decoder. Prefill runs in chunks of n_batch tokens.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -62,8 +63,14 @@ class Context {
   const float* input_emb_ = nullptr;  // set by eval_embeddings for the chunk being run
 
   // KV cache: per layer, n_ctx rows of n_head_kv * head_dim values of kv_type.
+  // calloc'd: the OS maps its pages as positions are first written, so an
+  // n_ctx the prompt does not fill costs no resident memory.
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
   size_t kv_row_bytes_;  // one position of one layer: n_head_kv * head_dim values
-  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;
+  size_t kv_layer_bytes_;  // n_ctx positions of one layer
+  std::unique_ptr<uint8_t, FreeDeleter> k_cache_, v_cache_;
 
   // Chunk buffers sized for n_batch tokens, allocated once.
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;
