@@ -272,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
         if a.no_splits:
             splits = [(max(t // 2, 1), max(t - t // 2, 1))]
         for v, n in splits:
-            pipe = spawn(a, mode="pipelined", n_threads=n, n_threads_vision=v)
+            pipe = spawn(a, mode="pipelined", n_threads=n, n_threads_vision=v, release_vision=True)
             if pipe and seq:
                 ratio = med(pipe, "ttft_s") / med(seq, "ttft_s")
                 extra = " (oversubscribed)" if v + n > t else ""
                 print(f"  pipelined (encoder {v} | LLM {n}){extra}: {describe(pipe)}")
                 print(f"    pipelined / sequential TTFT = {ratio:.3f}")
                 summary[f"pipelined/sequential t={t} split={v}+{n}"] = ratio
+                summary[f"peak RSS MB pipelined release_vision t={t} split={v}+{n}"] = pipe[
+                    "peak_rss_mb"
+                ]
         prep = spawn(a, mode="prepared", n_threads=t, n_threads_vision=t, release_vision=True)
         if prep and seq:
             for key, what, pre in (

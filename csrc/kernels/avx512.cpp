@@ -1,8 +1,9 @@
 // AVX-512 VNNI kernels (compiled with -mavx2 -mfma -mf16c -mavx512f/bw/vl/vnni).
-// The int8 gemms use vpdpbusd (u8 x s8 -> int32 in one instruction): prefill on
-// 512-bit tiles with two tokens per register, decode with two rows per register
-// (Q4_0/Q4_1 from 4-row packed groups); the 256-bit tiles remain for decode of
-// lone rows. F16 attention of prompt chunks is vectorised across keys; float
+// The int8 gemms use vpdpbusd (u8 x s8 -> int32 in one instruction). Q4_0 runs
+// on 16-row interleaved groups with one row per lane (prefill and decode); Q4_1
+// and Q8_0 prefill on 512-bit tiles with two tokens per register, Q4_1 decode
+// with two rows per register from 4-row packed groups; the 256-bit tiles remain
+// for decode of lone rows. F16 attention of prompt chunks is vectorised across keys; float
 // gemms, conversions and the rest come from the AVX2 table (a CPU with these
 // features always runs AVX2). Every output keeps the scalar reference's per-lane
 // sequence, so results are bit-identical to it. Everything sits in an anonymous
@@ -15,6 +16,7 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #include <math.h>
+#include <cmath>
 #include <string.h>
 
 #include <initializer_list>
@@ -56,16 +58,17 @@ inline __m256 scale_add(__m256 acc, __m256i s32, __m256 scale) {
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), scale, acc);
 }
 
-// Kind 0: Q4_0 x Q8_0, 2: Q8_0 x Q8_0. Signed weights become unsigned by an
-// offset (n for Q4_0 nibbles, w ^ 0x80 = w + 128 for Q8_0); the offset times
-// sum(q) is subtracted in the integer start value, per token, shared by rows.
+// Kind 2: Q8_0 x Q8_0 (the kind numbers of gemm<>; Q4_0 has its own kernels
+// below). Signed weights become unsigned by w ^ 0x80 = w + 128; 128 * sum(q) is
+// subtracted in the integer start value, per token, shared by rows.
 template <int Kind, int R, int T>
 void qtile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t ldy, int64_t K) {
   const int64_t nb = K / QK;
   __m256 acc[R][T];
   for (int i = 0; i < R; ++i)
     for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
-  const __m256i offset = _mm256_set1_epi8(Kind == 0 ? 8 : char(0x80));
+  static_assert(Kind == 2, "Q8_0 only");
+  const __m256i offset = _mm256_set1_epi8(char(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     __m256i q[T], start[T];
     float dx[T];
@@ -78,17 +81,9 @@ void qtile(const char* w, size_t ws, const char* x, size_t xs, float* y, size_t 
     }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      __m256i u;
-      float dw;
-      if (Kind == 0) {
-        const BlockQ4_0* wb = reinterpret_cast<const BlockQ4_0*>(w + i * ws) + b;
-        u = nibbles(wb->qs);
-        dw = _mm_cvtss_f32(head2(wb));
-      } else {
-        const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + i * ws) + b;
-        u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qs)), offset);
-        dw = _mm_cvtss_f32(head2(wb));
-      }
+      const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + i * ws) + b;
+      const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qs)), offset);
+      const float dw = _mm_cvtss_f32(head2(wb));
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t)
         acc[i][t] = scale_add(acc[i][t], dpbusd(start[t], u, q[t]), _mm256_set1_ps(dw * dx[t]));
@@ -180,7 +175,8 @@ inline float h2f(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si1
 // Tokens x[0..nt) (nt <= 8; missing tokens read as zeros) -> nb prepared blocks.
 template <int Kind>
 void prep_q8(const char* x, size_t xs, int nt, int64_t nb, PrepQ8* out) {
-  const __m512i offset = _mm512_set1_epi8(Kind == 0 ? 8 : char(0x80));
+  static_assert(Kind == 2, "Q8_0 only");
+  const __m512i offset = _mm512_set1_epi8(char(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     for (int p = 0; p < kPairs; ++p) {
       __m256i q[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
@@ -267,7 +263,7 @@ inline void store_row(const __m512 (&acc)[NP], const float* m, float* y, size_t 
 
 // A row chunk's weights, unpacked once per gemm call and then reused by every
 // token tile: the 32 unsigned quants of a block as vpdpbusd takes them
-// (Q4_0/Q4_1 nibbles in element order, Q8_0 + 128) and its scales as floats,
+// (Q4_1 nibbles in element order, Q8_0 + 128) and its scales as floats,
 // so a tile's per-row work is two broadcast loads. Blocks of a group of 4 rows
 // sit together: entry (g * nb + b) * 4 + i is block b of row 4g + i.
 struct Wide {
@@ -285,7 +281,7 @@ void expand_row(const char* w, size_t bs, int64_t nb, Wide* out) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ8_0*>(wb)->qs));
       u = _mm256_xor_si256(q, _mm256_set1_epi8(char(0x80)));
     } else {
-      u = nibbles(reinterpret_cast<const uint8_t*>(wb) + (Kind == 1 ? 4 : 2));
+      u = nibbles(reinterpret_cast<const uint8_t*>(wb) + 4);  // Q4_1
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.u), u);
     const __m128 h = head2(wb);
@@ -298,7 +294,7 @@ inline __m512i wide_u(const Wide& e) {
   return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.u)));
 }
 
-// Q4_0 / Q8_0 weights (the offset is in the prepared start term).
+// Q8_0 weights (the offset is in the prepared start term).
 template <int R, int NP>
 void ptile_q8(const Wide* w, const PrepQ8* px, int64_t nb, float* y, size_t ldy, int nt) {
   __m512 acc[R][NP];
@@ -370,15 +366,9 @@ void ptile(const Wide* w, const PrepQ81* px, int64_t nb, float* y, size_t ldy, i
 
 // ---- per-kind activation preparation -----------------------------------------
 
-// Kind 0: Q4_0, 1: Q4_1, 2: Q8_0 (the kind of qtile / q41tile; 1 has Q8_1 activations).
+// Kind 1: Q4_1 (Q8_1 activations), 2: Q8_0 (the kind of q41tile / qtile).
 template <int Kind>
 struct Ops;
-template <>
-struct Ops<0> {
-  using Prep = PrepQ8;
-  static constexpr size_t kBlock = sizeof(BlockQ4_0);
-  static void prep(const char* x, size_t xs, int nt, int64_t nb, Prep* o) { prep_q8<0>(x, xs, nt, nb, o); }
-};
 template <>
 struct Ops<2> {
   using Prep = PrepQ8;
@@ -411,24 +401,20 @@ void ptile_np(const Wide* w, const typename Ops<Kind>::Prep* px, int64_t nb, flo
 
 // The token, prepared once per call and shared by every row group.
 struct DecQ {
-  __m512i q;      // [q0-15, q0-15, q16-31, q16-31]
-  __m512i start;  // -8 * (4-element group sums), Q4_0 only
-  __m256 xd;      // Q4_0: d_x in every lane; Q4_1: [d_x, s_x] x 4
+  __m512i q;  // [q0-15, q0-15, q16-31, q16-31]
+  __m256 xd;  // [d_x, s_x] x 4
 };
 
-template <int Kind>  // 0: Q4_0 / Q8_0 activations, 1: Q8_1
 void prep_dec(const char* x, int64_t nb, DecQ* out) {
   for (int64_t b = 0; b < nb; ++b) {
-    const char* xb = x + b * (Kind == 1 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0));
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + (Kind == 1 ? 4 : 2)));
+    const char* xb = x + b * sizeof(BlockQ8_1);
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 4));
     const __m512i zq = _mm512_castsi256_si512(q);
     out[b].q = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
-    out[b].start = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                    dpbusd512(_mm512_setzero_si512(), _mm512_set1_epi8(8), out[b].q));
     uint32_t h = 0;
-    memcpy(&h, xb, Kind == 1 ? 4 : 2);
+    memcpy(&h, xb, 4);
     const __m128 ds = _mm_cvtph_ps(_mm_cvtsi32_si128(int(h)));
-    out[b].xd = Kind == 1 ? _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(ds))) : _mm256_broadcastss_ps(ds);
+    out[b].xd = _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(ds)));
   }
 }
 
@@ -446,62 +432,39 @@ inline __m128 fold4(__m512 a01, __m512 a23) {
   return _mm256_castps256_ps128(g);
 }
 
-// Word indices of a packed Q4_0 group (9 words a block): row i's quants, then the 4 d.
-alignas(64) const uint16_t kQ40Quants[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
-                                             19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35};
-alignas(64) const uint16_t kQ40Heads[32] = {0, 9, 18, 27};
-
-// One packed group of 4 rows x 1 token. Kind 0: Q4_0 (18-byte blocks), 1: Q4_1 (20).
-template <int Kind>
+// One packed Q4_1 group of 4 rows x 1 token (20-byte blocks).
 void dtile(const char* g, const DecQ* px, int64_t nb, float* y) {
-  constexpr int kBytes = Kind == 0 ? 4 * sizeof(BlockQ4_0) : 4 * sizeof(BlockQ4_1);
-  // Q4_1: quants of row i are dwords 1+5i..4+5i, [d, m] dword 5i. Q4_0: quants of
-  // row i are words 1+9i..8+9i, d word 9i. Indices >= 16 (32) read the group's tail.
-  const __m512i qidx = Kind == 1 ? _mm512_setr_epi32(1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19)
-                                 : _mm512_loadu_si512(kQ40Quants);
-  const __m512i hidx = Kind == 1 ? _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-                                 : _mm512_loadu_si512(kQ40Heads);
-  // Scale of row i: lane 2i of prod (Q4_1) or lane i (Q4_0), in that row's quarters.
-  const __m512i s01 = Kind == 1 ? _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2)
-                                : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-  const __m512i s23 = Kind == 1 ? _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6)
-                                : _mm512_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3, 2, 2, 2, 2, 3, 3, 3, 3);
+  constexpr int kBytes = 4 * sizeof(BlockQ4_1);
+  // Quants of row i are dwords 1+5i..4+5i, [d, m] dword 5i; indices >= 16 read the group's tail.
+  const __m512i qidx = _mm512_setr_epi32(1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19);
+  const __m512i hidx = _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  // Scale of row i: lane 2i of prod, in that row's quarters.
+  const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
+  const __m512i s23 = _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6);
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
-  __m256 macc = _mm256_setzero_ps();  // Q4_1: lane 2i+1 sums m_w * s_x of row i
+  __m256 macc = _mm256_setzero_ps();  // lane 2i+1 sums m_w * s_x of row i
   for (int64_t b = 0; b < nb; ++b) {
     const char* gb = g + b * kBytes;
     const __m512i z0 = _mm512_loadu_si512(gb);
-    const __m512i z1 = _mm512_maskz_loadu_epi32(Kind == 1 ? 0x000f : 0x0003, gb + 64);
-    __m512i qs;
-    __m256 prod;
-    if (Kind == 1) {
-      qs = _mm512_permutex2var_epi32(z0, qidx, z1);
-      const __m256 h = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(hidx, z0)));
-      prod = _mm256_mul_ps(h, px[b].xd);  // [dw*dx, mw*sx] per row
-      macc = _mm256_add_ps(macc, prod);
-    } else {
-      qs = _mm512_permutex2var_epi16(z0, qidx, z1);
-      const __m128 h = _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(hidx, z0)));
-      prod = _mm256_castps128_ps256(_mm_mul_ps(h, _mm256_castps256_ps128(px[b].xd)));
-    }
+    const __m512i z1 = _mm512_maskz_loadu_epi32(0x000f, gb + 64);
+    const __m512i qs = _mm512_permutex2var_epi32(z0, qidx, z1);
+    const __m256 h = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(hidx, z0)));
+    const __m256 prod = _mm256_mul_ps(h, px[b].xd);  // [dw*dx, mw*sx] per row
+    macc = _mm256_add_ps(macc, prod);
     const __m512i lo = _mm512_and_si512(qs, m4);
     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4);
     const __m512i u01 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
     const __m512i u23 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m512i st = Kind == 1 ? _mm512_setzero_si512() : px[b].start;
+    const __m512i st = _mm512_setzero_si512();
     const __m512 pz = _mm512_castps256_ps512(prod);
     acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u01, px[b].q)), _mm512_permutexvar_ps(s01, pz), acc01);
     acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u23, px[b].q)), _mm512_permutexvar_ps(s23, pz), acc23);
   }
   const __m128 r = fold4(acc01, acc23);
-  if (Kind == 1) {
-    // m sums of rows 0..3 from lanes 1, 3, 5, 7
-    const __m128 m = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(macc, _mm256_setr_epi32(1, 3, 5, 7, 0, 0, 0, 0)));
-    _mm_storeu_ps(y, _mm_add_ps(r, m));
-  } else {
-    _mm_storeu_ps(y, r);
-  }
+  // m sums of rows 0..3 from lanes 1, 3, 5, 7
+  const __m128 m = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(macc, _mm256_setr_epi32(1, 3, 5, 7, 0, 0, 0, 0)));
+  _mm_storeu_ps(y, _mm_add_ps(r, m));
 }
 
 // Q8_0 decode in the file layout: rows (i, i+1) as the two 256-bit halves of a
@@ -548,8 +511,171 @@ void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
   y[3] = hsum(hi256(acc23));
 }
 
-// Decode: packed Q4_0/Q4_1 groups by dtile, Q8_0 by dtile_q8, file-layout Q4_0/
-// Q4_1 by the 256-bit tiles R4T1/R1T1. Prefill: per row chunk (unpacked once),
+// ---- Q4_0 on 16-row interleaved groups (kernels/repack.h): lanes are rows ----
+// Each block's 32 products are summed exactly in int32 by vpdpbusd (nibbles as
+// unsigned against the activations; the -8 offset and a conversion bias sit in
+// the start value), then one FMA per row with d_w * d_x: the scalar reference's
+// order (llama.cpp's repacked Q4_0 gemm), bit for bit.
+
+constexpr int kX16 = kQ4x16Rows;
+constexpr size_t kX16Block = kX16 * sizeof(BlockQ4_0);  // 288 bytes: 16 scales, 4 quant chunks
+// 0x4B400000 is 1.5 * 2^23 as a float. Its bits plus an int32 n (|n| < 2^22; a
+// Q4_0 block sum is at most 32 * 8 * 128) are the float 1.5 * 2^23 + n exactly,
+// so one subtraction converts n: a port-5 op instead of vcvtdq2ps on port 0,
+// which vpdpbusd already saturates.
+constexpr int32_t kMagicBits = 0x4B400000;
+constexpr float kMagic = 12582912.0f;
+
+struct X16Tok {   // one block of one token
+  int32_t start;  // kMagicBits - 8 * sum(q)
+  float dx;
+};
+
+void prep_x16(const char* x, size_t xs, int64_t n_tok, int64_t nb, X16Tok* out) {
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs);
+    for (int64_t b = 0; b < nb; ++b) {
+      int s = 0;
+      for (int j = 0; j < QK; ++j) s += xb[b].qs[j];
+      out[t * nb + b] = {kMagicBits - 8 * s, h2f(xb[b].d)};
+    }
+  }
+}
+
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// 16 rows x 1 token: the 8 products of each block run as two independent chains.
+void x16_gemv(const char* g, const BlockQ8_0* x, const X16Tok* tk, int64_t nb, float* y) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512 magic = _mm512_set1_ps(kMagic);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const char* gb = g + b * kX16Block;
+    const int8_t* q = x[b].qs;
+    __m512i lo = _mm512_set1_epi32(tk[b].start), hi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      // chunk c: low nibbles are elements 4c..4c+3, high nibbles 16+4c..16+4c+3
+      const __m512i v = _mm512_loadu_si512(gb + 2 * kX16 + 64 * c);
+      lo = dpbusd512(lo, _mm512_and_si512(v, m4), bcast4(q + 4 * c));
+      hi = dpbusd512(hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), bcast4(q + 16 + 4 * c));
+    }
+    const __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_add_epi32(lo, hi)), magic);
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb)));
+    acc = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(tk[b].dx)), acc);
+  }
+  _mm512_storeu_ps(y, acc);
+}
+
+// 16 rows x T tokens (T <= 8): a block's weights are unpacked once for the T
+// tokens, one dependency chain per token.
+template <int T>
+void x16_tile(const char* g, const char* x, size_t xs, const X16Tok* tk, int64_t nb, float* y, size_t ldy) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512 magic = _mm512_set1_ps(kMagic);
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const char* gb = g + b * kX16Block;
+    __m512i u[8];  // u[j]: elements 4j..4j+3 of the 16 rows
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const __m512i v = _mm512_loadu_si512(gb + 2 * kX16 + 64 * c);
+      u[c] = _mm512_and_si512(v, m4);
+      u[4 + c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb)));
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const int8_t* q = reinterpret_cast<const BlockQ8_0*>(x + t * xs)[b].qs;
+      const X16Tok& k = tk[t * nb + b];
+      __m512i s = _mm512_set1_epi32(k.start);
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) s = dpbusd512(s, u[j], bcast4(q + 4 * j));
+      const __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(s), magic);
+      acc[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(k.dx)), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
+using X16TileFn = void (*)(const char*, const char*, size_t, const X16Tok*, int64_t, float*, size_t);
+constexpr X16TileFn kX16Tiles[8] = {x16_tile<1>, x16_tile<2>, x16_tile<3>, x16_tile<4>,
+                                    x16_tile<5>, x16_tile<6>, x16_tile<7>, x16_tile<8>};
+
+// Row i of a group outside whole groups of [r0, r1) (a thread split inside a
+// group): the scalar reference's arithmetic, read from the packed layout.
+void x16_row(const char* g, int i, const char* x, size_t xs, int64_t nb, int64_t n_tok, float* y, size_t ldy) {
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* gb = reinterpret_cast<const uint8_t*>(g + b * kX16Block);
+      uint16_t d;
+      memcpy(&d, gb + 2 * i, 2);
+      int sum = 0;
+      for (int c = 0; c < 4; ++c)
+        for (int k = 0; k < 4; ++k) {
+          const uint8_t byte = gb[2 * kX16 + 64 * c + 4 * i + k];
+          const int e = 4 * c + k;
+          sum += ((byte & 0x0f) - 8) * xb[b].qs[e] + ((byte >> 4) - 8) * xb[b].qs[e + 16];
+        }
+      acc = std::fma(static_cast<float>(sum), h2f(d) * h2f(xb[b].d), acc);
+    }
+    y[t * ldy] = acc;
+  }
+}
+
+void gemm_q4_0_x16(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
+                   int64_t r0, int64_t r1, int64_t n_tok) {
+  const char* w = static_cast<const char*>(W);
+  const char* x = static_cast<const char*>(X);
+  const int64_t nb = K / QK;
+  // Per-token block terms: on the stack for decode, on the heap for a prompt.
+  constexpr int64_t kStack = 1024;
+  X16Tok stack[kStack];
+  std::vector<X16Tok> heap;
+  X16Tok* tk = stack;
+  if (n_tok * nb > kStack) {
+    heap.resize(static_cast<size_t>(n_tok * nb));
+    tk = heap.data();
+  }
+  prep_x16(x, xs, n_tok, nb, tk);
+  auto group = [&](int64_t r) { return w + (r - r % kX16) * ws; };
+  // Rows of partial groups at either end of the range.
+  int64_t a = r0, e = r1;
+  while (a < e && a % kX16 != 0) {
+    x16_row(group(a), int(a % kX16), x, xs, nb, n_tok, Y + a, ldy);
+    ++a;
+  }
+  while (e > a && e % kX16 != 0) {
+    --e;
+    x16_row(group(e), int(e % kX16), x, xs, nb, n_tok, Y + e, ldy);
+  }
+  if (n_tok == 1) {
+    for (int64_t r = a; r < e; r += kX16) x16_gemv(group(r), reinterpret_cast<const BlockQ8_0*>(x), tk, nb, Y + r);
+    return;
+  }
+  // Row chunks of about 128 KiB of weights stay in L2 while every 8-token tile
+  // sweeps them.
+  int64_t rchunk = static_cast<int64_t>((128 * 1024) / (ws ? ws : 1));
+  rchunk = rchunk < kX16 ? kX16 : rchunk - rchunk % kX16;
+  for (int64_t c0 = a; c0 < e; c0 += rchunk) {
+    const int64_t c1 = c0 + rchunk < e ? c0 + rchunk : e;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += 8) {
+      const int nt = static_cast<int>(n_tok - t0 < 8 ? n_tok - t0 : 8);
+      for (int64_t r = c0; r < c1; r += kX16)
+        kX16Tiles[nt - 1](group(r), x + t0 * xs, xs, tk + t0 * nb, nb, Y + t0 * ldy + r, ldy);
+    }
+  }
+}
+
+// Decode: packed Q4_1 groups by dtile, Q8_0 by dtile_q8, file-layout
+// Q4_1 / Q8_0 by the 256-bit tiles R4T1/R1T1. Prefill: per row chunk (unpacked once),
 // 8 tokens' activations are prepared at a time (a few KiB, stays in L1) and the
 // chunk's rows sweep them from L2. P = rows per packed group (0 = file layout).
 template <int Kind, int P, TileFn R4T1, TileFn R1T1>
@@ -577,16 +703,15 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
     for (; r < r1; ++r) R1T1(w + r * ws, ws, x, xs, Y + r, ldy, K);
     return;
   }
-  if (n_tok == 1 && Kind != 2) {
-    constexpr int D = Kind == 1 ? 1 : 0;
+  if (n_tok == 1 && Kind == 1) {
     std::vector<DecQ> dq(static_cast<size_t>(nb));
-    prep_dec<D>(x, nb, dq.data());
+    prep_dec(x, nb, dq.data());
     int64_t r = r0;
     std::vector<typename Ops<Kind>::Prep> prep;  // rows outside whole groups (rare)
     std::vector<Wide> one;
     while (r < r1) {
       if (full_tile(r)) {
-        dtile<D>(row(r), dq.data(), nb, Y + r);
+        dtile(row(r), dq.data(), nb, Y + r);
         r += 4;
       } else {
         if (prep.empty()) {
@@ -603,7 +728,7 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
   }
   std::vector<typename Ops<Kind>::Prep> prep(static_cast<size_t>(nb));
   // Rows in chunks of about 128 KiB of weights (a multiple of 4 rows): a chunk,
-  // unpacked (2.2x for Q4_0), stays in L2 while every token tile sweeps it.
+  // unpacked (2x for Q4_1), stays in L2 while every token tile sweeps it.
   int64_t rchunk = static_cast<int64_t>((128 * 1024) / (ws ? ws : 1));
   rchunk = rchunk < 4 ? 4 : rchunk - rchunk % 4;
   if (rchunk > r1 - r0) rchunk = (r1 - r0 + 3) / 4 * 4;
@@ -870,12 +995,16 @@ KernelTable make_table() {
   t.isa = "avx512";
   t.attend = attend;
   t.attend_rows = attend_rows;
-  t.gemm[W_Q4_0] = gemm<0, 0, qtile<0, 4, 1>, qtile<0, 1, 1>>;
+  // Q4_0 in the file layout: avx2's (the same arithmetic as the packed kernel).
   t.gemm[W_Q8_0] = gemm<2, 0, qtile<2, 4, 1>, qtile<2, 1, 1>>;
   t.gemm[W_Q4_1] = gemm<1, 0, q41tile<4, 1>, q41tile<1, 1>>;
-  // Q4_0/Q4_1 decode reads 4-row packed groups; Q8_0 keeps the file layout.
-  t.pack_rows[W_Q4_0] = t.pack_rows[W_Q4_1] = 4;
-  t.gemm_packed[W_Q4_0] = gemm<0, 4, qtile<0, 4, 1>, qtile<0, 1, 1>>;
+  // Q4_0 reads 16-row interleaved groups, Q4_1 decode 4-row packed groups; Q8_0
+  // keeps the file layout.
+  t.pack_rows[W_Q4_0] = kX16;
+  t.gemm_packed[W_Q4_0] = gemm_q4_0_x16;
+  t.pack[W_Q4_0] = repack_q4_0_x16;
+  t.unpack[W_Q4_0] = unpack_q4_0_x16;
+  t.pack_rows[W_Q4_1] = 4;
   t.gemm_packed[W_Q4_1] = gemm<1, 4, q41tile<4, 1>, q41tile<1, 1>>;
   t.pack_rows[W_Q8_0] = 0;
   t.gemm_packed[W_Q8_0] = nullptr;

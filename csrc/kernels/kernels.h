@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/block_formats.h"
+#include "kernels/repack.h"
 
 namespace bluelm::kernels {
 
@@ -58,6 +59,10 @@ struct KernelTable {
   int pack_rows[W_COUNT];
   GemmFn gemm_packed[W_COUNT];
   AttendRowsFn attend_rows;  // optional (nullptr)
+  // The packer of the gemm_packed layout and its inverse; nullptr: repack_rows
+  // (whole blocks interleaved, kernels/repack.h) and unpack_rows.
+  PackFn pack[W_COUNT];
+  PackFn unpack[W_COUNT];
 };
 
 // Slot of a weight type, or -1 when no kernel exists for it.

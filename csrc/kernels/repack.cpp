@@ -33,4 +33,38 @@ void unpack_rows(const void* src, void* dst, size_t row_bytes, size_t block_byte
   permute<false>(src, dst, row_bytes, block_bytes, rows, R);
 }
 
+namespace {
+constexpr size_t kQ40Block = 18;  // fp16 d + 16 quant bytes
+template <bool Pack>
+void interleave_q4_0(const void* src, void* dst, size_t row_bytes, int64_t rows) {
+  const char* s = static_cast<const char*>(src);
+  char* d = static_cast<char*>(dst);
+  const int64_t nb = static_cast<int64_t>(row_bytes / kQ40Block);
+  constexpr int R = kQ4x16Rows;
+  for (int64_t g = 0; g + R <= rows; g += R) {
+    const size_t base = static_cast<size_t>(g) * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const size_t packed = base + static_cast<size_t>(b) * R * kQ40Block;
+      for (int i = 0; i < R; ++i) {
+        const size_t file = base + i * row_bytes + b * kQ40Block;
+        auto move = [&](size_t file_off, size_t packed_off, size_t n) {
+          if (Pack) std::memcpy(d + packed + packed_off, s + file + file_off, n);
+          else std::memcpy(d + file + file_off, s + packed + packed_off, n);
+        };
+        move(0, 2 * i, 2);
+        for (int c = 0; c < 4; ++c) move(2 + 4 * c, 2 * R + 64 * c + 4 * i, 4);
+      }
+    }
+  }
+}
+}  // namespace
+
+void repack_q4_0_x16(const void* src, void* dst, size_t row_bytes, int64_t rows) {
+  interleave_q4_0<true>(src, dst, row_bytes, rows);
+}
+
+void unpack_q4_0_x16(const void* src, void* dst, size_t row_bytes, int64_t rows) {
+  interleave_q4_0<false>(src, dst, row_bytes, rows);
+}
+
 }  // namespace bluelm::kernels

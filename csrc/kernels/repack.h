@@ -1,7 +1,8 @@
 // Weight repacking at load: the blocks of each group of R consecutive rows are
 // interleaved, so a row tile of R rows streams one contiguous run of memory.
-// Only the block order changes, never a block's bytes, so the kernels' per-block
-// arithmetic (and so their results) stay exactly those of the file layout.
+// repack_rows changes only the block order, never a block's bytes; a kernel's
+// arithmetic never depends on the layout, so packed results stay exactly those
+// of the file layout.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -16,5 +17,18 @@ void repack_rows(const void* src, void* dst, size_t row_bytes, size_t block_byte
 // The inverse (for tests and for reading one row back).
 void unpack_rows(const void* src, void* dst, size_t row_bytes, size_t block_bytes, int64_t rows,
                  int R);
+
+// Q4_0 in groups of 16 rows whose quants are interleaved 4 bytes at a time, so
+// one 64-byte load holds the same 8 elements of 16 rows (the AVX-512 kernels'
+// lanes are rows). Group g starts at byte g*16*row_bytes; its block b is 288
+// bytes: the 16 fp16 scales (row i at 2i), then 4 chunks of 64 bytes, chunk c
+// holding bytes 4c..4c+3 of each row's 16 quant bytes (row i at 4i). rows must
+// be a multiple of 16.
+constexpr int kQ4x16Rows = 16;
+void repack_q4_0_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void unpack_q4_0_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
+
+// Signature shared by the layout-specific packers (KernelTable::pack/unpack).
+using PackFn = void (*)(const void* src, void* dst, size_t row_bytes, int64_t rows);
 
 }  // namespace bluelm::kernels

@@ -37,9 +37,9 @@ float sum8_tree(const float* v) {
   return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
 
-// Quantised dots in ggml's x86 order: each block's integer products summed in 8
-// lanes of 4 consecutive elements, each lane scaled into its own float
-// accumulator by one FMA, the lanes folded by the 8-lane tree at the end.
+// Q8_0 and Q4_1 dots in the order of ggml's x86 vec_dot: each block's integer
+// products summed in 8 lanes of 4 consecutive elements, each lane scaled into
+// its own float accumulator by one FMA, the lanes folded by the 8-lane tree.
 
 float dot_q8_0(const void* w, const void* x, int64_t k) {
   const BlockQ8_0* a = static_cast<const BlockQ8_0*>(w);
@@ -59,19 +59,20 @@ float dot_q8_0(const void* w, const void* x, int64_t k) {
 // Element j of a 4-bit block: low nibbles hold 0..15, high nibbles 16..31.
 inline int nibble(const uint8_t* qs, int j) { return j < QK / 2 ? qs[j] & 0x0f : qs[j - QK / 2] >> 4; }
 
+// Q4_0 in the order of llama.cpp's repacked x86 Q4_0 gemm/gemv (the path it
+// takes for Q4_0 on any AVX2 machine): each block's 32 products summed exactly
+// as an integer, then one FMA with d_w * d_x into a single accumulator.
 float dot_q4_0(const void* w, const void* x, int64_t k) {
   const BlockQ4_0* a = static_cast<const BlockQ4_0*>(w);
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
-  float acc[8] = {};
+  float acc = 0.0f;
   for (int64_t i = 0; i < k / QK; ++i) {
     const float d = fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d);
-    for (int l = 0; l < 8; ++l) {
-      int sum = 0;
-      for (int j = 4 * l; j < 4 * l + 4; ++j) sum += (nibble(a[i].qs, j) - 8) * b[i].qs[j];
-      acc[l] = std::fma(static_cast<float>(sum), d, acc[l]);
-    }
+    int sum = 0;
+    for (int j = 0; j < QK; ++j) sum += (nibble(a[i].qs, j) - 8) * b[i].qs[j];
+    acc = std::fma(static_cast<float>(sum), d, acc);
   }
-  return sum8_tree(acc);
+  return acc;
 }
 
 // The min term m_w * s_x is summed on its own, block by block, and added last.

@@ -76,7 +76,9 @@ int LlmModel::pack_rows_for(const Matrix& m) {
 void LlmModel::repack(Matrix& m, uint8_t* dst) {
   const int R = pack_rows_for(m);
   const size_t n = m.row_stride * static_cast<size_t>(m.rows);
-  kernels::repack_rows(m.data, dst, m.row_stride, type_info(uint32_t(m.type))->block_bytes, m.rows, R);
+  const kernels::PackFn pack = kernels::active().pack[kernels::weight_slot(m.type)];
+  if (pack) pack(m.data, dst, m.row_stride, m.rows);
+  else kernels::repack_rows(m.data, dst, m.row_stride, type_info(uint32_t(m.type))->block_bytes, m.rows, R);
   file_->release_pages(m.data, n);
   m.data = dst;
   m.packed_rows = R;
