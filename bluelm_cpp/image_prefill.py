@@ -420,6 +420,7 @@ class ImagePrefiller:
                 n_threads_vision=self.n_threads_vision,
                 vision_batch=self.vision_batch,
                 first_batch=self.first_batch,
+                release_vision=self.release_vision,
             )
             st.stages.append(stage)
             st.n_prefilled += int(stage["n_rows"])

@@ -434,3 +434,33 @@ def test_model_prepare_image_bad_prompts(tiny: Path, ref: dict) -> None:
             m.prepare_image(img, bad)
     with pytest.raises(InvalidArgumentError, match="text or a list"):
         m.prepare_image(img, 42)  # type: ignore[arg-type]
+
+
+def test_release_vision_frees_the_encoder_while_the_llm_prefills(tiny: Path, ref: dict) -> None:
+    lm, vm = _core.LlamaModel(str(tiny)), _core.VisionModel(str(tiny))
+    px = ref["pixel_values_0"]
+    before, after = split_prompt(ref["input_ids_0"])
+    tail = after + [20, 21, 22, 23] * 300  # keeps the LLM busy after the last patch
+    p = ImagePrefiller(_core.Context(lm, 2048, 4, 1, "f32"), vm, release_vision=True)
+    released_during: list[bool] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if not vm.weights_loaded:
+                released_during.append(not done.is_set())
+                return
+            time.sleep(0.0002)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        p.prefill([before, px, tail])
+    finally:
+        done.set()
+        t.join()
+    assert released_during == [True], "the weights were still loaded when the LLM finished"
+    got = p.ctx.logits()
+    q = ImagePrefiller(_core.Context(lm, 2048, 4, 1, "f32"), vm)  # reloads the weights
+    q.prefill([before, px, tail])
+    np.testing.assert_array_equal(q.ctx.logits(), got)

@@ -186,9 +186,9 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
   });
 }
 
-void Context::rms_norm(const float* x, const Vector& w, int64_t m, float* y) const {
+void Context::rms_norm(const float* x, const Vector& w, int64_t t0, int64_t t1, float* y) const {
   const int64_t d = w.n;
-  for (int64_t t = 0; t < m; ++t) {
+  for (int64_t t = t0; t < t1; ++t) {
     const float* xt = x + t * d;
     float* yt = y + t * d;
     double sum = 0.0;  // as ggml: accumulate squares in double
@@ -198,9 +198,9 @@ void Context::rms_norm(const float* x, const Vector& w, int64_t m, float* y) con
   }
 }
 
-void Context::rope(float* x, int64_t m, int64_t n_heads) const {
+void Context::rope(float* x, int64_t t0, int64_t t1, int64_t n_heads) const {
   const int64_t hd = cfg_.head_dim, half = cfg_.n_rot / 2;
-  for (int64_t t = 0; t < m; ++t) {
+  for (int64_t t = t0; t < t1; ++t) {
     const float* c = rope_cos_.data() + t * half;
     const float* s = rope_sin_.data() + t * half;
     for (int64_t h = 0; h < n_heads; ++h) {
@@ -224,10 +224,12 @@ void Context::attention(int layer, int64_t m) {
   uint8_t* kc = k_cache_.get() + static_cast<size_t>(layer) * kv_layer_bytes_;
   uint8_t* vc = v_cache_.get() + static_cast<size_t>(layer) * kv_layer_bytes_;
   const kernels::ConvertRowFn to_kv = kt_.convert[kernels::act_slot(kv_type_)];
-  for (int64_t t = 0; t < m; ++t) {
-    to_kv(k_.data() + t * kv_dim, kc + (pos0 + t) * kv_row_bytes_, kv_dim);
-    to_kv(v_.data() + t * kv_dim, vc + (pos0 + t) * kv_row_bytes_, kv_dim);
-  }
+  for_rows(m, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      to_kv(k_.data() + t * kv_dim, kc + (pos0 + t) * kv_row_bytes_, kv_dim);
+      to_kv(v_.data() + t * kv_dim, vc + (pos0 + t) * kv_row_bytes_, kv_dim);
+    }
+  });
   const int64_t group = cfg_.n_head / cfg_.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   if (m > 1 && kt_.attend_rows) {
@@ -262,44 +264,49 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
   const int64_t d = cfg_.n_embd, kv_dim = cfg_.n_head_kv * cfg_.head_dim, q_dim = cfg_.n_head * cfg_.head_dim;
   const int64_t ff = cfg_.n_ff, half = cfg_.n_rot / 2;
 
-  if (input_emb_) std::copy(input_emb_, input_emb_ + m * d, x_.data());
-  else for (int64_t t = 0; t < m; ++t) dequantize_row(M.token_embd.type, M.token_embd.row(tokens[t]), x_.data() + t * d, d);
-
   // RoPE angles as ggml computes them: theta_i = p * base^(-2i/n_rot) by repeated products.
   const float theta_scale = std::pow(cfg_.rope_freq_base, -2.0f / static_cast<float>(cfg_.n_rot));
-  for (int64_t t = 0; t < m; ++t) {
-    float theta = static_cast<float>(n_past_ + t);
-    for (int64_t i = 0; i < half; ++i) {
-      const float ff_i = M.rope_freq_factors.empty() ? 1.0f : M.rope_freq_factors[i];
-      const float th = cfg_.rope_freq_scale * (theta / ff_i);
-      rope_cos_[t * half + i] = std::cos(th);
-      rope_sin_[t * half + i] = std::sin(th);
-      theta *= theta_scale;
+  for_rows(m, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      if (input_emb_) std::copy(input_emb_ + t * d, input_emb_ + (t + 1) * d, x_.data() + t * d);
+      else dequantize_row(M.token_embd.type, M.token_embd.row(tokens[t]), x_.data() + t * d, d);
+      float theta = static_cast<float>(n_past_ + t);
+      for (int64_t i = 0; i < half; ++i) {
+        const float ff_i = M.rope_freq_factors.empty() ? 1.0f : M.rope_freq_factors[i];
+        const float th = cfg_.rope_freq_scale * (theta / ff_i);
+        rope_cos_[t * half + i] = std::cos(th);
+        rope_sin_[t * half + i] = std::sin(th);
+        theta *= theta_scale;
+      }
     }
-  }
+  });
 
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const LayerWeights& L = M.layers[l];
-    rms_norm(x_.data(), L.attn_norm, m, h_.data());
+    for_rows(m, [&](int64_t t0, int64_t t1) { rms_norm(x_.data(), L.attn_norm, t0, t1, h_.data()); });
     {
       const Matrix* W[] = {&L.wq, &L.wk, &L.wv};
       float* Y[] = {q_.data(), k_.data(), v_.data()};
       matmul_shared_input(W, Y, 3, h_.data(), m);
     }
-    if (L.bq.data) {
-      for (int64_t t = 0; t < m; ++t) {
-        for (int64_t i = 0; i < q_dim; ++i) q_[t * q_dim + i] += L.bq.data[i];
-        for (int64_t i = 0; i < kv_dim; ++i) k_[t * kv_dim + i] += L.bk.data[i];
-        for (int64_t i = 0; i < kv_dim; ++i) v_[t * kv_dim + i] += L.bv.data[i];
+    for_rows(m, [&](int64_t t0, int64_t t1) {
+      if (L.bq.data) {
+        for (int64_t t = t0; t < t1; ++t) {
+          for (int64_t i = 0; i < q_dim; ++i) q_[t * q_dim + i] += L.bq.data[i];
+          for (int64_t i = 0; i < kv_dim; ++i) k_[t * kv_dim + i] += L.bk.data[i];
+          for (int64_t i = 0; i < kv_dim; ++i) v_[t * kv_dim + i] += L.bv.data[i];
+        }
       }
-    }
-    rope(q_.data(), m, cfg_.n_head);
-    rope(k_.data(), m, cfg_.n_head_kv);
+      rope(q_.data(), t0, t1, cfg_.n_head);
+      rope(k_.data(), t0, t1, cfg_.n_head_kv);
+    });
     attention(static_cast<int>(l), m);
     matmul(L.wo, attn_.data(), m, h_.data());
-    for (int64_t i = 0; i < m * d; ++i) x_[i] += h_[i];
-
-    rms_norm(x_.data(), L.ffn_norm, m, h_.data());
+    // Residual, then the FFN norm of the same rows.
+    for_rows(m, [&](int64_t t0, int64_t t1) {
+      for (int64_t i = t0 * d; i < t1 * d; ++i) x_[i] += h_[i];
+      rms_norm(x_.data(), L.ffn_norm, t0, t1, h_.data());
+    });
     {
       const Matrix* W[] = {&L.w_gate, &L.w_up};
       float* Y[] = {gate_.data(), up_.data()};
@@ -313,13 +320,15 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
     if (m == 1) swiglu_rows(0, 1);
     else pool_.parallel_for(m, 1, swiglu_rows);
     matmul(L.w_down, gate_.data(), m, h_.data());
-    for (int64_t i = 0; i < m * d; ++i) x_[i] += h_[i];
+    for_rows(m, [&](int64_t t0, int64_t t1) {
+      for (int64_t i = t0 * d; i < t1 * d; ++i) x_[i] += h_[i];
+    });
   }
   n_past_ += m;
 
   if (!logits_out) return;
   const int64_t first = all_rows ? 0 : m - 1, rows = all_rows ? m : 1;
-  rms_norm(x_.data() + first * d, M.output_norm, rows, h_.data());
+  for_rows(rows, [&](int64_t t0, int64_t t1) { rms_norm(x_.data() + first * d, M.output_norm, t0, t1, h_.data()); });
   matmul(M.output, h_.data(), rows, logits_out);
 }
 

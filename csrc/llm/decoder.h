@@ -49,9 +49,17 @@ class Context {
   // Several products of one input (q/k/v, gate/up): one conversion of X and one
   // pool job for all of them, instead of one each.
   void matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X, int64_t m);
-  void rms_norm(const float* x, const Vector& w, int64_t m, float* y) const;
-  void rope(float* x, int64_t m, int64_t n_heads) const;
+  // Rows [t0, t1) of a chunk (row t at offset t * width).
+  void rms_norm(const float* x, const Vector& w, int64_t t0, int64_t t1, float* y) const;
+  void rope(float* x, int64_t t0, int64_t t1, int64_t n_heads) const;
   void attention(int layer, int64_t m);
+  // fn(t0, t1) over the rows of a chunk: on the pool for a prompt chunk (the
+  // per-row work is identical either way), inline for one token.
+  template <typename Fn>
+  void for_rows(int64_t m, Fn&& fn) {
+    if (m < 2) fn(int64_t(0), m);
+    else pool_.parallel_for(m, 1, fn);
+  }
 
   std::shared_ptr<const LlmModel> model_;
   const LlmConfig& cfg_;

@@ -255,7 +255,7 @@ py::dict stats_dict(const PrefillStats& st) {
 // GIL to let Python handle signals: a KeyboardInterrupt cancels the prefill
 // (the context is rolled back) and is raised once the scheduler has stopped.
 py::dict context_prefill(ContextHandle& pc, const py::list& items, std::shared_ptr<VisionModel> vision, bool overlap,
-                         int n_threads_vision, int64_t vision_batch, int64_t first_batch) {
+                         int n_threads_vision, int64_t vision_batch, int64_t first_batch, bool release_vision) {
   BusyGuard g(pc.busy);
   std::vector<py::array_t<float, py::array::c_style>> keep;
   const std::vector<PrefillSegment> segs = parse_segments(items, *pc.ctx, vision.get(), keep);
@@ -264,6 +264,7 @@ py::dict context_prefill(ContextHandle& pc, const py::list& items, std::shared_p
   opt.n_threads_vision = n_threads_vision;
   opt.vision_batch = vision_batch;
   opt.first_batch = first_batch;
+  opt.release_vision = release_vision;
   pc.cancel = false;
   PrefillStats st;
   std::exception_ptr err;
@@ -409,6 +410,7 @@ PYBIND11_MODULE(_core, m) {
       .def("truncate", [](ContextHandle& pc, int64_t n) { BusyGuard g(pc.busy); pc.ctx->truncate(n); }, py::arg("n"))
       .def("prefill", &context_prefill, py::arg("segments"), py::arg("vision") = py::none(), py::arg("overlap") = true,
            py::arg("n_threads_vision") = 1, py::arg("vision_batch") = 4, py::arg("first_batch") = 1,
+           py::arg("release_vision") = false,
            "Prefill (kind, data) segments, encoding patches on their own threads while the LLM runs; returns stage times.")
       .def("cancel", [](ContextHandle& pc) { pc.cancel = true; }, "Stop the prefill in flight (thread-safe); it rolls back and raises CancelledError.")
       .def("reset", [](ContextHandle& pc) { BusyGuard g(pc.busy); pc.ctx->truncate(0); });

@@ -36,34 +36,9 @@ class PatchProducer {
 
   void run() {
     try {
-      const Clock::time_point t0 = Clock::now();
-      // Acquired here, so a reload after release_weights() (and its errors) happens on this thread.
-      const std::shared_ptr<const LoadedVision> l = vm_.acquire();
-      const VisionConfig& c = vm_.config();
-      int64_t max_n = 1;
-      for (const PrefillSegment& s : segs_) {
-        if (s.kind == PrefillSegment::Kind::Patches) max_n = std::max(max_n, s.n);
-      }
-      VisionEncoder enc(c, *l->weights, std::min(opt_.vision_batch, max_n), opt_.n_threads_vision);
-      const int64_t per_in = 3 * c.image_size * c.image_size, per_out = c.n_out_tokens * c.proj_dim;
-      for (const PrefillSegment& s : segs_) {
-        if (s.kind != PrefillSegment::Kind::Patches) continue;
-        for (int64_t i = 0, m = 0; i < s.n; i += m) {
-          if (cancel_.load() || out_.closed()) return;
-          const int64_t want = n_batches == 0 ? std::min(opt_.first_batch, opt_.vision_batch) : opt_.vision_batch;
-          m = std::min(want, s.n - i);
-          EmbeddingBatch b;
-          b.rows.resize(static_cast<size_t>(m * per_out));
-          b.n_rows = m * c.n_out_tokens;
-          const Clock::time_point tb = Clock::now();
-          enc.run(s.data + i * per_in, m, true, b.rows.data());
-          encode_s += seconds_since(tb);
-          vm_.count_encoded(m);
-          n_patches += m;
-          if (n_batches++ == 0) first_batch_s = seconds_since(t0);
-          if (!out_.push(std::move(b))) return;
-        }
-      }
+      encode_all();
+      // The encoder's buffers and this thread's hold on the weights are gone here.
+      if (opt_.release_vision) vm_.release_weights();
     } catch (...) {
       out_.fail(std::current_exception());
     }
@@ -73,6 +48,37 @@ class PatchProducer {
   int64_t n_patches = 0, n_batches = 0;
 
  private:
+  void encode_all() {
+    const Clock::time_point t0 = Clock::now();
+    // Acquired here, so a reload after release_weights() (and its errors) happens on this thread.
+    const std::shared_ptr<const LoadedVision> l = vm_.acquire();
+    const VisionConfig& c = vm_.config();
+    int64_t max_n = 1;
+    for (const PrefillSegment& s : segs_) {
+      if (s.kind == PrefillSegment::Kind::Patches) max_n = std::max(max_n, s.n);
+    }
+    VisionEncoder enc(c, *l->weights, std::min(opt_.vision_batch, max_n), opt_.n_threads_vision);
+    const int64_t per_in = 3 * c.image_size * c.image_size, per_out = c.n_out_tokens * c.proj_dim;
+    for (const PrefillSegment& s : segs_) {
+      if (s.kind != PrefillSegment::Kind::Patches) continue;
+      for (int64_t i = 0, m = 0; i < s.n; i += m) {
+        if (cancel_.load() || out_.closed()) return;
+        const int64_t want = n_batches == 0 ? std::min(opt_.first_batch, opt_.vision_batch) : opt_.vision_batch;
+        m = std::min(want, s.n - i);
+        EmbeddingBatch b;
+        b.rows.resize(static_cast<size_t>(m * per_out));
+        b.n_rows = m * c.n_out_tokens;
+        const Clock::time_point tb = Clock::now();
+        enc.run(s.data + i * per_in, m, true, b.rows.data());
+        encode_s += seconds_since(tb);
+        vm_.count_encoded(m);
+        n_patches += m;
+        if (n_batches++ == 0) first_batch_s = seconds_since(t0);
+        if (!out_.push(std::move(b))) return;
+      }
+    }
+  }
+
   const VisionModel& vm_;
   const std::vector<PrefillSegment>& segs_;
   const PrefillOptions& opt_;

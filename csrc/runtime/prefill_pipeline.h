@@ -44,6 +44,10 @@ struct PrefillOptions {
   // used by both paths, so it never changes the result.
   int64_t first_batch = 1;
   size_t queue_capacity = 1;  // finished batches waiting for the LLM
+  // Free the encoder's weights and buffers as soon as the last patch is
+  // encoded, while the LLM still prefills (the paper's way to keep the peak
+  // low); they are read again from the file when the next image comes.
+  bool release_vision = false;
 };
 
 struct PrefillStats {

@@ -38,7 +38,7 @@ std::shared_ptr<const LoadedVision> VisionModel::acquire() const {
   return loaded_;
 }
 
-void VisionModel::release_weights() {
+void VisionModel::release_weights() const {
   std::shared_ptr<const LoadedVision> old;
   {
     std::lock_guard<std::mutex> lock(mutex_);

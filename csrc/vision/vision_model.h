@@ -30,8 +30,9 @@ class VisionModel {
   // The loaded weights, read again from the file if they were released.
   // Throws FileError / FormatError when the file is gone or has changed.
   std::shared_ptr<const LoadedVision> acquire() const;
-  // Drops this model's hold on the weights; they are freed once no encode uses them.
-  void release_weights();
+  // Drops this model's hold on the weights; they are freed once no encode uses
+  // them. Const like acquire(): the weights are a cache of the file.
+  void release_weights() const;
   bool weights_loaded() const;
   int64_t n_loads() const { return n_loads_.load(); }
   // Patches run through the encoder since construction (a cache-hit probe).
