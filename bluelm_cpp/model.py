@@ -65,12 +65,19 @@ class Model:
         mmproj: a separate vision GGUF (llama.cpp's mmproj layout); without it
             the vision tower is read from ``model_path`` when that file has one.
         vision_batch: image patches per encoder batch (4, the paper's).
-        n_threads_vision: threads of the encoder's own pool, which runs while
-            the LLM prefills (default: half of ``n_threads``, at least 1).
-        release_vision: free the encoder's weights after each image; they are
-            read again from the file when the next image comes.
-        pipeline: overlap patch encoding with the LLM prefill (BlueLM-V
-            layout); the result is the same bit for bit either way.
+        n_threads_vision: threads of the encoder's own pool (default:
+            ``n_threads`` when the stages run one after the other, half of it
+            when they overlap).
+        release_vision: free the encoder's weights once an image is encoded
+            (while the LLM still prefills it); they are read again from the
+            file when the next image comes.
+        pipeline: overlap patch encoding with the LLM prefill on split thread
+            groups (BlueLM-V layout); the result is the same bit for bit
+            either way. Off by default: on a CPU both stages scale with
+            threads, so giving each stage every thread in turn was faster in
+            ``benchmarks/bench_pipeline.py`` (2 cores, BlueLM-V-3B shape:
+            pipelined TTFT 1.15x sequential); turn it on where a stage stops
+            scaling.
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -95,7 +102,7 @@ class Model:
         vision_batch: int = 4,
         n_threads_vision: int | None = None,
         release_vision: bool = False,
-        pipeline: bool = True,
+        pipeline: bool = False,
     ) -> None:
         n_ctx = _check_int("n_ctx", n_ctx, 1, 1 << 24)
         n_batch = _check_int("n_batch", n_batch, 1, 65536)
@@ -128,7 +135,7 @@ class Model:
                 f"embedding width is {self._model.n_embd}"
             )
         if n_threads_vision is None:
-            n_threads_vision = max(1, n_threads // 2)
+            n_threads_vision = max(1, n_threads // 2) if pipeline else n_threads
         # Serialises requests; shared with the prefiller's background KV step
         # (not through self: a cycle would keep a closed model's cache alive).
         self._requests = _RequestGate()

@@ -346,7 +346,7 @@ def test_model_chat_second_turn_prefills_only_new_tokens(tiny: Path, ref: dict) 
 def test_model_cancel_and_interrupt_leave_it_usable(tiny: Path, ref: dict, how: str) -> None:
     imgs = [ref["image_0"]] * 60  # 60 images, each encoded in the pipeline: a long prefill
     prompt = "<image>\n" * 60 + "What changed?"
-    m = make_model(tiny)
+    m = make_model(tiny, pipeline=True)
     n0 = m.vision._vm.n_patches_encoded
 
     def stop_when_started() -> None:
@@ -375,7 +375,7 @@ def test_model_cancel_and_interrupt_leave_it_usable(tiny: Path, ref: dict, how: 
 
 
 def test_model_two_threads_are_serialised(tiny: Path, ref: dict) -> None:
-    m = make_model(tiny)
+    m = make_model(tiny, pipeline=True)
     jobs = [("<image>\nA?", ref["image_0"]), ("<image>\nB?", ref["image_2"])] * 3
     want = [make_model(tiny).generate(p, images=[i], max_tokens=5, temperature=0) for p, i in jobs]
     got: dict[int, str] = {}
