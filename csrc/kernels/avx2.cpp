@@ -611,6 +611,60 @@ void attend_q8_0(const float* q, const BlockQ8_0* k, const BlockQ8_0* v, size_t 
   }
 }
 
+// attend_q8_0 for up to 4 consecutive query rows of one head (row r sees one
+// position more than row r-1): each K/V block is widened once for all rows,
+// and every row keeps attend_q8_0's sequence of operations, so the results
+// are identical to it. scratch: 4 rows of `room` scores.
+void attend_rows_q8_0(const float* q, size_t q_stride, const BlockQ8_0* k, const BlockQ8_0* v,
+                      size_t kv_stride, int64_t head_dim, const int64_t* n, int R, float scale,
+                      float* scratch, size_t room, float* out, size_t out_stride) {
+  const size_t row_blocks = kv_stride / QK;
+  const int64_t nb = head_dim / QK, nmax = n[R - 1];
+  float* s[4];
+  for (int r = 0; r < R; ++r) s[r] = scratch + r * room;
+  for (int64_t j = 0; j < nmax; ++j) {
+    const BlockQ8_0* kj = k + j * row_blocks;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; ++b) {
+      const int8_t* qs = kj[b].qs;
+      const __m256 w0 = widen8(qs), w1 = widen8(qs + 8), w2 = widen8(qs + 16), w3 = widen8(qs + 24);
+      const __m256 dk = _mm256_set1_ps(h2f(kj[b].d));
+      for (int r = 0; r < R; ++r) {
+        const float* qb = q + r * q_stride + b * QK;
+        __m256 sv = _mm256_mul_ps(w0, _mm256_loadu_ps(qb));
+        sv = _mm256_fmadd_ps(w1, _mm256_loadu_ps(qb + 8), sv);
+        sv = _mm256_fmadd_ps(w2, _mm256_loadu_ps(qb + 16), sv);
+        sv = _mm256_fmadd_ps(w3, _mm256_loadu_ps(qb + 24), sv);
+        acc[r] = _mm256_fmadd_ps(sv, dk, acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      if (j < n[r]) s[r][j] = scale * hsum(acc[r]);
+  }
+  for (int r = 0; r < R; ++r) softmax_ggml(s[r], n[r]);
+  // P.V 16 columns at a time: 2 accumulators per row stay in registers.
+  for (int64_t d0 = 0; d0 < head_dim; d0 += 16) {
+    const int64_t b = d0 / QK, c = d0 % QK;
+    __m256 acc[4][2];
+    for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < nmax; ++j) {
+      const BlockQ8_0& vb = v[j * row_blocks + b];
+      const __m256 w0 = widen8(vb.qs + c), w1 = widen8(vb.qs + c + 8);
+      const float dv = h2f(vb.d);
+      for (int r = 0; r < R; ++r) {
+        if (j >= n[r]) continue;
+        const __m256 pd = _mm256_set1_ps(s[r][j] * dv);
+        acc[r][0] = _mm256_fmadd_ps(w0, pd, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(w1, pd, acc[r][1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm256_storeu_ps(out + r * out_stride + d0, acc[r][0]);
+      _mm256_storeu_ps(out + r * out_stride + d0 + 8, acc[r][1]);
+    }
+  }
+}
+
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
             int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch, float* out) {
   if (kv_type == GgmlType::Q8_0) {
@@ -646,6 +700,28 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
   weighted_sum_lanes(scratch, static_cast<const uint16_t*>(V), kv_stride, head_dim, n_kv, batched, out);
 }
 
+// Prompt-chunk attention 4 rows at a time for the INT8 cache; other caches
+// loop attend (the F16 order has no shared work here).
+void attend_rows(const float* q, size_t q_stride, const void* K, const void* V, GgmlType kv_type,
+                 size_t kv_stride, int64_t head_dim, int64_t n_kv0, int64_t m, float scale,
+                 float* scratch, float* out, size_t out_stride) {
+  if (kv_type != GgmlType::Q8_0) {
+    for (int64_t t = 0; t < m; ++t)
+      attend(q + t * q_stride, K, V, kv_type, kv_stride, head_dim, n_kv0 + t, scale, true, scratch,
+             out + t * out_stride);
+    return;
+  }
+  const size_t room = static_cast<size_t>(n_kv0 + m - 1);
+  for (int64_t t0 = 0; t0 < m; t0 += 4) {
+    const int R = static_cast<int>(m - t0 < 4 ? m - t0 : 4);
+    int64_t n[4];
+    for (int r = 0; r < R; ++r) n[r] = n_kv0 + t0 + r;
+    attend_rows_q8_0(q + t0 * q_stride, q_stride, static_cast<const BlockQ8_0*>(K),
+                     static_cast<const BlockQ8_0*>(V), kv_stride, head_dim, n, R, scale, scratch,
+                     room, out + t0 * out_stride, out_stride);
+  }
+}
+
 KernelTable make_table() {
   KernelTable t = scalar_table();
   t.isa = "avx2";
@@ -665,6 +741,7 @@ KernelTable make_table() {
   t.convert[A_Q8_0] = convert_q8_0;
   t.convert[A_Q8_1] = convert_q8_1;
   t.attend = attend;
+  t.attend_rows = attend_rows;
   t.swiglu = swiglu;
   return t;
 }

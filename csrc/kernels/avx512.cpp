@@ -965,6 +965,11 @@ void pv_rows2(const float* pa, int64_t na, const float* pb, int64_t nb, const ui
 void attend_rows(const float* q, size_t q_stride, const void* K, const void* V, GgmlType kv_type,
                  size_t kv_stride, int64_t head_dim, int64_t n_kv0, int64_t m, float scale,
                  float* scratch, float* out, size_t out_stride) {
+  if (kv_type == GgmlType::Q8_0) {  // avx2's 4-row INT8 path
+    avx2_table()->attend_rows(q, q_stride, K, V, kv_type, kv_stride, head_dim, n_kv0, m, scale, scratch, out,
+                              out_stride);
+    return;
+  }
   if (kv_type != GgmlType::F16 || head_dim % 16 != 0 || head_dim > 512) {
     for (int64_t t = 0; t < m; ++t)
       attend(q + t * q_stride, K, V, kv_type, kv_stride, head_dim, n_kv0 + t, scale, true, scratch,

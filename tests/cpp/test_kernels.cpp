@@ -355,6 +355,39 @@ void test_attend_q8(const KernelTable& isa, const KernelTable& ref, int64_t hd, 
   check(bad == 0, what);
 }
 
+// attend_rows on the INT8 cache must equal the same table's attend row by row,
+// bit for bit (it only shares the K/V widening among the rows).
+void test_attend_rows_q8(const KernelTable& isa, int64_t hd, int64_t n0, int64_t m) {
+  if (!isa.attend_rows) return;
+  const int64_t stride = hd * 3 + QK;
+  const size_t rb = row_bytes(GgmlType::Q8_0, stride);
+  const int64_t n_kv = n0 + m - 1;
+  std::vector<uint8_t> Kq(n_kv * rb), Vq(n_kv * rb);
+  std::vector<float> row(stride);
+  for (int64_t j = 0; j < n_kv; ++j) {
+    for (auto& v : row) v = normal() * 2.0f;
+    quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(Kq.data() + j * rb), stride);
+    for (auto& v : row) v = normal();
+    quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(Vq.data() + j * rb), stride);
+  }
+  const size_t qs = hd + 8, off = row_bytes(GgmlType::Q8_0, hd);
+  std::vector<float> q(m * qs), o1(m * qs, NAN), o2(m * qs, NAN), s1(n_kv), s2(4 * n_kv);
+  for (auto& v : q) v = normal();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  for (int64_t t = 0; t < m; ++t)
+    isa.attend(q.data() + t * qs, Kq.data() + off, Vq.data() + off, GgmlType::Q8_0, stride, hd, n0 + t, scale,
+               true, s1.data(), o1.data() + t * qs);
+  isa.attend_rows(q.data(), qs, Kq.data() + off, Vq.data() + off, GgmlType::Q8_0, stride, hd, n0, m, scale,
+                  s2.data(), o2.data(), qs);
+  int bad = 0;
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t d = 0; d < hd; ++d) bad += std::memcmp(&o1[t * qs + d], &o2[t * qs + d], 4) != 0;
+  char what[160];
+  std::snprintf(what, sizeof what, "%s attend_rows Q8_0 head_dim=%lld n_kv0=%lld m=%lld: %d differ from attend",
+                isa.isa, (long long)hd, (long long)n0, (long long)m, bad);
+  check(bad == 0, what);
+}
+
 // A repacked gemm must equal the same table's file-layout gemm bit for bit, for
 // any split of the rows between threads (aligned to the groups or not).
 void test_packed(const KernelTable& isa, GgmlType wt, int64_t groups, int64_t K, int64_t n_tok) {
@@ -432,6 +465,9 @@ void test_table(const KernelTable& isa) {
       for (int64_t m : {1, 2, 3, 4, 5, 11}) test_attend_rows(isa, ref, hd, n0, m);
   for (int64_t hd : {32, 64, 128})
     for (int64_t n_kv : {1, 7, 130, 1001}) test_attend_q8(isa, ref, hd, n_kv);
+  for (int64_t hd : {32, 128})
+    for (int64_t n0 : {1, 6, 129})
+      for (int64_t m : {1, 2, 3, 4, 5, 11}) test_attend_rows_q8(isa, hd, n0, m);
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0})
     for (int64_t K : {32, 576, 1152, 4320})
       for (int64_t n : {1, 2, 3, 9, 17}) test_packed(isa, wt, n == 17 ? 3 : 9, K, n);
