@@ -427,9 +427,7 @@ class ImagePrefiller:
             segs.clear()
             for key, emb in fresh:
                 self.cache.put(key, emb)
-            fresh.clear()
-            if self.release_vision and stage["n_patches"]:
-                self.vision.release_weights()
+            fresh.clear()  # release_vision: the scheduler freed the encoder after its last patch
 
         for it in items:
             n = len(it) if isinstance(it, list) else it.n_rows
