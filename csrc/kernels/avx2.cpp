@@ -15,13 +15,6 @@ namespace {
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 inline uint16_t f2h(float f) { return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // 16 bytes of packed nibbles -> 32 bytes 0..15 in element order: low nibbles
 // are elements 0..15 (low lane), high nibbles elements 16..31 (high lane).
 inline __m256i nibbles(const uint8_t* qs) {
@@ -507,30 +500,6 @@ float dot_f16_tile_order(const uint16_t* a, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; i += 8)
     acc = _mm256_fmadd_ps(F16Load::load8(a + i), _mm256_loadu_ps(b + i), acc);
   return hsum(acc);
-}
-
-void softmax_ggml(float* s, int64_t n) {
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < n; ++j) mx = fmaxf(mx, s[j]);
-  const __m256 vmx = _mm256_set1_ps(mx);
-  double sum = 0.0;
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
-    _mm256_storeu_ps(s + j, v);
-    sum += hsum(v);
-  }
-  if (j < n) {  // padded KV positions contribute exact zeros
-    alignas(32) float t[8] = {};
-    for (int64_t l = 0; l < n - j; ++l) t[l] = s[j + l];
-    _mm256_store_ps(t, exp8(_mm256_sub_ps(_mm256_load_ps(t), vmx)));
-    for (int64_t l = n - j; l < 8; ++l) t[l] = 0.0f;
-    for (int64_t l = 0; l < n - j; ++l) s[j + l] = t[l];
-    sum += hsum(_mm256_load_ps(t));
-  }
-  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
-  for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
-  for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
 }
 
 // P.V with lanes by position: 8 (tiled matmul) or 32 (dot product) accumulators

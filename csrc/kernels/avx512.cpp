@@ -31,13 +31,6 @@ const KernelTable* avx2_table();
 
 namespace {
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // 16 bytes of packed nibbles -> 32 bytes 0..15 in element order: low nibbles
 // are elements 0..15 (low lane), high nibbles elements 16..31 (high lane).
 inline __m256i nibbles(const uint8_t* qs) {
@@ -767,7 +760,7 @@ void gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t l
 // ---- attention (F16 cache, prompt chunks) ------------------------------------
 // The sums of avx2.cpp's tinyBLAS-order path, vectorised across keys and over
 // wider P.V columns; every lane keeps its own sequence, so results are identical.
-// exp8 (kernels/ggml_exp_avx2.h) and the group sums are avx2.cpp's.
+// exp8, hsum and softmax_ggml are kernels/ggml_exp_avx2.h's, shared with avx2.cpp.
 
 inline __m256 f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline __m256 round_f16(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
@@ -792,37 +785,6 @@ void scores_tile_order(const uint16_t* k, size_t stride, const float* qh, int64_
     for (int64_t d = 0; d < hd; d += 8) acc = _mm256_fmadd_ps(f16x8(k + j * stride + d), _mm256_loadu_ps(qh + d), acc);
     out[j] = hsum(acc) * scale;
   }
-}
-
-// avx2.cpp's softmax_ggml; the max by vector (max ignores NaN scores as fmaxf
-// does; a +-0 tie cannot change exp(s - max)).
-void softmax_ggml(float* s, int64_t n) {
-  __m256 m8 = _mm256_set1_ps(-INFINITY);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(_mm256_loadu_ps(s + j), m8);
-  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
-  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-  float mx = _mm_cvtss_f32(m4);
-  for (; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
-  const __m256 vmx = _mm256_set1_ps(mx);
-  double sum = 0.0;
-  for (j = 0; j + 8 <= n; j += 8) {
-    const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
-    _mm256_storeu_ps(s + j, v);
-    sum += hsum(v);
-  }
-  if (j < n) {  // padded KV positions contribute exact zeros
-    alignas(32) float t[8] = {};
-    for (int64_t l = 0; l < n - j; ++l) t[l] = s[j + l];
-    _mm256_store_ps(t, exp8(_mm256_sub_ps(_mm256_load_ps(t), vmx)));
-    for (int64_t l = n - j; l < 8; ++l) t[l] = 0.0f;
-    for (int64_t l = 0; l < n - j; ++l) s[j + l] = t[l];
-    sum += hsum(_mm256_load_ps(t));
-  }
-  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
-  for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
-  for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
 }
 
 inline __m512 f16x16(const uint16_t* p) {

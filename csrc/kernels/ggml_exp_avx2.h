@@ -1,9 +1,13 @@
-// ggml's x86 vector exp, shared by the AVX2 and AVX-512 kernel files. It sits in
-// an anonymous namespace, so each including file (compiled with its own ISA
-// flags) gets a private copy: none can be picked by the linker for another ISA.
+// ggml's x86 vector exp, the AVX lane tree and softmax, shared by the AVX2 and
+// AVX-512 kernel files. They sit in an anonymous namespace, so each including
+// file (compiled with its own ISA flags) gets a private copy: none can be
+// picked by the linker for another ISA.
 // Include only from files compiled with at least -mavx2 -mfma.
 #pragma once
 #include <immintrin.h>
+#include <math.h>
+
+#include <cstdint>
 
 namespace bluelm::kernels {
 namespace {
@@ -34,6 +38,48 @@ inline __m256 exp8(__m256 x) {
   const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, p, s2), s1);
   const __m256 r = _mm256_blendv_ps(normal, scaled, big);
   return _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
+}
+
+
+// The 8 lanes summed as (lo + hi), then movehl, then movehdup (the AVX tree).
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Softmax in place as ggml's CPU code computes it: exp8 of s - max, the sum of
+// each 8-lane group's hsum in a double, one reciprocal multiply. The max by
+// vector (it ignores NaN scores as fmaxf does; a +-0 tie cannot change
+// exp(s - max)).
+inline void softmax_ggml(float* s, int64_t n) {
+  __m256 m8 = _mm256_set1_ps(-INFINITY);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(_mm256_loadu_ps(s + j), m8);
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  float mx = _mm_cvtss_f32(m4);
+  for (; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
+  const __m256 vmx = _mm256_set1_ps(mx);
+  double sum = 0.0;
+  for (j = 0; j + 8 <= n; j += 8) {
+    const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
+    _mm256_storeu_ps(s + j, v);
+    sum += hsum(v);
+  }
+  if (j < n) {  // padded KV positions contribute exact zeros
+    alignas(32) float t[8] = {};
+    for (int64_t l = 0; l < n - j; ++l) t[l] = s[j + l];
+    _mm256_store_ps(t, exp8(_mm256_sub_ps(_mm256_load_ps(t), vmx)));
+    for (int64_t l = n - j; l < 8; ++l) t[l] = 0.0f;
+    for (int64_t l = 0; l < n - j; ++l) s[j + l] = t[l];
+    sum += hsum(_mm256_load_ps(t));
+  }
+  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+  for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
+  for (; j < n; ++j) s[j] *= _mm256_cvtss_f32(inv);
 }
 
 }  // namespace
