@@ -23,6 +23,25 @@ import numpy as np
 Q = gguf.GGMLQuantizationType
 
 
+# Contract name -> transformers SigLIP name (without ``vision_model.``).
+SIGLIP_EMBEDDINGS = {
+    "v.patch_embd.weight": "embeddings.patch_embedding.weight",
+    "v.patch_embd.bias": "embeddings.patch_embedding.bias",
+    "v.position_embd.weight": "embeddings.position_embedding.weight",
+}
+# Per layer: ``v.blk.N.<key>.{weight,bias}`` <- ``encoder.layers.N.<value>.{weight,bias}``.
+SIGLIP_BLOCK = {
+    "ln1": "layer_norm1",
+    "ln2": "layer_norm2",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_out": "self_attn.out_proj",
+    "ffn_up": "mlp.fc1",
+    "ffn_down": "mlp.fc2",
+}
+
+
 def _matrix_type(name: str, shape: tuple[int, ...], wtype: str) -> Q:
     k = int(np.prod(shape[1:]))
     if wtype == "f32":
@@ -111,23 +130,9 @@ def siglip_tensors(state: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str
     def g(k: str) -> np.ndarray:
         return np.asarray(state[prefix + k].detach().float().numpy(), dtype=np.float32)
 
-    out = {
-        "v.patch_embd.weight": g("embeddings.patch_embedding.weight"),
-        "v.patch_embd.bias": g("embeddings.patch_embedding.bias"),
-        "v.position_embd.weight": g("embeddings.position_embedding.weight"),
-    }
-    pairs = {
-        "ln1": "layer_norm1",
-        "ln2": "layer_norm2",
-        "attn_q": "self_attn.q_proj",
-        "attn_k": "self_attn.k_proj",
-        "attn_v": "self_attn.v_proj",
-        "attn_out": "self_attn.out_proj",
-        "ffn_up": "mlp.fc1",
-        "ffn_down": "mlp.fc2",
-    }
+    out = {ours: g(theirs) for ours, theirs in SIGLIP_EMBEDDINGS.items()}
     for i in range(cfg["layers"]):
-        for ours, theirs in pairs.items():
+        for ours, theirs in SIGLIP_BLOCK.items():
             for wb in ("weight", "bias"):
                 out[f"v.blk.{i}.{ours}.{wb}"] = g(f"encoder.layers.{i}.{theirs}.{wb}")
     if cfg.get("post_ln", True):

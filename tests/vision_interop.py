@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import gguf
 import numpy as np
+
+# Where the recording scripts look for llama.cpp (the llama-cpp-python 0.3.36 sdist).
+LLAMA_CPP_SRC = Path("/tmp/llsrc/llama_cpp_python-0.3.36/vendor/llama.cpp")
 
 # Every key llama.cpp's clip loader reads for a vision file with projector
 # 'mlp' (llama-cpp-python 0.3.36 sdist, tools/mtmd/clip.cpp: the loader's

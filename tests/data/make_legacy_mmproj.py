@@ -41,13 +41,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+import gguf
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 DATA = Path(__file__).resolve().parent
 SRC = DATA / "tiny_llava_ov"
 OUT = SRC / "legacy"
-LEGACY_NAMES = {"mlp.fc1": "ffn_down", "mlp.fc2": "ffn_up"}  # the legacy converter's swap
+sys.path.insert(0, str(DATA.parent))
+from vision_gguf_writer import SIGLIP_BLOCK, SIGLIP_EMBEDDINGS  # noqa: E402
+from vision_interop import LLAMA_CPP_SRC  # noqa: E402
+
+# The legacy converter's names: SigLIP's mlp.fc1 as ffn_down, mlp.fc2 as ffn_up.
+LEGACY_BLOCK = {**SIGLIP_BLOCK, "ffn_down": "mlp.fc1", "ffn_up": "mlp.fc2"}
 
 
 def hub_layout(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -90,27 +96,12 @@ def expected_tensor(name: str, src: dict[str, np.ndarray]) -> np.ndarray:
     rest = name[len("v.") :]
     if rest.startswith("blk."):
         _, bid, part, what = rest.split(".")
-        hf = {
-            "ln1": "layer_norm1",
-            "ln2": "layer_norm2",
-            "attn_q": "self_attn.q_proj",
-            "attn_k": "self_attn.k_proj",
-            "attn_v": "self_attn.v_proj",
-            "attn_out": "self_attn.out_proj",
-        }.get(part) or next(k for k, v in LEGACY_NAMES.items() if v == part)
-        return src[f"vision_tower.encoder.layers.{bid}.{hf}.{what}"]
-    hf = {
-        "patch_embd.weight": "embeddings.patch_embedding.weight",
-        "patch_embd.bias": "embeddings.patch_embedding.bias",
-        "position_embd.weight": "embeddings.position_embedding.weight",
-    }[rest]
-    return src["vision_tower." + hf]
+        return src[f"vision_tower.encoder.layers.{bid}.{LEGACY_BLOCK[part]}.{what}"]
+    return src["vision_tower." + SIGLIP_EMBEDDINGS[name]]
 
 
-def check(gguf_path: Path, gguf_py: Path) -> dict[str, str]:
-    sys.path.insert(0, str(gguf_py))
-    import gguf
-
+def check(gguf_path: Path) -> dict[str, str]:
+    """Every tensor of the file equals the checkpoint's; returns the tensor types."""
     src = load_file(str(SRC / "model.safetensors"))
     types = {}
     for t in gguf.GGUFReader(str(gguf_path)).tensors:
@@ -126,7 +117,7 @@ def main() -> None:
     ap.add_argument(
         "--llama-cpp",
         type=Path,
-        default=Path("/tmp/llsrc/llama_cpp_python-0.3.36/vendor/llama.cpp"),
+        default=LLAMA_CPP_SRC,
         help="llama.cpp source tree (the llama-cpp-python sdist's vendor/llama.cpp)",
     )
     ap.add_argument(
@@ -175,7 +166,7 @@ def main() -> None:
         dest = OUT / "mmproj-model-f16.gguf"
         shutil.copy(out / "mmproj-model-f16.gguf", dest)
         vit_cfg = json.loads((vit / "config.json").read_text())
-    types = check(dest, gguf_py)
+    types = check(dest)
     versions = subprocess.run(
         [
             args.python,

@@ -45,7 +45,7 @@ SRC = DATA / "tiny_llava_ov"
 OUT = SRC / "mtmd"
 sys.path.insert(0, str(DATA.parent))
 from vision_gguf_writer import rewrite_gguf  # noqa: E402
-from vision_interop import consulted_keys, cos, tensor_hashes  # noqa: E402
+from vision_interop import LLAMA_CPP_SRC, consulted_keys, cos, tensor_hashes  # noqa: E402
 
 from bluelm_cpp import _core  # noqa: E402
 from bluelm_cpp.convert.vision import convert_vision_checkpoint  # noqa: E402
@@ -139,11 +139,7 @@ def mtmd_cli(build: Path, llm: Path, mmproj: Path, image: Path, tmp: Path) -> tu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--llama-cpp",
-        type=Path,
-        default=Path("/tmp/llsrc/llama_cpp_python-0.3.36/vendor/llama.cpp"),
-    )
+    ap.add_argument("--llama-cpp", type=Path, default=LLAMA_CPP_SRC, help="llama.cpp sources")
     ap.add_argument("--build", type=Path, default=Path("/tmp/llbuild"), help="llama.cpp build dir")
     args = ap.parse_args()
     from PIL import Image
