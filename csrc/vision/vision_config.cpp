@@ -23,12 +23,11 @@ bool has_own_keys(const GGUFFile& f) {
   return false;
 }
 
-// Layers run, as llama.cpp's LLaVA graph counts them: up to the deepest
-// feature layer when the file names one; otherwise block_count - 1 for an
-// 'mlp' file of another writer (its legacy converter stores the layers of
-// LLaVA's default vision_feature_layer = -2 and llama.cpp drops one more), and
-// all block_count layers in this project's files (its contract before it wrote
-// the key) and for the projectors llama.cpp does not know.
+// Layers run, as llama.cpp's LLaVA graph counts them: up to the feature layer
+// when the file names one; otherwise block_count - 1 for an 'mlp' file of
+// another writer (what that graph runs), and all block_count layers in this
+// project's files (its contract before it wrote the key) and for the
+// projectors llama.cpp does not know.
 void resolve_layers(const GGUFFile& f, VisionConfig& c) {
   if (f.has(kFeatureLayer)) {
     const GGUFValue& a = f.require_array(kFeatureLayer);
@@ -44,14 +43,11 @@ void resolve_layers(const GGUFFile& f, VisionConfig& c) {
              ", clip.vision.block_count)");
     }
     c.n_layer = layer;
-    c.layer_source = LayerCountSource::FeatureLayer;
   } else if (c.projector == ProjectorType::Mlp && !has_own_keys(f)) {
     if (c.n_block < 2) f.fail("an 'mlp' file without clip.vision.feature_layer runs block_count - 1 layers; block_count = 1 leaves none");
     c.n_layer = c.n_block - 1;
-    c.layer_source = LayerCountSource::BlockCountMinusOne;
   } else {
     c.n_layer = c.n_block;
-    c.layer_source = LayerCountSource::BlockCount;
   }
 }
 

@@ -16,9 +16,6 @@ enum class ProjectorType { None, Mlp, MlpDownsample };
 // legacy converter wrote fc1 as 'ffn_down' and fc2 as 'ffn_up'.
 enum class FfnNaming { Standard, LegacySwapped };
 
-// What set the number of layers run (docs/vision_format.md, "Layers run").
-enum class LayerCountSource { FeatureLayer, BlockCount, BlockCountMinusOne };
-
 struct VisionConfig {
   int64_t image_size = 0;  // S: input side in pixels
   int64_t patch_size = 0;  // P: conv kernel and stride
@@ -27,8 +24,7 @@ struct VisionConfig {
   int64_t n_embd = 0;      // C
   int64_t n_ff = 0;        // F
   int64_t n_block = 0;     // clip.vision.block_count
-  int64_t n_layer = 0;     // layers run (<= n_block)
-  LayerCountSource layer_source = LayerCountSource::BlockCount;
+  int64_t n_layer = 0;     // layers run (<= n_block; docs/vision_format.md, "Layers run")
   int64_t n_head = 0;
   int64_t head_dim = 0;
   float eps = 1e-6f;
