@@ -45,7 +45,10 @@ class ImageEmbedder:
         self.batch_size = batch_size
         self._newline: np.ndarray | None = None
         if self.settings.grid_method == "anyres" and not self.config.get("has_image_newline"):
-            raise ModelFormatError(f"'{self.path}': anyres packing needs 'v.image_newline'")
+            raise ModelFormatError(
+                f"'{self.path}': anyres packing needs tensor 'v.image_newline' "
+                "('model.image_newline' in llama.cpp's legacy files)"
+            )
 
     @property
     def projector(self) -> str:
@@ -65,11 +68,7 @@ class ImageEmbedder:
     @property
     def n_embd(self) -> int:
         """Width of the rows given to the LLM."""
-        return int(
-            self.config.get(
-                "clip.vision.projection_dim", self.config["clip.vision.embedding_length"]
-            )
-        )
+        return int(self.config["proj_dim"])  # resolved from the tensors (legacy files say 0)
 
     def encode_patches(self, pixels: np.ndarray) -> np.ndarray:
         """``[N, 3, S, S]`` normalised float32 -> ``[N, T, D]`` projector output."""
@@ -96,9 +95,10 @@ class ImageEmbedder:
         if self._newline is None:
             import gguf
 
-            r = gguf.GGUFReader(self.path)
-            t = next(t for t in r.tensors if t.name == "v.image_newline")
-            self._newline = np.asarray(t.data, np.float32).reshape(-1)
+            name = self.config["image_newline_tensor"]  # v.image_newline or the legacy name
+            t = next(t for t in gguf.GGUFReader(self.path).tensors if t.name == name)
+            data = gguf.quants.dequantize(t.data, t.tensor_type)
+            self._newline = np.asarray(data, np.float32).reshape(-1)
         return self._newline
 
 

@@ -155,6 +155,11 @@ py::dict vision_config_dict(const VisionModel& vm) {
   d["weight_type"] = type_name(static_cast<uint32_t>(l->weights->main_type));
   d["has_post_ln"] = l->weights->post_ln_w.data != nullptr;
   d["has_image_newline"] = l->weights->image_newline.data != nullptr;
+  // What the file's keys and names resolve to (legacy llama.cpp files included).
+  d["proj_dim"] = c.proj_dim;
+  d["n_layer"] = c.n_layer;
+  d["image_newline_tensor"] = c.image_newline_name.empty() ? py::object(py::none()) : py::object(py::str(c.image_newline_name));
+  d["ffn_naming"] = c.ffn_naming == FfnNaming::LegacySwapped ? "legacy_swapped" : "standard";
   return d;
 }
 

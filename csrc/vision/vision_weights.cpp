@@ -41,6 +41,8 @@ class VisionBinder {
     return m;
   }
 
+  // F32 in place; F16/BF16 (the legacy converter's position embeddings)
+  // widened once into memory this object owns.
   VisionVector vector(const std::string& name, int64_t n, bool required = true) const {
     VisionVector v;
     const GGUFTensor* t = find(name, required);
@@ -48,12 +50,20 @@ class VisionBinder {
     if (t->n_elements() != n) {
       f_.fail("tensor '" + name + "' has shape " + t->shape_string() + ", expected " + std::to_string(n) + " elements");
     }
-    if (static_cast<GgmlType>(t->type) != GgmlType::F32) {
-      f_.fail("tensor '" + name + "' has type " + type_name(t->type) + ", expected F32");
+    const GgmlType type = static_cast<GgmlType>(t->type);
+    v.n = n;
+    if (type == GgmlType::F16 || type == GgmlType::BF16) {
+      auto wide = std::make_unique<std::vector<float>>(static_cast<size_t>(n));
+      dequantize_row(type, t->data, wide->data(), n);
+      v.data = wide->data();
+      w_.widened_.push_back(std::move(wide));
+      return v;
+    }
+    if (type != GgmlType::F32) {
+      f_.fail("tensor '" + name + "' has type " + type_name(t->type) + ", expected F32 (or F16, BF16)");
     }
     if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) != 0) f_.fail("tensor '" + name + "' data is misaligned");
     v.data = reinterpret_cast<const float*>(t->data);
-    v.n = n;
     return v;
   }
 
@@ -90,7 +100,9 @@ VisionWeights::VisionWeights(const GGUFFile& f, const VisionConfig& c) {
   patch_embd = b.matrix("v.patch_embd.weight", C, 3 * P * P);
   patch_bias = b.vector("v.patch_embd.bias", C);
   pos_embd = b.vector("v.position_embd.weight", c.n_tokens * C);
-  layers.resize(c.n_layer);
+  const bool swapped = c.ffn_naming == FfnNaming::LegacySwapped;
+  const std::string fc1 = swapped ? "ffn_down" : "ffn_up", fc2 = swapped ? "ffn_up" : "ffn_down";
+  layers.resize(c.n_layer);  // the layers run; a file may hold more
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "v.blk." + std::to_string(i) + ".";
     VisionLayer& L = layers[i];
@@ -106,10 +118,10 @@ VisionWeights::VisionWeights(const GGUFFile& f, const VisionConfig& c) {
     L.bk = b.vector(p + "attn_k.bias", C);
     L.bv = b.vector(p + "attn_v.bias", C);
     L.bo = b.vector(p + "attn_out.bias", C);
-    L.up = b.matrix(p + "ffn_up.weight", F, C);
-    L.b_up = b.vector(p + "ffn_up.bias", F);
-    L.down = b.matrix(p + "ffn_down.weight", C, F);
-    L.b_down = b.vector(p + "ffn_down.bias", C);
+    L.up = b.matrix(p + fc1 + ".weight", F, C);
+    L.b_up = b.vector(p + fc1 + ".bias", F);
+    L.down = b.matrix(p + fc2 + ".weight", C, F);
+    L.b_down = b.vector(p + fc2 + ".bias", C);
   }
   post_ln_w = b.vector("v.post_ln.weight", C, false);
   post_ln_b = b.vector("v.post_ln.bias", C, post_ln_w.data != nullptr);
@@ -123,7 +135,7 @@ VisionWeights::VisionWeights(const GGUFFile& f, const VisionConfig& c) {
   mm0_b = b.vector("mm.0.bias", D);
   mm2 = b.matrix("mm.2.weight", D, D);
   mm2_b = b.vector("mm.2.bias", D);
-  image_newline = b.vector("v.image_newline", D, false);
+  if (!c.image_newline_name.empty()) image_newline = b.vector(c.image_newline_name, D);
 }
 
 }  // namespace bluelm

@@ -53,11 +53,11 @@ class VisionWeights {
   VisionVector mm_norm_w, mm_norm_b;  // mlp_downsample only
   VisionMatrix mm0, mm2;
   VisionVector mm0_b, mm2_b;
-  VisionVector image_newline;  // LLaVA-OneVision only; may be absent
+  VisionVector image_newline;  // LLaVA-OneVision only (v.image_newline or the legacy model.image_newline); may be absent
   GgmlType main_type = GgmlType::F32;  // type of the attention matrices
 
  private:
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;  // re-quantised matrices
+  std::vector<std::unique_ptr<std::vector<float>>> widened_;  // F16/BF16 vectors as F32
   std::vector<std::unique_ptr<vision::I8Packed>> packed_;     // int8 panels
   friend class VisionBinder;
 };
