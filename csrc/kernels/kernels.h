@@ -1,10 +1,13 @@
-// The kernel dispatch table: the hot ops, one implementation per instruction set.
-// Model code calls only through active(); each ISA lives in its own file.
+// The kernel dispatch table: the hot ops of the LLM and of the vision encoder,
+// one table per instruction set (csrc/kernels/<isa>/), each built on the table
+// below it (scalar <- avx2 <- avx512; scalar <- neon <- neon_dotprod <-
+// neon_i8mm) and overriding what it has. Model code calls only through active().
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 #include "core/block_formats.h"
+#include "kernels/i8_format.h"
 #include "kernels/repack.h"
 
 namespace bluelm::kernels {
@@ -44,8 +47,33 @@ using AttendRowsFn = void (*)(const float* q, size_t q_stride, const void* K, co
 // One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
 using SwigluFn = void (*)(const float* gate, const float* up, float* y, int64_t n);
 
+// Slots of the per-type arrays. A new weight type is a slot here (and in
+// weight_slot()), its activation format a slot in ActSlot (and act_slot()).
 enum WeightSlot { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_COUNT };
 enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_COUNT };
+
+// The vision encoder's ops (csrc/vision).
+struct VisionKernels {
+  // s[j] = softmax(scale * s)[j] over j in [0, n), in place.
+  void (*softmax)(float* s, int64_t n, float scale);
+  // x = x * sigmoid(2 * sqrt(2/pi) * (x + 0.044715 x^3)), i.e. GELU's tanh form.
+  void (*gelu_tanh)(float* x, int64_t n);
+  // y = (x - mean) / sqrt(var + eps) * w + b over one row of d (sums in double;
+  // y may be x).
+  void (*layer_norm)(const float* x, int64_t d, const float* w, const float* b, float eps, float* y);
+  // The int8 format of i8_format.h: i8_gemm reads weights packed in i8_layout
+  // (i8_alloc / i8_pack_rows with it) and activations from i8_quant. Every
+  // table's i8_gemm and i8_quant give the scalar reference's bits.
+  I8Layout i8_layout;
+  I8GemmFn i8_gemm;
+  I8QuantFn i8_quant;
+  // One (image, head) of non-causal attention: out[t][:hd] = softmax_j(scale
+  // q_t . k_j) v_j for t, j < n; rows of q, k, v, out are ld floats apart; work
+  // holds attention_work(n, hd) floats.
+  void (*attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
+                    float scale, float* out, float* work);
+  size_t (*attention_work)(int64_t n, int64_t hd);
+};
 
 struct KernelTable {
   const char* isa;             // "scalar", "avx2", "avx512", "neon", ...
@@ -63,6 +91,7 @@ struct KernelTable {
   // (whole blocks interleaved, kernels/repack.h) and unpack_rows.
   PackFn pack[W_COUNT];
   PackFn unpack[W_COUNT];
+  VisionKernels vision;
 };
 
 // Slot of a weight type, or -1 when no kernel exists for it.

@@ -68,22 +68,23 @@ class VisionBinder {
   }
 
  private:
-  // Any rows -> int8 panels with one scale per row (vision_i8.h); K padded to 4.
+  // Any rows -> int8 panels with one scale per row (kernels/i8_format.h), in
+  // the layout the active kernel table reads.
   void pack_i8(VisionMatrix& m) {
-    auto p = std::make_unique<vision::I8Packed>();
-    vision::i8_alloc(*p, m.rows, m.k);
-    constexpr int64_t kRows = vision::kI8Panel;
+    auto p = std::make_unique<kernels::I8Packed>();
+    kernels::i8_alloc(*p, m.rows, m.k, kernels::active().vision.i8_layout);
+    constexpr int64_t kRows = kernels::kI8Panel;
     std::vector<float> rows(static_cast<size_t>(kRows * m.k));
     const uint8_t* src = static_cast<const uint8_t*>(m.data);
     for (int64_t r0 = 0; r0 < m.rows; r0 += kRows) {
       const int64_t r1 = std::min(m.rows, r0 + kRows);
       for (int64_t r = r0; r < r1; ++r) dequantize_row(m.type, src + r * m.row_stride, rows.data() + (r - r0) * m.k, m.k);
-      vision::i8_pack_rows(*p, m.k, r0, r1, rows.data(), m.k);
+      kernels::i8_pack_rows(*p, m.k, r0, r1, rows.data(), m.k);
     }
     // The encoder reads only the panels: drop the file's pages of this tensor
     // from the resident set (they are clean file pages of a read-only mapping).
     f_.release_pages(src, m.row_stride * static_cast<size_t>(m.rows));
-    m.i8 = p->view(m.rows, vision::i8_k_pad(m.k));
+    m.i8 = p->view();
     m.k_pad = m.i8.kp;
     w_.packed_.push_back(std::move(p));
   }

@@ -1,13 +1,12 @@
-// ggml's x86 vector exp, the AVX lane tree and softmax, shared by the AVX2 and
-// AVX-512 kernel files. They sit in an anonymous namespace, so each including
-// file (compiled with its own ISA flags) gets a private copy: none can be
-// picked by the linker for another ISA.
-// Include only from files compiled with at least -mavx2 -mfma.
+// ggml's x86 vector exp and softmax, shared by the AVX2 and AVX-512 kernel
+// files (internal linkage, as x86/common.h).
 #pragma once
 #include <immintrin.h>
 #include <math.h>
 
 #include <cstdint>
+
+#include "kernels/x86/common.h"
 
 namespace bluelm::kernels {
 namespace {
@@ -38,15 +37,6 @@ inline __m256 exp8(__m256 x) {
   const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, p, s2), s1);
   const __m256 r = _mm256_blendv_ps(normal, scaled, big);
   return _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
-}
-
-
-// The 8 lanes summed as (lo + hi), then movehl, then movehdup (the AVX tree).
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // Softmax in place as ggml's CPU code computes it: exp8 of s - max, the sum of

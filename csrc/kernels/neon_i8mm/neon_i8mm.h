@@ -1,0 +1,10 @@
+// The NEON i8mm table's parts (csrc/kernels/neon_i8mm/, built with
+// -march=armv8.6-a+fp16+dotprod+i8mm): on top of the NEON dotprod table.
+#pragma once
+#include "kernels/kernels.h"
+
+namespace bluelm::kernels::neon_i8mm {
+
+void fill_gemm(KernelTable& t);  // gemm.cpp: SMMLA prefill gemms
+
+}  // namespace bluelm::kernels::neon_i8mm
