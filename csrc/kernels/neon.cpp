@@ -325,17 +325,25 @@ void softmax(float* s, int64_t n) {
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
 
+// Attention logit soft-cap cap * tanh(s / cap) (tanh as 1 - 2 / (1 + exp(2x)), as the reference).
+void softcap_scores(float* s, int64_t n, float cap) {
+  if (!(cap > 0.0f)) return;
+  const float k = 2.0f / cap;
+  for (int64_t j = 0; j < n; ++j) s[j] = cap * (1.0f - 2.0f / (1.0f + expf(k * s[j])));
+}
+
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
-            int64_t head_dim, int64_t n_kv, float scale,
+            int64_t head_dim, int64_t n_kv, float scale, float softcap,
             bool batched /* NEON keeps its own order */, float* scratch, float* out) {
   if (kv_type == GgmlType::Q8_0) {  // INT8 cache: the reference code path
-    scalar_table().attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, batched, scratch, out);
+    scalar_table().attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, softcap, batched, scratch, out);
     return;
   }
   const char* k = static_cast<const char*>(K);
   const char* v = static_cast<const char*>(V);
   if (kv_type == GgmlType::F32) {
     for (int64_t j = 0; j < n_kv; ++j) scratch[j] = scale * dot_row<0>(k + j * kv_stride * 4, q, head_dim);
+    softcap_scores(scratch, n_kv, softcap);
     softmax(scratch, n_kv);
     weighted_sum<0>(scratch, v, kv_stride, head_dim, n_kv, out);
     return;
@@ -349,6 +357,7 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
     qh[d] = h2f(&h);
   }
   for (int64_t j = 0; j < n_kv; ++j) scratch[j] = scale * dot_row<1>(k + j * kv_stride * 2, qh, head_dim);
+  softcap_scores(scratch, n_kv, softcap);
   softmax(scratch, n_kv);
   int64_t j = 0;
   for (; j + 4 <= n_kv; j += 4) vst1q_f32(scratch + j, vcvt_f32_f16(vcvt_f16_f32(vld1q_f32(scratch + j))));

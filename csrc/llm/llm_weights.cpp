@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "kernels/kernels.h"
 #include "kernels/repack.h"
@@ -33,6 +34,7 @@ class Binder {
       f_.fail("tensor '" + name + "' has type " + type_name(t->type) +
               ", which this runtime cannot multiply (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
     }
+    used_.insert(name);
     m.data = t->data;
     m.type = type;
     m.rows = rows;
@@ -52,16 +54,38 @@ class Binder {
       f_.fail(std::string("tensor '") + name + "' has type " + type_name(t->type) + ", expected F32");
     }
     if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) != 0) f_.fail("tensor '" + name + "' data is misaligned");
+    used_.insert(name);
     v.data = reinterpret_cast<const float*>(t->data);
     v.n = n;
     return v;
   }
 
+  // A tensor this arch does not read means the file is for another model:
+  // refuse it rather than run a different network. Vision tensors (v.*, mm.*)
+  // of a combined file belong to the vision encoder.
+  void check_all_used(const std::string& arch) const {
+    for (const GGUFTensor& t : f_.tensors()) {
+      if (used_.count(t.name) || t.name.rfind("v.", 0) == 0 || t.name.rfind("mm.", 0) == 0) continue;
+      f_.fail("tensor '" + t.name + "' is not part of a '" + arch + "' decoder");
+    }
+  }
+
  private:
   const GGUFFile& f_;
+  mutable std::set<std::string> used_;
 };
 
 uint64_t bytes(const Matrix& m) { return m.data ? m.row_stride * m.rows : 0; }
+
+// Rows [r0, r0 + rows) of m as a matrix of its own.
+Matrix row_range(const Matrix& m, int64_t r0, int64_t rows) {
+  Matrix v = m;
+  v.data = m.row(r0);
+  v.rows = rows;
+  return v;
+}
+
+std::vector<float> copy_of(const Vector& v) { return v.data ? std::vector<float>(v.data, v.data + v.n) : std::vector<float>(); }
 
 }  // namespace
 
@@ -85,6 +109,13 @@ void LlmModel::repack(Matrix& m, uint8_t* dst) {
   packed_bytes += n;
 }
 
+const float* LlmModel::rope_factors(int64_t n_ctx) const {
+  if (!rope_freq_factors.empty()) return rope_freq_factors.data();
+  if (rope_factors_long.empty()) return nullptr;
+  // As llama.cpp: the long factors when the context exceeds the original one.
+  return n_ctx > config_.n_ctx_orig ? rope_factors_long.data() : rope_factors_short.data();
+}
+
 LlmModel::LlmModel(const std::string& path, bool repack_weights)
     : file_(std::make_unique<GGUFFile>(path)), config_(LlmConfig::from_gguf(*file_)) {
   const GGUFFile& f = *file_;
@@ -104,10 +135,19 @@ LlmModel::LlmModel(const std::string& path, bool repack_weights)
   output = b.matrix("output.weight", c.n_vocab, c.n_embd, false);
   if (!output.data) output = token_embd;
 
-  if (const GGUFTensor* rf = b.find("rope_freqs.weight", false)) {
-    Vector v = b.vector("rope_freqs.weight", c.n_rot / 2);
-    (void)rf;
-    rope_freq_factors.assign(v.data, v.data + v.n);
+  const LlmArch& a = *c.traits;
+  rope_freq_factors = copy_of(b.vector("rope_freqs.weight", c.n_rot / 2, false));
+  if (a.rope_long_short) {
+    rope_factors_long = copy_of(b.vector("rope_factors_long.weight", c.n_rot / 2, false));
+    rope_factors_short = copy_of(b.vector("rope_factors_short.weight", c.n_rot / 2, false));
+    if (rope_factors_long.empty() != rope_factors_short.empty()) {
+      f.fail("tensors 'rope_factors_long.weight' and 'rope_factors_short.weight' must come together");
+    }
+  }
+  for (const std::vector<float>* v : {&rope_freq_factors, &rope_factors_long, &rope_factors_short}) {
+    for (float x : *v) {
+      if (!(x > 0.0f && x < 1e30f)) f.fail("a RoPE frequency factor is not a positive number");
+    }
   }
 
   const int64_t q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim;
@@ -117,21 +157,43 @@ LlmModel::LlmModel(const std::string& path, bool repack_weights)
     LayerWeights& L = layers[i];
     L.attn_norm = b.vector(p + "attn_norm.weight", c.n_embd);
     L.ffn_norm = b.vector(p + "ffn_norm.weight", c.n_embd);
-    L.wq = b.matrix(p + "attn_q.weight", q_dim, c.n_embd);
-    L.wk = b.matrix(p + "attn_k.weight", kv_dim, c.n_embd);
-    L.wv = b.matrix(p + "attn_v.weight", kv_dim, c.n_embd);
+    if (a.fused_allowed && b.find(p + "attn_qkv.weight", false)) {
+      const Matrix qkv = b.matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, c.n_embd);
+      L.wq = row_range(qkv, 0, q_dim);
+      L.wk = row_range(qkv, q_dim, kv_dim);
+      L.wv = row_range(qkv, q_dim + kv_dim, kv_dim);
+    } else {
+      L.wq = b.matrix(p + "attn_q.weight", q_dim, c.n_embd);
+      L.wk = b.matrix(p + "attn_k.weight", kv_dim, c.n_embd);
+      L.wv = b.matrix(p + "attn_v.weight", kv_dim, c.n_embd);
+    }
     L.wo = b.matrix(p + "attn_output.weight", c.n_embd, q_dim);
-    L.w_gate = b.matrix(p + "ffn_gate.weight", c.n_ff, c.n_embd);
-    L.w_up = b.matrix(p + "ffn_up.weight", c.n_ff, c.n_embd);
+    if (a.fused_allowed && !b.find(p + "ffn_gate.weight", false)) {
+      const Matrix up = b.matrix(p + "ffn_up.weight", 2 * c.n_ff, c.n_embd);  // gate rows, then up rows
+      L.w_gate = row_range(up, 0, c.n_ff);
+      L.w_up = row_range(up, c.n_ff, c.n_ff);
+    } else {
+      L.w_gate = b.matrix(p + "ffn_gate.weight", c.n_ff, c.n_embd);
+      L.w_up = b.matrix(p + "ffn_up.weight", c.n_ff, c.n_embd);
+    }
     L.w_down = b.matrix(p + "ffn_down.weight", c.n_embd, c.n_ff);
     // Biases are optional for llama and expected for qwen2.
-    L.bq = b.vector(p + "attn_q.bias", q_dim, c.has_qkv_bias);
-    L.bk = b.vector(p + "attn_k.bias", kv_dim, c.has_qkv_bias);
-    L.bv = b.vector(p + "attn_v.bias", kv_dim, c.has_qkv_bias);
+    L.bq = b.vector(p + "attn_q.bias", q_dim, a.qkv_bias_required);
+    L.bk = b.vector(p + "attn_k.bias", kv_dim, a.qkv_bias_required);
+    L.bv = b.vector(p + "attn_v.bias", kv_dim, a.qkv_bias_required);
+    if (a.qk_norm) {
+      L.q_norm = b.vector(p + "attn_q_norm.weight", c.head_dim);
+      L.k_norm = b.vector(p + "attn_k_norm.weight", c.head_dim);
+    }
+    if (a.post_norms) {
+      L.attn_post_norm = b.vector(p + "post_attention_norm.weight", c.n_embd);
+      L.ffn_post_norm = b.vector(p + "post_ffw_norm.weight", c.n_embd);
+    }
     weight_bytes += bytes(L.wq) + bytes(L.wk) + bytes(L.wv) + bytes(L.wo) + bytes(L.w_gate) +
                     bytes(L.w_up) + bytes(L.w_down);
   }
   weight_bytes += bytes(output);
+  b.check_all_used(c.arch);
 
   const char* env = std::getenv("BLUELM_REPACK");
   if (env && std::strcmp(env, "0") == 0) repack_weights = false;
