@@ -70,6 +70,9 @@ def hf_tensors(
         t[p + "mlp.up_proj.weight"] = w(n_ff, HIDDEN)
         t[p + "mlp.down_proj.weight"] = w(HIDDEN, n_ff)
     t["model.norm.weight"] = 1 + w(HIDDEN)
+    if arch == "BlueLMForCausalLM":  # use_stable_embedding (BlueLMConfig's default)
+        t["model.embed_layer_norm.weight"] = 1 + w(HIDDEN)
+        t["model.embed_layer_norm.bias"] = w(HIDDEN)
     if not tied:
         t["lm_head.weight"] = w(n_vocab, HIDDEN)
     return t
@@ -542,10 +545,21 @@ def test_official_safetensors_writer_is_read(tmp_path: Path) -> None:
 def test_bluelm_sentencepiece(tmp_path: Path) -> None:
     spm = pytest.importorskip("sentencepiece", reason="sentencepiece is not installed")
     d = tmp_path / "bluelm"
-    make_model(d, "BlueLMForCausalLM", n_vocab=320, tokenizer="sp")
+    hf = make_model(d, "BlueLMForCausalLM", n_vocab=320, tokenizer="sp")
     out = tmp_path / "b.gguf"
     convert_checkpoint(d, out, "q4_0", progress=False)
     kv, tensors = read(out)
+    # the embedding LayerNorm (eps = rms_norm_eps) is folded into token_embd (Q8_0 here:
+    # it is the tied-free input table, so compare after dequantising)
+    e = hf["model.embed_tokens.weight"].astype(np.float64)
+    ln = (e - e.mean(1, keepdims=True)) / np.sqrt(e.var(1, keepdims=True) + 1e-5)
+    ln = ln * hf["model.embed_layer_norm.weight"] + hf["model.embed_layer_norm.bias"]
+    emb = tensors["token_embd.weight"]
+    got = gguf.dequantize(emb.data, emb.tensor_type).reshape(ln.shape)
+    assert np.abs(got - ln).max() <= 0.1 * np.abs(ln).max()  # Q4_0 steps; unfolded E is far off
+    assert np.abs(got - e).max() > 0.5
+    assert not any(n.startswith("token_embd_norm") for n in tensors)
+    assert "[|Human|]" in kv["tokenizer.chat_template"]
     sp = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model"))
     n = sp.vocab_size()
     assert kv["general.architecture"] == "llama"
