@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -749,15 +748,6 @@ def test_error_no_tokenizer(llama_dir: tuple[Path, dict[str, np.ndarray]], tmp_p
     _expect_error(d, tmp_path / "o.gguf", ModelFormatError, "no tokenizer")
 
 
-def test_error_pytorch_bin_without_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    d = tmp_path / "m"
-    make_model(d)
-    (d / "model.safetensors").unlink()
-    (d / "pytorch_model.bin").write_bytes(b"not really a pickle")
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
-    _expect_error(d, tmp_path / "o.gguf", ModelFormatError, "pip install torch")
-
-
 def test_error_existing_output_and_force(
     llama_dir: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
 ) -> None:
@@ -880,21 +870,31 @@ def test_transformers_save_pretrained_sharded(tmp_path: Path, arch: str, tied: b
     assert ("output.weight" in tensors) == (not tied)
 
 
-def test_pytorch_bin_through_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shards", [1, 2])
+def test_pytorch_bin_written_by_torch(tmp_path: Path, shards: int) -> None:
+    """torch.save'd checkpoints (one file or indexed shards, bf16) read without torch."""
     torch = pytest.importorskip("torch", reason="torch is not installed")
     d = tmp_path / "m"
     hf = make_model(d)
     (d / "model.safetensors").unlink()
-    torch.save(
-        {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in hf.items()}, d / "pytorch_model.bin"
-    )
+    state = {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in hf.items()}
+    if shards == 1:
+        torch.save(state, d / "pytorch_model.bin")
+    else:
+        names = list(state)
+        weight_map = {}
+        for s in range(2):
+            fname = f"pytorch_model-{s + 1:05d}-of-00002.bin"
+            part = {n: state[n] for n in names[s::2]}
+            torch.save(part, d / fname)
+            weight_map.update({n: fname for n in part})
+        (d / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
     out = tmp_path / "o.gguf"
     convert_checkpoint(d, out, "f32", progress=False)
     _, t = read(out)
-    want = (
-        torch.from_numpy(hf["model.layers.0.mlp.up_proj.weight"]).to(torch.bfloat16).float().numpy()
-    )
-    assert np.array_equal(as_f32(t["blk.0.ffn_up.weight"]), want)
+    for hf_name, name in [("model.layers.0.mlp.up_proj.weight", "blk.0.ffn_up.weight"),
+                          ("model.embed_tokens.weight", "token_embd.weight")]:
+        assert np.array_equal(as_f32(t[name]), state[hf_name].float().numpy())
 
 
 # --- logits parity

@@ -144,8 +144,12 @@ def _llama_rules(*, permute: bool, qkv_bias_required: bool) -> tuple[TensorRule,
 
 def _qk_norm_rules(transform: Any = None) -> tuple[TensorRule, ...]:
     return (
-        TensorRule(_L + "self_attn.q_norm.weight", "blk.{bid}.attn_q_norm.weight", _head, transform),
-        TensorRule(_L + "self_attn.k_norm.weight", "blk.{bid}.attn_k_norm.weight", _head, transform),
+        TensorRule(
+            _L + "self_attn.q_norm.weight", "blk.{bid}.attn_q_norm.weight", _head, transform
+        ),
+        TensorRule(
+            _L + "self_attn.k_norm.weight", "blk.{bid}.attn_k_norm.weight", _head, transform
+        ),
     )
 
 
@@ -154,7 +158,9 @@ def _gemma_rules(qk_norm: bool) -> tuple[TensorRule, ...]:
     one, g = _plus_one, _one_row
     rules = (
         TensorRule("model.embed_tokens.weight", "token_embd.weight", _vocab_embd),
-        TensorRule(_L + "input_layernorm.weight", "blk.{bid}.attn_norm.weight", _embd, one, True, g),
+        TensorRule(
+            _L + "input_layernorm.weight", "blk.{bid}.attn_norm.weight", _embd, one, True, g
+        ),
         TensorRule(_L + "self_attn.q_proj.weight", "blk.{bid}.attn_q.weight", _q),
         TensorRule(_L + "self_attn.k_proj.weight", "blk.{bid}.attn_k.weight", _kv),
         TensorRule(_L + "self_attn.v_proj.weight", "blk.{bid}.attn_v.weight", _kv),
@@ -167,9 +173,21 @@ def _gemma_rules(qk_norm: bool) -> tuple[TensorRule, ...]:
             True,
             g,
         ),
-        TensorRule(_L + "pre_feedforward_layernorm.weight", "blk.{bid}.ffn_norm.weight", _embd, one, True, g),
         TensorRule(
-            _L + "post_feedforward_layernorm.weight", "blk.{bid}.post_ffw_norm.weight", _embd, one, True, g
+            _L + "pre_feedforward_layernorm.weight",
+            "blk.{bid}.ffn_norm.weight",
+            _embd,
+            one,
+            True,
+            g,
+        ),
+        TensorRule(
+            _L + "post_feedforward_layernorm.weight",
+            "blk.{bid}.post_ffw_norm.weight",
+            _embd,
+            one,
+            True,
+            g,
         ),
         TensorRule(_L + "mlp.gate_proj.weight", "blk.{bid}.ffn_gate.weight", _ff_in),
         TensorRule(_L + "mlp.up_proj.weight", "blk.{bid}.ffn_up.weight", _ff_in),
@@ -227,7 +245,11 @@ def _qwen_keys(w: gguf.GGUFWriter, hp: HParams) -> None:
 
 
 def _gemma_keys(
-    w: gguf.GGUFWriter, hp: HParams, period: int, default_window: int | None, final_default: float | None
+    w: gguf.GGUFWriter,
+    hp: HParams,
+    period: int,
+    default_window: int | None,
+    final_default: float | None,
 ) -> None:
     scalar = hp.config.get("query_pre_attn_scalar") or hp.head_dim
     w.add_attention_scale(float(scalar) ** -0.5)
@@ -260,7 +282,9 @@ def _gemma3_keys(w: gguf.GGUFWriter, hp: HParams) -> None:
 def _phi3_rope(hp: HParams) -> tuple[int, float | None, dict[str, Any]]:
     """(original context, attention factor or None without LongRoPE, the scaling dict)."""
     s = hp.rope_scaling or {}
-    orig = s.get("original_max_position_embeddings", hp.config.get("original_max_position_embeddings"))
+    orig = s.get(
+        "original_max_position_embeddings", hp.config.get("original_max_position_embeddings")
+    )
     orig = int(orig or hp.n_ctx)
     if rope_scaling_kind(PHI3, hp) != "longrope":
         return orig, None, s
@@ -287,9 +311,8 @@ def _phi3_tensors(hp: HParams) -> list[PlannedTensor]:
     for kind in ("long", "short"):
         f = s.get(f"{kind}_factor")
         if not isinstance(f, list) or len(f) != hp.rot_dims // 2:
-            raise ModelFormatError(
-                f"config.json: rope_scaling {kind}_factor must be a list of {hp.rot_dims // 2} numbers"
-            )
+            n = hp.rot_dims // 2
+            raise ModelFormatError(f"config.json: rope_scaling {kind}_factor must be {n} numbers")
         out.append(generated(f"rope_factors_{kind}.weight", np.asarray(f, dtype=np.float32)))
     return out
 
@@ -332,7 +355,9 @@ def ntkmixed_rope_factors(hp: HParams) -> np.ndarray:
     s = hp.rope_scaling or {}
     power = s.get("power")
     if not isinstance(power, (int, float)) or isinstance(power, bool) or not power > 0:
-        raise ModelFormatError(f"config.json: rope_scaling 'ntkmixed' needs a positive 'power', got {s!r}")
+        raise ModelFormatError(
+            f"config.json: rope_scaling 'ntkmixed' needs a positive 'power', got {s!r}"
+        )
     half = hp.rot_dims // 2
     a = math.log(float(s["factor"])) / half ** float(power)
     k = np.arange(1, half + 1, dtype=np.float64)
@@ -363,7 +388,9 @@ def layer_norm_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: fl
     return y.astype(np.float32)
 
 
-def _bluelm_fold(hp: HParams, ckpt: Checkpoint, found: dict[str, PlannedTensor], claimed: set[str]) -> None:
+def _bluelm_fold(
+    hp: HParams, ckpt: Checkpoint, found: dict[str, PlannedTensor], claimed: set[str]
+) -> None:
     stable = hp.config.get("use_stable_embedding", True)  # BlueLMConfig's default
     have = [n for n in _EMBD_LN if n in claimed]
     if not stable:
@@ -393,7 +420,9 @@ def _bluelm_fold(hp: HParams, ckpt: Checkpoint, found: dict[str, PlannedTensor],
             params.update({n: ckpt.load(n) for n in _EMBD_LN})
         return layer_norm_rows(rows, params[_EMBD_LN[0]], params[_EMBD_LN[1]], hp.rms_eps)
 
-    found["token_embd.weight"] = PlannedTensor(emb.gguf_name, emb.shape, emb.hf_name, fold, row_group=1)
+    found["token_embd.weight"] = PlannedTensor(
+        emb.gguf_name, emb.shape, emb.hf_name, fold, row_group=1
+    )
     if hp.tied:  # the head multiplies by the raw embedding: store it apart
         found["output.weight"] = PlannedTensor("output.weight", emb.shape, emb.hf_name, row_group=1)
 
