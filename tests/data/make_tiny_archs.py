@@ -361,6 +361,9 @@ def build(name: str, tmp: Path) -> dict[str, Any]:
     cfg_path.write_text(json.dumps(j, indent=2) + "\n")
     tok.chat_template = template
     tok.save_pretrained(tmp)
+    tc = json.loads((tmp / "tokenizer_config.json").read_text())
+    tc.pop("vocab_file", None)  # the work folder's path
+    (tmp / "tokenizer_config.json").write_text(json.dumps(tc, indent=2) + "\n")
     return {"chat": chat, "pre": pre, "hf_tokenizer": True, "n_tokens": n_tok}
 
 
@@ -724,8 +727,13 @@ def record(name: str, only_greedy_llamacpp: bool = False) -> None:
     out = DATA / f"tiny_{name}"
     bluelm = name.startswith("bluelm")
     existing = name in ("llama", "qwen2")
-    with tempfile.TemporaryDirectory(prefix=f"tiny_{name}_") as t:
-        tmp = Path(t)
+    # a fixed work folder (outside the repo): its path ends up in tokenizer.model's
+    # trainer spec and in llama.cpp's general.name, so the output stays reproducible
+    tmp = Path(tempfile.gettempdir()) / "make_tiny_archs" / f"tiny_{name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    if True:
         if existing:
             shutil.copytree(out, tmp, dirs_exist_ok=True)
             info: dict[str, Any] = {
