@@ -288,7 +288,10 @@ class Model:
         )
 
     def _chat_tokens(
-        self, messages: list[Message], tools: list[dict[str, Any]] | None = None, **template_vars: Any
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None = None,
+        **template_vars: Any,
     ) -> list[int]:
         text = self.format_chat(messages, tools=tools, **template_vars)
         tok = self.tokenizer

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,17 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
-NAMES = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "mistral", "bluelm_2k", "bluelm_32k"]
+NAMES = [
+    "llama",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3",
+    "phi3",
+    "mistral",
+    "bluelm_2k",
+    "bluelm_32k",
+]
 LLAMACPP = [n for n in NAMES if not n.startswith("bluelm")]  # llama.cpp has no BlueLM class
 RTOL = 1e-4  # max|ours - transformers| / max|logit|
 
@@ -42,7 +52,7 @@ def ours(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     out_dir = tmp_path_factory.mktemp("arch_gguf")
 
-    @lru_cache(maxsize=None)
+    @cache
     def get(name: str) -> Path:
         out = out_dir / f"{name}.f32.gguf"
         convert_checkpoint(DATA / f"tiny_{name}", out, outtype="f32", progress=False)
@@ -109,13 +119,14 @@ def _want_ids(case: dict[str, Any]) -> list[int]:
     return case["spm_ids"] if "spm_ids" in case else case["ids"]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_tokenizer_matches_reference(ours: Any, name: str) -> None:
+@pytest.mark.parametrize("name,which", CASES)
+def test_tokenizer_matches_reference(ours: Any, name: str, which: str) -> None:
     """Ids of the test texts: transformers' tokenizer, and sentencepiece's for
-    SentencePiece models (BlueLM's tokenizer class is remote code: sentencepiece only)."""
+    SentencePiece models (BlueLM's tokenizer class is remote code: sentencepiece only),
+    from this converter's file and from llama.cpp's (gpt2, llama and gemma vocabularies)."""
     from bluelm_cpp import Model
 
-    m = Model(str(ours(name)), kv_type="f32", n_ctx=64)
+    m = Model(str(_file(ours, name, which)), kv_type="f32", n_ctx=64)
     departs = 0
     for case in _meta(name)["tokenizer_cases"]:
         got = m.tokenize(case["text"], add_special=False)
@@ -156,13 +167,17 @@ def test_chat_template_renders_as_transformers(tmp_path: Path, name: str) -> Non
     tok = m.tokenizer
     for i, case in enumerate(meta["chat_cases"]):
         text = m.format_chat(
-            case["messages"], add_generation_prompt=case["gen"], tools=case.get("tools"),
+            case["messages"],
+            add_generation_prompt=case["gen"],
+            tools=case.get("tools"),
             **case["kwargs"],
         )
         assert text == case["text"], f"{name} case {i}"
-        ids = m._chat_tokens(case["messages"], tools=case.get("tools"), **case["kwargs"]) if case[
-            "gen"
-        ] else tok.encode(text, add_special=False, parse_special=True)
+        ids = (
+            m._chat_tokens(case["messages"], tools=case.get("tools"), **case["kwargs"])
+            if case["gen"]
+            else tok.encode(text, add_special=False, parse_special=True)
+        )
         want = _want_ids(case)
         if tok.add_bos and (not want or want[0] != tok.bos_id) and case["gen"]:
             want = [tok.bos_id, *want]
@@ -194,8 +209,16 @@ def test_llamacpp_greedy_on_our_conversion(ours: Any, name: str) -> None:
         prompt = [int(t) for t in _ref(name)["prompt_ids"]]
         if name == "phi3":
             prompt = prompt[:16]  # llama.cpp runs Phi-3 without its sliding window
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_batch=64, n_threads=2,
-                              logits_all=True, verbose=False, type_k=0, type_v=0)
+        llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=256,
+            n_batch=64,
+            n_threads=2,
+            logits_all=True,
+            verbose=False,
+            type_k=0,
+            type_v=0,
+        )
         llm.eval(prompt)
         theirs, margins = [], []
         for _ in range(16):

@@ -356,7 +356,7 @@ def rope_scaling_kind(arch: Architecture, hp: HParams, where: str = "config.json
     if kind not in arch.rope_types:
         raise ModelFormatError(
             f"{where}: rope_scaling type {kind!r} is not supported by {arch.hf_names[0]} "
-            f"(supported: {', '.join(arch.rope_types)})"
+            f"(supported: {', '.join(arch.rope_types) or 'none'})"
         )
     if kind in ("linear", "llama3", "ntkmixed") and not isinstance(s.get("factor"), (int, float)):
         raise ModelFormatError(
@@ -433,9 +433,11 @@ def plan_tensors(arch: Architecture, hp: HParams, ckpt: Checkpoint) -> list[Plan
             want = rule.shape(hp)
             got = ckpt.info(name).shape
             if tuple(got) != want:
+                keys = getattr(rule.shape, "config_keys", ())
                 raise ModelFormatError(
                     f"{ckpt.info(name).file}: tensor {name!r} has shape {list(got)}, "
                     f"expected {list(want)} from config.json"
+                    + (f" ({' x '.join(keys)})" if keys else "")
                 )
             if rule.transform is None:
                 group: int | None = 1

@@ -104,6 +104,24 @@ def _ff_out(hp: HParams) -> tuple[int, ...]:
     return (hp.n_embd, hp.n_ff)
 
 
+# The config.json keys behind each shape, for errors that say which value disagrees.
+for _fn, _keys in (
+    (_vocab_embd, ("vocab_size", "hidden_size")),
+    (_embd, ("hidden_size",)),
+    (_head, ("head_dim",)),
+    (_q, ("num_attention_heads * head_dim", "hidden_size")),
+    (_kv, ("num_key_value_heads * head_dim", "hidden_size")),
+    (_qkv, ("(num_attention_heads + 2 * num_key_value_heads) * head_dim", "hidden_size")),
+    (_q_b, ("num_attention_heads * head_dim",)),
+    (_kv_b, ("num_key_value_heads * head_dim",)),
+    (_o, ("hidden_size", "num_attention_heads * head_dim")),
+    (_ff_in, ("intermediate_size", "hidden_size")),
+    (_gate_up, ("2 * intermediate_size", "hidden_size")),
+    (_ff_out, ("hidden_size", "intermediate_size")),
+):
+    _fn.config_keys = _keys  # type: ignore[attr-defined]
+
+
 def _plus_one(w: np.ndarray, hp: HParams) -> np.ndarray:
     # gemma's RMSNorm multiplies by (1 + weight); llama.cpp's files store 1 + weight
     return w.astype(np.float32) + np.float32(1.0)

@@ -206,8 +206,15 @@ def spm_model(out: Path, *, gemma: bool, control: list[str], user: list[str], si
     from make_tiny_transformers import training_text
 
     ids: dict[str, Any] = (
-        dict(pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
-             bos_piece="<bos>")
+        dict(
+            pad_id=0,
+            eos_id=1,
+            bos_id=2,
+            unk_id=3,
+            pad_piece="<pad>",
+            eos_piece="<eos>",
+            bos_piece="<bos>",
+        )
         if gemma
         else dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
     )
@@ -271,8 +278,17 @@ def randomise(model: Any, seed: int) -> None:
             p.copy_(p.to(torch.bfloat16).to(torch.float32))
 
 
-SEEDS = {"qwen3": 31, "gemma2": 32, "gemma3": 33, "phi3": 34, "mistral": 35,
-         "bluelm_2k": 36, "bluelm_32k": 37, "llama": 38, "qwen2": 39}
+SEEDS = {
+    "qwen3": 31,
+    "gemma2": 32,
+    "gemma3": 33,
+    "phi3": 34,
+    "mistral": 35,
+    "bluelm_2k": 36,
+    "bluelm_32k": 37,
+    "llama": 38,
+    "qwen2": 39,
+}
 
 
 def build(name: str, tmp: Path) -> dict[str, Any]:
@@ -283,34 +299,69 @@ def build(name: str, tmp: Path) -> dict[str, Any]:
     c = common()
     torch.manual_seed(SEEDS[name])  # before any module is built
     if name == "qwen3":
-        special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>",
-                   "<tool_call>", "</tool_call>"]
-        cfg = T.Qwen3Config(**c, vocab_size=VOCAB, head_dim=32, num_hidden_layers=2,
-                            tie_word_embeddings=True, rope_theta=1e6, bos_token_id=None,
-                            eos_token_id=2, attn_implementation="eager")
+        special = [
+            "<|endoftext|>",
+            "<|im_start|>",
+            "<|im_end|>",
+            "<think>",
+            "</think>",
+            "<tool_call>",
+            "</tool_call>",
+        ]
+        cfg = T.Qwen3Config(
+            **c,
+            vocab_size=VOCAB,
+            head_dim=32,
+            num_hidden_layers=2,
+            tie_word_embeddings=True,
+            rope_theta=1e6,
+            bos_token_id=None,
+            eos_token_id=2,
+            attn_implementation="eager",
+        )
         model = T.Qwen3ForCausalLM(cfg)
-        tok = T.PreTrainedTokenizerFast(tokenizer_object=bpe_tokenizer(special, True),
-                                        eos_token="<|im_end|>", pad_token="<|endoftext|>")
+        tok = T.PreTrainedTokenizerFast(
+            tokenizer_object=bpe_tokenizer(special, True),
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+        )
         template, pre = (TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text(), "qwen2"
         n_tok = VOCAB
         chat = dict(system=True, tools=True, extra={"enable_thinking": False})
     elif name in ("gemma2", "gemma3"):
-        n_tok = spm_model(tmp, gemma=True, control=[], user=["<start_of_turn>", "<end_of_turn>"],
-                          size=VOCAB)
+        n_tok = spm_model(
+            tmp, gemma=True, control=[], user=["<start_of_turn>", "<end_of_turn>"], size=VOCAB
+        )
         if name == "gemma2":
-            cfg = T.Gemma2Config(**c, vocab_size=n_tok, head_dim=16, num_hidden_layers=2,
-                                 sliding_window=WINDOW, query_pre_attn_scalar=16,
-                                 attn_logit_softcapping=1.5, final_logit_softcapping=2.0,
-                                 attn_implementation="eager")
+            cfg = T.Gemma2Config(
+                **c,
+                vocab_size=n_tok,
+                head_dim=16,
+                num_hidden_layers=2,
+                sliding_window=WINDOW,
+                query_pre_attn_scalar=16,
+                attn_logit_softcapping=1.5,
+                final_logit_softcapping=2.0,
+                attn_implementation="eager",
+            )
             model = T.Gemma2ForCausalLM(cfg)
             template = (TEMPLATES / "google-gemma-2-2b-it.jinja").read_text()
             chat = dict(system=False, tools=False, extra={})
         else:
-            rope = {"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
-                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}
-            cfg = T.Gemma3TextConfig(**c, vocab_size=n_tok, head_dim=16, num_hidden_layers=6,
-                                     sliding_window=WINDOW, query_pre_attn_scalar=16,
-                                     rope_parameters=rope, attn_implementation="eager")
+            rope = {
+                "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+            }
+            cfg = T.Gemma3TextConfig(
+                **c,
+                vocab_size=n_tok,
+                head_dim=16,
+                num_hidden_layers=6,
+                sliding_window=WINDOW,
+                query_pre_attn_scalar=16,
+                rope_parameters=rope,
+                attn_implementation="eager",
+            )
             model = T.Gemma3ForCausalLM(cfg)
             template = GEMMA3_TEMPLATE
             chat = dict(system=True, tools=False, extra={})
@@ -319,13 +370,26 @@ def build(name: str, tmp: Path) -> dict[str, Any]:
     elif name == "phi3":
         n_tok = spm_model(tmp, gemma=False, control=[], user=[], size=400)
         added = ["<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"]
-        rope = {"rope_type": "longrope", "rope_theta": 1e4, "partial_rotary_factor": 0.5,
-                "long_factor": [1.0, 1.5, 2.0, 3.0], "short_factor": [1.0, 1.1, 1.2, 1.3],
-                "original_max_position_embeddings": 16}
-        cfg = T.Phi3Config(**{**c, "max_position_embeddings": 256}, vocab_size=n_tok + 16,
-                           num_hidden_layers=2, original_max_position_embeddings=16,
-                           sliding_window=WINDOW, rope_parameters=rope, bos_token_id=1,
-                           eos_token_id=n_tok + 3, pad_token_id=n_tok, attn_implementation="eager")
+        rope = {
+            "rope_type": "longrope",
+            "rope_theta": 1e4,
+            "partial_rotary_factor": 0.5,
+            "long_factor": [1.0, 1.5, 2.0, 3.0],
+            "short_factor": [1.0, 1.1, 1.2, 1.3],
+            "original_max_position_embeddings": 16,
+        }
+        cfg = T.Phi3Config(
+            **{**c, "max_position_embeddings": 256},
+            vocab_size=n_tok + 16,
+            num_hidden_layers=2,
+            original_max_position_embeddings=16,
+            sliding_window=WINDOW,
+            rope_parameters=rope,
+            bos_token_id=1,
+            eos_token_id=n_tok + 3,
+            pad_token_id=n_tok,
+            attn_implementation="eager",
+        )
         model = T.Phi3ForCausalLM(cfg)
         tok = T.LlamaTokenizer.from_pretrained(tmp, legacy=False)
         tok.add_special_tokens({"additional_special_tokens": added})
@@ -333,12 +397,26 @@ def build(name: str, tmp: Path) -> dict[str, Any]:
         template, pre = (TEMPLATES / "microsoft-Phi-3.5-mini-instruct.jinja").read_text(), None
         chat = dict(system=True, tools=False, extra={})
     elif name == "mistral":
-        control = ["[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]",
-                   "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"]
+        control = [
+            "[INST]",
+            "[/INST]",
+            "[TOOL_CALLS]",
+            "[AVAILABLE_TOOLS]",
+            "[/AVAILABLE_TOOLS]",
+            "[TOOL_RESULTS]",
+            "[/TOOL_RESULTS]",
+        ]
         n_tok = spm_model(tmp, gemma=False, control=control, user=[], size=VOCAB)
-        cfg = T.MistralConfig(**c, vocab_size=n_tok, head_dim=32, num_hidden_layers=2,
-                              sliding_window=None, bos_token_id=1, eos_token_id=2,
-                              attn_implementation="eager")
+        cfg = T.MistralConfig(
+            **c,
+            vocab_size=n_tok,
+            head_dim=32,
+            num_hidden_layers=2,
+            sliding_window=None,
+            bos_token_id=1,
+            eos_token_id=2,
+            attn_implementation="eager",
+        )
         model = T.MistralForCausalLM(cfg)
         tok = T.LlamaTokenizer.from_pretrained(tmp, legacy=False)
         template, pre = (TEMPLATES / "mistralai-Mistral-Nemo-Instruct-2407.jinja").read_text(), None
@@ -353,8 +431,11 @@ def build(name: str, tmp: Path) -> dict[str, Any]:
     st = next(tmp.glob("model*.safetensors"))
     from safetensors.torch import load_file, save_file
 
-    save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(st)).items()}, str(st),
-              metadata={"format": "pt"})
+    save_file(
+        {k: v.to(torch.bfloat16) for k, v in load_file(str(st)).items()},
+        str(st),
+        metadata={"format": "pt"},
+    )
     cfg_path = tmp / "config.json"
     j = json.loads(cfg_path.read_text())
     j["dtype"] = "bfloat16"
@@ -385,7 +466,8 @@ from .configuration_bluelm import BlueLMConfig
 
 
 def ntkmixed_inv_freq(dim, base, factor, power):
-    # vivo: inv_freq / exp(a * arange(1, dim/2 + 1) ** power), a = log(int(factor)) / (dim/2) ** power
+    # vivo: inv_freq / exp(a * arange(1, dim/2 + 1) ** power),
+    # a = log(int(factor)) / (dim/2) ** power
     inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
     a = math.log(int(factor)) / ((dim / 2) ** power)
     return inv_freq / torch.exp(a * torch.arange(1, dim / 2 + 1).float() ** power)
@@ -436,26 +518,37 @@ class NTKMixedRotary(nn.Module):
 def vivo_file(path: str) -> str:
     return subprocess.run(
         ["git", "-C", str(BLUELM_REPO), "show", f"HEAD:{path}"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
 
 
-def check_ntkmixed_against_vivo(remote: Path, dim: int, base: float, factor: float,
-                                power: float, max_pos: int) -> None:
+def check_ntkmixed_against_vivo(
+    remote: Path, dim: int, base: float, factor: float, power: float, max_pos: int
+) -> None:
     """vivo's NTKMixedScalingRotaryEmbedding (its own code, on CPU) gives the same cos/sin."""
     import types
 
     import torch
 
     src = vivo_file("example/vllm/vllm/model_executor/layers/rotary_embedding.py")
-    src = src.replace('device="cuda"', 'device="cpu"').replace("from vllm import pos_encoding_ops", "")
+    src = src.replace('device="cuda"', 'device="cpu"').replace(
+        "from vllm import pos_encoding_ops", ""
+    )
     sys.modules.setdefault("vllm", types.ModuleType("vllm"))
     ns: dict[str, Any] = {"__name__": "vivo_rotary"}
     exec(compile(src, "vivo rotary_embedding.py", "exec"), ns)
     vivo = ns["NTKMixedScalingRotaryEmbedding"](dim, dim, max_pos, base, True, factor, power)
     spec: dict[str, Any] = {"__name__": "adapter", "BlueLMConfig": object}
-    exec(compile(_BLUELM_MODELING.replace("from .configuration_bluelm import BlueLMConfig", ""),
-                 "adapter", "exec"), spec)
+    exec(
+        compile(
+            _BLUELM_MODELING.replace("from .configuration_bluelm import BlueLMConfig", ""),
+            "adapter",
+            "exec",
+        ),
+        spec,
+    )
     f = spec["ntkmixed_inv_freq"](dim, base, factor, power)
     t = torch.arange(max_pos * int(factor), dtype=torch.float)
     freqs = torch.einsum("i,j -> ij", t, f)
@@ -470,14 +563,17 @@ def build_bluelm(name: str, tmp: Path) -> dict[str, Any]:
     from transformers import AutoConfig
 
     (tmp / "configuration_bluelm.py").write_text(
-        vivo_file("example/vllm/vllm/transformers_utils/configs/bluelm.py"))
+        vivo_file("example/vllm/vllm/transformers_utils/configs/bluelm.py")
+    )
     (tmp / "modeling_bluelm.py").write_text(textwrap.dedent(_BLUELM_MODELING))
     n_tok = spm_model(tmp, gemma=False, control=[], user=[], size=400)
     scaling = {"type": "ntkmixed", "factor": 16.0, "power": 0.3} if name == "bluelm_32k" else None
     config = {
         "architectures": ["BlueLMForCausalLM"],
-        "auto_map": {"AutoConfig": "configuration_bluelm.BlueLMConfig",
-                     "AutoModelForCausalLM": "modeling_bluelm.BlueLMForCausalLM"},
+        "auto_map": {
+            "AutoConfig": "configuration_bluelm.BlueLMConfig",
+            "AutoModelForCausalLM": "modeling_bluelm.BlueLMForCausalLM",
+        },
         "model_type": "BlueLM",
         "vocab_size": n_tok + 16,  # more rows than the tokenizer has pieces, as the Hub's 100096
         **{k: v for k, v in common().items() if k != "initializer_range"},
@@ -506,7 +602,8 @@ def build_bluelm(name: str, tmp: Path) -> dict[str, Any]:
     randomise(model, 7)
     with torch.no_grad():
         model.model.embed_layer_norm.weight.copy_(
-            (1 + 0.2 * torch.randn(64)).to(torch.bfloat16).float())
+            (1 + 0.2 * torch.randn(64)).to(torch.bfloat16).float()
+        )
         model.model.embed_layer_norm.bias.copy_((0.3 * torch.randn(64)).to(torch.bfloat16).float())
     # the Hub layout: two bf16 pytorch_model shards and their index
     state = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
@@ -518,18 +615,34 @@ def build_bluelm(name: str, tmp: Path) -> dict[str, Any]:
         torch.save(part, tmp / fname)
         weight_map.update({n: fname for n in part})
     total = sum(v.numel() * 2 for v in state.values())
-    (tmp / "pytorch_model.bin.index.json").write_text(json.dumps(
-        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
-    (tmp / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "BlueLMTokenizer",
-        "auto_map": {"AutoTokenizer": ["tokenization_bluelm.BlueLMTokenizer", None]},
-        "add_bos_token": True, "add_eos_token": False,
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>",
-    }, indent=2) + "\n")
+    (tmp / "pytorch_model.bin.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n"
+    )
+    (tmp / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "BlueLMTokenizer",
+                "auto_map": {"AutoTokenizer": ["tokenization_bluelm.BlueLMTokenizer", None]},
+                "add_bos_token": True,
+                "add_eos_token": False,
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+                "pad_token": "<unk>",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     from bluelm_cpp.convert.decoders import BLUELM_CHAT_TEMPLATE
 
-    return {"chat": dict(system=True, tools=False, extra={}), "pre": None,
-            "hf_tokenizer": False, "template": BLUELM_CHAT_TEMPLATE, "n_tokens": n_tok}
+    return {
+        "chat": dict(system=True, tools=False, extra={}),
+        "pre": None,
+        "hf_tokenizer": False,
+        "template": BLUELM_CHAT_TEMPLATE,
+        "n_tokens": n_tok,
+    }
 
 
 # --- recording --------------------------------------------------------------------------------
@@ -539,8 +652,9 @@ def load_reference_model(d: Path, remote: bool, **overrides: Any) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, trust_remote_code=remote,
-                                             **overrides)
+    m = AutoModelForCausalLM.from_pretrained(
+        d, dtype=torch.float32, trust_remote_code=remote, **overrides
+    )
     if hasattr(m.config, "_attn_implementation"):
         m.config._attn_implementation = "eager"
     return m.eval()
@@ -554,36 +668,62 @@ def reference_outputs(model: Any, prompt: np.ndarray) -> tuple[np.ndarray, list[
     with torch.no_grad():
         ids = torch.from_numpy(prompt.astype(np.int64))[None, :]
         logits = model(input_ids=ids, use_cache=False).logits[0].to(torch.float32).numpy()
-        out = model.generate(ids, max_new_tokens=N_GREEDY, min_new_tokens=N_GREEDY,
-                             do_sample=False, eos_token_id=None, pad_token_id=0,
-                             return_dict_in_generate=True, output_logits=True)
+        out = model.generate(
+            ids,
+            max_new_tokens=N_GREEDY,
+            min_new_tokens=N_GREEDY,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
     steps = torch.cat(out.logits, 0).to(torch.float32).numpy()
-    return logits, out.sequences[0, len(prompt):].tolist(), steps
+    return logits, out.sequences[0, len(prompt) :].tolist(), steps
 
 
 # What each reference must be sensitive to: the same weights with one setting
 # changed must move the logits by at least 10x the 1e-4 bar, or the parity test
 # could not tell the setting apart.
 ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
-    "gemma2": [("no sliding window", {"sliding_window": 4096}),
-               ("no attention soft-cap", {"attn_logit_softcapping": None}),
-               ("no final soft-cap", {"final_logit_softcapping": None})],
-    "gemma3": [("no sliding window", {"sliding_window": 4096}),
-               ("no linear RoPE scaling", {"rope_parameters": {
-                   "full_attention": {"rope_type": "default", "rope_theta": 1e6},
-                   "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}),
-               ("one RoPE base", {"rope_parameters": {
-                   "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
-                   "sliding_attention": {"rope_type": "default", "rope_theta": 1e6}}})],
-    "phi3": [("no sliding window", {"sliding_window": None}),
-             ("short RoPE factors", {"original_max_position_embeddings": 4096})],
+    "gemma2": [
+        ("no sliding window", {"sliding_window": 4096}),
+        ("no attention soft-cap", {"attn_logit_softcapping": None}),
+        ("no final soft-cap", {"final_logit_softcapping": None}),
+    ],
+    "gemma3": [
+        ("no sliding window", {"sliding_window": 4096}),
+        (
+            "no linear RoPE scaling",
+            {
+                "rope_parameters": {
+                    "full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                }
+            },
+        ),
+        (
+            "one RoPE base",
+            {
+                "rope_parameters": {
+                    "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e6},
+                }
+            },
+        ),
+    ],
+    "phi3": [
+        ("no sliding window", {"sliding_window": None}),
+        ("short RoPE factors", {"original_max_position_embeddings": 4096}),
+    ],
     "bluelm_32k": [("plain RoPE", {"rope_scaling": None})],
     "qwen3": [("head_dim 16", None)],  # structural: shapes differ, nothing to load
 }
 
 
-def check_sensitivity(name: str, d: Path, remote: bool, prompt: np.ndarray,
-                      logits: np.ndarray) -> dict[str, float]:
+def check_sensitivity(
+    name: str, d: Path, remote: bool, prompt: np.ndarray, logits: np.ndarray
+) -> dict[str, float]:
     import torch
 
     out: dict[str, float] = {}
@@ -630,10 +770,14 @@ def tokenizer_cases(d: Path, hf_tokenizer: bool, existing: bool) -> list[dict[st
 
 def _special_texts(d: Path, sp: Any) -> dict[str, int]:
     """Texts split out before SentencePiece runs: added tokens and control pieces."""
-    out = {sp.id_to_piece(i): i for i in range(sp.vocab_size()) if sp.is_control(i) or sp.is_unknown(i)}
+    out = {
+        sp.id_to_piece(i): i for i in range(sp.vocab_size()) if sp.is_control(i) or sp.is_unknown(i)
+    }
     tj = d / "tokenizer.json"
     if tj.is_file():
-        out.update({a["content"]: a["id"] for a in json.loads(tj.read_text()).get("added_tokens", [])})
+        out.update(
+            {a["content"]: a["id"] for a in json.loads(tj.read_text()).get("added_tokens", [])}
+        )
     return out
 
 
@@ -663,8 +807,9 @@ def spm_ids(d: Path, text: str) -> list[int]:
     return ids
 
 
-def chat_cases(d: Path, chat: dict[str, Any], template: str | None, hf_tokenizer: bool,
-               existing: bool) -> list[dict[str, Any]]:
+def chat_cases(
+    d: Path, chat: dict[str, Any], template: str | None, hf_tokenizer: bool, existing: bool
+) -> list[dict[str, Any]]:
     """transformers' apply_chat_template text, the ids transformers gives that text and,
     for SentencePiece models, sentencepiece's ids by llama.cpp's rule."""
     from transformers import PreTrainedTokenizerFast
@@ -677,7 +822,9 @@ def chat_cases(d: Path, chat: dict[str, Any], template: str | None, hf_tokenizer
         vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
         tok = PreTrainedTokenizerFast(
             tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
-            bos_token="<s>", eos_token="</s>")
+            bos_token="<s>",
+            eos_token="</s>",
+        )
     if template is not None:
         tok.chat_template = template
     extra = dict(chat["extra"])
@@ -685,8 +832,13 @@ def chat_cases(d: Path, chat: dict[str, Any], template: str | None, hf_tokenizer
         extra["date_string"] = DATE
     cases = []
     for case in conversations(chat["system"], chat["tools"]):
-        text = tok.apply_chat_template(case["messages"], tools=case.get("tools"), tokenize=False,
-                                       add_generation_prompt=case["gen"], **extra)
+        text = tok.apply_chat_template(
+            case["messages"],
+            tools=case.get("tools"),
+            tokenize=False,
+            add_generation_prompt=case["gen"],
+            **extra,
+        )
         rec: dict[str, Any] = {**case, "kwargs": extra, "text": text}
         if hf_tokenizer:
             rec["ids"] = tok(text, add_special_tokens=False)["input_ids"]
@@ -701,7 +853,7 @@ def llamacpp_convert(d: Path, out: Path, pre: str | None) -> None:
     wrapper = textwrap.dedent(f"""
         import os, runpy, sys
         sys.path.insert(0, {str(LLAMA_CPP)!r})
-        sys.path.insert(1, {str(LLAMA_CPP / 'gguf-py')!r})
+        sys.path.insert(1, {str(LLAMA_CPP / "gguf-py")!r})
         import conversion.base as base
         pre = {pre!r}
         if pre is not None:  # only for a hash no trained-here vocabulary can have
@@ -712,8 +864,9 @@ def llamacpp_convert(d: Path, out: Path, pre: str | None) -> None:
                 except NotImplementedError:
                     return pre
             base.TextModel.get_vocab_base_pre = patched
-        sys.argv = ["convert_hf_to_gguf.py", {str(d)!r}, "--outtype", "f32", "--outfile", {str(out)!r}]
-        runpy.run_path({str(LLAMA_CPP / 'convert_hf_to_gguf.py')!r}, run_name="__main__")
+        sys.argv = ["convert_hf_to_gguf.py", {str(d)!r}, "--outtype", "f32",
+                    "--outfile", {str(out)!r}]
+        runpy.run_path({str(LLAMA_CPP / "convert_hf_to_gguf.py")!r}, run_name="__main__")
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-c", wrapper], check=True, env=env, cwd="/tmp")
@@ -740,8 +893,14 @@ def record(name: str, only_greedy_llamacpp: bool = False) -> None:
                 "pre": "gpt-2",
                 "hf_tokenizer": True,
                 "chat": {"system": True, "tools": True, "extra": {}},
-                "template": (TEMPLATES / ("meta-llama-Llama-3.2-3B-Instruct.jinja" if name == "llama"
-                             else "Qwen-Qwen2.5-7B-Instruct.jinja")).read_text(),
+                "template": (
+                    TEMPLATES
+                    / (
+                        "meta-llama-Llama-3.2-3B-Instruct.jinja"
+                        if name == "llama"
+                        else "Qwen-Qwen2.5-7B-Instruct.jinja"
+                    )
+                ).read_text(),
                 "n_tokens": VOCAB,
             }
         elif bluelm:
@@ -759,33 +918,46 @@ def record(name: str, only_greedy_llamacpp: bool = False) -> None:
                 shutil.rmtree(out)
             shutil.copytree(tmp, out, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
             out.chmod(0o755)
-        np.savez(out / "arch_reference.npz", prompt_ids=prompt, logits=logits.astype(np.float32),
-                 greedy=np.asarray(greedy, dtype=np.int32), greedy_logits=step_logits)
+        np.savez(
+            out / "arch_reference.npz",
+            prompt_ids=prompt,
+            logits=logits.astype(np.float32),
+            greedy=np.asarray(greedy, dtype=np.int32),
+            greedy_logits=step_logits,
+        )
         meta = {
             "generator": "tests/data/make_tiny_archs.py",
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__,
             "hf_class": type(model).__name__,
-            "remote_code": "vivo-ai-lab/BlueLM " + subprocess.run(
-                ["git", "-C", str(BLUELM_REPO), "rev-parse", "HEAD"], capture_output=True,
-                text=True).stdout.strip() if bluelm else None,
+            "remote_code": "vivo-ai-lab/BlueLM "
+            + subprocess.run(
+                ["git", "-C", str(BLUELM_REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+            ).stdout.strip()
+            if bluelm
+            else None,
             "prompt_len": PROMPT_LEN,
             "sliding_window": getattr(model.config, "sliding_window", None),
             "max_abs_logit": float(np.abs(logits).max()),
             "greedy_steps": N_GREEDY,
             "sensitivity": sensitivity,
             "tokenizer_cases": tokenizer_cases(tmp, info["hf_tokenizer"], existing),
-            "chat_cases": chat_cases(tmp, info["chat"], info.get("template"), info["hf_tokenizer"],
-                                     existing),
+            "chat_cases": chat_cases(
+                tmp, info["chat"], info.get("template"), info["hf_tokenizer"], existing
+            ),
         }
         if info.get("template") is not None:
             meta["chat_template"] = info["template"]
         if not bluelm:
             llamacpp_convert(tmp, out / "llamacpp.f32.gguf", info["pre"])
-        (out / "arch_reference.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+        (out / "arch_reference.json").write_text(
+            json.dumps(meta, indent=1, ensure_ascii=False) + "\n"
+        )
         size = sum(f.stat().st_size for f in out.iterdir()) / 1024
-        print(f"tiny_{name}: {size:.0f} KiB, max|logit| {meta['max_abs_logit']:.3f}, greedy {greedy}")
+        print(
+            f"tiny_{name}: {size:.0f} KiB, max|logit| {meta['max_abs_logit']:.3f}, greedy {greedy}"
+        )
 
 
 def record_llamacpp_greedy(name: str) -> None:
@@ -798,13 +970,21 @@ def record_llamacpp_greedy(name: str) -> None:
     ref = np.load(d / "arch_reference.npz")
     prompt = [int(t) for t in ref["prompt_ids"]]
     if name == "phi3":
-        prompt = prompt[:WINDOW - N_GREEDY]  # llama.cpp runs Phi-3 without its window
+        prompt = prompt[: WINDOW - N_GREEDY]  # llama.cpp runs Phi-3 without its window
     with tempfile.TemporaryDirectory() as t:
         path = Path(t) / "ours.f32.gguf"
         convert_checkpoint(d, path, "f32", progress=False)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_batch=64, n_threads=2,
-                              logits_all=True, verbose=False, type_k=0, type_v=0)
+        llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=256,
+            n_batch=64,
+            n_threads=2,
+            logits_all=True,
+            verbose=False,
+            type_k=0,
+            type_v=0,
+        )
         llm.eval(prompt)
         toks: list[int] = []
         logits = []
@@ -814,14 +994,20 @@ def record_llamacpp_greedy(name: str) -> None:
             tok = int(row.argmax())
             toks.append(tok)
             llm.eval([tok])
-    (d / "llamacpp_greedy.json").write_text(json.dumps({
-        "generator": "tests/data/make_tiny_archs.py --llamacpp-greedy",
-        "llama_cpp_python": llama_cpp.__version__,
-        "gguf_sha256": digest,
-        "prompt_ids": prompt,
-        "tokens": toks,
-        "top2_margin": [float(np.sort(r)[-1] - np.sort(r)[-2]) for r in logits],
-    }, indent=1) + "\n")
+    (d / "llamacpp_greedy.json").write_text(
+        json.dumps(
+            {
+                "generator": "tests/data/make_tiny_archs.py --llamacpp-greedy",
+                "llama_cpp_python": llama_cpp.__version__,
+                "gguf_sha256": digest,
+                "prompt_ids": prompt,
+                "tokens": toks,
+                "top2_margin": [float(np.sort(r)[-1] - np.sort(r)[-2]) for r in logits],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"tiny_{name}: llama.cpp greedy {toks}")
 
 
@@ -831,8 +1017,11 @@ ALL = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "mistral", "bluelm
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", default=ALL, choices=ALL)
-    ap.add_argument("--llamacpp-greedy", action="store_true",
-                    help="only record llama.cpp's greedy tokens on our conversions")
+    ap.add_argument(
+        "--llamacpp-greedy",
+        action="store_true",
+        help="only record llama.cpp's greedy tokens on our conversions",
+    )
     args = ap.parse_args()
     for name in args.only:
         if args.llamacpp_greedy:
