@@ -12,8 +12,10 @@ an F32 KV cache; nothing here needs torch.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
+sys.path.insert(0, str(DATA))
+import make_tiny_archs  # noqa: E402  (the recorder's llama.cpp greedy loop, for the live check)
+
 NAMES = [
     "llama",
     "qwen2",
@@ -192,11 +197,7 @@ def test_llamacpp_greedy_on_our_conversion(ours: Any, name: str) -> None:
 
     path = ours(name)
     rec_path = DATA / f"tiny_{name}" / "llamacpp_greedy.json"
-    try:
-        import llama_cpp
-    except ImportError:
-        llama_cpp = None
-    if llama_cpp is None:
+    if importlib.util.find_spec("llama_cpp") is None:
         if not rec_path.is_file():
             pytest.skip("no llama-cpp-python and no recording")
         rec = json.loads(rec_path.read_text())
@@ -206,27 +207,8 @@ def test_llamacpp_greedy_on_our_conversion(ours: Any, name: str) -> None:
         )
         prompt, theirs, margins = rec["prompt_ids"], rec["tokens"], rec["top2_margin"]
     else:
-        prompt = [int(t) for t in _ref(name)["prompt_ids"]]
-        if name == "phi3":
-            prompt = prompt[:16]  # llama.cpp runs Phi-3 without its sliding window
-        llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=256,
-            n_batch=64,
-            n_threads=2,
-            logits_all=True,
-            verbose=False,
-            type_k=0,
-            type_v=0,
-        )
-        llm.eval(prompt)
-        theirs, margins = [], []
-        for _ in range(16):
-            row = np.sort(np.asarray(llm.scores[llm.n_tokens - 1]))
-            tok = int(np.asarray(llm.scores[llm.n_tokens - 1]).argmax())
-            theirs.append(tok)
-            margins.append(float(row[-1] - row[-2]))
-            llm.eval([tok])
+        prompt = make_tiny_archs.llamacpp_prompt(name)
+        theirs, margins = make_tiny_archs.llamacpp_greedy(path, prompt)
     model = _core.LlamaModel(str(path))
     ctx = _core.Context(model, 256, 64, 2, kv_type="f32")
     ctx.eval(prompt)

@@ -960,6 +960,40 @@ def record(name: str, only_greedy_llamacpp: bool = False) -> None:
         )
 
 
+def llamacpp_prompt(name: str) -> list[int]:
+    """The prompt llama.cpp's greedy check runs: the reference's (Phi-3: cut to fit its
+    sliding window with the 16 steps, as llama.cpp runs Phi-3 without the window)."""
+    prompt = [int(t) for t in np.load(DATA / f"tiny_{name}" / "arch_reference.npz")["prompt_ids"]]
+    return prompt[: WINDOW - N_GREEDY] if name == "phi3" else prompt
+
+
+def llamacpp_greedy(path: Path, prompt: list[int]) -> tuple[list[int], list[float]]:
+    """llama.cpp's (llama-cpp-python's) greedy tokens with an F32 KV cache, and the gap
+    between the best two logits at each step."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=256,
+        n_batch=64,
+        n_threads=2,
+        logits_all=True,
+        verbose=False,
+        type_k=0,
+        type_v=0,
+    )
+    llm.eval(prompt)
+    toks: list[int] = []
+    margins: list[float] = []
+    for _ in range(N_GREEDY):
+        row = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        top2 = np.sort(row)[-2:]
+        margins.append(float(top2[1] - top2[0]))
+        toks.append(int(row.argmax()))
+        llm.eval([toks[-1]])
+    return toks, margins
+
+
 def record_llamacpp_greedy(name: str) -> None:
     """llama.cpp's greedy tokens on this project's own F32 conversion of the folder."""
     import llama_cpp
@@ -967,33 +1001,12 @@ def record_llamacpp_greedy(name: str) -> None:
     from bluelm_cpp.convert import convert_checkpoint
 
     d = DATA / f"tiny_{name}"
-    ref = np.load(d / "arch_reference.npz")
-    prompt = [int(t) for t in ref["prompt_ids"]]
-    if name == "phi3":
-        prompt = prompt[: WINDOW - N_GREEDY]  # llama.cpp runs Phi-3 without its window
+    prompt = llamacpp_prompt(name)
     with tempfile.TemporaryDirectory() as t:
         path = Path(t) / "ours.f32.gguf"
         convert_checkpoint(d, path, "f32", progress=False)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=256,
-            n_batch=64,
-            n_threads=2,
-            logits_all=True,
-            verbose=False,
-            type_k=0,
-            type_v=0,
-        )
-        llm.eval(prompt)
-        toks: list[int] = []
-        logits = []
-        for _ in range(N_GREEDY):
-            row = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-            logits.append(row)
-            tok = int(row.argmax())
-            toks.append(tok)
-            llm.eval([tok])
+        toks, margins = llamacpp_greedy(path, prompt)
     (d / "llamacpp_greedy.json").write_text(
         json.dumps(
             {
@@ -1002,7 +1015,7 @@ def record_llamacpp_greedy(name: str) -> None:
                 "gguf_sha256": digest,
                 "prompt_ids": prompt,
                 "tokens": toks,
-                "top2_margin": [float(np.sort(r)[-1] - np.sort(r)[-2]) for r in logits],
+                "top2_margin": margins,
             },
             indent=1,
         )
