@@ -219,3 +219,18 @@ def test_llamacpp_greedy_on_our_conversion(ours: Any, name: str) -> None:
     first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
     # llama.cpp's GELU is an F16 table: a near tie may fall the other way
     assert first is None or margins[first] < 1e-3, f"{name}: {mine} vs llama.cpp {theirs}"
+
+
+def test_bluelm_chat(ours: Any) -> None:
+    """BlueLM's checkpoints carry no chat template: the converter writes vivo's
+    [|Human|]:...[|AI|]: format, and Model.chat answers through it."""
+    from bluelm_cpp import Model
+    from bluelm_cpp.convert.decoders import BLUELM_CHAT_TEMPLATE
+
+    m = Model(str(ours("bluelm_32k")), kv_type="f32", n_ctx=128)
+    assert m.metadata["tokenizer.chat_template"] == BLUELM_CHAT_TEMPLATE
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    assert m.format_chat(msgs) == "<s>[|Human|]:What is the capital of France?[|AI|]:"
+    out = m.chat(msgs, max_tokens=4, temperature=0)
+    assert isinstance(out, str)
+    assert m.last_stats["n_prefilled"] + m.last_stats["n_reused"] == len(m._chat_tokens(msgs))
