@@ -265,7 +265,7 @@ def randomise(model: Any, seed: int) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(("q_norm.weight", "k_norm.weight")):
-                p.copy_((2.0 if gemma else 3.0) + 0.2 * torch.randn(p.shape, generator=gen))
+                p.copy_((0.5 if gemma else 3.0) + 0.2 * torch.randn(p.shape, generator=gen))
             elif name.endswith("norm.weight"):
                 p.copy_((0.0 if gemma else 1.0) + 0.2 * torch.randn(p.shape, generator=gen))
             elif name.endswith(".bias"):
