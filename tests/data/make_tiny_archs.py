@@ -15,7 +15,7 @@ template, and records, for it and for the existing ``tiny_llama`` /
 * ``arch_reference.json``: versions, settings, transformers' token ids for the
   test texts (``TOKENIZER_TEXTS``; BlueLM: sentencepiece's, see below) and its
   rendering of chat conversations (``apply_chat_template``: text and ids);
-* ``llamacpp_greedy.json`` (``--llamacpp-greedy``, needs llama-cpp-python):
+* ``llamacpp_greedy.json`` (needs llama-cpp-python; ``--llamacpp-greedy`` redoes only this):
   llama.cpp's 16 greedy tokens on this project's own F32 conversion, with that
   file's SHA-256 so the test knows the recording is for the same bytes.
 
@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -68,227 +69,25 @@ from typing import Any
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent
-LLAMA_CPP = Path(
-    os.environ.get("LLAMA_CPP_DIR", "/tmp/llsrc/llama_cpp_python-0.3.36/vendor/llama.cpp")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_archs_bluelm import BLUELM_REPO, build_bluelm  # noqa: E402
+from tiny_archs_common import (  # noqa: E402
+    DATA,
+    GEMMA3_TEMPLATE,
+    LLAMA_CPP,
+    N_GREEDY,
+    PROMPT_LEN,
+    SEEDS,
+    TEMPLATES,
+    VOCAB,
+    WINDOW,
+    bpe_tokenizer,
+    chat_cases,
+    common,
+    randomise,
+    spm_model,
+    tokenizer_cases,
 )
-BLUELM_REPO = Path(os.environ.get("BLUELM_REPO", "/work/.mirror/vivo-ai-lab+BlueLM/repo"))
-TEMPLATES = LLAMA_CPP / "models" / "templates"
-VOCAB = 512
-PROMPT_LEN = 80  # longer than every sliding window below (32)
-WINDOW = 32
-N_GREEDY = 16
-INIT_STD = 0.08
-TOKENIZER_TEXTS = [
-    "Hello world",
-    "The quick brown fox jumps over the lazy dog.",
-    "  two  spaces\n\nand\ttabs ",
-    "I'm here, you're there, don't",
-    "Numbers 12345 and 3.14",
-    "Привет, мир! 你好 🙂",
-    "def f(x):\n    return x * 2\n",
-]
-DATE = "26 Jul 2024"  # Llama 3.2's template prints today's date unless given one
-
-# The Gemma 3 instruction models' chat template (google/gemma-3-*-it tokenizer_config.json).
-GEMMA3_TEMPLATE = """{{ bos_token }}
-{%- if messages[0]['role'] == 'system' -%}
-    {%- if messages[0]['content'] is string -%}
-        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
-    {%- else -%}
-        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
-    {%- endif -%}
-    {%- set loop_messages = messages[1:] -%}
-{%- else -%}
-    {%- set first_user_prefix = "" -%}
-    {%- set loop_messages = messages -%}
-{%- endif -%}
-{%- for message in loop_messages -%}
-    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
-        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
-    {%- endif -%}
-    {%- if (message['role'] == 'assistant') -%}
-        {%- set role = "model" -%}
-    {%- else -%}
-        {%- set role = message['role'] -%}
-    {%- endif -%}
-    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
-    {%- if message['content'] is string -%}
-        {{ message['content'] | trim }}
-    {%- elif message['content'] is iterable -%}
-        {%- for item in message['content'] -%}
-            {%- if item['type'] == 'image' -%}
-                {{ '<start_of_image>' }}
-            {%- elif item['type'] == 'text' -%}
-                {{ item['text'] | trim }}
-            {%- endif -%}
-        {%- endfor -%}
-    {%- else -%}
-        {{ raise_exception("Invalid content type") }}
-    {%- endif -%}
-    {{ '<end_of_turn>\n' }}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-    {{'<start_of_turn>model\n'}}
-{%- endif -%}
-"""
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "City name"}},
-            "required": ["city"],
-        },
-    },
-}
-
-
-def conversations(system: bool, tools: bool) -> list[dict[str, Any]]:
-    """The chat cases: (messages, tools, template kwargs, add_generation_prompt)."""
-    user = {"role": "user", "content": "What is the capital of France?"}
-    answer = {"role": "assistant", "content": "The capital of France is Paris."}
-    follow = {"role": "user", "content": "  And of Italy?  "}
-    cases: list[dict[str, Any]] = [
-        {"messages": [user], "gen": True},
-        {"messages": [user, answer, follow], "gen": True},
-        {"messages": [user, answer], "gen": False},
-    ]
-    if system:
-        sys_msg = {"role": "system", "content": "You are a terse geography tutor."}
-        cases.append({"messages": [sys_msg, user, answer, follow], "gen": True})
-    if tools:
-        cases.append({"messages": [user], "tools": [WEATHER_TOOL], "gen": True})
-    return cases
-
-
-# --- tokenizers -------------------------------------------------------------------
-
-
-def bpe_tokenizer(special: list[str], qwen_split: bool) -> Any:
-    """A byte-level BPE trained on make_tiny_transformers' corpus (Qwen2's split regex)."""
-    sys.path.insert(0, str(DATA))
-    from make_tiny_transformers import training_text
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    from bluelm_cpp.convert.tokenizer_keys import QWEN2_SPLIT
-
-    tok = Tokenizer(models.BPE())
-    if qwen_split:
-        tok.pre_tokenizer = pre_tokenizers.Sequence(
-            [
-                pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
-                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-            ]
-        )
-    else:
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(training_text(), trainer=trainer)
-    return tok
-
-
-def spm_model(out: Path, *, gemma: bool, control: list[str], user: list[str], size: int) -> int:
-    """A SentencePiece BPE with byte fallback: Llama's id layout, or Gemma's (no space prefix)."""
-    import sentencepiece as spm
-
-    sys.path.insert(0, str(DATA))
-    from make_tiny_transformers import training_text
-
-    ids: dict[str, Any] = (
-        dict(
-            pad_id=0,
-            eos_id=1,
-            bos_id=2,
-            unk_id=3,
-            pad_piece="<pad>",
-            eos_piece="<eos>",
-            bos_piece="<bos>",
-        )
-        if gemma
-        else dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
-    )
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(training_text()),
-        model_prefix=str(out / "tokenizer"),
-        vocab_size=size,
-        model_type="bpe",
-        byte_fallback=True,
-        character_coverage=1.0,
-        add_dummy_prefix=not gemma,
-        remove_extra_whitespaces=False,  # as Llama's, Mistral's and Gemma's models
-        normalization_rule_name="identity",
-        control_symbols=control,
-        user_defined_symbols=user,
-        hard_vocab_limit=False,
-        num_threads=1,
-        minloglevel=2,
-        **ids,
-    )
-    (out / "tokenizer.vocab").unlink()
-    return spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model")).vocab_size()
-
-
-# --- models -------------------------------------------------------------------------
-
-
-def common() -> dict[str, Any]:
-    return {
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 1024,
-        "rms_norm_eps": 1e-6,
-        "initializer_range": INIT_STD,
-    }
-
-
-def randomise(model: Any, seed: int) -> None:
-    """Norm weights and biases away from their ones/zeros defaults; Q and K scaled
-    up so attention is sharp and positions (RoPE, windows) move the logits; all
-    bf16-exact (the stored type)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    gemma = "Gemma" in type(model).__name__  # gemma's norms are (1 + w)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("q_norm.weight", "k_norm.weight")):
-                p.copy_((0.5 if gemma else 3.0) + 0.2 * torch.randn(p.shape, generator=gen))
-            elif name.endswith("norm.weight"):
-                p.copy_((0.0 if gemma else 1.0) + 0.2 * torch.randn(p.shape, generator=gen))
-            elif name.endswith(".bias"):
-                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
-            elif name.endswith(("q_proj.weight", "k_proj.weight", "qkv_proj.weight")):
-                p.mul_(4.0)
-            elif name.endswith("o_proj.weight") and "BlueLM" in type(model).__name__:
-                p.mul_(4.0)  # next to the LayerNorm'd embedding, attention needs weight
-        for p in model.parameters():  # the weights as they are stored (bf16)
-            p.copy_(p.to(torch.bfloat16).to(torch.float32))
-
-
-SEEDS = {
-    "qwen3": 31,
-    "gemma2": 32,
-    "gemma3": 33,
-    "phi3": 34,
-    "mistral": 35,
-    "bluelm_2k": 36,
-    "bluelm_32k": 37,
-    "llama": 38,
-    "qwen2": 39,
-}
 
 
 def build(name: str, tmp: Path) -> dict[str, Any]:
@@ -448,203 +247,6 @@ def build(name: str, tmp: Path) -> dict[str, Any]:
     return {"chat": chat, "pre": pre, "hf_tokenizer": True, "n_tokens": n_tok}
 
 
-# --- BlueLM ---------------------------------------------------------------------------------
-
-_BLUELM_MODELING = '''
-"""BlueLM on transformers' LLaMA modules: vivo's graph (github.com/vivo-ai-lab/BlueLM,
-example/vllm/vllm/model_executor/models/bluelm.py): token embedding, then
-nn.LayerNorm(hidden, eps=rms_norm_eps), then LLaMA layers; ntkmixed RoPE as vivo's
-NTKMixedScalingRotaryEmbedding computes it. Written by tests/data/make_tiny_archs.py
-for recording references only."""
-import math
-
-import torch
-from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
-
-from .configuration_bluelm import BlueLMConfig
-
-
-def ntkmixed_inv_freq(dim, base, factor, power):
-    # vivo: inv_freq / exp(a * arange(1, dim/2 + 1) ** power),
-    # a = log(int(factor)) / (dim/2) ** power
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
-    a = math.log(int(factor)) / ((dim / 2) ** power)
-    return inv_freq / torch.exp(a * torch.arange(1, dim / 2 + 1).float() ** power)
-
-
-class BlueLMForCausalLM(LlamaForCausalLM):
-    config_class = BlueLMConfig
-
-    def __init__(self, config):
-        keys = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
-                "rms_norm_eps", "tie_word_embeddings", "pad_token_id", "bos_token_id",
-                "eos_token_id"]
-        lc = LlamaConfig(**{k: getattr(config, k) for k in keys},
-                         rope_theta=getattr(config, "rope_theta", 10000.0),
-                         hidden_act=config.hidden_act, attention_bias=False, mlp_bias=False)
-        lc._attn_implementation = "eager"
-        super().__init__(lc)
-        self.bluelm_config = config
-        self.model.embed_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.model.embed_tokens.register_forward_hook(
-            lambda mod, args, out: self.model.embed_layer_norm(out))
-        s = config.rope_scaling  # transformers 5 fills in {"rope_type": "default", ...}
-        kind = (s or {}).get("type", (s or {}).get("rope_type", "default"))
-        if kind != "default":
-            assert kind == "ntkmixed", s
-            head_dim = config.hidden_size // config.num_attention_heads
-            base = getattr(config, "rope_theta", 10000.0)
-            self.model.rotary_emb = NTKMixedRotary(head_dim, base, s["factor"], s["power"])
-
-
-class NTKMixedRotary(nn.Module):
-    """cos/sin as LlamaRotaryEmbedding returns them, from vivo's frequencies (computed
-    in forward: weight initialisation resets buffers)."""
-
-    def __init__(self, dim, base, factor, power):
-        super().__init__()
-        self.args = (dim, base, factor, power)
-
-    def forward(self, x, position_ids):
-        f = ntkmixed_inv_freq(*self.args).to(x.device)
-        freqs = position_ids[:, :, None].float() * f[None, None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
-'''
-
-
-def vivo_file(path: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(BLUELM_REPO), "show", f"HEAD:{path}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def check_ntkmixed_against_vivo(
-    remote: Path, dim: int, base: float, factor: float, power: float, max_pos: int
-) -> None:
-    """vivo's NTKMixedScalingRotaryEmbedding (its own code, on CPU) gives the same cos/sin."""
-    import types
-
-    import torch
-
-    src = vivo_file("example/vllm/vllm/model_executor/layers/rotary_embedding.py")
-    src = src.replace('device="cuda"', 'device="cpu"').replace(
-        "from vllm import pos_encoding_ops", ""
-    )
-    sys.modules.setdefault("vllm", types.ModuleType("vllm"))
-    ns: dict[str, Any] = {"__name__": "vivo_rotary"}
-    exec(compile(src, "vivo rotary_embedding.py", "exec"), ns)
-    vivo = ns["NTKMixedScalingRotaryEmbedding"](dim, dim, max_pos, base, True, factor, power)
-    spec: dict[str, Any] = {"__name__": "adapter", "BlueLMConfig": object}
-    exec(
-        compile(
-            _BLUELM_MODELING.replace("from .configuration_bluelm import BlueLMConfig", ""),
-            "adapter",
-            "exec",
-        ),
-        spec,
-    )
-    f = spec["ntkmixed_inv_freq"](dim, base, factor, power)
-    t = torch.arange(max_pos * int(factor), dtype=torch.float)
-    freqs = torch.einsum("i,j -> ij", t, f)
-    mine = torch.cat((freqs.cos(), freqs.sin()), dim=-1)
-    if not torch.equal(mine, vivo.cos_sin_cache):
-        raise RuntimeError("the adapter's ntkmixed frequencies differ from vivo's code")
-    print(f"ntkmixed: adapter == vivo's NTKMixedScalingRotaryEmbedding over {len(t)} positions")
-
-
-def build_bluelm(name: str, tmp: Path) -> dict[str, Any]:
-    import torch
-    from transformers import AutoConfig
-
-    (tmp / "configuration_bluelm.py").write_text(
-        vivo_file("example/vllm/vllm/transformers_utils/configs/bluelm.py")
-    )
-    (tmp / "modeling_bluelm.py").write_text(textwrap.dedent(_BLUELM_MODELING))
-    n_tok = spm_model(tmp, gemma=False, control=[], user=[], size=400)
-    scaling = {"type": "ntkmixed", "factor": 16.0, "power": 0.3} if name == "bluelm_32k" else None
-    config = {
-        "architectures": ["BlueLMForCausalLM"],
-        "auto_map": {
-            "AutoConfig": "configuration_bluelm.BlueLMConfig",
-            "AutoModelForCausalLM": "modeling_bluelm.BlueLMForCausalLM",
-        },
-        "model_type": "BlueLM",
-        "vocab_size": n_tok + 16,  # more rows than the tokenizer has pieces, as the Hub's 100096
-        **{k: v for k, v in common().items() if k != "initializer_range"},
-        "num_key_value_heads": 4,
-        "num_hidden_layers": 2,
-        "max_position_embeddings": 2048,
-        "hidden_act": "silu",
-        "initializer_range": INIT_STD,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "pad_token_id": 3,
-        "tie_word_embeddings": False,
-        "use_stable_embedding": True,
-        "rope_theta": 10000.0,
-        "rope_scaling": scaling,
-        "torch_dtype": "bfloat16",
-    }
-    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    if scaling:
-        check_ntkmixed_against_vivo(tmp, 16, 10000.0, 16.0, 0.3, 2048)
-    from transformers import AutoModelForCausalLM
-
-    cfg = AutoConfig.from_pretrained(tmp, trust_remote_code=True)
-    torch.manual_seed(SEEDS[name])
-    model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=True).to(torch.float32).eval()
-    randomise(model, 7)
-    with torch.no_grad():
-        model.model.embed_layer_norm.weight.copy_(
-            (1 + 0.2 * torch.randn(64)).to(torch.bfloat16).float()
-        )
-        model.model.embed_layer_norm.bias.copy_((0.3 * torch.randn(64)).to(torch.bfloat16).float())
-    # the Hub layout: two bf16 pytorch_model shards and their index
-    state = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
-    names = list(state)
-    weight_map = {}
-    for s in range(2):
-        fname = f"pytorch_model-{s + 1:05d}-of-00002.bin"
-        part = {n: state[n] for n in names[s::2]}
-        torch.save(part, tmp / fname)
-        weight_map.update({n: fname for n in part})
-    total = sum(v.numel() * 2 for v in state.values())
-    (tmp / "pytorch_model.bin.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n"
-    )
-    (tmp / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "BlueLMTokenizer",
-                "auto_map": {"AutoTokenizer": ["tokenization_bluelm.BlueLMTokenizer", None]},
-                "add_bos_token": True,
-                "add_eos_token": False,
-                "bos_token": "<s>",
-                "eos_token": "</s>",
-                "unk_token": "<unk>",
-                "pad_token": "<unk>",
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    from bluelm_cpp.convert.decoders import BLUELM_CHAT_TEMPLATE
-
-    return {
-        "chat": dict(system=True, tools=False, extra={}),
-        "pre": None,
-        "hf_tokenizer": False,
-        "template": BLUELM_CHAT_TEMPLATE,
-        "n_tokens": n_tok,
-    }
-
-
 # --- recording --------------------------------------------------------------------------------
 
 
@@ -744,108 +346,6 @@ def check_sensitivity(
             raise RuntimeError(f"{name}: the reference is blind to '{label}' ({rel:.3g})")
         out[label] = rel
     return out
-
-
-def _hf_tokenizer(d: Path, existing: bool) -> Any:
-    """The folder's transformers tokenizer. tiny_llama/tiny_qwen2 name tokenizer classes
-    that rebuild their own pre-tokenizer; their tokenizer.json is the tokenizer."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    return (PreTrainedTokenizerFast if existing else AutoTokenizer).from_pretrained(d)
-
-
-def tokenizer_cases(d: Path, hf_tokenizer: bool, existing: bool) -> list[dict[str, Any]]:
-    """transformers' ids of the test texts (BlueLM: none, its class is remote code)
-    and, for a SentencePiece model, sentencepiece's own."""
-    cases: list[dict[str, Any]] = [{"text": t} for t in TOKENIZER_TEXTS]
-    if hf_tokenizer:
-        tok = _hf_tokenizer(d, existing)
-        for c in cases:
-            c["ids"] = tok.encode(c["text"], add_special_tokens=False)
-    if (d / "tokenizer.model").is_file():
-        for c in cases:
-            c["spm_ids"] = spm_ids(d, c["text"])
-    return cases
-
-
-def _special_texts(d: Path, sp: Any) -> dict[str, int]:
-    """Texts split out before SentencePiece runs: added tokens and control pieces."""
-    out = {
-        sp.id_to_piece(i): i for i in range(sp.vocab_size()) if sp.is_control(i) or sp.is_unknown(i)
-    }
-    tj = d / "tokenizer.json"
-    if tj.is_file():
-        out.update(
-            {a["content"]: a["id"] for a in json.loads(tj.read_text()).get("added_tokens", [])}
-        )
-    return out
-
-
-def spm_ids(d: Path, text: str) -> list[int]:
-    """sentencepiece's ids with special-token texts split out first (longest first) and
-    each text fragment encoded on its own: llama.cpp's rule for SentencePiece vocabularies."""
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model"))
-    specials = _special_texts(d, sp)
-    frags: list[Any] = [text]
-    for tok in sorted(specials, key=len, reverse=True):
-        nxt: list[Any] = []
-        for f in frags:
-            if isinstance(f, int):
-                nxt.append(f)
-                continue
-            for k, part in enumerate(f.split(tok)):
-                if k:
-                    nxt.append(specials[tok])
-                if part:
-                    nxt.append(part)
-        frags = nxt
-    ids: list[int] = []
-    for f in frags:
-        ids += [f] if isinstance(f, int) else sp.encode(f)
-    return ids
-
-
-def chat_cases(
-    d: Path, chat: dict[str, Any], template: str | None, hf_tokenizer: bool, existing: bool
-) -> list[dict[str, Any]]:
-    """transformers' apply_chat_template text, the ids transformers gives that text and,
-    for SentencePiece models, sentencepiece's ids by llama.cpp's rule."""
-    from transformers import PreTrainedTokenizerFast
-
-    if hf_tokenizer:
-        tok = _hf_tokenizer(d, existing)
-    else:  # BlueLM: its tokenizer class is remote code; transformers' renderer all the same
-        from tokenizers import Tokenizer, models
-
-        vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-        tok = PreTrainedTokenizerFast(
-            tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
-            bos_token="<s>",
-            eos_token="</s>",
-        )
-    if template is not None:
-        tok.chat_template = template
-    extra = dict(chat["extra"])
-    if "date_string" in (tok.chat_template or ""):
-        extra["date_string"] = DATE
-    cases = []
-    for case in conversations(chat["system"], chat["tools"]):
-        text = tok.apply_chat_template(
-            case["messages"],
-            tools=case.get("tools"),
-            tokenize=False,
-            add_generation_prompt=case["gen"],
-            **extra,
-        )
-        rec: dict[str, Any] = {**case, "kwargs": extra, "text": text}
-        if hf_tokenizer:
-            rec["ids"] = tok(text, add_special_tokens=False)["input_ids"]
-        if (d / "tokenizer.model").is_file():
-            rec["spm_ids"] = spm_ids(d, text)
-        cases.append(rec)
-    return cases
 
 
 def llamacpp_convert(d: Path, out: Path, pre: str | None) -> None:
@@ -1033,15 +533,20 @@ def main() -> None:
     ap.add_argument(
         "--llamacpp-greedy",
         action="store_true",
-        help="only record llama.cpp's greedy tokens on our conversions",
+        help="only (re)record llama.cpp's greedy tokens on our conversions (done after every "
+        "recording when llama-cpp-python is installed)",
     )
     args = ap.parse_args()
+    have_llama_cpp = importlib.util.find_spec("llama_cpp") is not None
     for name in args.only:
-        if args.llamacpp_greedy:
-            if not name.startswith("bluelm"):
-                record_llamacpp_greedy(name)
-        else:
+        if not args.llamacpp_greedy:
             record(name)
+        if name.startswith("bluelm"):
+            continue  # llama.cpp has no BlueLM class
+        if have_llama_cpp:
+            record_llamacpp_greedy(name)
+        else:
+            print(f"tiny_{name}: no llama-cpp-python, llamacpp_greedy.json not recorded")
 
 
 if __name__ == "__main__":
