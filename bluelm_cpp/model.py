@@ -260,8 +260,17 @@ class Model:
         """
         return self.tokenizer.decode(tokens, special=special)
 
-    def format_chat(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """Render OpenAI-style ``messages`` with the file's chat template (Jinja2).
+    def format_chat(
+        self,
+        messages: list[Message],
+        add_generation_prompt: bool = True,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        **template_vars: Any,
+    ) -> str:
+        """Render OpenAI-style ``messages`` with the file's chat template (Jinja2),
+        as transformers' ``apply_chat_template``: ``tools`` and other variables
+        (``enable_thinking=False``, ``date_string=...``) go to the template.
 
         Example:
             >>> m.format_chat([{"role": "user", "content": "Hi"}])  # doctest: +SKIP
@@ -274,10 +283,17 @@ class Model:
             add_generation_prompt=add_generation_prompt,
             bos_token=tok.token_text(tok.bos_id) if tok.bos_id is not None else "",
             eos_token=tok.token_text(tok.eos_id) if tok.eos_id is not None else "",
+            tools=tools,
+            **template_vars,
         )
 
-    def _chat_tokens(self, messages: list[Message]) -> list[int]:
-        text = self.format_chat(messages)
+    def _chat_tokens(
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None = None,
+        **template_vars: Any,
+    ) -> list[int]:
+        text = self.format_chat(messages, tools=tools, **template_vars)
         tok = self.tokenizer
         ids = tok.encode(text, add_special=False, parse_special=True)
         # As llama.cpp's chat path: add BOS unless the template already wrote it.
@@ -746,11 +762,14 @@ class Model:
         max_tokens: int | None = 256,
         *,
         stream: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
         **sampling: Any,
     ) -> str | Iterator[str]:
         """Answer OpenAI-style ``messages`` (``[{"role": "user", "content": "..."}]``)
         using the model's chat template; takes :meth:`generate`'s sampling
-        arguments. Turns that share a prefix reuse the KV cache.
+        arguments. Turns that share a prefix reuse the KV cache. ``tools`` and
+        ``chat_template_kwargs`` reach the template as in transformers.
 
         Example:
             >>> msgs = [{"role": "user", "content": "What is 2+2?"}]
@@ -758,12 +777,12 @@ class Model:
             '2 + 2 = 4.'
         """
         msgs, images = self._messages_with_images(messages)
+        extra = chat_template_kwargs or {}
         if images:
             stop = sampling.pop("stop", None)
-            return self._generate_items(
-                self.format_chat(msgs), images, True, max_tokens, stop, stream, sampling
-            )
-        ids = self._chat_tokens(messages)
+            text = self.format_chat(msgs, tools=tools, **extra)
+            return self._generate_items(text, images, True, max_tokens, stop, stream, sampling)
+        ids = self._chat_tokens(messages, tools, **extra)
         return self.generate(ids, max_tokens, stream=stream, **sampling)
 
     def _messages_with_images(

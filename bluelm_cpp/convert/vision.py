@@ -763,6 +763,8 @@ def convert_vision_checkpoint(
             and not n.startswith(_V)
             and "rotary_emb.inv_freq" not in n
             and not (text is not None and text.hp.tied and n == "lm_head.weight")
+            # folded into another tensor by the text arch (BlueLM's embedding LayerNorm)
+            and not (text is not None and any(re.fullmatch(c, n) for c in text.arch.consumes))
         ]
         if extra:
             raise ModelFormatError(f"{src}: {len(extra)} unknown tensor(s): {', '.join(extra[:5])}")

@@ -23,7 +23,8 @@ using GemmFn = void (*)(const void* W, size_t w_stride, const void* X, size_t x_
 using ConvertRowFn = void (*)(const float* x, void* y, int64_t K);
 
 // Attention for one query row against a KV cache of n_kv positions of one head.
-// scores[j] = scale * dot(q, K_j); softmax; out = sum_j p_j V_j. K/V rows are
+// scores[j] = scale * dot(q, K_j), soft-capped when softcap > 0 (gemma2:
+// softcap * tanh(score / softcap)); softmax; out = sum_j p_j V_j. K/V rows are
 // head_dim values of kv_type (F32, F16, or Q8_0 blocks of 32) with row stride
 // kv_stride elements (a multiple of 32 for Q8_0).
 // `scratch` has room for n_kv floats.
@@ -33,10 +34,10 @@ using ConvertRowFn = void (*)(const float* x, void* y, int64_t K);
 // product (one token).
 using AttendFn = void (*)(const float* q, const void* K, const void* V, GgmlType kv_type,
                           size_t kv_stride, int64_t head_dim, int64_t n_kv, float scale,
-                          bool batched, float* scratch, float* out);
+                          float softcap, bool batched, float* scratch, float* out);
 
 // Attention for m consecutive query rows of one head of a prompt chunk (the
-// batched order): row t (q + t * q_stride) sees n_kv0 + t positions and writes
+// batched order, no soft-cap): row t (q + t * q_stride) sees n_kv0 + t positions and writes
 // out + t * out_stride; `scratch` has room for 4 * (n_kv0 + m - 1) floats. Results
 // are those of m calls of attend(batched = true); one call shares each K/V row's
 // conversion among the rows. nullptr in a table: the caller loops attend.
@@ -45,6 +46,9 @@ using AttendRowsFn = void (*)(const float* q, size_t q_stride, const void* K, co
                               int64_t m, float scale, float* scratch, float* out, size_t out_stride);
 
 // One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
+// GegluFn (same signature): y[i] = gelu_tanh(gate[i]) * up[i], computed as
+// gate / (1 + exp(-2 sqrt(2/pi) gate (1 + 0.044715 gate^2))) with the vector exp
+// on every element (no llama.cpp order to mirror: its GELU is an F16 table).
 using SwigluFn = void (*)(const float* gate, const float* up, float* y, int64_t n);
 
 // Slots of the per-type arrays. A new weight type is a slot here (and in
@@ -91,6 +95,7 @@ struct KernelTable {
   // (whole blocks interleaved, kernels/repack.h) and unpack_rows.
   PackFn pack[W_COUNT];
   PackFn unpack[W_COUNT];
+  SwigluFn geglu;  // GELU(tanh)-gated FFN (gemma)
   VisionKernels vision;
 };
 

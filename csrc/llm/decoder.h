@@ -1,5 +1,6 @@
 // A decoding context: the KV cache, its position, and the forward pass of the
-// LLaMA-family decoder. Prefill runs in chunks of n_batch tokens.
+// decoder (one graph for every arch of llm_arch.h, its optional steps switched
+// by the arch's flags). Prefill runs in chunks of n_batch tokens.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
@@ -51,8 +52,13 @@ class Context {
   void matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X, int64_t m);
   // Rows [t0, t1) of a chunk (row t at offset t * width).
   void rms_norm(const float* x, const Vector& w, int64_t t0, int64_t t1, float* y) const;
-  void rope(float* x, int64_t t0, int64_t t1, int64_t n_heads) const;
+  // RoPE with table `set` (0: global layers, 1: sliding-window layers).
+  void rope(float* x, int64_t t0, int64_t t1, int64_t n_heads, int set) const;
+  // cos/sin of the chunk's positions for one RoPE setting.
+  void rope_table(const RopeParams& rp, int set, int64_t t0, int64_t t1);
   void attention(int layer, int64_t m);
+  // logits = cap * tanh(logits / cap) (gemma2's final soft-cap), rows of n_vocab.
+  void softcap_logits(float* logits, int64_t rows);
   // fn(t0, t1) over the rows of a chunk: on the pool for a prompt chunk (the
   // per-row work is identical either way), inline for one token.
   template <typename Fn>
@@ -83,7 +89,9 @@ class Context {
   // Chunk buffers sized for n_batch tokens, allocated once.
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;
   std::vector<uint8_t> act_;            // activations in the kernel's input format
-  std::vector<float> rope_cos_, rope_sin_;  // per token, per rotated pair
+  std::vector<float> rope_cos_, rope_sin_;  // per set (global, sliding), per token, per rotated pair
+  int n_rope_sets_ = 1;
+  const float* rope_factors_ = nullptr;      // per rotated pair, or nullptr
   std::vector<float> scratch_;          // per thread, 4 x n_ctx scores
   std::vector<float> logits_;
   int64_t n_logit_rows_ = 0;

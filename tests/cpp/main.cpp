@@ -58,7 +58,7 @@ using namespace harness;
 // Every entry a model calls through must be set (attend_rows and the packed
 // layouts are optional).
 void test_complete(const KernelTable& isa) {
-  bool ok = isa.attend && isa.swiglu;
+  bool ok = isa.attend && isa.swiglu && isa.geglu;
   for (int i = 0; i < W_COUNT; ++i) ok = ok && isa.gemm[i] && (isa.pack_rows[i] == 0 || isa.gemm_packed[i]);
   for (int i = 0; i < A_COUNT; ++i) ok = ok && isa.convert[i];
   const VisionKernels& v = isa.vision;

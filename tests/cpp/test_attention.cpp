@@ -16,7 +16,7 @@ namespace harness {
 namespace {
 
 void test_attend(const KernelTable& isa, const KernelTable& ref, GgmlType kv, int64_t hd, int64_t n_kv,
-                 bool batched) {
+                 bool batched, float softcap = 0.0f) {
   const size_t stride = hd * 3 + 4;  // several heads interleaved, odd padding
   const size_t esz = kv == GgmlType::F32 ? 4 : 2;
   std::vector<uint8_t> Kb(n_kv * stride * esz), Vb(n_kv * stride * esz);
@@ -36,8 +36,8 @@ void test_attend(const KernelTable& isa, const KernelTable& ref, GgmlType kv, in
   std::vector<float> q(hd), s1(n_kv), s2(n_kv), o1(hd, NAN), o2(hd, NAN);
   for (auto& v : q) v = normal();
   const float scale = 1.0f / std::sqrt(float(hd));
-  ref.attend(q.data(), Kb.data(), Vb.data(), kv, stride, hd, n_kv, scale, batched, s1.data(), o1.data());
-  isa.attend(q.data(), Kb.data(), Vb.data(), kv, stride, hd, n_kv, scale, batched, s2.data(), o2.data());
+  ref.attend(q.data(), Kb.data(), Vb.data(), kv, stride, hd, n_kv, scale, softcap, batched, s1.data(), o1.data());
+  isa.attend(q.data(), Kb.data(), Vb.data(), kv, stride, hd, n_kv, scale, softcap, batched, s2.data(), o2.data());
   // F16: a softmax weight may round to the neighbouring F16 value (relative 2^-11).
   const bool exact = kv == GgmlType::F16 && mirrors_llamacpp_order(isa);
   const double tol = exact ? 0.0 : (kv == GgmlType::F32 ? 2e-5 : 1e-3) * vmax;
@@ -54,7 +54,7 @@ void test_attend(const KernelTable& isa, const KernelTable& ref, GgmlType kv, in
       else { uint16_t h; std::memcpy(&h, &Kb[(j * stride + d) * 2], 2); kval = fp16_to_fp32(h); }
       dot += double(kval) * q[d];
     }
-    sc[j] = dot * scale;
+    sc[j] = softcap > 0.0f ? softcap * std::tanh(dot * scale / softcap) : dot * scale;
     mx = std::max(mx, sc[j]);
   }
   for (int64_t j = 0; j < n_kv; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
@@ -70,8 +70,8 @@ void test_attend(const KernelTable& isa, const KernelTable& ref, GgmlType kv, in
     far += !(std::fabs(o - o2[d]) <= (kv == GgmlType::F32 ? 2e-5 : 2e-3) * vmax);
   }
   char what[200];
-  std::snprintf(what, sizeof what, "%s attend %s head_dim=%lld n_kv=%lld batched=%d: %d differ from scalar, %d far from double",
-                isa.isa, type_name(uint32_t(kv)), (long long)hd, (long long)n_kv, int(batched), bad, far);
+  std::snprintf(what, sizeof what, "%s attend %s head_dim=%lld n_kv=%lld batched=%d softcap=%g: %d differ from scalar, %d far from double",
+                isa.isa, type_name(uint32_t(kv)), (long long)hd, (long long)n_kv, int(batched), double(softcap), bad, far);
   bad += far;
   check(bad == 0, what);
 }
@@ -113,7 +113,7 @@ void test_attend_rows(const KernelTable& isa, const KernelTable& ref, int64_t hd
   for (auto& v : q) v = normal();
   const float scale = 1.0f / std::sqrt(float(hd));
   for (int64_t t = 0; t < m; ++t)
-    ref.attend(q.data() + t * qs, Kb.data(), Vb.data(), GgmlType::F16, stride, hd, n0 + t, scale, true,
+    ref.attend(q.data() + t * qs, Kb.data(), Vb.data(), GgmlType::F16, stride, hd, n0 + t, scale, 0.0f, true,
                s1.data(), o1.data() + t * qs);
   isa.attend_rows(q.data(), qs, Kb.data(), Vb.data(), GgmlType::F16, stride, hd, n0, m, scale, s2.data(),
                   o2.data(), qs);
@@ -125,6 +125,29 @@ void test_attend_rows(const KernelTable& isa, const KernelTable& ref, int64_t hd
   std::snprintf(what, sizeof what, "%s attend_rows head_dim=%lld n_kv0=%lld m=%lld: %d differ from scalar",
                 isa.isa, (long long)hd, (long long)n0, (long long)m, bad);
   check(bad == 0, what);
+}
+
+// GELU(tanh)-gated rows: every table equals the scalar reference bit for bit,
+// and both stay close to double precision's 0.5 g (1 + tanh(sqrt(2/pi)(g + 0.044715 g^3))) u.
+void test_geglu(const KernelTable& isa, const KernelTable& ref, int64_t n) {
+  std::vector<float> g(n), u(n), y1(n), y2(n);
+  for (int64_t i = 0; i < n; ++i) {
+    g[i] = i % 7 == 3 ? uniform(-60.0f, 60.0f) : normal() * 3.0f;
+    u[i] = normal();
+  }
+  ref.geglu(g.data(), u.data(), y1.data(), n);
+  isa.geglu(g.data(), u.data(), y2.data(), n);
+  int differ = 0, far = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    differ += std::memcmp(&y1[i], &y2[i], 4) != 0;
+    const double x = g[i];
+    const double want = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) * u[i];
+    far += !(std::fabs(want - y2[i]) <= 2e-6 * std::fabs(x * u[i]) + 1e-30);
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "%s geglu n=%lld: %d differ from scalar, %d far from double",
+                isa.isa, (long long)n, differ, far);
+  check(differ == 0 && far == 0, what);
 }
 
 // INT8 (Q8_0) KV cache: the table's attention over quantised rows against the
@@ -149,9 +172,9 @@ void test_attend_q8(const KernelTable& isa, const KernelTable& ref, int64_t hd, 
   const float scale = 1.0f / std::sqrt(float(hd));
   // The second head of each row: a block-aligned offset inside the row.
   const size_t off = row_bytes(GgmlType::Q8_0, hd);
-  ref.attend(q.data(), Kf.data() + hd, Vf.data() + hd, GgmlType::F32, stride, hd, n_kv, scale,
+  ref.attend(q.data(), Kf.data() + hd, Vf.data() + hd, GgmlType::F32, stride, hd, n_kv, scale, 0.0f,
              false, s1.data(), o1.data());
-  isa.attend(q.data(), Kq.data() + off, Vq.data() + off, GgmlType::Q8_0, stride, hd, n_kv, scale,
+  isa.attend(q.data(), Kq.data() + off, Vq.data() + off, GgmlType::Q8_0, stride, hd, n_kv, scale, 0.0f,
              false, s2.data(), o2.data());
   // Only the order of float sums differs (per block, then scaled by d).
   const double tol = 1e-4 * vmax;
@@ -183,7 +206,7 @@ void test_attend_rows_q8(const KernelTable& isa, int64_t hd, int64_t n0, int64_t
   for (auto& v : q) v = normal();
   const float scale = 1.0f / std::sqrt(float(hd));
   for (int64_t t = 0; t < m; ++t)
-    isa.attend(q.data() + t * qs, Kq.data() + off, Vq.data() + off, GgmlType::Q8_0, stride, hd, n0 + t, scale,
+    isa.attend(q.data() + t * qs, Kq.data() + off, Vq.data() + off, GgmlType::Q8_0, stride, hd, n0 + t, scale, 0.0f,
                true, s1.data(), o1.data() + t * qs);
   isa.attend_rows(q.data(), qs, Kq.data() + off, Vq.data() + off, GgmlType::Q8_0, stride, hd, n0, m, scale,
                   s2.data(), o2.data(), qs);
@@ -204,7 +227,11 @@ void test_attention(const KernelTable& isa) {
     for (int64_t hd : {32, 64, 72, 128})
       for (int64_t n_kv : {1, 2, 7, 33, 130})
         for (bool batched : {false, true}) test_attend(isa, ref, kv, hd, n_kv, batched);
+  for (GgmlType kv : {GgmlType::F32, GgmlType::F16})  // gemma2's attention soft-cap
+    for (int64_t n_kv : {1, 9, 130})
+      for (bool batched : {false, true}) test_attend(isa, ref, kv, 64, n_kv, batched, 5.0f);
   for (int64_t n : {1, 7, 8, 576, 1536, 1541}) test_swiglu(isa, ref, n);
+  for (int64_t n : {1, 7, 8, 13, 576, 1541}) test_geglu(isa, ref, n);
   for (int64_t hd : {32, 64, 72, 128})
     for (int64_t n0 : {1, 6, 33})
       for (int64_t m : {1, 2, 3, 4, 5, 11}) test_attend_rows(isa, ref, hd, n0, m);

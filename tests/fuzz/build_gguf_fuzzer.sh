@@ -13,6 +13,7 @@ srcs=(
   "$root/csrc/core/gguf_file.cpp"
   "$root/csrc/core/block_formats.cpp"
   "$root/csrc/core/huge_pages.cpp"
+  "$root/csrc/llm/llm_arch.cpp"
   "$root/csrc/llm/llm_config.cpp"
   "$root/csrc/llm/llm_weights.cpp"
   "$root/csrc/kernels/dispatch.cpp"

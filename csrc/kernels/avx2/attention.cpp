@@ -73,6 +73,46 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];  // as ggml's tail
 }
 
+// gelu_tanh(g) * u, 8 lanes: the scalar reference's operations (kernels.h).
+inline __m256 geglu8(__m256 g, __m256 u) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 inner = _mm256_mul_ps(g, _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), _mm256_mul_ps(g, g), one));
+  const __m256 e = exp8(_mm256_mul_ps(_mm256_set1_ps(-1.5957691216057308f), inner));
+  return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+}
+
+// A row tail of n < 8 through the same 8-lane code, so every element matches the reference.
+template <typename Fn>
+inline void tail8(float* y, int64_t n, Fn&& fn) {
+  alignas(32) float buf[8] = {};
+  for (int64_t i = 0; i < n; ++i) buf[i] = y[i];
+  _mm256_store_ps(buf, fn(_mm256_load_ps(buf)));
+  for (int64_t i = 0; i < n; ++i) y[i] = buf[i];
+}
+
+void geglu(const float* gate, const float* up, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, geglu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  if (i == n) return;
+  alignas(32) float g[8] = {}, u[8] = {}, r[8];
+  for (int64_t k = i; k < n; ++k) g[k - i] = gate[k], u[k - i] = up[k];
+  _mm256_store_ps(r, geglu8(_mm256_load_ps(g), _mm256_load_ps(u)));
+  for (int64_t k = i; k < n; ++k) y[k] = r[k - i];
+}
+
+// Attention logit soft-cap cap * tanh(s / cap), tanh as 1 - 2 / (1 + exp(2x)) (the reference's).
+void softcap_scores(float* s, int64_t n, float cap) {
+  if (!(cap > 0.0f)) return;
+  const __m256 k = _mm256_set1_ps(2.0f / cap), c = _mm256_set1_ps(cap), one = _mm256_set1_ps(1.0f),
+               two = _mm256_set1_ps(2.0f);
+  auto cap8 = [&](__m256 x) {
+    return _mm256_mul_ps(c, _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(one, exp8(_mm256_mul_ps(k, x))))));
+  };
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, cap8(_mm256_loadu_ps(s + j)));
+  if (j < n) tail8(s + j, n - j, cap8);
+}
+
 // ggml_vec_dot_f16's lane fold: (a0 + a2) + (a1 + a3), lo + hi, two hadds.
 inline float fold32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
   const __m256 x = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
@@ -148,7 +188,7 @@ inline __m256 widen8(const int8_t* p) {
 // INT8 cache (this project's format: no llama.cpp order to mirror, so the sums
 // are free to vectorise; tested against the F32 reference within a tolerance).
 void attend_q8_0(const float* q, const BlockQ8_0* k, const BlockQ8_0* v, size_t kv_stride,
-                 int64_t head_dim, int64_t n_kv, float scale, float* scratch, float* out) {
+                 int64_t head_dim, int64_t n_kv, float scale, float softcap, float* scratch, float* out) {
   const size_t row_blocks = kv_stride / QK;
   const int64_t nb = head_dim / QK;
   for (int64_t j = 0; j < n_kv; ++j) {
@@ -165,6 +205,7 @@ void attend_q8_0(const float* q, const BlockQ8_0* k, const BlockQ8_0* v, size_t 
     }
     scratch[j] = scale * hsum(acc);
   }
+  softcap_scores(scratch, n_kv, softcap);
   softmax_ggml(scratch, n_kv);
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
   for (int64_t j = 0; j < n_kv; ++j) {
@@ -235,15 +276,15 @@ void attend_rows_q8_0(const float* q, size_t q_stride, const BlockQ8_0* k, const
 }  // namespace
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
-            int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch, float* out) {
+            int64_t head_dim, int64_t n_kv, float scale, float softcap, bool batched, float* scratch, float* out) {
   if (kv_type == GgmlType::Q8_0) {
     attend_q8_0(q, static_cast<const BlockQ8_0*>(K), static_cast<const BlockQ8_0*>(V), kv_stride,
-                head_dim, n_kv, scale, scratch, out);
+                head_dim, n_kv, scale, softcap, scratch, out);
     return;
   }
   if (kv_type == GgmlType::F32) {
-    attend_f32<dot_rows<F32Load>, weighted_sum<F32Load>>(q, static_cast<const float*>(K), static_cast<const float*>(V),
-                                                         kv_stride, head_dim, n_kv, scale, scratch, out);
+    attend_f32<dot_rows<F32Load>, weighted_sum<F32Load>, softcap_scores>(q, static_cast<const float*>(K), static_cast<const float*>(V),
+                                                         kv_stride, head_dim, n_kv, scale, softcap, scratch, out);
     return;
   }
   // F16 cache: llama.cpp's F16 matmuls see the query and the softmax weights in F16.
@@ -258,6 +299,7 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
     const uint16_t* kj = k + j * kv_stride;
     scratch[j] = (tile_kq ? dot_f16_tile_order(kj, qh, head_dim) : dot_f16_vec_order(kj, qh, head_dim)) * scale;
   }
+  softcap_scores(scratch, n_kv, softcap);
   softmax_ggml(scratch, n_kv);
   int64_t j = 0;
   for (; j + 8 <= n_kv; j += 8)
@@ -273,7 +315,7 @@ void attend_rows(const float* q, size_t q_stride, const void* K, const void* V, 
                  float* scratch, float* out, size_t out_stride) {
   if (kv_type != GgmlType::Q8_0) {
     for (int64_t t = 0; t < m; ++t)
-      attend(q + t * q_stride, K, V, kv_type, kv_stride, head_dim, n_kv0 + t, scale, true, scratch,
+      attend(q + t * q_stride, K, V, kv_type, kv_stride, head_dim, n_kv0 + t, scale, 0.0f, true, scratch,
              out + t * out_stride);
     return;
   }
@@ -292,6 +334,7 @@ void fill_attention(KernelTable& t) {
   t.attend = attend;
   t.attend_rows = attend_rows;
   t.swiglu = swiglu;
+  t.geglu = geglu;
 }
 
 }  // namespace bluelm::kernels::avx2

@@ -8,7 +8,7 @@ namespace bluelm::kernels::avx2 {
 
 void fill_gemm(KernelTable& t);       // gemm.cpp: quantised and float tiles
 void fill_convert(KernelTable& t);    // convert.cpp: activation rows
-void fill_attention(KernelTable& t);  // attention.cpp: attend, attend_rows, swiglu
+void fill_attention(KernelTable& t);  // attention.cpp: attend, attend_rows, swiglu, geglu
 void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops, attention
 void fill_i8(KernelTable& t);         // i8.cpp (built with -ffp-contract=off): the int8 format, K4 panels
 
@@ -17,7 +17,7 @@ void gemm_f32(const void* W, size_t w_stride, const void* X, size_t x_stride, fl
               int64_t r0, int64_t r1, int64_t n_tok);
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride, int64_t head_dim,
-            int64_t n_kv, float scale, bool batched, float* scratch, float* out);
+            int64_t n_kv, float scale, float softcap, bool batched, float* scratch, float* out);
 void attend_rows(const float* q, size_t q_stride, const void* K, const void* V, GgmlType kv_type,
                  size_t kv_stride, int64_t head_dim, int64_t n_kv0, int64_t m, float scale, float* scratch,
                  float* out, size_t out_stride);

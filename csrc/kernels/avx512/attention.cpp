@@ -81,9 +81,9 @@ void pv_tile_order(const float* p, const uint16_t* v, size_t stride, int64_t hd,
 }
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
-            int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch, float* out) {
-  if (kv_type != GgmlType::F16 || !batched || head_dim % 8 != 0 || head_dim > 512) {
-    avx2::attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, batched, scratch, out);
+            int64_t head_dim, int64_t n_kv, float scale, float softcap, bool batched, float* scratch, float* out) {
+  if (kv_type != GgmlType::F16 || !batched || head_dim % 8 != 0 || head_dim > 512 || softcap > 0.0f) {
+    avx2::attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, softcap, batched, scratch, out);
     return;
   }
   // llama.cpp's F16 matmuls see the query and the softmax weights in F16.
@@ -183,7 +183,7 @@ void attend_rows(const float* q, size_t q_stride, const void* K, const void* V, 
   }
   if (kv_type != GgmlType::F16 || head_dim % 16 != 0 || head_dim > 512) {
     for (int64_t t = 0; t < m; ++t)
-      attend(q + t * q_stride, K, V, kv_type, kv_stride, head_dim, n_kv0 + t, scale, true, scratch,
+      attend(q + t * q_stride, K, V, kv_type, kv_stride, head_dim, n_kv0 + t, scale, 0.0f, true, scratch,
              out + t * out_stride);
     return;
   }

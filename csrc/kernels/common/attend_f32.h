@@ -22,12 +22,15 @@ inline void softmax_sum_double(float* s, int64_t n) {
 }
 
 // One query row against n positions of F32 K/V rows `stride` floats apart:
-// scores by the ISA's row dot, softmax, P.V by its weighted sum.
+// scores by the ISA's row dot, the soft-cap (a no-op for cap <= 0), softmax,
+// P.V by its weighted sum.
 template <float (*Dot)(const float* k, const float* q, int64_t hd),
-          void (*WeightedSum)(const float* p, const float* v, size_t stride, int64_t hd, int64_t n, float* out)>
+          void (*WeightedSum)(const float* p, const float* v, size_t stride, int64_t hd, int64_t n, float* out),
+          void (*Softcap)(float* s, int64_t n, float cap)>
 void attend_f32(const float* q, const float* k, const float* v, size_t stride, int64_t hd, int64_t n, float scale,
-                float* scratch, float* out) {
+                float softcap, float* scratch, float* out) {
   for (int64_t j = 0; j < n; ++j) scratch[j] = scale * Dot(k + j * stride, q, hd);
+  Softcap(scratch, n, softcap);
   softmax_sum_double(scratch, n);
   WeightedSum(scratch, v, stride, hd, n, out);
 }

@@ -52,15 +52,15 @@ void weighted_sum(const float* p, const typename L::E* v, size_t stride, int64_t
 }
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
-            int64_t head_dim, int64_t n_kv, float scale,
+            int64_t head_dim, int64_t n_kv, float scale, float softcap,
             bool batched /* NEON keeps its own order */, float* scratch, float* out) {
   if (kv_type == GgmlType::Q8_0) {  // INT8 cache: the reference code path
-    scalar::attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, batched, scratch, out);
+    scalar::attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, softcap, batched, scratch, out);
     return;
   }
   if (kv_type == GgmlType::F32) {
-    attend_f32<dot_row<F32Load>, weighted_sum<F32Load>>(q, static_cast<const float*>(K), static_cast<const float*>(V),
-                                                         kv_stride, head_dim, n_kv, scale, scratch, out);
+    attend_f32<dot_row<F32Load>, weighted_sum<F32Load>, scalar::softcap_scores>(q, static_cast<const float*>(K), static_cast<const float*>(V),
+                                                         kv_stride, head_dim, n_kv, scale, softcap, scratch, out);
     return;
   }
   const uint16_t* k = static_cast<const uint16_t*>(K);
@@ -73,6 +73,7 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
     qh[d] = h2f(&h);
   }
   for (int64_t j = 0; j < n_kv; ++j) scratch[j] = scale * dot_row<F16Load>(k + j * kv_stride, qh, head_dim);
+  scalar::softcap_scores(scratch, n_kv, softcap);
   softmax_sum_double(scratch, n_kv);
   int64_t j = 0;
   for (; j + 4 <= n_kv; j += 4) vst1q_f32(scratch + j, vcvt_f32_f16(vcvt_f16_f32(vld1q_f32(scratch + j))));

@@ -55,6 +55,30 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (int64_t i = nv; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+// gelu_tanh(g) * u as g / (1 + exp(-2 sqrt(2/pi) g (1 + 0.044715 g^2))) * u: the
+// vector exp on every element, so the SIMD tables can match it bit for bit.
+float geglu_one(float g, float u) {
+  constexpr float kCoefA = 0.044715f;
+  constexpr float kMinus2C = -1.5957691216057308f;  // -2 sqrt(2/pi)
+  const float inner = g * std::fma(kCoefA, g * g, 1.0f);
+  return g / (1.0f + exp_ggml(kMinus2C * inner)) * u;
+}
+
+void geglu(const float* gate, const float* up, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = geglu_one(gate[i], up[i]);
+}
+
+}  // namespace
+
+// Attention logit soft-cap: cap * tanh(s / cap), tanh as 1 - 2 / (1 + exp(2x)).
+void softcap_scores(float* s, int64_t n, float cap) {
+  if (!(cap > 0.0f)) return;
+  const float k = 2.0f / cap;
+  for (int64_t j = 0; j < n; ++j) s[j] = cap * (1.0f - 2.0f / (1.0f + exp_ggml(k * s[j])));
+}
+
+namespace {
+
 // ggml_vec_dot_f16's order: 4 x 8 FMA lanes over steps of 32, folded (0+2)+(1+3),
 // then lo + hi and two horizontal adds; a tail of n % 32 summed in double.
 float sum32_tree(const float* a) {
@@ -99,8 +123,8 @@ void softmax_ggml(float* s, int64_t n) {
 }
 
 void attend_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride,
-                int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch,
-                float* out) {
+                int64_t head_dim, int64_t n_kv, float scale, float softcap, bool batched,
+                float* scratch, float* out) {
   // ggml converts the query and the softmax weights to F16 for its F16 matmuls.
   float qh[512];
   for (int64_t d = 0; d < head_dim; ++d) qh[d] = fp16_to_fp32(fp32_to_fp16(q[d]));
@@ -110,6 +134,7 @@ void attend_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_
     const float dot = tile_kq ? dot_f16_tile_order(kj, qh, head_dim) : dot_f16_vec_order(kj, qh, head_dim);
     scratch[j] = dot * scale;
   }
+  softcap_scores(scratch, n_kv, softcap);
   softmax_ggml(scratch, n_kv);
   for (int64_t j = 0; j < n_kv; ++j) scratch[j] = fp16_to_fp32(fp32_to_fp16(scratch[j]));
   // P.V over the KV length padded to 256: lanes by position (j % 8 tiled, j % 32 dot);
@@ -125,7 +150,8 @@ void attend_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_
 
 // INT8 cache: rows of Q8_0 blocks; each block's int dot scaled by its d.
 void attend_q8_0(const float* q, const BlockQ8_0* k, const BlockQ8_0* v, size_t kv_stride,
-                 int64_t head_dim, int64_t n_kv, float scale, float* scratch, float* out) {
+                 int64_t head_dim, int64_t n_kv, float scale, float softcap, float* scratch,
+                 float* out) {
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
   const size_t row_blocks = kv_stride / QK;
   const int64_t nb = head_dim / QK;
@@ -139,6 +165,7 @@ void attend_q8_0(const float* q, const BlockQ8_0* k, const BlockQ8_0* v, size_t 
     }
     scratch[j] = scale * s;
   }
+  softcap_scores(scratch, n_kv, softcap);
   softmax_sum_double(scratch, n_kv);
   for (int64_t j = 0; j < n_kv; ++j) {
     const BlockQ8_0* vj = v + j * row_blocks;
@@ -152,21 +179,23 @@ void attend_q8_0(const float* q, const BlockQ8_0* k, const BlockQ8_0* v, size_t 
 }  // namespace
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
-            int64_t head_dim, int64_t n_kv, float scale, bool batched, float* scratch, float* out) {
+            int64_t head_dim, int64_t n_kv, float scale, float softcap, bool batched,
+            float* scratch, float* out) {
   if (kv_type == GgmlType::F16) {
     attend_f16(q, static_cast<const uint16_t*>(K), static_cast<const uint16_t*>(V), kv_stride,
-               head_dim, n_kv, scale, batched, scratch, out);
+               head_dim, n_kv, scale, softcap, batched, scratch, out);
     return;
   }
   if (kv_type == GgmlType::Q8_0) {
     attend_q8_0(q, static_cast<const BlockQ8_0*>(K), static_cast<const BlockQ8_0*>(V), kv_stride,
-                head_dim, n_kv, scale, scratch, out);
+                head_dim, n_kv, scale, softcap, scratch, out);
     return;
   }
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
   const float* k = static_cast<const float*>(K);
   const float* v = static_cast<const float*>(V);
   for (int64_t j = 0; j < n_kv; ++j) scratch[j] = scale * dot_f32(k + j * kv_stride, q, head_dim);
+  softcap_scores(scratch, n_kv, softcap);
   softmax_sum_double(scratch, n_kv);
   for (int64_t j = 0; j < n_kv; ++j) {
     const float p = scratch[j];
@@ -178,6 +207,7 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
 void fill_attention(KernelTable& t) {
   t.attend = attend;
   t.swiglu = swiglu;
+  t.geglu = geglu;
   // attend_rows stays nullptr: the caller loops attend.
 }
 

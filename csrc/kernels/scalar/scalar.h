@@ -6,7 +6,7 @@
 namespace bluelm::kernels::scalar {
 
 void fill_gemm(KernelTable& t);       // gemm.cpp: dots and activation conversion
-void fill_attention(KernelTable& t);  // attention.cpp: attend, swiglu
+void fill_attention(KernelTable& t);  // attention.cpp: attend, swiglu, geglu
 void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops, attention
 void fill_i8(KernelTable& t);         // i8.cpp: the int8 format's reference
 
@@ -16,7 +16,9 @@ void gemm_f32(const void* W, size_t w_stride, const void* X, size_t x_stride, fl
 
 // attention.cpp's attend (the NEON table's INT8 cache path).
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride, int64_t head_dim,
-            int64_t n_kv, float scale, bool batched, float* scratch, float* out);
+            int64_t n_kv, float scale, float softcap, bool batched, float* scratch, float* out);
+// attention.cpp's logit soft-cap cap * tanh(s / cap) (a no-op for cap <= 0).
+void softcap_scores(float* s, int64_t n, float cap);
 // vision.cpp's softmax rows (VisionKernels::softmax).
 void vision_softmax(float* s, int64_t n, float scale);
 
