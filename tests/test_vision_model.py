@@ -74,11 +74,14 @@ def test_prompt_with_image_matches_pytorch_record(files: dict, name: str) -> Non
     ref, meta = _ref(name)
     with _model(files[name]) as m:
         for k in range(3):
-            items, embeds = m._items_with_images(meta["prompt"], [ref[f"image_{k}"]], chat=False)
-            ids = [t if isinstance(t, int) else meta["image_token_id"] for t in items]
+            parts = m._prompt_parts(meta["prompt"], [ref[f"image_{k}"]], chat=False)
+            ids = []
+            for p in parts:  # token lists and the image, whose rows the placeholders fill
+                n = None if isinstance(p, list) else m._prefiller.image(p).n_rows
+                ids += p if n is None else [meta["image_token_id"]] * n
             assert ids == ref[f"input_ids_{k}"].tolist()
             with m._session():
-                m._prefill(items, embeds)
+                m._prefiller.prefill(parts)
                 last = m._ctx.logits()
             want = ref[f"logits_{k}"][-1]
             assert np.abs(last - want).max() <= 1e-4 * np.abs(want).max()

@@ -79,11 +79,6 @@ void Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
   if (n > n_ctx_ - n_past_) {
     throw ContextOverflowError(std::to_string(n) + " tokens do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
   }
-  for (int64_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab) {
-      throw ArgumentError("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(cfg_.n_vocab) + ")");
-    }
-  }
   n_logit_rows_ = logits_all ? n : 1;
   logits_.resize(static_cast<size_t>(n_logit_rows_ * cfg_.n_vocab));
   for (int64_t i = 0; i < n; i += n_batch_) {

@@ -19,8 +19,9 @@ class Context {
           GgmlType kv_type);
 
   // Appends tokens at positions n_past.. and computes logits for the last token
-  // (or for every token when logits_all). Throws ArgumentError for a token id out
-  // of range and ContextOverflowError when the tokens do not fit.
+  // (or for every token when logits_all). Token ids must be in [0, n_vocab):
+  // the runtime checks them once (check_token_ids) before they get here.
+  // Throws ContextOverflowError when the tokens do not fit.
   void eval(const int32_t* tokens, int64_t n, bool logits_all);
   // As eval, for n rows of n_embd floats (image embeddings) taken as the
   // input embeddings of positions n_past.. and prefilled in chunks of n_batch.

@@ -18,15 +18,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-int64_t segment_rows(const PrefillSegment& s, int64_t tokens_per_patch) {
-  switch (s.kind) {
-    case PrefillSegment::Kind::Tokens: return static_cast<int64_t>(s.tokens.size());
-    case PrefillSegment::Kind::Embeddings: return s.n;
-    case PrefillSegment::Kind::Patches: return s.n * tokens_per_patch;
-  }
-  return 0;
-}
-
 // Encodes every Patches segment in order, batch by batch, into the channel.
 class PatchProducer {
  public:
@@ -89,8 +80,9 @@ class PatchProducer {
 // Gathers rows into n_batch chunks per segment and prefills them.
 class ChunkFeeder {
  public:
-  ChunkFeeder(Context& ctx, const std::atomic<bool>& cancel, PrefillStats& st)
-      : ctx_(ctx), d_(ctx.model().config().n_embd), cancel_(cancel), st_(st),
+  // all_logits: when set, every row's logits are appended to it (logits_all).
+  ChunkFeeder(Context& ctx, const std::atomic<bool>& cancel, PrefillStats& st, std::vector<float>* all_logits)
+      : ctx_(ctx), d_(ctx.model().config().n_embd), cancel_(cancel), st_(st), all_logits_(all_logits),
         staging_(static_cast<size_t>(ctx.n_batch() * d_)) {}
 
   float* next_row() { return staging_.data() + fill_ * d_; }
@@ -105,7 +97,12 @@ class ChunkFeeder {
   void flush(bool want_logits) {
     if (cancel_.load()) throw CancelledError("prefill cancelled");
     const Clock::time_point t0 = Clock::now();
-    ctx_.prefill_embeddings(staging_.data(), fill_, want_logits);
+    if (all_logits_) {
+      ctx_.eval_embeddings(staging_.data(), fill_, true);
+      all_logits_->insert(all_logits_->end(), ctx_.logits(), ctx_.logits() + fill_ * ctx_.model().config().n_vocab);
+    } else {
+      ctx_.prefill_embeddings(staging_.data(), fill_, want_logits);
+    }
     st_.prefill_s += seconds_since(t0);
     st_.n_rows += fill_;
     ++st_.n_chunks;
@@ -116,6 +113,7 @@ class ChunkFeeder {
   const int64_t d_;
   const std::atomic<bool>& cancel_;
   PrefillStats& st_;
+  std::vector<float>* all_logits_;
   std::vector<float> staging_;
   int64_t fill_ = 0;
 };
@@ -137,10 +135,9 @@ void check_segments(const Context& ctx, const VisionModel* vision, const std::ve
         throw ArgumentError("the vision projector outputs " + std::to_string(vision->config().proj_dim) + " values per token but the LLM's n_embd is " + std::to_string(lc.n_embd));
       }
     }
-    for (size_t t = 0; t < s.tokens.size(); ++t) {
-      if (s.tokens[t] < 0 || s.tokens[t] >= lc.n_vocab) {
-        throw ArgumentError(where + ": token id " + std::to_string(s.tokens[t]) + " at index " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(lc.n_vocab) + ")");
-      }
+    check_token_ids(s.tokens.data(), static_cast<int64_t>(s.tokens.size()), lc.n_vocab, segs.size() > 1 ? where + ": " : "");
+    if (s.kind == PrefillSegment::Kind::Patches && (s.skip < 0 || s.skip >= s.n * vision->config().n_out_tokens)) {
+      throw ArgumentError(where + ": skip " + std::to_string(s.skip) + " is outside the image's rows");
     }
     const int64_t rows = segment_rows(s, vision ? vision->config().n_out_tokens : 0);
     if (rows <= 0) throw ArgumentError(where + " is empty");
@@ -152,6 +149,23 @@ void check_segments(const Context& ctx, const VisionModel* vision, const std::ve
 }
 
 }  // namespace
+
+int64_t segment_rows(const PrefillSegment& s, int64_t tokens_per_patch) {
+  switch (s.kind) {
+    case PrefillSegment::Kind::Tokens: return static_cast<int64_t>(s.tokens.size());
+    case PrefillSegment::Kind::Embeddings: return s.n;
+    case PrefillSegment::Kind::Patches: return s.n * tokens_per_patch - s.skip;
+  }
+  return 0;
+}
+
+void check_token_ids(const int32_t* tokens, int64_t n, int64_t n_vocab, const std::string& where) {
+  for (int64_t t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= n_vocab) {
+      throw ArgumentError(where + "token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    }
+  }
+}
 
 PrefillStats prefill_segments(Context& ctx, const VisionModel* vision, const std::vector<PrefillSegment>& segs,
                               const PrefillOptions& opt, const std::atomic<bool>& cancel) {
@@ -175,15 +189,19 @@ PrefillStats prefill_segments(Context& ctx, const VisionModel* vision, const std
     }
     const LlmModel& M = ctx.model();
     const int64_t d = M.config().n_embd;
-    ChunkFeeder feeder(ctx, cancel, st);
+    if (opt.all_logits) opt.all_logits->clear();
+    ChunkFeeder feeder(ctx, cancel, st, opt.logits_all ? opt.all_logits : nullptr);
     EmbeddingBatch batch;
     int64_t used = 0;  // rows of `batch` already consumed
+    std::vector<float> skipped(static_cast<size_t>(d));
     for (size_t si = 0; si < segs.size(); ++si) {
       const PrefillSegment& s = segs[si];
       const bool last_seg = si + 1 == segs.size();
-      const int64_t rows = segment_rows(s, has_patches ? vision->config().n_out_tokens : 0);
+      const int64_t skip = s.kind == PrefillSegment::Kind::Patches ? s.skip : 0;
+      const int64_t rows = skip + segment_rows(s, has_patches ? vision->config().n_out_tokens : 0);
       for (int64_t r = 0; r < rows; ++r) {
-        float* dst = feeder.next_row();
+        // Rows already in the KV cache are encoded (the image is one unit) but not prefilled.
+        float* dst = r < skip ? skipped.data() : feeder.next_row();
         if (s.kind == PrefillSegment::Kind::Tokens) {
           dequantize_row(M.token_embd.type, M.token_embd.row(s.tokens[r]), dst, d);
         } else if (s.kind == PrefillSegment::Kind::Embeddings) {
@@ -200,7 +218,7 @@ PrefillStats prefill_segments(Context& ctx, const VisionModel* vision, const std
           if (s.out) std::memcpy(s.out + r * d, dst, sizeof(float) * d);
           ++used;
         }
-        feeder.commit(r + 1 == rows, last_seg);
+        if (r >= skip) feeder.commit(r + 1 == rows, last_seg);
       }
     }
     stop_producer();
