@@ -148,17 +148,8 @@ def test_sampler_any_logits(
     history: list[int],
     seed: int,
 ) -> None:
-    s = _core.Sampler(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        presence_penalty=presence,
-        frequency_penalty=0.5,
-        repeat_last_n=8,
-        seed=seed,
-    )
+    values = (temperature, top_k, top_p, min_p, repeat_penalty, presence, 0.5, 8, seed)
+    s = _core.Sampler(**dict(zip(FIELDS, values)))
     for t in history:
         s.accept(t)
     arr = np.array(logits, dtype=np.float32)
@@ -170,6 +161,9 @@ def test_sampler_any_logits(
         # greedy without penalties is the first maximum
         assert tok == int(np.argmax(finite))
 
+
+# temperature, top_k, top_p, min_p, repeat_penalty, presence/frequency_penalty, repeat_last_n, seed
+FIELDS = [name for name, _default, _help in _core.SamplingParams.fields()][:9]
 
 ANY = st.one_of(
     st.none(),
@@ -184,8 +178,7 @@ ANY = st.one_of(
 @given(args=st.lists(ANY, min_size=9, max_size=9))
 def test_sampler_any_arguments(args: list[Any]) -> None:
     try:
-        names = [name for name, _default, _help in _core.SamplingParams.fields()][:9]
-        s = _core.Sampler(**dict(zip(names, args)))
+        s = _core.Sampler(**dict(zip(FIELDS, args)))
     except (InvalidArgumentError, TypeError):
         return  # TypeError: pybind11's refusal of a wrong Python type
     assert 0 <= s.sample_logits(np.zeros(4, dtype=np.float32)) < 4
