@@ -574,8 +574,7 @@ class Model:
         mask = constraint.new_mask() if constraint is not None else None
         while True:
             if constraint is not None:
-                if constraint.is_finished():
-                    return
+                # once the grammar is complete the mask allows only end-of-generation
                 constraint.fill_mask(mask)
             if n_logprobs is None:
                 tok = ctx.step(mask)
