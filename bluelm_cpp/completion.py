@@ -191,8 +191,10 @@ def create_completion(
     parts = model._prompt_parts(prompt, images, False)
     run = _Run(model, parts, params, max_tokens, stop, constraint, n_lp)
     head = _head("text_completion", model, model_name)
+    # as llama-cpp-python: offsets count from the end of the prompt's text
+    offset = len(prompt) if isinstance(prompt, str) else len(model.detokenize(parts[0]))
     if stream:
-        return _completion_chunks(run, head)
+        return _completion_chunks(run, head, offset)
     text = []
     idx: list[int] = []
     for piece, ids in run.pieces():
@@ -204,7 +206,7 @@ def create_completion(
             {
                 "text": "".join(text),
                 "index": 0,
-                "logprobs": run.completion_logprobs(idx, 0),
+                "logprobs": run.completion_logprobs(idx, offset),
                 "finish_reason": run.finish_reason,
             }
         ],
@@ -212,8 +214,7 @@ def create_completion(
     }
 
 
-def _completion_chunks(run: _Run, head: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    offset = 0
+def _completion_chunks(run: _Run, head: dict[str, Any], offset: int) -> Iterator[dict[str, Any]]:
     for piece, ids in run.pieces():
         if not piece and not ids:
             continue
