@@ -88,15 +88,19 @@ const float* Sampler::processed(const float* logits, int64_t n_vocab, TokenMask 
 }
 
 int32_t Sampler::sample(const float* logits, int64_t n_vocab, TokenMask mask, TokenLogprobs* logprobs, int n_top) {
-  // Raw logits need orderable() per value; processed ones already had it (masked: -inf).
-  const bool raw = plain() && !mask && !logprobs;
+  // Raw logits (no bias, no penalty, no logprobs: the common case) are read in
+  // place, orderable() and the mask applied per value; otherwise a processed
+  // copy holds them (masked: -inf).
+  const bool raw = plain() && !logprobs;
   const float* l = raw ? logits : processed(logits, n_vocab, mask);
+  const TokenMask m = raw ? mask : nullptr;
+  constexpr float kOut = -std::numeric_limits<float>::infinity();
   int32_t chosen = -1;
   if (p_.temperature == 0.0f) {
     float best = 0.0f;
     for (int64_t i = 0; i < n_vocab; ++i) {  // the first maximum
       const float v = raw ? orderable(l[i]) : l[i];
-      if (v != -std::numeric_limits<float>::infinity() && (chosen < 0 || v > best)) {
+      if (v != kOut && allowed(m, i) && (chosen < 0 || v > best)) {
         best = v;
         chosen = static_cast<int32_t>(i);
       }
@@ -105,7 +109,7 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab, TokenMask mask, To
     cand_.clear();
     for (int64_t i = 0; i < n_vocab; ++i) {
       const float v = raw ? orderable(l[i]) : l[i];
-      if (v != -std::numeric_limits<float>::infinity()) cand_.push_back({static_cast<int32_t>(i), v, 0.0f});
+      if (v != kOut && allowed(m, i)) cand_.push_back({static_cast<int32_t>(i), v, 0.0f});
     }
     if (!cand_.empty()) chosen = draw();
   }
