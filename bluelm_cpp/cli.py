@@ -6,6 +6,7 @@ Example:
     $ bluelm-cpp chat
     $ bluelm-cpp info model.gguf
     $ bluelm-cpp convert MODEL_DIR -o model.gguf --outtype q4_0
+    $ bluelm-cpp serve --model model.gguf --port 8000
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "convert", help="Hugging Face checkpoint -> GGUF (see convert --help)", add_help=False
     )
+    sub.add_parser("serve", help="OpenAI-compatible server (see serve --help)", add_help=False)
     return parser
 
 
@@ -173,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "convert":
         return _cmd_convert(args[1:])
+    if args and args[0] == "serve":
+        from .server import main as serve_main
+
+        return serve_main(args[1:], prog="bluelm-cpp serve")
     ns = build_parser().parse_args(args)
     try:
         return int(ns.func(ns))
