@@ -479,10 +479,11 @@ SamplerParams params_from_kwargs(const py::kwargs& kw) {
   });
   if (used != kw.size()) {
     std::string unknown;
-    for (const auto& [k, v] : kw) {
+    for (const auto& item : kw) {
+      const std::string key = py::str(item.first);
       bool known = false;
-      for_each_field(p, [&](const char* name, auto&, const char*) { known = known || py::str(k).cast<std::string>() == name; });
-      if (!known) unknown += (unknown.empty() ? "" : ", ") + std::string(py::str(k));
+      for_each_field(p, [&](const char* name, auto&, const char*) { known = known || key == name; });
+      if (!known) unknown += (unknown.empty() ? "" : ", ") + key;
     }
     throw ArgumentError("unknown sampling argument(s): " + unknown);
   }
@@ -601,7 +602,7 @@ PYBIND11_MODULE(_core, m) {
              BusyGuard g(pc.busy);
              const int64_t rows = pc.s->n_logit_rows(), nv = pc.s->context().model().config().n_vocab;
              if (rows == 0) throw ArgumentError("no logits yet: call eval first");
-             py::array_t<float> out = rows == 1 ? py::array_t<float>({nv}) : py::array_t<float>({rows, nv});
+             py::array_t<float> out = rows == 1 ? py::array_t<float>(std::vector<py::ssize_t>{nv}) : py::array_t<float>(std::vector<py::ssize_t>{rows, nv});
              std::memcpy(out.mutable_data(), pc.s->logits(), sizeof(float) * rows * nv);
              return out;
            })
