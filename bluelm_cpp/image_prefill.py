@@ -472,11 +472,11 @@ class ImagePrefiller:
             st.images_ready += 1
             return ("embeddings", it.result(), it.key)
         if self.streams_patches:
-            out = np.empty((it.n_rows, int(self.ctx_n_embd())), np.float32)
+            out = np.empty((it.n_rows, self._n_embd()), np.float32)
             return ("patches", it.patches, out, it.key)
         return ("embeddings", self._encode(it), it.key)
 
-    def ctx_n_embd(self) -> int:
+    def _n_embd(self) -> int:
         c = self._config()
         return int(c.get("clip.vision.projection_dim", c.get("clip.vision.embedding_length")))
 

@@ -334,13 +334,12 @@ PrefillStats run_request(ContextHandle& pc, bool long_running, const std::functi
   return st;
 }
 
-int64_t request_rows(const std::vector<PrefillSegment>& segs, const Context& ctx, bool* has_patches) {
+int64_t request_rows(const std::vector<PrefillSegment>& segs, bool* has_patches) {
   int64_t rows = 0;
   for (const PrefillSegment& s : segs) {
     if (s.kind == PrefillSegment::Kind::Patches) *has_patches = true;
     rows += s.kind == PrefillSegment::Kind::Tokens ? static_cast<int64_t>(s.tokens.size()) : s.n;
   }
-  (void)ctx;
   return rows;
 }
 
@@ -356,7 +355,7 @@ py::dict context_prefill(ContextHandle& pc, const py::list& items, std::shared_p
   opt.first_batch = first_batch;
   opt.release_vision = release_vision;
   bool patches = false;
-  const bool long_running = request_rows(segs, pc.s->context(), &patches) > pc.s->context().n_batch() || patches;
+  const bool long_running = request_rows(segs, &patches) > pc.s->context().n_batch() || patches;
   Session& s = *pc.s;
   const VisionModel* vm = vision.get();
   return stats_dict(run_request(pc, long_running, [&] { return reuse ? s.prefill(segs, vm, opt) : s.append(segs, vm, opt); }));
