@@ -269,45 +269,16 @@ def create_app(
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
         req = await parse(request, CompletionRequest)
-        kw = req.sampling()
         if req.suffix is not None:
             return error_response(400, "suffix is not supported", "invalid_request_error")
-
-        def make() -> Any:
-            return model.create_completion(
-                req.prompt,
-                max_tokens=req.max_tokens,
-                stream=req.stream,
-                logprobs=req.logprobs,
-                echo=req.echo,
-                model_name=name,
-                **kw,
-            )
-
-        return await answer(make, req.stream)
+        kw = {**req.arguments(), "model_name": name}
+        return await answer(lambda: model.create_completion(req.prompt, **kw), req.stream)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         req = await parse(request, ChatRequest)
-        kw = req.sampling()
-        limit = (
-            req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-        )
-
-        def make() -> Any:
-            return model.create_chat_completion(
-                req.messages,
-                max_tokens=limit,
-                stream=req.stream,
-                logprobs=req.logprobs,
-                top_logprobs=req.top_logprobs,
-                tools=req.tools,
-                tool_choice=req.tool_choice,
-                model_name=name,
-                **kw,
-            )
-
-        return await answer(make, req.stream)
+        kw = {**req.arguments(), "model_name": name}
+        return await answer(lambda: model.create_chat_completion(req.messages, **kw), req.stream)
 
     return app
 

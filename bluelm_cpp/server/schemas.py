@@ -30,9 +30,11 @@ class _Request(BaseModel):
     grammar: Optional[str] = None
     response_format: Optional[dict[str, Any]] = None
 
-    def sampling(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
         """The keywords of create_completion / create_chat_completion."""
         out: dict[str, Any] = {
+            "stream": self.stream,
+            "logprobs": self.logprobs,  # type: ignore[attr-defined]
             "top_p": self.top_p,
             "top_k": self.top_k,
             "min_p": self.min_p,
@@ -57,6 +59,9 @@ class CompletionRequest(_Request):
     echo: bool = False
     suffix: Optional[str] = None
 
+    def arguments(self) -> dict[str, Any]:
+        return {**super().arguments(), "max_tokens": self.max_tokens, "echo": self.echo}
+
 
 class ChatRequest(_Request):
     messages: list[dict[str, Any]] = Field(min_length=1)
@@ -67,3 +72,17 @@ class ChatRequest(_Request):
     tools: Optional[list[dict[str, Any]]] = None
     tool_choice: Optional[Union[str, dict[str, Any]]] = None
     parallel_tool_calls: Optional[bool] = None
+
+    def arguments(self) -> dict[str, Any]:
+        limit = (
+            self.max_completion_tokens
+            if self.max_completion_tokens is not None
+            else self.max_tokens
+        )
+        return {
+            **super().arguments(),
+            "max_tokens": limit,
+            "top_logprobs": self.top_logprobs,
+            "tools": self.tools,
+            "tool_choice": self.tool_choice,
+        }

@@ -81,9 +81,12 @@ class PatchProducer {
 class ChunkFeeder {
  public:
   // all_logits: when set, every row's logits are appended to it (logits_all).
-  ChunkFeeder(Context& ctx, const std::atomic<bool>& cancel, PrefillStats& st, std::vector<float>* all_logits)
+  // max_rows: the longest chunk this request can make (a decode-sized request
+  // allocates one row, not n_batch).
+  ChunkFeeder(Context& ctx, const std::atomic<bool>& cancel, PrefillStats& st, std::vector<float>* all_logits,
+              int64_t max_rows)
       : ctx_(ctx), d_(ctx.model().config().n_embd), cancel_(cancel), st_(st), all_logits_(all_logits),
-        staging_(static_cast<size_t>(ctx.n_batch() * d_)) {}
+        staging_(static_cast<size_t>(std::min(ctx.n_batch(), max_rows) * d_)) {}
 
   float* next_row() { return staging_.data() + fill_ * d_; }
 
@@ -190,10 +193,12 @@ PrefillStats prefill_segments(Context& ctx, const VisionModel* vision, const std
     const LlmModel& M = ctx.model();
     const int64_t d = M.config().n_embd;
     if (opt.all_logits) opt.all_logits->clear();
-    ChunkFeeder feeder(ctx, cancel, st, opt.logits_all ? opt.all_logits : nullptr);
+    int64_t longest = 0;
+    for (const PrefillSegment& s : segs) longest = std::max(longest, segment_rows(s, has_patches ? vision->config().n_out_tokens : 0));
+    ChunkFeeder feeder(ctx, cancel, st, opt.logits_all ? opt.all_logits : nullptr, longest);
     EmbeddingBatch batch;
     int64_t used = 0;  // rows of `batch` already consumed
-    std::vector<float> skipped(static_cast<size_t>(d));
+    std::vector<float> skipped(static_cast<size_t>(has_patches ? d : 0));  // cached rows of a patches segment
     for (size_t si = 0; si < segs.size(); ++si) {
       const PrefillSegment& s = segs[si];
       const bool last_seg = si + 1 == segs.size();
