@@ -86,6 +86,9 @@ PrefillStats Session::prefill(std::vector<PrefillSegment> segs, const VisionMode
     const int64_t off = std::max<int64_t>(static_cast<int64_t>(keep) - pos, 0);
     pos += rows;
     if (off >= rows) continue;
+    if (s.kind == PrefillSegment::Kind::Embeddings && !s.data) {
+      throw ArgumentError("an image's rows are needed (they are not all in the KV cache) but were not given");
+    }
     if (s.kind == PrefillSegment::Kind::Tokens) {
       s.tokens.erase(s.tokens.begin(), s.tokens.begin() + off);
     } else if (s.kind == PrefillSegment::Kind::Embeddings) {
@@ -93,9 +96,6 @@ PrefillStats Session::prefill(std::vector<PrefillSegment> segs, const VisionMode
       s.n -= off;
     } else {
       s.skip = off;
-    }
-    if (s.kind == PrefillSegment::Kind::Embeddings && !s.data) {
-      throw ArgumentError("an image's rows are needed (they are not all in the KV cache) but were not given");
     }
     rest.push_back(std::move(s));
   }
