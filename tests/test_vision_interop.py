@@ -111,9 +111,9 @@ def test_model_with_legacy_mmproj_matches_transformers_logits(ours: dict, ref: A
     meta = json.loads((LLAVA / "reference.json").read_text())
     with Model(ours["llm"], mmproj=LEGACY, n_ctx=256, n_threads=2, kv_type="f32") as m:
         for k in range(3):
-            items, embeds = m._items_with_images(meta["prompt"], [ref[f"image_{k}"]], chat=False)
+            parts = m._prompt_parts(meta["prompt"], [ref[f"image_{k}"]], chat=False)
             with m._session():
-                m._prefill(items, embeds)
+                m._prefiller.prefill(parts)
                 last = m._ctx.logits()
             want = ref[f"logits_{k}"][-1]
             assert np.abs(last - want).max() <= 5e-4 * np.abs(want).max()

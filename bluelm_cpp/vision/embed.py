@@ -22,6 +22,7 @@ from .. import _core
 from ..errors import InvalidArgumentError, ModelFormatError
 from .images import ImageInput, load_image
 from .packing import pack_llava_onevision
+from .patches import PatchLayout
 from .settings import VisionSettings, preprocess_image
 
 
@@ -75,21 +76,30 @@ class ImageEmbedder:
         x = np.ascontiguousarray(pixels, np.float32)
         return self._vm.encode(x, self.n_threads, self.batch_size)
 
+    @property
+    def native(self) -> _core.VisionModel:
+        """The native encoder (``_core.VisionModel``) this embedder runs."""
+        return self._vm
+
     def embed(self, image: ImageInput) -> np.ndarray:
         """One image -> ``[rows, D]`` float32 embeddings, in the order they enter the LLM."""
-        img = load_image(image)
-        pix, layout = preprocess_image(img, self.settings)
-        emb = self.encode_patches(pix)
+        pix, layout = preprocess_image(load_image(image), self.settings)
+        return self.rows(self.encode_patches(pix), layout)
+
+    def rows(self, features: np.ndarray, layout: PatchLayout) -> np.ndarray:
+        """Projected patches ``[N, T, D]`` of an image cut as ``layout`` -> its
+        ``[rows, D]`` LLM rows (anyres: packed; otherwise the patches in order)."""
         if self.settings.grid_method == "anyres":
+            w, h = layout.image_size
             return pack_llava_onevision(
-                emb,
+                features,
                 layout.cols,
                 layout.rows,
-                (img.height, img.width),
+                (h, w),
                 self._image_newline(),
                 self.settings.anyres_max,
             )
-        return emb.reshape(-1, emb.shape[-1])
+        return np.ascontiguousarray(features.reshape(-1, features.shape[-1]))
 
     def _image_newline(self) -> np.ndarray:
         if self._newline is None:

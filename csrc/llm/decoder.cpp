@@ -81,11 +81,6 @@ void Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
   if (n > n_ctx_ - n_past_) {
     throw ContextOverflowError(std::to_string(n) + " tokens do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
   }
-  for (int64_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab) {
-      throw ArgumentError("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(cfg_.n_vocab) + ")");
-    }
-  }
   n_logit_rows_ = logits_all ? n : 1;
   logits_.resize(static_cast<size_t>(n_logit_rows_ * cfg_.n_vocab));
   for (int64_t i = 0; i < n; i += n_batch_) {
@@ -115,7 +110,15 @@ void Context::eval_embeddings(const float* emb, int64_t n, bool logits_all) {
 }
 
 void Context::prefill_embeddings(const float* emb, int64_t n, bool want_logits) {
-  if (n <= 0) throw ArgumentError("prefill_embeddings needs at least one row");
+  prefill_rows(nullptr, emb, n, want_logits);
+}
+
+void Context::prefill_tokens(const int32_t* tokens, int64_t n, bool want_logits) {
+  prefill_rows(tokens, nullptr, n, want_logits);
+}
+
+void Context::prefill_rows(const int32_t* tokens, const float* emb, int64_t n, bool want_logits) {
+  if (n <= 0) throw ArgumentError("prefill needs at least one row");
   if (n > n_ctx_ - n_past_) {
     throw ContextOverflowError(std::to_string(n) + " rows do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
   }
@@ -125,8 +128,8 @@ void Context::prefill_embeddings(const float* emb, int64_t n, bool want_logits) 
   for (int64_t i = 0; i < n; i += n_batch_) {
     const int64_t m = std::min(n_batch_, n - i);
     const bool last = i + m == n;
-    input_emb_ = emb + i * d;
-    forward_chunk(nullptr, m, want_logits && last ? logits_.data() : nullptr, false);
+    input_emb_ = emb ? emb + i * d : nullptr;
+    forward_chunk(tokens ? tokens + i : nullptr, m, want_logits && last ? logits_.data() : nullptr, false);
     input_emb_ = nullptr;
   }
   if (want_logits) n_logit_rows_ = 1;

@@ -20,8 +20,9 @@ class Context {
           GgmlType kv_type);
 
   // Appends tokens at positions n_past.. and computes logits for the last token
-  // (or for every token when logits_all). Throws ArgumentError for a token id out
-  // of range and ContextOverflowError when the tokens do not fit.
+  // (or for every token when logits_all). Token ids must be in [0, n_vocab):
+  // the runtime checks them once (check_token_ids) before they get here.
+  // Throws ContextOverflowError when the tokens do not fit.
   void eval(const int32_t* tokens, int64_t n, bool logits_all);
   // As eval, for n rows of n_embd floats (image embeddings) taken as the
   // input embeddings of positions n_past.. and prefilled in chunks of n_batch.
@@ -29,6 +30,9 @@ class Context {
   // As eval_embeddings, but the logits of the last row are computed only when
   // want_logits (the prefill scheduler runs many chunks and needs one row).
   void prefill_embeddings(const float* emb, int64_t n, bool want_logits);
+  // As prefill_embeddings, for token ids (their rows of token_embd, with the
+  // arch's token scale: gemma3 scales token rows but not image rows).
+  void prefill_tokens(const int32_t* tokens, int64_t n, bool want_logits);
 
   // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
   const float* logits() const { return logits_.data(); }
@@ -44,6 +48,8 @@ class Context {
   const LlmModel& model() const { return *model_; }
 
  private:
+  // prefill_tokens / prefill_embeddings: exactly one of tokens and emb is set.
+  void prefill_rows(const int32_t* tokens, const float* emb, int64_t n, bool want_logits);
   void forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows);
   // Y[m x W.rows] = X[m x W.cols] . W^T
   void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
