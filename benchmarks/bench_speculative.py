@@ -168,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=160)
     ap.add_argument("--n-draft", type=int, default=8)
     ap.add_argument("--n-ctx", type=int, default=2048)
+    ap.add_argument(
+        "--ngram",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("MIN", "MAX"),
+        help="prompt lookup n-gram lengths (default: the library's)",
+    )
     ap.add_argument("--pair", action="store_true", help="also SmolLM2 F16 with its Q4_0 as draft")
     ap.add_argument("--cache", default=DEFAULT_CACHE)
     ap.add_argument("--llama-quantize", default=None)
@@ -177,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     kw = {"n_ctx": args.n_ctx, "n_threads": args.threads}
     plain = bluelm_cpp.Model(path, **kw)
     spec = bluelm_cpp.Model(path, draft="prompt_lookup", n_draft=args.n_draft, **kw)
+    if args.ngram:
+        lo, hi = args.ngram
+        spec._ctx.set_draft("prompt_lookup", args.n_draft, ngram_min=lo, ngram_max=hi)
     print(
         f"# bench_speculative: {path}, isa {bluelm_cpp._core.isa()}, threads {args.threads}, "
         f"n_draft {args.n_draft}"

@@ -212,7 +212,7 @@ def test_sampled_tokens_keep_the_target_distribution(
         ctx.start(params, [], 8)
         assert ctx.step(mask) == t1  # the prompt's next token, fixed
         draft = [d1, d2] if drafter == "fixed" else ctx.propose()
-        assert len(draft) == 2
+        assert 1 <= len(draft) <= 2  # the session may shorten a draft model's proposal
         out = ctx.advance(draft)
         first[out[0]] = first.get(out[0], 0) + 1
         if draft[0] == d1 and out[0] == d1:

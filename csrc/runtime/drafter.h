@@ -20,14 +20,20 @@ namespace bluelm {
 
 struct PositionKey;
 
+// Kinds of drafts a drafter tells apart (prompt lookup: the n-gram length
+// matched); the session keeps an acceptance estimate per kind.
+constexpr int kDraftKinds = 17;
+
 // What a drafter proposes: tokens, and per token the distribution it was
-// drawn from (empty vector: every token is a point mass).
+// drawn from (empty vector: every token is a point mass); its kind.
 struct Draft {
   std::vector<int32_t> tokens;
   std::vector<TokenDist> q;
+  int kind = 0;
   void clear() {
     tokens.clear();
     q.clear();
+    kind = 0;
   }
 };
 

@@ -31,6 +31,7 @@ void PromptLookup::draft(const DraftRequest& req, Draft& out) {
     // The latest earlier start j whose n tokens equal the pattern (j + n < L).
     for (int64_t j = L - n - 1; j >= 0; --j) {
       if (s[j + n - 1] != pat[n - 1] || !std::equal(pat, pat + n, s + j)) continue;
+      out.kind = n;
       for (int64_t c = j + n; c < L && static_cast<int64_t>(out.tokens.size()) < req.max_tokens; ++c) {
         if (s[c] < 0) break;  // an image row
         out.tokens.push_back(s[c]);

@@ -8,12 +8,16 @@
 namespace bluelm {
 
 namespace {
-// The draft length policy (Session::draft_length): a running estimate of how
-// likely a drafted token is accepted, and what verifying one costs.
-constexpr double kPriorAccept = 0.6;  // a new generation's guess
+// The draft length policy (Session::draft_length): a running estimate, per
+// kind of draft, of how likely a drafted token is accepted, and what a round
+// costs in decode steps: 1 + kRoundCost + kTokenCost * k for k drafted tokens
+// (SmolLM2-135M Q4_1 on AVX-512: a chunk of 9 rows took about 3 steps,
+// benchmarks/bench_speculative.py).
+constexpr double kPriorAccept = 0.5;   // a new generation's guess
 constexpr double kAcceptWeight = 0.2;  // of each drafted token's outcome in the estimate
-constexpr double kRecover = 0.1;      // per round without a draft, the estimate moves back to the guess
-constexpr double kVerifyCost = 0.15;  // a verified token in decode steps (benchmarks/bench_speculative.py)
+constexpr double kRecover = 0.05;      // per draft not taken, the estimate moves back to the guess
+constexpr double kRoundCost = 0.15;
+constexpr double kTokenCost = 0.25;
 }  // namespace
 
 Session::Session(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n_batch, int n_threads,
@@ -133,7 +137,7 @@ void Session::start(const SamplerParams& params, std::vector<int32_t> eog, int64
   queue_head_ = 0;
   draft_.clear();
   stats_ = DraftStats{};
-  accept_ = kPriorAccept;
+  accept_.fill(kPriorAccept);
   const size_t window = static_cast<size_t>(params.repeat_last_n);
   const size_t from = keys_.size() > window ? keys_.size() - window : 0;
   for (size_t i = from; i < keys_.size(); ++i) {
@@ -177,33 +181,36 @@ int64_t Session::draft_room(int64_t cap) const {
   return std::max<int64_t>(0, std::min({cap, by_tokens, by_ctx}));
 }
 
-int64_t Session::draft_length(int64_t room) {
+int64_t Session::draft_length(int64_t room, int kind) {
   // The k that gives the most tokens per unit of work: a round of k drafts
   // emits (1 - a^(k+1)) / (1 - a) tokens on average (a: the acceptance
-  // estimate) and costs 1 + kVerifyCost * k steps. Where no k pays, no draft;
-  // the estimate then drifts back to the prior, so drafting is tried again.
+  // estimate of this kind of draft). Where no k pays, no draft; the estimate
+  // then drifts back to the prior, so this kind is tried again later.
+  double& a = accept_[static_cast<size_t>(kind)];
   double best = 1.0, tokens = 1.0, ak = 1.0;
   int64_t k_best = 0;
   for (int64_t k = 1; k <= room; ++k) {
-    ak *= accept_;
+    ak *= a;
     tokens += ak;
-    const double v = tokens / (1.0 + kVerifyCost * static_cast<double>(k));
+    const double v = tokens / (1.0 + kRoundCost + kTokenCost * static_cast<double>(k));
     if (v > best) {
       best = v;
       k_best = k;
     }
   }
-  if (k_best == 0) accept_ += kRecover * (kPriorAccept - accept_);
+  if (k_best == 0) a += kRecover * (kPriorAccept - a);
   return k_best;
 }
 
 const std::vector<int32_t>& Session::propose() {
   if (!sampler_) throw ArgumentError("no generation in progress: call start first");
   draft_.clear();
-  const int64_t room = drafter_ ? draft_length(draft_room(n_draft_)) : 0;
+  const int64_t room = draft_room(n_draft_);
   if (drafter_ && room > 0 && stop_ == StopReason::None && queue_head_ == queue_.size()) {
     drafter_->draft(DraftRequest{keys_, pending_, room, *sampler_, eog_}, draft_);
-    if (static_cast<int64_t>(draft_.tokens.size()) > room) draft_.tokens.resize(static_cast<size_t>(room));
+    draft_.kind = std::min<int>(std::max(draft_.kind, 0), kDraftKinds - 1);
+    const int64_t n = std::min<int64_t>(room, static_cast<int64_t>(draft_.tokens.size()));
+    draft_.tokens.resize(static_cast<size_t>(n > 0 ? draft_length(n, draft_.kind) : 0));
   }
   return draft_.tokens;
 }
@@ -230,8 +237,10 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
   n = std::min(n, draft_room(ctx_.n_batch() - 1));  // the round is one chunk
   check_token_ids(draft, n, nv, "draft: ");
   // The proposal's distributions serve a draft that is a prefix of it.
-  const bool proposed = n <= static_cast<int64_t>(draft_.tokens.size()) && !draft_.q.empty() &&
-                        std::equal(draft, draft + n, draft_.tokens.begin());
+  const bool from_proposal = n <= static_cast<int64_t>(draft_.tokens.size()) &&
+                             std::equal(draft, draft + n, draft_.tokens.begin());
+  const bool proposed = from_proposal && !draft_.q.empty();
+  const int proposed_kind = from_proposal ? draft_.kind : 0;
   static const TokenDist kPointMass;
   buf_.assign(1, pending_);
   buf_.insert(buf_.end(), draft, draft + n);
@@ -280,7 +289,8 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
     stats_.drafted += n;
     stats_.accepted += std::min(i, n);
     // The outcomes of the drafted tokens verified: accepted ones, then the one rejected.
-    for (int64_t j = 0; j < std::min(i + 1, n); ++j) accept_ += kAcceptWeight * ((j < i ? 1.0 : 0.0) - accept_);
+    double& a = accept_[static_cast<size_t>(proposed_kind)];
+    for (int64_t j = 0; j < std::min(i + 1, n); ++j) a += kAcceptWeight * ((j < i ? 1.0 : 0.0) - a);
   }
 }
 

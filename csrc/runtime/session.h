@@ -19,6 +19,7 @@
 // a mask per row (structured output: the caller computes the masks the
 // grammar gives after each drafted token).
 #pragma once
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -136,9 +137,9 @@ class Session {
   // The longest draft (at most cap) the next round may verify: max_tokens and
   // the context leave room for it and the token after it.
   int64_t draft_room(int64_t cap) const;
-  // How many of the `room` tokens to draft (see session.cpp): 0 where drafting
-  // does not pay at the acceptance seen so far.
-  int64_t draft_length(int64_t room);
+  // How many of the `room` tokens of a draft of this kind to verify (see
+  // session.cpp): 0 where drafting does not pay at the acceptance seen so far.
+  int64_t draft_length(int64_t room, int kind);
 
   Context ctx_;
   std::vector<PositionKey> keys_;  // one per position < n_past
@@ -161,7 +162,7 @@ class Session {
   int64_t n_draft_ = 0;
   Draft draft_;  // the last proposal
   DraftStats stats_;
-  double accept_ = 0.0;  // running estimate of a drafted token's acceptance
+  std::array<double, kDraftKinds> accept_{};  // running acceptance estimate per Draft::kind
   std::vector<int32_t> buf_;  // the pending token and the draft, one chunk
 };
 
