@@ -74,10 +74,11 @@ const Isa kIsas[] = {
      }},
 #endif
 #ifdef BLUELM_KERNELS_ARM
-    {"neon", "scalar", {neon::fill_gemm, neon::fill_convert, neon::fill_attention, neon::fill_vision},
+    {"neon", "scalar", {neon::fill_gemm, neon::fill_convert, neon::fill_attention, neon::fill_vision, neon::fill_vision_attention,
+      neon::fill_i8},
      [](const CpuFeatures& f) { return f.asimd; }},
-    {"neon_dotprod", "neon", {neon_dotprod::fill_gemm}, [](const CpuFeatures& f) { return f.asimd && f.dotprod; }},
-    {"neon_i8mm", "neon_dotprod", {neon_i8mm::fill_gemm},
+    {"neon_dotprod", "neon", {neon_dotprod::fill_gemm, neon_dotprod::fill_i8}, [](const CpuFeatures& f) { return f.asimd && f.dotprod; }},
+    {"neon_i8mm", "neon_dotprod", {neon_i8mm::fill_gemm, neon_i8mm::fill_i8},
      [](const CpuFeatures& f) { return f.asimd && f.dotprod && f.i8mm; }},
 #endif
 };

@@ -17,8 +17,6 @@ void gemm_f32(const void* W, size_t w_stride, const void* X, size_t x_stride, fl
 // attention.cpp's attend (the NEON table's INT8 cache path).
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride, int64_t head_dim,
             int64_t n_kv, float scale, bool batched, float* scratch, float* out);
-// vision.cpp's softmax rows (VisionKernels::softmax).
-void vision_softmax(float* s, int64_t n, float scale);
 
 inline float dot_f32(const void* w, const void* x, int64_t k) {
   const float* a = static_cast<const float*>(w);

@@ -1,30 +1,12 @@
-// e^x for the vision encoder's softmax and GELU on x86 vectors (8 lanes in
-// the AVX2 files, 16 in the AVX-512 ones): x clamped to [-87, 88], 2^n * p(r)
-// with n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two), p the degree-6
-// Taylor polynomial (relative error about 2e-7). The traits give each width's
-// instructions; the arithmetic is the same, lane by lane. Internal linkage.
+// common/taylor_exp.h's e^x on x86 vectors: 8 lanes in the AVX2 files, 16 in
+// the AVX-512 ones; the arithmetic is the same, lane by lane. Internal linkage.
 #pragma once
 #include <immintrin.h>
 
+#include "kernels/common/taylor_exp.h"
+
 namespace bluelm::kernels {
 namespace {
-
-template <class V>
-inline typename V::F taylor_exp(typename V::F x) {
-  using F = typename V::F;
-  x = V::min(V::max(x, V::set1(-87.0f)), V::set1(88.0f));
-  const F n = V::round(V::mul(x, V::set1(1.44269504088896341f)));
-  F r = V::fnmadd(n, V::set1(0.693359375f), x);  // ln2 split hi/lo
-  r = V::fnmadd(n, V::set1(-2.12194440e-4f), r);
-  F p = V::set1(1.0f / 720.0f);
-  p = V::fmadd(p, r, V::set1(1.0f / 120.0f));
-  p = V::fmadd(p, r, V::set1(1.0f / 24.0f));
-  p = V::fmadd(p, r, V::set1(1.0f / 6.0f));
-  p = V::fmadd(p, r, V::set1(0.5f));
-  p = V::fmadd(p, r, V::set1(1.0f));
-  p = V::fmadd(p, r, V::set1(1.0f));
-  return V::scale2n(p, n);
-}
 
 struct V8 {
   using F = __m256;
