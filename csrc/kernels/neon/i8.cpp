@@ -4,11 +4,11 @@
 // against 4 rows x 4 bytes of the panel: SMULL/SMLAL put two products per
 // int16 lane (|q| <= 128, |w| <= 127: at most 32512, never saturating), SADALP
 // widens pairs into int32. The sums are acc - 128 * wsum, exact; the shared
-// epilogue (arm/i8.h) adds (128 - zp) * wsum. Tile: 1 panel x 2 tokens.
+// epilogue (common/i8_driver.h) adds (128 - zp) * wsum. Tile: 1 panel x 2 tokens.
 // Also the table's activation quantiser. Built with -ffp-contract=off.
 #include <cstring>
 
-#include "kernels/arm/i8.h"
+#include "kernels/common/i8_driver.h"
 #include "kernels/common/i8_quant.h"
 #include "kernels/neon/neon.h"
 
@@ -24,7 +24,6 @@ inline int8x16_t bcast4_signed(const uint8_t* p) {
 
 struct Tiles {
   static constexpr int kTok = 1, kPanels = 1;
-  static constexpr size_t kChunkBytes = 256 * 1024;
 
   // acc[t][2j] holds rows 4j, 4j+1 and acc[t][2j+1] rows 4j+2, 4j+3, two lanes each.
   template <int T>
@@ -46,11 +45,7 @@ struct Tiles {
   template <int R, int T>
   static void tile(const I8Tile& a) {
     const int64_t steps = a.W->kp / 4;
-    int32x4_t acc[T][8];
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t)
-#pragma GCC unroll 16
-      for (int j = 0; j < 8; ++j) acc[t][j] = vdupq_n_s32(0);
+    int32x4_t acc[T][8] = {};  // zeros
     int64_t s = 0;
     for (; s + 2 <= steps; s += 2) {
       int8x16_t xa[T], xb[T];
@@ -78,35 +73,12 @@ struct Tiles {
     for (int t = 0; t < T; ++t)
 #pragma GCC unroll 16
       for (int j = 0; j < 4; ++j) vst1q_s32(buf + 16 * t + 4 * j, vpaddq_s32(acc[t][2 * j], acc[t][2 * j + 1]));
-    i8_store<T>(buf, 128, a);
-  }
-};
-
-struct Quant {
-  using F = float32x4_t;
-  static constexpr int kLanes = 4;
-  static F zero() { return vdupq_n_f32(0.0f); }
-  static F load(const float* p) { return vld1q_f32(p); }
-  static F min(F a, F b) { return vminq_f32(a, b); }
-  static F max(F a, F b) { return vmaxq_f32(a, b); }
-  static float hmin(F v) { return vminvq_f32(v); }
-  static float hmax(F v) { return vmaxvq_f32(v); }
-  static int32_t round(float v) { return vcvtns_s32_f32(v); }  // FCVTNS: nearest, ties to even
-  static int64_t body(const float* x, int64_t k, float inv, int32_t z, uint8_t* q) {
-    const int32x4_t off = vdupq_n_s32(z);
-    auto cvt = [&](const float* p) { return vaddq_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(p), inv)), off); };
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {  // saturating narrows clamp to [0, 255], as the reference
-      const uint16x8_t lo = vcombine_u16(vqmovun_s32(cvt(x + i)), vqmovun_s32(cvt(x + i + 4)));
-      const uint16x8_t hi = vcombine_u16(vqmovun_s32(cvt(x + i + 8)), vqmovun_s32(cvt(x + i + 12)));
-      vst1q_u8(q + i, vcombine_u8(vqmovn_u16(lo), vqmovn_u16(hi)));
-    }
-    return i;
+    i8_store<I8Lanes4, T>(buf, 128, a);
   }
 };
 
 }  // namespace
 
-void fill_i8(KernelTable& t) { set_i8<Tiles, Quant>(t.vision, I8Layout::K4); }
+void fill_i8(KernelTable& t) { set_i8<Tiles, I8Quant4>(t.vision, I8Layout::K4); }
 
 }  // namespace bluelm::kernels::neon

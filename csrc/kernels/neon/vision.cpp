@@ -10,27 +10,6 @@
 
 namespace bluelm::kernels::neon {
 
-namespace {
-
-struct V4 {
-  using F = float32x4_t;
-  static F set1(float v) { return vdupq_n_f32(v); }
-  static F min(F a, F b) { return vminq_f32(a, b); }
-  static F max(F a, F b) { return vmaxq_f32(a, b); }
-  static F mul(F a, F b) { return vmulq_f32(a, b); }
-  static F fmadd(F a, F b, F c) { return vfmaq_f32(c, a, b); }
-  static F fnmadd(F a, F b, F c) { return vfmsq_f32(c, a, b); }
-  static F round(F a) { return vrndnq_f32(a); }
-  static F scale2n(F p, F n) {  // the exponent bits of 2^n, then one multiply
-    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
-    return vmulq_f32(p, vreinterpretq_f32_s32(e));
-  }
-};
-
-inline float32x4_t exp4(float32x4_t x) { return taylor_exp<V4>(x); }
-
-}  // namespace
-
 void softmax(float* s, int64_t n, float scale) {
   float32x4_t mv = vdupq_n_f32(-INFINITY);
   int64_t j = 0;
@@ -40,7 +19,7 @@ void softmax(float* s, int64_t n, float scale) {
   const float32x4_t m = vdupq_n_f32(mx);
   float32x4_t acc = vdupq_n_f32(0.0f);
   for (j = 0; j + 4 <= n; j += 4) {
-    const float32x4_t e = exp4(vmulq_n_f32(vsubq_f32(vld1q_f32(s + j), m), scale));
+    const float32x4_t e = taylor_exp4(vmulq_n_f32(vsubq_f32(vld1q_f32(s + j), m), scale));
     vst1q_f32(s + j, e);
     acc = vaddq_f32(acc, e);
   }
@@ -62,7 +41,7 @@ void gelu_tanh(float* x, int64_t n) {
   for (; i + 4 <= n; i += 4) {
     const float32x4_t v = vld1q_f32(x + i);
     const float32x4_t u = vmulq_n_f32(vfmaq_f32(v, vmulq_n_f32(v, c), vmulq_f32(v, v)), k2);
-    vst1q_f32(x + i, vdivq_f32(v, vaddq_f32(vdupq_n_f32(1.0f), exp4(u))));
+    vst1q_f32(x + i, vdivq_f32(v, vaddq_f32(vdupq_n_f32(1.0f), taylor_exp4(u))));
   }
   for (; i < n; ++i) {
     const float v = x[i];
@@ -102,11 +81,6 @@ void layer_norm(const float* x, int64_t d, const float* w, const float* b, float
 
 }  // namespace
 
-void fill_vision(KernelTable& t) {
-  VisionKernels& v = t.vision;
-  v.softmax = softmax;
-  v.gelu_tanh = gelu_tanh;
-  v.layer_norm = layer_norm;
-}
+void fill_vision(KernelTable& t) { t.vision.set_rows(softmax, gelu_tanh, layer_norm); }
 
 }  // namespace bluelm::kernels::neon

@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "kernels/common/attention_stage.h"
 #include "kernels/neon/neon.h"
 
 namespace bluelm::kernels::neon {
@@ -41,11 +42,7 @@ inline void fma_lane(const float* b, const float32x4_t* av, float32x4_t (*acc)[4
 template <int T>
 void tile(const float* a, size_t lda, const float* B, size_t ldb, int64_t depth, float* out, size_t ldo,
           int64_t ncols) {
-  float32x4_t acc[T][4];
-#pragma GCC unroll 16
-  for (int t = 0; t < T; ++t)
-#pragma GCC unroll 16
-    for (int c = 0; c < 4; ++c) acc[t][c] = vdupq_n_f32(0.0f);
+  float32x4_t acc[T][4] = {};  // zeros
   int64_t d = 0;
   for (; d + 4 <= depth; d += 4) {
     float32x4_t av[T];
@@ -95,15 +92,7 @@ void attention(const float* q, const float* k, const float* v, size_t ld, int64_
   float* kt = work;               // hd x np: K transposed, keys past n zero
   float* sc = kt + hd * np;       // kQBlock x np scores
   float* vc = sc + kQBlock * np;  // n x hp: V with contiguous rows, columns past hd zero
-  for (int64_t d = 0; d < hd; ++d) {
-    float* row = kt + d * np;
-    for (int64_t j = 0; j < n; ++j) row[j] = k[j * ld + d];
-    for (int64_t j = n; j < np; ++j) row[j] = 0.0f;
-  }
-  for (int64_t j = 0; j < n; ++j) {
-    std::memcpy(vc + j * hp, v + j * ld, sizeof(float) * hd);
-    for (int64_t d = hd; d < hp; ++d) vc[j * hp + d] = 0.0f;
-  }
+  stage_head(k, v, ld, n, hd, np, hp, kt, vc);
   for (int64_t q0 = 0; q0 < n; q0 += kQBlock) {
     const int64_t qb = n - q0 < kQBlock ? n - q0 : kQBlock;
     rows_times(q + q0 * ld, ld, kt, np, hd, qb, np, sc, np);  // scores of keys [0, np)

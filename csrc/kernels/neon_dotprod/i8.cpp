@@ -3,12 +3,12 @@
 // rows x 4 bytes; one SDOT (by element) adds, per row, the 4 products with
 // 4 of the token's bytes, taken as q = u - 128 (signed) from one register
 // that holds 4 steps. The sums are acc - 128 * wsum, exact; the shared epilogue
-// (arm/i8.h) adds (128 - zp) * wsum. Tile: 1 panel x 4 tokens: per 4 K-steps
+// (common/i8_driver.h) adds (128 - zp) * wsum. Tile: 1 panel x 4 tokens: per 4 K-steps
 // 4 LD1 (4 registers each), per token 1 load and 1 EOR, 16 SDOT.
 // Built with -ffp-contract=off; the quantiser is the NEON table's.
 #include <cstring>
 
-#include "kernels/arm/i8.h"
+#include "kernels/common/i8_driver.h"
 #include "kernels/neon_dotprod/neon_dotprod.h"
 
 namespace bluelm::kernels::neon_dotprod {
@@ -16,7 +16,6 @@ namespace {
 
 struct Tiles {
   static constexpr int kTok = 3, kPanels = 1;
-  static constexpr size_t kChunkBytes = 256 * 1024;
 
   // One K-step (64 panel bytes) against lane L (bytes 4L..4L+3) of each token's x.
   template <int L, int T>
@@ -32,11 +31,7 @@ struct Tiles {
   static void tile(const I8Tile& a) {
     const int64_t steps = a.W->kp / 4;
     const int8x16_t flip = vdupq_n_s8(-128);
-    int32x4_t acc[T][4];
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t)
-#pragma GCC unroll 16
-      for (int g = 0; g < 4; ++g) acc[t][g] = vdupq_n_s32(0);
+    int32x4_t acc[T][4] = {};  // zeros
     int64_t s = 0;
     for (; s + 4 <= steps; s += 4) {
       int8x16_t x[T];
@@ -64,15 +59,12 @@ struct Tiles {
     for (int t = 0; t < T; ++t)
 #pragma GCC unroll 16
       for (int g = 0; g < 4; ++g) vst1q_s32(buf + 16 * t + 4 * g, acc[t][g]);
-    i8_store<T>(buf, 128, a);
+    i8_store<I8Lanes4, T>(buf, 128, a);
   }
 };
 
 }  // namespace
 
-void fill_i8(KernelTable& t) {
-  t.vision.i8_layout = I8Layout::K4;
-  t.vision.i8_gemm = i8_gemm_tiles<Tiles>;
-}
+void fill_i8(KernelTable& t) { set_i8_gemm<Tiles>(t.vision, I8Layout::K4); }
 
 }  // namespace bluelm::kernels::neon_dotprod

@@ -42,11 +42,8 @@ void layer_norm(const float* x, int64_t d, const float* w, const float* b, float
 }  // namespace
 
 void fill_vision(KernelTable& t) {
-  VisionKernels& v = t.vision;
-  v.softmax = softmax;
-  v.gelu_tanh = gelu_tanh;
-  v.layer_norm = layer_norm;
-  set_gemm_attention<gemm_f32, softmax>(v);
+  t.vision.set_rows(softmax, gelu_tanh, layer_norm);
+  set_gemm_attention<gemm_f32, softmax>(t.vision);
 }
 
 }  // namespace bluelm::kernels::scalar
