@@ -77,6 +77,13 @@ struct VisionKernels {
   void (*attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
                     float scale, float* out, float* work);
   size_t (*attention_work)(int64_t n, int64_t hd);
+
+  // The element-wise entries at once (for the tables' fill functions).
+  void set_rows(decltype(softmax) s, decltype(gelu_tanh) g, decltype(layer_norm) l) {
+    softmax = s;
+    gelu_tanh = g;
+    layer_norm = l;
+  }
 };
 
 struct KernelTable {

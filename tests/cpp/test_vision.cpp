@@ -165,7 +165,8 @@ void test_elementwise(const KernelTable& isa, const KernelTable& ref) {
 void test_vision(const KernelTable& isa) {
   const KernelTable& ref = scalar_table();
   test_elementwise(isa, ref);
-  for (const auto& s : {std::vector<int64_t>{729, 72, 144}, {37, 16, 40}, {130, 100, 101}, {1, 8, 8}, {20, 64, 64}})
+  for (const auto& s : {std::vector<int64_t>{729, 72, 144}, {37, 16, 40}, {130, 100, 101}, {1, 8, 8}, {20, 64, 64},
+                        {45, 13, 17}})
     test_attention_head(isa, s[0], s[1], s[2]);
   const int64_t shapes[][3] = {{120, 108, 7},   {1152, 588, 29}, {64, 1152, 13}, {1152, 1152, 25},
                                {272, 4304, 37}, {48, 4320, 12},  {16, 608, 1},   {40, 7, 30},

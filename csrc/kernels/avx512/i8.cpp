@@ -183,7 +183,6 @@ inline void tile_asm(const I8Tile& a) {
 
 struct Tiles {
   static constexpr int kTok = avx512::kTok, kPanels = 2;
-  static constexpr size_t kChunkBytes = 512 * 1024;
   template <int R, int T>
   static void tile(const I8Tile& a) {
     if constexpr (R == 2 && T == kTok) tile_asm(a);
@@ -191,30 +190,11 @@ struct Tiles {
   }
 };
 
-struct Quant {
-  static int32_t round(float v) { return round_nearest(v); }
-  using F = __m512;
-  static constexpr int kLanes = 16;
-  static F zero() { return _mm512_setzero_ps(); }
-  static F load(const float* p) { return _mm512_loadu_ps(p); }
-  static F min(F a, F b) { return _mm512_min_ps(a, b); }
-  static F max(F a, F b) { return _mm512_max_ps(a, b); }
-  static float hmin(F v) { return _mm512_reduce_min_ps(v); }
-  static float hmax(F v) { return _mm512_reduce_max_ps(v); }
-  static int64_t body(const float* x, int64_t k, float inv, int32_t z, uint8_t* q) {
-    const __m512 vinv = _mm512_set1_ps(inv);
-    const __m512i off = _mm512_set1_epi32(z), zero = _mm512_setzero_si512();
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-      const __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv)), off);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtusepi32_epi8(_mm512_max_epi32(v, zero)));
-    }
-    return i;
-  }
-};
-
 }  // namespace
 
-void fill_i8(KernelTable& t) { set_i8<Tiles, Quant>(t.vision, I8Layout::K4); }
+void fill_i8(KernelTable& t) {
+  set_i8_gemm<Tiles, 512 * 1024>(t.vision, I8Layout::K4);  // tokens in chunks of 512 KiB
+  t.vision.i8_quant = i8_quant_row<I8Quant16>;
+}
 
 }  // namespace bluelm::kernels::avx512

@@ -19,8 +19,6 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
             int64_t n_kv, float scale, float softcap, bool batched, float* scratch, float* out);
 // attention.cpp's logit soft-cap cap * tanh(s / cap) (a no-op for cap <= 0).
 void softcap_scores(float* s, int64_t n, float cap);
-// vision.cpp's softmax rows (VisionKernels::softmax).
-void vision_softmax(float* s, int64_t n, float scale);
 
 inline float dot_f32(const void* w, const void* x, int64_t k) {
   const float* a = static_cast<const float*>(w);
