@@ -38,6 +38,7 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
   act_zp_.resize(act_scales_.size());
   pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
   attn_floats_ = vk_.attention_work(N, c.head_dim);
+  if (vk_.i8_attention) attn_floats_ = std::max(attn_floats_, vk_.i8_attention_work(N, c.head_dim));
   attn_work_.resize(static_cast<size_t>(n_threads) * attn_floats_);
 }
 
@@ -161,16 +162,18 @@ void VisionEncoder::patch_embed(const float* pixels, int64_t n) {
 }
 
 // Non-causal multi-head attention, one (image, head) per task, so an image's
-// result never depends on which other images share its batch.
-void VisionEncoder::attention(int64_t n) {
+// result never depends on which other images share its batch. The int8
+// encoder takes the table's reduced-precision kernel where it has one.
+void VisionEncoder::attention(int64_t n, bool int8) {
   const int64_t N = c_.n_tokens, C = c_.n_embd, hd = c_.head_dim, H = c_.n_head;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const auto fn = int8 && vk_.i8_attention ? vk_.i8_attention : vk_.attention;
   std::atomic<int64_t> next{0};  // (image, head) tasks handed out one at a time, as gemm_i8's panels
   pool_.run([&](int ith, int) {
     float* work = attn_work_.data() + static_cast<size_t>(ith) * attn_floats_;
     for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n * H;) {
       const int64_t off = (task / H) * N * C + (task % H) * hd;
-      vk_.attention(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
+      fn(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
     }
   });
 }
@@ -178,7 +181,8 @@ void VisionEncoder::attention(int64_t n) {
 void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   const int64_t C = c_.n_embd, F = c_.n_ff, m = n * c_.n_tokens;
   layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
-  if (L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels) {  // one quantisation of h for Q, K and V
+  const bool int8 = L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels;
+  if (int8) {  // one quantisation of h for Q, K and V
     const kernels::I8Acts a = quantize(L.wq, h_.data(), C, m);
     gemm_i8(L.wq, a, q_.data(), L.bq, false);
     gemm_i8(L.wk, a, k_.data(), L.bk, false);
@@ -188,7 +192,7 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
     matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
     matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
   }
-  attention(n);  // into h_
+  attention(n, int8);  // into h_
   matmul_add(L.wo, h_.data(), C, m, x_.data(), L.bo, q_.data());  // x += attention out
 
   layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());

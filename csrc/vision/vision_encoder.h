@@ -21,7 +21,7 @@ class VisionEncoder {
  private:
   void patch_embed(const float* pixels, int64_t n);
   void block(const VisionLayer& L, int64_t n);
-  void attention(int64_t n);
+  void attention(int64_t n, bool int8);
   void project_downsample(int64_t n, float* out);
   void project_mlp(int64_t n, float* out);
   // Y[m x W.rows] = X[m x W.k] . W^T (+ bias); X rows are ldx floats apart.
@@ -47,7 +47,7 @@ class VisionEncoder {
   std::vector<float> act_scales_;  // int8 activations' per-token scales
   std::vector<int32_t> act_zp_;    // and zero points
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
-  std::vector<float> attn_work_;   // per thread: vk_.attention's work
+  std::vector<float> attn_work_;   // per thread: the attention kernel's work
   int64_t max_k_pad_ = 0;
   size_t attn_floats_ = 0;  // floats of attn_work_ per thread
 };

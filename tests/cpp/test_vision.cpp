@@ -3,7 +3,9 @@
 // epilogue; weights packed in each table's own panel layout), on odd shapes (K
 // not a multiple of 64, rows not a multiple of 32, token counts not multiples
 // of the tiles); softmax, GELU-tanh and LayerNorm within 1e-5 of the largest
-// output; attention within 1e-5 of double-precision arithmetic.
+// output; attention within 1e-5 of double-precision arithmetic; the int8
+// encoder's reduced-precision attention (i8_attention) within the bounds stated
+// at test_i8_attention_head.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -123,6 +125,86 @@ void test_attention_head(const KernelTable& isa, int64_t n, int64_t hd, int64_t 
                                            std::to_string(hd) + ": max error " + std::to_string(err / mx));
 }
 
+// bf16 rounding (to nearest even) of a float, as vcvtneps2bf16.
+double bf16(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  b = (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u;
+  float r;
+  std::memcpy(&r, &b, 4);
+  return r;
+}
+
+// A table's i8_attention (kernels.h: Q times scale, K, V and the softmax weights
+// rounded to bf16, sums in f32, weights normalised by their rounded sum), one
+// (image, head), against two references in double precision:
+// - exact arithmetic. With u = 2^-8 (bf16's unit roundoff) and, per query,
+//   D = (2u + u^2 + 1e-5) * scale * log2(e) * max_j sum_d |q_d k_jd| (the most a
+//   score can move, in log2 units), each weight moves by a factor within
+//   [1/r, r], r = 2^(2D) (1 + u + 1e-5) / (1 - u - 1e-5), so
+//   |out - exact| <= max_j |v_jd| * (r - 1 + u + 1e-4) (the 1e-4: the f32 sums);
+// - the same roundings done exactly (an emulation). The f32 score sums and the
+//   exp2 polynomial (relative error 3e-6) move a weight by far less than one
+//   bf16 step, so its rounding can land one step away (2u relative), in the
+//   numerator and in the normalising sum:
+//   |out - emulation| <= max_j |v_jd| * (4u + 1e-4).
+void test_i8_attention_head(const KernelTable& isa, int64_t n, int64_t hd, int64_t ld) {
+  const VisionKernels& o = isa.vision;
+  std::vector<float> q(n * ld), k(n * ld), v(n * ld), out(n * ld, 7.0f), work(o.i8_attention_work(n, hd));
+  for (auto* a : {&q, &k, &v})
+    for (float& x : *a) x = 2.0f * normal();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const float c = scale * 1.44269504088896341f;
+  o.i8_attention(q.data(), k.data(), v.data(), ld, n, hd, scale, out.data(), work.data());
+  const double u = 1.0 / 256;
+  std::vector<double> vmax(hd, 0.0), p(n), pe(n);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; ++d) vmax[d] = std::max(vmax[d], double(std::fabs(v[j * ld + d])));
+  double worst_exact = 0, worst_emul = 0, err_emul = 0;  // error / bound, and the largest error / max|v|
+  bool untouched = true;
+  for (int64_t t = 0; t < n; ++t) {
+    double m = -1e300, me = -1e300, l1 = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0, se = 0, a = 0;
+      for (int64_t d = 0; d < hd; ++d) {
+        const float qd = q[t * ld + d], kd = k[j * ld + d];
+        s += double(qd) * kd;
+        se += bf16(c * qd) * bf16(kd);
+        a += std::fabs(double(qd) * kd);
+      }
+      p[j] = s * c;  // log2 units
+      pe[j] = se;
+      m = std::max(m, p[j]);
+      me = std::max(me, pe[j]);
+      l1 = std::max(l1, a);
+    }
+    double sum = 0, sume = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      sum += p[j] = std::exp2(p[j] - m);
+      sume += pe[j] = bf16(float(std::exp2(pe[j] - me)));
+    }
+    const double D = (2 * u + u * u + 1e-5) * c * l1;
+    const double r = std::exp2(2 * D) * (1 + u + 1e-5) / (1 - u - 1e-5);
+    for (int64_t d = 0; d < hd; ++d) {
+      double ex = 0, em = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        ex += p[j] / sum * v[j * ld + d];
+        em += pe[j] / sume * bf16(v[j * ld + d]);
+      }
+      const double got = out[t * ld + d];
+      worst_exact = std::max(worst_exact, std::fabs(got - ex) / (vmax[d] * (r - 1 + u + 1e-4)));
+      worst_emul = std::max(worst_emul, std::fabs(got - em) / (vmax[d] * (4 * u + 1e-4)));
+      err_emul = std::max(err_emul, std::fabs(got - em) / vmax[d]);
+    }
+    for (int64_t d = hd; d < ld; ++d) untouched = untouched && out[t * ld + d] == 7.0f;
+  }
+  const std::string name = std::string(isa.isa) + " i8_attention n " + std::to_string(n) + " hd " +
+                           std::to_string(hd);
+  check(worst_exact <= 1.0 && untouched, name + ": error / bound against exact " + std::to_string(worst_exact));
+  check(worst_emul <= 1.0, name + ": error / bound against the bf16 emulation " + std::to_string(worst_emul) +
+                               " (largest error " + std::to_string(err_emul) + " of max|v|)");
+}
+
 // LayerNorm, GELU and softmax rows against the scalar table's.
 void test_elementwise(const KernelTable& isa, const KernelTable& ref) {
   const VisionKernels &o = isa.vision, &r = ref.vision;
@@ -167,6 +249,10 @@ void test_vision(const KernelTable& isa) {
   test_elementwise(isa, ref);
   for (const auto& s : {std::vector<int64_t>{729, 72, 144}, {37, 16, 40}, {130, 100, 101}, {1, 8, 8}, {20, 64, 64}})
     test_attention_head(isa, s[0], s[1], s[2]);
+  if (isa.vision.i8_attention)
+    for (const auto& s : {std::vector<int64_t>{729, 72, 1152}, {37, 16, 40}, {130, 100, 101}, {1, 8, 8},
+                          {20, 64, 64}, {45, 13, 17}, {33, 136, 140}})
+      test_i8_attention_head(isa, s[0], s[1], s[2]);
   const int64_t shapes[][3] = {{120, 108, 7},   {1152, 588, 29}, {64, 1152, 13}, {1152, 1152, 25},
                                {272, 4304, 37}, {48, 4320, 12},  {16, 608, 1},   {40, 7, 30},
                                {33, 13, 5}};
