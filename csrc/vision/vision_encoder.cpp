@@ -9,6 +9,7 @@ namespace bluelm {
 
 namespace {
 constexpr int64_t kRowGrain = 16;   // weight rows per work unit
+constexpr int64_t kI8Group = 16;    // int8 panels per work item (an even count: whole panel pairs)
 
 size_t act_row_bytes(const VisionMatrix& m) { return row_bytes(vec_dot_type(m.type), m.k_pad); }
 }  // namespace
@@ -55,21 +56,23 @@ kernels::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, i
 
 void VisionEncoder::gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias,
                             bool accumulate) {
-  // Work items (token chunk, pair of panels), chunk-major, handed out one at a
-  // time: the threads share a chunk of activations that stays in L2 while they
-  // sweep the panels, and on a shared machine a descheduled thread leaves its
-  // items to the others instead of holding up the job. Which thread computes an
-  // item does not change its result.
-  const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel, pairs = (panels + 1) / 2;
+  // Work items (token chunk, group of kI8Group panels), chunk-major, handed out
+  // one at a time: the threads share a chunk of activations that stays in L2
+  // while they sweep the panels, and on a shared machine a descheduled thread
+  // leaves its items to the others instead of holding up the job. Within an
+  // item the kernel keeps a tile's tokens in L1 across the group's panels.
+  // Which thread computes an item does not change its result.
+  const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
+  const int64_t groups = (panels + kI8Group - 1) / kI8Group;
   int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
   const int64_t chunks = (xa.n + chunk - 1) / chunk;
   std::atomic<int64_t> next{0};
   pool_.run([&](int, int) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * pairs;) {
-      const int64_t t0 = (i / pairs) * chunk, c = i % pairs;
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * groups;) {
+      const int64_t t0 = (i / groups) * chunk, p0 = (i % groups) * kI8Group;
       const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
                                 std::min(chunk, xa.n - t0)};
-      vk_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, accumulate, 2 * c, std::min(panels, 2 * c + 2));
+      vk_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, accumulate, p0, std::min(panels, p0 + kI8Group));
     }
   });
 }
