@@ -2,7 +2,7 @@
 // time (VisionKernels::i8_attention): Q (times scale * log2 e), K and V rounded
 // to bf16 once per head and packed so that each 32-bit lane of a vdpbf16ps
 // holds the two values of one step of its sum; scores in f32 for 64 queries at
-// a time (6 queries x 64 keys per tile), 2^(s - max) in f32, the weights
+// a time (4 queries x 96 keys per tile), 2^(s - max) in f32, the weights
 // rounded to bf16 and normalised by the sum of the rounded weights, P.V with 5
 // queries x up to 72 columns per tile (4 zmm and one ymm: Zen 4 runs a ymm op
 // in half a zmm's time). vdpbf16ps does 32 multiply-adds per instruction where
@@ -18,8 +18,8 @@ namespace bluelm::kernels::avx512_bf16 {
 namespace {
 
 constexpr int64_t kQBlock = 64;  // queries whose scores are live at once
-constexpr int kSQ = 6;            // queries per score tile
-constexpr int kSV = 4;            // zmm of 16 keys per score tile
+constexpr int kSQ = 4;            // queries per score tile
+constexpr int kSV = 6;            // zmm of 16 keys per score tile
 constexpr int kPQ = 5;            // queries per P.V tile
 constexpr float kLog2e = 1.44269504088896341f;
 
@@ -73,6 +73,16 @@ inline __m512i bcast_pair(const uint16_t* p) {
 
 inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
+constexpr int64_t kAhead = 8;  // rows prefetched ahead while packing
+
+// The lines of p[0, count) into L1: a head's slice of rows `ld` apart is a
+// stride the hardware prefetcher does not follow.
+inline void prefetch_slice(const float* p, int64_t count) {
+  const char* b = reinterpret_cast<const char*>(p);
+  for (int64_t i = 0; i < count * 4; i += 64) _mm_prefetch(b + i, _MM_HINT_T0);
+  _mm_prefetch(b + count * 4 - 1, _MM_HINT_T0);
+}
+
 // bf16 bits of 16 floats, rounded to nearest even.
 inline __m256i to_bf16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
 
@@ -80,6 +90,7 @@ inline __m256i to_bf16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
 void pack_q(const float* q, size_t ld, int64_t n, int64_t hd, int64_t hp, float c, uint16_t* qb) {
   const __m512 cv = _mm512_set1_ps(c);
   for (int64_t t = 0; t < n; ++t) {
+    if (t + kAhead < n) prefetch_slice(q + (t + kAhead) * ld, hd);
     uint16_t* row = qb + t * hp;
     for (int64_t d = 0; d < hp; d += 16) {
       const __mmask16 m = mask16(hd - d), ms = mask16(hp - d);
@@ -95,6 +106,7 @@ void pack_q(const float* q, size_t ld, int64_t n, int64_t hd, int64_t hp, float 
 void pack_k(const float* k, size_t ld, int64_t n, int64_t hd, const Dims& d, uint32_t* kp, uint16_t* row) {
   const int64_t steps = d.hp / 2;
   for (int64_t j = 0; j < n; ++j) {
+    if (j + kAhead < n) prefetch_slice(k + (j + kAhead) * ld, hd);
     pack_q(k + j * ld, ld, 1, hd, d.hp, 1.0f, row);
     for (int64_t s = 0; s < steps; ++s) std::memcpy(kp + s * d.np + j, row + 2 * s, sizeof(uint32_t));
   }
@@ -111,6 +123,7 @@ void pack_v(const float* v, size_t ld, int64_t n, int64_t hd, const Dims& d, uin
   for (int64_t s = 0; s < d.n2; ++s) {
     const float* a = v + 2 * s * ld;
     const bool has_b = 2 * s + 1 < n;
+    for (int64_t r = 2 * s + kAhead; r < 2 * s + kAhead + 2 && r < n; ++r) prefetch_slice(v + r * ld, hd);
     for (int64_t c = 0; c < d.hv; c += 16) {
       const __mmask16 m = mask16(hd - c), ms = mask16(d.hv - c);
       const __m512 x0 = _mm512_maskz_loadu_ps(m, a + c);
@@ -152,7 +165,10 @@ template <int T>
 void score_rows(const uint16_t* qb, int64_t hp, const uint32_t* kp, int64_t np, float* sc) {
   int64_t j = 0;
   for (; j + 16 * kSV <= np; j += 16 * kSV) score_tile<T, kSV>(qb, hp, kp + j, np, sc + j);
+  static_assert(kSV == 6, "the remainder cases below");
   switch ((np - j) / 16) {
+    case 5: score_tile<T, 5>(qb, hp, kp + j, np, sc + j); break;
+    case 4: score_tile<T, 4>(qb, hp, kp + j, np, sc + j); break;
     case 3: score_tile<T, 3>(qb, hp, kp + j, np, sc + j); break;
     case 2: score_tile<T, 2>(qb, hp, kp + j, np, sc + j); break;
     case 1: score_tile<T, 1>(qb, hp, kp + j, np, sc + j); break;
@@ -166,10 +182,10 @@ void scores(const uint16_t* qb, int64_t qn, const uint32_t* kp, const Dims& d, f
   for (; t < qn; ++t) score_rows<1>(qb + t * d.hp, d.hp, kp, d.np, sc + t * d.np);
 }
 
-// 2^x for x <= 0 (x >= -126 after the clamp): 2^round(x) times the degree-5
-// Taylor polynomial of 2^f = e^(f ln 2) on |f| <= 1/2 (relative error below 3e-6).
+// 2^x for finite x <= 0: 2^round(x) (scalef: 0 or a subnormal far below 2^-126)
+// times the degree-5 Taylor polynomial of 2^f = e^(f ln 2) on |f| <= 1/2
+// (relative error below 3e-6).
 inline __m512 exp2_neg(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-126.0f));
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);
   __m512 p = _mm512_set1_ps(1.3333558146428443e-3f);  // ln2^5 / 120
@@ -184,6 +200,24 @@ inline __m512 exp2_neg(__m512 x) {
 // The f32 value of bf16 bits (16 of them).
 inline __m512 from_bf16(__m256i b) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16)); }
 
+// 32 weights bf16(2^(s_j - m)) to p (those at or past `n` zero); adds their f32 values to sum.
+template <bool kMasked>
+inline void weights32(const float* s, __m512 m, int64_t n, uint16_t* p, __m512& sum) {
+  __m512 e0, e1;
+  if constexpr (kMasked) {
+    const __mmask16 m0 = n > 0 ? mask16(n) : 0, m1 = n > 16 ? mask16(n - 16) : 0;
+    e0 = _mm512_maskz_mov_ps(m0, exp2_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, s), m)));
+    e1 = _mm512_maskz_mov_ps(m1, exp2_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, s + 16), m)));
+  } else {
+    e0 = exp2_neg(_mm512_sub_ps(_mm512_loadu_ps(s), m));
+    e1 = exp2_neg(_mm512_sub_ps(_mm512_loadu_ps(s + 16), m));
+  }
+  const __m512i b = (__m512i)_mm512_cvtne2ps_pbh(e1, e0);  // e0's 16 values, then e1's
+  _mm512_storeu_si512(p, b);
+  sum = _mm512_add_ps(sum, from_bf16(_mm512_castsi512_si256(b)));
+  sum = _mm512_add_ps(sum, from_bf16(_mm512_extracti64x4_epi64(b, 1)));
+}
+
 // One row of scores (log2 units) -> p[0, lp) = bf16(2^(s_j - max)) for j < n, 0
 // after; returns 1 / (the sum of the rounded weights).
 float softmax_row(const float* s, int64_t n, uint16_t* p, int64_t lp) {
@@ -191,15 +225,9 @@ float softmax_row(const float* s, int64_t n, uint16_t* p, int64_t lp) {
   for (int64_t j = 0; j < n; j += 16) mv = _mm512_mask_max_ps(mv, mask16(n - j), mv, _mm512_loadu_ps(s + j));
   const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
   __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < lp; j += 32) {
-    const __mmask16 m0 = j < n ? mask16(n - j) : 0, m1 = j + 16 < n ? mask16(n - j - 16) : 0;
-    const __m512 e0 = _mm512_maskz_mov_ps(m0, exp2_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, s + j), m)));
-    const __m512 e1 = _mm512_maskz_mov_ps(m1, exp2_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, s + j + 16), m)));
-    const __m512i b = (__m512i)_mm512_cvtne2ps_pbh(e1, e0);  // e0's 16 values, then e1's
-    _mm512_storeu_si512(p + j, b);
-    sum = _mm512_add_ps(sum, from_bf16(_mm512_castsi512_si256(b)));
-    sum = _mm512_add_ps(sum, from_bf16(_mm512_extracti64x4_epi64(b, 1)));
-  }
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) weights32<false>(s + j, m, n - j, p + j, sum);
+  for (; j < lp; j += 32) weights32<true>(s + j, m, n - j, p + j, sum);
   return 1.0f / _mm512_reduce_add_ps(sum);
 }
 
