@@ -54,14 +54,32 @@ kernels::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, i
   return {a, xs, sx, zp, m};
 }
 
+kernels::I8Acts VisionEncoder::quantize_ln(const VisionMatrix& W, int64_t m, const VisionVector& w,
+                                           const VisionVector& b) {
+  const int64_t C = c_.n_embd;
+  const size_t xs = kernels::i8_act_stride(W.i8.kp);
+  uint8_t* a = act_.data();
+  float* sx = act_scales_.data();
+  int32_t* zp = act_zp_.data();
+  pool_.run([&](int ith, int nth) {
+    float* row = pad_.data() + static_cast<size_t>(ith) * max_k_pad_;
+    for (int64_t t = m * ith / nth; t < m * (ith + 1) / nth; ++t) {
+      vk_.layer_norm(x_.data() + t * C, C, w.data, b.data, c_.eps, row);
+      sx[t] = vk_.i8_quant(row, W.k, W.i8.kp, a + t * xs, zp + t);
+    }
+  });
+  return {a, xs, sx, zp, m};
+}
+
 void VisionEncoder::gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias,
-                            bool accumulate) {
+                            I8Out out) {
   // Work items (token chunk, group of kI8Group panels), chunk-major, handed out
   // one at a time: the threads share a chunk of activations that stays in L2
   // while they sweep the panels, and on a shared machine a descheduled thread
   // leaves its items to the others instead of holding up the job. Within an
   // item the kernel keeps a tile's tokens in L1 across the group's panels.
-  // Which thread computes an item does not change its result.
+  // Which thread computes an item does not change its result. GELU goes over
+  // an item's outputs while they are still in cache.
   const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
   const int64_t groups = (panels + kI8Group - 1) / kI8Group;
   int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
@@ -72,20 +90,25 @@ void VisionEncoder::gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, fl
       const int64_t t0 = (i / groups) * chunk, p0 = (i % groups) * kI8Group;
       const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
                                 std::min(chunk, xa.n - t0)};
-      vk_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, accumulate, p0, std::min(panels, p0 + kI8Group));
+      const int64_t p1 = std::min(panels, p0 + kI8Group);
+      vk_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, out == I8Out::Add, p0, p1);
+      if (out == I8Out::StoreGelu) {
+        const int64_t r0 = p0 * kernels::kI8Panel, r1 = std::min(W.rows, p1 * kernels::kI8Panel);
+        for (int64_t t = t0; t < t0 + part.n; ++t) vk_.gelu_tanh(Y + t * W.rows + r0, r1 - r0);
+      }
     }
   });
 }
 
 void VisionEncoder::matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
-                              const VisionVector& bias, bool accumulate) {
-  gemm_i8(W, quantize(W, X, ldx, m), Y, bias, accumulate);
+                              const VisionVector& bias, I8Out out) {
+  gemm_i8(W, quantize(W, X, ldx, m), Y, bias, out);
 }
 
 void VisionEncoder::matmul_add(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
                                const VisionVector& bias, float* tmp) {
   if (W.i8.panels) {
-    matmul_i8(W, X, ldx, m, Y, bias, true);
+    matmul_i8(W, X, ldx, m, Y, bias, I8Out::Add);
     return;
   }
   matmul(W, X, ldx, m, tmp, bias);
@@ -95,7 +118,7 @@ void VisionEncoder::matmul_add(const VisionMatrix& W, const float* X, int64_t ld
 void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
                            const VisionVector& bias) {
   if (W.i8.panels) {
-    matmul_i8(W, X, ldx, m, Y, bias, false);
+    matmul_i8(W, X, ldx, m, Y, bias, I8Out::Store);
     return;
   }
   const GgmlType vt = vec_dot_type(W.type);
@@ -183,14 +206,14 @@ void VisionEncoder::attention(int64_t n, bool int8) {
 
 void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   const int64_t C = c_.n_embd, F = c_.n_ff, m = n * c_.n_tokens;
-  layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
   const bool int8 = L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels;
-  if (int8) {  // one quantisation of h for Q, K and V
-    const kernels::I8Acts a = quantize(L.wq, h_.data(), C, m);
-    gemm_i8(L.wq, a, q_.data(), L.bq, false);
-    gemm_i8(L.wk, a, k_.data(), L.bk, false);
-    gemm_i8(L.wv, a, v_.data(), L.bv, false);
+  if (int8) {  // LayerNorm quantised row by row, once for Q, K and V
+    const kernels::I8Acts a = quantize_ln(L.wq, m, L.ln1_w, L.ln1_b);
+    gemm_i8(L.wq, a, q_.data(), L.bq, I8Out::Store);
+    gemm_i8(L.wk, a, k_.data(), L.bk, I8Out::Store);
+    gemm_i8(L.wv, a, v_.data(), L.bv, I8Out::Store);
   } else {
+    layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
     matmul(L.wq, h_.data(), C, m, q_.data(), L.bq);
     matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
     matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
@@ -198,24 +221,14 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   attention(n, int8);  // into h_
   matmul_add(L.wo, h_.data(), C, m, x_.data(), L.bo, q_.data());  // x += attention out
 
-  layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
   float* f = big_.data();
-  matmul(L.up, h_.data(), C, m, f, L.b_up);
-  if (L.down.i8.panels) {  // GELU and quantisation row by row, while the row is in cache
-    const size_t xs = kernels::i8_act_stride(L.down.i8.kp);
-    uint8_t* a = act_.data();
-    float* sx = act_scales_.data();
-    int32_t* zp = act_zp_.data();
-    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        vk_.gelu_tanh(f + t * F, F);
-        sx[t] = vk_.i8_quant(f + t * F, F, L.down.i8.kp, a + t * xs, zp + t);
-      }
-    });
-    gemm_i8(L.down, {a, xs, sx, zp, m}, x_.data(), L.b_down, true);  // x += MLP out
-    return;
+  if (L.up.i8.panels) {
+    gemm_i8(L.up, quantize_ln(L.up, m, L.ln2_w, L.ln2_b), f, L.b_up, I8Out::StoreGelu);
+  } else {
+    layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
+    matmul(L.up, h_.data(), C, m, f, L.b_up);
+    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { vk_.gelu_tanh(f + b * F, (e - b) * F); });
   }
-  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { vk_.gelu_tanh(f + b * F, (e - b) * F); });
   matmul_add(L.down, f, F, m, x_.data(), L.b_down, q_.data());  // x += MLP out
 }
 
