@@ -74,9 +74,12 @@ struct VisionKernels {
                     float scale, float* out, float* work);
   size_t (*attention_work)(int64_t n, int64_t hd);
   // Optional (nullptr: `attention`): the same op for the int8 encoder, whose
-  // matmuls already round to 8 bits, with Q (times scale), K, V and the
-  // softmax weights rounded to bf16 and f32 sums (AVX512_BF16), normalised by
-  // the sum of the rounded weights; held to the bound of tests/cpp/test_vision.cpp.
+  // matmuls already round to 8 bits, in their arithmetic (AVX512_BF16): each
+  // query row quantised as i8_quant does, K less its mean over the keys (a
+  // shift of all scores of a query) to s8 per key (scale max|k| / 127), exact
+  // int32 score sums scaled by both rows' scales; 2^(s - max) rounded to bf16,
+  // V in bf16, f32 sums, normalised by the sum of the rounded weights. Held to
+  // the bounds stated in tests/cpp/test_vision.cpp.
   void (*i8_attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
                        float scale, float* out, float* work);
   size_t (*i8_attention_work)(int64_t n, int64_t hd);
