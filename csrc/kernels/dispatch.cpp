@@ -29,6 +29,15 @@ int weight_slot(GgmlType t) {
     case GgmlType::Q8_0: return W_Q8_0;
     case GgmlType::Q4_0: return W_Q4_0;
     case GgmlType::Q4_1: return W_Q4_1;
+    case GgmlType::Q5_0: return W_Q5_0;
+    case GgmlType::Q5_1: return W_Q5_1;
+    case GgmlType::IQ4_NL: return W_IQ4_NL;
+    case GgmlType::Q2_K: return W_Q2_K;
+    case GgmlType::Q3_K: return W_Q3_K;
+    case GgmlType::Q4_K: return W_Q4_K;
+    case GgmlType::Q5_K: return W_Q5_K;
+    case GgmlType::Q6_K: return W_Q6_K;
+    case GgmlType::IQ4_XS: return W_IQ4_XS;
     default: return -1;
   }
 }
@@ -40,6 +49,7 @@ int act_slot(GgmlType t) {
     case GgmlType::BF16: return A_BF16;
     case GgmlType::Q8_0: return A_Q8_0;
     case GgmlType::Q8_1: return A_Q8_1;
+    case GgmlType::Q8_K: return A_Q8_K;
     default: return -1;
   }
 }

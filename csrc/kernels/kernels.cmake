@@ -5,6 +5,8 @@ set(_bk ${CMAKE_CURRENT_LIST_DIR})
 target_sources(bluelm PRIVATE
   ${_bk}/dispatch.cpp
   ${_bk}/scalar.cpp
+  ${_bk}/scalar/kquants.cpp
+  ${_bk}/kernel_choice.cpp
   ${_bk}/repack.cpp
   ${_bk}/cpu_features.cpp)
 

@@ -44,8 +44,13 @@ using AttendRowsFn = void (*)(const float* q, size_t q_stride, const void* K, co
 // One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
 using SwigluFn = void (*)(const float* gate, const float* up, float* y, int64_t n);
 
-enum WeightSlot { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_COUNT };
-enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_COUNT };
+enum WeightSlot {
+  W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1,
+  // Added with the K-quants (scalar reference in kernels/scalar/kquants.cpp).
+  W_Q5_0, W_Q5_1, W_IQ4_NL, W_Q2_K, W_Q3_K, W_Q4_K, W_Q5_K, W_Q6_K, W_IQ4_XS,
+  W_COUNT
+};
+enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_Q8_K, A_COUNT };
 
 struct KernelTable {
   const char* isa;             // "scalar", "avx2", "avx512", "neon", ...

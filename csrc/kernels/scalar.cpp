@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/kernels.h"
+#include "kernels/scalar/kquants.h"
 
 namespace bluelm::kernels {
 namespace {
@@ -311,6 +312,13 @@ const KernelTable kScalar = {
 
 }  // namespace
 
-const KernelTable& scalar_table() { return kScalar; }
+const KernelTable& scalar_table() {
+  static const KernelTable table = [] {
+    KernelTable t = kScalar;
+    add_kquant_reference(t);
+    return t;
+  }();
+  return table;
+}
 
 }  // namespace bluelm::kernels

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/kernel_choice.h"
 #include "kernels/kernels.h"
 #include "kernels/repack.h"
 
@@ -31,7 +32,17 @@ class Binder {
     const GgmlType type = static_cast<GgmlType>(t->type);
     if (kernels::weight_slot(type) < 0) {
       f_.fail("tensor '" + name + "' has type " + type_name(t->type) +
-              ", which this runtime cannot multiply (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+              ", which this runtime cannot multiply (supported: " + supported_type_names() + ")");
+    }
+    if (is_block_type(type)) {
+      // A non-finite scale would turn every logit into NaN; one pass over the
+      // block headers at load names the tensor instead.
+      const int64_t nb = static_cast<int64_t>(t->nbytes / type_info(t->type)->block_bytes);
+      const int64_t bad = first_nonfinite_block(type, t->data, nb);
+      if (bad >= 0) {
+        f_.fail("tensor '" + name + "' (" + type_name(t->type) + ") has a non-finite scale in block " +
+                std::to_string(bad) + " of " + std::to_string(nb));
+      }
     }
     m.data = t->data;
     m.type = type;
@@ -66,11 +77,7 @@ uint64_t bytes(const Matrix& m) { return m.data ? m.row_stride * m.rows : 0; }
 }  // namespace
 
 int LlmModel::pack_rows_for(const Matrix& m) {
-  const kernels::KernelTable& kt = kernels::active();
-  const int slot = kernels::weight_slot(m.type);
-  const int R = slot < 0 ? 0 : kt.pack_rows[slot];
-  if (!m.data || R <= 0 || !kt.gemm_packed[slot] || m.rows % R != 0) return 0;
-  return R;
+  return m.data ? kernels::pack_rows_for(kernels::active(), m.type, m.rows) : 0;
 }
 
 void LlmModel::repack(Matrix& m, uint8_t* dst) {
