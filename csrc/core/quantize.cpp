@@ -602,7 +602,8 @@ bool can_quantize(GgmlType t) {
     case GgmlType::Q5_K:
     case GgmlType::Q6_K:
     case GgmlType::IQ4_NL:
-    case GgmlType::IQ4_XS: return true;
+    case GgmlType::IQ4_XS:
+    case GgmlType::Q8_K: return true;
     default: return false;
   }
 }
@@ -628,6 +629,7 @@ size_t quantize_rows(GgmlType t, const float* x, void* dst, int64_t n_rows, int6
     case GgmlType::Q6_K: quantize_q6_k(x, static_cast<BlockQ6_K*>(dst), nb); break;
     case GgmlType::IQ4_NL: quantize_iq4_nl(x, static_cast<BlockIQ4_NL*>(dst), nb); break;
     case GgmlType::IQ4_XS: quantize_iq4_xs(x, static_cast<BlockIQ4_XS*>(dst), nb); break;
+    case GgmlType::Q8_K: quantize_row_q8_k(x, static_cast<BlockQ8_K*>(dst), nb * QK_K); break;
     default: break;
   }
   return static_cast<size_t>(nb) * ti->block_bytes;

@@ -13,7 +13,7 @@
 
 namespace bluelm {
 
-// True when quantize_rows can produce type t.
+// True when quantize_rows can produce type t (the weight types above and Q8_K).
 bool can_quantize(GgmlType t);
 
 // Quantises n_rows rows of n_per_row floats (a multiple of t's block size) into
