@@ -472,18 +472,33 @@ void quantize_q6_k(const float* x, BlockQ6_K* y, int64_t nb) {
 
 // ---- IQ4 -------------------------------------------------------------------------
 
-// Index of the level of kIQ4NLValues nearest to v (the lower one on a tie).
-int nearest_level(float v) {
-  const int8_t* val = kIQ4NLValues;
-  if (v <= val[0]) return 0;
-  if (v >= val[15]) return 15;
-  int lo = 0, hi = 15;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (v < val[mid]) hi = mid;
-    else lo = mid;
+constexpr float kLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static_assert(kLevels[15] == kIQ4NLValues[15], "the IQ4 levels as floats");
+
+// Index of the level nearest to v; on a tie the upper one, as ggml's binary
+// search returns (its final test: v - lower < upper - v).
+inline int nearest_level(float v) {
+  if (v <= kLevels[0]) return 0;
+  if (v >= kLevels[15] || v != v) return 15;  // NaN ends ggml's search at the top too
+  int below = 0;  // levels 1..14 at or below v: the search's bracket, without branches
+  for (int i = 1; i < 15; ++i) below += v >= kLevels[i];
+  const int hi = below + 1;
+  return v - kLevels[hi - 1] < kLevels[hi] - v ? hi - 1 : hi;
+}
+
+// sum(w q x) and sum(w q^2), w = x^2, of a group of 32 at inverse scale id, in
+// element order (the levels first: they do not depend on the sums).
+inline void iq4_sums(const float* x, float id, float* sumqx, float* sumq2) {
+  float q[32];
+  for (int j = 0; j < 32; ++j) q[j] = kLevels[nearest_level(id * x[j])];
+  float a = 0, b = 0;
+  for (int j = 0; j < 32; ++j) {
+    const float w = x[j] * x[j];
+    a += w * q[j] * x[j];
+    b += w * q[j] * q[j];
   }
-  return v - val[hi - 1] < val[hi] - v ? hi - 1 : hi;
+  *sumqx = a;
+  *sumq2 = b;
 }
 
 // Scale of one group of 32 on the IQ4 grid: d = max/127, then 15 inverse scales
@@ -494,25 +509,12 @@ float fit_iq4_group(const float* x) {
   const float max = signed_max(x, 32, &amax);
   if (amax < kGroupEps) return 0.0f;
   float d = -max / kIQ4NLValues[0];
-  float id = 1 / d;
-  float sumqx = 0, sumq2 = 0;
-  for (int j = 0; j < 32; ++j) {
-    const float q = kIQ4NLValues[nearest_level(id * x[j])];
-    const float w = x[j] * x[j];
-    sumqx += w * q * x[j];
-    sumq2 += w * q * q;
-  }
+  float sumqx, sumq2;
+  iq4_sums(x, 1 / d, &sumqx, &sumq2);
   d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
   float best = d * sumqx;
   for (int k = -7; k <= 7; ++k) {
-    id = static_cast<float>(k + kIQ4NLValues[0]) / max;
-    sumqx = sumq2 = 0;
-    for (int j = 0; j < 32; ++j) {
-      const float q = kIQ4NLValues[nearest_level(id * x[j])];
-      const float w = x[j] * x[j];
-      sumqx += w * q * x[j];
-      sumq2 += w * q * q;
-    }
+    iq4_sums(x, static_cast<float>(k + kIQ4NLValues[0]) / max, &sumqx, &sumq2);
     if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
       d = sumqx / sumq2;
       best = d * sumqx;
