@@ -2,10 +2,11 @@
 
 For each llama-quantize mix the test builds the file itself: the bundled
 SmolLM2-135M-Instruct Q4_1, dequantised by gguf-py and re-quantised by the C++
-quantiser with llama-quantize's per-tensor policy (requantize_gguf: for
-SmolLM2, whose rows of 576 are not multiples of 256, these are the same
-tensor types and bytes llama-quantize writes, e.g. Q4_K_M = Q5_0 x166, Q4_K
-x16, Q8_0 x15, Q6_K x14). Its logits over a 96-token text are compared with
+quantiser with llama-quantize's per-tensor policy (requantize_gguf). The file
+must be what ``llama-quantize --allow-requantize`` writes from the same Q4_1
+file (every tensor's type and all tensor data bit for bit, as recorded by
+tests/data/record_llamacpp_mixes.py; e.g. Q4_K_M = Q5_0 x166, Q4_K x16, Q8_0
+x15, Q6_K x14, since SmolLM2's rows of 576 are not multiples of 256). Its logits over a 96-token text are compared with
 those of an F32 copy of the SAME file whose weights were dequantised by gguf-py:
 the difference is the runtime's arithmetic (8-bit activations, float sums),
 not the quantisation. Bars: mean KL <= 0.012 and top-1 agreement >= 88%
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_convert_kquants import REC, data_record
 from test_kquant_model import mean_kl
 
 import bluelm_cpp
@@ -52,6 +54,8 @@ def test_mix_within_activation_error_of_its_f32_copy(
 ) -> None:
     qfile, ffile = tmp_path / f"{mix}.gguf", tmp_path / f"{mix}.f32.gguf"
     types = requantize_gguf(smollm2_file, qfile, mix)
+    want = REC["models"]["smollm2_q4_1"][mix]
+    assert data_record(qfile) == (want["types"], want["sha256"])
     requantize_gguf(qfile, ffile, "f32")
     try:
         q, f = _logits(qfile), _logits(ffile)
