@@ -70,17 +70,51 @@ void gemm_k(const void* W, size_t w_stride, const void* X, size_t x_stride, floa
   }
 }
 
-// 32-element blocks against Q8_0 activations, or Q8_1 for Q5_1 (whose min term
-// m_w * s_x, s_x = fp16(d_x * sum qx), follows each block's product).
+// The 8 lanes of an AVX register summed as (lo + hi), then movehl, then movehdup
+// (scalar.cpp's fold of its Q8_0/Q4_1 dots).
+inline float fold8(const float* v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
+
+// Q5_0 (against Q8_0) and Q5_1 (against Q8_1) in the order of ggml's x86 vec_dot,
+// as scalar.cpp's Q8_0 and Q4_1: per block, 8 lanes of 4 consecutive products
+// summed exactly, each lane's sum into its own accumulator by one FMA with
+// d_w * d_x; lanes folded at the end; Q5_1's m_w * s_x summed apart, added last.
 template <typename Block, typename ActBlock, bool kHasMin>
-void gemm_32(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy,
-             int64_t K, int64_t r0, int64_t r1, int64_t n_tok) {
+float dot_5bit(const Block* w, const ActBlock* x, int64_t nb) {
+  float acc[8] = {};
+  float mins = 0.0f;
+  int8_t q[QK];
+  for (int64_t b = 0; b < nb; ++b) {
+    unpack_block(w[b], q);
+    const float d = fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d);
+    if constexpr (kHasMin) mins += fp16_to_fp32(w[b].m) * fp16_to_fp32(x[b].s);
+    for (int l = 0; l < 8; ++l) acc[l] = std::fma(static_cast<float>(dot_i8(q + 4 * l, x[b].qs + 4 * l, 4)), d, acc[l]);
+  }
+  return fold8(acc) + mins;
+}
+
+template <typename Block, typename ActBlock, bool kHasMin>
+void gemm_5bit(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy,
+               int64_t K, int64_t r0, int64_t r1, int64_t n_tok) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const Block* w = reinterpret_cast<const Block*>(static_cast<const char*>(W) + r * w_stride);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const ActBlock* x = reinterpret_cast<const ActBlock*>(static_cast<const char*>(X) + t * x_stride);
+      Y[t * ldy + r] = dot_5bit<Block, ActBlock, kHasMin>(w, x, K / QK);
+    }
+  }
+}
+
+// IQ4_NL against Q8_0 in the order of llama.cpp's repacked x86 IQ4_NL (and Q4_0)
+// gemm: each block's 32 products summed exactly, one FMA with d_w * d_x into a
+// single accumulator per output. Blocks are unpacked once per tile of tokens.
+void gemm_iq4_nl(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy,
+                 int64_t K, int64_t r0, int64_t r1, int64_t n_tok) {
   const int64_t nb = K / QK;
   const char* xbase = static_cast<const char*>(X);
   int8_t q[QK];
   float acc[kTokTile];
   for (int64_t r = r0; r < r1; ++r) {
-    const Block* w = reinterpret_cast<const Block*>(static_cast<const char*>(W) + r * w_stride);
+    const BlockIQ4_NL* w = reinterpret_cast<const BlockIQ4_NL*>(static_cast<const char*>(W) + r * w_stride);
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
       const int64_t nt = std::min(kTokTile, n_tok - t0);
       std::fill(acc, acc + nt, 0.0f);
@@ -88,9 +122,8 @@ void gemm_32(const void* W, size_t w_stride, const void* X, size_t x_stride, flo
         unpack_block(w[b], q);
         const float dw = fp16_to_fp32(w[b].d);
         for (int64_t t = 0; t < nt; ++t) {
-          const ActBlock& x = reinterpret_cast<const ActBlock*>(xbase + (t0 + t) * x_stride)[b];
+          const BlockQ8_0& x = reinterpret_cast<const BlockQ8_0*>(xbase + (t0 + t) * x_stride)[b];
           acc[t] = std::fma(dw * fp16_to_fp32(x.d), static_cast<float>(dot_i8(q, x.qs, QK)), acc[t]);
-          if constexpr (kHasMin) acc[t] = std::fma(fp16_to_fp32(w[b].m), fp16_to_fp32(x.s), acc[t]);
         }
       }
       for (int64_t t = 0; t < nt; ++t) Y[(t0 + t) * ldy + r] = acc[t];
@@ -103,9 +136,9 @@ void convert_q8_k(const float* x, void* y, int64_t k) { quantize_row_q8_k(x, sta
 }  // namespace
 
 void add_kquant_reference(KernelTable& t) {
-  t.gemm[W_Q5_0] = gemm_32<BlockQ5_0, BlockQ8_0, false>;
-  t.gemm[W_Q5_1] = gemm_32<BlockQ5_1, BlockQ8_1, true>;
-  t.gemm[W_IQ4_NL] = gemm_32<BlockIQ4_NL, BlockQ8_0, false>;
+  t.gemm[W_Q5_0] = gemm_5bit<BlockQ5_0, BlockQ8_0, false>;
+  t.gemm[W_Q5_1] = gemm_5bit<BlockQ5_1, BlockQ8_1, true>;
+  t.gemm[W_IQ4_NL] = gemm_iq4_nl;
   t.gemm[W_Q2_K] = gemm_k<BlockQ2_K>;
   t.gemm[W_Q3_K] = gemm_k<BlockQ3_K>;
   t.gemm[W_Q4_K] = gemm_k<BlockQ4_K>;
