@@ -16,7 +16,8 @@ process ``--runs`` times and prints wall time and the child's peak RSS
 output loads in this runtime (``bluelm_cpp._core.LlamaModel``). The GGUF is
 deleted at the end unless ``--keep``.
 
-    nice python benchmarks/bench_convert.py [--cache /tmp/bluelm3b-random] [--runs 1] [--outtype q4_k_m]
+    nice python benchmarks/bench_convert.py [--cache /tmp/bluelm3b-random] [--runs 1] \
+        [--outtype q4_k_m]
 """
 
 from __future__ import annotations

@@ -35,31 +35,17 @@ import numpy as np
 import bluelm_cpp
 from bluelm_cpp.convert.requantize import requantize_gguf
 
-MIXES = ["q4_k_m", "q5_k_m", "q6_k", "q3_k_m", "q2_k", "iq4_xs", "iq4_nl", "q5_0", "q5_1"]
-KL_BAR, TOP1_BAR = 0.012, 0.88
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from test_kquant_fidelity import KL_BAR, MIXES, N_TOKENS, TEXT, TOP1_BAR  # noqa: E402  the suite's text and bars
+from test_kquant_model import mean_kl  # noqa: E402
+
 PROMPT = "The capital of France is"
-TEXT = (
-    "The lighthouse stood at the end of a narrow spit of rock, and for nearly a hundred "
-    "years its keepers had written the weather into a leather book each evening. When the "
-    "last keeper retired, the town council argued for months about what to do with the "
-    "building. Some wanted a museum, others a small hotel, and a few simply wanted it left "
-    "alone so that the gulls could have it. In the end a group of students offered to "
-    "restore the lamp and to keep the old book going, one line a day, as long as the light "
-    "still turned."
-)
-
-
-def mean_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
-    lp = p_logits - p_logits.max(1, keepdims=True)
-    lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))
-    lq = q_logits - q_logits.max(1, keepdims=True)
-    lq = lq - np.log(np.exp(lq).sum(1, keepdims=True))
-    return float((np.exp(lp) * (lp - lq)).sum(1).mean())
 
 
 def logits(path: Path) -> np.ndarray:
-    with bluelm_cpp.Model(path, n_ctx=128, n_batch=96, n_threads=2) as m:
-        ids = m.tokenize(TEXT)[:96]
+    with bluelm_cpp.Model(path, n_ctx=128, n_batch=N_TOKENS, n_threads=2) as m:
+        ids = m.tokenize(TEXT)[:N_TOKENS]
         return np.asarray(m.eval_logits(ids, all_positions=True))
 
 

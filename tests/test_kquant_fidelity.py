@@ -6,7 +6,8 @@ quantiser with llama-quantize's per-tensor policy (requantize_gguf). The file
 must be what ``llama-quantize --allow-requantize`` writes from the same Q4_1
 file (every tensor's type and all tensor data bit for bit, as recorded by
 tests/data/record_llamacpp_mixes.py; e.g. Q4_K_M = Q5_0 x166, Q4_K x16, Q8_0
-x15, Q6_K x14, since SmolLM2's rows of 576 are not multiples of 256). Its logits over a 96-token text are compared with
+x15, Q6_K x14, since SmolLM2's rows of 576 are not multiples of 256). Its logits
+over a 96-token text are compared with
 those of an F32 copy of the SAME file whose weights were dequantised by gguf-py:
 the difference is the runtime's arithmetic (8-bit activations, float sums),
 not the quantisation. Bars: mean KL <= 0.012 and top-1 agreement >= 88%

@@ -106,7 +106,8 @@ def test_dequantize_matches_gguf_py(qtype: T) -> None:
         ref = gguf.quants.dequantize(raw, qtype).reshape(-1)
         assert ours.shape == ref.shape
         bad = np.nonzero(ours.view(np.uint32) != ref.view(np.uint32))[0]
-        assert bad.size == 0, f"{bad.size} values differ, first at {bad[:5]}: {ours[bad[:5]]} vs {ref[bad[:5]]}"
+        first = bad[:5]
+        assert bad.size == 0, f"{bad.size} differ, first at {first}: {ours[first]} vs {ref[first]}"
 
 
 def test_quantize_round_trip_error_is_small() -> None:
@@ -126,9 +127,9 @@ def test_quantize_and_dequantize_refuse_bad_arguments() -> None:
         _core.quantize(int(T.Q8_0), x)
     with pytest.raises(InvalidArgumentError, match="unknown tensor type 99"):
         _core.quantize(99, x)
-    with pytest.raises(InvalidArgumentError, match="row of 96 values is not a whole number of Q4_K blocks of 256"):
+    with pytest.raises(InvalidArgumentError, match="96 values is not a whole number of Q4_K"):
         _core.quantize(int(T.Q4_K), np.ones((2, 96), np.float32))
     with pytest.raises(InvalidArgumentError, match="1-D or 2-D"):
         _core.quantize(int(T.Q4_K), np.ones((2, 2, 256), np.float32))
-    with pytest.raises(InvalidArgumentError, match="not a whole number of Q6_K blocks of 210 bytes"):
+    with pytest.raises(InvalidArgumentError, match="number of Q6_K blocks of 210 bytes"):
         _core.dequantize(int(T.Q6_K), np.zeros(211, np.uint8))

@@ -173,7 +173,8 @@ def _block(qtype: T) -> int:
 
 def _use_more_bits(i_layer: int, n_layer: int) -> bool:
     # llama-quantize's pick: the first and last eighth, and every third layer between
-    return i_layer < n_layer // 8 or i_layer >= 7 * n_layer // 8 or (i_layer - n_layer // 8) % 3 == 2
+    eighth = n_layer // 8
+    return i_layer < eighth or i_layer >= 7 * n_layer // 8 or (i_layer - eighth) % 3 == 2
 
 
 _LAYER = re.compile(r"blk\.(\d+)\.")

@@ -10,8 +10,8 @@ dequantised by gguf-py, the reference of the fidelity tests.
 
 Example:
     >>> from bluelm_cpp.convert.requantize import requantize_gguf
-    >>> types = requantize_gguf("smollm2-q4_1.gguf", "smollm2-q4_k_m.gguf", "q4_k_m")  # doctest: +SKIP
-    >>> types["blk.0.ffn_down.weight"]                                                   # doctest: +SKIP
+    >>> types = requantize_gguf("smol-q4_1.gguf", "smol-q4_k_m.gguf", "q4_k_m")  # doctest: +SKIP
+    >>> types["blk.0.ffn_down.weight"]                                         # doctest: +SKIP
     'Q6_K'
 """
 
@@ -27,7 +27,14 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 
 from ..errors import ModelFileError, ModelFormatError
-from .quantize_policy import FILE_TYPES, ModelShape, check_outtype, choose_type, encode, encoded_shape
+from .quantize_policy import (
+    FILE_TYPES,
+    ModelShape,
+    check_outtype,
+    choose_type,
+    encode,
+    encoded_shape,
+)
 
 SLICE_BYTES = 16 << 20  # float32 bytes dequantised and encoded at a time
 
@@ -76,7 +83,9 @@ class _Slices:
             out.tofile(fp)
             written += out.nbytes
         if written != self.nbytes:
-            raise ModelFormatError(f"{self.t.name}: encoded {written} bytes, expected {self.nbytes}")
+            raise ModelFormatError(
+                f"{self.t.name}: encoded {written} bytes, expected {self.nbytes}"
+            )
 
 
 def requantize_gguf(

@@ -288,8 +288,9 @@ def convert_checkpoint(
     ``outtype`` is one of ``f32``, ``f16``, ``bf16``, ``q8_0``, ``q4_0``,
     ``q4_1`` or a llama-quantize mix (``q4_k_m``, ``q5_k_m``, ``q6_k``,
     ``q5_0``, ``q5_1``, ``q3_k_m``, ``q2_k``, ``iq4_nl``, ``iq4_xs``); see
-    :mod:`bluelm_cpp.convert.quantize_policy` for which tensors get which type. Raises :class:`~bluelm_cpp.errors.ModelFormatError` for a
-    bad or unsupported checkpoint and :class:`~bluelm_cpp.errors.ModelFileError`
+    :mod:`bluelm_cpp.convert.quantize_policy` for which tensors get which type.
+    Raises :class:`~bluelm_cpp.errors.ModelFormatError` for a bad or unsupported
+    checkpoint and :class:`~bluelm_cpp.errors.ModelFileError`
     for an existing (without ``force``) or unwritable output; no output or
     temporary file is left behind on any error or on KeyboardInterrupt.
 

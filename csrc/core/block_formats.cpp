@@ -5,14 +5,7 @@
 #include <cstddef>
 
 #include "core/block_unpack.h"
-
-// The dequantisers must round each product on its own, as gguf-py's numpy code
-// does: no contraction into fused multiply-adds (AArch64 compilers contract by default).
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "core/no_fp_contract.h"  // last: no FMA contraction below
 
 namespace bluelm {
 

@@ -9,14 +9,7 @@
 #include <cstring>
 
 #include "core/errors.h"
-
-// ggml builds these routines without FMA contraction; so must we (AArch64
-// compilers contract a * b + c by default).
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "core/no_fp_contract.h"  // last: no FMA contraction below
 
 namespace bluelm {
 namespace {

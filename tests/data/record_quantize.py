@@ -76,7 +76,8 @@ class Ggml:
 
     def quantize_q8_k(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        out = np.zeros((x.shape[0], x.shape[1] // 256 * 292), np.uint8)  # bsums of zero blocks stay 0
+        # zero-filled: ggml leaves the bsums of an all-zero block unwritten
+        out = np.zeros((x.shape[0], x.shape[1] // 256 * 292), np.uint8)
         for r in range(x.shape[0]):
             self.q8_k(x[r].ctypes.data, out[r].ctypes.data, x.shape[1])
         return out
@@ -164,7 +165,8 @@ def main() -> None:
     np.savez_compressed(OUT, **data)
     print(f"wrote {OUT}: {x.shape[0]} rows of {N}, {len(TYPES) + 1} types, from {lib}")
     lcg = lcg_rows()
-    lines = [f"# tests/data/record_quantize.py: FNV-1a 64 of llama.cpp's blocks for lcg_rows() ({lib})"]
+    lines = [f"# tests/data/record_quantize.py: FNV-1a 64 of llama.cpp's blocks for lcg_rows() "
+             f"({lib})"]
     for t in TYPES:
         lines.append(f"{t.name} {fnv1a64(g.quantize(t, lcg).tobytes()):016x}")
     lines.append(f"Q8_K {fnv1a64(g.quantize_q8_k(lcg).tobytes()):016x}")

@@ -8,13 +8,7 @@
 
 #include "core/block_unpack.h"
 #include "core/quantize.h"
-
-// The reference's only roundings are the ones kquants.h lists.
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "core/no_fp_contract.h"  // last: no FMA contraction below
 
 namespace bluelm::kernels {
 namespace {
