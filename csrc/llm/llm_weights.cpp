@@ -43,6 +43,9 @@ class Binder {
         f_.fail("tensor '" + name + "' (" + type_name(t->type) + ") has a non-finite scale in block " +
                 std::to_string(bad) + " of " + std::to_string(nb));
       }
+      // The scan mapped the pages; let them go, so that repacking (which copies one
+      // matrix at a time) still never holds two copies of the weights.
+      f_.release_pages(t->data, t->nbytes);
     }
     m.data = t->data;
     m.type = type;
