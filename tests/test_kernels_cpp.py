@@ -32,8 +32,9 @@ def _run(part):
 
 def test_kernels_native():
     out = _run("native")
-    # test_kernels (every table) and test_vision_i8 (the vision int8 kernels)
-    assert len(re.findall(r"\b0 failed", out)) == 2
+    # test_kernels (every table), test_vision_i8 (the vision int8 kernels) and
+    # test_kquants (the K-quant, Q5 and IQ4 kernels and quantisers)
+    assert len(re.findall(r"\b0 failed", out)) == 3
 
 
 def test_kernels_aarch64_qemu():
@@ -48,5 +49,5 @@ def test_kernels_aarch64_qemu():
     out = _run("aarch64")
     for isa in ("neon", "neon_dotprod", "neon_i8mm"):
         assert f"BLUELM_ISA={isa}" in out
-    # test_kernels once per NEON table, then test_vision_i8 (portable int8 kernels)
-    assert len(re.findall(r"\b0 failed", out)) == 4
+    # test_kernels and test_kquants once per NEON table, then test_vision_i8
+    assert len(re.findall(r"\b0 failed", out)) == 7
