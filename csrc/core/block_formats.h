@@ -66,8 +66,8 @@ struct BlockIQ4_NL {
   uint8_t qs[QK / 2];
 };
 
-// Super-blocks of 256 (see each struct for its sub-blocks). Element order of
-// the packed quants is given by the dequantisers in block_formats.cpp.
+// Super-blocks of 256 (see each struct for its sub-blocks). Which bits hold
+// which element is spelled out by the unpackers in core/block_unpack.h.
 // Q2_K: 16 sub-blocks of 16; value = d * (sc & 15) * q - dmin * (sc >> 4), q in 0..3.
 struct BlockQ2_K {
   uint8_t scales[QK_K / 16];  // low nibble scale, high nibble min
