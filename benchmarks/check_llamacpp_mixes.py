@@ -82,7 +82,7 @@ def greedy_llamacpp(path: Path, prompt_ids: list[int]) -> list[int] | None:
 def digest(path: Path) -> str:
     h = hashlib.sha256()
     for t in sorted(gguf.GGUFReader(path).tensors, key=lambda t: t.name):
-        h.update(np.ascontiguousarray(t.data).view(np.uint8).tobytes())
+        h.update(np.ascontiguousarray(t.data).view(np.uint8))  # no copy
     return h.hexdigest()
 
 

@@ -17,11 +17,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import gguf
 import numpy as np
 import pytest
 
-from bluelm_cpp import Model
+from bluelm_cpp import Model, _core
 from bluelm_cpp.convert import convert_checkpoint
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -32,12 +31,14 @@ NEAR_TIE = 0.05  # top-1 minus top-2 logit, where a 1-ulp-scale difference may f
 
 
 def data_record(path: Path) -> tuple[dict[str, str], str]:
-    """Each tensor's type and the SHA-256 of all tensor data, tensors in name order."""
-    r = gguf.GGUFReader(path)
+    """Each tensor's type and the SHA-256 of all tensor data, tensors in name order
+    (as tests/data/record_llamacpp_mixes.py computes it with gguf-py's reader)."""
+    tensors = _core.GGUFFile(str(path)).tensors
+    data = np.memmap(path, np.uint8, mode="r")
     h = hashlib.sha256()
-    for t in sorted(r.tensors, key=lambda t: t.name):  # llama-quantize orders by layer
-        h.update(np.ascontiguousarray(t.data).view(np.uint8).tobytes())
-    return {t.name: t.tensor_type.name for t in r.tensors}, h.hexdigest()
+    for t in sorted(tensors, key=lambda t: t["name"]):  # llama-quantize orders by layer
+        h.update(data[t["offset"] : t["offset"] + t["nbytes"]])
+    return {t["name"]: t["type_name"] for t in tensors}, h.hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -128,20 +128,6 @@ GgmlType vec_dot_type(GgmlType weight) {
   }
 }
 
-float fp16_to_fp32(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1f;
-  uint32_t mant = h & 0x3ff;
-  if (exp == 0x1f) return fp32_from_bits(sign | 0x7f800000u | (mant << 13));  // inf/nan
-  if (exp == 0) {
-    if (mant == 0) return fp32_from_bits(sign);
-    // Subnormal: value = mant * 2^-24.
-    float v = static_cast<float>(mant) * 5.9604644775390625e-8f;
-    return sign ? -v : v;
-  }
-  return fp32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
 uint16_t fp32_to_fp16(float f) {
   const uint32_t x = fp32_to_bits(f);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);

@@ -192,7 +192,19 @@ GgmlType vec_dot_type(GgmlType weight);
 // IEEE half and bfloat16 conversions (round to nearest even).
 inline float fp32_from_bits(uint32_t w) { float f; std::memcpy(&f, &w, 4); return f; }
 inline uint32_t fp32_to_bits(float f) { uint32_t w; std::memcpy(&w, &f, 4); return w; }
-float fp16_to_fp32(uint16_t h);
+// Inline: the scalar kernels widen a block scale per block and token.
+inline float fp16_to_fp32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f;
+  const uint32_t mant = h & 0x3ff;
+  if (exp == 0x1f) return fp32_from_bits(sign | 0x7f800000u | (mant << 13));  // inf/nan
+  if (exp == 0) {
+    if (mant == 0) return fp32_from_bits(sign);
+    const float v = static_cast<float>(mant) * 5.9604644775390625e-8f;  // subnormal: mant * 2^-24
+    return sign ? -v : v;
+  }
+  return fp32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
+}
 uint16_t fp32_to_fp16(float f);
 inline float bf16_to_fp32(uint16_t h) { return fp32_from_bits(uint32_t(h) << 16); }
 uint16_t fp32_to_bf16(float f);

@@ -41,7 +41,7 @@ def file_record(path: Path) -> dict[str, object]:
     r = gguf.GGUFReader(path)
     h = hashlib.sha256()
     for t in sorted(r.tensors, key=lambda t: t.name):  # llama-quantize orders by layer
-        h.update(np.ascontiguousarray(t.data).view(np.uint8).tobytes())
+        h.update(np.ascontiguousarray(t.data).view(np.uint8))  # no copy
     return {"types": {t.name: t.tensor_type.name for t in r.tensors}, "sha256": h.hexdigest()}
 
 

@@ -64,6 +64,14 @@ void gemm_k(const void* W, size_t w_stride, const void* X, size_t x_stride, floa
   }
 }
 
+// The 8 sums of 4 consecutive products of a block (products first: a loop the
+// compiler vectorises).
+inline void lane_sums(const int8_t* a, const int8_t* b, int32_t* lane) {
+  int16_t p[QK];
+  for (int j = 0; j < QK; ++j) p[j] = static_cast<int16_t>(a[j] * b[j]);
+  for (int l = 0; l < 8; ++l) lane[l] = int32_t(p[4 * l]) + p[4 * l + 1] + p[4 * l + 2] + p[4 * l + 3];
+}
+
 // The 8 lanes of an AVX register summed as (lo + hi), then movehl, then movehdup
 // (scalar.cpp's fold of its Q8_0/Q4_1 dots).
 inline float fold8(const float* v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
@@ -72,28 +80,35 @@ inline float fold8(const float* v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((
 // as scalar.cpp's Q8_0 and Q4_1: per block, 8 lanes of 4 consecutive products
 // summed exactly, each lane's sum into its own accumulator by one FMA with
 // d_w * d_x; lanes folded at the end; Q5_1's m_w * s_x summed apart, added last.
-template <typename Block, typename ActBlock, bool kHasMin>
-float dot_5bit(const Block* w, const ActBlock* x, int64_t nb) {
-  float acc[8] = {};
-  float mins = 0.0f;
-  int8_t q[QK];
-  for (int64_t b = 0; b < nb; ++b) {
-    unpack_block(w[b], q);
-    const float d = fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d);
-    if constexpr (kHasMin) mins += fp16_to_fp32(w[b].m) * fp16_to_fp32(x[b].s);
-    for (int l = 0; l < 8; ++l) acc[l] = std::fma(static_cast<float>(dot_i8(q + 4 * l, x[b].qs + 4 * l, 4)), d, acc[l]);
-  }
-  return fold8(acc) + mins;
-}
-
+// Blocks are unpacked once per tile of tokens.
 template <typename Block, typename ActBlock, bool kHasMin>
 void gemm_5bit(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy,
                int64_t K, int64_t r0, int64_t r1, int64_t n_tok) {
+  const int64_t nb = K / QK;
+  const char* xbase = static_cast<const char*>(X);
+  int8_t q[QK];
+  float acc[kTokTile][8], mins[kTokTile];
   for (int64_t r = r0; r < r1; ++r) {
     const Block* w = reinterpret_cast<const Block*>(static_cast<const char*>(W) + r * w_stride);
-    for (int64_t t = 0; t < n_tok; ++t) {
-      const ActBlock* x = reinterpret_cast<const ActBlock*>(static_cast<const char*>(X) + t * x_stride);
-      Y[t * ldy + r] = dot_5bit<Block, ActBlock, kHasMin>(w, x, K / QK);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
+      const int64_t nt = std::min(kTokTile, n_tok - t0);
+      for (int64_t t = 0; t < nt; ++t) {
+        std::fill(acc[t], acc[t] + 8, 0.0f);
+        mins[t] = 0.0f;
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        unpack_block(w[b], q);
+        const float dw = fp16_to_fp32(w[b].d);
+        for (int64_t t = 0; t < nt; ++t) {
+          const ActBlock& x = reinterpret_cast<const ActBlock*>(xbase + (t0 + t) * x_stride)[b];
+          const float d = dw * fp16_to_fp32(x.d);
+          if constexpr (kHasMin) mins[t] += fp16_to_fp32(w[b].m) * fp16_to_fp32(x.s);
+          int32_t lane[8];
+          lane_sums(q, x.qs, lane);
+          for (int l = 0; l < 8; ++l) acc[t][l] = std::fma(static_cast<float>(lane[l]), d, acc[t][l]);
+        }
+      }
+      for (int64_t t = 0; t < nt; ++t) Y[(t0 + t) * ldy + r] = fold8(acc[t]) + mins[t];
     }
   }
 }
