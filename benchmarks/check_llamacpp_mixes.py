@@ -53,14 +53,16 @@ def greedy_ours(path: Path) -> tuple[list[int], list[float], str]:
     """16 argmax steps (no stop at end-of-text, as llama.cpp's loop below), the
     top-1 minus top-2 logit of each step, and the text."""
     with bluelm_cpp.Model(path, n_ctx=128, n_threads=2) as m:
-        ids = m.tokenize(PROMPT)
+        ctx = m._require_open()  # the loop llama.cpp's below runs: prompt, then 1 token/step
+        ctx.eval(m.tokenize(PROMPT), False)
         toks: list[int] = []
         margins: list[float] = []
         for _ in range(16):
-            lg = np.asarray(m.eval_logits(ids + toks))
+            lg = np.asarray(ctx.logits()).reshape(-1)
             top2 = np.sort(lg)[-2:]
             margins.append(float(top2[1] - top2[0]))
             toks.append(int(np.argmax(lg)))
+            ctx.eval([toks[-1]], False)
         return toks, margins, m.detokenize(toks)
 
 

@@ -65,17 +65,19 @@ def test_converted_file_is_what_llama_quantize_writes(
 
 
 def _greedy_with_margins(path: Path, prompt: list[int], n: int) -> tuple[list[int], list[float]]:
+    """Greedy tokens as llama.cpp's loop makes them (the prompt as one batch, then one
+    token per step, no stop), with our top-1 minus top-2 logit at each step."""
     toks: list[int] = []
     margins: list[float] = []
     with Model(str(path), kv_type="f32", n_ctx=256) as m:
-        ids = list(prompt)
-        logits = np.asarray(m.eval_logits(ids))
+        ctx = m._require_open()
+        ctx.eval(list(prompt), False)
         for _ in range(n):
+            logits = np.asarray(ctx.logits()).reshape(-1)
             top2 = np.sort(logits)[-2:]
             margins.append(float(top2[1] - top2[0]))
             toks.append(int(np.argmax(logits)))
-            ids.append(toks[-1])
-            logits = np.asarray(m.eval_logits(ids))  # prefix reused: one new token per step
+            ctx.eval([toks[-1]], False)
     return toks, margins
 
 
