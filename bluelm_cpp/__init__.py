@@ -22,6 +22,7 @@ from .errors import (
     ModelFormatError,
 )
 from .model import Model
+from .sampling import SamplingParams
 from .tokenizer import StreamDecoder, Tokenizer
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "Model",
     "ModelFileError",
     "ModelFormatError",
+    "SamplingParams",
     "StreamDecoder",
     "Tokenizer",
     "default_model_path",

@@ -155,6 +155,7 @@ def _make_plan(model_dir: Path, outtype: str) -> _Plan:
     arch = get_architecture(config, where)
     hp = read_hparams(config, where)
     tokenizer = read_tokenizer(model_dir, hp.n_vocab)
+    arch.apply_tokenizer_defaults(tokenizer)
     ckpt = open_checkpoint(model_dir)
     planned = plan_tensors(arch, hp, ckpt)
     shape = ModelShape(hp.n_layer, hp.n_head, hp.n_head_kv, arch.gguf_arch)

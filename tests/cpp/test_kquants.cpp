@@ -1,6 +1,7 @@
-// The Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K and IQ4_XS kernels of every table this
-// CPU runs (or only $BLUELM_ISA), natively and under qemu-aarch64:
-// - the scalar reference against a double-precision dot of the dequantised
+// The Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K and IQ4_XS kernels of a table (harness.h),
+// natively and under qemu-aarch64:
+// - the scalar reference (run beside every table, so also under a forced
+//   $BLUELM_ISA) against a double-precision dot of the dequantised
 //   weights and activations, within (2 * n_blocks + 8) * 2^-24 * S, where S is
 //   the sum of the magnitudes of the terms the kernel adds (kquants.h: the
 //   sub-block scale and min terms apart), plus for Q5_1 the fp16 rounding of
@@ -11,45 +12,27 @@
 //   reconstruction error checked;
 // - the quantisers: FNV-1a hashes of their blocks equal llama.cpp's for the
 //   inputs of tests/data/record_quantize.py's lcg_rows() (so the bytes are
-//   llama.cpp's on aarch64 too).
-// Last line: "N passed, N failed"; exit status non-zero on failure.
+//   llama.cpp's on aarch64 too); once per run (test_quantisers).
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/block_formats.h"
 #include "core/block_unpack.h"
-#include "core/errors.h"
 #include "core/quantize.h"
-#include "kernels/kernels.h"
+#include "harness.h"
 
 using namespace bluelm;
 using namespace bluelm::kernels;
 
+namespace harness {
 namespace {
-
-int g_passed = 0, g_failed = 0, g_reported = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-    return;
-  }
-  ++g_failed;
-  if (g_reported++ < 40) std::printf("FAIL %s\n", what.c_str());
-}
-
-std::mt19937 rng(4242);
-float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(rng); }
-int irand(int a, int b) { return std::uniform_int_distribution<int>(a, b)(rng); }
 
 const GgmlType kTypes[] = {GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q2_K, GgmlType::Q3_K,
                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS};
@@ -59,7 +42,7 @@ bool super_block(GgmlType t) { return type_info(uint32_t(t))->block_size == QK_K
 // Weight rows: quantised from random rows of varied scale, or (`extreme`) random
 // block bytes with moderate finite fp16 scales, so every level and sub-block
 // scale of the format occurs, saturated ones included.
-std::vector<uint8_t> make_weights(GgmlType t, int64_t rows, int64_t K, size_t stride, bool extreme) {
+std::vector<uint8_t> kquant_weights(GgmlType t, int64_t rows, int64_t K, size_t stride, bool extreme) {
   std::vector<uint8_t> buf(rows * stride, 0xA5);
   const TypeInfo& ti = *type_info(uint32_t(t));
   std::vector<float> row(K);
@@ -83,15 +66,6 @@ std::vector<uint8_t> make_weights(GgmlType t, int64_t rows, int64_t K, size_t st
     }
   }
   return buf;
-}
-
-std::vector<float> make_acts(int64_t n, int64_t K, bool extreme) {
-  std::vector<float> x(n * K);
-  for (auto& v : x) {
-    v = extreme ? (irand(0, 1) ? 1.0f : -1.0f) : normal();
-    if (!extreme && irand(0, 200) == 0) v *= 30.0f;
-  }
-  return x;
 }
 
 // The double-precision dot of the dequantised rows and the magnitude S (header).
@@ -139,12 +113,12 @@ RefDot reference_dot(GgmlType wt, const uint8_t* w, GgmlType xt, const uint8_t* 
   return r;
 }
 
-void test_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType wt, int64_t rows, int64_t K,
+void test_kquant_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType wt, int64_t rows, int64_t K,
                int64_t n_tok, bool extreme) {
   const GgmlType xt = vec_dot_type(wt);
   const int ws_slot = weight_slot(wt), xs_slot = act_slot(xt);
   const size_t ws = row_bytes(wt, K) + 48, xs = row_bytes(xt, K) + 16;  // padded strides
-  const std::vector<uint8_t> W = make_weights(wt, rows, K, ws, extreme);
+  const std::vector<uint8_t> W = kquant_weights(wt, rows, K, ws, extreme);
   const std::vector<float> xf = make_acts(n_tok, K, extreme);
   std::vector<uint8_t> X(n_tok * xs, 0x5A);
   for (int64_t t = 0; t < n_tok; ++t) ref.convert[xs_slot](xf.data() + t * K, X.data() + t * xs, K);
@@ -167,7 +141,6 @@ void test_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType wt, int6
         continue;
       }
       differ += std::memcmp(&a, &b, 4) != 0;
-      if (&isa != &ref) continue;
       const RefDot d = reference_dot(wt, W.data() + r * ws, xt, X.data() + t * xs, K);
       const double bound = double(2 * nb + 8) * std::ldexp(1.0, -24) * d.mag + d.extra;
       const double err = std::fabs(double(b) - d.dot);
@@ -234,7 +207,9 @@ uint64_t fnv1a64(const std::vector<uint8_t>& data) {
   return h;
 }
 
-void test_quantisers_match_llamacpp() {
+}  // namespace
+
+void test_quantisers() {
   const std::string path = std::string(BLUELM_TEST_DATA) + "/llamacpp_quantize_lcg.txt";
   std::ifstream in(path);
   check(bool(in), "open " + path);
@@ -262,19 +237,19 @@ void test_quantisers_match_llamacpp() {
   }
 }
 
-void test_table(const KernelTable& isa) {
+void test_kquants(const KernelTable& isa) {
   const KernelTable& ref = scalar_table();
   for (GgmlType t : kTypes) {
     check(isa.gemm[weight_slot(t)] != nullptr, std::string(isa.isa) + " has a " + type_name(uint32_t(t)) + " gemm");
     for (bool extreme : {false, true}) {
       if (super_block(t)) {
-        test_gemm(isa, ref, t, 7, 512, 1, extreme);
-        test_gemm(isa, ref, t, 13, 1536, 3, extreme);
-        test_gemm(isa, ref, t, 5, 256, 17, extreme);  // crosses the reference's 16-token tile
+        test_kquant_gemm(isa, ref, t, 7, 512, 1, extreme);
+        test_kquant_gemm(isa, ref, t, 13, 1536, 3, extreme);
+        test_kquant_gemm(isa, ref, t, 5, 256, 17, extreme);  // crosses the reference's 16-token tile
       } else {
-        test_gemm(isa, ref, t, 7, 96, 1, extreme);
-        test_gemm(isa, ref, t, 13, 576, 3, extreme);
-        test_gemm(isa, ref, t, 5, 1536, 17, extreme);
+        test_kquant_gemm(isa, ref, t, 7, 96, 1, extreme);
+        test_kquant_gemm(isa, ref, t, 13, 576, 3, extreme);
+        test_kquant_gemm(isa, ref, t, 5, 1536, 17, extreme);
       }
     }
   }
@@ -283,30 +258,4 @@ void test_table(const KernelTable& isa) {
   test_convert_q8_k(isa, ref, 2048);
 }
 
-}  // namespace
-
-int main() {
-  std::vector<const KernelTable*> tables;
-  const char* forced = std::getenv("BLUELM_ISA");
-  try {
-    if (forced && *forced) {
-      // The reference's own bound check runs in every process, the forced table beside it.
-      tables.push_back(&scalar_table());
-      if (&active() != &scalar_table()) tables.push_back(&active());
-    } else {
-      const KernelTable* all[8];
-      const int n = available(all, 8);
-      for (int i = 0; i < n; ++i) tables.push_back(all[i]);
-    }
-  } catch (const ArgumentError& e) {
-    std::printf("ArgumentError: %s\n0 passed, 1 failed\n", e.what());
-    return 1;
-  }
-  test_quantisers_match_llamacpp();
-  for (const KernelTable* t : tables) {
-    std::printf("-- %s\n", t->isa);
-    test_table(*t);
-  }
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
-}
+}  // namespace harness

@@ -8,9 +8,10 @@
 
 #include "core/block_unpack.h"
 #include "core/quantize.h"
+#include "kernels/scalar/scalar.h"
 #include "core/no_fp_contract.h"  // last: no FMA contraction below
 
-namespace bluelm::kernels {
+namespace bluelm::kernels::scalar {
 namespace {
 
 constexpr int64_t kTokTile = 16;  // tokens sharing one unpacking of a weight block
@@ -72,12 +73,8 @@ inline void lane_sums(const int8_t* a, const int8_t* b, int32_t* lane) {
   for (int l = 0; l < 8; ++l) lane[l] = int32_t(p[4 * l]) + p[4 * l + 1] + p[4 * l + 2] + p[4 * l + 3];
 }
 
-// The 8 lanes of an AVX register summed as (lo + hi), then movehl, then movehdup
-// (scalar.cpp's fold of its Q8_0/Q4_1 dots).
-inline float fold8(const float* v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
-
 // Q5_0 (against Q8_0) and Q5_1 (against Q8_1) in the order of ggml's x86 vec_dot,
-// as scalar.cpp's Q8_0 and Q4_1: per block, 8 lanes of 4 consecutive products
+// as gemm.cpp's Q8_0 and Q4_1: per block, 8 lanes of 4 consecutive products
 // summed exactly, each lane's sum into its own accumulator by one FMA with
 // d_w * d_x; lanes folded at the end; Q5_1's m_w * s_x summed apart, added last.
 // Blocks are unpacked once per tile of tokens.
@@ -108,7 +105,7 @@ void gemm_5bit(const void* W, size_t w_stride, const void* X, size_t x_stride, f
           for (int l = 0; l < 8; ++l) acc[t][l] = std::fma(static_cast<float>(lane[l]), d, acc[t][l]);
         }
       }
-      for (int64_t t = 0; t < nt; ++t) Y[(t0 + t) * ldy + r] = fold8(acc[t]) + mins[t];
+      for (int64_t t = 0; t < nt; ++t) Y[(t0 + t) * ldy + r] = sum8_tree(acc[t]) + mins[t];
     }
   }
 }
@@ -144,7 +141,7 @@ void convert_q8_k(const float* x, void* y, int64_t k) { quantize_row_q8_k(x, sta
 
 }  // namespace
 
-void add_kquant_reference(KernelTable& t) {
+void fill_kquants(KernelTable& t) {
   t.gemm[W_Q5_0] = gemm_5bit<BlockQ5_0, BlockQ8_0, false>;
   t.gemm[W_Q5_1] = gemm_5bit<BlockQ5_1, BlockQ8_1, true>;
   t.gemm[W_IQ4_NL] = gemm_iq4_nl;
@@ -157,4 +154,4 @@ void add_kquant_reference(KernelTable& t) {
   t.convert[A_Q8_K] = convert_q8_k;
 }
 
-}  // namespace bluelm::kernels
+}  // namespace bluelm::kernels::scalar

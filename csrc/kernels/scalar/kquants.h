@@ -1,12 +1,12 @@
 // Scalar reference kernels of the weight types Q5_0, Q5_1, IQ4_NL (32-element
 // blocks) and Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS (super-blocks of 256), and
-// the Q8_K activation converter. Every table starts from these (scalar_table()),
-// so a table without its own kernel for a type runs this one.
+// the Q8_K activation converter. Every table is built on the scalar one, so a
+// table without its own kernel for a type runs this one.
 //
 // Order of arithmetic (what a SIMD kernel reproduces to be bit-identical):
 // each output y = dot(W row, X row), blocks in increasing order.
 //   Q5_0 against Q8_0, Q5_1 against Q8_1 (d_x, s_x their fp16 fields): ggml's x86
-//   vec_dot order, as scalar.cpp's Q8_0 / Q4_1: per block, 8 lanes of 4
+//   vec_dot order, as scalar/gemm.cpp's Q8_0 / Q4_1: per block, 8 lanes of 4
 //   consecutive products (qw = q - 16 for Q5_0, q in 0..31 for Q5_1) summed
 //   exactly; lane l: acc_l = fma((float)lane_sum, d_w * d_x, acc_l); at the end
 //   y = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)), and for
@@ -28,13 +28,6 @@
 // so the integer sums may be formed in any order or lane layout. The int32
 // sums cannot overflow for any block contents and |qx| <= 128 (largest: Q6_K,
 // |isum| <= 2^27).
+// The scalar part is scalar::fill_kquants (scalar.h); SIMD kernels of these
+// slots include this header for the contract above.
 #pragma once
-
-#include "kernels/kernels.h"
-
-namespace bluelm::kernels {
-
-// Sets t's gemm slots of those weight types and its Q8_K converter slot.
-void add_kquant_reference(KernelTable& t);
-
-}  // namespace bluelm::kernels
