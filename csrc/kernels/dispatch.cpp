@@ -11,6 +11,7 @@
 #ifdef BLUELM_KERNELS_X86
 #include "kernels/avx2/avx2.h"
 #include "kernels/avx512/avx512.h"
+#include "kernels/avx512_bf16/avx512_bf16.h"
 #endif
 #ifdef BLUELM_KERNELS_ARM
 #include "kernels/neon/neon.h"
@@ -85,6 +86,10 @@ const Isa kIsas[] = {
      [](const CpuFeatures& f) {
        return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
      }},
+    {"avx512_bf16", "avx512", {avx512_bf16::fill_vision_attention},
+     [](const CpuFeatures& f) {
+       return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.avx512bf16;
+     }},
 #endif
 #ifdef BLUELM_KERNELS_ARM
     {"neon", "scalar",
@@ -102,7 +107,7 @@ const Isa kIsas[] = {
 constexpr int kMaxTables = sizeof(kIsas) / sizeof(kIsas[0]);
 
 // Every name BLUELM_ISA may give, on any target.
-const char* const kKnown[] = {"scalar", "avx2", "avx512", "neon", "neon_dotprod", "neon_i8mm"};
+const char* const kKnown[] = {"scalar", "avx2", "avx512", "avx512_bf16", "neon", "neon_dotprod", "neon_i8mm"};
 
 struct Registry {
   KernelTable table[kMaxTables];

@@ -40,6 +40,7 @@ string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" _bk_arch)
 if(_bk_arch MATCHES "^(x86_64|amd64|x64)$")
   _bluelm_kernel_folder(avx2 "-mavx2;-mfma;-mf16c")
   _bluelm_kernel_folder(avx512 "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512vnni")
+  _bluelm_kernel_folder(avx512_bf16 "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512vnni;-mavx512bf16")
   target_compile_definitions(bluelm PRIVATE BLUELM_KERNELS_X86=1)
 elseif(_bk_arch MATCHES "^(aarch64|arm64|armv8.*)$")
   # neon/ needs only the AArch64 baseline (ASIMD, fp16<->fp32 conversions).

@@ -1,7 +1,7 @@
 // The kernel dispatch table: the hot ops of the LLM and of the vision encoder,
 // one table per instruction set (csrc/kernels/<isa>/), each built on the table
-// below it (scalar <- avx2 <- avx512; scalar <- neon <- neon_dotprod <-
-// neon_i8mm) and overriding what it has. Model code calls only through active().
+// below it (scalar <- avx2 <- avx512 <- avx512_bf16; scalar <- neon <-
+// neon_dotprod <- neon_i8mm) and overriding what it has. Model code calls only through active().
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -83,6 +83,16 @@ struct VisionKernels {
   void (*attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
                     float scale, float* out, float* work);
   size_t (*attention_work)(int64_t n, int64_t hd);
+  // Optional (nullptr: `attention`): the same op for the int8 encoder, whose
+  // matmuls already round to 8 bits, in their arithmetic (AVX512_BF16): each
+  // query row quantised as i8_quant does, K less its mean over the keys (a
+  // shift of all scores of a query) to s8 per key (scale max|k| / 127), exact
+  // int32 score sums scaled by both rows' scales; 2^(s - max) rounded to bf16,
+  // V in bf16, f32 sums, normalised by the sum of the rounded weights. Held to
+  // the bounds stated in tests/cpp/test_vision.cpp.
+  void (*i8_attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
+                       float scale, float* out, float* work);
+  size_t (*i8_attention_work)(int64_t n, int64_t hd);
 
   // The element-wise entries at once (for the tables' fill functions).
   void set_rows(decltype(softmax) s, decltype(gelu_tanh) g, decltype(layer_norm) l) {
@@ -93,7 +103,7 @@ struct VisionKernels {
 };
 
 struct KernelTable {
-  const char* isa;             // "scalar", "avx2", "avx512", "neon", ...
+  const char* isa;             // "scalar", "avx2", "avx512", "avx512_bf16", "neon", ...
   GemmFn gemm[W_COUNT];        // by weight type
   ConvertRowFn convert[A_COUNT];  // by activation format
   AttendFn attend;

@@ -1,6 +1,8 @@
 // The driver of the SIMD int8 gemms of the vision format (i8_format.h): token
-// chunks whose activations stay in L2 while the panels of [p0, p1) sweep them,
-// each chunk in register tiles of up to K::kPanels panels x K::kTok tokens.
+// chunks whose activations stay in L2, each in register tiles of up to
+// K::kPanels panels x K::kTok tokens; a tile's tokens stay in L1 while the
+// panels of [p0, p1) sweep them (the caller keeps [p0, p1) small enough for
+// those panels to stay in L2).
 // Which tile computes an output never changes its bits (exact int32 sums, the
 // same epilogue), so the chunking is free. K supplies:
 //   static constexpr int kTok, kPanels;
@@ -61,20 +63,20 @@ void i8_gemm_tiles(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, con
   a.accumulate = accumulate;
   for (int64_t t0 = 0; t0 < n; t0 += chunk) {
     const int64_t t1 = t0 + chunk < n ? t0 + chunk : n;
-    for (int64_t p = p0; p < p1;) {
-      const bool two = K::kPanels == 2 && p + 2 <= p1;
-      a.w = W.panels + p * a.pstride;
-      a.p = p;
-      for (int64_t t = t0; t < t1; t += K::kTok) {
-        const int nt = t1 - t < K::kTok ? static_cast<int>(t1 - t) : K::kTok;
-        for (int i = 0; i < nt; ++i) a.xt[i] = X.q + (t + i) * X.stride;
-        a.y = Y + t * ldy;
-        a.xscale = X.scale + t;
-        a.zp = X.zp + t;
+    for (int64_t t = t0; t < t1; t += K::kTok) {
+      const int nt = t1 - t < K::kTok ? static_cast<int>(t1 - t) : K::kTok;
+      for (int i = 0; i < nt; ++i) a.xt[i] = X.q + (t + i) * X.stride;
+      a.y = Y + t * ldy;
+      a.xscale = X.scale + t;
+      a.zp = X.zp + t;
+      for (int64_t p = p0; p < p1;) {
+        const bool two = K::kPanels == 2 && p + 2 <= p1;
+        a.w = W.panels + p * a.pstride;
+        a.p = p;
         if (two) i8_tile_of<K, 2>(nt, a);
         else i8_tile_of<K, 1>(nt, a);
+        p += two ? 2 : 1;
       }
-      p += two ? 2 : 1;
     }
   }
 }
