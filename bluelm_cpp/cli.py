@@ -125,7 +125,7 @@ def kernel_report(tensors: list[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         >>> from bluelm_cpp import _core
         >>> types, rows = kernel_report(_core.GGUFFile("model.gguf").tensors)  # doctest: +SKIP
         >>> types["Q4_K"]                                                       # doctest: +SKIP
-        {'tensors': 16, 'isa': 'avx512', 'kernel': 'scalar fallback', 'repacked': 0}
+        {'tensors': 16, 'isa': 'avx512', 'kernel': 'simd', 'repacked': 16}
     """
     import os
 

@@ -85,16 +85,48 @@ def test_info_names_each_types_kernel(tmp_path: Path, capsys: pytest.CaptureFixt
         want[t.tensor_type.name] = want.get(t.tensor_type.name, 0) + 1
     assert report["tensor_types"] == want
     isa = _core.isa()
-    for k in report["kernels"].values():
+    # the x86 tables have SIMD kernels of these new types (docs/ARCHITECTURE.md)
+    x86_simd = {"Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"}
+    for type_name, k in report["kernels"].items():
         assert k["isa"] == isa
         want = ("scalar",) if isa == "scalar" else ("simd", "scalar fallback")
-        assert k["kernel"] in want
+        if isa.startswith("avx") and type_name in {t.name for t in NEW_TYPES}:
+            want = ("simd",) if type_name in x86_simd else ("scalar fallback",)
+        assert k["kernel"] in want, (type_name, k)
     rows = {t["name"]: t for t in report["tensor_list"]}
     assert rows["token_embd.weight"]["role"] == "lookup"
     assert rows["output.weight"]["role"] == "matmul"
     assert rows["output_norm.weight"]["role"] == "vector"
     for name, type_name in used.items():
         assert rows[name]["type"] == type_name
+
+
+def test_repacked_groups_give_the_file_layouts_logits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The row groups interleaved at load and the file layout (interleaved per
+    # call) run the same tiles of the same table: identical logits.
+    p = tmp_path / "kq.gguf"
+    write_mixed(p, emb_type=T.Q6_K, out_type=T.Q6_K,
+                layer_types=[T.Q4_K, T.Q5_K, T.Q6_K, T.Q5_0, T.Q5_1])
+    ids = np.random.default_rng(2).integers(0, 64, 24).tolist()
+
+    def logits() -> tuple[np.ndarray, int]:
+        m = _core.LlamaModel(str(p))
+        out = []
+        for n_tok in (24, 1):  # prefill tiles, then decode of one token
+            ctx = _core.Context(m, 64, 16, 2, "f16")
+            ctx.eval(ids[:n_tok], True)
+            out.append(np.asarray(ctx.logits()).reshape(n_tok, -1))
+        return np.concatenate(out), m.repacked_bytes
+
+    packed, n_packed = logits()
+    monkeypatch.setenv("BLUELM_REPACK", "0")
+    plain, n_plain = logits()
+    assert n_plain == 0
+    if _core.isa().startswith("avx"):
+        assert n_packed > 0
+    assert np.array_equal(packed, plain)
 
 
 def test_info_under_the_scalar_table(tmp_path: Path) -> None:

@@ -78,11 +78,12 @@ const Isa kIsas[] = {
      [](const CpuFeatures&) { return true; }},
 #ifdef BLUELM_KERNELS_X86
     {"avx2", "scalar",
-     {avx2::fill_gemm, avx2::fill_convert, avx2::fill_attention, avx2::fill_vision, avx2::fill_i8},
+     {avx2::fill_gemm, avx2::fill_convert, avx2::fill_attention, avx2::fill_vision, avx2::fill_i8,
+      avx2::fill_kquants},
      [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }},
     {"avx512", "avx2",
      {avx512::fill_gemm, avx512::fill_attention, avx512::fill_vision, avx512::fill_vision_attention,
-      avx512::fill_i8},
+      avx512::fill_i8, avx512::fill_kquants},
      [](const CpuFeatures& f) {
        return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
      }},

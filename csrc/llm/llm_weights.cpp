@@ -6,6 +6,7 @@
 
 #include "kernels/kernel_choice.h"
 #include "kernels/kernels.h"
+#include "kernels/kquant_pack.h"
 #include "kernels/repack.h"
 
 namespace bluelm {
@@ -232,12 +233,15 @@ LlmModel::LlmModel(const std::string& path, bool repack_weights)
   const char* env = std::getenv("BLUELM_REPACK");
   if (env && std::strcmp(env, "0") == 0) repack_weights = false;
   if (!repack_weights) return;
-  // The embedding is read by row (token lookup), so it and a tied output stay put.
+  // The embedding is read by row (token lookup), so it stays put; a tied output
+  // stays with it, except for the K-quant types, whose file-layout kernels
+  // interleave rows per call: their output gets its own packed copy (the
+  // lookup still reads the file's rows, paged in again as used).
   std::vector<Matrix*> todo;
   for (LayerWeights& L : layers) {
     for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) todo.push_back(m);
   }
-  if (output.data != token_embd.data) todo.push_back(&output);
+  if (output.data != token_embd.data || kernels::kquant_interleaved(output.type)) todo.push_back(&output);
   constexpr size_t kAlign = 64;
   size_t total = 0;
   for (Matrix* m : todo) {

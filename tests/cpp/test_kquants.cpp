@@ -13,6 +13,7 @@
 // - the quantisers: FNV-1a hashes of their blocks equal llama.cpp's for the
 //   inputs of tests/data/record_quantize.py's lcg_rows() (so the bytes are
 //   llama.cpp's on aarch64 too); once per run (test_quantisers).
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -38,6 +39,10 @@ const GgmlType kTypes[] = {GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL, Ggm
                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS};
 
 bool super_block(GgmlType t) { return type_info(uint32_t(t))->block_size == QK_K; }
+
+}  // namespace
+
+bool kquant_type(GgmlType t) { return std::find(std::begin(kTypes), std::end(kTypes), t) != std::end(kTypes); }
 
 // Weight rows: quantised from random rows of varied scale, or (`extreme`) random
 // block bytes with moderate finite fp16 scales, so every level and sub-block
@@ -67,6 +72,8 @@ std::vector<uint8_t> kquant_weights(GgmlType t, int64_t rows, int64_t K, size_t 
   }
   return buf;
 }
+
+namespace {
 
 // The double-precision dot of the dequantised rows and the magnitude S (header).
 struct RefDot {
@@ -252,6 +259,10 @@ void test_kquants(const KernelTable& isa) {
         test_kquant_gemm(isa, ref, t, 5, 1536, 17, extreme);
       }
     }
+  }
+  for (GgmlType t : kTypes) {  // the repacked layouts, where the table has one
+    const int64_t K = super_block(t) ? 768 : 576;
+    for (int64_t n : {1, 3, 6}) test_packed(isa, t, n == 6 ? 2 : 3, K, n);
   }
   check(isa.convert[A_Q8_K] != nullptr, std::string(isa.isa) + " has a Q8_K converter");
   test_convert_q8_k(isa, ref, 256);

@@ -19,6 +19,7 @@ srcs=(
   "$root/csrc/llm/llm_weights.cpp"
   "$root/csrc/kernels/dispatch.cpp"
   "$root/csrc/kernels/kernel_choice.cpp"
+  "$root/csrc/kernels/kquant_pack.cpp"
   "$root/csrc/kernels/repack.cpp"
   "$root/csrc/kernels/cpu_features.cpp"
   "$root"/csrc/kernels/scalar/*.cpp
