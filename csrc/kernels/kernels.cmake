@@ -30,7 +30,9 @@ endfunction()
 target_sources(bluelm PRIVATE
   ${_bk}/dispatch.cpp
   ${_bk}/cpu_features.cpp
+  ${_bk}/kernel_choice.cpp
   ${_bk}/repack.cpp
+  ${_bk}/kquant_pack.cpp
   ${_bk}/i8_format.cpp)
 set_source_files_properties(${_bk}/i8_format.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")  # listed above
 _bluelm_kernel_folder(scalar "")

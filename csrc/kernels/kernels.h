@@ -53,8 +53,17 @@ using SwigluFn = void (*)(const float* gate, const float* up, float* y, int64_t 
 
 // Slots of the per-type arrays. A new weight type is a slot here (and in
 // weight_slot()), its activation format a slot in ActSlot (and act_slot()).
-enum WeightSlot { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_COUNT };
-enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_COUNT };
+enum WeightSlot {
+  W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1,
+  // Added with the K-quants: scalar reference in kernels/scalar/kquants.cpp; the
+  // order of arithmetic every table's gemm of these slots keeps (so results are
+  // the reference's bits on any ISA) in kernels/scalar/kquants.h; the row-
+  // interleaved Q4_K/Q5_K/Q6_K layouts any ISA may pack to (pack/unpack/
+  // pack_rows below, R rows per group) in kernels/kquant_pack.h.
+  W_Q5_0, W_Q5_1, W_IQ4_NL, W_Q2_K, W_Q3_K, W_Q4_K, W_Q5_K, W_Q6_K, W_IQ4_XS,
+  W_COUNT
+};
+enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_Q8_K, A_COUNT };
 
 // The vision encoder's ops (csrc/vision).
 struct VisionKernels {

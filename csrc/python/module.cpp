@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 #include "llm/decoder.h"
 #include "llm/sampler.h"
+#include "python/quant_bindings.h"
 #include "runtime/prefill_pipeline.h"
 #include "runtime/session.h"
 #include "vision/vision_model.h"
@@ -520,6 +521,7 @@ PYBIND11_MODULE(_core, m) {
     return out;
   });
   m.def("physical_cores", &physical_cores);
+  python::bind_quants(m);
   m.def(
       "read_bandwidth",
       [](size_t bytes, int n_threads, int passes) {

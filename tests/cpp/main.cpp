@@ -74,6 +74,7 @@ void test_table(const KernelTable& isa) {
   test_gemms(isa);
   test_attention(isa);
   test_vision(isa);
+  test_kquants(isa);
   std::printf("%-13s %s\n", isa.isa, failed() == before ? "ok" : "FAILED");
   std::fflush(stdout);
 }
@@ -135,6 +136,7 @@ int main(int argc, char** argv) {
     else bench_vision(b);
     return 0;
   }
+  test_quantisers();
   for (const KernelTable* t : tables) test_table(*t);
   std::printf("%d passed, %d failed\n", passed(), failed());
   return failed() ? 1 : 0;

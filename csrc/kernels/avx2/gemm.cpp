@@ -1,5 +1,5 @@
-// AVX2 gemm tiles: Q4_0, Q8_0 and Q4_1 (x86/tiles256.h, the lane sums by
-// vpmaddubsw), float rows (common/float_tile.h); all
+// AVX2 gemm tiles: Q4_0, Q8_0 and Q4_1, Q5_0 (as Q8_0) and Q5_1 (as Q4_1)
+// (x86/tiles256.h, the lane sums by vpmaddubsw), float rows (common/float_tile.h); all
 // driven by common/gemm_driver.h, in the file layout or in packed groups of 4
 // rows (the same bits either way).
 #include "kernels/avx2/avx2.h"
@@ -47,6 +47,13 @@ void fill_gemm(KernelTable& t) {
   t.gemm_packed[W_Q8_0] = gemm_tiles<Q8_0Tile<Maddubs>, kGroup>;
   t.gemm_packed[W_Q4_0] = gemm_tiles<Q4_0Tile, kGroup>;
   t.gemm_packed[W_Q4_1] = gemm_tiles<Q4_1Tile<Maddubs>, kGroup>;
+  using Q5_0Tile = Q8_0Tile<Maddubs, Q5_0Blk>;
+  using Q5_1Tile = Q4_1Tile<Maddubs, Q5_1Blk>;
+  t.gemm[W_Q5_0] = gemm_tiles<Q5_0Tile, 0>;
+  t.gemm[W_Q5_1] = gemm_tiles<Q5_1Tile, 0>;
+  t.pack_rows[W_Q5_0] = t.pack_rows[W_Q5_1] = kGroup;
+  t.gemm_packed[W_Q5_0] = gemm_tiles<Q5_0Tile, kGroup>;
+  t.gemm_packed[W_Q5_1] = gemm_tiles<Q5_1Tile, kGroup>;
 }
 
 }  // namespace bluelm::kernels::avx2

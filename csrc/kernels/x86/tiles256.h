@@ -9,6 +9,9 @@
 //   __m256i dot_ss(const W&, __m256i q, __m256i start)  signed x signed lane sums (Q8_0)
 //   __m256i dot_us(__m256i u, __m256i q) unsigned nibbles x signed lane sums (Q4_1)
 // The sums are exact integers, so every policy gives the same bits.
+// The weight block is a second policy (Blk, below): Q8_0Tile also runs Q5_0
+// (signed levels q - 16: ggml's x86 vec_dot order is Q8_0's), Q4_1Tile also
+// Q5_1 (unsigned levels 0..31, [d, m] at the head as Q4_1's).
 // Block b of tile row i is at w + i*rs + b*bs (common/gemm_driver.h).
 #pragma once
 #include <cstring>
@@ -18,9 +21,46 @@
 namespace bluelm::kernels {
 namespace {
 
-template <class Dot>
+// The 32 high bits of a Q5_0/Q5_1 block as bytes in element order: 0x10 where set.
+inline __m256i q5_high(const uint8_t* qh) {
+  uint32_t h;
+  std::memcpy(&h, qh, 4);
+  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(int(h)), spread);
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+// Weight blocks of 32 as the tiles read them: `quants` gives the 32 levels in
+// element order (signed for Q8_0Tile, unsigned for Q4_1Tile); the fp16 d (and
+// m) lead the block.
+struct Q8_0Blk {
+  using Block = BlockQ8_0;
+  static __m256i quants(const char* wb) { return load32(reinterpret_cast<const Block*>(wb)->qs); }
+};
+struct Q5_0Blk {
+  using Block = BlockQ5_0;
+  static __m256i quants(const char* wb) {
+    const Block* b = reinterpret_cast<const Block*>(wb);
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles(b->qs), q5_high(b->qh)), _mm256_set1_epi8(16));
+  }
+};
+struct Q4_1Blk {
+  using Block = BlockQ4_1;
+  static __m256i quants(const char* wb) { return nibbles(reinterpret_cast<const Block*>(wb)->qs); }
+};
+struct Q5_1Blk {
+  using Block = BlockQ5_1;
+  static __m256i quants(const char* wb) {
+    const Block* b = reinterpret_cast<const Block*>(wb);
+    return _mm256_or_si256(nibbles(b->qs), q5_high(b->qh));
+  }
+};
+
+template <class Dot, class Blk = Q8_0Blk>
 struct Q8_0Tile {
-  static constexpr size_t kBlock = sizeof(BlockQ8_0);
+  static constexpr size_t kBlock = sizeof(typename Blk::Block);
   template <int R, int T>
   static void tile(const char* w, size_t rs, size_t bs, const char* x, size_t xs, float* y, size_t ldy,
                    int64_t K) {
@@ -40,8 +80,8 @@ struct Q8_0Tile {
       }
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + i * rs + b * bs);
-        const typename Dot::W s = Dot::prep_w(load32(wb->qs));
+        const char* wb = w + i * rs + b * bs;
+        const typename Dot::W s = Dot::prep_w(Blk::quants(wb));
         const float dw = _mm_cvtss_f32(head2(wb));
 #pragma GCC unroll 4
         for (int t = 0; t < T; ++t)
@@ -53,9 +93,9 @@ struct Q8_0Tile {
   }
 };
 
-template <class Dot>
+template <class Dot, class Blk = Q4_1Blk>
 struct Q4_1Tile {
-  static constexpr size_t kBlock = sizeof(BlockQ4_1);
+  static constexpr size_t kBlock = sizeof(typename Blk::Block);
   template <int R, int T>
   static void tile(const char* w, size_t rs, size_t bs, const char* x, size_t xs, float* y, size_t ldy,
                    int64_t K) {
@@ -84,8 +124,8 @@ struct Q4_1Tile {
       }
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const BlockQ4_1* wb = reinterpret_cast<const BlockQ4_1*>(w + i * rs + b * bs);
-        const __m256i n = nibbles(wb->qs);
+        const char* wb = w + i * rs + b * bs;
+        const __m256i n = Blk::quants(wb);
         __m128 wdm = head2(wb);  // [d_w, m_w, ...]
         if (T == 2) wdm = _mm_movelh_ps(wdm, wdm);
         const __m128 prod = _mm_mul_ps(wdm, xds);  // [d_w*d_x0, m_w*s_x0, d_w*d_x1, m_w*s_x1]
