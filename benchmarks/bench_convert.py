@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time and peak memory of converting a BlueLM-3B-shaped checkpoint to Q4_0.
+"""Time and peak memory of converting a BlueLM-3B-shaped checkpoint to Q4_0 (or --outtype).
 
 Writes (once, then reuses) a random-weight checkpoint in the BlueLM-3B shape
 (PAPER.md: hidden 2560, 28 layers, 20 heads of 128, FFN 6912, vocab 100096,
@@ -9,13 +9,15 @@ about 2.7B parameters) as BF16 safetensors shards with an index, a
 the vocabulary to 100096). The writer streams each tensor in row chunks, so it
 stays small in memory too.
 
-Then runs ``python convert/to_gguf.py DIR -o OUT --outtype q4_0`` in a child
+Then runs ``python convert/to_gguf.py DIR -o OUT --outtype q4_0`` (or the
+``--outtype`` given, e.g. ``q4_k_m``: the C++ quantiser on every core) in a child
 process ``--runs`` times and prints wall time and the child's peak RSS
 (``ru_maxrss`` from ``os.wait4``; the issue's bar is 1.5 GB), and checks the
 output loads in this runtime (``bluelm_cpp._core.LlamaModel``). The GGUF is
 deleted at the end unless ``--keep``.
 
-    nice python benchmarks/bench_convert.py [--cache /tmp/bluelm3b-random] [--runs 1]
+    nice python benchmarks/bench_convert.py [--cache /tmp/bluelm3b-random] [--runs 1] \
+        [--outtype q4_k_m]
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def make_checkpoint(d: Path) -> None:
     done.write_text("ok\n")
 
 
-def convert_once(model_dir: Path, out: Path) -> tuple[float, float, int]:
+def convert_once(model_dir: Path, out: Path, outtype: str) -> tuple[float, float, int]:
     """(seconds, the child's peak RSS in MB, exit code) of one conversion in a subprocess."""
     cmd = [
         sys.executable,
@@ -154,7 +156,7 @@ def convert_once(model_dir: Path, out: Path) -> tuple[float, float, int]:
         "-o",
         str(out),
         "--outtype",
-        "q4_0",
+        outtype,
         "--force",
         "--quiet",
     ]
@@ -178,12 +180,13 @@ def main() -> int:
         "--out", default=None, help="GGUF to write (default: CACHE/../bluelm3b-q4_0.gguf)"
     )
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--outtype", default="q4_0", help="converter --outtype (default q4_0)")
     ap.add_argument("--keep", action="store_true", help="keep the GGUF")
     ap.add_argument("--no-load", action="store_true", help="skip the load check")
     args = ap.parse_args()
 
     model_dir = Path(args.cache)
-    out = Path(args.out) if args.out else model_dir.parent / "bluelm3b-q4_0.gguf"
+    out = Path(args.out) if args.out else model_dir.parent / f"bluelm3b-{args.outtype}.gguf"
     n_params = sum(int(np.prod(sh)) for _, sh in tensor_shapes())
     print(f"BlueLM-3B shape: {n_params / 1e9:.3f} B parameters, BF16 shards in {model_dir}")
     t0 = time.perf_counter()
@@ -196,7 +199,7 @@ def main() -> int:
     times = []
     peak = 0.0
     for r in range(args.runs):
-        dt, rss, rc = convert_once(model_dir, out)
+        dt, rss, rc = convert_once(model_dir, out, args.outtype)
         if rc != 0:
             print(f"conversion failed with exit code {rc}")
             return 1
@@ -205,7 +208,7 @@ def main() -> int:
         print(f"run {r + 1}: {dt:.1f} s, peak RSS {rss:.0f} MB", flush=True)
     src = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
     print(
-        f"convert BF16 -> Q4_0: median {statistics.median(times):.1f} s "
+        f"convert BF16 -> {args.outtype}: median {statistics.median(times):.1f} s "
         f"(min {min(times):.1f}, max {max(times):.1f}, {args.runs} run(s)); "
         f"{src / 1e9 / statistics.median(times):.2f} GB/s of source"
     )

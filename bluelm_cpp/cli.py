@@ -4,7 +4,7 @@ Example:
     $ bluelm-cpp run "Which city is the capital of France?"    # greedy unless the file says
     $ bluelm-cpp run --raw "Once upon a time" --max-tokens 64 --temperature 0.7 --seed 1
     $ bluelm-cpp chat
-    $ bluelm-cpp info model.gguf
+    $ bluelm-cpp info model.gguf --tensors
     $ bluelm-cpp convert MODEL_DIR -o model.gguf --outtype q4_0
     $ bluelm-cpp serve --model model.gguf --port 8000
 """
@@ -120,6 +120,50 @@ def _cmd_chat(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _tensor_role(name: str, n_dims: int, tied: bool) -> str:
+    """How the runtime uses a tensor: a matrix product, a row lookup, or a vector."""
+    if n_dims < 2:
+        return "vector"
+    if name.startswith(("v.", "mm.")):
+        return "vision"
+    if name == "token_embd.weight":
+        return "lookup+matmul" if tied else "lookup"
+    return "matmul"
+
+
+def kernel_report(tensors: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Per type and per tensor: which kernel of this machine multiplies it.
+
+    Example:
+        >>> from bluelm_cpp import _core
+        >>> types, rows = kernel_report(_core.GGUFFile("model.gguf").tensors)  # doctest: +SKIP
+        >>> types["Q4_K"]                                                       # doctest: +SKIP
+        {'tensors': 16, 'isa': 'avx512', 'kernel': 'simd', 'repacked': 16}
+    """
+    import os
+
+    from . import _core
+
+    repack = os.environ.get("BLUELM_REPACK") != "0"
+    tied = not any(t["name"] == "output.weight" for t in tensors)
+    types: dict[str, Any] = {}
+    per_tensor = []
+    for t in tensors:
+        role = _tensor_role(t["name"], len(t["shape"]), tied)
+        entry = types.setdefault(t["type_name"], {"tensors": 0})
+        entry["tensors"] += 1
+        row: dict[str, Any] = {"name": t["name"], "type": t["type_name"], "shape": t["shape"],
+                               "role": role}
+        if "matmul" in role:
+            k = _core.kernel_info(t["type"], t["shape"][1])
+            packed = repack and k["pack_rows"] > 0
+            row.update(isa=k["isa"], kernel=k["kernel"], repacked=packed)
+            entry.update(isa=k["isa"], kernel=k["kernel"])
+            entry["repacked"] = entry.get("repacked", 0) + int(packed)
+        per_tensor.append(row)
+    return types, per_tensor
+
+
 def _cmd_info(ns: argparse.Namespace) -> int:
     from . import _core
     from .default_model import default_model_path
@@ -131,18 +175,22 @@ def _cmd_info(ns: argparse.Namespace) -> int:
         for k, v in meta.items()
         if ns.all or k != "tokenizer.chat_template"
     }
-    types: dict[str, int] = {}
-    for t in f.tensors:
-        types[t["type_name"]] = types.get(t["type_name"], 0) + 1
-    report = {
+    types, per_tensor = kernel_report(f.tensors)
+    report: dict[str, Any] = {
         "path": f.path,
         "gguf_version": f.version,
         "file_size": f.file_size,
         "tensors": len(f.tensors),
-        "tensor_types": types,
+        "tensor_types": {name: v["tensors"] for name, v in types.items()},
         "kernel_isa": _core.isa(),
+        # per type: the kernel of this machine's table (simd, scalar fallback:
+        # the table has no kernel of its own for the type), tensors repacked at load
+        "kernels": {name: {k: v for k, v in e.items() if k != "tensors"}
+                    for name, e in types.items() if "kernel" in e},
         "metadata": shown,
     }
+    if ns.tensors:
+        report["tensor_list"] = per_tensor
     print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     return 0
 
@@ -171,9 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(chat)
     chat.set_defaults(func=_cmd_chat)
 
-    info = sub.add_parser("info", help="print a GGUF file's metadata and tensor types")
+    info = sub.add_parser(
+        "info", help="print a GGUF file's metadata, tensor types and the kernel of each type"
+    )
     info.add_argument("file", nargs="?", default=None)
     info.add_argument("--all", action="store_true", help="include the chat template")
+    info.add_argument(
+        "--tensors", action="store_true", help="also list every tensor: type, shape, role, kernel"
+    )
     info.set_defaults(func=_cmd_info)
 
     sub.add_parser(

@@ -32,8 +32,9 @@ MIN_GREEDY_MATCH = 32
 # the tables against each other bit for bit). With them every logit and every greedy
 # token is identical. Measured: max|ours - llama.cpp| = 0 over all 40 positions of the
 # logits prompt (avx2 and scalar); all 14 greedy continuations equal for their full
-# recorded length (avx2). AVX-512 is logic-checked against scalar only (VNNI emulated).
-MIRRORING_ISAS = {"scalar", "avx2", "avx512"}
+# recorded length (avx2). AVX-512 is logic-checked against scalar only (VNNI emulated);
+# avx512_bf16 has AVX-512's LLM kernels (it adds only a vision attention).
+MIRRORING_ISAS = {"scalar", "avx2", "avx512", "avx512_bf16"}
 # Other tables (NEON) sum in their own order. This Q4_1 model amplifies last-bit
 # differences (8-bit activations, F16 KV cache): an x86 build that did not mirror
 # llama.cpp's order measured max|diff| / max|logit| = 0.030 (llama.cpp itself moves by

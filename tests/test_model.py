@@ -139,8 +139,9 @@ def _write_tiny(
     if emb_type == gguf.GGMLQuantizationType.F32:
         t("token_embd.weight", (vocab, 32))
     else:
-        raw = np.zeros((vocab, 144), dtype=np.uint8)  # one Q4_K block (256 values) per row
-        w.add_tensor("token_embd.weight", raw, raw_shape=(vocab, 144), raw_dtype=emb_type)
+        size = gguf.GGML_QUANT_SIZES[emb_type][1]  # one block (256 values) per row
+        raw = np.zeros((vocab, size), dtype=np.uint8)
+        w.add_tensor("token_embd.weight", raw, raw_shape=(vocab, size), raw_dtype=emb_type)
     t("output_norm.weight", (32,))
     for n, s in [
         ("attn_norm", (32,)),
@@ -200,8 +201,8 @@ def test_unsupported_architecture(tmp_path: Path) -> None:
 
 def test_unsupported_tensor_type(tmp_path: Path) -> None:
     p = tmp_path / "x.gguf"
-    _write_tiny(p, emb_type=gguf.GGMLQuantizationType.Q4_K)
-    _expect(ModelFormatError, r"token_embd.weight' has type 12 \(Q4_K\)", bluelm_cpp.Model, p)
+    _write_tiny(p, emb_type=gguf.GGMLQuantizationType.IQ2_XXS)
+    _expect(ModelFormatError, r"token_embd.weight' has type 16 \(IQ2_XXS\)", bluelm_cpp.Model, p)
 
 
 def test_prompt_longer_than_context(smollm2_file: Path) -> None:

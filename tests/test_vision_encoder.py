@@ -260,7 +260,14 @@ def test_siglip_live_transformers_with_padded_k(tmp_path: Path) -> None:
 
 
 def test_scalar_isa_gives_the_same_embeddings(converted: dict) -> None:
-    """BLUELM_ISA=scalar runs the scalar vision ops and Q8_0 gemm (the reference)."""
+    """BLUELM_ISA=scalar runs the scalar vision ops and Q8_0 gemm (the reference);
+    every other table this CPU runs matches it: the int8 gemms bit for bit, the
+    element-wise ops and the F32 attention to rounding. The one exception is the
+    int8 encoder of avx512_bf16, whose attention has int8 scores and bf16 weights
+    and V (kernels.h, i8_attention; bounds in tests/cpp/test_vision.cpp):
+    measured 0.76-0.87% of the largest output, cosine 0.99997, on the three
+    recorded inputs (its cosine to the PyTorch record is that of the F32
+    attention: 0.999912-0.999920 against 0.999913-0.999918)."""
     import os
     import subprocess
     import sys
@@ -274,14 +281,19 @@ def test_scalar_isa_gives_the_same_embeddings(converted: dict) -> None:
     )
     for vt in ("f32", "q8_0"):
         path = str(converted[("tiny_bluelm_v", vt)])
-        simd = _core.VisionModel(path).encode(px, 2)
         d = Path(path).parent
         np.save(d / "px.npy", px)
-        env = dict(os.environ, BLUELM_ISA="scalar")
-        subprocess.run(
-            [sys.executable, "-c", code, path, str(d / "px.npy"), str(d / "out.npy")],
-            env=env,
-            check=True,
-        )
-        scalar = np.load(d / "out.npy")
-        assert rel_err(simd, scalar) < 1e-5, vt
+        out = {}
+        for isa in _core.available_isas():
+            env = dict(os.environ, BLUELM_ISA=isa)
+            subprocess.run(
+                [sys.executable, "-c", code, path, str(d / "px.npy"), str(d / "out.npy")],
+                env=env,
+                check=True,
+            )
+            out[isa] = np.load(d / "out.npy")
+        for isa, got in out.items():
+            if vt == "q8_0" and isa == "avx512_bf16":
+                assert cosine(got, out["scalar"]) >= 0.9999 and rel_err(got, out["scalar"]) < 0.02
+            else:
+                assert rel_err(got, out["scalar"]) < 1e-5, (vt, isa)

@@ -14,6 +14,8 @@ Example:
     >>> print(summary.table())                                      # doctest: +SKIP
 
 From the shell: ``python convert/to_gguf.py MODEL_DIR -o OUT.gguf --outtype q8_0``.
+A GGUF re-encoded at another outtype (llama-quantize's mixes included):
+``requantize_gguf("in.gguf", "out.gguf", "q4_k_m")``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from .architectures import Architecture, TensorRule, register, supported_architectures
 from .cli import main
 from .quantize_policy import OUTTYPES
+from .requantize import requantize_gguf
 from .writer import ConvertSummary, TensorRecord, convert_checkpoint
 
 __all__ = [
@@ -32,5 +35,6 @@ __all__ = [
     "convert_checkpoint",
     "main",
     "register",
+    "requantize_gguf",
     "supported_architectures",
 ]

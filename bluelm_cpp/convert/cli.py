@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "to_gguf.py") -> int:
         0
     """
     args = build_parser(prog).parse_args(argv)
-    from .vision import convert_vision_checkpoint, is_vision_checkpoint
+    from .vision import convert_vision_checkpoint
+    from .vision_hparams import is_vision_checkpoint
     from .writer import convert_checkpoint
 
     try:

@@ -39,7 +39,14 @@ from .architectures import (
     read_hparams,
     write_hparam_keys,
 )
-from .quantize_policy import FILE_TYPES, TypeChoice, check_outtype, choose_type, encode
+from .quantize_policy import (
+    FILE_TYPES,
+    ModelShape,
+    TypeChoice,
+    check_outtype,
+    choose_type,
+    encode,
+)
 from .quantize_policy import encoded_shape as _encoded_shape
 from .safetensors_reader import Checkpoint, open_checkpoint
 from .tokenizer_keys import TokenizerKeys, read_tokenizer
@@ -151,7 +158,8 @@ def _make_plan(model_dir: Path, outtype: str) -> _Plan:
     arch.apply_tokenizer_defaults(tokenizer)
     ckpt = open_checkpoint(model_dir)
     planned = plan_tensors(arch, hp, ckpt)
-    choices = [(p, choose_type(p.gguf_name, p.shape, outtype, hp.tied)) for p in planned]
+    shape = ModelShape(hp.n_layer, hp.n_head, hp.n_head_kv, arch.gguf_arch)
+    choices = [(p, choose_type(p.gguf_name, p.shape, outtype, hp.tied, shape)) for p in planned]
     return _Plan(arch, hp, config, ckpt, choices, tokenizer)
 
 
@@ -279,9 +287,11 @@ def convert_checkpoint(
     """Convert a Hugging Face checkpoint folder to a llama.cpp-compatible GGUF.
 
     ``outtype`` is one of ``f32``, ``f16``, ``bf16``, ``q8_0``, ``q4_0``,
-    ``q4_1`` (see :mod:`bluelm_cpp.convert.quantize_policy` for which tensors
-    get which type). Raises :class:`~bluelm_cpp.errors.ModelFormatError` for a
-    bad or unsupported checkpoint and :class:`~bluelm_cpp.errors.ModelFileError`
+    ``q4_1`` or a llama-quantize mix (``q4_k_m``, ``q5_k_m``, ``q6_k``,
+    ``q5_0``, ``q5_1``, ``q3_k_m``, ``q2_k``, ``iq4_nl``, ``iq4_xs``); see
+    :mod:`bluelm_cpp.convert.quantize_policy` for which tensors get which type.
+    Raises :class:`~bluelm_cpp.errors.ModelFormatError` for a bad or unsupported
+    checkpoint and :class:`~bluelm_cpp.errors.ModelFileError`
     for an existing (without ``force``) or unwritable output; no output or
     temporary file is left behind on any error or on KeyboardInterrupt.
 

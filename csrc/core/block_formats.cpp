@@ -2,37 +2,42 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+
+#include "core/block_unpack.h"
+#include "core/no_fp_contract.h"  // last: no FMA contraction below
 
 namespace bluelm {
 
 namespace {
-const TypeInfo kF32{"F32", 1, 4};
-const TypeInfo kF16{"F16", 1, 2};
-const TypeInfo kBF16{"BF16", 1, 2};
-const TypeInfo kQ4_0{"Q4_0", QK, sizeof(BlockQ4_0)};
-const TypeInfo kQ4_1{"Q4_1", QK, sizeof(BlockQ4_1)};
-const TypeInfo kQ8_0{"Q8_0", QK, sizeof(BlockQ8_0)};
-const TypeInfo kQ8_1{"Q8_1", QK, sizeof(BlockQ8_1)};
+constexpr uint8_t kNone = 0xff;
+const TypeInfo kF32{"F32", 1, 4, {kNone, kNone}};
+const TypeInfo kF16{"F16", 1, 2, {kNone, kNone}};
+const TypeInfo kBF16{"BF16", 1, 2, {kNone, kNone}};
+const TypeInfo kQ4_0{"Q4_0", QK, sizeof(BlockQ4_0), {offsetof(BlockQ4_0, d), kNone}};
+const TypeInfo kQ4_1{"Q4_1", QK, sizeof(BlockQ4_1), {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)}};
+const TypeInfo kQ5_0{"Q5_0", QK, sizeof(BlockQ5_0), {offsetof(BlockQ5_0, d), kNone}};
+const TypeInfo kQ5_1{"Q5_1", QK, sizeof(BlockQ5_1), {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)}};
+const TypeInfo kQ8_0{"Q8_0", QK, sizeof(BlockQ8_0), {offsetof(BlockQ8_0, d), kNone}};
+const TypeInfo kQ8_1{"Q8_1", QK, sizeof(BlockQ8_1), {offsetof(BlockQ8_1, d), offsetof(BlockQ8_1, s)}};
+const TypeInfo kQ2_K{"Q2_K", QK_K, sizeof(BlockQ2_K), {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}};
+const TypeInfo kQ3_K{"Q3_K", QK_K, sizeof(BlockQ3_K), {offsetof(BlockQ3_K, d), kNone}};
+const TypeInfo kQ4_K{"Q4_K", QK_K, sizeof(BlockQ4_K), {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}};
+const TypeInfo kQ5_K{"Q5_K", QK_K, sizeof(BlockQ5_K), {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}};
+const TypeInfo kQ6_K{"Q6_K", QK_K, sizeof(BlockQ6_K), {offsetof(BlockQ6_K, d), kNone}};
+const TypeInfo kQ8_K{"Q8_K", QK_K, sizeof(BlockQ8_K), {kNone, kNone}};  // float d, checked apart
+const TypeInfo kIQ4_NL{"IQ4_NL", QK, sizeof(BlockIQ4_NL), {offsetof(BlockIQ4_NL, d), kNone}};
+const TypeInfo kIQ4_XS{"IQ4_XS", QK_K, sizeof(BlockIQ4_XS), {offsetof(BlockIQ4_XS, d), kNone}};
 
 // Names of ggml types this runtime cannot compute with, for error messages.
 const char* other_type_name(uint32_t t) {
   switch (t) {
-    case 6: return "Q5_0";
-    case 7: return "Q5_1";
-    case 10: return "Q2_K";
-    case 11: return "Q3_K";
-    case 12: return "Q4_K";
-    case 13: return "Q5_K";
-    case 14: return "Q6_K";
-    case 15: return "Q8_K";
     case 16: return "IQ2_XXS";
     case 17: return "IQ2_XS";
     case 18: return "IQ3_XXS";
     case 19: return "IQ1_S";
-    case 20: return "IQ4_NL";
     case 21: return "IQ3_S";
     case 22: return "IQ2_S";
-    case 23: return "IQ4_XS";
     case 24: return "I8";
     case 25: return "I16";
     case 26: return "I32";
@@ -56,8 +61,43 @@ const TypeInfo* type_info(uint32_t type) {
     case GgmlType::Q4_1: return &kQ4_1;
     case GgmlType::Q8_0: return &kQ8_0;
     case GgmlType::Q8_1: return &kQ8_1;
+    case GgmlType::Q5_0: return &kQ5_0;
+    case GgmlType::Q5_1: return &kQ5_1;
+    case GgmlType::Q2_K: return &kQ2_K;
+    case GgmlType::Q3_K: return &kQ3_K;
+    case GgmlType::Q4_K: return &kQ4_K;
+    case GgmlType::Q5_K: return &kQ5_K;
+    case GgmlType::Q6_K: return &kQ6_K;
+    case GgmlType::Q8_K: return &kQ8_K;
+    case GgmlType::IQ4_NL: return &kIQ4_NL;
+    case GgmlType::IQ4_XS: return &kIQ4_XS;
   }
   return nullptr;
+}
+
+const char* supported_type_names() {
+  return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS";
+}
+
+int64_t first_nonfinite_block(GgmlType t, const void* blocks, int64_t n_blocks) {
+  const TypeInfo* ti = type_info(static_cast<uint32_t>(t));
+  if (!ti) return -1;
+  const uint8_t* p = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < n_blocks; ++i, p += ti->block_bytes) {
+    if (t == GgmlType::Q8_K) {
+      float d;
+      std::memcpy(&d, p, 4);
+      if (!std::isfinite(d)) return i;
+      continue;
+    }
+    for (uint8_t off : ti->scale_offsets) {
+      if (off == kNone) continue;
+      uint16_t h;
+      std::memcpy(&h, p + off, 2);
+      if ((h & 0x7c00) == 0x7c00) return i;  // fp16 exponent all ones: inf or NaN
+    }
+  }
+  return -1;
 }
 
 const char* type_name(uint32_t type) {
@@ -73,24 +113,19 @@ size_t row_bytes(GgmlType t, int64_t n) {
 GgmlType vec_dot_type(GgmlType weight) {
   switch (weight) {
     case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
+    case GgmlType::IQ4_NL:
     case GgmlType::Q8_0: return GgmlType::Q8_0;
-    case GgmlType::Q4_1: return GgmlType::Q8_1;
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1: return GgmlType::Q8_1;
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::IQ4_XS: return GgmlType::Q8_K;
     default: return weight;  // F32, F16, BF16 dot against their own type
   }
-}
-
-float fp16_to_fp32(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1f;
-  uint32_t mant = h & 0x3ff;
-  if (exp == 0x1f) return fp32_from_bits(sign | 0x7f800000u | (mant << 13));  // inf/nan
-  if (exp == 0) {
-    if (mant == 0) return fp32_from_bits(sign);
-    // Subnormal: value = mant * 2^-24.
-    float v = static_cast<float>(mant) * 5.9604644775390625e-8f;
-    return sign ? -v : v;
-  }
-  return fp32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
 uint16_t fp32_to_fp16(float f) {
@@ -116,8 +151,70 @@ uint16_t fp32_to_bf16(float f) {
   return static_cast<uint16_t>(x >> 16);
 }
 
+namespace {
+
+// value = (d * sc) * q [- dmin * mn], each product rounded (as gguf-py and ggml).
+template <typename Block>
+void dequantize_k(const void* src, float* dst, int64_t n) {
+  const Block* b = static_cast<const Block*>(src);
+  UnpackedK u;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    unpack_block(b[i], &u);
+    float* y = dst + i * QK_K;
+    for (int e = 0; e < QK_K; ++e) {
+      const int j = e / u.sub;
+      const float dl = u.d * static_cast<float>(u.sc[j]);
+      if (u.has_min) {
+        const float ml = u.dmin * static_cast<float>(u.mn[j]);
+        y[e] = dl * static_cast<float>(u.q[e]) - ml;
+      } else {
+        y[e] = dl * static_cast<float>(u.q[e]);
+      }
+    }
+  }
+}
+
+// 32-element blocks: value = d * q (+ m).
+template <typename Block>
+void dequantize_32(const void* src, float* dst, int64_t n) {
+  const Block* b = static_cast<const Block*>(src);
+  int8_t q[QK];
+  for (int64_t i = 0; i < n / QK; ++i) {
+    unpack_block(b[i], q);
+    const float d = fp16_to_fp32(b[i].d);
+    for (int j = 0; j < QK; ++j) dst[i * QK + j] = d * static_cast<float>(q[j]);
+  }
+}
+
+void dequantize_q5_1(const void* src, float* dst, int64_t n) {
+  const BlockQ5_1* b = static_cast<const BlockQ5_1*>(src);
+  int8_t q[QK];
+  for (int64_t i = 0; i < n / QK; ++i) {
+    unpack_block(b[i], q);
+    const float d = fp16_to_fp32(b[i].d), m = fp16_to_fp32(b[i].m);
+    for (int j = 0; j < QK; ++j) dst[i * QK + j] = d * static_cast<float>(q[j]) + m;
+  }
+}
+
+}  // namespace
+
 void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) {
   switch (t) {
+    case GgmlType::Q5_0: dequantize_32<BlockQ5_0>(src, dst, n); return;
+    case GgmlType::Q5_1: dequantize_q5_1(src, dst, n); return;
+    case GgmlType::IQ4_NL: dequantize_32<BlockIQ4_NL>(src, dst, n); return;
+    case GgmlType::Q2_K: dequantize_k<BlockQ2_K>(src, dst, n); return;
+    case GgmlType::Q3_K: dequantize_k<BlockQ3_K>(src, dst, n); return;
+    case GgmlType::Q4_K: dequantize_k<BlockQ4_K>(src, dst, n); return;
+    case GgmlType::Q5_K: dequantize_k<BlockQ5_K>(src, dst, n); return;
+    case GgmlType::Q6_K: dequantize_k<BlockQ6_K>(src, dst, n); return;
+    case GgmlType::IQ4_XS: dequantize_k<BlockIQ4_XS>(src, dst, n); return;
+    case GgmlType::Q8_K: {
+      const BlockQ8_K* b = static_cast<const BlockQ8_K*>(src);
+      for (int64_t i = 0; i < n / QK_K; ++i)
+        for (int j = 0; j < QK_K; ++j) dst[i * QK_K + j] = b[i].d * static_cast<float>(b[i].qs[j]);
+      return;
+    }
     case GgmlType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
     case GgmlType::F16: {
       const uint16_t* s = static_cast<const uint16_t*>(src);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -268,8 +269,8 @@ void GGUFFile::parse() {
     t.type = c.read<uint32_t>("tensor type");
     const uint64_t rel = c.read<uint64_t>("tensor offset");
     const TypeInfo* ti = type_info(t.type);
-    if (ti == nullptr) fail("tensor '" + t.name + "' has type " + std::to_string(t.type) + " (" + type_name(t.type) + "), which this runtime does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
-    if (t.ne[0] % ti->block_size != 0) fail("tensor '" + t.name + "' row length " + std::to_string(t.ne[0]) + " is not a multiple of the " + ti->name + " block size");
+    if (ti == nullptr) fail("tensor '" + t.name + "' has type " + std::to_string(t.type) + " (" + type_name(t.type) + "), which this runtime does not support (supported: " + supported_type_names() + ")");
+    if (t.ne[0] % ti->block_size != 0) fail("tensor '" + t.name + "' row length " + std::to_string(t.ne[0]) + " is not a multiple of the " + ti->name + " block size (" + std::to_string(ti->block_size) + ")");
     const uint64_t blocks = static_cast<uint64_t>(total / ti->block_size);
     if (blocks > std::numeric_limits<uint64_t>::max() / ti->block_bytes) fail("tensor '" + t.name + "': byte size overflows");
     t.nbytes = blocks * ti->block_bytes;
@@ -286,6 +287,23 @@ void GGUFFile::parse() {
     }
     t.offset += data_offset_;
     t.data = map_ + t.offset;
+  }
+  // Each tensor's blocks must fit before the next tensor's data: a shape that
+  // needs more blocks than the file holds for it would read another tensor.
+  std::vector<const GGUFTensor*> by_offset;
+  by_offset.reserve(tensors_.size());
+  for (const auto& t : tensors_) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const GGUFTensor* a, const GGUFTensor* b) { return a->offset < b->offset; });
+  for (size_t i = 0; i + 1 < by_offset.size(); ++i) {
+    const GGUFTensor& t = *by_offset[i];
+    const GGUFTensor& next = *by_offset[i + 1];
+    if (t.nbytes > next.offset - t.offset) {
+      const TypeInfo* ti = type_info(t.type);
+      fail("tensor '" + t.name + "' of shape " + t.shape_string() + " needs " + std::to_string(t.nbytes / ti->block_bytes) +
+           " " + ti->name + " blocks (" + std::to_string(t.nbytes) + " bytes), but its data holds only " +
+           std::to_string((next.offset - t.offset) / ti->block_bytes) + " before tensor '" + next.name + "' begins");
+    }
   }
 }
 

@@ -56,6 +56,8 @@ CpuFeatures detect() {
       f.avx512bw = (b7 >> 30) & 1;
       f.avx512vl = (b7 >> 31) & 1;
       f.avx512vnni = (c7 >> 11) & 1;
+      unsigned a71 = 0, b71 = 0, c71 = 0, d71 = 0;
+      if (a7 >= 1 && __get_cpuid_count(7, 1, &a71, &b71, &c71, &d71)) f.avx512bf16 = (a71 >> 5) & 1;
     }
   }
 #elif defined(BLUELM_ARM_LINUX)
@@ -91,7 +93,7 @@ std::string cpu_features_string() {
     const char* name;
   } all[] = {{f.avx2, "avx2"},         {f.fma, "fma"},           {f.f16c, "f16c"},
              {f.avx512f, "avx512f"},   {f.avx512bw, "avx512bw"}, {f.avx512vl, "avx512vl"},
-             {f.avx512vnni, "avx512vnni"}, {f.asimd, "asimd"},   {f.fphp, "fphp"},
+             {f.avx512vnni, "avx512vnni"}, {f.avx512bf16, "avx512bf16"}, {f.asimd, "asimd"}, {f.fphp, "fphp"},
              {f.dotprod, "asimddp"},   {f.i8mm, "i8mm"}};
   std::string s;
   for (const auto& e : all) {

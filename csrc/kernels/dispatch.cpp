@@ -11,6 +11,7 @@
 #ifdef BLUELM_KERNELS_X86
 #include "kernels/avx2/avx2.h"
 #include "kernels/avx512/avx512.h"
+#include "kernels/avx512_bf16/avx512_bf16.h"
 #endif
 #ifdef BLUELM_KERNELS_ARM
 #include "kernels/neon/neon.h"
@@ -31,6 +32,15 @@ int weight_slot(GgmlType t) {
     case GgmlType::Q8_0: return W_Q8_0;
     case GgmlType::Q4_0: return W_Q4_0;
     case GgmlType::Q4_1: return W_Q4_1;
+    case GgmlType::Q5_0: return W_Q5_0;
+    case GgmlType::Q5_1: return W_Q5_1;
+    case GgmlType::IQ4_NL: return W_IQ4_NL;
+    case GgmlType::Q2_K: return W_Q2_K;
+    case GgmlType::Q3_K: return W_Q3_K;
+    case GgmlType::Q4_K: return W_Q4_K;
+    case GgmlType::Q5_K: return W_Q5_K;
+    case GgmlType::Q6_K: return W_Q6_K;
+    case GgmlType::IQ4_XS: return W_IQ4_XS;
     default: return -1;
   }
 }
@@ -42,6 +52,7 @@ int act_slot(GgmlType t) {
     case GgmlType::BF16: return A_BF16;
     case GgmlType::Q8_0: return A_Q8_0;
     case GgmlType::Q8_1: return A_Q8_1;
+    case GgmlType::Q8_K: return A_Q8_K;
     default: return -1;
   }
 }
@@ -62,29 +73,42 @@ struct Isa {
 
 // In order: every table after its base, best last.
 const Isa kIsas[] = {
-    {"scalar", nullptr, {scalar::fill_gemm, scalar::fill_attention, scalar::fill_vision, scalar::fill_i8},
+    {"scalar", nullptr,
+     {scalar::fill_gemm, scalar::fill_attention, scalar::fill_vision, scalar::fill_i8, scalar::fill_kquants},
      [](const CpuFeatures&) { return true; }},
 #ifdef BLUELM_KERNELS_X86
-    {"avx2", "scalar", {avx2::fill_gemm, avx2::fill_convert, avx2::fill_attention, avx2::fill_vision, avx2::fill_i8},
+    {"avx2", "scalar",
+     {avx2::fill_gemm, avx2::fill_convert, avx2::fill_attention, avx2::fill_vision, avx2::fill_i8,
+      avx2::fill_kquants},
      [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }},
-    {"avx512", "avx2", {avx512::fill_gemm, avx512::fill_attention, avx512::fill_vision, avx512::fill_vision_attention,
-      avx512::fill_i8},
+    {"avx512", "avx2",
+     {avx512::fill_gemm, avx512::fill_attention, avx512::fill_vision, avx512::fill_vision_attention,
+      avx512::fill_i8, avx512::fill_kquants},
      [](const CpuFeatures& f) {
        return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
      }},
+    {"avx512_bf16", "avx512", {avx512_bf16::fill_vision_attention},
+     [](const CpuFeatures& f) {
+       return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.avx512bf16;
+     }},
 #endif
 #ifdef BLUELM_KERNELS_ARM
-    {"neon", "scalar", {neon::fill_gemm, neon::fill_convert, neon::fill_attention, neon::fill_vision},
+    {"neon", "scalar",
+     {neon::fill_gemm, neon::fill_convert, neon::fill_attention, neon::fill_vision, neon::fill_vision_attention,
+      neon::fill_i8},
      [](const CpuFeatures& f) { return f.asimd; }},
-    {"neon_dotprod", "neon", {neon_dotprod::fill_gemm}, [](const CpuFeatures& f) { return f.asimd && f.dotprod; }},
-    {"neon_i8mm", "neon_dotprod", {neon_i8mm::fill_gemm},
+    {"neon_dotprod", "neon",
+     {neon_dotprod::fill_gemm, neon_dotprod::fill_i8},
+     [](const CpuFeatures& f) { return f.asimd && f.dotprod; }},
+    {"neon_i8mm", "neon_dotprod",
+     {neon_i8mm::fill_gemm, neon_i8mm::fill_i8},
      [](const CpuFeatures& f) { return f.asimd && f.dotprod && f.i8mm; }},
 #endif
 };
 constexpr int kMaxTables = sizeof(kIsas) / sizeof(kIsas[0]);
 
 // Every name BLUELM_ISA may give, on any target.
-const char* const kKnown[] = {"scalar", "avx2", "avx512", "neon", "neon_dotprod", "neon_i8mm"};
+const char* const kKnown[] = {"scalar", "avx2", "avx512", "avx512_bf16", "neon", "neon_dotprod", "neon_i8mm"};
 
 struct Registry {
   KernelTable table[kMaxTables];

@@ -1,7 +1,7 @@
 // The vision encoder's int8 matmul format (docs/ARCHITECTURE.md, "Vision"):
 // weights re-quantised at load to int8 with one float scale per output row,
-// packed by the active table's packer (KernelTable::vision.i8_pack) into panels
-// of 16 rows; activations quantised per token row to u8 with one scale and a
+// packed into panels of 16 rows in the layout the active table's gemm reads
+// (VisionKernels::i8_layout); activations quantised per token row to u8 with one scale and a
 // zero point (x ~ scale * (u - zp), the range [min(x, 0), max(x, 0)] over
 // 0..255). Dot products are exact int32 sums over the whole K; each output is
 //   y = float(acc - zp[t] * wsum[r]) * (w_scale[r] * x_scale[t]) (+ bias[r]) (+ y),

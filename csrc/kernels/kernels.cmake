@@ -9,7 +9,8 @@ set(_bk ${CMAKE_CURRENT_LIST_DIR})
 # product before the next add, identically on every ISA, so every table gives
 # the scalar reference's bits) and the files whose figures were fixed that way.
 set(_bk_no_contract
-  i8_format.cpp scalar/i8.cpp avx2/i8.cpp avx512/i8.cpp avx512/vision.cpp avx512/vision_attention.cpp)
+  i8_format.cpp scalar/i8.cpp avx2/i8.cpp avx512/i8.cpp avx512/vision.cpp avx512/vision_attention.cpp
+  neon/i8.cpp neon_dotprod/i8.cpp neon_i8mm/i8.cpp)
 
 function(_bluelm_kernel_folder folder flags)
   file(GLOB _srcs CONFIGURE_DEPENDS ${_bk}/${folder}/*.cpp)
@@ -29,7 +30,9 @@ endfunction()
 target_sources(bluelm PRIVATE
   ${_bk}/dispatch.cpp
   ${_bk}/cpu_features.cpp
+  ${_bk}/kernel_choice.cpp
   ${_bk}/repack.cpp
+  ${_bk}/kquant_pack.cpp
   ${_bk}/i8_format.cpp)
 set_source_files_properties(${_bk}/i8_format.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")  # listed above
 _bluelm_kernel_folder(scalar "")
@@ -38,6 +41,7 @@ string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" _bk_arch)
 if(_bk_arch MATCHES "^(x86_64|amd64|x64)$")
   _bluelm_kernel_folder(avx2 "-mavx2;-mfma;-mf16c")
   _bluelm_kernel_folder(avx512 "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512vnni")
+  _bluelm_kernel_folder(avx512_bf16 "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512vnni;-mavx512bf16")
   target_compile_definitions(bluelm PRIVATE BLUELM_KERNELS_X86=1)
 elseif(_bk_arch MATCHES "^(aarch64|arm64|armv8.*)$")
   # neon/ needs only the AArch64 baseline (ASIMD, fp16<->fp32 conversions).

@@ -1,7 +1,7 @@
 // The kernel dispatch table: the hot ops of the LLM and of the vision encoder,
 // one table per instruction set (csrc/kernels/<isa>/), each built on the table
-// below it (scalar <- avx2 <- avx512; scalar <- neon <- neon_dotprod <-
-// neon_i8mm) and overriding what it has. Model code calls only through active().
+// below it (scalar <- avx2 <- avx512 <- avx512_bf16; scalar <- neon <-
+// neon_dotprod <- neon_i8mm) and overriding what it has. Model code calls only through active().
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -53,8 +53,17 @@ using SwigluFn = void (*)(const float* gate, const float* up, float* y, int64_t 
 
 // Slots of the per-type arrays. A new weight type is a slot here (and in
 // weight_slot()), its activation format a slot in ActSlot (and act_slot()).
-enum WeightSlot { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_COUNT };
-enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_COUNT };
+enum WeightSlot {
+  W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1,
+  // Added with the K-quants: scalar reference in kernels/scalar/kquants.cpp; the
+  // order of arithmetic every table's gemm of these slots keeps (so results are
+  // the reference's bits on any ISA) in kernels/scalar/kquants.h; the row-
+  // interleaved Q4_K/Q5_K/Q6_K layouts any ISA may pack to (pack/unpack/
+  // pack_rows below, R rows per group) in kernels/kquant_pack.h.
+  W_Q5_0, W_Q5_1, W_IQ4_NL, W_Q2_K, W_Q3_K, W_Q4_K, W_Q5_K, W_Q6_K, W_IQ4_XS,
+  W_COUNT
+};
+enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_Q8_K, A_COUNT };
 
 // The vision encoder's ops (csrc/vision).
 struct VisionKernels {
@@ -77,10 +86,27 @@ struct VisionKernels {
   void (*attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
                     float scale, float* out, float* work);
   size_t (*attention_work)(int64_t n, int64_t hd);
+  // Optional (nullptr: `attention`): the same op for the int8 encoder, whose
+  // matmuls already round to 8 bits, in their arithmetic (AVX512_BF16): each
+  // query row quantised as i8_quant does, K less its mean over the keys (a
+  // shift of all scores of a query) to s8 per key (scale max|k| / 127), exact
+  // int32 score sums scaled by both rows' scales; 2^(s - max) rounded to bf16,
+  // V in bf16, f32 sums, normalised by the sum of the rounded weights. Held to
+  // the bounds stated in tests/cpp/test_vision.cpp.
+  void (*i8_attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
+                       float scale, float* out, float* work);
+  size_t (*i8_attention_work)(int64_t n, int64_t hd);
+
+  // The element-wise entries at once (for the tables' fill functions).
+  void set_rows(decltype(softmax) s, decltype(gelu_tanh) g, decltype(layer_norm) l) {
+    softmax = s;
+    gelu_tanh = g;
+    layer_norm = l;
+  }
 };
 
 struct KernelTable {
-  const char* isa;             // "scalar", "avx2", "avx512", "neon", ...
+  const char* isa;             // "scalar", "avx2", "avx512", "avx512_bf16", "neon", ...
   GemmFn gemm[W_COUNT];        // by weight type
   ConvertRowFn convert[A_COUNT];  // by activation format
   AttendFn attend;

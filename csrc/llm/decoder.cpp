@@ -197,8 +197,11 @@ void Context::matmul_as_steps(const Matrix& W, const uint8_t* act, size_t xs, in
 
 void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X,
                                   int64_t m) {
+  // One activation conversion serves products whose types dot against the same
+  // format (Q5_0 and Q8_0 both take Q8_0, as a llama-quantize Q4_K_M mixes them).
   bool same = true;
-  for (int i = 1; i < n; ++i) same = same && Ws[i]->type == Ws[0]->type && Ws[i]->cols == Ws[0]->cols;
+  for (int i = 1; i < n; ++i)
+    same = same && vec_dot_type(Ws[i]->type) == vec_dot_type(Ws[0]->type) && Ws[i]->cols == Ws[0]->cols;
   if (!same || m != 1) {
     // Prefill: each product is long enough that its own job costs nothing extra.
     for (int i = 0; i < n; ++i) matmul(*Ws[i], X, m, Ys[i]);

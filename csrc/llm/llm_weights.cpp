@@ -4,7 +4,9 @@
 #include <cstring>
 #include <set>
 
+#include "kernels/kernel_choice.h"
 #include "kernels/kernels.h"
+#include "kernels/kquant_pack.h"
 #include "kernels/repack.h"
 
 namespace bluelm {
@@ -34,7 +36,20 @@ class Binder {
     const GgmlType type = static_cast<GgmlType>(t->type);
     if (kernels::weight_slot(type) < 0) {
       f_.fail("tensor '" + name + "' has type " + type_name(t->type) +
-              ", which this runtime cannot multiply (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+              ", which this runtime cannot multiply (supported: " + supported_type_names() + ")");
+    }
+    if (is_block_type(type)) {
+      // A non-finite scale would turn every logit into NaN; one pass over the
+      // block headers at load names the tensor instead.
+      const int64_t nb = static_cast<int64_t>(t->nbytes / type_info(t->type)->block_bytes);
+      const int64_t bad = first_nonfinite_block(type, t->data, nb);
+      if (bad >= 0) {
+        f_.fail("tensor '" + name + "' (" + type_name(t->type) + ") has a non-finite scale in block " +
+                std::to_string(bad) + " of " + std::to_string(nb));
+      }
+      // The scan mapped the pages; let them go, so that repacking (which copies one
+      // matrix at a time) still never holds two copies of the weights.
+      f_.release_pages(t->data, t->nbytes);
     }
     used_.insert(name);
     m.data = t->data;
@@ -114,11 +129,7 @@ std::vector<float> copy_of(const Vector& v) { return v.data ? std::vector<float>
 }  // namespace
 
 int LlmModel::pack_rows_for(const Matrix& m) {
-  const kernels::KernelTable& kt = kernels::active();
-  const int slot = kernels::weight_slot(m.type);
-  const int R = slot < 0 ? 0 : kt.pack_rows[slot];
-  if (!m.data || R <= 0 || !kt.gemm_packed[slot] || m.rows % R != 0) return 0;
-  return R;
+  return m.data ? kernels::pack_rows_for(kernels::active(), m.type, m.rows) : 0;
 }
 
 void LlmModel::repack(Matrix& m, uint8_t* dst) {
@@ -222,12 +233,15 @@ LlmModel::LlmModel(const std::string& path, bool repack_weights)
   const char* env = std::getenv("BLUELM_REPACK");
   if (env && std::strcmp(env, "0") == 0) repack_weights = false;
   if (!repack_weights) return;
-  // The embedding is read by row (token lookup), so it and a tied output stay put.
+  // The embedding is read by row (token lookup), so it stays put; a tied output
+  // stays with it, except for the K-quant types, whose file-layout kernels
+  // interleave rows per call: their output gets its own packed copy (the
+  // lookup still reads the file's rows, paged in again as used).
   std::vector<Matrix*> todo;
   for (LayerWeights& L : layers) {
     for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) todo.push_back(m);
   }
-  if (output.data != token_embd.data) todo.push_back(&output);
+  if (output.data != token_embd.data || kernels::kquant_interleaved(output.type)) todo.push_back(&output);
   constexpr size_t kAlign = 64;
   size_t total = 0;
   for (Matrix* m : todo) {

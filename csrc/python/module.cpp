@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "llm/llm_weights.h"
 #include "python/bindings.h"
+#include "python/quant_bindings.h"
 #include "vision/vision_model.h"
 
 using namespace bluelm;
@@ -160,6 +161,7 @@ PYBIND11_MODULE(_core, m) {
     return out;
   });
   m.def("physical_cores", &physical_cores);
+  python::bind_quants(m);
   m.def(
       "read_bandwidth",
       [](size_t bytes, int n_threads, int passes) {

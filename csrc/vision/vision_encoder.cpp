@@ -9,6 +9,7 @@ namespace bluelm {
 
 namespace {
 constexpr int64_t kRowGrain = 16;   // weight rows per work unit
+constexpr int64_t kI8Group = 16;    // int8 panels per work item (an even count: whole panel pairs)
 
 size_t act_row_bytes(const VisionMatrix& m) { return row_bytes(vec_dot_type(m.type), m.k_pad); }
 }  // namespace
@@ -38,6 +39,7 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
   act_zp_.resize(act_scales_.size());
   pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
   attn_floats_ = vk_.attention_work(N, c.head_dim);
+  if (vk_.i8_attention) attn_floats_ = std::max(attn_floats_, vk_.i8_attention_work(N, c.head_dim));
   attn_work_.resize(static_cast<size_t>(n_threads) * attn_floats_);
 }
 
@@ -52,36 +54,61 @@ kernels::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, i
   return {a, xs, sx, zp, m};
 }
 
+kernels::I8Acts VisionEncoder::quantize_ln(const VisionMatrix& W, int64_t m, const VisionVector& w,
+                                           const VisionVector& b) {
+  const int64_t C = c_.n_embd;
+  const size_t xs = kernels::i8_act_stride(W.i8.kp);
+  uint8_t* a = act_.data();
+  float* sx = act_scales_.data();
+  int32_t* zp = act_zp_.data();
+  pool_.run([&](int ith, int nth) {
+    float* row = pad_.data() + static_cast<size_t>(ith) * max_k_pad_;
+    for (int64_t t = m * ith / nth; t < m * (ith + 1) / nth; ++t) {
+      vk_.layer_norm(x_.data() + t * C, C, w.data, b.data, c_.eps, row);
+      sx[t] = vk_.i8_quant(row, W.k, W.i8.kp, a + t * xs, zp + t);
+    }
+  });
+  return {a, xs, sx, zp, m};
+}
+
 void VisionEncoder::gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias,
-                            bool accumulate) {
-  // Work items (token chunk, pair of panels), chunk-major, handed out one at a
-  // time: the threads share a chunk of activations that stays in L2 while they
-  // sweep the panels, and on a shared machine a descheduled thread leaves its
-  // items to the others instead of holding up the job. Which thread computes an
-  // item does not change its result.
-  const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel, pairs = (panels + 1) / 2;
+                            I8Out out) {
+  // Work items (token chunk, group of kI8Group panels), chunk-major, handed out
+  // one at a time: the threads share a chunk of activations that stays in L2
+  // while they sweep the panels, and on a shared machine a descheduled thread
+  // leaves its items to the others instead of holding up the job. Within an
+  // item the kernel keeps a tile's tokens in L1 across the group's panels.
+  // Which thread computes an item does not change its result. GELU goes over
+  // an item's outputs while they are still in cache.
+  const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
+  const int64_t groups = (panels + kI8Group - 1) / kI8Group;
   int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
   const int64_t chunks = (xa.n + chunk - 1) / chunk;
   std::atomic<int64_t> next{0};
   pool_.run([&](int, int) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * pairs;) {
-      const int64_t t0 = (i / pairs) * chunk, c = i % pairs;
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * groups;) {
+      const int64_t t0 = (i / groups) * chunk, p0 = (i % groups) * kI8Group;
       const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
                                 std::min(chunk, xa.n - t0)};
-      vk_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, accumulate, 2 * c, std::min(panels, 2 * c + 2));
+      const int64_t p1 = std::min(panels, p0 + kI8Group);
+      vk_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, out == I8Out::Add, p0, p1);
+      if (out == I8Out::StoreGelu) {
+        const int64_t r0 = p0 * kernels::kI8Panel, r1 = std::min(W.rows, p1 * kernels::kI8Panel);
+        for (int64_t t = t0; t < t0 + part.n; ++t) vk_.gelu_tanh(Y + t * W.rows + r0, r1 - r0);
+      }
     }
   });
 }
 
 void VisionEncoder::matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
-                              const VisionVector& bias, bool accumulate) {
-  gemm_i8(W, quantize(W, X, ldx, m), Y, bias, accumulate);
+                              const VisionVector& bias, I8Out out) {
+  gemm_i8(W, quantize(W, X, ldx, m), Y, bias, out);
 }
 
 void VisionEncoder::matmul_add(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
                                const VisionVector& bias, float* tmp) {
   if (W.i8.panels) {
-    matmul_i8(W, X, ldx, m, Y, bias, true);
+    matmul_i8(W, X, ldx, m, Y, bias, I8Out::Add);
     return;
   }
   matmul(W, X, ldx, m, tmp, bias);
@@ -91,7 +118,7 @@ void VisionEncoder::matmul_add(const VisionMatrix& W, const float* X, int64_t ld
 void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
                            const VisionVector& bias) {
   if (W.i8.panels) {
-    matmul_i8(W, X, ldx, m, Y, bias, false);
+    matmul_i8(W, X, ldx, m, Y, bias, I8Out::Store);
     return;
   }
   const GgmlType vt = vec_dot_type(W.type);
@@ -161,54 +188,47 @@ void VisionEncoder::patch_embed(const float* pixels, int64_t n) {
 }
 
 // Non-causal multi-head attention, one (image, head) per task, so an image's
-// result never depends on which other images share its batch.
-void VisionEncoder::attention(int64_t n) {
+// result never depends on which other images share its batch. The int8
+// encoder takes the table's reduced-precision kernel where it has one.
+void VisionEncoder::attention(int64_t n, bool int8) {
   const int64_t N = c_.n_tokens, C = c_.n_embd, hd = c_.head_dim, H = c_.n_head;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const auto fn = int8 && vk_.i8_attention ? vk_.i8_attention : vk_.attention;
   std::atomic<int64_t> next{0};  // (image, head) tasks handed out one at a time, as gemm_i8's panels
   pool_.run([&](int ith, int) {
     float* work = attn_work_.data() + static_cast<size_t>(ith) * attn_floats_;
     for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n * H;) {
       const int64_t off = (task / H) * N * C + (task % H) * hd;
-      vk_.attention(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
+      fn(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
     }
   });
 }
 
 void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   const int64_t C = c_.n_embd, F = c_.n_ff, m = n * c_.n_tokens;
-  layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
-  if (L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels) {  // one quantisation of h for Q, K and V
-    const kernels::I8Acts a = quantize(L.wq, h_.data(), C, m);
-    gemm_i8(L.wq, a, q_.data(), L.bq, false);
-    gemm_i8(L.wk, a, k_.data(), L.bk, false);
-    gemm_i8(L.wv, a, v_.data(), L.bv, false);
+  const bool int8 = L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels;
+  if (int8) {  // LayerNorm quantised row by row, once for Q, K and V
+    const kernels::I8Acts a = quantize_ln(L.wq, m, L.ln1_w, L.ln1_b);
+    gemm_i8(L.wq, a, q_.data(), L.bq, I8Out::Store);
+    gemm_i8(L.wk, a, k_.data(), L.bk, I8Out::Store);
+    gemm_i8(L.wv, a, v_.data(), L.bv, I8Out::Store);
   } else {
+    layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
     matmul(L.wq, h_.data(), C, m, q_.data(), L.bq);
     matmul(L.wk, h_.data(), C, m, k_.data(), L.bk);
     matmul(L.wv, h_.data(), C, m, v_.data(), L.bv);
   }
-  attention(n);  // into h_
+  attention(n, int8);  // into h_
   matmul_add(L.wo, h_.data(), C, m, x_.data(), L.bo, q_.data());  // x += attention out
 
-  layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
   float* f = big_.data();
-  matmul(L.up, h_.data(), C, m, f, L.b_up);
-  if (L.down.i8.panels) {  // GELU and quantisation row by row, while the row is in cache
-    const size_t xs = kernels::i8_act_stride(L.down.i8.kp);
-    uint8_t* a = act_.data();
-    float* sx = act_scales_.data();
-    int32_t* zp = act_zp_.data();
-    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        vk_.gelu_tanh(f + t * F, F);
-        sx[t] = vk_.i8_quant(f + t * F, F, L.down.i8.kp, a + t * xs, zp + t);
-      }
-    });
-    gemm_i8(L.down, {a, xs, sx, zp, m}, x_.data(), L.b_down, true);  // x += MLP out
-    return;
+  if (L.up.i8.panels) {
+    gemm_i8(L.up, quantize_ln(L.up, m, L.ln2_w, L.ln2_b), f, L.b_up, I8Out::StoreGelu);
+  } else {
+    layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
+    matmul(L.up, h_.data(), C, m, f, L.b_up);
+    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { vk_.gelu_tanh(f + b * F, (e - b) * F); });
   }
-  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { vk_.gelu_tanh(f + b * F, (e - b) * F); });
   matmul_add(L.down, f, F, m, x_.data(), L.b_down, q_.data());  // x += MLP out
 }
 

@@ -21,16 +21,21 @@ class VisionEncoder {
  private:
   void patch_embed(const float* pixels, int64_t n);
   void block(const VisionLayer& L, int64_t n);
-  void attention(int64_t n);
+  void attention(int64_t n, bool int8);
   void project_downsample(int64_t n, float* out);
   void project_mlp(int64_t n, float* out);
   // Y[m x W.rows] = X[m x W.k] . W^T (+ bias); X rows are ldx floats apart.
   void matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias);
-  // The int8 path (W.i8): activations quantised (into act_), then Y (=|+=) X . W^T + bias.
+  // The int8 path (W.i8): activations quantised (into act_), then Y = X . W^T +
+  // bias, Y += that, or Y = GELU(that).
+  enum class I8Out { Store, Add, StoreGelu };
   kernels::I8Acts quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m);
-  void gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias, bool accumulate);
+  // LayerNorm (w, b) of the m rows of x_ and their quantisation for W, a row at
+  // a time (the normalised rows never reach memory).
+  kernels::I8Acts quantize_ln(const VisionMatrix& W, int64_t m, const VisionVector& w, const VisionVector& b);
+  void gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias, I8Out out);
   void matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
-                 bool accumulate);
+                 I8Out out);
   // Y += X . W^T + bias (tmp: m x W.rows scratch for the non-int8 paths).
   void matmul_add(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
                   float* tmp);
@@ -47,7 +52,7 @@ class VisionEncoder {
   std::vector<float> act_scales_;  // int8 activations' per-token scales
   std::vector<int32_t> act_zp_;    // and zero points
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
-  std::vector<float> attn_work_;   // per thread: vk_.attention's work
+  std::vector<float> attn_work_;   // per thread: the attention kernel's work
   int64_t max_k_pad_ = 0;
   size_t attn_floats_ = 0;  // floats of attn_work_ per thread
 };

@@ -120,6 +120,14 @@ void bench_vision(const std::vector<const KernelTable*>& tables) {
     const double sec = (thread_seconds() - t0) / reps;
     std::printf("%-12s attention 729 x 72: %8.2f ms, %6.1f GMAC/s (QK and PV)\n", tb->isa, sec * 1e3,
                 2.0 * n * n * hd / sec * 1e-9);
+    if (v.i8_attention) {
+      std::vector<float> w8(v.i8_attention_work(n, hd));
+      const double t1 = thread_seconds();
+      for (int i = 0; i < reps; ++i) v.i8_attention(q.data(), k.data(), vv.data(), ld, n, hd, 0.1f, out.data(), w8.data());
+      const double s8 = (thread_seconds() - t1) / reps;
+      std::printf("%-12s i8_attention 729 x 72: %8.2f ms, %6.1f GMAC/s (QK and PV)\n", tb->isa, s8 * 1e3,
+                  2.0 * n * n * hd / s8 * 1e-9);
+    }
   }
 }
 

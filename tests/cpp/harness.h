@@ -34,11 +34,23 @@ bool quantised(GgmlType t);
 std::vector<uint8_t> make_weights(GgmlType t, int64_t rows, int64_t K, size_t stride, bool extreme);
 // Activation rows as floats; `extreme` makes every quantised value +-127.
 std::vector<float> make_acts(int64_t n, int64_t K, bool extreme);
+// test_kquants.cpp: the types added with the K-quants (Q5_0 ... IQ4_XS), and
+// their weights (make_weights defers to it): quantised random rows, or
+// (`extreme`) random block bytes with finite scales.
+bool kquant_type(GgmlType t);
+std::vector<uint8_t> kquant_weights(GgmlType t, int64_t rows, int64_t K, size_t stride, bool extreme);
+
+// test_gemm.cpp: a table's packed gemm of type wt (if it packs wt) against its
+// file-layout gemm, bit for bit, for thread splits on and off the groups.
+void test_packed(const KernelTable& isa, GgmlType wt, int64_t groups, int64_t K, int64_t n_tok);
 
 // The op families (one file each). Each checks `isa` against the scalar table.
 void test_gemms(const KernelTable& isa);      // test_gemm.cpp: gemm, gemm_packed, convert
 void test_attention(const KernelTable& isa);  // test_attention.cpp: attend, attend_rows, swiglu
 void test_vision(const KernelTable& isa);     // test_vision.cpp: the encoder's ops
+void test_kquants(const KernelTable& isa);    // test_kquants.cpp: K-quant, Q5, IQ4 gemms, Q8_K convert
+// test_kquants.cpp, once per run: the quantisers' bytes against llama.cpp's hashes.
+void test_quantisers();
 
 // bench.cpp: single-thread figures, scalar against each table.
 void bench_gemm(const std::vector<const KernelTable*>& tables);

@@ -44,7 +44,8 @@ float uniform(float a, float b) { return std::uniform_real_distribution<float>(a
 int irand(int a, int b) { return std::uniform_int_distribution<int>(a, b)(rng()); }
 
 bool mirrors_llamacpp_order(const KernelTable& isa) {
-  return std::strcmp(isa.isa, "avx2") == 0 || std::strcmp(isa.isa, "avx512") == 0;
+  return std::strcmp(isa.isa, "avx2") == 0 || std::strcmp(isa.isa, "avx512") == 0 ||
+         std::strcmp(isa.isa, "avx512_bf16") == 0;
 }
 
 bool quantised(GgmlType t) { return type_info(uint32_t(t))->block_size > 1; }
@@ -63,6 +64,7 @@ void test_complete(const KernelTable& isa) {
   for (int i = 0; i < A_COUNT; ++i) ok = ok && isa.convert[i];
   const VisionKernels& v = isa.vision;
   ok = ok && v.softmax && v.gelu_tanh && v.layer_norm && v.i8_gemm && v.i8_quant && v.attention && v.attention_work;
+  ok = ok && !v.i8_attention == !v.i8_attention_work;  // optional, as a pair
   check(ok, std::string(isa.isa) + " table has every entry");
 }
 
@@ -72,11 +74,12 @@ void test_table(const KernelTable& isa) {
   test_gemms(isa);
   test_attention(isa);
   test_vision(isa);
+  test_kquants(isa);
   std::printf("%-13s %s\n", isa.isa, failed() == before ? "ok" : "FAILED");
   std::fflush(stdout);
 }
 
-const char* const kAllIsas[] = {"avx2", "avx512", "neon", "neon_dotprod", "neon_i8mm"};
+const char* const kAllIsas[] = {"avx2", "avx512", "avx512_bf16", "neon", "neon_dotprod", "neon_i8mm"};
 
 bool built_for_this_arch(const char* isa) {
 #if defined(__x86_64__)
@@ -133,6 +136,7 @@ int main(int argc, char** argv) {
     else bench_vision(b);
     return 0;
   }
+  test_quantisers();
   for (const KernelTable* t : tables) test_table(*t);
   std::printf("%d passed, %d failed\n", passed(), failed());
   return failed() ? 1 : 0;

@@ -112,6 +112,8 @@ void test_convert(const KernelTable& isa, const KernelTable& ref, GgmlType at, i
   check(first < 0, what);
 }
 
+}  // namespace
+
 // A repacked gemm must equal the same table's file-layout gemm bit for bit, for
 // any split of the rows between threads (aligned to the groups or not).
 void test_packed(const KernelTable& isa, GgmlType wt, int64_t groups, int64_t K, int64_t n_tok) {
@@ -149,8 +151,6 @@ void test_packed(const KernelTable& isa, GgmlType wt, int64_t groups, int64_t K,
   check(std::memcmp(y0.data(), y1.data(), n) == 0 && std::memcmp(y0.data(), y2.data(), n) == 0, what);
 }
 
-}  // namespace
-
 void test_gemms(const KernelTable& isa) {
   const KernelTable& ref = scalar_table();
   const int64_t q_ks[] = {32, 64, 576, 1152, 1536, 4320};
@@ -181,6 +181,7 @@ void test_gemms(const KernelTable& isa) {
 }
 
 std::vector<uint8_t> make_weights(GgmlType t, int64_t rows, int64_t K, size_t stride, bool extreme) {
+  if (kquant_type(t)) return kquant_weights(t, rows, K, stride, extreme);
   std::vector<uint8_t> buf(rows * stride, 0xA5);
   for (int64_t r = 0; r < rows; ++r) {
     uint8_t* row = buf.data() + r * stride;

@@ -3,10 +3,13 @@
 // epilogue; weights packed in each table's own panel layout), on odd shapes (K
 // not a multiple of 64, rows not a multiple of 32, token counts not multiples
 // of the tiles); softmax, GELU-tanh and LayerNorm within 1e-5 of the largest
-// output; attention within 1e-5 of double-precision arithmetic.
+// output; attention within 1e-5 of double-precision arithmetic; the int8
+// encoder's reduced-precision attention (i8_attention) within the bounds stated
+// at test_i8_attention_head.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "harness.h"
@@ -123,6 +126,142 @@ void test_attention_head(const KernelTable& isa, int64_t n, int64_t hd, int64_t 
                                            std::to_string(hd) + ": max error " + std::to_string(err / mx));
 }
 
+// bf16 rounding (to nearest even) of a float, as vcvtneps2bf16.
+double bf16(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  b = (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u;
+  float r;
+  std::memcpy(&r, &b, 4);
+  return r;
+}
+
+// The scores of i8_attention as its contract computes them (kernels.h), in
+// the same float operations: each query row to u8 as i8_quant, K less its
+// f32 mean over the keys to s8 per key, exact int32 sums, then
+// float(sum - zp * ksum) * ((scale_k * c) * scale_q); c = scale * log2(e).
+std::vector<float> i8_attention_scores(const std::vector<float>& q, const std::vector<float>& k, int64_t n,
+                                       int64_t hd, int64_t ld, float c) {
+  std::vector<float> mean(hd, 0.0f), s(n * n);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; ++d) mean[d] += k[j * ld + d];
+  const float inv_n = 1.0f / float(n);
+  for (float& m : mean) m *= inv_n;
+  std::vector<int32_t> k8(n * hd), ksum(n, 0);
+  std::vector<float> ks(n);
+  for (int64_t j = 0; j < n; ++j) {
+    float amax = 0.0f;
+    for (int64_t d = 0; d < hd; ++d) amax = std::max(amax, std::fabs(k[j * ld + d] - mean[d]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int64_t d = 0; d < hd; ++d) ksum[j] += k8[j * hd + d] = int32_t(std::nearbyint((k[j * ld + d] - mean[d]) * inv));
+    ks[j] = amax / 127.0f * c;
+  }
+  std::vector<int32_t> u(hd);
+  for (int64_t t = 0; t < n; ++t) {
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t d = 0; d < hd; ++d) lo = std::min(lo, q[t * ld + d]), hi = std::max(hi, q[t * ld + d]);
+    const float range = hi - lo, inv = range > 0.0f ? 255.0f / range : 0.0f, qs = range / 255.0f;
+    const int32_t z = int32_t(std::nearbyint(-lo * inv));
+    for (int64_t d = 0; d < hd; ++d) u[d] = std::min(255, std::max(0, int32_t(std::nearbyint(q[t * ld + d] * inv)) + z));
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t acc = 0;
+      for (int64_t d = 0; d < hd; ++d) acc += u[d] * k8[j * hd + d];
+      s[t * n + j] = float(acc - z * ksum[j]) * (ks[j] * qs);
+    }
+  }
+  return s;
+}
+
+// A table's i8_attention, one (image, head), against two references in
+// double precision (u = 2^-8, bf16's unit roundoff):
+// - its own arithmetic (kernels.h), the scores replayed in the same float
+//   operations: the f32 sums of P.V and the exp2 polynomial (relative error
+//   3e-6) move a weight by far less than a bf16 step, so its rounding lands at
+//   most one step (2u relative) away, in the numerator and in the normalising
+//   sum: |out - replay| <= max_j |v_jd| (4u + 1e-4);
+// - exact arithmetic. A u8 query value is within its row's scale s_q of q_d
+//   (rounding, or clamping at 255), an s8 key value within its key's scale
+//   s_k of k_d - mean_d (the mean shifts all scores of a query alike), so a
+//   score (log2 units) moves by at most D = c (s_q sum_d |k'_jd| + s_k sum_d
+//   |q_d|) (1 + 1e-4) + c 1e-5 sum_d |q_d k'_jd|, a weight by a factor within
+//   [1/r, r], r = 2^(2 D) (1 + u + 1e-5) / (1 - u - 1e-5), so |out - exact| <=
+//   max_j |v_jd| (r - 1 + u + 1e-4): loose (for the 2 N(0, 1) data it exceeds
+//   max|v|), a guard for the 0.5 N(0, 1) data.
+void test_i8_attention_head(const KernelTable& isa, int64_t n, int64_t hd, int64_t ld, float sigma) {
+  const VisionKernels& o = isa.vision;
+  std::vector<float> q(n * ld), k(n * ld), v(n * ld), out(n * ld, 7.0f), work(o.i8_attention_work(n, hd));
+  for (auto* a : {&q, &k, &v})
+    for (float& x : *a) x = sigma * normal();
+  for (int64_t j = 0; j < n; ++j)  // a shared offset in K, as a bias gives: the mean removes it
+    for (int64_t d = 0; d < hd; ++d) k[j * ld + d] += 0.5f * sigma * float(d % 3);
+  const float scale = 1.0f / std::sqrt(float(hd)), c = scale * 1.44269504088896341f;
+  o.i8_attention(q.data(), k.data(), v.data(), ld, n, hd, scale, out.data(), work.data());
+  const std::vector<float> sr = i8_attention_scores(q, k, n, hd, ld, c);
+  const double u = 1.0 / 256;
+  std::vector<double> vmax(hd, 0.0), mean(hd, 0.0), p(n), pe(n);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; ++d) {
+      vmax[d] = std::max(vmax[d], double(std::fabs(v[j * ld + d])));
+      mean[d] += double(k[j * ld + d]) / n;
+    }
+  std::vector<double> sk(n, 0.0), l1k(n, 0.0);  // per key: scale, sum |k - mean|
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; ++d) {
+      const double kd = k[j * ld + d] - mean[d];
+      sk[j] = std::max(sk[j], std::fabs(kd) / 127);
+      l1k[j] += std::fabs(kd);
+    }
+  double worst_exact = 0, worst_replay = 0, err_exact = 0, err_replay = 0;
+  bool untouched = true;
+  for (int64_t t = 0; t < n; ++t) {
+    double lo = 0, hi = 0, l1q = 0, m = -1e300, me = -1e300, D = 0;
+    for (int64_t d = 0; d < hd; ++d) {
+      lo = std::min(lo, double(q[t * ld + d]));
+      hi = std::max(hi, double(q[t * ld + d]));
+      l1q += std::fabs(q[t * ld + d]);
+    }
+    const double sq = (hi - lo) / 255;
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0, a = 0;
+      for (int64_t d = 0; d < hd; ++d) {
+        s += double(q[t * ld + d]) * (k[j * ld + d] - mean[d]);
+        a += std::fabs(double(q[t * ld + d]) * (k[j * ld + d] - mean[d]));
+      }
+      p[j] = s * c;  // log2 units
+      pe[j] = sr[t * n + j];
+      m = std::max(m, p[j]);
+      me = std::max(me, pe[j]);
+      D = std::max(D, c * (sq * (l1k[j] + hd * sk[j]) + sk[j] * l1q) * (1 + 1e-4) + c * 1e-5 * a);
+    }
+    double sum = 0, sume = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      sum += p[j] = std::exp2(p[j] - m);
+      sume += pe[j] = bf16(float(std::exp2(pe[j] - me)));
+    }
+    const double r = std::exp2(2 * D) * (1 + u + 1e-5) / (1 - u - 1e-5);
+    for (int64_t d = 0; d < hd; ++d) {
+      double ex = 0, em = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        ex += p[j] / sum * v[j * ld + d];
+        em += pe[j] / sume * bf16(v[j * ld + d]);
+      }
+      const double got = out[t * ld + d];
+      worst_exact = std::max(worst_exact, std::fabs(got - ex) / (vmax[d] * (r - 1 + u + 1e-4)));
+      worst_replay = std::max(worst_replay, std::fabs(got - em) / (vmax[d] * (4 * u + 1e-4)));
+      err_exact = std::max(err_exact, std::fabs(got - ex) / vmax[d]);
+      err_replay = std::max(err_replay, std::fabs(got - em) / vmax[d]);
+    }
+    for (int64_t d = hd; d < ld; ++d) untouched = untouched && out[t * ld + d] == 7.0f;
+  }
+  const std::string name = std::string(isa.isa) + " i8_attention n " + std::to_string(n) + " hd " +
+                           std::to_string(hd) + " sigma " + std::to_string(sigma);
+  if (std::getenv("BLUELM_TEST_VERBOSE"))
+    std::printf("%s: largest error / max|v| %.5f against exact, %.6f against the replay\n", name.c_str(),
+                err_exact, err_replay);
+  check(worst_exact <= 1.0 && untouched, name + ": error / bound against exact " + std::to_string(worst_exact));
+  check(worst_replay <= 1.0, name + ": error / bound against the replay " + std::to_string(worst_replay));
+}
+
 // LayerNorm, GELU and softmax rows against the scalar table's.
 void test_elementwise(const KernelTable& isa, const KernelTable& ref) {
   const VisionKernels &o = isa.vision, &r = ref.vision;
@@ -165,8 +304,13 @@ void test_elementwise(const KernelTable& isa, const KernelTable& ref) {
 void test_vision(const KernelTable& isa) {
   const KernelTable& ref = scalar_table();
   test_elementwise(isa, ref);
-  for (const auto& s : {std::vector<int64_t>{729, 72, 144}, {37, 16, 40}, {130, 100, 101}, {1, 8, 8}, {20, 64, 64}})
+  for (const auto& s : {std::vector<int64_t>{729, 72, 144}, {37, 16, 40}, {130, 100, 101}, {1, 8, 8}, {20, 64, 64},
+                        {45, 13, 17}})
     test_attention_head(isa, s[0], s[1], s[2]);
+  if (isa.vision.i8_attention)
+    for (const auto& s : {std::vector<int64_t>{729, 72, 1152}, {37, 16, 40}, {130, 100, 101}, {1, 8, 8},
+                          {20, 64, 64}, {45, 13, 17}, {33, 136, 140}})
+      for (const float sigma : {0.5f, 2.0f}) test_i8_attention_head(isa, s[0], s[1], s[2], sigma);
   const int64_t shapes[][3] = {{120, 108, 7},   {1152, 588, 29}, {64, 1152, 13}, {1152, 1152, 25},
                                {272, 4304, 37}, {48, 4320, 12},  {16, 608, 1},   {40, 7, 30},
                                {33, 13, 5}};

@@ -6,9 +6,11 @@ trained for a few hundred steps predicts decisively where the text is
 predictable, as a real model does, so the converter's Q8_0/Q4_0 output can be
 held to the issue's 99% / 95% top-1 agreement with transformers.
 
-Writes ``tests/data/trained_llama/`` (LlamaForCausalLM, untied head) and
+Writes ``tests/data/trained_llama/`` (LlamaForCausalLM, untied head),
 ``tests/data/trained_qwen2/`` (Qwen2ForCausalLM, tied embeddings, q/k/v
-biases), each a ``save_pretrained`` folder (float16 safetensors, byte-level BPE
+biases) and ``tests/data/trained_llama_k/`` (LlamaForCausalLM with rows of 256
+and 512, so the K-quant outtypes get true K-quant blocks, not their 32-block
+fallbacks), each a ``save_pretrained`` folder (float16 safetensors, byte-level BPE
 ``tokenizer.json`` of 512 tokens, Qwen2-style for Qwen2, chat template) with
 
 * ``reference.npz``: ``prompt_ids`` (256 tokens of the training text, where the
@@ -23,7 +25,7 @@ library's ``pydoc_data.topics`` (PSF licence); it is written from there only
 when missing. Deterministic on one machine (fixed seeds, one thread, CPU);
 about 80 s of CPU time per model.
 
-    python tests/data/make_trained_tiny.py [trained_llama] [trained_qwen2]
+    python tests/data/make_trained_tiny.py [trained_llama] [trained_qwen2] [trained_llama_k]
 """
 
 from __future__ import annotations
@@ -241,11 +243,11 @@ def make_one(
     )
 
 
-def common_config() -> dict[str, Any]:
+def common_config(hidden: int = HIDDEN, n_ff: int = N_FF) -> dict[str, Any]:
     return {
         "vocab_size": VOCAB_SIZE,
-        "hidden_size": HIDDEN,
-        "intermediate_size": N_FF,
+        "hidden_size": hidden,
+        "intermediate_size": n_ff,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
@@ -276,6 +278,22 @@ def main(names: list[str]) -> None:
             "<|begin_of_text|>",
             "<|end_of_text|>",
             seed=7001,
+        )
+    if not names or "trained_llama_k" in names:
+        make_one(
+            "trained_llama_k",
+            LlamaForCausalLM,
+            LlamaConfig(
+                **common_config(hidden=256, n_ff=512),
+                rope_theta=10000.0,
+                tie_word_embeddings=False,
+                bos_token_id=0,
+                eos_token_id=1,
+            ),
+            llama_special,
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            seed=7003,
         )
     qwen_special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     qwen_cfg = Qwen2Config(

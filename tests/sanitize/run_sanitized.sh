@@ -86,7 +86,7 @@ assert bluelm_cpp.__file__.startswith('$pkg'), bluelm_cpp.__file__; print('sanit
 if [ $# -eq 0 ]; then
   set -- test_model.py test_concurrency.py test_leak.py test_fuzz_inputs.py \
     test_errors_doc.py test_sanitizer_canary.py test_tokenizer.py test_chat_template.py \
-    test_convert.py test_fuzz_vision.py
+    test_convert.py test_fuzz_vision.py test_quantize.py test_kquant_model.py
 fi
 set +e
 PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="$preload" BLUELM_SANITIZED=1 \

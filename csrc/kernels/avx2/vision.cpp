@@ -6,7 +6,7 @@
 #include "kernels/avx2/avx2.h"
 #include "kernels/common/gemm_attention.h"
 #include "kernels/x86/common.h"
-#include "kernels/x86/taylor_exp.h"
+#include "kernels/common/taylor_exp.h"
 
 namespace bluelm::kernels::avx2 {
 namespace {

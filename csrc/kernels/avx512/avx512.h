@@ -14,17 +14,26 @@ void fill_attention(KernelTable& t);  // attention.cpp: F16 attention of prompt 
 void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops
 void fill_vision_attention(KernelTable& t);  // vision_attention.cpp: its F32 attention
 void fill_i8(KernelTable& t);         // i8.cpp: the int8 format, K4 panels
+void fill_kquants(KernelTable& t);    // kquants.cpp: Q4_K, Q5_K, Q6_K on 16-row interleaved groups
 
 // prefill.cpp: 512-bit tiles, two tokens per register, rows [r0, r1).
 void prefill_q8_0(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
                   int64_t r0, int64_t r1, int64_t n_tok);
 void prefill_q4_1(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
                   int64_t r0, int64_t r1, int64_t n_tok);
+void prefill_q5_0(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
+                  int64_t r0, int64_t r1, int64_t n_tok);
+void prefill_q5_1(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
+                  int64_t r0, int64_t r1, int64_t n_tok);
 
 // decode.cpp: one token, rows [r0, r1).
 void decode_q8_0(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                  int64_t r1);  // file layout
 void decode_q4_1(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                 int64_t r1);  // file layout
+void decode_q5_0(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                 int64_t r1);  // file layout
+void decode_q5_1(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                  int64_t r1);  // file layout
 void decode_q4_1_packed(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
                         int64_t r0, int64_t r1);  // groups of 4 rows

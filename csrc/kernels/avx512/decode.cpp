@@ -1,7 +1,8 @@
-// AVX-512 decode (one token) of Q8_0 and Q4_1: two rows per 512-bit register
-// where the layout allows (packed Q4_1 groups, file-layout Q8_0), the 256-bit
-// tiles of x86/tiles256.h with vpdpbusd lane sums otherwise; every output
-// keeps the 256-bit tiles' per-lane sequence.
+// AVX-512 decode (one token) of Q8_0 and Q4_1 (and Q5_0 / Q5_1 through the
+// same code, their blocks read by x86/tiles256.h's Blk policies): two rows per
+// 512-bit register where the layout allows (packed Q4_1 groups, file-layout
+// Q8_0 / Q5_0), the 256-bit tiles of x86/tiles256.h with vpdpbusd lane sums
+// otherwise; every output keeps the 256-bit tiles' per-lane sequence.
 #include <vector>
 
 #include "kernels/avx512/avx512.h"
@@ -105,8 +106,8 @@ void dtile(const char* g, const DecQ* px, int64_t nb, float* y) {
   _mm_storeu_ps(y, _mm_add_ps(r, m));
 }
 
-// Q8_0 decode in the file layout: rows (i, i+1) as the two 256-bit halves of a
-// zmm, each half the sequence of Q8_0Tile<Vnni>::tile<1, 1>.
+// Q8_0 (Q5_0) decode in the file layout: rows (i, i+1) as the two 256-bit halves
+// of a zmm, each half the sequence of Q8_0Tile<Vnni, Blk>::tile<1, 1>.
 struct DecQ8 {
   __m512i q;      // [q | q]
   __m512i start;  // -128 * (4-element group sums)
@@ -123,18 +124,22 @@ void prep_dec8(const char* x, int64_t nb, DecQ8* out) {
   }
 }
 
+template <class Blk>
 void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
+  constexpr size_t bb = sizeof(typename Blk::Block);
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i s23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
-  auto qs = [&](int i, int64_t b) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ8_0*>(w + i * ws)[b].qs));
+  auto qs = [&](int i, int64_t b) { return Blk::quants(w + i * ws + b * bb); };
+  auto d = [&](int i, int64_t b) {
+    uint16_t h;
+    std::memcpy(&h, w + i * ws + b * bb, 2);
+    return h;
   };
-  auto d = [&](int i, int64_t b) { return reinterpret_cast<const BlockQ8_0*>(w + i * ws)[b].d; };
   for (int64_t b = 0; b < nb; ++b) {
     if (b % 2 == 0)  // four row streams, 2 KiB ahead each (see dtile)
-      for (int i = 0; i < 4; ++i) _mm_prefetch(w + i * ws + b * sizeof(BlockQ8_0) + 2048, _MM_HINT_T0);
+      for (int i = 0; i < 4; ++i) _mm_prefetch(w + i * ws + b * bb + 2048, _MM_HINT_T0);
     __m128i h = _mm_cvtsi32_si128(d(0, b));
     h = _mm_insert_epi16(h, d(1, b), 1);
     h = _mm_insert_epi16(h, d(2, b), 2);
@@ -151,24 +156,47 @@ void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
   y[3] = hsum(hi256(acc23));
 }
 
-}  // namespace
-
-void decode_q8_0(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
-                 int64_t r1) {
+template <class Blk>
+void decode_signed(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                   int64_t r1) {
   const int64_t nb = K / QK;
   std::vector<DecQ8> dq(static_cast<size_t>(nb));
   prep_dec8(x, nb, dq.data());
   int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) dtile_q8(w + r * ws, ws, dq.data(), nb, Y + r);
-  for (; r < r1; ++r) Q8_0Tile<Vnni>::tile<1, 1>(w + r * ws, ws, sizeof(BlockQ8_0), x, xs, Y + r, ldy, K);
+  for (; r + 4 <= r1; r += 4) dtile_q8<Blk>(w + r * ws, ws, dq.data(), nb, Y + r);
+  for (; r < r1; ++r)
+    Q8_0Tile<Vnni, Blk>::template tile<1, 1>(w + r * ws, ws, sizeof(typename Blk::Block), x, xs, Y + r, ldy, K);
+}
+
+template <class Blk>
+void decode_unsigned(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
+                     int64_t r0, int64_t r1) {
+  constexpr size_t bb = sizeof(typename Blk::Block);
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) Q4_1Tile<Vnni, Blk>::template tile<4, 1>(w + r * ws, ws, bb, x, xs, Y + r, ldy, K);
+  for (; r < r1; ++r) Q4_1Tile<Vnni, Blk>::template tile<1, 1>(w + r * ws, ws, bb, x, xs, Y + r, ldy, K);
+}
+
+}  // namespace
+
+void decode_q8_0(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                 int64_t r1) {
+  decode_signed<Q8_0Blk>(w, ws, x, xs, Y, ldy, K, r0, r1);
+}
+
+void decode_q5_0(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                 int64_t r1) {
+  decode_signed<Q5_0Blk>(w, ws, x, xs, Y, ldy, K, r0, r1);
 }
 
 void decode_q4_1(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                  int64_t r1) {
-  constexpr size_t bb = sizeof(BlockQ4_1);
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) Q4_1Tile<Vnni>::tile<4, 1>(w + r * ws, ws, bb, x, xs, Y + r, ldy, K);
-  for (; r < r1; ++r) Q4_1Tile<Vnni>::tile<1, 1>(w + r * ws, ws, bb, x, xs, Y + r, ldy, K);
+  decode_unsigned<Q4_1Blk>(w, ws, x, xs, Y, ldy, K, r0, r1);
+}
+
+void decode_q5_1(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                 int64_t r1) {
+  decode_unsigned<Q5_1Blk>(w, ws, x, xs, Y, ldy, K, r0, r1);
 }
 
 void decode_q4_1_packed(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,

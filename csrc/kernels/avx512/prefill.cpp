@@ -1,4 +1,5 @@
-// AVX-512 Q8_0 / Q4_1 prefill: 512-bit tiles, two tokens per register. A zmm
+// AVX-512 Q8_0 / Q4_1 prefill (and Q5_0 / Q5_1 through the same tiles, their
+// blocks read by x86/tiles256.h's Blk policies): 512-bit tiles, two tokens per register. A zmm
 // accumulator holds (row i, token 2p) in its low 256 bits and (row i, token
 // 2p+1) in its high 256 bits: each half runs exactly the per-lane sequence of
 // the 256-bit tiles (x86/tiles256.h: the same int32 lane sums, the same dw*dx,
@@ -13,6 +14,7 @@
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/zmm.h"
 #include "kernels/common/gemm_driver.h"
+#include "kernels/x86/tiles256.h"
 
 namespace bluelm::kernels::avx512 {
 namespace {
@@ -90,10 +92,11 @@ struct FromRows {
   }
 };
 
-// Q8_0 weights against Q8_0 activations; the weights' +128 offset is taken
-// out in the prepared start term.
+// Signed weights (Q8_0, Q5_0) against Q8_0 activations; the weights' +128
+// offset is taken out in the prepared start term.
+template <class Blk>
 struct Q8_0Rows {
-  static constexpr size_t kBlock = sizeof(BlockQ8_0);
+  static constexpr size_t kBlock = sizeof(typename Blk::Block);
   // One block of 8 tokens' activations, laid out once per token tile so every
   // row reuses it: quants as token pairs, the int32 offset term, the scales.
   struct Prep {
@@ -102,8 +105,7 @@ struct Q8_0Rows {
     __m512 d[kPairs];       // [d_x(2p) x8 | d_x(2p+1) x8]
   };
   static __m256i unsigned_quants(const char* wb) {
-    const __m256i q = load32(reinterpret_cast<const BlockQ8_0*>(wb)->qs);
-    return _mm256_xor_si256(q, _mm256_set1_epi8(char(0x80)));
+    return _mm256_xor_si256(Blk::quants(wb), _mm256_set1_epi8(char(0x80)));
   }
   static constexpr bool kMin = false;
 
@@ -153,14 +155,15 @@ struct Q8_0Rows {
   }
 };
 
-// Q4_1 weights (unsigned nibbles) against Q8_1 activations, plus m_w * s_x.
+// Unsigned weights (Q4_1 nibbles, Q5_1) against Q8_1 activations, plus m_w * s_x.
+template <class Blk>
 struct Q4_1Rows {
-  static constexpr size_t kBlock = sizeof(BlockQ4_1);
+  static constexpr size_t kBlock = sizeof(typename Blk::Block);
   struct Prep {
     __m512i q[kPairs];
     __m512 ds;  // [d_x0, s_x0, d_x1, s_x1, ..., d_x7, s_x7]
   };
-  static __m256i unsigned_quants(const char* wb) { return nibbles(reinterpret_cast<const BlockQ4_1*>(wb)->qs); }
+  static __m256i unsigned_quants(const char* wb) { return Blk::quants(wb); }
   static constexpr bool kMin = true;
 
   static void prep(const char* x, size_t xs, int nt, int64_t nb, Prep* out) {
@@ -300,12 +303,22 @@ void prefill(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y
 
 void prefill_q8_0(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
                   int64_t r0, int64_t r1, int64_t n_tok) {
-  prefill<Q8_0Rows>(w, ws, P, x, xs, Y, ldy, K, r0, r1, n_tok);
+  prefill<Q8_0Rows<Q8_0Blk>>(w, ws, P, x, xs, Y, ldy, K, r0, r1, n_tok);
+}
+
+void prefill_q5_0(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
+                  int64_t r0, int64_t r1, int64_t n_tok) {
+  prefill<Q8_0Rows<Q5_0Blk>>(w, ws, P, x, xs, Y, ldy, K, r0, r1, n_tok);
 }
 
 void prefill_q4_1(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
                   int64_t r0, int64_t r1, int64_t n_tok) {
-  prefill<Q4_1Rows>(w, ws, P, x, xs, Y, ldy, K, r0, r1, n_tok);
+  prefill<Q4_1Rows<Q4_1Blk>>(w, ws, P, x, xs, Y, ldy, K, r0, r1, n_tok);
+}
+
+void prefill_q5_1(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
+                  int64_t r0, int64_t r1, int64_t n_tok) {
+  prefill<Q4_1Rows<Q5_1Blk>>(w, ws, P, x, xs, Y, ldy, K, r0, r1, n_tok);
 }
 
 }  // namespace bluelm::kernels::avx512

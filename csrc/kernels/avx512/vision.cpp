@@ -4,7 +4,7 @@
 
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/zmm.h"
-#include "kernels/x86/taylor_exp.h"
+#include "kernels/common/taylor_exp.h"
 
 namespace bluelm::kernels::avx512 {
 void softmax16(float* s, int64_t n, float scale) {
@@ -83,11 +83,6 @@ void layer_norm16(const float* x, int64_t d, const float* w, const float* b, flo
 
 }  // namespace
 
-void fill_vision(KernelTable& t) {
-  VisionKernels& v = t.vision;
-  v.softmax = softmax16;
-  v.gelu_tanh = gelu_tanh16;
-  v.layer_norm = layer_norm16;
-}
+void fill_vision(KernelTable& t) { t.vision.set_rows(softmax16, gelu_tanh16, layer_norm16); }
 
 }  // namespace bluelm::kernels::avx512

@@ -2,10 +2,9 @@
 // K transposed and V copied to contiguous rows once per head, scores for 64
 // queries at a time (6 queries x 64 keys per tile), softmax16, P.V with 8
 // queries x 48 columns per tile. Built with -ffp-contract=off.
-#include <cstring>
-
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/zmm.h"
+#include "kernels/common/attention_stage.h"
 
 namespace bluelm::kernels::avx512 {
 namespace {
@@ -101,7 +100,6 @@ void score_rows(const float* q, size_t ld, const float* kt, int64_t np, int64_t 
   }
 }
 
-
 void attention(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd, float scale,
                float* out, float* work) {
   const int64_t np = keys_pad(n);
@@ -109,15 +107,7 @@ void attention(const float* q, const float* k, const float* v, size_t ld, int64_
   float* sc = work + hd * np;   // kQBlock x np scores
   const int64_t hp = cols_pad(hd);
   float* vc = sc + kQBlock * np;  // n x hp, V with contiguous rows, columns past hd zero
-  for (int64_t d = 0; d < hd; ++d) {
-    float* row = kt + d * np;
-    for (int64_t j = 0; j < n; ++j) row[j] = k[j * ld + d];
-    for (int64_t j = n; j < np; ++j) row[j] = 0.0f;
-  }
-  for (int64_t j = 0; j < n; ++j) {
-    std::memcpy(vc + j * hp, v + j * ld, sizeof(float) * hd);
-    for (int64_t d = hd; d < hp; ++d) vc[j * hp + d] = 0.0f;
-  }
+  stage_head(k, v, ld, n, hd, np, hp, kt, vc);
   for (int64_t q0 = 0; q0 < n; q0 += kQBlock) {
     const int64_t qb = n - q0 < kQBlock ? n - q0 : kQBlock;
     score_rows<kQ>(q + q0 * ld, ld, kt, np, hd, sc, qb);

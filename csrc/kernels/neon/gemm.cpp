@@ -25,13 +25,8 @@ struct Widen {
 
 }  // namespace
 
-void gemm_f32(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy, int64_t K,
-              int64_t r0, int64_t r1, int64_t n_tok) {
-  gemm_tiles<FloatTile<F32Load>, 0>(W, w_stride, X, x_stride, Y, ldy, K, r0, r1, n_tok);
-}
-
 void fill_gemm(KernelTable& t) {
-  t.gemm[W_F32] = gemm_f32;
+  t.gemm[W_F32] = gemm_tiles<FloatTile<F32Load>, 0>;
   t.gemm[W_F16] = gemm_tiles<FloatTile<F16Load>, 0>;
   t.gemm[W_BF16] = gemm_tiles<FloatTile<BF16Load>, 0>;
   t.gemm[W_Q4_0] = gemm_tiles<QTile<Widen, Q4_0Blocks>, 0>;

@@ -9,10 +9,11 @@ namespace bluelm::kernels::neon {
 void fill_gemm(KernelTable& t);       // gemm.cpp: quantised and float tiles
 void fill_convert(KernelTable& t);    // convert.cpp: activation rows
 void fill_attention(KernelTable& t);  // attention.cpp: attend over F32 / F16 caches
-void fill_vision(KernelTable& t);     // vision.cpp: the encoder's ops
+void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops
+void fill_vision_attention(KernelTable& t);  // vision_attention.cpp: its F32 attention
+void fill_i8(KernelTable& t);         // i8.cpp: the int8 format (widening multiplies, K4 panels), quantiser
 
-// gemm.cpp's F32 gemm (gemm[W_F32]), which the vision attention builds on.
-void gemm_f32(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy, int64_t K,
-              int64_t r0, int64_t r1, int64_t n_tok);
+// vision.cpp's softmax rows (VisionKernels::softmax), for vision_attention.cpp.
+void softmax(float* s, int64_t n, float scale);
 
 }  // namespace bluelm::kernels::neon

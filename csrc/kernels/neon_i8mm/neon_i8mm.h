@@ -6,5 +6,6 @@
 namespace bluelm::kernels::neon_i8mm {
 
 void fill_gemm(KernelTable& t);  // gemm.cpp: SMMLA prefill gemms
+void fill_i8(KernelTable& t);    // i8.cpp: the vision int8 gemm by USMMLA (K8 panels)
 
 }  // namespace bluelm::kernels::neon_i8mm

@@ -9,6 +9,9 @@ void fill_gemm(KernelTable& t);       // gemm.cpp: dots and activation conversio
 void fill_attention(KernelTable& t);  // attention.cpp: attend, swiglu, geglu
 void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops, attention
 void fill_i8(KernelTable& t);         // i8.cpp: the int8 format's reference
+// kquants.cpp: Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K, IQ4_XS gemms and the Q8_K
+// converter (their order of arithmetic: kquants.h).
+void fill_kquants(KernelTable& t);
 
 // gemm.cpp's F32 gemm (gemm[W_F32]), which the vision attention builds on.
 void gemm_f32(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy, int64_t K,
@@ -19,8 +22,6 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
             int64_t n_kv, float scale, float softcap, bool batched, float* scratch, float* out);
 // attention.cpp's logit soft-cap cap * tanh(s / cap) (a no-op for cap <= 0).
 void softcap_scores(float* s, int64_t n, float cap);
-// vision.cpp's softmax rows (VisionKernels::softmax).
-void vision_softmax(float* s, int64_t n, float scale);
 
 inline float dot_f32(const void* w, const void* x, int64_t k) {
   const float* a = static_cast<const float*>(w);

@@ -6,8 +6,9 @@
 #include "kernels/scalar/scalar.h"
 
 namespace bluelm::kernels::scalar {
+namespace {
 
-void vision_softmax(float* s, int64_t n, float scale) {
+void softmax(float* s, int64_t n, float scale) {
   float mx = -INFINITY;
   for (int64_t j = 0; j < n; ++j) mx = std::fmax(mx, s[j]);
   float sum = 0.0f;
@@ -18,8 +19,6 @@ void vision_softmax(float* s, int64_t n, float scale) {
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
-
-namespace {
 
 void gelu_tanh(float* x, int64_t n) {
   constexpr float k = 0.7978845608028654f;  // sqrt(2/pi)
@@ -43,11 +42,8 @@ void layer_norm(const float* x, int64_t d, const float* w, const float* b, float
 }  // namespace
 
 void fill_vision(KernelTable& t) {
-  VisionKernels& v = t.vision;
-  v.softmax = vision_softmax;
-  v.gelu_tanh = gelu_tanh;
-  v.layer_norm = layer_norm;
-  set_gemm_attention<gemm_f32, vision_softmax>(v);
+  t.vision.set_rows(softmax, gelu_tanh, layer_norm);
+  set_gemm_attention<gemm_f32, softmax>(t.vision);
 }
 
 }  // namespace bluelm::kernels::scalar

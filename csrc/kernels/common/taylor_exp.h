@@ -1,10 +1,14 @@
-// e^x for the vision encoder's softmax and GELU on x86 vectors (8 lanes in
-// the AVX2 files, 16 in the AVX-512 ones): x clamped to [-87, 88], 2^n * p(r)
-// with n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two), p the degree-6
-// Taylor polynomial (relative error about 2e-7). The traits give each width's
-// instructions; the arithmetic is the same, lane by lane. Internal linkage.
+// e^x for the vision encoder's softmax and GELU on vectors of every ISA:
+// x clamped to [-87, 88], 2^n * p(r) with n = round(x / ln 2),
+// r = x - n ln 2 (ln 2 split in two), p the degree-6 Taylor polynomial
+// (relative error about 2e-7). V, the ISA's traits (below, each compiled only
+// where its instructions are), supplies the vector type F and set1, min, max,
+// mul, fmadd(a, b, c) = a*b + c, fnmadd(a, b, c) = c - a*b (both fused), round
+// (to nearest) and scale2n(p, n) = p * 2^n; the arithmetic is the same, lane
+// by lane. Internal linkage. The AVX-512 files include avx512/zmm.h first.
 #pragma once
-#include <immintrin.h>
+
+#include "kernels/common/intrinsics.h"
 
 namespace bluelm::kernels {
 namespace {
@@ -26,6 +30,7 @@ inline typename V::F taylor_exp(typename V::F x) {
   return V::scale2n(p, n);
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
 struct V8 {
   using F = __m256;
   static F set1(float v) { return _mm256_set1_ps(v); }
@@ -41,6 +46,7 @@ struct V8 {
   }
 };
 inline __m256 taylor_exp8(__m256 x) { return taylor_exp<V8>(x); }
+#endif
 
 #ifdef __AVX512F__
 struct V16 {
@@ -55,6 +61,24 @@ struct V16 {
   static F scale2n(F p, F n) { return _mm512_scalef_ps(p, n); }
 };
 inline __m512 taylor_exp16(__m512 x) { return taylor_exp<V16>(x); }
+#endif
+
+#if defined(__aarch64__)
+struct V4 {
+  using F = float32x4_t;
+  static F set1(float v) { return vdupq_n_f32(v); }
+  static F min(F a, F b) { return vminq_f32(a, b); }
+  static F max(F a, F b) { return vmaxq_f32(a, b); }
+  static F mul(F a, F b) { return vmulq_f32(a, b); }
+  static F fmadd(F a, F b, F c) { return vfmaq_f32(c, a, b); }
+  static F fnmadd(F a, F b, F c) { return vfmsq_f32(c, a, b); }
+  static F round(F a) { return vrndnq_f32(a); }
+  static F scale2n(F p, F n) {  // the exponent bits of 2^n, then one multiply
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+  }
+};
+inline float32x4_t taylor_exp4(float32x4_t x) { return taylor_exp<V4>(x); }
 #endif
 
 }  // namespace

@@ -1,0 +1,68 @@
+// AVX-512 VNNI Q4_K, Q5_K and Q6_K: x86/kquant_tiles.h with 16 rows per zmm
+// (vpdpbusd for the 4-element sums, vpdpwssd for the min terms), on 16-row
+// interleaved groups (kernels/kquant_pack.h) repacked at load, or the file
+// layout interleaved per call. Bit-identical to the scalar reference.
+#include "kernels/avx512/avx512.h"
+#include "kernels/avx512/zmm.h"
+#include "kernels/kquant_pack.h"
+#include "kernels/x86/kquant_tiles.h"
+
+namespace bluelm::kernels::avx512 {
+namespace {
+
+struct V16 {
+  using I = __m512i;
+  using F = __m512;
+  static constexpr int R = 16;
+  static I load(const char* p) { return _mm512_loadu_si512(p); }
+  static I zero() { return _mm512_setzero_si512(); }
+  static I set32(int32_t v) { return _mm512_set1_epi32(v); }
+  static I set8(char c) { return _mm512_set1_epi8(c); }
+  static I add(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I mul(I a, I b) { return _mm512_mullo_epi32(a, b); }
+  static I and_(I a, I b) { return _mm512_and_si512(a, b); }
+  static I or_(I a, I b) { return _mm512_or_si512(a, b); }
+  template <int n>
+  static I shl16(I a) { return _mm512_slli_epi16(a, n); }
+  template <int n>
+  static I shr16(I a) { return _mm512_srli_epi16(a, n); }
+  static I dot4(I acc, I u, const int8_t* x) { return _mm512_dpbusd_epi32(acc, u, bcast4(x)); }
+  static I dot2(I acc, I pairs, int32_t xw) { return _mm512_dpwssd_epi32(acc, pairs, _mm512_set1_epi32(xw)); }
+  static __m128i bytes(const char* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+  static I widen_u8(__m128i b) { return _mm512_cvtepu8_epi32(b); }
+  static I widen_s8(__m128i b) { return _mm512_cvtepi8_epi32(b); }
+  static I pairs(__m128i a, __m128i b) {
+    const __m256i ab = _mm256_set_m128i(_mm_unpackhi_epi8(a, b), _mm_unpacklo_epi8(a, b));
+    return _mm512_cvtepu8_epi16(ab);
+  }
+  static F h2f(const char* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static F set1(float v) { return _mm512_set1_ps(v); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F fnma(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
+  static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+};
+
+}  // namespace
+
+void fill_kquants(KernelTable& t) {
+  using Q4K = K4Fmt<V16, false>;
+  using Q5K = K4Fmt<V16, true>;
+  using Q6K = K6Fmt<V16>;
+  t.gemm[W_Q4_K] = k_gemm<Q4K, V16, false>;
+  t.gemm[W_Q5_K] = k_gemm<Q5K, V16, false>;
+  t.gemm[W_Q6_K] = k_gemm<Q6K, V16, false>;
+  t.gemm_packed[W_Q4_K] = k_gemm<Q4K, V16, true>;
+  t.gemm_packed[W_Q5_K] = k_gemm<Q5K, V16, true>;
+  t.gemm_packed[W_Q6_K] = k_gemm<Q6K, V16, true>;
+  t.pack_rows[W_Q4_K] = t.pack_rows[W_Q5_K] = t.pack_rows[W_Q6_K] = V16::R;
+  t.pack[W_Q4_K] = pack_q4_k_x16;
+  t.unpack[W_Q4_K] = unpack_q4_k_x16;
+  t.pack[W_Q5_K] = pack_q5_k_x16;
+  t.unpack[W_Q5_K] = unpack_q5_k_x16;
+  t.pack[W_Q6_K] = pack_q6_k_x16;
+  t.unpack[W_Q6_K] = unpack_q6_k_x16;
+}
+
+}  // namespace bluelm::kernels::avx512

@@ -1,0 +1,52 @@
+// Row-interleaved layouts of the super-block weight types (Q4_K, Q5_K, Q6_K)
+// for kernels whose SIMD lanes are rows: in a group of R rows (R = 16 for
+// 512-bit registers, 8 for 256-bit ones) every field of a super-block is
+// stored word by word across the R rows, so one load of R words holds the same
+// bytes of R rows. ISA-neutral (plain C++): any table may use these layouts.
+//
+// A super-block's fields, as (offset, bytes, word) in the file's block:
+//   Q4_K (144 B): d (0, 2, 2), dmin (2, 2, 2), scales (4, 12, 1), qs (16, 128, 4)
+//   Q5_K (176 B): d, dmin, scales as Q4_K, qh (16, 32, 4), qs (48, 128, 4)
+//   Q6_K (210 B): ql (0, 128, 4), qh (128, 64, 4), scales (192, 16, 1), d (208, 2, 2)
+// Group g (rows gR .. gR+R-1) starts at byte g*R*row_bytes, as in the file;
+// its super-block b at b*R*block_bytes from there; in it, byte k of word w of
+// a field (offset o) of row i is at R*o + (w*R + i)*word + k. So the R fp16
+// d of a super-block are R*2 contiguous bytes, scale byte k of the R rows is R
+// contiguous bytes, and 4-byte word w of the quants of the R rows is R*4
+// contiguous bytes. A pure permutation: the packed matrix has the file's size.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/block_formats.h"
+#include "kernels/repack.h"
+
+namespace bluelm::kernels {
+
+// Whether t has a row-interleaved layout here.
+bool kquant_interleaved(GgmlType t);
+
+// Interleaves (Pack) or restores rows [0, rows) of type t (rows a multiple of R).
+void kquant_pack(GgmlType t, int R, const void* src, void* dst, size_t row_bytes, int64_t rows);
+void kquant_unpack(GgmlType t, int R, const void* src, void* dst, size_t row_bytes, int64_t rows);
+
+// Super-block b of n <= R file-layout rows (row i at row0 + i*row_bytes) into
+// one interleaved super-block group at dst (R * block_bytes bytes); rows n..R-1
+// read as zero bytes. For kernels that take a file-layout matrix.
+void kquant_gather(GgmlType t, int R, const char* row0, size_t row_bytes, int n, int64_t b, char* dst);
+
+// The PackFn entries of the tables (kernels.h): R = 16 and R = 8.
+void pack_q4_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void unpack_q4_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void pack_q5_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void unpack_q5_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void pack_q6_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void unpack_q6_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void pack_q4_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void unpack_q4_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void pack_q5_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void unpack_q5_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void pack_q6_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
+void unpack_q6_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
+
+}  // namespace bluelm::kernels

@@ -1,0 +1,287 @@
+// The Q4_K, Q5_K and Q6_K gemm of the x86 tables on row-interleaved groups
+// (kernels/kquant_pack.h): SIMD lanes are the R rows of a group (R = 16 in a
+// zmm, 8 in a ymm), so no lane is ever folded. Per super-block and token:
+//   each sub-block's products summed exactly in int32 per row (4 elements a
+//   step, the token's 4 bytes broadcast; unsigned levels, Q6_K's -32 offset in
+//   the start value -32 * bsum), times the row's integer sub-block scale,
+//   added up: isum, exact;
+//   acc = fma(d_w * d_x, (float)isum, acc);
+//   Q4_K / Q5_K: imin = sum of min * (bsum pairs) by int16 pair dots, exact;
+//   acc = fma(-(dmin_w * d_x), (float)imin, acc)
+// which is the scalar reference's sequence (kernels/scalar/kquants.h), so the
+// results are its bits. The ISA is a traits class V:
+//   I, F: R int32 / float lanes; static constexpr int R
+//   I load(p): R*4 bytes;  I zero();  I set32(int32_t);  I add(I, I);  I mul(I, I) (low 32 bits)
+//   I and_(I, I);  I or_(I, I);  I set8(char);  I shl16<n>(I), shr16<n>(I)
+//   I dot4(I acc, I u, const int8_t* x): acc + per lane sum_k u.byte[k] * x[k]
+//     (u <= 63, so pairs fit int16 for a vpmaddubsw emulation)
+//   I dot2(I acc, I pairs, int32_t xw): acc + lane's int16 pair . xw's pair
+//   __m128i bytes(p): R bytes;  I widen_u8(__m128i), widen_s8(__m128i): R bytes to int32
+//   I pairs(__m128i a, __m128i b): lane i = int16 pair (a[i], b[i]), zero-extended
+//   F h2f(p): R fp16;  F set1(float);  F mul(F, F);  F cvt(I)
+//   F fma(F a, F b, F c) = a*b + c;  F fnma(F a, F b, F c) = c - a*b (one rounding)
+//   void store(float*, F)
+#pragma once
+#include <cstring>
+#include <vector>
+
+#include "kernels/kquant_pack.h"
+#include "kernels/x86/common.h"
+
+namespace bluelm::kernels {
+namespace {
+
+// Decode streams the weights once: every line of the super-block group two
+// groups ahead is asked for (a hint; never faults), so enough loads are in
+// flight for DRAM. Prompts reuse a group from cache and skip it.
+template <size_t kBytes>
+inline void k_prefetch(const char* gb) {
+  for (size_t l = 0; l < kBytes; l += 64) _mm_prefetch(gb + 2 * kBytes + l, _MM_HINT_T0);
+}
+
+// Per token and super-block, what every row shares: the activation block and
+// the integer terms of the bsums (Q4_K/Q5_K: 4 words of two int16 sub-block
+// sums; Q6_K: -32 * bsum of each of the 16 sub-blocks).
+struct KTok {
+  const BlockQ8_K* x;
+  int32_t w[16];
+};
+
+// The 8 integer scales and mins of Q4_K/Q5_K (scale_min_k4) of the R rows,
+// from the 12 interleaved scale bytes.
+template <class V>
+inline void k4_scales(const char* s, typename V::I* sc, typename V::I* mnp) {
+  __m128i B[12];
+  for (int k = 0; k < 12; ++k) B[k] = V::bytes(s + k * V::R);
+  const __m128i m6 = _mm_set1_epi8(0x3f), m4 = _mm_set1_epi8(0x0f), top = _mm_set1_epi8(0x30);
+  __m128i mn[8];
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = V::widen_u8(_mm_and_si128(B[j], m6));
+    mn[j] = _mm_and_si128(B[j + 4], m6);
+    // the high 2 bits of sub-blocks 4..7 are the top bits of bytes 0..7
+    const __m128i hs = _mm_and_si128(_mm_srli_epi16(B[j], 2), top);
+    const __m128i hm = _mm_and_si128(_mm_srli_epi16(B[j + 4], 2), top);
+    sc[j + 4] = V::widen_u8(_mm_or_si128(_mm_and_si128(B[j + 8], m4), hs));
+    mn[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(B[j + 8], 4), m4), hm);
+  }
+  for (int p = 0; p < 4; ++p) mnp[p] = V::pairs(mn[2 * p], mn[2 * p + 1]);
+}
+
+// Q4_K (kHigh = false) and Q5_K: 8 sub-blocks of 32, unsigned levels, mins.
+template <class V, bool kHigh>
+struct K4Fmt {
+  static constexpr GgmlType kType = kHigh ? GgmlType::Q5_K : GgmlType::Q4_K;
+  static constexpr size_t kBlock = kHigh ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  static constexpr int kQs = kHigh ? 48 : 16;  // offset of qs in the block
+
+  static void prep(const BlockQ8_K& x, int32_t* w) {
+    for (int p = 0; p < 4; ++p) {
+      const int a = x.bsums[4 * p] + x.bsums[4 * p + 1], b = x.bsums[4 * p + 2] + x.bsums[4 * p + 3];
+      w[p] = int32_t(uint32_t(uint16_t(int16_t(a))) | (uint32_t(uint16_t(int16_t(b))) << 16));
+    }
+  }
+
+  // The 5th bit of sub-block s from the interleaved qh word, as 0x10.
+  template <int s>
+  static typename V::I high(typename V::I qh) {
+    if constexpr (s <= 4) return V::and_(V::template shl16<4 - s>(qh), V::set8(0x10));
+    else return V::and_(V::template shr16<s - 4>(qh), V::set8(0x10));
+  }
+
+  template <int T>
+  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
+    using I = typename V::I;
+    using F = typename V::F;
+    constexpr int R = V::R;
+    F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::set1(0.0f);
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * R * kBlock;
+      if constexpr (T == 1) k_prefetch<R * kBlock>(gb);
+      I sc[8], mnp[4], isum[T];
+      k4_scales<V>(gb + 4 * R, sc, mnp);
+      for (int t = 0; t < T; ++t) isum[t] = V::zero();
+      const char* qs = gb + kQs * R;
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {  // chunks 8j..8j+7: sub-block 2j low nibbles, 2j+1 high
+        I lo[8], hi[8];
+#pragma GCC unroll 8
+        for (int m = 0; m < 8; ++m) {
+          const I v = V::load(qs + (8 * j + m) * 4 * R);
+          lo[m] = V::and_(v, V::set8(0x0f));
+          hi[m] = V::and_(V::template shr16<4>(v), V::set8(0x0f));
+          if constexpr (kHigh) {
+            const I h = V::load(gb + 16 * R + m * 4 * R);
+            switch (j) {  // constant after unrolling
+              case 0: lo[m] = V::or_(lo[m], high<0>(h)); hi[m] = V::or_(hi[m], high<1>(h)); break;
+              case 1: lo[m] = V::or_(lo[m], high<2>(h)); hi[m] = V::or_(hi[m], high<3>(h)); break;
+              case 2: lo[m] = V::or_(lo[m], high<4>(h)); hi[m] = V::or_(hi[m], high<5>(h)); break;
+              default: lo[m] = V::or_(lo[m], high<6>(h)); hi[m] = V::or_(hi[m], high<7>(h)); break;
+            }
+          }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const int8_t* xq = tk[t][b].x->qs + 64 * j;
+          I a = V::zero(), c = V::zero();
+#pragma GCC unroll 8
+          for (int m = 0; m < 8; ++m) {
+            a = V::dot4(a, lo[m], xq + 4 * m);
+            c = V::dot4(c, hi[m], xq + 32 + 4 * m);
+          }
+          isum[t] = V::add(isum[t], V::add(V::mul(a, sc[2 * j]), V::mul(c, sc[2 * j + 1])));
+        }
+      }
+      const F dw = V::h2f(gb), dm = V::h2f(gb + 2 * R);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const KTok& k = tk[t][b];
+        const F dx = V::set1(k.x->d);
+        acc[t] = V::fma(V::mul(dw, dx), V::cvt(isum[t]), acc[t]);
+        I im = V::zero();
+        for (int p = 0; p < 4; ++p) im = V::dot2(im, mnp[p], k.w[p]);
+        acc[t] = V::fnma(V::mul(dm, dx), V::cvt(im), acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) V::store(y + t * ldy, acc[t]);
+  }
+};
+
+// Q6_K: 16 sub-blocks of 16, levels 0..63 less 32, signed int8 scales.
+template <class V>
+struct K6Fmt {
+  static constexpr GgmlType kType = GgmlType::Q6_K;
+  static constexpr size_t kBlock = sizeof(BlockQ6_K);
+
+  static void prep(const BlockQ8_K& x, int32_t* w) {
+    for (int s = 0; s < 16; ++s) w[s] = -32 * x.bsums[s];
+  }
+
+  template <int T>
+  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
+    using I = typename V::I;
+    using F = typename V::F;
+    constexpr int R = V::R;
+    F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::set1(0.0f);
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * R * kBlock;
+      if constexpr (T == 1) k_prefetch<R * kBlock>(gb);
+      const char* ql = gb;
+      const char* qh = gb + 128 * R;
+      const char* scales = gb + 192 * R;
+      I isum[T];
+      for (int t = 0; t < T; ++t) isum[t] = V::zero();
+      // half h, quads 4a..4a+3 of each 32, low nibbles (g = gp) then high (g = gp + 2)
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 2
+        for (int a = 0; a < 2; ++a) {
+#pragma GCC unroll 2
+          for (int gp = 0; gp < 2; ++gp) {
+            I u0[4], u1[4];
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; ++m) {
+              const int lq = 4 * a + m;
+              const I L = V::load(ql + (16 * h + 8 * gp + lq) * 4 * R);
+              const I H = V::load(qh + (8 * h + lq) * 4 * R);
+              const I top = V::set8(0x30), m4 = V::set8(0x0f);
+              const I h0 = gp ? V::template shl16<2>(H) : V::template shl16<4>(H);
+              const I h1 = gp ? V::template shr16<2>(H) : H;
+              u0[m] = V::or_(V::and_(L, m4), V::and_(h0, top));
+              u1[m] = V::or_(V::and_(V::template shr16<4>(L), m4), V::and_(h1, top));
+            }
+            const int s0 = 8 * h + 2 * gp + a, s1 = s0 + 4;  // sub-blocks of g = gp, gp + 2
+            const I sc0 = V::widen_s8(V::bytes(scales + s0 * R));
+            const I sc1 = V::widen_s8(V::bytes(scales + s1 * R));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t) {
+              const KTok& k = tk[t][b];
+              const int8_t* x0 = k.x->qs + 16 * s0;
+              const int8_t* x1 = k.x->qs + 16 * s1;
+              I p0 = V::set32(k.w[s0]), p1 = V::set32(k.w[s1]);
+#pragma GCC unroll 4
+              for (int m = 0; m < 4; ++m) {
+                p0 = V::dot4(p0, u0[m], x0 + 4 * m);
+                p1 = V::dot4(p1, u1[m], x1 + 4 * m);
+              }
+              isum[t] = V::add(isum[t], V::add(V::mul(p0, sc0), V::mul(p1, sc1)));
+            }
+          }
+        }
+      }
+      const F dw = V::h2f(gb + 208 * R);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t)
+        acc[t] = V::fma(V::mul(dw, V::set1(tk[t][b].x->d)), V::cvt(isum[t]), acc[t]);
+    }
+    for (int t = 0; t < T; ++t) V::store(y + t * ldy, acc[t]);
+  }
+};
+
+// A group's R rows x T tokens (T <= 4) into y (row stride 1, token stride ldy).
+template <class Fmt>
+void k_group(const char* g, const KTok* const* tk, int T, int64_t nb, float* y, size_t ldy) {
+  switch (T) {
+    case 1: Fmt::template tile<1>(g, tk, nb, y, ldy); break;
+    case 2: Fmt::template tile<2>(g, tk, nb, y, ldy); break;
+    case 3: Fmt::template tile<3>(g, tk, nb, y, ldy); break;
+    default: Fmt::template tile<4>(g, tk, nb, y, ldy); break;
+  }
+}
+
+// The gemm (kernels.h GemmFn) on interleaved groups (Packed) or the file
+// layout (each R rows from r0 on interleaved into a scratch group first, a
+// short last group padded with zero rows). Rows of [r0, r1) that fill a packed
+// group only in part are computed with their whole group into scratch outputs.
+template <class Fmt, class V, bool Packed>
+void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+            int64_t r1, int64_t n_tok) {
+  constexpr int R = V::R;
+  const char* w = static_cast<const char*>(W);
+  const char* x = static_cast<const char*>(X);
+  const int64_t nb = K / QK_K;
+  std::vector<KTok> prep(static_cast<size_t>(n_tok * nb));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(x + t * xs);
+    for (int64_t b = 0; b < nb; ++b) {
+      KTok& k = prep[size_t(t * nb + b)];
+      k.x = xb + b;
+      Fmt::prep(xb[b], k.w);
+    }
+  }
+  std::vector<char> scratch;  // one interleaved group (file layout only)
+  if (!Packed) scratch.resize(size_t(R) * size_t(nb) * Fmt::kBlock + 64);
+  std::vector<float> part;  // outputs of a group only partly in [r0, r1)
+  // Token chunks of about 128 KiB of activations stay in L2 while every group sweeps them.
+  int64_t tchunk = static_cast<int64_t>((128 * 1024) / (xs ? xs : 1));
+  tchunk = tchunk < 4 ? 4 : tchunk - tchunk % 4;
+  for (int64_t t0 = 0; t0 < n_tok; t0 += tchunk) {
+    const int64_t t1 = t0 + tchunk < n_tok ? t0 + tchunk : n_tok;
+    for (int64_t g0 = Packed ? r0 - r0 % R : r0; g0 < r1; g0 += R) {
+      const char* g = w + g0 * ws;
+      if (!Packed) {
+        const int n = static_cast<int>(r1 - g0 < R ? r1 - g0 : R);
+        for (int64_t b = 0; b < nb; ++b)
+          kquant_gather(Fmt::kType, R, w + g0 * ws, ws, n, b, scratch.data() + b * R * Fmt::kBlock);
+        g = scratch.data();
+      }
+      const int64_t lo = g0 < r0 ? r0 : g0, hi = g0 + R < r1 ? g0 + R : r1;
+      const bool whole = lo == g0 && hi == g0 + R;
+      if (!whole) part.assign(size_t(t1 - t0) * R, 0.0f);
+      for (int64_t t = t0; t < t1; t += 4) {
+        const int T = static_cast<int>(t1 - t < 4 ? t1 - t : 4);
+        const KTok* tk[4];
+        for (int i = 0; i < T; ++i) tk[i] = &prep[size_t((t + i) * nb)];
+        if (whole) k_group<Fmt>(g, tk, T, nb, Y + t * ldy + g0, ldy);
+        else k_group<Fmt>(g, tk, T, nb, part.data() + (t - t0) * R, R);
+      }
+      if (!whole)
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t r = lo; r < hi; ++r) Y[t * ldy + r] = part[size_t((t - t0) * R + (r - g0))];
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bluelm::kernels
