@@ -29,14 +29,14 @@ kernels::GemmFn gemm_for(const kernels::KernelTable& kt, const Matrix& W) {
 
 // Whether the table's gemm over m tokens gives every token the bits of a
 // one-token call: the scalar reference computes each output on its own, and
-// the x86 tables' Q4_0/Q4_1/Q8_0 gemms equal it bit for bit (tests/cpp). Float
-// weights, other types and the NEON tables may share sums across a tile of
-// tokens, so eval_as_steps runs those token by token.
+// the x86 tables' quantised gemms equal it bit for bit for any token count
+// (tests/cpp: mirrors_llamacpp_order). Float weights and the NEON tables may
+// share sums across a tile of tokens, so eval_as_steps runs those token by token.
 bool tokens_independent(const kernels::KernelTable& kt, GgmlType t) {
   const std::string_view isa = kt.isa;
   if (isa == "scalar") return true;
-  const bool quant = t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q8_0;
-  return quant && (isa == "avx2" || isa == "avx512");
+  const bool quantised = type_info(static_cast<uint32_t>(t))->block_size > 1;
+  return quantised && isa.substr(0, 3) == "avx";
 }
 }  // namespace
 
