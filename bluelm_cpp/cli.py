@@ -26,6 +26,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--n-ctx", type=int, default=2048, help="context window (tokens)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: cores)")
     p.add_argument("-b", "--n-batch", type=int, default=128, help="prefill chunk (tokens)")
+    add_draft_args(p)
+
+
+def add_draft_args(p: argparse.ArgumentParser) -> None:
+    """``--draft`` and ``--n-draft`` (Model's ``draft`` and ``n_draft``)."""
     p.add_argument(
         "--draft",
         default=None,

@@ -16,6 +16,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..cli import add_draft_args
+
 
 def build_parser(prog: str = "python -m bluelm_cpp.server") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="OpenAI-compatible server for one model")
@@ -26,12 +28,7 @@ def build_parser(prog: str = "python -m bluelm_cpp.server") -> argparse.Argument
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     p.add_argument("-c", "--n-ctx", type=int, default=4096, help="context (0: the model's)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: cores)")
-    p.add_argument(
-        "--draft",
-        default=None,
-        help="speculative decoding: 'prompt_lookup' or a draft model GGUF sharing the vocabulary",
-    )
-    p.add_argument("--n-draft", type=int, default=8, help="most tokens drafted per round")
+    add_draft_args(p)
     p.add_argument("--model-name", default=None, help="the id /v1/models reports")
     p.add_argument(
         "--max-queue", type=int, default=16, help="requests waiting or running; more get 503"

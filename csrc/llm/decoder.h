@@ -34,9 +34,10 @@ class Context {
   // arch's token scale: gemma3 scales token rows but not image rows).
   void prefill_tokens(const int32_t* tokens, int64_t n, bool want_logits);
   // Appends n <= n_batch tokens as one chunk with the logits of every row, each
-  // row computed exactly as eval() of that token alone would (the one-token
-  // gemm per row over blocks of weight rows, attention in the one-token order):
-  // the verification of a speculative draft, bit-identical to decode steps.
+  // row's bits those eval() of that token alone would give (attention in the
+  // one-token order; a gemm over all rows where the table's gemm is the same per
+  // token, else one token at a time over blocks of weight rows): the
+  // verification of a speculative draft.
   void eval_as_steps(const int32_t* tokens, int64_t n);
 
   // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
@@ -58,7 +59,8 @@ class Context {
   void forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows);
   // Y[m x W.rows] = X[m x W.cols] . W^T
   void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
-  // matmul for eval_as_steps: each token through the one-token gemm.
+  // matmul for eval_as_steps where the gemm is not the same per token: each
+  // token through the one-token gemm.
   void matmul_as_steps(const Matrix& W, const uint8_t* act, size_t xs, int64_t m, float* Y);
   // Several products of one input (q/k/v, gate/up): one conversion of X and one
   // pool job for all of them, instead of one each.
