@@ -248,47 +248,41 @@ def test_completions_and_stream_with_draft(smollm2_file: Path, smollm2: bluelm_c
 
 
 def test_server_with_draft(smollm2_file: Path, smollm2: bluelm_cpp.Model) -> None:
-    httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
     pytest.importorskip("sse_starlette")
+    import json
     import socket
     import subprocess
     import sys
     import time
+    import urllib.error
+    import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [
-        sys.executable,
-        "-m",
-        "bluelm_cpp.server",
-        "--model",
-        str(smollm2_file),
-        "--port",
-        str(port),
-        "-t",
-        "2",
-        "-c",
-        "512",
-        "--draft",
-        "prompt_lookup",
-        "--n-draft",
-        "6",
-    ]
+    cmd = [sys.executable, "-m", "bluelm_cpp.server", "--model", str(smollm2_file), "--port"]
+    cmd += [str(port), "-t", "2", "-c", "512", "--draft", "prompt_lookup", "--n-draft", "6"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
+                with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
         body = {"prompt": "a b c a b c a b c", "max_tokens": 20, "temperature": 0}
-        got = httpx.post(url + "/v1/completions", json=body, timeout=120).json()
+        req = urllib.request.Request(
+            url + "/v1/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=120) as r:
+            got = json.loads(r.read())
         want = smollm2.create_completion(body["prompt"], max_tokens=20, temperature=0)
         assert got["choices"][0]["text"] == want["choices"][0]["text"]
     finally:
