@@ -6,6 +6,9 @@
   --allow-requantize --pure --token-embedding-type q8_0`` (dequantise Q4_1 -> requantise every
   layer matrix; the tied embedding stays Q8_0 as in the shipped file). The blocks are therefore
   exactly the ones llama.cpp makes; give the tool with ``--llama-quantize PATH``.
+- ``smollm2-f16``: the same Q4_1 file dequantised to F16 by ``llama-quantize --allow-requantize
+  --pure`` (every tensor F16, the embedding too): bench_speculative.py's draft-model target,
+  with ``smollm2-q4_0`` as its draft.
 - ``bluelm3b-q4_0``: the BlueLM-3B decoder shape of PAPER.md (hidden 2560, 28 layers, 20 heads of
   128, no GQA, FFN 6912, vocab 100096; 2.7B parameters) with random Q4_0 weights, written
   tensor by tensor straight in Q4_0 through gguf-py (no F16 file on the way; ~1.4 GiB). Every
@@ -37,6 +40,7 @@ NAMES = (
     "smollm2-q4_1",
     "smollm2-q4_0",
     "smollm2-q8_0",
+    "smollm2-f16",
     "bluelm3b-q4_0",
     "qwen3-1.7b-q4_0",
     "gemma3-1b-q4_0",
@@ -102,17 +106,9 @@ def _requantize(name: str, cache: str, llama_quantize: str | None) -> str:
             f"{name} is not in {cache}: pass --llama-quantize PATH (llama.cpp's tool) to make it"
         )
     tmp = out + ".tmp"
-    cmd = [
-        llama_quantize,
-        "--allow-requantize",
-        "--pure",
-        "--token-embedding-type",
-        "q8_0",
-        _smollm2_q4_1(),
-        tmp,
-        qtype,
-        "2",
-    ]
+    # F16 keeps every tensor F16; the quantised files keep a Q8_0 embedding.
+    embd = [] if qtype == "f16" else ["--token-embedding-type", "q8_0"]
+    cmd = [llama_quantize, "--allow-requantize", "--pure", *embd, _smollm2_q4_1(), tmp, qtype, "2"]
     subprocess.run(cmd, check=True, capture_output=True)
     os.replace(tmp, out)
     return out

@@ -26,6 +26,17 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--n-ctx", type=int, default=2048, help="context window (tokens)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: cores)")
     p.add_argument("-b", "--n-batch", type=int, default=128, help="prefill chunk (tokens)")
+    add_draft_args(p)
+
+
+def add_draft_args(p: argparse.ArgumentParser) -> None:
+    """``--draft`` and ``--n-draft`` (Model's ``draft`` and ``n_draft``)."""
+    p.add_argument(
+        "--draft",
+        default=None,
+        help="speculative decoding: 'prompt_lookup' or a draft model GGUF sharing the vocabulary",
+    )
+    p.add_argument("--n-draft", type=int, default=8, help="most tokens drafted per round")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +68,14 @@ def _sampling(ns: argparse.Namespace, model: Any, greedy: bool) -> SamplingParam
 def _load(ns: argparse.Namespace):  # noqa: ANN202 - returns bluelm_cpp.Model
     from .model import Model
 
-    return Model(ns.model, n_ctx=ns.n_ctx, n_threads=ns.threads, n_batch=ns.n_batch)
+    return Model(
+        ns.model,
+        n_ctx=ns.n_ctx,
+        n_threads=ns.threads,
+        n_batch=ns.n_batch,
+        draft=ns.draft,
+        n_draft=ns.n_draft,
+    )
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:

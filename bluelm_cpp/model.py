@@ -104,6 +104,16 @@ class Model:
             ``benchmarks/bench_pipeline.py`` (2 cores, BlueLM-V-3B shape:
             pipelined TTFT 1.15x sequential); turn it on where a stage stops
             scaling.
+        draft: speculative decoding: ``"prompt_lookup"`` (draft tokens copied
+            from what followed the latest earlier match of the last n-gram in
+            the prompt and output so far), a draft model sharing the
+            vocabulary (a GGUF path or a :class:`Model`, whose weights are
+            used with their own KV cache), or ``None`` (off). Each round's
+            draft is verified in one forward pass. Greedy output is the same
+            token for token as without it; sampled output keeps its
+            distribution (speculative sampling's accept/reject rule), but a
+            seed gives other tokens than without a draft.
+        n_draft: most tokens drafted per round, 1 to ``n_batch - 1``.
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -114,6 +124,10 @@ class Model:
         >>> m = Model("SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=1024)  # doctest: +SKIP
         >>> m.chat([{"role": "user", "content": "Say hi"}], max_tokens=16)  # doctest: +SKIP
         'Hi there! ...'
+        >>> fast = Model(n_ctx=1024, draft="prompt_lookup", n_draft=8)  # doctest: +SKIP
+        >>> fast.chat([{"role": "user", "content": "Fix the typos: teh cat"}])  # doctest: +SKIP
+        >>> fast.draft_stats  # doctest: +SKIP
+        {'rounds': 3, 'drafted': 17, 'accepted': 12, 'acceptance': 0.705...}
     """
 
     def __init__(
@@ -129,6 +143,8 @@ class Model:
         n_threads_vision: int | None = None,
         release_vision: bool = False,
         pipeline: bool = False,
+        draft: str | os.PathLike[str] | Model | None = None,
+        n_draft: int = 8,
     ) -> None:
         n_ctx = _check_int("n_ctx", n_ctx, 0, 1 << 24)
         n_batch = _check_int("n_batch", n_batch, 1, 65536)
@@ -179,6 +195,46 @@ class Model:
         )
         self.last_stats: dict[str, Any] = {}  # what the last request prefilled, reused, encoded
         self.sampling_defaults = sampling_from_metadata(self._metadata)
+        self._set_draft(draft, n_draft)
+
+    def _set_draft(self, draft: str | os.PathLike[str] | Model | None, n_draft: int) -> None:
+        """Hands the drafter to the C++ session (see the ``draft`` argument)."""
+        n_draft = _check_int("n_draft", n_draft, 1)
+        if draft is None:
+            return
+        spec: Any
+        if isinstance(draft, Model):
+            if draft._model is None:
+                raise InvalidArgumentError("the draft model is closed")
+            spec = draft._model
+        elif isinstance(draft, (str, os.PathLike)):
+            spec = os.fspath(draft)
+            if spec != "prompt_lookup":
+                if not os.path.exists(spec):
+                    raise ModelFileError(
+                        f"draft model file '{spec}' does not exist "
+                        "(draft is 'prompt_lookup', a GGUF path or a Model)"
+                    )
+                spec = _core.LlamaModel(spec)
+        else:
+            raise InvalidArgumentError(
+                f"draft must be 'prompt_lookup', a GGUF path or a Model, got {type(draft).__name__}"
+            )
+        # The C++ session checks the vocabulary, the context and n_draft < n_batch.
+        self._ctx.set_draft(spec, n_draft)
+
+    @property
+    def draft_stats(self) -> dict[str, Any]:
+        """Speculative decoding in the last generation: verify rounds that had
+        a draft, tokens drafted and accepted, and the acceptance rate.
+
+        Example:
+            >>> Model(draft="prompt_lookup").draft_stats  # doctest: +SKIP
+            {'rounds': 0, 'drafted': 0, 'accepted': 0, 'acceptance': 0.0}
+        """
+        st = dict(self._require_open().draft_stats)
+        st["acceptance"] = st["accepted"] / st["drafted"] if st["drafted"] else 0.0
+        return st
 
     @property
     def _cached(self) -> list[Any]:
@@ -250,6 +306,8 @@ class Model:
             "n_batch": ctx.n_batch,
             "n_threads": ctx.n_threads,
             "kv_type": self._kv_type,
+            "draft": ctx.draft,
+            "n_draft": ctx.n_draft,
             "isa": _core.isa(),
             "file_size": m.file_size,
             "tokenizer": self.tokenizer.model,

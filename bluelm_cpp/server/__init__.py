@@ -16,6 +16,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..cli import add_draft_args
+
 
 def build_parser(prog: str = "python -m bluelm_cpp.server") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="OpenAI-compatible server for one model")
@@ -26,6 +28,7 @@ def build_parser(prog: str = "python -m bluelm_cpp.server") -> argparse.Argument
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     p.add_argument("-c", "--n-ctx", type=int, default=4096, help="context (0: the model's)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: cores)")
+    add_draft_args(p)
     p.add_argument("--model-name", default=None, help="the id /v1/models reports")
     p.add_argument(
         "--max-queue", type=int, default=16, help="requests waiting or running; more get 503"
@@ -50,7 +53,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m bluelm_cpp.se
     from ..model import Model
 
     try:
-        model = Model(ns.model, n_ctx=ns.n_ctx, n_threads=ns.threads, mmproj=ns.mmproj)
+        model = Model(
+            ns.model,
+            n_ctx=ns.n_ctx,
+            n_threads=ns.threads,
+            mmproj=ns.mmproj,
+            draft=ns.draft,
+            n_draft=ns.n_draft,
+        )
     except BlueLMError as e:
         print(f"bluelm-cpp: error: {e}", file=sys.stderr)
         return 2

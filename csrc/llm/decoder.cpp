@@ -4,6 +4,7 @@
 #include <cmath>
 #include <new>
 #include <string>
+#include <string_view>
 
 #include "core/errors.h"
 
@@ -24,6 +25,18 @@ int64_t row_grain(int64_t rows, int n_threads) {
 kernels::GemmFn gemm_for(const kernels::KernelTable& kt, const Matrix& W) {
   const int slot = kernels::weight_slot(W.type);
   return W.packed_rows ? kt.gemm_packed[slot] : kt.gemm[slot];
+}
+
+// Whether the table's gemm over m tokens gives every token the bits of a
+// one-token call: the scalar reference computes each output on its own, and
+// the x86 tables' quantised gemms equal it bit for bit for any token count
+// (tests/cpp: mirrors_llamacpp_order). Float weights and the NEON tables may
+// share sums across a tile of tokens, so eval_as_steps runs those token by token.
+bool tokens_independent(const kernels::KernelTable& kt, GgmlType t) {
+  const std::string_view isa = kt.isa;
+  if (isa == "scalar") return true;
+  const bool quantised = type_info(static_cast<uint32_t>(t))->block_size > 1;
+  return quantised && isa.substr(0, 3) == "avx";
 }
 }  // namespace
 
@@ -109,6 +122,18 @@ void Context::eval_embeddings(const float* emb, int64_t n, bool logits_all) {
   }
 }
 
+void Context::eval_as_steps(const int32_t* tokens, int64_t n) {
+  if (n <= 0 || n > n_batch_) throw ArgumentError("eval_as_steps takes 1 to n_batch=" + std::to_string(n_batch_) + " tokens, got " + std::to_string(n));
+  if (n > n_ctx_ - n_past_) {
+    throw ContextOverflowError(std::to_string(n) + " tokens do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
+  }
+  n_logit_rows_ = n;
+  logits_.resize(static_cast<size_t>(n * cfg_.n_vocab));
+  as_steps_ = true;
+  forward_chunk(tokens, n, logits_.data(), true);
+  as_steps_ = false;
+}
+
 void Context::prefill_embeddings(const float* emb, int64_t n, bool want_logits) {
   prefill_rows(nullptr, emb, n, want_logits);
 }
@@ -148,9 +173,25 @@ void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
       for (int64_t t = b; t < e; ++t) convert(X + t * K, act + t * xs, K);
     });
   }
+  if (as_steps_ && m > 1 && !tokens_independent(kt_, W.type)) return matmul_as_steps(W, act, xs, m, Y);
   const kernels::GemmFn gemm = gemm_for(kt_, W);
   pool_.parallel_for(W.rows, row_grain(W.rows, pool_.size()), [&](int64_t r0, int64_t r1) {
     gemm(W.data, W.row_stride, act, xs, Y, W.rows, K, r0, r1, m);
+  });
+}
+
+void Context::matmul_as_steps(const Matrix& W, const uint8_t* act, size_t xs, int64_t m, float* Y) {
+  // The rows split as a one-token matmul splits them; within a thread's range,
+  // blocks of kStepRows weight rows (on multiples of kStepRows, so every range
+  // starts where a packed group does) serve all m tokens while in cache.
+  constexpr int64_t kStepRows = 64;
+  const kernels::GemmFn gemm = gemm_for(kt_, W);
+  pool_.parallel_for(W.rows, row_grain(W.rows, pool_.size()), [&](int64_t r0, int64_t r1) {
+    for (int64_t a = r0; a < r1;) {
+      const int64_t b = std::min(r1, (a / kStepRows + 1) * kStepRows);
+      for (int64_t t = 0; t < m; ++t) gemm(W.data, W.row_stride, act + t * xs, xs, Y + t * W.rows, W.rows, W.cols, a, b, 1);
+      a = b;
+    }
   });
 }
 
@@ -263,7 +304,8 @@ void Context::attention(int layer, int64_t m) {
   // chunks that lie wholly inside the window, and never a soft-capped layer.
   const int64_t window = cfg_.is_swa(layer) ? cfg_.n_swa : 0;
   const bool rows_ok = softcap == 0.0f && (window == 0 || pos0 + m <= window);
-  if (m > 1 && kt_.attend_rows && rows_ok) {
+  const bool chunk = m > 1 && !as_steps_;  // eval_as_steps: every row in the one-token order
+  if (chunk && kt_.attend_rows && rows_ok) {
     // Tasks of up to kAttnRows query rows of one head: K/V rows are read once per task.
     const int64_t blocks = (m + kAttnRows - 1) / kAttnRows, tasks = blocks * cfg_.n_head;
     pool_.run([&](int ith, int nth) {
@@ -286,7 +328,7 @@ void Context::attention(int layer, int64_t m) {
       const int64_t start = window ? std::max<int64_t>(0, pos0 + t + 1 - window) : 0;
       const size_t off = row_bytes(kv_type_, kvh * hd) + static_cast<size_t>(start) * kv_row_bytes_;
       kt_.attend(q_.data() + t * q_dim + h * hd, kc + off, vc + off, kv_type_, kv_dim, hd,
-                 pos0 + t + 1 - start, scale, softcap, m > 1, scratch, attn_.data() + t * q_dim + h * hd);
+                 pos0 + t + 1 - start, scale, softcap, chunk, scratch, attn_.data() + t * q_dim + h * hd);
     }
   });
 }

@@ -33,6 +33,12 @@ class Context {
   // As prefill_embeddings, for token ids (their rows of token_embd, with the
   // arch's token scale: gemma3 scales token rows but not image rows).
   void prefill_tokens(const int32_t* tokens, int64_t n, bool want_logits);
+  // Appends n <= n_batch tokens as one chunk with the logits of every row, each
+  // row's bits those eval() of that token alone would give (attention in the
+  // one-token order; a gemm over all rows where the table's gemm is the same per
+  // token, else one token at a time over blocks of weight rows): the
+  // verification of a speculative draft.
+  void eval_as_steps(const int32_t* tokens, int64_t n);
 
   // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
   const float* logits() const { return logits_.data(); }
@@ -53,6 +59,9 @@ class Context {
   void forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows);
   // Y[m x W.rows] = X[m x W.cols] . W^T
   void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
+  // matmul for eval_as_steps where the gemm is not the same per token: each
+  // token through the one-token gemm.
+  void matmul_as_steps(const Matrix& W, const uint8_t* act, size_t xs, int64_t m, float* Y);
   // Several products of one input (q/k/v, gate/up): one conversion of X and one
   // pool job for all of them, instead of one each.
   void matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X, int64_t m);
@@ -81,6 +90,7 @@ class Context {
   ThreadPool pool_;
   int64_t n_past_ = 0;
   const float* input_emb_ = nullptr;  // set by eval_embeddings for the chunk being run
+  bool as_steps_ = false;             // set by eval_as_steps for the chunk being run
 
   // KV cache: per layer, n_ctx rows of n_head_kv * head_dim values of kv_type.
   // calloc'd: the OS maps its pages as positions are first written, so an

@@ -53,6 +53,11 @@ void Sampler::reset() {
   counts_.clear();
 }
 
+void Sampler::follow(const Sampler& other) {
+  recent_ = other.recent_;
+  counts_ = other.counts_;
+}
+
 void Sampler::accept(int32_t token) {
   if (p_.repeat_last_n == 0) return;
   recent_.push_back(token);
@@ -87,16 +92,17 @@ const float* Sampler::processed(const float* logits, int64_t n_vocab, TokenMask 
   return work_.data();
 }
 
-int32_t Sampler::sample(const float* logits, int64_t n_vocab, TokenMask mask, TokenLogprobs* logprobs, int n_top) {
+const float* Sampler::distribution(const float* logits, int64_t n_vocab, TokenMask mask, bool processed_needed) {
   // Raw logits (no bias, no penalty, no logprobs: the common case) are read in
   // place, orderable() and the mask applied per value; otherwise a processed
   // copy holds them (masked: -inf).
-  const bool raw = plain() && !logprobs;
+  const bool raw = plain() && !processed_needed;
   const float* l = raw ? logits : processed(logits, n_vocab, mask);
   const TokenMask m = raw ? mask : nullptr;
   constexpr float kOut = -std::numeric_limits<float>::infinity();
-  int32_t chosen = -1;
+  cand_.clear();
   if (p_.temperature == 0.0f) {
+    int32_t chosen = -1;
     float best = 0.0f;
     for (int64_t i = 0; i < n_vocab; ++i) {  // the first maximum
       const float v = raw ? orderable(l[i]) : l[i];
@@ -105,20 +111,68 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab, TokenMask mask, To
         chosen = static_cast<int32_t>(i);
       }
     }
+    if (chosen >= 0) cand_.push_back({chosen, best, 1.0f});
   } else {
-    cand_.clear();
     for (int64_t i = 0; i < n_vocab; ++i) {
       const float v = raw ? orderable(l[i]) : l[i];
       if (v != kOut && allowed(m, i)) cand_.push_back({static_cast<int32_t>(i), v, 0.0f});
     }
-    if (!cand_.empty()) chosen = draw();
+    if (!cand_.empty()) chain();
   }
-  if (chosen < 0) throw ArgumentError("the token mask allows no token");
+  if (cand_.empty()) throw ArgumentError("the token mask allows no token");
+  return l;
+}
+
+int32_t Sampler::sample(const float* logits, int64_t n_vocab, TokenMask mask, TokenLogprobs* logprobs, int n_top) {
+  const float* l = distribution(logits, n_vocab, mask, logprobs != nullptr);
+  const int32_t chosen = p_.temperature == 0.0f ? cand_[0].id : pick(uniform());
   if (logprobs) fill_logprobs(l, n_vocab, chosen, n_top, *logprobs);
   return chosen;
 }
 
-int32_t Sampler::draw() {
+int32_t Sampler::sample_draft(const float* logits, int64_t n_vocab, TokenDist& q) {
+  const int32_t chosen = sample(logits, n_vocab);
+  q.clear();
+  for (const Candidate& c : cand_) q.push_back({c.id, c.p});
+  std::sort(q.begin(), q.end(), [](const TokenProb& a, const TokenProb& b) { return a.id < b.id; });
+  return chosen;
+}
+
+int32_t Sampler::verify(const float* logits, int64_t n_vocab, TokenMask mask, int32_t draft, const TokenDist& q,
+                        bool* accepted, TokenLogprobs* logprobs, int n_top) {
+  const float* l = distribution(logits, n_vocab, mask, logprobs != nullptr);
+  // q(id): the draft's probability (a point mass on `draft` when q is empty).
+  auto q_of = [&](int32_t id) -> double {
+    if (q.empty()) return id == draft ? 1.0 : 0.0;
+    auto it = std::lower_bound(q.begin(), q.end(), id, [](const TokenProb& a, int32_t b) { return a.id < b; });
+    return it != q.end() && it->id == id ? it->p : 0.0;
+  };
+  double px = 0.0;
+  for (const Candidate& c : cand_) px = c.id == draft ? c.p : px;
+  const double qx = q_of(draft);
+  // Accept with probability min(1, p/q); a draw only where the answer is not certain.
+  *accepted = qx > 0.0 && (px >= qx || (px > 0.0 && uniform() * qx < px));
+  int32_t chosen = draft;
+  if (!*accepted) {
+    // The residual max(0, p - q), normalised; its mass is positive whenever a
+    // rejection can happen (p(draft) < q(draft)), rounding aside: then p itself.
+    double mass = 0.0;
+    for (Candidate& c : cand_) {
+      c.p = static_cast<float>(std::max(0.0, c.p - q_of(c.id)));
+      mass += c.p;
+    }
+    if (mass > 0.0) {
+      chosen = pick(uniform() * mass);
+    } else {
+      distribution(logits, n_vocab, mask, logprobs != nullptr);
+      chosen = p_.temperature == 0.0f ? cand_[0].id : pick(uniform());
+    }
+  }
+  if (logprobs) fill_logprobs(l, n_vocab, chosen, n_top, *logprobs);
+  return chosen;
+}
+
+void Sampler::chain() {
   auto by_logit = [](const Candidate& a, const Candidate& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
@@ -163,9 +217,12 @@ int32_t Sampler::draw() {
     cand_.resize(keep);
   }
   softmax(p_.temperature);
+}
 
-  // A portable draw: 53 random bits -> [0, 1), then walk the cumulative mass.
-  const double u = static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);
+// A portable draw: 53 random bits -> [0, 1).
+double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0); }
+
+int32_t Sampler::pick(double u) const {
   double cum = 0.0;
   for (const auto& c : cand_) {
     cum += c.p;

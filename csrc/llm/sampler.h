@@ -1,6 +1,12 @@
 // Token sampler: logit bias, an optional allowed-token mask (constrained
 // decoding), penalties, then top-k, top-p, min-p, temperature and a seeded draw
 // (llama.cpp's default chain order). temperature == 0 is greedy.
+//
+// Speculative decoding uses the same chain: p, the distribution a token is
+// drawn from, is what the chain leaves before its draw (greedy: the first
+// maximum with probability 1), for a target row and a draft model's row alike,
+// and verify() applies the accept/reject rule of Leviathan et al. / Chen et al.
+// to a drafted token so the output keeps the distribution p exactly.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -59,15 +65,35 @@ struct TokenLogprobs {
   std::vector<std::pair<int32_t, float>> top;  // most likely first
 };
 
+// A distribution over a few tokens, sorted by id: the chain's survivors and
+// their probabilities (a draft model's q). Empty = a point mass on the drafted
+// token (a deterministic drafter such as prompt lookup).
+struct TokenProb {
+  int32_t id;
+  float p;
+};
+using TokenDist = std::vector<TokenProb>;
+
 class Sampler {
  public:
   explicit Sampler(const SamplerParams& p, int64_t n_vocab = 0);
   // The next token. Throws ArgumentError when `mask` allows no token.
   int32_t sample(const float* logits, int64_t n_vocab, TokenMask mask = nullptr,
                  TokenLogprobs* logprobs = nullptr, int n_top = 0);
+  // As sample(), and `q` receives the distribution the token was drawn from
+  // (a draft model's step).
+  int32_t sample_draft(const float* logits, int64_t n_vocab, TokenDist& q);
+  // Speculative verification of `draft` at a row with these logits: accepted
+  // with probability min(1, p(draft) / q(draft)) (q empty: a point mass, so
+  // min(1, p(draft))); otherwise a token is drawn from max(0, p - q),
+  // normalised. The result is distributed as p whatever q is. Sets *accepted.
+  int32_t verify(const float* logits, int64_t n_vocab, TokenMask mask, int32_t draft, const TokenDist& q,
+                 bool* accepted, TokenLogprobs* logprobs = nullptr, int n_top = 0);
   void accept(int32_t token);  // records a token for the penalties
+  void follow(const Sampler& other);  // takes other's penalty history (a draft's sampler)
   void reset();
   const SamplerParams& params() const { return p_; }
+  uint64_t seed() const { return seed_; }
 
  private:
   struct Candidate {
@@ -77,8 +103,14 @@ class Sampler {
   };
   // logits with bias, mask and penalties applied, NaN/inf made orderable
   const float* processed(const float* logits, int64_t n_vocab, TokenMask mask);
-  bool plain() const;
-  int32_t draw();  // top-k, top-p, min-p, temperature and the draw over cand_  // no bias and no penalties: logits are used as they are
+  bool plain() const;  // no bias and no penalties: logits are used as they are
+  // Leaves in cand_ the distribution the next token is drawn from (greedy: the
+  // first maximum, p = 1); returns the logits fill_logprobs reads (processed
+  // when `processed_needed`). Throws ArgumentError when the mask allows nothing.
+  const float* distribution(const float* logits, int64_t n_vocab, TokenMask mask, bool processed_needed);
+  void chain();  // top-k, top-p, min-p, temperature over cand_
+  double uniform();  // [0, 1) from 53 random bits
+  int32_t pick(double u) const;  // walks cand_'s cumulative mass
   void fill_logprobs(const float* l, int64_t n_vocab, int32_t chosen, int n_top, TokenLogprobs& out) const;
 
   SamplerParams p_;

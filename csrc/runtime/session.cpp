@@ -7,6 +7,19 @@
 
 namespace bluelm {
 
+namespace {
+// The draft length policy (Session::draft_length): a running estimate, per
+// kind of draft, of how likely a drafted token is accepted, and what a round
+// costs in decode steps: 1 + kRoundCost + kTokenCost * k for k drafted tokens
+// (SmolLM2-135M Q4_1 on AVX-512: a chunk of 9 rows took about 3 steps,
+// benchmarks/bench_speculative.py).
+constexpr double kPriorAccept = 0.5;   // a new generation's guess
+constexpr double kAcceptWeight = 0.2;  // of each drafted token's outcome in the estimate
+constexpr double kRecover = 0.05;      // per draft not taken, the estimate moves back to the guess
+constexpr double kRoundCost = 0.15;
+constexpr double kTokenCost = 0.25;
+}  // namespace
+
 Session::Session(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n_batch, int n_threads,
                  GgmlType kv_type)
     : ctx_(std::move(model), n_ctx, n_batch, n_threads, kv_type) {}
@@ -34,6 +47,8 @@ PrefillStats Session::run(const std::vector<PrefillSegment>& segs, const VisionM
                           const PrefillOptions& opt, std::vector<PositionKey> added) {
   sampler_.reset();  // a prefill ends any generation
   pending_ = -1;
+  queue_.clear();
+  queue_head_ = 0;
   try {
     PrefillStats st = prefill_segments(ctx_, vision, segs, opt, cancel_);
     keys_.insert(keys_.end(), added.begin(), added.end());
@@ -115,43 +130,210 @@ void Session::start(const SamplerParams& params, std::vector<int32_t> eog, int64
   sampler_.emplace(params, ctx_.model().config().n_vocab);
   eog_ = std::unordered_set<int32_t>(eog.begin(), eog.end());
   max_tokens_ = max_tokens;
-  n_generated_ = 0;
+  n_generated_ = n_emitted_ = 0;
   pending_ = -1;
-  stop_ = StopReason::None;
+  stop_ = final_ = StopReason::None;
+  queue_.clear();
+  queue_head_ = 0;
+  draft_.clear();
+  stats_ = DraftStats{};
+  accept_.fill(kPriorAccept);
   const size_t window = static_cast<size_t>(params.repeat_last_n);
   const size_t from = keys_.size() > window ? keys_.size() - window : 0;
   for (size_t i = from; i < keys_.size(); ++i) {
     if (!keys_[i].is_image) sampler_->accept(static_cast<int32_t>(keys_[i].value));
   }
+  if (drafter_) drafter_->start(params, sampler_->seed());
+}
+
+void Session::set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft) {
+  if (drafter && (n_draft < 1 || n_draft >= ctx_.n_batch())) {
+    throw ArgumentError("n_draft must be between 1 and n_batch - 1 = " + std::to_string(ctx_.n_batch() - 1) +
+                        " (a draft and the token before it are verified as one chunk of n_batch), got " +
+                        std::to_string(n_draft));
+  }
+  drafter_ = std::move(drafter);
+  n_draft_ = drafter_ ? n_draft : 0;
+  draft_.clear();
+}
+
+void Session::end(StopReason why) {
+  stop_ = why;
+  queue_.clear();
+  queue_head_ = 0;
+  if (why == StopReason::Cancelled) cancel_ = false;
+}
+
+StopReason Session::check_end() {
+  if (cancel_.load()) return StopReason::Cancelled;
+  if (queue_head_ < queue_.size()) return StopReason::None;
+  if (final_ != StopReason::None) return final_;
+  if (n_emitted_ >= max_tokens_) return StopReason::MaxTokens;
+  if (pending_ >= 0 && ctx_.n_past() >= ctx_.n_ctx()) return StopReason::ContextFull;
+  return StopReason::None;
+}
+
+int64_t Session::draft_room(int64_t cap) const {
+  if (pending_ < 0) return 0;  // the first token comes from the prefill's logits
+  // One round emits at most n + 1 tokens and caches the pending token and n drafts.
+  const int64_t by_tokens = max_tokens_ - n_emitted_ - 1;
+  const int64_t by_ctx = ctx_.n_ctx() - ctx_.n_past() - 1;
+  return std::max<int64_t>(0, std::min({cap, by_tokens, by_ctx}));
+}
+
+int64_t Session::draft_length(int64_t room, int kind) {
+  // The k that gives the most tokens per unit of work: a round of k drafts
+  // emits (1 - a^(k+1)) / (1 - a) tokens on average (a: the acceptance
+  // estimate of this kind of draft). Where no k pays, no draft; the estimate
+  // then drifts back to the prior, so this kind is tried again later.
+  double& a = accept_[static_cast<size_t>(kind)];
+  double best = 1.0, tokens = 1.0, ak = 1.0;
+  int64_t k_best = 0;
+  for (int64_t k = 1; k <= room; ++k) {
+    ak *= a;
+    tokens += ak;
+    const double v = tokens / (1.0 + kRoundCost + kTokenCost * static_cast<double>(k));
+    if (v > best) {
+      best = v;
+      k_best = k;
+    }
+  }
+  if (k_best == 0) a += kRecover * (kPriorAccept - a);
+  return k_best;
+}
+
+const std::vector<int32_t>& Session::propose() {
+  if (!sampler_) throw ArgumentError("no generation in progress: call start first");
+  draft_.clear();
+  const int64_t room = draft_room(n_draft_);
+  if (drafter_ && room > 0 && stop_ == StopReason::None && queue_head_ == queue_.size()) {
+    drafter_->draft(DraftRequest{keys_, pending_, room, *sampler_, eog_}, draft_);
+    draft_.kind = std::min<int>(std::max(draft_.kind, 0), kDraftKinds - 1);
+    const int64_t n = std::min<int64_t>(room, static_cast<int64_t>(draft_.tokens.size()));
+    draft_.tokens.resize(static_cast<size_t>(n > 0 ? draft_length(n, draft_.kind) : 0));
+  }
+  return draft_.tokens;
+}
+
+void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, bool logprobs, int n_top) {
+  queue_.clear();
+  queue_head_ = 0;
+  const int64_t nv = ctx_.model().config().n_vocab;
+  Emitted e{-1, {}};
+  TokenLogprobs* lp = logprobs ? &e.logprobs : nullptr;
+  if (pending_ < 0) {  // the first token: from the logits the prefill left
+    const float* last = logits() + (n_logit_rows() - 1) * nv;
+    e.token = sampler_->sample(last, nv, masks ? masks[0] : nullptr, lp, n_top);
+    if (eog_.count(e.token)) {
+      final_ = StopReason::EndOfGeneration;
+      return;
+    }
+    sampler_->accept(e.token);
+    pending_ = e.token;
+    ++n_emitted_;
+    queue_.push_back(std::move(e));
+    return;
+  }
+  n = std::min(n, draft_room(ctx_.n_batch() - 1));  // the round is one chunk
+  check_token_ids(draft, n, nv, "draft: ");
+  // The proposal's distributions serve a draft that is a prefix of it.
+  const bool from_proposal = n <= static_cast<int64_t>(draft_.tokens.size()) &&
+                             std::equal(draft, draft + n, draft_.tokens.begin());
+  const bool proposed = from_proposal && !draft_.q.empty();
+  const int proposed_kind = from_proposal ? draft_.kind : 0;
+  static const TokenDist kPointMass;
+  buf_.assign(1, pending_);
+  buf_.insert(buf_.end(), draft, draft + n);
+  const int64_t n0 = ctx_.n_past();
+  ctx_.eval_as_steps(buf_.data(), n + 1);
+  logits_all_ = false;
+  for (int32_t t : buf_) keys_.push_back({ImageKey{}, false, t});
+  pending_ = -1;
+  int64_t i = 0;
+  const int64_t emitted0 = n_emitted_;
+  try {
+    for (;; ++i) {
+      const float* row = ctx_.logits() + i * nv;
+      const TokenMask mask = masks ? masks[i] : nullptr;
+      bool accepted = false;
+      if (i < n) {
+        e.token = sampler_->verify(row, nv, mask, draft[i], proposed ? draft_.q[i] : kPointMass, &accepted, lp, n_top);
+      } else {
+        e.token = sampler_->sample(row, nv, mask, lp, n_top);  // after the whole draft: one more
+      }
+      if (eog_.count(e.token)) {
+        final_ = StopReason::EndOfGeneration;
+        break;
+      }
+      sampler_->accept(e.token);
+      ++n_emitted_;
+      queue_.push_back(e);
+      if (!accepted) {
+        pending_ = e.token;
+        break;
+      }
+    }
+  } catch (...) {  // a mask that allows nothing: the session is left as before the round
+    ctx_.truncate(n0);
+    keys_.resize(static_cast<size_t>(n0));
+    pending_ = buf_[0];
+    n_emitted_ = emitted0;
+    queue_.clear();
+    throw;
+  }
+  // Positions kept: the old pending token and the accepted drafts.
+  ctx_.truncate(n0 + 1 + i);
+  keys_.resize(static_cast<size_t>(n0 + 1 + i));
+  if (n > 0) {
+    ++stats_.rounds;
+    stats_.drafted += n;
+    stats_.accepted += std::min(i, n);
+    // The outcomes of the drafted tokens verified: accepted ones, then the one rejected.
+    double& a = accept_[static_cast<size_t>(proposed_kind)];
+    for (int64_t j = 0; j < std::min(i + 1, n); ++j) a += kAcceptWeight * ((j < i ? 1.0 : 0.0) - a);
+  }
 }
 
 std::optional<int32_t> Session::step(TokenMask mask, TokenLogprobs* logprobs, int n_top) {
-  if (!sampler_ || stop_ != StopReason::None) {
-    if (!sampler_) throw ArgumentError("no generation in progress: call start first");
+  if (!sampler_) throw ArgumentError("no generation in progress: call start first");
+  if (stop_ != StopReason::None) return std::nullopt;
+  StopReason why = check_end();
+  if (why != StopReason::None) {
+    end(why);
     return std::nullopt;
   }
-  auto end = [&](StopReason why) -> std::optional<int32_t> {
-    stop_ = why;
-    if (why == StopReason::Cancelled) cancel_ = false;
-    return std::nullopt;
-  };
-  if (cancel_.load()) return end(StopReason::Cancelled);
-  if (n_generated_ >= max_tokens_) return end(StopReason::MaxTokens);
-  if (pending_ >= 0) {
-    if (ctx_.n_past() >= ctx_.n_ctx()) return end(StopReason::ContextFull);
-    ctx_.eval(&pending_, 1, false);  // a sampled id: inside the vocabulary
-    keys_.push_back({ImageKey{}, false, pending_});
-    logits_all_ = false;
-    pending_ = -1;
+  if (queue_head_ == queue_.size()) {
+    // A mask holds for one position: no draft then.
+    if (mask) round(nullptr, 0, &mask, logprobs != nullptr, n_top);
+    else {
+      const std::vector<int32_t>& d = propose();
+      round(d.data(), static_cast<int64_t>(d.size()), nullptr, logprobs != nullptr, n_top);
+    }
+    if (queue_.empty()) {
+      end(final_);
+      return std::nullopt;
+    }
   }
-  const int64_t nv = ctx_.model().config().n_vocab;
-  const float* last = logits() + (n_logit_rows() - 1) * nv;
-  const int32_t tok = sampler_->sample(last, nv, mask, logprobs, n_top);
-  if (eog_.count(tok)) return end(StopReason::EndOfGeneration);
-  sampler_->accept(tok);
-  pending_ = tok;
+  Emitted& e = queue_[queue_head_++];
+  if (logprobs) *logprobs = std::move(e.logprobs);
   ++n_generated_;
-  return tok;
+  return e.token;
+}
+
+void Session::advance(const int32_t* draft, int64_t n, const TokenMask* masks, bool logprobs, int n_top,
+                      std::vector<Emitted>& out) {
+  if (!sampler_) throw ArgumentError("no generation in progress: call start first");
+  if (n < 0) throw ArgumentError("the draft length must be >= 0");
+  if (stop_ != StopReason::None) return;
+  if (queue_head_ != queue_.size()) throw ArgumentError("step() has tokens of this round still to hand out");
+  StopReason why = check_end();
+  if (why != StopReason::None) return end(why);
+  round(draft, n, masks, logprobs, n_top);
+  if (queue_.empty()) return end(final_);
+  for (Emitted& e : queue_) out.push_back(std::move(e));
+  n_generated_ += static_cast<int64_t>(queue_.size());
+  queue_.clear();
+  queue_head_ = 0;
 }
 
 const float* Session::logits() const { return logits_all_ ? all_logits_.data() : ctx_.logits(); }
@@ -165,6 +347,8 @@ void Session::truncate(int64_t n) {
   keys_.resize(static_cast<size_t>(n));
   sampler_.reset();
   pending_ = -1;
+  queue_.clear();
+  queue_head_ = 0;
 }
 
 }  // namespace bluelm

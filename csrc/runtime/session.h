@@ -6,13 +6,20 @@
 // (tokens by id, image rows by the image's content key and row), and the
 // decode loop then samples and appends one token per step.
 //
-// Decode (step): evaluate the token sampled last, sample the next one from its
-// logits (bias, optional allowed-token mask, penalties, chain), stop at an
-// end-of-generation token, max_tokens, a full context or a cancel. A
-// speculative step (draft k tokens, verify them in one forward pass) fits
-// here: append the draft with logits for every row, sample each row in turn,
-// keep the accepted prefix and truncate() the rest; keys_ follows n_past.
+// Decode, one round at a time: evaluate the token sampled last together with
+// the drafter's proposal (if any) in one forward pass whose rows are each
+// computed exactly as a one-token step would (Context::eval_as_steps), then
+// walk the rows: a drafted token is accepted or replaced by the sampler's
+// accept/reject rule (Sampler::verify; greedy: accepted iff it is the argmax),
+// the first replacement ends the round, and a fully accepted draft earns one
+// more token from the last row. The cache is cut back to the accepted prefix
+// (keys_ follows n_past). Without a drafter a round is one plain step. Rounds
+// stop at an end-of-generation token, max_tokens, a full context or a cancel.
+// step() hands out a round's tokens one at a time; advance() all at once, with
+// a mask per row (structured output: the caller computes the masks the
+// grammar gives after each drafted token).
 #pragma once
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -22,6 +29,7 @@
 
 #include "llm/decoder.h"
 #include "llm/sampler.h"
+#include "runtime/drafter.h"
 #include "runtime/prefill_pipeline.h"
 
 namespace bluelm {
@@ -36,6 +44,19 @@ struct PositionKey {
 
 // Why a generation ended.
 enum class StopReason { None, EndOfGeneration, MaxTokens, ContextFull, Cancelled };
+
+// A generated token and its log-probabilities (when they were asked for).
+struct Emitted {
+  int32_t token;
+  TokenLogprobs logprobs;
+};
+
+// Counts of the current generation's speculative rounds.
+struct DraftStats {
+  int64_t rounds = 0;    // forward passes that verified a non-empty draft
+  int64_t drafted = 0;   // tokens proposed and verified
+  int64_t accepted = 0;  // of those, accepted
+};
 
 class Session {
  public:
@@ -61,9 +82,28 @@ class Session {
   // One decode step (see above); returns the new token, or nothing once the
   // generation has ended (stop_reason()). The token returned last is not yet
   // in the cache: the next step evaluates it.
+  // With a mask the step is a plain one (no draft): the mask holds for this
+  // position only.
   std::optional<int32_t> step(TokenMask mask = nullptr, TokenLogprobs* logprobs = nullptr, int n_top = 0);
   StopReason stop_reason() const { return stop_; }
   int64_t n_generated() const { return n_generated_; }
+
+  // Speculative decoding: the drafter proposes up to n_draft tokens per round
+  // (1 <= n_draft < n_batch: the round is one chunk); null turns it off.
+  void set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft);
+  const Drafter* drafter() const { return drafter_.get(); }
+  int64_t n_draft() const { return n_draft_; }
+  // The next round's draft (empty before the first token, without a drafter,
+  // or where the drafter finds nothing). Kept for advance().
+  const std::vector<int32_t>& propose();
+  // One round over `draft` (n tokens; a prefix of propose()'s keeps its q,
+  // other tokens count as a deterministic draft; with or without a drafter;
+  // cut to n_batch - 1 and to what max_tokens and the context leave), masks:
+  // null or n + 1 masks (null entries allowed), one per row. Appends the
+  // round's tokens to `out`: none once the generation has ended (stop_reason()).
+  void advance(const int32_t* draft, int64_t n, const TokenMask* masks, bool logprobs, int n_top,
+               std::vector<Emitted>& out);
+  const DraftStats& draft_stats() const { return stats_; }
 
   // Stops the request in flight (any thread): a prefill rolls back and throws
   // CancelledError, a generation ends at its next step. The flag is consumed
@@ -89,6 +129,17 @@ class Session {
   PrefillStats run(const std::vector<PrefillSegment>& segs, const VisionModel* vision, const PrefillOptions& opt,
                    std::vector<PositionKey> added);
   [[noreturn]] void throw_cancelled();
+  // Why the generation must end before another round, or None.
+  StopReason check_end();
+  void end(StopReason why);
+  // Runs one round (see the top) into queue_; masks as advance().
+  void round(const int32_t* draft, int64_t n, const TokenMask* masks, bool logprobs, int n_top);
+  // The longest draft (at most cap) the next round may verify: max_tokens and
+  // the context leave room for it and the token after it.
+  int64_t draft_room(int64_t cap) const;
+  // How many of the `room` tokens of a draft of this kind to verify (see
+  // session.cpp): 0 where drafting does not pay at the acceptance seen so far.
+  int64_t draft_length(int64_t room, int kind);
 
   Context ctx_;
   std::vector<PositionKey> keys_;  // one per position < n_past
@@ -100,8 +151,19 @@ class Session {
   std::optional<Sampler> sampler_;
   std::unordered_set<int32_t> eog_;
   int64_t max_tokens_ = 0, n_generated_ = 0;
-  int32_t pending_ = -1;  // sampled, returned, not yet evaluated
+  int64_t n_emitted_ = 0;  // generated by rounds (returned, or still in queue_)
+  int32_t pending_ = -1;  // sampled, not yet evaluated
   StopReason stop_ = StopReason::None;
+  StopReason final_ = StopReason::None;  // the end a round found, once queue_ is drained
+  std::vector<Emitted> queue_;  // a round's tokens not yet returned by step()
+  size_t queue_head_ = 0;
+
+  std::unique_ptr<Drafter> drafter_;
+  int64_t n_draft_ = 0;
+  Draft draft_;  // the last proposal
+  DraftStats stats_;
+  std::array<double, kDraftKinds> accept_{};  // running acceptance estimate per Draft::kind
+  std::vector<int32_t> buf_;  // the pending token and the draft, one chunk
 };
 
 }  // namespace bluelm

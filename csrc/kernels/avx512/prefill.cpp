@@ -7,6 +7,8 @@
 // 2*NP tokens. Per row chunk the weights are unpacked once (Wide) and 8
 // tokens' activations are prepared at a time (a few KiB, stays in L1) while
 // the chunk's rows sweep them from L2.
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "kernels/avx512/avx512.h"
@@ -18,6 +20,9 @@ namespace bluelm::kernels::avx512 {
 namespace {
 
 constexpr int kPairs = 4;  // token pairs per prepared tile (8 tokens)
+// Up to this many token tiles read the weight rows directly (FromRows) instead
+// of unpacking a row chunk first: unpacking pays only when many tiles reuse it.
+constexpr int64_t kDirectTiles = 2;
 
 inline __m512i pair256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
@@ -59,9 +64,33 @@ struct Wide {
   float s[2];  // d_w, and m_w for Q4_1
 };
 
-inline __m512i wide_u(const Wide& e) {
-  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.u)));
-}
+// Where a tile reads block b of its row i: the chunk's unpacked copy, or (a
+// call of a few tokens, where unpacking the weights to memory first would
+// only add a pass over them) the weight rows themselves, unpacked in
+// registers. Both give a tile the same values, so results are the same bits.
+struct FromWide {
+  const Wide* w;
+  __m512i u(int64_t b, int i) const {
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[4 * b + i].u)));
+  }
+  float d(int64_t b, int i) const { return w[4 * b + i].s[0]; }
+  __m512 dm(int64_t b, int i) const {  // [d_w, m_w] x 8
+    double v;
+    std::memcpy(&v, w[4 * b + i].s, 8);
+    return _mm512_castpd_ps(_mm512_set1_pd(v));
+  }
+};
+
+template <class Fmt>
+struct FromRows {
+  const char* row[4];
+  size_t bs;
+  __m512i u(int64_t b, int i) const { return _mm512_broadcast_i64x4(Fmt::unsigned_quants(row[i] + b * bs)); }
+  float d(int64_t b, int i) const { return _mm_cvtss_f32(head2(row[i] + b * bs)); }
+  __m512 dm(int64_t b, int i) const {
+    return _mm512_castpd_ps(_mm512_broadcastsd_pd(_mm_castps_pd(head2(row[i] + b * bs))));
+  }
+};
 
 // Signed weights (Q8_0, Q5_0) against Q8_0 activations; the weights' +128
 // offset is taken out in the prepared start term.
@@ -104,8 +133,8 @@ struct Q8_0Rows {
     }
   }
 
-  template <int R, int NP>
-  static void tile(const Wide* w, const Prep* px, int64_t nb, float* y, size_t ldy, int nt) {
+  template <int R, int NP, class Src>
+  static void tile(const Src& w, const Prep* px, int64_t nb, float* y, size_t ldy, int nt) {
     __m512 acc[R][NP];
     for (int i = 0; i < R; ++i)
       for (int p = 0; p < NP; ++p) acc[i][p] = _mm512_setzero_ps();
@@ -113,9 +142,8 @@ struct Q8_0Rows {
       const Prep& a = px[b];
 #pragma GCC unroll 4
       for (int i = 0; i < R; ++i) {
-        const Wide& e = w[4 * b + i];
-        const __m512i u = wide_u(e);
-        const __m512 dw = _mm512_set1_ps(e.s[0]);
+        const __m512i u = w.u(b, i);
+        const __m512 dw = _mm512_set1_ps(w.d(b, i));
 #pragma GCC unroll 4
         for (int p = 0; p < NP; ++p) {
           const __m512i s = dpbusd512(_mm512_loadu_si512(&a.start[p]), u, _mm512_loadu_si512(&a.q[p]));
@@ -157,8 +185,8 @@ struct Q4_1Rows {
     }
   }
 
-  template <int R, int NP>
-  static void tile(const Wide* w, const Prep* px, int64_t nb, float* y, size_t ldy, int nt) {
+  template <int R, int NP, class Src>
+  static void tile(const Src& w, const Prep* px, int64_t nb, float* y, size_t ldy, int nt) {
     __m512 acc[R][NP];
     __m512 macc[R];  // lane 2t+1: sum of m_w * s_x for token t
     for (int i = 0; i < R; ++i) {
@@ -174,11 +202,8 @@ struct Q4_1Rows {
       const Prep& a = px[b];
 #pragma GCC unroll 4
       for (int i = 0; i < R; ++i) {
-        const Wide& e = w[4 * b + i];
-        const __m512i u = wide_u(e);
-        double dm;
-        std::memcpy(&dm, e.s, 8);
-        const __m512 wdm = _mm512_castpd_ps(_mm512_set1_pd(dm));        // [d_w, m_w] x 8
+        const __m512i u = w.u(b, i);
+        const __m512 wdm = w.dm(b, i);                                   // [d_w, m_w] x 8
         const __m512 prod = _mm512_mul_ps(wdm, _mm512_loadu_ps(&a.ds));  // [dw*dx_t, mw*sx_t] pairs
         macc[i] = _mm512_add_ps(macc[i], prod);
 #pragma GCC unroll 4
@@ -208,8 +233,8 @@ void expand_row(const char* w, size_t bs, int64_t nb, Wide* out) {
   }
 }
 
-template <class Fmt, int R>
-void tile_np(const Wide* w, const typename Fmt::Prep* px, int64_t nb, float* y, size_t ldy, int nt) {
+template <class Fmt, int R, class Src>
+void tile_np(const Src& w, const typename Fmt::Prep* px, int64_t nb, float* y, size_t ldy, int nt) {
   switch ((nt + 1) / 2) {
     case 1: Fmt::template tile<R, 1>(w, px, nb, y, ldy, nt); break;
     case 2: Fmt::template tile<R, 2>(w, px, nb, y, ldy, nt); break;
@@ -225,6 +250,28 @@ void prefill(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y
   const size_t bs = L.block_step();
   const int64_t nb = K / QK;
   std::vector<typename Fmt::Prep> prep(static_cast<size_t>(nb));
+  if (n_tok <= kDirectTiles * 2 * kPairs) {  // a few tokens (a speculative draft's verification)
+    const int64_t tiles = (n_tok + 2 * kPairs - 1) / (2 * kPairs);
+    prep.resize(static_cast<size_t>(tiles * nb));
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int nt = static_cast<int>(std::min<int64_t>(2 * kPairs, n_tok - t * 2 * kPairs));
+      Fmt::prep(x + t * 2 * kPairs * xs, xs, nt, nb, prep.data() + t * nb);
+    }
+    for (int64_t r = r0; r < r1;) {
+      FromRows<Fmt> src{{L.row(r), nullptr, nullptr, nullptr}, bs};
+      const bool four = r + 4 <= r1;
+      if (four)
+        for (int i = 1; i < 4; ++i) src.row[i] = L.row(r + i);
+      for (int64_t t = 0; t < tiles; ++t) {  // the rows' blocks stay in L1 across the tiles
+        const int nt = static_cast<int>(std::min<int64_t>(2 * kPairs, n_tok - t * 2 * kPairs));
+        float* y = Y + t * 2 * kPairs * ldy + r;
+        if (four) tile_np<Fmt, 4>(src, prep.data() + t * nb, nb, y, ldy, nt);
+        else tile_np<Fmt, 1>(src, prep.data() + t * nb, nb, y, ldy, nt);
+      }
+      r += four ? 4 : 1;
+    }
+    return;
+  }
   // Rows in chunks of about 128 KiB of weights (a multiple of 4 rows): a chunk,
   // unpacked (2x for Q4_1), stays in L2 while every token tile sweeps it.
   int64_t rchunk = static_cast<int64_t>((128 * 1024) / (ws ? ws : 1));
@@ -238,7 +285,7 @@ void prefill(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y
       const int nt = static_cast<int>(n_tok - t0 < 2 * kPairs ? n_tok - t0 : 2 * kPairs);
       Fmt::prep(x + t0 * xs, xs, nt, nb, prep.data());
       for (int64_t i = 0; i < n;) {
-        const Wide* wt = &wide[((i / 4) * nb) * 4 + i % 4];
+        const FromWide wt{&wide[((i / 4) * nb) * 4 + i % 4]};
         float* y = Y + t0 * ldy + c0 + i;
         if (i + 4 <= n) {
           tile_np<Fmt, 4>(wt, prep.data(), nb, y, ldy, nt);
