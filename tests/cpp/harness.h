@@ -38,10 +38,12 @@ std::vector<float> make_acts(int64_t n, int64_t K, bool extreme);
 // The op families (one file each). Each checks `isa` against the scalar table.
 void test_gemms(const KernelTable& isa);      // test_gemm.cpp: gemm, gemm_packed, convert
 void test_attention(const KernelTable& isa);  // test_attention.cpp: attend, attend_rows, swiglu
+void test_flash(const KernelTable& isa);      // test_flash.cpp: attend_chunk
 void test_vision(const KernelTable& isa);     // test_vision.cpp: the encoder's ops
 
 // bench.cpp: single-thread figures, scalar against each table.
 void bench_gemm(const std::vector<const KernelTable*>& tables);
 void bench_vision(const std::vector<const KernelTable*>& tables);
+void bench_attention(const std::vector<const KernelTable*>& tables);
 
 }  // namespace harness
