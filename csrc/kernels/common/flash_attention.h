@@ -13,9 +13,11 @@
 // Per group of lanes (a task), keys go in tiles of kFlashKeys at absolute
 // positions (multiples of 64), so a lane's sequence does not depend on the chunk:
 //   scores  s_j = q'.k_j, q' = scale * q (F32/F16 cache: K rows widened to F32,
-//           an FMA chain over d); INT8 cache: q quantised per block of 32 as Q8_0
-//           (d = max|q| / 127), exact int32 block dots, s_j = sum_b fma(float(isum_b)
-//           * (d_q,b * scale), d_k,j,b, s_j);
+//           an FMA chain over d); INT8 cache: q quantised per block of 32 to
+//           15 bits (d = max|q| / 16383, v = round(q / d)), held as two int8
+//           digits v = 255 h + l (|l| <= 127, |h| <= 64) so the int8 dot
+//           instructions serve, isum = 255 (h.k) + (l.k) exact in int32, then
+//           s_j = sum_b fma(float(isum_b) * (d_q,b * scale), d_k,j,b, s_j);
 //   soft-cap s = cap * (1 - 2 / (1 + exp(s * 2 / cap))) when cap > 0;
 //   masked  s = -inf outside [lo, hi];
 //   online  m' = max(m, max_j s_j), alpha = exp(m - m'), p_j = exp(s_j - m')
@@ -38,6 +40,8 @@ namespace {
 
 constexpr int64_t kFlashKeys = 64;   // keys per tile
 constexpr int64_t kFlashMaxLanes = 64;  // the most lanes a table runs at once
+constexpr int32_t kFlashQMax = 16383;   // INT8 cache: the query's 15-bit range
+constexpr int32_t kFlashDigit = 255;    // its int8 digits: v = 255 h + l
 
 inline size_t flash_align(size_t n) { return (n + 63) & ~size_t(63); }
 
@@ -49,8 +53,8 @@ struct FlashWork {
     size_t at = 0;
     auto take = [&at](size_t bytes) { const size_t r = at; at += flash_align(bytes); return r; };
     qt = take(hd * G * 4);      // queries, transposed: [d][lane]
-    qt8 = take(nb * 32 * G);    // INT8 queries: [block][4-byte group][lane][4]
-    qsum = take(nb * G * 4);    // their block sums
+    qt8 = take(2 * nb * 32 * G);  // INT8 query digits h, then l: [block][4-byte group][lane][4]
+    qsum = take(2 * nb * G * 4);  // their block sums (h, then l)
     cq = take(nb * G * 4);      // their block scales times `scale`
     lo = take(G * 4);
     hi = take(G * 4);
@@ -62,7 +66,7 @@ struct FlashWork {
     kx = take(K * nb * 32);     // K tile quants (INT8 cache): [key][d]
     dk = take(K * nb * 4);      // K tile block scales: [key][block]
     vt = take(K * hd * 4);      // V tile in F32: [key][d]
-    isum = take(16 * G * 4);    // int32 block dots of a register tile of keys
+    isum = take(2 * 16 * G * 4);  // int32 block dots of a register tile of keys (h, l)
     total = at;
   }
 };
@@ -85,6 +89,11 @@ inline typename V::F flash_exp(typename V::F x) {
   p = V::fma(p, r, V::set1(1.0f));
   p = V::fma(p, r, V::set1(1.0f));
   return V::scale2n(p, n);
+}
+
+// The high int8 digit h of v in [-16383, 16383]: v = 255 h + l, |l| <= 127.
+inline int32_t flash_digit_hi(int32_t v) {
+  return v >= 0 ? (v + 127) / kFlashDigit : -((127 - v) / kFlashDigit);
 }
 
 template <class V>
@@ -140,18 +149,25 @@ struct Flash {
     }
   }
 
-  // INT8 cache: the exact block dots from V::dot_i8, then the float sum over blocks.
+  // INT8 cache: the exact block dots of both digits from V::dot_i8, joined in
+  // int32, then the float sum over blocks.
   template <int J, int B>
   static void qk_i8(const Group& g, const int8_t* kx, const float* dk, float* s) {
-    const int8_t* qt8 = g.template at<int8_t>(g.w.qt8);
-    const int32_t* qsum = g.template at<int32_t>(g.w.qsum);
+    const int8_t* qh = g.template at<int8_t>(g.w.qt8);
+    const int8_t* ql = qh + g.nb * 32 * GL;
+    const int32_t* sh = g.template at<int32_t>(g.w.qsum);
+    const int32_t* sl = sh + g.nb * GL;
     const float* cq = g.template at<float>(g.w.cq);
     int32_t* isum = g.template at<int32_t>(g.w.isum);
+    int32_t* isum_l = isum + 16 * GL;
     F acc[J][B];
     for (int j = 0; j < J; ++j)
       for (int b = 0; b < B; ++b) acc[j][b] = V::zero();
     for (int64_t blk = 0; blk < g.nb; ++blk) {
-      V::template dot_i8<J, B>(kx + blk * 32, g.hd, qt8 + blk * 32 * GL, GL, qsum + blk * GL, isum);
+      V::template dot_i8<J, B>(kx + blk * 32, g.hd, qh + blk * 32 * GL, GL, sh + blk * GL, isum);
+      V::template dot_i8<J, B>(kx + blk * 32, g.hd, ql + blk * 32 * GL, GL, sl + blk * GL, isum_l);
+      for (int j = 0; j < J; ++j)
+        for (int i = 0; i < B * W; ++i) isum[j * GL + i] = kFlashDigit * isum[j * GL + i] + isum_l[j * GL + i];
       for (int b = 0; b < B; ++b) {
         const F c = V::load(cq + blk * GL + b * W);
         for (int j = 0; j < J; ++j) {
@@ -295,18 +311,24 @@ struct Flash {
         for (int64_t d = 0; d < g.hd; ++d) qt[d * GL + i] = real ? q[d] * a.scale : 0.0f;
         continue;
       }
+      int8_t* ql = qt8 + g.nb * 32 * GL;
       for (int64_t blk = 0; blk < g.nb; ++blk) {
         const float* qb = q + blk * 32;
         float amax = 0.0f;
         for (int e = 0; e < 32 && real; ++e) amax = std::max(amax, std::fabs(qb[e]));
-        const float dq = amax / 127.0f, id = dq != 0.0f ? 1.0f / dq : 0.0f;
-        int32_t sum = 0;
+        const float dq = amax / float(kFlashQMax), id = dq != 0.0f ? 1.0f / dq : 0.0f;
+        int32_t sum_h = 0, sum_l = 0;
         for (int e = 0; e < 32; ++e) {
-          const int8_t v = real ? static_cast<int8_t>(std::nearbyint(qb[e] * id)) : 0;
-          qt8[((blk * 8 + e / 4) * GL + i) * 4 + e % 4] = v;
-          sum += v;
+          const int32_t v = real ? static_cast<int32_t>(std::nearbyint(qb[e] * id)) : 0;
+          const int32_t h = flash_digit_hi(v), l = v - kFlashDigit * h;
+          const int64_t at = ((blk * 8 + e / 4) * GL + i) * 4 + e % 4;
+          qt8[at] = static_cast<int8_t>(h);
+          ql[at] = static_cast<int8_t>(l);
+          sum_h += h;
+          sum_l += l;
         }
-        qsum[blk * GL + i] = sum;
+        qsum[blk * GL + i] = sum_h;
+        qsum[(g.nb + blk) * GL + i] = sum_l;
         cq[blk * GL + i] = dq * a.scale;
       }
     }
