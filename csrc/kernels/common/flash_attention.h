@@ -18,6 +18,8 @@
 //           digits v = 255 h + l (|l| <= 127, |h| <= 64) so the int8 dot
 //           instructions serve, isum = 255 (h.k) + (l.k) exact in int32, then
 //           s_j = sum_b fma(float(isum_b) * (d_q,b * scale), d_k,j,b, s_j);
+//   exp     common/taylor_exp.h's (exp(0) is exactly 1, so unseen tiles are
+//           exact no-ops);
 //   soft-cap s = cap * (1 - 2 / (1 + exp(s * 2 / cap))) when cap > 0;
 //   masked  s = -inf outside [lo, hi];
 //   online  m' = max(m, max_j s_j), alpha = exp(m - m'), p_j = exp(s_j - m')
@@ -33,6 +35,7 @@
 #include <cstring>
 
 #include "core/block_formats.h"
+#include "kernels/common/taylor_exp.h"
 #include "kernels/kernels.h"
 
 namespace bluelm::kernels {
@@ -70,26 +73,6 @@ struct FlashWork {
     total = at;
   }
 };
-
-// e^x: x clamped to [-87, 88], n = round(x log2 e), r = x - n ln2 (ln2 in two
-// parts), a degree-6 Taylor polynomial of r by Horner's rule, times 2^n. exp(0)
-// is exactly 1, which keeps unseen tiles exact no-ops.
-template <class V>
-inline typename V::F flash_exp(typename V::F x) {
-  using F = typename V::F;
-  x = V::min(V::max(x, V::set1(-87.0f)), V::set1(88.0f));
-  const F n = V::round(V::mul(x, V::set1(1.44269504088896341f)));
-  F r = V::fma(n, V::set1(-0.693359375f), x);
-  r = V::fma(n, V::set1(2.12194440e-4f), r);
-  F p = V::set1(1.0f / 720.0f);
-  p = V::fma(p, r, V::set1(1.0f / 120.0f));
-  p = V::fma(p, r, V::set1(1.0f / 24.0f));
-  p = V::fma(p, r, V::set1(1.0f / 6.0f));
-  p = V::fma(p, r, V::set1(0.5f));
-  p = V::fma(p, r, V::set1(1.0f));
-  p = V::fma(p, r, V::set1(1.0f));
-  return V::scale2n(p, n);
-}
 
 // The high int8 digit h of v in [-16383, 16383]: v = 255 h + l, |l| <= 127.
 inline int32_t flash_digit_hi(int32_t v) {
@@ -133,10 +116,10 @@ struct Flash {
 #pragma GCC unroll 16
       for (int j = 0; j < J; ++j) {
         const F kk = V::set1(k[j * ks + d]);
-        a0[j] = V::fma(kk, q0, a0[j]);
-        if constexpr (B > 1) a1[j] = V::fma(kk, q1, a1[j]);
-        if constexpr (B > 2) a2[j] = V::fma(kk, q2, a2[j]);
-        if constexpr (B > 3) a3[j] = V::fma(kk, q3, a3[j]);
+        a0[j] = V::fmadd(kk, q0, a0[j]);
+        if constexpr (B > 1) a1[j] = V::fmadd(kk, q1, a1[j]);
+        if constexpr (B > 2) a2[j] = V::fmadd(kk, q2, a2[j]);
+        if constexpr (B > 3) a3[j] = V::fmadd(kk, q3, a3[j]);
       }
     }
 #pragma GCC unroll 16
@@ -172,7 +155,7 @@ struct Flash {
         const F c = V::load(cq + blk * GL + b * W);
         for (int j = 0; j < J; ++j) {
           const F t = V::mul(V::cvt_i32(isum + j * GL + b * W), c);
-          acc[j][b] = V::fma(t, V::set1(dk[j * g.nb + blk]), acc[j][b]);
+          acc[j][b] = V::fmadd(t, V::set1(dk[j * g.nb + blk]), acc[j][b]);
         }
       }
     }
@@ -201,10 +184,10 @@ struct Flash {
 #pragma GCC unroll 16
       for (int c = 0; c < D; ++c) {
         const F vv = V::set1(v[j * vs + c]);
-        a0[c] = V::fma(vv, p0, a0[c]);
-        if constexpr (B > 1) a1[c] = V::fma(vv, p1, a1[c]);
-        if constexpr (B > 2) a2[c] = V::fma(vv, p2, a2[c]);
-        if constexpr (B > 3) a3[c] = V::fma(vv, p3, a3[c]);
+        a0[c] = V::fmadd(vv, p0, a0[c]);
+        if constexpr (B > 1) a1[c] = V::fmadd(vv, p1, a1[c]);
+        if constexpr (B > 2) a2[c] = V::fmadd(vv, p2, a2[c]);
+        if constexpr (B > 3) a3[c] = V::fmadd(vv, p3, a3[c]);
       }
     }
 #pragma GCC unroll 16
@@ -262,7 +245,7 @@ struct Flash {
         float* sj = s + j * GL + b * W;
         F x = V::load(sj);
         if (cap > 0.0f) {
-          const F t = flash_exp<V>(V::mul(x, V::set1(2.0f / cap)));
+          const F t = taylor_exp<V>(V::mul(x, V::set1(2.0f / cap)));
           x = V::mul(V::set1(cap), V::sub(V::set1(1.0f), V::div(V::set1(2.0f), V::add(V::set1(1.0f), t))));
         }
         if (masked) x = V::select_in(V::set1(static_cast<float>(j0 + j)), vlo, vhi, x, neg_inf);
@@ -271,12 +254,12 @@ struct Flash {
       }
       // A lane that has seen nothing yet keeps m = -inf; it uses 0 so no -inf - -inf.
       const F m_use = V::select_eq(mx, neg_inf, zero, mx);
-      alpha[b] = flash_exp<V>(V::sub(m_old, m_use));
+      alpha[b] = taylor_exp<V>(V::sub(m_old, m_use));
       F sum = V::mul(V::load(l + b * W), alpha[b]);
       for (int64_t j = 0; j < nk; ++j) {
         float* sj = s + j * GL + b * W;
         const F x = V::load(sj);
-        const F p = V::select_eq(x, neg_inf, zero, flash_exp<V>(V::sub(x, m_use)));
+        const F p = V::select_eq(x, neg_inf, zero, taylor_exp<V>(V::sub(x, m_use)));
         V::store(sj, p);
         sum = V::add(sum, p);
       }

@@ -21,7 +21,8 @@ struct Lane1 {
   static F sub(F a, F b) { return a - b; }
   static F mul(F a, F b) { return a * b; }
   static F div(F a, F b) { return a / b; }
-  static F fma(F a, F b, F c) { return std::fma(a, b, c); }
+  static F fmadd(F a, F b, F c) { return std::fma(a, b, c); }
+  static F fnmadd(F a, F b, F c) { return std::fma(-a, b, c); }
   // as x86's maxps / minps: the second operand unless the first is larger (smaller)
   static F max(F a, F b) { return a > b ? a : b; }
   static F min(F a, F b) { return a < b ? a : b; }
