@@ -1,5 +1,7 @@
 // Single-thread figures, scalar against each table: test_kernels --bench (LLM
-// gemms) and --bench-vision (the int8 vision gemm and attention).
+// gemms), --bench-vision (the int8 vision gemm and attention) and
+// --bench-attention (prompt-chunk attention, the old per-row path against
+// attend_chunk).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -124,10 +126,6 @@ void bench_vision(const std::vector<const KernelTable*>& tables) {
                 2.0 * n * n * hd / sec * 1e-9);
   }
 }
-
-}  // namespace harness
-
-namespace harness {
 
 // One KV head's prompt chunk: the old per-row attention (attend_rows, or attend
 // per row) against attend_chunk, single thread, CPU time.
