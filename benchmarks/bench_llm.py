@@ -4,7 +4,9 @@
 Peers: llama.cpp's own ``llama-bench`` (``--llama-bench PATH``; llama.cpp at its best, no Python
 in the loop) and llama-cpp-python (the same library through its Python ``eval()``).
 Follows llama-bench's pp/tg definitions:
-  pp<N>: eval an N-token prompt of random token ids into an empty context; t/s = N / time.
+  pp<N>: eval an N-token prompt of random token ids into an empty context; t/s = N / time
+         (``--pp 512,2048`` measures several lengths in the same run; ours through the
+         Python API, ``Model.eval_logits``).
   tg<N>: after a 1-token prompt, eval N single tokens (fixed id, no sampling); t/s = N / time
          (llama-bench: N tokens into an empty context).
 
@@ -65,28 +67,30 @@ def _peak_rss_mb() -> float:
 
 
 def _measure(
-    pp_once: Callable[[], float], tg_once: Callable[[], float], runs: int
-) -> dict[str, list[float]]:
+    pp_once: Callable[[int], float], tg_once: Callable[[], float], pps: list[int], runs: int
+) -> dict[str, Any]:
     """Warm up once, then time `runs` repetitions; callables return seconds."""
-    pp_once()
-    pp = [pp_once() for _ in range(runs)]
+    out: dict[str, Any] = {"pp_s": {}}
+    for n in pps:
+        pp_once(n)
+        out["pp_s"][str(n)] = [pp_once(n) for _ in range(runs)]
     tg_once()
-    tg = [tg_once() for _ in range(runs)]
-    return {"pp_s": pp, "tg_s": tg}
+    out["tg_s"] = [tg_once() for _ in range(runs)]
+    return out
 
 
-def _child_bluelm(model: str, threads: int, pp: int, tg: int, runs: int) -> dict[str, Any]:
+def _child_bluelm(model: str, threads: int, pps: list[int], tg: int, runs: int) -> dict[str, Any]:
+    import bluelm_cpp
     from bluelm_cpp import _core
 
-    lm = _core.LlamaModel(model)
-    ctx = _core.Context(lm, N_CTX, N_BATCH, threads, "f16")
-    ids = _prompt_ids(pp, lm.n_vocab)
-    tok = ids[0]
+    m = bluelm_cpp.Model(model, n_ctx=N_CTX, n_batch=N_BATCH, n_threads=threads, kv_type="f16")
+    ctx = m._ctx  # decode below without the API's per-call reset
+    tok = _prompt_ids(1, m.n_vocab)[0]
 
-    def pp_once() -> float:
-        ctx.reset()
+    def pp_once(n: int) -> float:
+        ids = _prompt_ids(n, m.n_vocab)
         t0 = time.perf_counter()
-        ctx.eval(ids)
+        m.eval_logits(ids)  # the Python API: reset, prefill, last row's logits
         return time.perf_counter() - t0
 
     def tg_once() -> float:
@@ -99,13 +103,13 @@ def _child_bluelm(model: str, threads: int, pp: int, tg: int, runs: int) -> dict
         assert ctx.n_past == tg + 1
         return dt
 
-    out: dict[str, Any] = _measure(pp_once, tg_once, runs)
+    out: dict[str, Any] = _measure(pp_once, tg_once, pps, runs)
     out["isa"] = _core.isa()
-    out["repacked_bytes"] = lm.repacked_bytes
+    out["repacked_bytes"] = m._model.repacked_bytes
     return out
 
 
-def _child_llama(model: str, threads: int, pp: int, tg: int, runs: int) -> dict[str, Any]:
+def _child_llama(model: str, threads: int, pps: list[int], tg: int, runs: int) -> dict[str, Any]:
     import llama_cpp
 
     llm = llama_cpp.Llama(
@@ -118,10 +122,10 @@ def _child_llama(model: str, threads: int, pp: int, tg: int, runs: int) -> dict[
         verbose=False,
         flash_attn=False,
     )
-    ids = _prompt_ids(pp, llm.n_vocab())
-    tok = ids[0]
+    tok = _prompt_ids(1, llm.n_vocab())[0]
 
-    def pp_once() -> float:
+    def pp_once(n: int) -> float:
+        ids = _prompt_ids(n, llm.n_vocab())
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(ids)
@@ -137,7 +141,7 @@ def _child_llama(model: str, threads: int, pp: int, tg: int, runs: int) -> dict[
         assert llm.n_tokens == tg + 1
         return dt
 
-    out: dict[str, Any] = _measure(pp_once, tg_once, runs)
+    out: dict[str, Any] = _measure(pp_once, tg_once, pps, runs)
 
     # Estimate the wrapper's per-token Python cost: everything eval() does except decode().
     n = llm.n_tokens
@@ -154,7 +158,7 @@ def _child_llama(model: str, threads: int, pp: int, tg: int, runs: int) -> dict[
 
 def _run_child(args: argparse.Namespace) -> None:
     fn = _child_bluelm if args.child == OURS else _child_llama
-    res = fn(args.model, int(args.threads), args.pp, args.tg, args.runs)
+    res = fn(args.model, int(args.threads), _pps(args.pp), args.tg, args.runs)
     res["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(res))
 
@@ -197,33 +201,35 @@ def _spawn(
 ) -> dict[str, Any] | None:
     print(f"  {runtime} threads={threads} ...", flush=True)
     if runtime == LLAMA_BENCH:
-        cmd = [args.llama_bench, "-m", model, "-t", str(threads), "-p", str(args.pp)]
+        cmd = [args.llama_bench, "-m", model, "-t", str(threads), "-p", args.pp]
         cmd += ["-n", str(args.tg), "-r", str(args.runs), "-o", "json"]
     else:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", runtime, "--model", model]
         cmd += ["--threads", str(threads), "--runs", str(args.runs)]
-        cmd += ["--pp", str(args.pp), "--tg", str(args.tg)]
+        cmd += ["--pp", args.pp, "--tg", str(args.tg)]
     rc, out, err, rss = _wait_run(cmd)
     if rc != 0:
         tail = "\n".join(err.strip().splitlines()[-5:])
         print(f"  {runtime} threads={threads} failed (rc={rc}):\n{tail}")
         return None
     if runtime == LLAMA_BENCH:
-        res: dict[str, Any] = {"pp_tps": [], "tg_tps": []}
+        res: dict[str, Any] = {"pp_tps": {}, "tg_tps": []}
         for e in json.loads(out):
-            key = "pp_tps" if e["n_gen"] == 0 else "tg_tps"
-            res[key] = [float(v) for v in e["samples_ts"]]
+            if e["n_gen"] == 0:
+                res["pp_tps"][str(e["n_prompt"])] = [float(v) for v in e["samples_ts"]]
+            else:
+                res["tg_tps"] = [float(v) for v in e["samples_ts"]]
             res["build_commit"] = e.get("build_commit")
             res["repack"] = e.get("repack")
     else:
         res = json.loads(out.strip().splitlines()[-1])
-        res["pp_tps"] = [args.pp / s for s in res["pp_s"]]
+        res["pp_tps"] = {n: [int(n) / s for s in v] for n, v in res["pp_s"].items()}
         res["tg_tps"] = [args.tg / s for s in res["tg_s"]]
     res["peak_rss_mb"] = rss
     # A line per finished run, so a run cut short still shows what it measured.
+    pp = ", ".join(f"pp{n} {_fmt(v)}" for n, v in res["pp_tps"].items())
     print(
-        f"    -> pp{args.pp} {_fmt(res['pp_tps'])} t/s, tg{args.tg} {_fmt(res['tg_tps'])} t/s, "
-        f"peak RSS {rss:.0f} MB",
+        f"    -> {pp} t/s, tg{args.tg} {_fmt(res['tg_tps'])} t/s, peak RSS {rss:.0f} MB",
         flush=True,
     )
     return res
@@ -231,6 +237,10 @@ def _spawn(
 
 def _med(v: list[float]) -> float:
     return statistics.median(v) if v else float("nan")
+
+
+def _pps(spec: str) -> list[int]:
+    return [int(n) for n in spec.split(",") if n.strip()]
 
 
 def _fmt(tps: list[float]) -> str:
@@ -277,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         "--big-threads", default=None, help="thread counts for bluelm3b-q4_0 (default: --threads)"
     )
     ap.add_argument("--runs", type=int, default=5, help="timed runs per test (median reported)")
-    ap.add_argument("--pp", type=int, default=512, help="prompt tokens for prefill")
+    ap.add_argument(
+        "--pp", default="512", help="prompt tokens for prefill, comma-separated (512,2048)"
+    )
     ap.add_argument("--tg", type=int, default=128, help="tokens generated for decode")
     ap.add_argument("--llama-bench", default=None, help="llama.cpp's llama-bench binary")
     ap.add_argument("--llama-quantize", default=None, help="llama.cpp's llama-quantize binary")
@@ -297,8 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         _run_child(args)
         return 0
 
-    if args.pp + args.tg + 1 > N_CTX:
-        ap.error(f"--pp + --tg must be below n_ctx={N_CTX}")
+    try:
+        pps = _pps(args.pp)
+    except ValueError:
+        ap.error(f"--pp must be comma-separated integers, got {args.pp!r}")
+    if not pps or min(pps) < 1 or max(pps) > N_CTX:
+        ap.error(f"--pp lengths must lie in 1..n_ctx={N_CTX}")
+    if args.tg + 1 > N_CTX:
+        ap.error(f"--tg must be below n_ctx={N_CTX}")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import bench_models
 
@@ -375,9 +393,10 @@ def main(argv: list[str] | None = None) -> int:
                     all_ok = False
                 else:
                     results[(rt, t)] = res
-        pp_name, tg_name = f"pp{args.pp} t/s", f"tg{args.tg} t/s"
+        pp_names = "".join(f"  {f'pp{n} t/s':>22}" for n in pps)
+        tg_name = f"tg{args.tg} t/s"
         hdr = (
-            f"   {'runtime':<17}{'thr':>4}  {pp_name:>22}  {tg_name:>22}  {'% roofline':>10}"
+            f"   {'runtime':<17}{'thr':>4}{pp_names}  {tg_name:>22}  {'% roofline':>10}"
             f"  {'peak RSS MB':>11}"
         )
         print(hdr)
@@ -389,22 +408,20 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"   {rt:<17}{t:>4}  failed")
                     continue
                 pct = 100.0 * _med(r["tg_tps"]) / roof
+                pp_cols = "".join(f"  {_fmt(r['pp_tps'].get(str(n), [])):>22}" for n in pps)
                 print(
-                    f"   {rt:<17}{t:>4}  {_fmt(r['pp_tps']):>22}  {_fmt(r['tg_tps']):>22}  "
+                    f"   {rt:<17}{t:>4}{pp_cols}  {_fmt(r['tg_tps']):>22}  "
                     f"{pct:>9.0f}%  {r['peak_rss_mb']:>11.0f}"
                 )
-            print(f"   {'(roofline)':<17}{t:>4}  {'':>22}  {roof:>22.1f}")
+            print(f"   {'(roofline)':<17}{t:>4}{'':>{24 * len(pps)}}  {roof:>22.1f}")
             ours = results.get((OURS, t))
             for peer in (LLAMA_BENCH, THEIRS):
                 theirs = results.get((peer, t))
                 if ours and theirs:
-                    pr = _med(ours["pp_tps"]) / _med(theirs["pp_tps"])
+                    prs = "".join(f"  {_pp_ratio(ours, theirs, n):>21.2f}x" for n in pps)
                     tr = _med(ours["tg_tps"]) / _med(theirs["tg_tps"])
                     rr = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
-                    print(
-                        f"   {'ours/' + peer:<21}  {pr:>21.2f}x  {tr:>21.2f}x  {'':>10}  "
-                        f"{rr:>10.2f}x"
-                    )
+                    print(f"   {'ours/' + peer:<21}{prs}  {tr:>21.2f}x  {'':>10}  {rr:>10.2f}x")
         entry = {
             "model": name,
             "path": path,
@@ -413,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": [{"runtime": rt, "threads": t, **r} for (rt, t), r in results.items()],
         }
         report.append(entry)
-        _targets(name, facts, results, bw, args)
+        _targets(name, facts, results, bw, args, pps)
         sys.stdout.flush()
 
     if args.json:
@@ -428,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": {
                 "n_ctx": N_CTX,
                 "n_batch": N_BATCH,
-                "pp": args.pp,
+                "pp": pps,
                 "tg": args.tg,
                 "runs": args.runs,
                 "seed": SEED,
@@ -459,12 +476,24 @@ _PP_TARGET = {
 }
 
 
+def _pp_ratio(a: dict[str, Any], b: dict[str, Any], n: int) -> float:
+    x, y = a["pp_tps"].get(str(n)), b["pp_tps"].get(str(n))
+    return _med(x) / _med(y) if x and y else float("nan")
+
+
+# Issue 15 (long prompts), at 2 threads: pp2048 >= 75% of our own pp512 in the same
+# run and >= 2x llama-bench's pp2048.
+_LONG_PP, _SHORT_PP, _LONG_KEEP, _LONG_VS_PEER = 2048, 512, 0.75, 2.0
+_LONG_MODELS = ("smollm2-q4_0", "bluelm3b-q4_0")
+
+
 def _targets(
     name: str,
     facts: dict[str, Any],
     results: dict[tuple[str, int], dict[str, Any]],
     bw: dict[int, float],
     args: argparse.Namespace,
+    pps: list[int],
 ) -> None:
     ours, ref = results.get((OURS, 2)), results.get((LLAMA_BENCH, 2))
     if ours is None:
@@ -475,10 +504,20 @@ def _targets(
             r = _med(ours["tg_tps"]) / _med(ref["tg_tps"])
             ok = "met" if r >= _TG_TARGET[name] else "NOT met"
             lines.append(f"decode {r:.2f}x llama-bench (target >= {_TG_TARGET[name]}x): {ok}")
-        if name in _PP_TARGET:
-            r = _med(ours["pp_tps"]) / _med(ref["pp_tps"])
+        if name in _PP_TARGET and _SHORT_PP in pps:
+            r = _pp_ratio(ours, ref, _SHORT_PP)
             ok = "met" if r >= _PP_TARGET[name] else "NOT met"
-            lines.append(f"pp{args.pp} {r:.2f}x llama-bench (target >= {_PP_TARGET[name]}x): {ok}")
+            lines.append(
+                f"pp{_SHORT_PP} {r:.2f}x llama-bench (target >= {_PP_TARGET[name]}x): {ok}"
+            )
+        if name in _LONG_MODELS and _LONG_PP in pps:
+            r = _pp_ratio(ours, ref, _LONG_PP)
+            ok = "met" if r >= _LONG_VS_PEER else "NOT met"
+            lines.append(f"pp{_LONG_PP} {r:.2f}x llama-bench (target >= {_LONG_VS_PEER}x): {ok}")
+    if name in _LONG_MODELS and {_SHORT_PP, _LONG_PP} <= set(pps):
+        r = _med(ours["pp_tps"][str(_LONG_PP)]) / _med(ours["pp_tps"][str(_SHORT_PP)])
+        ok = "met" if r >= _LONG_KEEP else "NOT met"
+        lines.append(f"pp{_LONG_PP} = {r:.2f} of our pp{_SHORT_PP} (target >= {_LONG_KEEP}): {ok}")
     if name == "bluelm3b-q4_0":
         pct = 100.0 * _med(ours["tg_tps"]) / (bw[2] / facts["weight_bytes_per_token"])
         lines.append(

@@ -9,9 +9,17 @@ is 768x1536 (relaxed 2:4 grid + thumbnail = 9 patches), the question 30 tokens.
 
 Every measurement runs in its own child process so peak RSS is per scenario.
 
+``--baseline-python PATH`` also runs the sequential TTFT with another install of
+bluelm_cpp (that Python's, e.g. the commit before a change) in the same run and prints
+the ratio. With ``--shape 3b`` the script ends with the paper's table (PAPER.md: the
+vivo X100's NPU figures) beside ours: load + encode of the 768x1536 image, prefill of
+2048 text tokens in chunks of 128, decode tokens/s and peak RSS, in one child process.
+
 Usage:
     nice python benchmarks/bench_pipeline.py --shape small --repeats 3
     nice python benchmarks/bench_pipeline.py --shape 3b --repeats 1 --threads 2 --no-splits
+    nice python benchmarks/bench_pipeline.py --shape 3b --threads 2 --kv-type q8_0 \\
+        --baseline-python /work/venvs/baseline/bin/python
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ PREFIX_TOKENS = 6  # BOS + a user header before the image
 QUESTION_TOKENS = 30
 TEMPLATE_TOKENS = 6  # end of turn + assistant header after the question
 ANSWER_TOKENS = 8
+PAPER_PREFILL = 2048  # the paper's prefill figure: 2048 input tokens
+PAPER_DECODE = 64  # tokens decoded after it
+TTFT_TARGET = 0.7  # issue 15: TTFT at most 0.7x the baseline's
+# PAPER.md, "Published figures": BlueLM-V-3B on the vivo X100's NPU.
+PAPER = {"load_s": 0.47, "encode_s": 2.06, "prefill_s": 2.7, "decode_tps": 24.4, "peak_mb": 2200}
 
 
 def model_files(shape: str) -> tuple[Path, Path]:
@@ -60,6 +73,38 @@ def peak_rss_mb() -> float:
 
 
 # -- one scenario, in a child process ---------------------------------------------
+
+
+def paper_child(a: argparse.Namespace) -> dict[str, Any]:
+    """The paper's table, measured: load, encode of the image, prefill of 2048
+    random tokens (chunks of 128) into the --kv-type cache, decode, peak RSS."""
+    from bluelm_cpp import _core
+    from bluelm_cpp.vision import bluelm_v_patches
+
+    llm_path, vis_path = model_files(a.shape)
+    t0 = time.perf_counter()
+    lm = _core.LlamaModel(str(llm_path))
+    vm = _core.VisionModel(str(vis_path))
+    out: dict[str, Any] = {"load_s": time.perf_counter() - t0}
+    rng = np.random.default_rng(SEED)
+    image = rng.integers(0, 256, size=(1536, 768, 3), dtype=np.uint8)
+    t0 = time.perf_counter()
+    px, _ = bluelm_v_patches(image, max_side=a.max_side, mean=(0.5,) * 3, std=(0.5,) * 3)
+    emb = vm.encode(px, a.n_threads, 4)  # encoder + projector, batches of 4 (the paper's)
+    out["encode_s"] = time.perf_counter() - t0
+    out["image_rows"] = int(emb.shape[0] * emb.shape[1]) if emb.ndim == 3 else int(emb.shape[0])
+    vm.release_weights()  # the paper's decoupling: the ViT is released after the image
+    ctx = _core.Context(lm, PAPER_PREFILL + PAPER_DECODE + 1, 128, a.n_threads, a.kv_type)
+    ids = rng.integers(10, lm.n_vocab, PAPER_PREFILL).tolist()
+    t0 = time.perf_counter()
+    ctx.eval(ids)
+    out["prefill_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(PAPER_DECODE):
+        ctx.eval([int(np.argmax(ctx.logits()))])
+    out["decode_tps"] = PAPER_DECODE / (time.perf_counter() - t0)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
 
 
 def child(a: argparse.Namespace) -> dict[str, Any]:
@@ -114,8 +159,7 @@ def child(a: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(ANSWER_TOKENS):
                     tok = int(np.argmax(p.ctx.logits()))
                     answer.append(tok)
-                    p.ctx.eval([tok])
-                p.cached += answer
+                    p.ctx.eval([tok])  # the context records the answer's keys
                 t1 = time.perf_counter()
                 st2 = p.prefill([prefix, px, question + answer + question2])
                 int(np.argmax(p.ctx.logits()))
@@ -167,9 +211,10 @@ def spawn(a: argparse.Namespace, **kw: Any) -> dict[str, Any] | None:
         "n_threads_vision": 1,
         "release_vision": False,
         "turn2": False,
+        "python": sys.executable,
     }
     opts.update(kw)
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--shape", a.shape]
+    cmd = [opts["python"], os.path.abspath(__file__), "--child", "--shape", a.shape]
     cmd += ["--repeats", str(a.repeats), "--patches", str(a.patches), "--n-ctx", str(a.n_ctx)]
     cmd += ["--kv-type", a.kv_type, "--mode", opts["mode"]]
     cmd += ["--first-batch", str(a.first_batch), "--max-side", str(a.max_side)]
@@ -183,7 +228,7 @@ def spawn(a: argparse.Namespace, **kw: Any) -> dict[str, Any] | None:
         if opts[flag]:
             cmd.append("--" + flag.replace("_", "-"))
     label = (
-        f"{opts['mode']} "
+        f"{'baseline ' if opts['python'] != sys.executable else ''}{opts['mode']} "
         f"v={opts['n_threads_vision']} llm={opts['n_threads']}"
         f"{' release_vision' if opts['release_vision'] else ''}"
     )
@@ -204,8 +249,14 @@ def med(res: dict[str, Any], key: str) -> float:
     return statistics.median(r[key] for r in res["runs"])
 
 
+def stages(run: dict[str, Any]) -> list[dict[str, Any]]:
+    # One dict per scheduler call (older installs: a list of them, e.g. a baseline).
+    st = run["stages"]
+    return st if isinstance(st, list) else [st] if st else []
+
+
 def stage_sum(run: dict[str, Any], key: str) -> float:
-    return sum(s[key] for s in run["stages"])
+    return sum(s[key] for s in stages(run))
 
 
 def describe(res: dict[str, Any]) -> str:
@@ -214,8 +265,8 @@ def describe(res: dict[str, Any]) -> str:
         f"TTFT median {med(res, 'ttft_s'):8.2f} s  "
         f"[encode {stage_sum(r, 'encode_s'):.2f} s, LLM prefill {stage_sum(r, 'prefill_s'):.2f} s, "
         f"LLM waiting {stage_sum(r, 'wait_s'):.2f} s, "
-        f"first batch {r['stages'][-1]['first_batch_s']:.2f} s, "
-        f"rows {sum(s['n_rows'] for s in r['stages'])}]  peak RSS {res['peak_rss_mb']:.0f} MB"
+        f"first batch {stages(r)[-1]['first_batch_s']:.2f} s, "
+        f"rows {sum(s['n_rows'] for s in stages(r))}]  peak RSS {res['peak_rss_mb']:.0f} MB"
     )
 
 
@@ -233,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-side", type=int, default=4, help="grid side limit (4: 2:4 + thumbnail)")
     ap.add_argument("--kv-type", default="f16")
     ap.add_argument("--json-log", default="", help="append each scenario's raw result here")
+    ap.add_argument(
+        "--baseline-python",
+        default="",
+        help="a Python whose bluelm_cpp is the baseline: its sequential TTFT in the same run",
+    )
+    ap.add_argument("--no-paper", action="store_true", help="skip the paper's table (3b shape)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="sequential", help=argparse.SUPPRESS)
     ap.add_argument("--n-threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -241,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--turn2", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        print(json.dumps(child(a)))
+        print(json.dumps(paper_child(a) if a.mode == "paper" else child(a)))
         return 0
 
     from bluelm_cpp import _core
@@ -308,10 +365,52 @@ def main(argv: list[str] | None = None) -> int:
         if seq:
             summary[f"turn2/turn1 t={t}"] = med(seq, "turn2_ttft_s") / med(seq, "ttft_s")
             summary[f"peak RSS MB sequential t={t}"] = seq["peak_rss_mb"]
+        if a.baseline_python:
+            base = spawn(
+                a, mode="sequential", n_threads=t, n_threads_vision=t, python=a.baseline_python
+            )
+            if base:
+                print(f"  baseline sequential ({a.baseline_python}): {describe(base)}")
+            if base and seq:
+                ratio = med(seq, "ttft_s") / med(base, "ttft_s")
+                ok = "met" if ratio <= TTFT_TARGET else "NOT met"
+                print(
+                    f"    sequential TTFT ours / baseline = {ratio:.3f} "
+                    f"(target <= {TTFT_TARGET}, KV {a.kv_type}): {ok}"
+                )
+                summary[f"sequential TTFT ours/baseline t={t}"] = ratio
+    if a.shape == "3b" and not a.no_paper:
+        paper_table(a, counts[-1])
     print("\nsummary:")
     for k, v in summary.items():
         print(f"  {k}: {v:.3f}")
     return 0
+
+
+def paper_table(a: argparse.Namespace, threads: int) -> None:
+    runs = [x for x in (spawn(a, mode="paper", n_threads=threads) for _ in range(a.repeats)) if x]
+    if not runs:
+        return
+    ours = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "image_rows"}
+    print(
+        f"\npaper's table (PAPER.md; vivo X100 NPU) beside ours ({threads} CPU threads, "
+        f"KV {a.kv_type}, random weights of the BlueLM-V-3B shape, median of {len(runs)}):"
+    )
+    print(f"  {'':<40}{'paper':>10}{'ours':>10}")
+    rows = [
+        ("load (s)", PAPER["load_s"], ours["load_s"], ".2f"),
+        (
+            f"encode 768x1536, {runs[0]['image_rows']} rows (s)",
+            PAPER["encode_s"],
+            ours["encode_s"],
+            ".2f",
+        ),
+        (f"LLM prefill, {PAPER_PREFILL} tokens (s)", PAPER["prefill_s"], ours["prefill_s"], ".2f"),
+        ("decode (tokens/s)", PAPER["decode_tps"], ours["decode_tps"], ".1f"),
+        ("peak memory (MB; ours: peak RSS)", PAPER["peak_mb"], ours["peak_rss_mb"], ".0f"),
+    ]
+    for name, theirs, mine, f in rows:
+        print(f"  {name:<40}{theirs:>10{f}}{mine:>10{f}}")
 
 
 if __name__ == "__main__":

@@ -98,8 +98,10 @@ def big_request(ref: dict, copies: int) -> tuple[list, int]:
     return segs, len(before) + copies * (px.shape[0] * 9 + len(after))
 
 
-def fresh_logits(lm, vm, segs: list) -> np.ndarray:
-    ctx = _core.Context(lm, 2048, 1, 1, "f32")
+def fresh_logits(lm, vm, segs: list, n_batch: int = 1) -> np.ndarray:
+    # Same n_batch as the context compared, so the same chunks: a prompt chunk of
+    # several rows takes the flash kernel, a one-row step attend (other bits).
+    ctx = _core.Context(lm, 2048, n_batch, 1, "f32")
     ctx.prefill(segs, vm)
     return ctx.logits()
 
@@ -191,7 +193,7 @@ def test_encoder_thread_error_reaches_caller(tiny: Path, ref: dict, tmp_path: Pa
     (tmp_path / "elsewhere.gguf").rename(path)
     ctx.truncate(0)
     ctx.prefill(segs, vm)
-    np.testing.assert_array_equal(ctx.logits(), fresh_logits(lm, vm, segs))
+    np.testing.assert_array_equal(ctx.logits(), fresh_logits(lm, vm, segs, n_batch=4))
 
 
 def test_two_threads_on_one_context_are_refused_clearly(tiny: Path, ref: dict) -> None:

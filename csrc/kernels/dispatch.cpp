@@ -74,16 +74,17 @@ struct Isa {
 // In order: every table after its base, best last.
 const Isa kIsas[] = {
     {"scalar", nullptr,
-     {scalar::fill_gemm, scalar::fill_attention, scalar::fill_vision, scalar::fill_i8, scalar::fill_kquants},
+     {scalar::fill_gemm, scalar::fill_attention, scalar::fill_vision, scalar::fill_i8, scalar::fill_kquants,
+      scalar::fill_flash},
      [](const CpuFeatures&) { return true; }},
 #ifdef BLUELM_KERNELS_X86
     {"avx2", "scalar",
      {avx2::fill_gemm, avx2::fill_convert, avx2::fill_attention, avx2::fill_vision, avx2::fill_i8,
-      avx2::fill_kquants},
+      avx2::fill_kquants, avx2::fill_flash},
      [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }},
     {"avx512", "avx2",
      {avx512::fill_gemm, avx512::fill_attention, avx512::fill_vision, avx512::fill_vision_attention,
-      avx512::fill_i8, avx512::fill_kquants},
+      avx512::fill_i8, avx512::fill_kquants, avx512::fill_flash},
      [](const CpuFeatures& f) {
        return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
      }},
@@ -95,10 +96,10 @@ const Isa kIsas[] = {
 #ifdef BLUELM_KERNELS_ARM
     {"neon", "scalar",
      {neon::fill_gemm, neon::fill_convert, neon::fill_attention, neon::fill_vision, neon::fill_vision_attention,
-      neon::fill_i8},
+      neon::fill_i8, neon::fill_flash},
      [](const CpuFeatures& f) { return f.asimd; }},
     {"neon_dotprod", "neon",
-     {neon_dotprod::fill_gemm, neon_dotprod::fill_i8},
+     {neon_dotprod::fill_gemm, neon_dotprod::fill_i8, neon_dotprod::fill_flash},
      [](const CpuFeatures& f) { return f.asimd && f.dotprod; }},
     {"neon_i8mm", "neon_dotprod",
      {neon_i8mm::fill_gemm, neon_i8mm::fill_i8},

@@ -7,10 +7,12 @@ set(_bk ${CMAKE_CURRENT_LIST_DIR})
 
 # Built with -ffp-contract=off: the int8 format (its epilogue rounds each
 # product before the next add, identically on every ISA, so every table gives
-# the scalar reference's bits) and the files whose figures were fixed that way.
+# the scalar reference's bits), prompt-chunk attention (flash.cpp, the same
+# reason) and the files whose figures were fixed that way.
 set(_bk_no_contract
   i8_format.cpp scalar/i8.cpp avx2/i8.cpp avx512/i8.cpp avx512/vision.cpp avx512/vision_attention.cpp
-  neon/i8.cpp neon_dotprod/i8.cpp neon_i8mm/i8.cpp)
+  neon/i8.cpp neon_dotprod/i8.cpp neon_i8mm/i8.cpp
+  scalar/flash.cpp avx2/flash.cpp avx512/flash.cpp neon/flash.cpp neon_dotprod/flash.cpp)
 
 function(_bluelm_kernel_folder folder flags)
   file(GLOB _srcs CONFIGURE_DEPENDS ${_bk}/${folder}/*.cpp)

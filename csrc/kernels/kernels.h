@@ -45,6 +45,36 @@ using AttendRowsFn = void (*)(const float* q, size_t q_stride, const void* K, co
                               GgmlType kv_type, size_t kv_stride, int64_t head_dim, int64_t n_kv0,
                               int64_t m, float scale, float* scratch, float* out, size_t out_stride);
 
+// Prompt-chunk attention, flash style: the query rows of a chunk that share one
+// KV head, against that head's cache rows, a tile of queries against a tile of
+// keys with an online softmax (no n_kv x n_q matrix). A *lane* is one (row,
+// query head) pair: lane L is row L / n_group, head L % n_group of the group.
+// Row t (position pos0 + t) sees cache positions [lo, pos0 + t], lo = 0, or
+// pos0 + t + 1 - window for a sliding-window layer. Scores are scale * q.k,
+// soft-capped (softcap * tanh(s / softcap)) when softcap > 0. Every lane's
+// result depends only on its own query and the positions it sees, not on the
+// lanes beside it or on the chunking, and every table gives the scalar
+// reference's bits (kernels/common/flash_attention.h says why).
+struct ChunkAttention {
+  const float* q;       // lane (t, g) at q + t * q_stride + g * head_dim
+  size_t q_stride;
+  const void* k;        // this KV head's cache rows: position p at k + p * kv_stride elements
+  const void* v;
+  GgmlType kv_type;     // F32, F16 or Q8_0 (then head_dim % 32 == 0)
+  size_t kv_stride;     // elements per cache position (a multiple of 32 for Q8_0)
+  int64_t head_dim;
+  int64_t n_group;      // query heads per KV head
+  int64_t pos0;         // position of chunk row 0
+  int64_t window;       // 0: causal only
+  float scale, softcap;
+  float* out;           // lane (t, g) at out + t * out_stride + g * head_dim
+  size_t out_stride;
+};
+// Lanes [lane0, lane1) of a chunk; `work` has attend_chunk_work(head_dim) bytes,
+// 64-byte aligned. Threads call it concurrently on disjoint lanes.
+using AttendChunkFn = void (*)(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work);
+size_t attend_chunk_work(int64_t head_dim);
+
 // One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
 // GegluFn (same signature): y[i] = gelu_tanh(gate[i]) * up[i], computed as
 // gate / (1 + exp(-2 sqrt(2/pi) gate (1 + 0.044715 gate^2))) with the vector exp
@@ -122,6 +152,8 @@ struct KernelTable {
   PackFn pack[W_COUNT];
   PackFn unpack[W_COUNT];
   SwigluFn geglu;  // GELU(tanh)-gated FFN (gemma)
+  AttendChunkFn attend_chunk;
+  int64_t chunk_lanes;  // lanes attend_chunk runs at once (its register tiles): split tasks by it
   VisionKernels vision;
 };
 

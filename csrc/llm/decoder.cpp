@@ -1,6 +1,7 @@
 #include "llm/decoder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <new>
 #include <string>
@@ -14,6 +15,10 @@ namespace {
 constexpr int64_t kRowGrain = 16;  // rows per work unit; SIMD kernels tile by up to 16
 constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed group
 constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
+// Prompt chunks of an F16 cache that end within llama.cpp's first KV pad (256
+// positions) keep llama.cpp's order, so short prompts stay bit-identical to it;
+// every other prompt chunk goes to the flash kernel (attend_chunk).
+constexpr int64_t kLlamaOrderMaxKv = 256;
 
 // Rows per work unit: 16, or fewer for a small matrix so every thread gets some.
 int64_t row_grain(int64_t rows, int n_threads) {
@@ -82,6 +87,8 @@ Context::Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n
   rope_sin_.resize(n_rope_sets_ * B * cfg_.n_rot / 2);
   rope_factors_ = model_->rope_factors(n_ctx_);
   scratch_.resize(static_cast<size_t>(pool_.size()) * kAttnRows * n_ctx_);
+  flash_work_bytes_ = (kernels::attend_chunk_work(cfg_.head_dim) + 63) & ~size_t(63);
+  flash_work_.resize(static_cast<size_t>(pool_.size()) * flash_work_bytes_ + 64);
 }
 
 void Context::truncate(int64_t n) {
@@ -299,12 +306,16 @@ void Context::attention(int layer, int64_t m) {
   });
   const int64_t group = cfg_.n_head / cfg_.n_head_kv;
   const float scale = cfg_.attn_scale, softcap = cfg_.attn_softcap;
-  // A sliding-window layer's row at position p sees [p + 1 - n_swa, p]: its K/V
-  // start moves with the row, so attend_rows (rows from one start) serves only
-  // chunks that lie wholly inside the window, and never a soft-capped layer.
+  // A sliding-window layer's row at position p sees [p + 1 - n_swa, p].
   const int64_t window = cfg_.is_swa(layer) ? cfg_.n_swa : 0;
-  const bool rows_ok = softcap == 0.0f && (window == 0 || pos0 + m <= window);
   const bool chunk = m > 1 && !as_steps_;  // eval_as_steps: every row in the one-token order
+  if (chunk && !(kv_type_ == GgmlType::F16 && pos0 + m <= kLlamaOrderMaxKv)) {
+    attention_chunk(kc, vc, m, window);
+    return;
+  }
+  // llama.cpp's order. attend_rows (rows from one start) serves only chunks that
+  // lie wholly inside the window, and never a soft-capped layer.
+  const bool rows_ok = softcap == 0.0f && (window == 0 || pos0 + m <= window);
   if (chunk && kt_.attend_rows && rows_ok) {
     // Tasks of up to kAttnRows query rows of one head: K/V rows are read once per task.
     const int64_t blocks = (m + kAttnRows - 1) / kAttnRows, tasks = blocks * cfg_.n_head;
@@ -329,6 +340,43 @@ void Context::attention(int layer, int64_t m) {
       const size_t off = row_bytes(kv_type_, kvh * hd) + static_cast<size_t>(start) * kv_row_bytes_;
       kt_.attend(q_.data() + t * q_dim + h * hd, kc + off, vc + off, kv_type_, kv_dim, hd,
                  pos0 + t + 1 - start, scale, softcap, chunk, scratch, attn_.data() + t * q_dim + h * hd);
+    }
+  });
+}
+
+void Context::attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window) {
+  const int64_t hd = cfg_.head_dim, group = cfg_.n_head / cfg_.n_head_kv;
+  kernels::ChunkAttention a{};
+  a.q = q_.data();
+  a.q_stride = static_cast<size_t>(cfg_.n_head * hd);
+  a.kv_type = kv_type_;
+  a.kv_stride = static_cast<size_t>(cfg_.n_head_kv * hd);
+  a.head_dim = hd;
+  a.n_group = group;
+  a.pos0 = n_past_;
+  a.window = window;
+  a.scale = cfg_.attn_scale;
+  a.softcap = cfg_.attn_softcap;
+  a.out = attn_.data();
+  a.out_stride = a.q_stride;
+  // Tasks of one KV head and chunk_lanes lanes (row, head of the group), the
+  // ones that see the most keys first; threads take them one at a time.
+  const int64_t lanes = m * group, per_head = (lanes + kt_.chunk_lanes - 1) / kt_.chunk_lanes;
+  const int64_t tasks = per_head * cfg_.n_head_kv;
+  uint8_t* work0 = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(flash_work_.data()) + 63) & ~uintptr_t(63));
+  std::atomic<int64_t> next{0};
+  pool_.run([&](int ith, int) {
+    void* work = work0 + static_cast<size_t>(ith) * flash_work_bytes_;
+    kernels::ChunkAttention h = a;
+    for (int64_t task = next++; task < tasks; task = next++) {
+      const int64_t kvh = task % cfg_.n_head_kv, part = per_head - 1 - task / cfg_.n_head_kv;
+      const size_t off = row_bytes(kv_type_, kvh * hd);
+      h.k = kc + off;
+      h.v = vc + off;
+      h.q = a.q + kvh * group * hd;
+      h.out = a.out + kvh * group * hd;
+      const int64_t l0 = part * kt_.chunk_lanes;
+      kt_.attend_chunk(h, l0, std::min(lanes, l0 + kt_.chunk_lanes), work);
     }
   });
 }

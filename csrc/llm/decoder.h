@@ -72,6 +72,9 @@ class Context {
   // cos/sin of the chunk's positions for one RoPE setting.
   void rope_table(const RopeParams& rp, int set, int64_t t0, int64_t t1);
   void attention(int layer, int64_t m);
+  // A prompt chunk's attention by the flash kernel (kernels.h attend_chunk); kc/vc
+  // are the layer's caches, window the sliding window (0: none).
+  void attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window);
   // logits = cap * tanh(logits / cap) (gemma2's final soft-cap), rows of n_vocab.
   void softcap_logits(float* logits, int64_t rows);
   // fn(t0, t1) over the rows of a chunk: on the pool for a prompt chunk (the
@@ -109,6 +112,8 @@ class Context {
   int n_rope_sets_ = 1;
   const float* rope_factors_ = nullptr;      // per rotated pair, or nullptr
   std::vector<float> scratch_;          // per thread, 4 x n_ctx scores
+  std::vector<uint8_t> flash_work_;     // per thread, flash_work_bytes_ (64-byte aligned)
+  size_t flash_work_bytes_ = 0;
   std::vector<float> logits_;
   int64_t n_logit_rows_ = 0;
 };

@@ -1,6 +1,10 @@
 // Single-thread figures, scalar against each table: test_kernels --bench (LLM
-// gemms) and --bench-vision (the int8 vision gemm and attention).
+// gemms), --bench-vision (the int8 vision gemm and attention) and
+// --bench-attention (prompt-chunk attention, the old per-row path against
+// attend_chunk).
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <vector>
@@ -128,6 +132,75 @@ void bench_vision(const std::vector<const KernelTable*>& tables) {
       std::printf("%-12s i8_attention 729 x 72: %8.2f ms, %6.1f GMAC/s (QK and PV)\n", tb->isa, s8 * 1e3,
                   2.0 * n * n * hd / s8 * 1e-9);
     }
+  }
+}
+
+// One KV head's prompt chunk: the old per-row attention (attend_rows, or attend
+// per row) against attend_chunk, single thread, CPU time.
+void bench_attention(const std::vector<const KernelTable*>& tables) {
+  struct Shape {
+    GgmlType kv;
+    int64_t hd, group, pos0, m;
+  } shapes[] = {{GgmlType::F16, 64, 3, 896, 128},
+                {GgmlType::F16, 128, 1, 896, 128},
+                {GgmlType::Q8_0, 64, 3, 896, 128},
+                {GgmlType::Q8_0, 128, 1, 1664, 128}};
+  std::printf("single thread, CPU time; GFLOP/s = 4 * head_dim * (query, key) pairs seen / time\n");
+  for (const Shape& s : shapes) {
+    const int64_t n = s.pos0 + s.m, stride = s.hd;
+    const size_t rb = row_bytes(s.kv, stride);
+    std::vector<uint8_t> K(n * rb), V(n * rb);
+    std::vector<float> row(stride);
+    for (int64_t p = 0; p < n; ++p)
+      for (auto* buf : {&K, &V}) {
+        for (auto& x : row) x = normal();
+        if (s.kv == GgmlType::F16)
+          for (int64_t i = 0; i < stride; ++i) reinterpret_cast<uint16_t*>(buf->data() + p * rb)[i] = fp32_to_fp16(row[i]);
+        else quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(buf->data() + p * rb), stride);
+      }
+    const int64_t qs = s.group * s.hd;
+    std::vector<float> q(s.m * qs), out(s.m * qs), scratch(4 * n);
+    for (auto& x : q) x = normal();
+    std::vector<uint8_t> work(attend_chunk_work(s.hd) + 64);
+    void* w = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(work.data()) + 63) & ~uintptr_t(63));
+    const float scale = 1.0f / std::sqrt(float(s.hd));
+    const double flop = 4.0 * s.hd * s.group * (double(s.m) * s.pos0 + s.m * (s.m + 1) / 2.0);
+    std::printf("%-5s head_dim %3lld group %lld rows %lld at %5lld:", type_name(uint32_t(s.kv)), (long long)s.hd,
+                (long long)s.group, (long long)s.m, (long long)s.pos0);
+    for (const KernelTable* tb : tables) {
+      auto old_path = [&] {
+        for (int64_t g = 0; g < s.group; ++g) {
+          if (tb->attend_rows) {
+            tb->attend_rows(q.data() + g * s.hd, qs, K.data(), V.data(), s.kv, stride, s.hd, s.pos0 + 1, s.m, scale,
+                            scratch.data(), out.data() + g * s.hd, qs);
+            continue;
+          }
+          for (int64_t t = 0; t < s.m; ++t)
+            tb->attend(q.data() + t * qs + g * s.hd, K.data(), V.data(), s.kv, stride, s.hd, s.pos0 + t + 1, scale,
+                       0.0f, true, scratch.data(), out.data() + t * qs + g * s.hd);
+        }
+      };
+      auto flash = [&] {
+        ChunkAttention a{q.data(), size_t(qs), K.data(), V.data(), s.kv, size_t(stride), s.hd, s.group, s.pos0, 0,
+                         scale, 0.0f, out.data(), size_t(qs)};
+        for (int64_t l0 = 0; l0 < s.m * s.group; l0 += tb->chunk_lanes)
+          tb->attend_chunk(a, l0, std::min(s.m * s.group, l0 + tb->chunk_lanes), w);
+      };
+      double sec[2];
+      int i = 0;
+      for (int which = 0; which < 2; ++which) {
+        const int reps = tb == tables.front() ? 1 : 3;
+        if (which == 0) old_path(); else flash();
+        const double t0 = thread_seconds();
+        for (int r = 0; r < reps; ++r) {
+          if (which == 0) old_path(); else flash();
+        }
+        sec[i++] = (thread_seconds() - t0) / reps;
+      }
+      std::printf(" | %s old %6.1f, flash %6.1f GF/s", tb->isa, flop / sec[0] * 1e-9, flop / sec[1] * 1e-9);
+      std::fflush(stdout);
+    }
+    std::printf("\n");
   }
 }
 

@@ -47,6 +47,7 @@ void test_packed(const KernelTable& isa, GgmlType wt, int64_t groups, int64_t K,
 // The op families (one file each). Each checks `isa` against the scalar table.
 void test_gemms(const KernelTable& isa);      // test_gemm.cpp: gemm, gemm_packed, convert
 void test_attention(const KernelTable& isa);  // test_attention.cpp: attend, attend_rows, swiglu
+void test_flash(const KernelTable& isa);      // test_flash.cpp: attend_chunk
 void test_vision(const KernelTable& isa);     // test_vision.cpp: the encoder's ops
 void test_kquants(const KernelTable& isa);    // test_kquants.cpp: K-quant, Q5, IQ4 gemms, Q8_K convert
 // test_kquants.cpp, once per run: the quantisers' bytes against llama.cpp's hashes.
@@ -55,5 +56,6 @@ void test_quantisers();
 // bench.cpp: single-thread figures, scalar against each table.
 void bench_gemm(const std::vector<const KernelTable*>& tables);
 void bench_vision(const std::vector<const KernelTable*>& tables);
+void bench_attention(const std::vector<const KernelTable*>& tables);
 
 }  // namespace harness

@@ -4,6 +4,7 @@
 //   test_kernels --active       print the table active() picks (ArgumentError -> exit 2)
 //   test_kernels --bench        single-thread LLM gemm figures, scalar vs each table
 //   test_kernels --bench-vision the same for the vision int8 gemm and attention
+//   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
 #include <cstdio>
 #include <cstdlib>
@@ -59,7 +60,7 @@ using namespace harness;
 // Every entry a model calls through must be set (attend_rows and the packed
 // layouts are optional).
 void test_complete(const KernelTable& isa) {
-  bool ok = isa.attend && isa.swiglu && isa.geglu;
+  bool ok = isa.attend && isa.swiglu && isa.geglu && isa.attend_chunk && isa.chunk_lanes > 0;
   for (int i = 0; i < W_COUNT; ++i) ok = ok && isa.gemm[i] && (isa.pack_rows[i] == 0 || isa.gemm_packed[i]);
   for (int i = 0; i < A_COUNT; ++i) ok = ok && isa.convert[i];
   const VisionKernels& v = isa.vision;
@@ -73,6 +74,7 @@ void test_table(const KernelTable& isa) {
   test_complete(isa);
   test_gemms(isa);
   test_attention(isa);
+  test_flash(isa);
   test_vision(isa);
   test_kquants(isa);
   std::printf("%-13s %s\n", isa.isa, failed() == before ? "ok" : "FAILED");
@@ -128,12 +130,13 @@ int main(int argc, char** argv) {
     }
     check(by_name("no_such_isa") == nullptr, "unknown ISA name gives nullptr");
   }
-  if (mode == "--bench" || mode == "--bench-vision") {
+  if (mode == "--bench" || mode == "--bench-vision" || mode == "--bench-attention") {
     std::vector<const KernelTable*> b{&scalar_table()};
     for (const KernelTable* t : tables)
       if (t != &scalar_table()) b.push_back(t);
     if (mode == "--bench") bench_gemm(b);
-    else bench_vision(b);
+    else if (mode == "--bench-vision") bench_vision(b);
+    else bench_attention(b);
     return 0;
   }
   test_quantisers();

@@ -12,6 +12,7 @@ void fill_attention(KernelTable& t);  // attention.cpp: attend over F32 / F16 ca
 void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops
 void fill_vision_attention(KernelTable& t);  // vision_attention.cpp: its F32 attention
 void fill_i8(KernelTable& t);         // i8.cpp: the int8 format (widening multiplies, K4 panels), quantiser
+void fill_flash(KernelTable& t);      // flash.cpp: prompt-chunk attention, 4 lanes
 
 // vision.cpp's softmax rows (VisionKernels::softmax), for vision_attention.cpp.
 void softmax(float* s, int64_t n, float scale);

@@ -12,6 +12,7 @@ void fill_i8(KernelTable& t);         // i8.cpp: the int8 format's reference
 // kquants.cpp: Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K, IQ4_XS gemms and the Q8_K
 // converter (their order of arithmetic: kquants.h).
 void fill_kquants(KernelTable& t);
+void fill_flash(KernelTable& t);      // flash.cpp: prompt-chunk attention, the reference every table matches
 
 // gemm.cpp's F32 gemm (gemm[W_F32]), which the vision attention builds on.
 void gemm_f32(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy, int64_t K,

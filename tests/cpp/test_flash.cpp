@@ -1,0 +1,222 @@
+// Prompt-chunk attention (attend_chunk, kernels/common/flash_attention.h) over
+// F32, F16 and INT8 (Q8_0) caches: every table gives the scalar reference's
+// bits, whatever the lanes per call; a row's result does not depend on the
+// chunk it came in; and the reference is within a stated bound of exact
+// (double) attention: 2e-6 x max|V| with F32 / F16 caches (only float
+// rounding), with the INT8 cache 2e-6 x max|V| against exact arithmetic on the
+// query as the kernel rounds it (15 bits per block of 32) and 2e-4 x max|V|
+// against the unrounded one.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "harness.h"
+
+using namespace bluelm;
+using namespace bluelm::kernels;
+
+namespace harness {
+namespace {
+
+struct Case {
+  GgmlType kv;
+  int64_t hd, group, pos0, m, window;
+  float softcap;
+};
+
+// One KV head of a cache with two heads per position (the second is read) and
+// a chunk of m rows of `group` query heads.
+struct Data {
+  Case c;
+  size_t stride;  // cache elements per position
+  std::vector<uint8_t> K, V;
+  std::vector<float> Kf, Vf;  // the second head's rows as floats
+  std::vector<float> q;
+  float vmax = 0.0f;
+
+  explicit Data(const Case& cs) : c(cs) {
+    const int64_t n = c.pos0 + c.m;
+    stride = size_t(2 * c.hd + 32);
+    const size_t rb = row_bytes(c.kv, int64_t(stride));
+    K.resize(n * rb);
+    V.resize(n * rb);
+    Kf.resize(n * c.hd);
+    Vf.resize(n * c.hd);
+    std::vector<float> row(stride), back(stride);
+    for (int64_t p = 0; p < n; ++p)
+      for (int which = 0; which < 2; ++which) {
+        // keys with a spread of norms, so softmaxes range from flat to peaked
+        const float amp = which == 0 ? 1.0f + 2.0f * uniform(0.0f, 1.0f) : 1.0f;
+        for (auto& x : row) x = normal() * amp;
+        uint8_t* dst = (which == 0 ? K : V).data() + p * rb;
+        if (c.kv == GgmlType::F32) std::memcpy(dst, row.data(), rb);
+        else if (c.kv == GgmlType::F16)
+          for (size_t i = 0; i < stride; ++i) reinterpret_cast<uint16_t*>(dst)[i] = fp32_to_fp16(row[i]);
+        else quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(dst), int64_t(stride));
+        dequantize_row(c.kv, dst, back.data(), int64_t(stride));
+        float* f = (which == 0 ? Kf : Vf).data() + p * c.hd;
+        std::copy(back.begin() + c.hd, back.begin() + 2 * c.hd, f);
+      }
+    for (float v : Vf) vmax = std::max(vmax, std::fabs(v));
+    q.resize(size_t(c.m * c.group * c.hd + 8));
+    for (auto& x : q) x = normal();
+  }
+
+  ChunkAttention args(float* out) const {
+    ChunkAttention a{};
+    const size_t off = row_bytes(c.kv, c.hd);  // the second head
+    a.q = q.data();
+    a.q_stride = size_t(c.group * c.hd);
+    a.k = K.data() + off;
+    a.v = V.data() + off;
+    a.kv_type = c.kv;
+    a.kv_stride = stride;
+    a.head_dim = c.hd;
+    a.n_group = c.group;
+    a.pos0 = c.pos0;
+    a.window = c.window;
+    a.scale = 1.0f / std::sqrt(float(c.hd));
+    a.softcap = c.softcap;
+    a.out = out;
+    a.out_stride = a.q_stride;
+    return a;
+  }
+
+  // Lanes [0, m * group) in calls of `per_call` lanes.
+  std::vector<float> run(const KernelTable& t, int64_t per_call) const {
+    std::vector<float> out(q.size(), NAN);
+    const ChunkAttention a = args(out.data());
+    const size_t bytes = attend_chunk_work(c.hd);
+    std::unique_ptr<uint8_t, decltype(&std::free)> work(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)),
+                                                        &std::free);
+    const int64_t lanes = c.m * c.group;
+    for (int64_t l0 = 0; l0 < lanes; l0 += per_call) t.attend_chunk(a, l0, std::min(lanes, l0 + per_call), work.get());
+    return out;
+  }
+
+  // Exact attention of lane (t, g) in double, on query qv (head_dim values).
+  void exact(int64_t t, const float* qv, double* o) const {
+    const int64_t pos = c.pos0 + t, lo = c.window ? std::max<int64_t>(0, pos + 1 - c.window) : 0;
+    const double scale = double(1.0f / std::sqrt(float(c.hd)));  // the kernel's float scale
+    std::vector<double> s(pos + 1 - lo);
+    double mx = -1e300;
+    for (int64_t j = lo; j <= pos; ++j) {
+      double dot = 0.0;
+      for (int64_t d = 0; d < c.hd; ++d) dot += double(qv[d]) * Kf[j * c.hd + d];
+      double x = dot * scale;
+      if (c.softcap > 0.0f) x = c.softcap * std::tanh(x / c.softcap);
+      s[j - lo] = x;
+      mx = std::max(mx, x);
+    }
+    double sum = 0.0;
+    for (auto& x : s) sum += (x = std::exp(x - mx));
+    for (int64_t d = 0; d < c.hd; ++d) {
+      double acc = 0.0;
+      for (int64_t j = lo; j <= pos; ++j) acc += s[j - lo] * Vf[j * c.hd + d];
+      o[d] = acc / sum;
+    }
+  }
+};
+
+// The query as the INT8 path sees it: per block of 32, d = max|q| / 16383 and
+// round(q / d) (ties to even), back to floats.
+std::vector<float> q8_rounded(const float* q, int64_t hd) {
+  std::vector<float> r(hd);
+  for (int64_t b = 0; b < hd; b += 32) {
+    float amax = 0.0f;
+    for (int e = 0; e < 32; ++e) amax = std::max(amax, std::fabs(q[b + e]));
+    const float d = amax / 16383.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int e = 0; e < 32; ++e) r[b + e] = std::nearbyint(q[b + e] * id) * d;
+  }
+  return r;
+}
+
+std::string describe(const KernelTable& t, const Case& c) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%s attend_chunk %s hd=%lld group=%lld pos0=%lld m=%lld window=%lld softcap=%g",
+                t.isa, type_name(uint32_t(c.kv)), (long long)c.hd, (long long)c.group, (long long)c.pos0,
+                (long long)c.m, (long long)c.window, double(c.softcap));
+  return buf;
+}
+
+void test_case(const KernelTable& isa, const KernelTable& ref, const Case& c) {
+  const Data data(c);
+  const int64_t lanes = c.m * c.group;
+  const std::vector<float> want = data.run(ref, ref.chunk_lanes);
+  int differ = 0;
+  for (int64_t per_call : {isa.chunk_lanes, int64_t(5), lanes}) {
+    const std::vector<float> got = data.run(isa, per_call);
+    for (int64_t i = 0; i < lanes * c.hd; ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
+  }
+  check(differ == 0, describe(isa, c) + ": " + std::to_string(differ) + " differ from scalar");
+  if (&isa != &ref) return;
+  // The reference against exact attention.
+  double worst = 0.0, worst_raw = 0.0;
+  std::vector<double> o(c.hd);
+  for (int64_t t = 0; t < c.m; ++t)
+    for (int64_t g = 0; g < c.group; ++g) {
+      const float* qv = data.q.data() + t * c.group * c.hd + g * c.hd;
+      const float* got = want.data() + t * c.group * c.hd + g * c.hd;
+      const std::vector<float> q8 = c.kv == GgmlType::Q8_0 ? q8_rounded(qv, c.hd) : std::vector<float>(qv, qv + c.hd);
+      data.exact(t, q8.data(), o.data());
+      for (int64_t d = 0; d < c.hd; ++d) worst = std::max(worst, std::fabs(o[d] - got[d]));
+      data.exact(t, qv, o.data());
+      for (int64_t d = 0; d < c.hd; ++d) worst_raw = std::max(worst_raw, std::fabs(o[d] - got[d]));
+    }
+  const double bound = 2e-6 * data.vmax, bound_raw = (c.kv == GgmlType::Q8_0 ? 2e-4 : 2e-6) * data.vmax;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, ": max|ref - exact| %.3g (bound %.3g), unrounded query %.3g (bound %.3g)", worst,
+                bound, worst_raw, bound_raw);
+  check(worst <= bound && worst_raw <= bound_raw, describe(isa, c) + buf);
+  if (std::getenv("BLUELM_FLASH_VERBOSE")) std::printf("%s%s\n", describe(isa, c).c_str(), buf);
+}
+
+// A row gives the same bits in any chunk: the last rows of a chunk again as a
+// chunk of their own (a later pos0) and one row at a time.
+void test_chunking(const KernelTable& isa, GgmlType kv, int64_t window) {
+  const Case big{kv, 64, 3, 70, 40, window, 0.0f};
+  const Data data(big);
+  const std::vector<float> all = data.run(isa, isa.chunk_lanes);
+  int differ = 0;
+  for (int64_t r : {int64_t(13), int64_t(1)}) {
+    // rows [m - r, m) of the same data, starting at position pos0 + m - r
+    std::vector<float> out(data.q.size(), NAN);
+    ChunkAttention a = data.args(out.data());
+    const int64_t skip = big.m - r;
+    a.q = data.q.data() + skip * a.q_stride;
+    a.out = out.data() + skip * a.out_stride;
+    a.pos0 = big.pos0 + skip;
+    const size_t bytes = attend_chunk_work(big.hd);
+    std::vector<uint8_t> work(bytes + 64);
+    void* w = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(work.data()) + 63) & ~uintptr_t(63));
+    isa.attend_chunk(a, 0, r * big.group, w);
+    for (int64_t i = skip * a.q_stride; i < big.m * int64_t(a.q_stride); ++i) differ += std::memcmp(&out[i], &all[i], 4) != 0;
+  }
+  char buf[120];
+  std::snprintf(buf, sizeof buf, "%s attend_chunk %s window=%lld: rows rerun in smaller chunks, %d differ", isa.isa,
+                type_name(uint32_t(kv)), (long long)window, differ);
+  check(differ == 0, buf);
+}
+
+}  // namespace
+
+void test_flash(const KernelTable& isa) {
+  const KernelTable& ref = scalar_table();
+  for (GgmlType kv : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0}) {
+    for (int64_t hd : {32, 64, 96, 128, 256}) test_case(isa, ref, {kv, hd, 1, 0, 19, 0, 0.0f});
+    if (kv != GgmlType::Q8_0) test_case(isa, ref, {kv, 72, 2, 5, 9, 0, 0.0f});  // head_dim not a multiple of 16
+    test_case(isa, ref, {kv, 64, 3, 0, 70, 0, 0.0f});      // GQA, several key tiles from 0
+    test_case(isa, ref, {kv, 128, 1, 150, 50, 0, 0.0f});   // a later chunk
+    test_case(isa, ref, {kv, 64, 2, 60, 37, 0, 0.0f});     // a chunk crossing a tile boundary
+    test_case(isa, ref, {kv, 64, 4, 200, 30, 100, 0.0f});  // sliding window inside the cache
+    test_case(isa, ref, {kv, 64, 1, 20, 40, 33, 0.0f});    // window reached within the chunk
+    test_case(isa, ref, {kv, 64, 2, 40, 25, 0, 5.0f});     // gemma2's soft-cap
+    test_case(isa, ref, {kv, 128, 2, 90, 40, 64, 50.0f});  // both
+    for (int64_t window : {0, 17}) test_chunking(isa, kv, window);
+  }
+}
+
+}  // namespace harness
