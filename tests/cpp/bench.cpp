@@ -27,7 +27,8 @@ void bench_gemm(const std::vector<const KernelTable*>& tables) {
     int64_t K, rows, n_tok;
   };
   const std::vector<Shape> shapes = {{576, 1536, 1}, {2560, 6912, 1}, {576, 1536, 128}, {2560, 6912, 128}};
-  const std::vector<Shape> k_shapes = {{2048, 2048, 1}, {2048, 8192, 1}, {2048, 2048, 128}};  // 256 | K
+  // 256 | K; SmolLM2 ffn_down at last
+  const std::vector<Shape> k_shapes = {{2048, 2048, 1}, {2048, 8192, 1}, {2048, 2048, 128}, {1536, 576, 512}};
   std::printf("single thread, best of 3 (thread CPU time); GFLOP/s = 2*K*rows*n_tok/time; weights GB/s for "
               "n_tok=1; [p]: the table's repacked layout\n");
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q5_0,
