@@ -15,9 +15,14 @@ wait4(). The script also measures the machine's read bandwidth (bluelm_cpp._core
 best of 5 sweeps of 512 MiB) at each thread count, and prints the decode roofline = bandwidth /
 weight bytes read per token, and each runtime's decode as a percentage of it.
 
+Ours also decodes through the Python API: ``Model.generate_tokens`` greedy (``temperature=0``,
+end-of-generation tokens biased away so every run makes tg tokens), column "tg gen".
+
 Models (benchmarks/bench_models.py makes and caches them): smollm2-q4_0, smollm2-q4_1,
 smollm2-q8_0, bluelm3b-q4_0 (PAPER.md's 2.7B shape, random Q4_0), qwen3-1.7b-q4_0 and
-gemma3-1b-q4_0 (those archs' shapes, random Q4_0), or a GGUF path.
+gemma3-1b-q4_0 (those archs' shapes, random Q4_0), smollm2-q4_k_m and smollm2-q5_k_m
+(llama-quantize's mixes of SmolLM2), llama1b-q4_k_m (Llama-3.2-1B's shape, random Q4_K +
+Q6_K), or a GGUF path.
 
 Usage:
     python benchmarks/bench_llm.py --llama-bench /tmp/llbuild/bin/llama-bench \\
@@ -86,6 +91,15 @@ def _child_bluelm(model: str, threads: int, pps: list[int], tg: int, runs: int) 
     m = bluelm_cpp.Model(model, n_ctx=N_CTX, n_batch=N_BATCH, n_threads=threads, kv_type="f16")
     ctx = m._ctx  # decode below without the API's per-call reset
     tok = _prompt_ids(1, m.n_vocab)[0]
+    no_eog = {int(i): -1e9 for i in m.tokenizer.eog_ids}
+
+    def gen_once() -> float:
+        m.reset()
+        t0 = time.perf_counter()
+        n = sum(1 for _ in m.generate_tokens([tok], tg, temperature=0, logit_bias=no_eog))
+        dt = time.perf_counter() - t0
+        assert n == tg, n
+        return dt
 
     def pp_once(n: int) -> float:
         ids = _prompt_ids(n, m.n_vocab)
@@ -104,6 +118,8 @@ def _child_bluelm(model: str, threads: int, pps: list[int], tg: int, runs: int) 
         return dt
 
     out: dict[str, Any] = _measure(pp_once, tg_once, pps, runs)
+    gen_once()
+    out["gen_s"] = [gen_once() for _ in range(runs)]
     out["isa"] = _core.isa()
     out["repacked_bytes"] = m._model.repacked_bytes
     return out
@@ -225,11 +241,14 @@ def _spawn(
         res = json.loads(out.strip().splitlines()[-1])
         res["pp_tps"] = {n: [int(n) / s for s in v] for n, v in res["pp_s"].items()}
         res["tg_tps"] = [args.tg / s for s in res["tg_s"]]
+        if "gen_s" in res:
+            res["gen_tps"] = [args.tg / s for s in res["gen_s"]]
     res["peak_rss_mb"] = rss
     # A line per finished run, so a run cut short still shows what it measured.
     pp = ", ".join(f"pp{n} {_fmt(v)}" for n, v in res["pp_tps"].items())
+    gen = f", tg gen {_fmt(res['gen_tps'])} t/s" if "gen_tps" in res else ""
     print(
-        f"    -> {pp} t/s, tg{args.tg} {_fmt(res['tg_tps'])} t/s, peak RSS {rss:.0f} MB",
+        f"    -> {pp} t/s, tg{args.tg} {_fmt(res['tg_tps'])} t/s{gen}, peak RSS {rss:.0f} MB",
         flush=True,
     )
     return res
@@ -372,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         path = bench_models.model_path(name, cache, args.llama_quantize)
         facts = _model_facts(path)
-        tlist = big_threads if name == "bluelm3b-q4_0" else threads
+        tlist = big_threads if name in _BIG else threads
         print(f"\n== {name}: {path}")
         print(
             f"   file {facts['file_bytes'] / 2**20:.1f} MiB, weights read per token "
@@ -413,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"   {rt:<17}{t:>4}{pp_cols}  {_fmt(r['tg_tps']):>22}  "
                     f"{pct:>9.0f}%  {r['peak_rss_mb']:>11.0f}"
                 )
+                if "gen_tps" in r:
+                    gpct = 100.0 * _med(r["gen_tps"]) / roof
+                    print(
+                        f"   {rt + ' (tg gen)':<21}{'':>{24 * len(pps)}}  "
+                        f"{_fmt(r['gen_tps']):>18}  {gpct:>9.0f}%"
+                    )
             print(f"   {'(roofline)':<17}{t:>4}{'':>{24 * len(pps)}}  {roof:>22.1f}")
             ours = results.get((OURS, t))
             for peer in (LLAMA_BENCH, THEIRS):
@@ -422,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                     tr = _med(ours["tg_tps"]) / _med(theirs["tg_tps"])
                     rr = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
                     print(f"   {'ours/' + peer:<21}{prs}  {tr:>21.2f}x  {'':>10}  {rr:>10.2f}x")
+                    if "gen_tps" in ours:
+                        gr = _med(ours["gen_tps"]) / _med(theirs["tg_tps"])
+                        print(f"   {'ours gen/' + peer:<21}{'':>{24 * len(pps)}}  {gr:>21.2f}x")
         entry = {
             "model": name,
             "path": path,
@@ -461,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The issues' done-when figures, at 2 threads against llama-bench (the best llama.cpp).
+_BIG = ("bluelm3b-q4_0", "llama1b-q4_k_m")  # --big-threads
+# Decode through the Python API (generate, greedy), issue 12.
+_GEN_TARGET = {"smollm2-q4_k_m": 1.1, "llama1b-q4_k_m": 1.0}
+_ROOFLINE_TARGET = {"bluelm3b-q4_0": 90.0, "llama1b-q4_k_m": 90.0}  # % of roofline
 _TG_TARGET = {
     "smollm2-q4_0": 1.3,
     "smollm2-q4_1": 1.5,
@@ -473,6 +505,8 @@ _PP_TARGET = {
     "bluelm3b-q4_0": 1.2,
     "qwen3-1.7b-q4_0": 1.5,
     "gemma3-1b-q4_0": 1.5,
+    "smollm2-q4_k_m": 1.5,
+    "llama1b-q4_k_m": 1.5,
 }
 
 
@@ -504,6 +538,12 @@ def _targets(
             r = _med(ours["tg_tps"]) / _med(ref["tg_tps"])
             ok = "met" if r >= _TG_TARGET[name] else "NOT met"
             lines.append(f"decode {r:.2f}x llama-bench (target >= {_TG_TARGET[name]}x): {ok}")
+        if name in _GEN_TARGET and "gen_tps" in ours:
+            r = _med(ours["gen_tps"]) / _med(ref["tg_tps"])
+            ok = "met" if r >= _GEN_TARGET[name] else "NOT met"
+            lines.append(
+                f"decode via generate {r:.2f}x llama-bench (target >= {_GEN_TARGET[name]}x): {ok}"
+            )
         if name in _PP_TARGET and _SHORT_PP in pps:
             r = _pp_ratio(ours, ref, _SHORT_PP)
             ok = "met" if r >= _PP_TARGET[name] else "NOT met"
@@ -518,11 +558,16 @@ def _targets(
         r = _med(ours["pp_tps"][str(_LONG_PP)]) / _med(ours["pp_tps"][str(_SHORT_PP)])
         ok = "met" if r >= _LONG_KEEP else "NOT met"
         lines.append(f"pp{_LONG_PP} = {r:.2f} of our pp{_SHORT_PP} (target >= {_LONG_KEEP}): {ok}")
-    if name == "bluelm3b-q4_0":
-        pct = 100.0 * _med(ours["tg_tps"]) / (bw[2] / facts["weight_bytes_per_token"])
+    if name in _ROOFLINE_TARGET:
+        # decode through generate where the issue asks for it, the C++ loop otherwise
+        key = "gen_tps" if name in _GEN_TARGET and "gen_tps" in ours else "tg_tps"
+        pct = 100.0 * _med(ours[key]) / (bw[2] / facts["weight_bytes_per_token"])
+        want = _ROOFLINE_TARGET[name]
         lines.append(
-            f"decode {pct:.0f}% of roofline (target >= 90%): {'met' if pct >= 90 else 'NOT met'}"
+            f"decode {pct:.0f}% of roofline (target >= {want:.0f}%): "
+            f"{'met' if pct >= want else 'NOT met'}"
         )
+    if name == "bluelm3b-q4_0":
         limit = 1.1 * (facts["file_bytes"] + facts["kv_bytes_f16"]) / 2**20
         rss = ours["peak_rss_mb"]
         lines.append(

@@ -21,6 +21,14 @@
   256, 1 KV head, FFN 6912 GELU-gated, vocab 262144, Q/K norms, pre and post norms, 5 of 6
   layers in a 512-token sliding window, RoPE bases 1e6 and 1e4, tied embedding).
   Both random Q4_0, their tied embedding Q8_0 (the output head; this converter's policy).
+- ``smollm2-q4_k_m`` / ``smollm2-q5_k_m``: llama-quantize's Q4_K_M / Q5_K_M mixes made from the
+  shipped Q4_1 (``llama-quantize --allow-requantize``; rows of 576 fall back to Q5_0/Q5_1 and
+  Q8_0 as the tool does). Without ``--llama-quantize`` this project's requantiser writes them
+  (``bluelm_cpp.convert.requantize_gguf``: the same bytes, tests/test_kquant_fidelity.py).
+- ``llama1b-q4_k_m``: Llama-3.2-1B's shape (hidden 2048, 16 layers, 32 heads of 64, 8 KV heads,
+  FFN 8192, vocab 128256, tied embedding) with random weights in llama-quantize's Q4_K_M
+  per-tensor choice (``quantize_policy.choose_type``: Q4_K, and Q6_K for the tied embedding
+  and the attn_v / ffn_down layers the mix bumps): true Q4_K + Q6_K.
 
 Usage:
     python benchmarks/bench_models.py bluelm3b-q4_0 [--cache DIR] [--llama-quantize PATH]
@@ -44,6 +52,9 @@ NAMES = (
     "bluelm3b-q4_0",
     "qwen3-1.7b-q4_0",
     "gemma3-1b-q4_0",
+    "smollm2-q4_k_m",
+    "smollm2-q5_k_m",
+    "llama1b-q4_k_m",
 )
 
 # PAPER.md: the BlueLM-3B language model treated as a LLaMA-family decoder.
@@ -85,9 +96,36 @@ GEMMA3_1B = {
     "n_swa": 512,
     "tied": True,
 }
-RANDOM = {"bluelm3b-q4_0": BLUELM3B, "qwen3-1.7b-q4_0": QWEN3_1_7B, "gemma3-1b-q4_0": GEMMA3_1B}
-Q4_0_BLOCK = 18  # bytes per 32 weights: fp16 d + 16 bytes of nibbles
-Q8_0_BLOCK = 34  # fp16 d + 32 int8
+LLAMA_1B = {
+    "arch": "llama",
+    "n_embd": 2048,
+    "n_layer": 16,
+    "n_head": 32,
+    "n_head_kv": 8,
+    "n_ff": 8192,
+    "n_vocab": 128256,
+    "n_ctx_train": 131072,
+    "rope_base": 500000.0,
+    "tied": True,
+    "mix": "q4_k_m",
+}
+RANDOM = {
+    "bluelm3b-q4_0": BLUELM3B,
+    "qwen3-1.7b-q4_0": QWEN3_1_7B,
+    "gemma3-1b-q4_0": GEMMA3_1B,
+    "llama1b-q4_k_m": LLAMA_1B,
+}
+# Random blocks: every byte random except the fp16 scales, set so that a weight has a
+# standard deviation of about 1/sqrt(cols) (activations stay of order one through the
+# layers): (byte offset, scale times sqrt(cols)) per type. Q4_0: (q - 8) * d, std ~4.6 d;
+# Q8_0: std ~73.9 d; Q4_K: d * sc * q - dmin * mn, std ~200 d, dmin = 7.5 d centres it;
+# Q6_K: d * sc * (q - 32), std ~1370 d.
+_SCALES = {
+    "Q4_0": ((0, 1 / 4.6),),
+    "Q8_0": ((0, 1 / 73.9),),
+    "Q4_K": ((0, 1 / 200.0), (2, 7.5 / 200.0)),
+    "Q6_K": ((208, 1 / 1370.0),),
+}
 
 
 def _smollm2_q4_1() -> str:
@@ -101,14 +139,26 @@ def _requantize(name: str, cache: str, llama_quantize: str | None) -> str:
     out = os.path.join(cache, f"smollm2-135m-{qtype}.gguf")
     if os.path.exists(out):
         return out
+    mix = qtype.endswith("_k_m")
+    if mix and not llama_quantize:
+        from bluelm_cpp.convert import requantize_gguf
+
+        requantize_gguf(_smollm2_q4_1(), out, qtype)
+        return out
     if not llama_quantize:
         raise FileNotFoundError(
             f"{name} is not in {cache}: pass --llama-quantize PATH (llama.cpp's tool) to make it"
         )
     tmp = out + ".tmp"
-    # F16 keeps every tensor F16; the quantised files keep a Q8_0 embedding.
-    embd = [] if qtype == "f16" else ["--token-embedding-type", "q8_0"]
-    cmd = [llama_quantize, "--allow-requantize", "--pure", *embd, _smollm2_q4_1(), tmp, qtype, "2"]
+    # A mix keeps llama-quantize's per-tensor choices; F16 keeps every tensor F16;
+    # the other quantised files are pure with a Q8_0 embedding.
+    if mix:
+        flags = []
+    elif qtype == "f16":
+        flags = ["--pure"]
+    else:
+        flags = ["--pure", "--token-embedding-type", "q8_0"]
+    cmd = [llama_quantize, "--allow-requantize", *flags, _smollm2_q4_1(), tmp, qtype, "2"]
     subprocess.run(cmd, check=True, capture_output=True)
     os.replace(tmp, out)
     return out
@@ -128,8 +178,17 @@ def _byte_tokens() -> list[str]:
     return [chr(c) for c in cs]
 
 
+def _mix_type(c: dict, name: str, rows: int, cols: int) -> object:
+    """The type llama-quantize's mix ``c["mix"]`` gives a matrix (this converter's policy)."""
+    from bluelm_cpp.convert.quantize_policy import ModelShape, choose_type
+
+    shape = ModelShape(c["n_layer"], c["n_head"], c["n_head_kv"], c["arch"])
+    return choose_type(name, (rows, cols), c["mix"], c.get("tied", False), shape).qtype
+
+
 def _write_random(path: str, c: dict, seed: int = 0) -> None:
-    """A random Q4_0 decoder of shape ``c`` that llama.cpp and this runtime both load."""
+    """A random decoder of shape ``c`` that llama.cpp and this runtime both load: Q4_0
+    (tied embedding Q8_0), or the per-tensor types of the mix ``c["mix"]``."""
     import gguf
 
     arch = c["arch"]
@@ -153,7 +212,8 @@ def _write_random(path: str, c: dict, seed: int = 0) -> None:
     if "n_swa" in c:
         w.add_sliding_window(c["n_swa"])
         w.add_rope_freq_base_swa(c["rope_base_swa"])
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
+    mix = c.get("mix")
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M if mix else gguf.LlamaFileType.MOSTLY_Q4_0)
     tokens = _byte_tokens() + ["ĠĠ"]
     tokens += [f"<tok{i}>" for i in range(len(tokens), nv - 1)] + ["<|endoftext|>"]
     types = [gguf.TokenType.NORMAL] * (nv - 1) + [gguf.TokenType.CONTROL]
@@ -185,10 +245,12 @@ def _write_random(path: str, c: dict, seed: int = 0) -> None:
     if not tied:
         mats.append(("output.weight", nv, d, q4))
 
+    if mix:
+        mats = [(n, r, k, _mix_type(c, n, r, k)) for n, r, k, _ in mats]
     for name, rows, cols, qt in mats:
-        bb = Q4_0_BLOCK if qt == q4 else Q8_0_BLOCK
-        nbytes = rows * (cols // 32) * bb
-        w.add_tensor_info(name, (rows, cols // 32 * bb), np.dtype(np.uint8), nbytes, qt)
+        block, bb = gguf.GGML_QUANT_SIZES[qt]
+        nbytes = rows * (cols // block) * bb
+        w.add_tensor_info(name, (rows, cols // block * bb), np.dtype(np.uint8), nbytes, qt)
     for name, n in norms:
         w.add_tensor_info(name, (n,), np.dtype(np.float32), n * 4)
     w.write_header_to_file()
@@ -197,16 +259,15 @@ def _write_random(path: str, c: dict, seed: int = 0) -> None:
 
     rng = np.random.default_rng(seed)
     for _name, rows, cols, qt in mats:
-        nb = cols // 32
-        bb = Q4_0_BLOCK if qt == q4 else Q8_0_BLOCK
-        # Weights of std ~1/sqrt(cols) (Q4_0: (q - 8) * d, q uniform, std ~4.6 d; Q8_0:
-        # uniform int8, std ~73.9 d), so activations stay of order one through the layers.
-        d_val = np.float16(1.0 / ((4.6 if qt == q4 else 73.9) * np.sqrt(cols)))
+        block, bb = gguf.GGML_QUANT_SIZES[qt]
+        nb = cols // block
         blocks = np.empty((rows, nb, bb), dtype=np.uint8)
         for r0 in range(0, rows, 4096):  # bounded temporaries
             r1 = min(rows, r0 + 4096)
-            blocks[r0:r1, :, 2:] = rng.integers(0, 256, (r1 - r0, nb, bb - 2), dtype=np.uint8)
-        blocks[:, :, :2] = np.frombuffer(d_val.tobytes(), dtype=np.uint8)
+            blocks[r0:r1] = rng.integers(0, 256, (r1 - r0, nb, bb), dtype=np.uint8)
+        for off, k in _SCALES[qt.name]:
+            d_val = np.float16(k / np.sqrt(cols))
+            blocks[:, :, off : off + 2] = np.frombuffer(d_val.tobytes(), dtype=np.uint8)
         w.write_tensor_data(blocks.reshape(rows, nb * bb))
         del blocks
     for _, n in norms:
@@ -230,7 +291,8 @@ def model_path(name: str, cache: str = DEFAULT_CACHE, llama_quantize: str | None
     os.makedirs(cache, exist_ok=True)
     if name.startswith("smollm2-"):
         return _requantize(name, cache, llama_quantize)
-    out = os.path.join(cache, f"{name.replace('-q4_0', '')}-shape-q4_0.gguf")
+    qtype = name.rsplit("-", 1)[1]
+    out = os.path.join(cache, f"{name.removesuffix('-' + qtype)}-shape-{qtype}.gguf")
     if name == "bluelm3b-q4_0":
         out = os.path.join(cache, "bluelm3b-shape-q4_0.gguf")  # the name earlier logs used
     if not os.path.exists(out):

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "kernels/repack.h"
 
 using namespace bluelm;
 using namespace bluelm::kernels;
@@ -17,8 +18,11 @@ using namespace bluelm::kernels;
 namespace harness {
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+// CPU time of this thread (the machine is shared: wall time counts other jobs).
+double thread_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 }  // namespace
@@ -26,10 +30,15 @@ double now() {
 void bench_gemm(const std::vector<const KernelTable*>& tables) {
   struct Shape {
     int64_t K, rows, n_tok;
-  } shapes[] = {{576, 1536, 1}, {2560, 6912, 1}, {576, 1536, 128}, {2560, 6912, 128}};
-  std::printf("single thread, best of 3; GFLOP/s = 2*K*rows*n_tok/time; weights GB/s for n_tok=1\n");
-  for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16}) {
-    for (const Shape& s : shapes) {
+  };
+  const std::vector<Shape> shapes = {{576, 1536, 1}, {2560, 6912, 1}, {576, 1536, 128}, {2560, 6912, 128}};
+  // 256 | K; SmolLM2 ffn_down at last
+  const std::vector<Shape> k_shapes = {{2048, 2048, 1}, {2048, 8192, 1}, {2048, 2048, 128}, {1536, 576, 512}};
+  std::printf("single thread, best of 3 (thread CPU time); GFLOP/s = 2*K*rows*n_tok/time; weights GB/s for "
+              "n_tok=1; [p]: the table's repacked layout\n");
+  for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q5_0,
+                      GgmlType::Q4_K, GgmlType::Q6_K}) {
+    for (const Shape& s : type_info(uint32_t(wt))->block_size == QK_K ? k_shapes : shapes) {
       const GgmlType xt = vec_dot_type(wt);
       const size_t ws = row_bytes(wt, s.K), xs = row_bytes(xt, s.K);
       const std::vector<uint8_t> W = make_weights(wt, s.rows, s.K, ws, false);
@@ -42,24 +51,34 @@ void bench_gemm(const std::vector<const KernelTable*>& tables) {
                   (long long)s.rows, (long long)s.n_tok);
       double base = 0.0;
       for (const KernelTable* tb : tables) {
-        const GemmFn f = tb->gemm[weight_slot(wt)];
-        f(W.data(), ws, X.data(), xs, Y.data(), s.rows, s.K, 0, s.rows, s.n_tok);  // warm up
+        const int slot = weight_slot(wt), R = tb->pack_rows[slot];
+        const bool packed = R > 0 && s.rows % R == 0;
+        GemmFn f = tb->gemm[slot];
+        std::vector<uint8_t> P;
+        if (packed) {  // as LlmModel::repack
+          P.resize(W.size());
+          if (tb->pack[slot]) tb->pack[slot](W.data(), P.data(), ws, s.rows);
+          else repack_rows(W.data(), P.data(), ws, type_info(uint32_t(wt))->block_bytes, s.rows, R);
+          f = tb->gemm_packed[slot];
+        }
+        const uint8_t* w = packed ? P.data() : W.data();
+        f(w, ws, X.data(), xs, Y.data(), s.rows, s.K, 0, s.rows, s.n_tok);  // warm up
         // Best of 3 trials of >= 0.15 s: the machine may be shared.
         double sec = 1e30;
         for (int trial = 0; trial < 3; ++trial) {
           int reps = 0;
-          const double t0 = now();
+          const double t0 = thread_seconds();
           double t1 = t0;
           while (reps < 1 || t1 - t0 < 0.15) {
-            f(W.data(), ws, X.data(), xs, Y.data(), s.rows, s.K, 0, s.rows, s.n_tok);
+            f(w, ws, X.data(), xs, Y.data(), s.rows, s.K, 0, s.rows, s.n_tok);
             ++reps;
-            t1 = now();
+            t1 = thread_seconds();
           }
           sec = std::fmin(sec, (t1 - t0) / reps);
         }
         const double gflops = 2.0 * s.K * s.rows * s.n_tok / sec * 1e-9;
         if (!base) base = gflops;
-        std::printf(" | %s %7.2f GF/s", tb->isa, gflops);
+        std::printf(" | %s%s %7.2f GF/s", tb->isa, packed ? "[p]" : "", gflops);
         if (s.n_tok == 1) std::printf(" %5.1f GB/s", double(W.size()) / sec * 1e-9);
         if (tb != tables.front()) std::printf(" (x%.1f)", gflops / base);
       }
@@ -70,16 +89,6 @@ void bench_gemm(const std::vector<const KernelTable*>& tables) {
 }
 
 
-namespace {
-
-// CPU time of this thread (the machine is shared: wall time counts other jobs).
-double thread_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-}  // namespace
 
 // The so400m shapes: per call, the activations quantised and the int8 gemm
 // over 729 tokens; one (image, head) of attention.

@@ -15,6 +15,7 @@ struct V8 {
   using I = __m256i;
   using F = __m256;
   static constexpr int R = 8;
+  static constexpr int kMaxT = 4;  // tokens per prefill tile (measured: 4 beats 8, which spills)
   static I load(const char* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static I zero() { return _mm256_setzero_si256(); }
   static I set32(int32_t v) { return _mm256_set1_epi32(v); }

@@ -107,31 +107,52 @@ void dtile(const char* g, const DecQ* px, int64_t nb, float* y) {
 }
 
 // Q8_0 (Q5_0) decode in the file layout: rows (i, i+1) as the two 256-bit halves
-// of a zmm, each half the sequence of Q8_0Tile<Vnni, Blk>::tile<1, 1>.
+// of a zmm, each half the sequence of Q8_0Tile<Vnni, Blk>::tile<1, 1>. The
+// weights as vpdpbusd takes them: unsigned levels (U::uquants) whose offset
+// U::kOffset (Q8_0: q ^ 0x80 = q + 128; Q5_0: its raw 5-bit level, q - 16 + 16)
+// is taken out in the start value, once per token block.
+struct Q8_0U {
+  using Block = BlockQ8_0;
+  static constexpr char kOffset = char(0x80);
+  static __m256i uquants(const char* wb) {
+    return _mm256_xor_si256(load32(reinterpret_cast<const Block*>(wb)->qs), _mm256_set1_epi8(char(0x80)));
+  }
+};
+struct Q5_0U {
+  using Block = BlockQ5_0;
+  static constexpr char kOffset = 16;
+  static __m256i uquants(const char* wb) {  // nibbles | 0x10 under the 32 high bits (a mask register)
+    const Block* b = reinterpret_cast<const Block*>(wb);
+    uint32_t h;
+    std::memcpy(&h, b->qh, 4);
+    return _mm256_or_si256(nibbles(b->qs), _mm256_maskz_mov_epi8(__mmask32(h), _mm256_set1_epi8(0x10)));
+  }
+};
+
 struct DecQ8 {
   __m512i q;      // [q | q]
-  __m512i start;  // -128 * (4-element group sums)
+  __m512i start;  // -offset * (4-element group sums)
   __m128 dx;      // d_x in every lane
 };
 
+template <class U>
 void prep_dec8(const char* x, int64_t nb, DecQ8* out) {
   for (int64_t b = 0; b < nb; ++b) {
     const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x) + b;
     out[b].q = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)));
     out[b].start = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                    dpbusd512(_mm512_setzero_si512(), _mm512_set1_epi8(char(0x80)), out[b].q));
+                                    dpbusd512(_mm512_setzero_si512(), _mm512_set1_epi8(U::kOffset), out[b].q));
     out[b].dx = _mm_set1_ps(h2f(xb->d));
   }
 }
 
-template <class Blk>
+template <class U>
 void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
-  constexpr size_t bb = sizeof(typename Blk::Block);
-  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  constexpr size_t bb = sizeof(typename U::Block);
   const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i s23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
-  auto qs = [&](int i, int64_t b) { return Blk::quants(w + i * ws + b * bb); };
+  auto qs = [&](int i, int64_t b) { return U::uquants(w + i * ws + b * bb); };
   auto d = [&](int i, int64_t b) {
     uint16_t h;
     std::memcpy(&h, w + i * ws + b * bb, 2);
@@ -145,8 +166,8 @@ void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
     h = _mm_insert_epi16(h, d(2, b), 2);
     h = _mm_insert_epi16(h, d(3, b), 3);
     const __m512 prod = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(h), px[b].dx));
-    const __m512i u01 = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qs(0, b)), qs(1, b), 1), flip);
-    const __m512i u23 = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qs(2, b)), qs(3, b), 1), flip);
+    const __m512i u01 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(0, b)), qs(1, b), 1);
+    const __m512i u23 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(2, b)), qs(3, b), 1);
     acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(px[b].start, u01, px[b].q)), _mm512_permutexvar_ps(s01, prod), acc01);
     acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(px[b].start, u23, px[b].q)), _mm512_permutexvar_ps(s23, prod), acc23);
   }
@@ -156,14 +177,14 @@ void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
   y[3] = hsum(hi256(acc23));
 }
 
-template <class Blk>
+template <class Blk, class U>
 void decode_signed(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                    int64_t r1) {
   const int64_t nb = K / QK;
   std::vector<DecQ8> dq(static_cast<size_t>(nb));
-  prep_dec8(x, nb, dq.data());
+  prep_dec8<U>(x, nb, dq.data());
   int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) dtile_q8<Blk>(w + r * ws, ws, dq.data(), nb, Y + r);
+  for (; r + 4 <= r1; r += 4) dtile_q8<U>(w + r * ws, ws, dq.data(), nb, Y + r);
   for (; r < r1; ++r)
     Q8_0Tile<Vnni, Blk>::template tile<1, 1>(w + r * ws, ws, sizeof(typename Blk::Block), x, xs, Y + r, ldy, K);
 }
@@ -181,12 +202,12 @@ void decode_unsigned(const char* w, size_t ws, const char* x, size_t xs, float* 
 
 void decode_q8_0(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                  int64_t r1) {
-  decode_signed<Q8_0Blk>(w, ws, x, xs, Y, ldy, K, r0, r1);
+  decode_signed<Q8_0Blk, Q8_0U>(w, ws, x, xs, Y, ldy, K, r0, r1);
 }
 
 void decode_q5_0(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                  int64_t r1) {
-  decode_signed<Q5_0Blk>(w, ws, x, xs, Y, ldy, K, r0, r1);
+  decode_signed<Q5_0Blk, Q5_0U>(w, ws, x, xs, Y, ldy, K, r0, r1);
 }
 
 void decode_q4_1(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,

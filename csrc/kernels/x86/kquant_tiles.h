@@ -10,7 +10,8 @@
 //   acc = fma(-(dmin_w * d_x), (float)imin, acc)
 // which is the scalar reference's sequence (kernels/scalar/kquants.h), so the
 // results are its bits. The ISA is a traits class V:
-//   I, F: R int32 / float lanes; static constexpr int R
+//   I, F: R int32 / float lanes; static constexpr int R; kMaxT: tokens per tile
+//     (4 or 8: what the registers hold without spilling much)
 //   I load(p): R*4 bytes;  I zero();  I set32(int32_t);  I add(I, I);  I mul(I, I) (low 32 bits)
 //   I and_(I, I);  I or_(I, I);  I set8(char);  I shl16<n>(I), shr16<n>(I)
 //   I dot4(I acc, I u, const int8_t* x): acc + per lane sum_k u.byte[k] * x[k]
@@ -219,14 +220,25 @@ struct K6Fmt {
   }
 };
 
-// A group's R rows x T tokens (T <= 4) into y (row stride 1, token stride ldy).
-template <class Fmt>
+// A group's R rows x T tokens (T <= V::kMaxT, 8 at most) into y (row stride 1,
+// token stride ldy).
+template <class Fmt, class V>
 void k_group(const char* g, const KTok* const* tk, int T, int64_t nb, float* y, size_t ldy) {
+  static_assert(V::kMaxT == 4 || V::kMaxT == 8, "tiles of 4 or 8 tokens");
+  if constexpr (V::kMaxT == 8) {
+    switch (T) {
+      case 5: return Fmt::template tile<5>(g, tk, nb, y, ldy);
+      case 6: return Fmt::template tile<6>(g, tk, nb, y, ldy);
+      case 7: return Fmt::template tile<7>(g, tk, nb, y, ldy);
+      case 8: return Fmt::template tile<8>(g, tk, nb, y, ldy);
+      default: break;
+    }
+  }
   switch (T) {
-    case 1: Fmt::template tile<1>(g, tk, nb, y, ldy); break;
-    case 2: Fmt::template tile<2>(g, tk, nb, y, ldy); break;
-    case 3: Fmt::template tile<3>(g, tk, nb, y, ldy); break;
-    default: Fmt::template tile<4>(g, tk, nb, y, ldy); break;
+    case 1: return Fmt::template tile<1>(g, tk, nb, y, ldy);
+    case 2: return Fmt::template tile<2>(g, tk, nb, y, ldy);
+    case 3: return Fmt::template tile<3>(g, tk, nb, y, ldy);
+    default: return Fmt::template tile<4>(g, tk, nb, y, ldy);
   }
 }
 
@@ -255,7 +267,8 @@ void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t
   std::vector<float> part;  // outputs of a group only partly in [r0, r1)
   // Token chunks of about 128 KiB of activations stay in L2 while every group sweeps them.
   int64_t tchunk = static_cast<int64_t>((128 * 1024) / (xs ? xs : 1));
-  tchunk = tchunk < 4 ? 4 : tchunk - tchunk % 4;
+  constexpr int kMaxT = V::kMaxT;
+  tchunk = tchunk < kMaxT ? kMaxT : tchunk - tchunk % kMaxT;
   for (int64_t t0 = 0; t0 < n_tok; t0 += tchunk) {
     const int64_t t1 = t0 + tchunk < n_tok ? t0 + tchunk : n_tok;
     for (int64_t g0 = Packed ? r0 - r0 % R : r0; g0 < r1; g0 += R) {
@@ -269,12 +282,12 @@ void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t
       const int64_t lo = g0 < r0 ? r0 : g0, hi = g0 + R < r1 ? g0 + R : r1;
       const bool whole = lo == g0 && hi == g0 + R;
       if (!whole) part.assign(size_t(t1 - t0) * R, 0.0f);
-      for (int64_t t = t0; t < t1; t += 4) {
-        const int T = static_cast<int>(t1 - t < 4 ? t1 - t : 4);
-        const KTok* tk[4];
+      for (int64_t t = t0; t < t1; t += kMaxT) {
+        const int T = static_cast<int>(t1 - t < kMaxT ? t1 - t : kMaxT);
+        const KTok* tk[kMaxT];
         for (int i = 0; i < T; ++i) tk[i] = &prep[size_t((t + i) * nb)];
-        if (whole) k_group<Fmt>(g, tk, T, nb, Y + t * ldy + g0, ldy);
-        else k_group<Fmt>(g, tk, T, nb, part.data() + (t - t0) * R, R);
+        if (whole) k_group<Fmt, V>(g, tk, T, nb, Y + t * ldy + g0, ldy);
+        else k_group<Fmt, V>(g, tk, T, nb, part.data() + (t - t0) * R, R);
       }
       if (!whole)
         for (int64_t t = t0; t < t1; ++t)
