@@ -11,8 +11,12 @@ Example:
 
 from __future__ import annotations
 
-from .default_model import default_model_path
-from .errors import (
+from ._source_tree import check_core_importable
+
+check_core_importable()
+
+from .default_model import default_model_path  # noqa: E402
+from .errors import (  # noqa: E402
     BlueLMError,
     CancelledError,
     ContextOverflowError,
@@ -21,8 +25,8 @@ from .errors import (
     ModelFileError,
     ModelFormatError,
 )
-from .model import Model
-from .tokenizer import StreamDecoder, Tokenizer
+from .model import Model  # noqa: E402
+from .tokenizer import StreamDecoder, Tokenizer  # noqa: E402
 
 __version__ = "0.1.0"
 
