@@ -12,7 +12,9 @@
 // -Wuninitialized flags inside the header (GCC bug 105593): silence it there only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // a GCC-only group
+#endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #include <math.h>

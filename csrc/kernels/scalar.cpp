@@ -307,6 +307,8 @@ const KernelTable kScalar = {
     {0, 0, 0, 0, 0, 0},  // the reference reads the file layout
     {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
     nullptr,  // attend_rows: the caller loops attend
+    {},       // pack: repack_rows (unused: pack_rows are 0)
+    {},       // unpack: unpack_rows
 };
 
 }  // namespace

@@ -5,7 +5,15 @@
 // Built with AVX-512 F/BW/VL/VNNI flags (vision.cmake); used only when the
 // kernel table is "avx512" (which requires those features), and with
 // -ffp-contract=off so the epilogue rounds as the scalar reference does.
+// GCC 12's AVX-512 headers self-initialise "undefined" vectors, which
+// -Wuninitialized flags inside the header (GCC bug 105593): silence it there only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // a GCC-only group
+#endif
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <cmath>
 #include <cstring>
