@@ -399,7 +399,7 @@ PYBIND11_MODULE(_core, m) {
              BusyGuard g(pc.busy);
              const int64_t rows = pc.ctx->n_logit_rows(), nv = pc.ctx->model().config().n_vocab;
              if (rows == 0) throw ArgumentError("no logits yet: call eval first");
-             py::array_t<float> out = rows == 1 ? py::array_t<float>({nv}) : py::array_t<float>({rows, nv});
+             py::array_t<float> out = rows == 1 ? py::array_t<float>(nv) : py::array_t<float>({rows, nv});
              std::memcpy(out.mutable_data(), pc.ctx->logits(), sizeof(float) * rows * nv);
              return out;
            })
