@@ -4,6 +4,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <string>
+
+#include "core/errors.h"
 
 namespace bluelm {
 
@@ -281,6 +284,10 @@ void VisionEncoder::project_mlp(int64_t n, float* out) {
 }
 
 void VisionEncoder::run(const float* pixels, int64_t n, bool project, float* out) {
+  // The scratch buffers hold max_batch_ patches.
+  if (n < 1 || n > max_batch_)
+    throw ArgumentError("VisionEncoder::run: " + std::to_string(n) + " patches, scratch for 1.." +
+                        std::to_string(max_batch_));
   const int64_t m = n * c_.n_tokens, C = c_.n_embd;
   patch_embed(pixels, n);
   for (const VisionLayer& L : w_.layers) block(L, n);
