@@ -104,12 +104,29 @@ def per_call(plugin, binary, shape, env, tmp):
 
 
 def short(sym: str) -> str:
-    m = re.search(r"(qtile|mtile|gemm\w*|gemv\w*|quantize\w*|convert\w*|ggml_\w+)", sym)
-    return (m.group(1) if m else sym)[:40]
+    """A readable function name: demangled, without return type, scope and arguments."""
+    if shutil.which("c++filt"):
+        sym = subprocess.run(["c++filt", sym], capture_output=True, text=True).stdout.strip()
+    sym = re.sub(r" \[clone [^\]]*\]", "", sym).replace("(anonymous namespace)::", "")
+    if sym.endswith(")"):  # the argument list: the balanced (...) at the end
+        depth = 0
+        for i in range(len(sym) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(sym[i], 0)
+            if depth == 0:
+                sym = sym[:i]
+                break
+    depth, start = 0, 0
+    for i, ch in enumerate(sym):  # after the last space or "::" outside <...>
+        depth += {"<": 1, ">": -1}.get(ch, 0)
+        if depth == 0 and (ch == " " or sym.startswith("::", i)):
+            start = i + (2 if ch == ":" else 1)
+    return sym[start:]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--ours", type=Path, help="bluelm-cpp driver (default: build it)")
     ap.add_argument("--llama", type=Path, help="llama.cpp driver (same command line)")
     ap.add_argument("--plugin", type=Path, help="built insn_count plugin")
@@ -136,7 +153,8 @@ def main() -> int:
         tokens = [int(t) for t in a.tokens.split(",")]
         print(f"qemu-aarch64 -cpu max, instruction counts per call (R={REPS[1]} minus R={REPS[0]})")
         print(f"ours: {ours} (BLUELM_ISA={a.isa}); llama.cpp: {a.llama or '-'}\n")
-        hdr = f"{'K':>5} {'N':>5} {'T':>4} | {'ours/B':>8} {'llama/B':>8} {'ratio':>6} | top functions"
+        hdr = f"{'K':>5} {'N':>5} {'T':>4} | {'ours/B':>8} {'llama/B':>8} {'ratio':>6} | "
+        hdr += "top functions (instructions per weight byte and token)"
         print(hdr)
         print("-" * len(hdr))
         for K, N in shapes:
