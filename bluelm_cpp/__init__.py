@@ -11,12 +11,11 @@ Example:
 
 from __future__ import annotations
 
-from ._source_tree import check_core_importable
-
-check_core_importable()
-
-from .default_model import default_model_path  # noqa: E402
-from .errors import (  # noqa: E402
+# First: from the source folder (no compiled _core) this import raises an
+# ImportError that says what to do.
+from . import _source_tree  # noqa: F401
+from .default_model import default_model_path
+from .errors import (
     BlueLMError,
     CancelledError,
     ContextOverflowError,
@@ -25,8 +24,8 @@ from .errors import (  # noqa: E402
     ModelFileError,
     ModelFormatError,
 )
-from .model import Model  # noqa: E402
-from .tokenizer import StreamDecoder, Tokenizer  # noqa: E402
+from .model import Model
+from .tokenizer import StreamDecoder, Tokenizer
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,5 @@
-"""A clear error when ``bluelm_cpp`` is imported from its source folder.
+"""A clear error when ``bluelm_cpp`` is imported from its source folder
+(``bluelm_cpp/__init__.py`` imports this module first; importing it checks).
 
 Python from the repository root finds ``./bluelm_cpp`` (the sources, without the
 compiled ``_core``) before the installed package, and the first ``from . import
@@ -41,3 +42,6 @@ def check_core_importable() -> None:
         f"bluelm_cpp's compiled extension _core ({suffixes}) is missing from {package}: "
         "reinstall the package (pip install --force-reinstall bluelm-cpp)."
     )
+
+
+check_core_importable()
