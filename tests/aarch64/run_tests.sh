@@ -29,8 +29,8 @@ if [ $# -eq 0 ]; then
   # Text (SmolLM2 through Model, tokenizer, chat templates, logits against
   # llama.cpp's recording), vision, the scheduler, the converter. Left out:
   # long generations (covered by the rest), tests that race a thread against a
-  # long prefill with sleeps (they assume native speed; two can hang under
-  # emulation), and the converter's pure-Python tokenizer hash (48 s here).
+  # long prefill with sleeps (they assume native speed), and the converter's
+  # pure-Python tokenizer hash (48 s here).
   set -- aarch64/test_cross_arch.py test_model.py test_tokenizer.py test_chat_template.py \
     test_vision_model.py test_vision_encoder.py test_prefill_pipeline.py test_convert.py \
     test_vision_convert.py test_llamacpp_parity.py::test_logits_prompt_tokenizes_like_llamacpp \
