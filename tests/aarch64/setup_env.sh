@@ -96,12 +96,7 @@ cmake --build "$build/cmake" --target _core -j "$jobs" >"$build/build.log" 2>&1 
 
 # An importable package: the Python sources next to the aarch64 _core.
 pkg=$build/pkg
-rm -rf "$pkg"
-mkdir -p "$pkg"
-cp -r "$root/bluelm_cpp" "$pkg/"
-find "$pkg" -name '__pycache__' -prune -exec rm -rf {} +
-find "$pkg/bluelm_cpp" -maxdepth 1 -name '_core*.so' -delete
-cp "$build"/cmake/_core*.so "$pkg/bluelm_cpp/"
+bash "$root/tests/package_with_core.sh" "$pkg" "$build"/cmake/_core*.so
 # sys.executable of the emulated Python (tests/aarch64/python.sh sets argv[0]).
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$root/tests/aarch64/python.sh" >"$build/sysroot/usr/bin/python3"
 chmod +x "$build/sysroot/usr/bin/python3"
