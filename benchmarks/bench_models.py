@@ -12,6 +12,12 @@
   matrix, the output included, is Q4_0 (llama-quantize would make the output Q6_K, which this
   runtime does not read). A byte-level GPT-2 vocabulary of placeholder tokens lets llama.cpp
   load it.
+- ``qwen3-1.7b-q4_0``: Qwen3-1.7B's shape (arch ``qwen3``: hidden 2048, 28 layers, 16 heads of
+  128, 8 KV heads, FFN 6144, vocab 151936, per-head Q/K RMSNorm, tied embedding).
+- ``gemma3-1b-q4_0``: Gemma-3-1B's shape (arch ``gemma3``: hidden 1152, 26 layers, 4 heads of
+  256, 1 KV head, FFN 6912 GELU-gated, vocab 262144, Q/K norms, pre and post norms, 5 of 6
+  layers in a 512-token sliding window, RoPE bases 1e6 and 1e4, tied embedding).
+  Both random Q4_0, their tied embedding Q8_0 (the output head; this converter's policy).
 
 Usage:
     python benchmarks/bench_models.py bluelm3b-q4_0 [--cache DIR] [--llama-quantize PATH]
@@ -27,10 +33,18 @@ import sys
 import numpy as np
 
 DEFAULT_CACHE = os.environ.get("BLUELM_BENCH_CACHE", "/tmp/bluelm-bench")
-NAMES = ("smollm2-q4_1", "smollm2-q4_0", "smollm2-q8_0", "bluelm3b-q4_0")
+NAMES = (
+    "smollm2-q4_1",
+    "smollm2-q4_0",
+    "smollm2-q8_0",
+    "bluelm3b-q4_0",
+    "qwen3-1.7b-q4_0",
+    "gemma3-1b-q4_0",
+)
 
 # PAPER.md: the BlueLM-3B language model treated as a LLaMA-family decoder.
 BLUELM3B = {
+    "arch": "llama",
     "n_embd": 2560,
     "n_layer": 28,
     "n_head": 20,
@@ -39,7 +53,37 @@ BLUELM3B = {
     "n_vocab": 100096,
     "n_ctx_train": 4096,
 }
+QWEN3_1_7B = {
+    "arch": "qwen3",
+    "n_embd": 2048,
+    "n_layer": 28,
+    "n_head": 16,
+    "n_head_kv": 8,
+    "head_dim": 128,
+    "n_ff": 6144,
+    "n_vocab": 151936,
+    "n_ctx_train": 40960,
+    "rope_base": 1e6,
+    "tied": True,
+}
+GEMMA3_1B = {
+    "arch": "gemma3",
+    "n_embd": 1152,
+    "n_layer": 26,
+    "n_head": 4,
+    "n_head_kv": 1,
+    "head_dim": 256,
+    "n_ff": 6912,
+    "n_vocab": 262144,
+    "n_ctx_train": 32768,
+    "rope_base": 1e6,
+    "rope_base_swa": 1e4,
+    "n_swa": 512,
+    "tied": True,
+}
+RANDOM = {"bluelm3b-q4_0": BLUELM3B, "qwen3-1.7b-q4_0": QWEN3_1_7B, "gemma3-1b-q4_0": GEMMA3_1B}
 Q4_0_BLOCK = 18  # bytes per 32 weights: fp16 d + 16 bytes of nibbles
+Q8_0_BLOCK = 34  # fp16 d + 32 int8
 
 
 def _smollm2_q4_1() -> str:
@@ -88,21 +132,31 @@ def _byte_tokens() -> list[str]:
     return [chr(c) for c in cs]
 
 
-def _write_bluelm3b(path: str, seed: int = 0) -> None:
+def _write_random(path: str, c: dict, seed: int = 0) -> None:
+    """A random Q4_0 decoder of shape ``c`` that llama.cpp and this runtime both load."""
     import gguf
 
-    c = BLUELM3B
+    arch = c["arch"]
     d, ff, nv, nl = c["n_embd"], c["n_ff"], c["n_vocab"], c["n_layer"]
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name("BlueLM-3B shape, random Q4_0 weights (benchmark only)")
+    hd = c.get("head_dim", d // c["n_head"])
+    q_dim, kv_dim = c["n_head"] * hd, c["n_head_kv"] * hd
+    tied = c.get("tied", False)
+    w = gguf.GGUFWriter(path, arch)
+    w.add_name(f"{arch} shape, random Q4_0 weights (benchmark only)")
     w.add_block_count(nl)
     w.add_context_length(c["n_ctx_train"])
     w.add_embedding_length(d)
     w.add_feed_forward_length(ff)
     w.add_head_count(c["n_head"])
     w.add_head_count_kv(c["n_head_kv"])
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-5)
+    if "head_dim" in c:
+        w.add_key_length(hd)
+        w.add_value_length(hd)
+    w.add_rope_freq_base(c.get("rope_base", 10000.0))
+    w.add_layer_norm_rms_eps(1e-6 if arch != "llama" else 1e-5)
+    if "n_swa" in c:
+        w.add_sliding_window(c["n_swa"])
+        w.add_rope_freq_base_swa(c["rope_base_swa"])
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
     tokens = _byte_tokens() + ["ĠĠ"]
     tokens += [f"<tok{i}>" for i in range(len(tokens), nv - 1)] + ["<|endoftext|>"]
@@ -115,44 +169,52 @@ def _write_bluelm3b(path: str, seed: int = 0) -> None:
     w.add_bos_token_id(nv - 1)
     w.add_eos_token_id(nv - 1)
 
-    # (name, rows, cols) of every matrix, and the F32 norm vectors.
-    mats: list[tuple[str, int, int]] = [("token_embd.weight", nv, d)]
-    norms: list[str] = []
+    q4, q8 = gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q8_0
+    # (name, rows, cols, type) of every matrix, and the F32 norm vectors (name, length).
+    emb_type = q8 if tied else q4  # a tied embedding is the output head: Q8_0
+    mats: list[tuple[str, int, int, object]] = [("token_embd.weight", nv, d, emb_type)]
+    norms: list[tuple[str, int]] = []
     for i in range(nl):
         p = f"blk.{i}."
-        norms += [p + "attn_norm.weight", p + "ffn_norm.weight"]
-        mats += [(p + n, d, d) for n in ("attn_q.weight", "attn_k.weight", "attn_v.weight")]
-        mats += [(p + "attn_output.weight", d, d)]
-        mats += [(p + "ffn_gate.weight", ff, d), (p + "ffn_up.weight", ff, d)]
-        mats += [(p + "ffn_down.weight", d, ff)]
-    norms.append("output_norm.weight")
-    mats.append(("output.weight", nv, d))
+        norms += [(p + "attn_norm.weight", d), (p + "ffn_norm.weight", d)]
+        if arch in ("qwen3", "gemma3"):
+            norms += [(p + "attn_q_norm.weight", hd), (p + "attn_k_norm.weight", hd)]
+        if arch == "gemma3":
+            norms += [(p + "post_attention_norm.weight", d), (p + "post_ffw_norm.weight", d)]
+        mats += [(p + "attn_q.weight", q_dim, d, q4), (p + "attn_k.weight", kv_dim, d, q4)]
+        mats += [(p + "attn_v.weight", kv_dim, d, q4), (p + "attn_output.weight", d, q_dim, q4)]
+        mats += [(p + "ffn_gate.weight", ff, d, q4), (p + "ffn_up.weight", ff, d, q4)]
+        mats += [(p + "ffn_down.weight", d, ff, q4)]
+    norms.append(("output_norm.weight", d))
+    if not tied:
+        mats.append(("output.weight", nv, d, q4))
 
-    q4 = gguf.GGMLQuantizationType.Q4_0
-    for name, rows, cols in mats:
-        nbytes = rows * (cols // 32) * Q4_0_BLOCK
-        w.add_tensor_info(name, (rows, cols // 32 * Q4_0_BLOCK), np.dtype(np.uint8), nbytes, q4)
-    for name in norms:
-        w.add_tensor_info(name, (d,), np.dtype(np.float32), d * 4)
+    for name, rows, cols, qt in mats:
+        bb = Q4_0_BLOCK if qt == q4 else Q8_0_BLOCK
+        nbytes = rows * (cols // 32) * bb
+        w.add_tensor_info(name, (rows, cols // 32 * bb), np.dtype(np.uint8), nbytes, qt)
+    for name, n in norms:
+        w.add_tensor_info(name, (n,), np.dtype(np.float32), n * 4)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
 
     rng = np.random.default_rng(seed)
-    for _name, rows, cols in mats:
+    for _name, rows, cols, qt in mats:
         nb = cols // 32
-        # Weights (q - 8) * d with q uniform in 0..15 have std ~4.6 d: aim at ~1/sqrt(cols)
-        # so activations stay of order one through the layers.
-        d_val = np.float16(1.0 / (4.6 * np.sqrt(cols)))
-        blocks = np.empty((rows, nb, Q4_0_BLOCK), dtype=np.uint8)
+        bb = Q4_0_BLOCK if qt == q4 else Q8_0_BLOCK
+        # Weights of std ~1/sqrt(cols) (Q4_0: (q - 8) * d, q uniform, std ~4.6 d; Q8_0:
+        # uniform int8, std ~73.9 d), so activations stay of order one through the layers.
+        d_val = np.float16(1.0 / ((4.6 if qt == q4 else 73.9) * np.sqrt(cols)))
+        blocks = np.empty((rows, nb, bb), dtype=np.uint8)
         for r0 in range(0, rows, 4096):  # bounded temporaries
             r1 = min(rows, r0 + 4096)
-            blocks[r0:r1, :, 2:] = rng.integers(0, 256, (r1 - r0, nb, 16), dtype=np.uint8)
+            blocks[r0:r1, :, 2:] = rng.integers(0, 256, (r1 - r0, nb, bb - 2), dtype=np.uint8)
         blocks[:, :, :2] = np.frombuffer(d_val.tobytes(), dtype=np.uint8)
-        w.write_tensor_data(blocks.reshape(rows, nb * Q4_0_BLOCK))
+        w.write_tensor_data(blocks.reshape(rows, nb * bb))
         del blocks
-    for _ in norms:
-        w.write_tensor_data(np.ones(d, dtype=np.float32))
+    for _, n in norms:
+        w.write_tensor_data(np.ones(n, dtype=np.float32))
     w.close()
 
 
@@ -172,11 +234,13 @@ def model_path(name: str, cache: str = DEFAULT_CACHE, llama_quantize: str | None
     os.makedirs(cache, exist_ok=True)
     if name.startswith("smollm2-"):
         return _requantize(name, cache, llama_quantize)
-    out = os.path.join(cache, "bluelm3b-shape-q4_0.gguf")
+    out = os.path.join(cache, f"{name.replace('-q4_0', '')}-shape-q4_0.gguf")
+    if name == "bluelm3b-q4_0":
+        out = os.path.join(cache, "bluelm3b-shape-q4_0.gguf")  # the name earlier logs used
     if not os.path.exists(out):
         tmp = out + ".tmp"
         try:
-            _write_bluelm3b(tmp)
+            _write_random(tmp, RANDOM[name])
         except BaseException:
             if os.path.exists(tmp):
                 os.remove(tmp)

@@ -25,6 +25,7 @@ from .errors import (
     ModelFormatError,
 )
 from .model import Model
+from .sampling import SamplingParams
 from .tokenizer import StreamDecoder, Tokenizer
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "Model",
     "ModelFileError",
     "ModelFormatError",
+    "SamplingParams",
     "StreamDecoder",
     "Tokenizer",
     "default_model_path",

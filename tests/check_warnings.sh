@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # clang++ builds of everything C++ (core, kernels, vision, the kernel tests and,
 # on x86_64, the extension) with -Wall -Wextra -Werror, for x86_64 and aarch64
-# (clang --target, against the GNU cross toolchain's libraries). The gcc builds
-# are gated where CI already makes them: the wheel (tests/wheel/check_wheel.sh
-# with BLUELM_WERROR=1) and the aarch64 extension (tests/aarch64/setup_env.sh).
+# (clang --target, against the GNU cross toolchain's libraries; aarch64 also
+# builds the benchmark driver of benchmarks/arm). The gcc builds are gated where
+# CI already makes them, with BLUELM_WERROR=1: the wheel (core and extension,
+# tests/wheel/check_wheel.sh), the kernel tests (core and tests/cpp, x86_64 and
+# aarch64: tests/cpp/run_kernel_tests.sh) and the aarch64 extension
+# (tests/aarch64/setup_env.sh).
 #   tests/check_warnings.sh          build folders: build/warnings-{x86_64,aarch64}
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +33,7 @@ fail=0
 build x86_64 -DBLUELM_BUILD_PYTHON=ON -Dpybind11_DIR="$("$py" -m pybind11 --cmakedir)" || fail=1
 if command -v aarch64-linux-gnu-g++ >/dev/null; then
   build aarch64 -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
-    -DCMAKE_CXX_COMPILER_TARGET=aarch64-linux-gnu -DBLUELM_BUILD_PYTHON=OFF || fail=1
+    -DCMAKE_CXX_COMPILER_TARGET=aarch64-linux-gnu -DBLUELM_BUILD_PYTHON=OFF -DBLUELM_BUILD_BENCH=ON || fail=1
 else
   echo "check_warnings: no aarch64 GNU toolchain (g++-aarch64-linux-gnu): aarch64 skipped"
   [ "${BLUELM_REQUIRE_AARCH64:-0}" = 1 ] && fail=1

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,9 @@ def hf_tensors(
         t[p + "mlp.up_proj.weight"] = w(n_ff, HIDDEN)
         t[p + "mlp.down_proj.weight"] = w(HIDDEN, n_ff)
     t["model.norm.weight"] = 1 + w(HIDDEN)
+    if arch == "BlueLMForCausalLM":  # use_stable_embedding (BlueLMConfig's default)
+        t["model.embed_layer_norm.weight"] = 1 + w(HIDDEN)
+        t["model.embed_layer_norm.bias"] = w(HIDDEN)
     if not tied:
         t["lm_head.weight"] = w(n_vocab, HIDDEN)
     return t
@@ -542,10 +544,21 @@ def test_official_safetensors_writer_is_read(tmp_path: Path) -> None:
 def test_bluelm_sentencepiece(tmp_path: Path) -> None:
     spm = pytest.importorskip("sentencepiece", reason="sentencepiece is not installed")
     d = tmp_path / "bluelm"
-    make_model(d, "BlueLMForCausalLM", n_vocab=320, tokenizer="sp")
+    hf = make_model(d, "BlueLMForCausalLM", n_vocab=320, tokenizer="sp")
     out = tmp_path / "b.gguf"
     convert_checkpoint(d, out, "q4_0", progress=False)
     kv, tensors = read(out)
+    # the embedding LayerNorm (eps = rms_norm_eps) is folded into token_embd (Q8_0 here:
+    # it is the tied-free input table, so compare after dequantising)
+    e = hf["model.embed_tokens.weight"].astype(np.float64)
+    ln = (e - e.mean(1, keepdims=True)) / np.sqrt(e.var(1, keepdims=True) + 1e-5)
+    ln = ln * hf["model.embed_layer_norm.weight"] + hf["model.embed_layer_norm.bias"]
+    emb = tensors["token_embd.weight"]
+    got = gguf.dequantize(emb.data, emb.tensor_type).reshape(ln.shape)
+    assert np.abs(got - ln).max() <= 0.1 * np.abs(ln).max()  # Q4_0 steps; unfolded E is far off
+    assert np.abs(got - e).max() > 0.5
+    assert not any(n.startswith("token_embd_norm") for n in tensors)
+    assert "[|Human|]" in kv["tokenizer.chat_template"]
     sp = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model"))
     n = sp.vocab_size()
     assert kv["general.architecture"] == "llama"
@@ -735,15 +748,6 @@ def test_error_no_tokenizer(llama_dir: tuple[Path, dict[str, np.ndarray]], tmp_p
     _expect_error(d, tmp_path / "o.gguf", ModelFormatError, "no tokenizer")
 
 
-def test_error_pytorch_bin_without_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    d = tmp_path / "m"
-    make_model(d)
-    (d / "model.safetensors").unlink()
-    (d / "pytorch_model.bin").write_bytes(b"not really a pickle")
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
-    _expect_error(d, tmp_path / "o.gguf", ModelFormatError, "pip install torch")
-
-
 def test_error_existing_output_and_force(
     llama_dir: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
 ) -> None:
@@ -866,21 +870,31 @@ def test_transformers_save_pretrained_sharded(tmp_path: Path, arch: str, tied: b
     assert ("output.weight" in tensors) == (not tied)
 
 
-def test_pytorch_bin_through_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shards", [1, 2])
+def test_pytorch_bin_written_by_torch(tmp_path: Path, shards: int) -> None:
+    """torch.save'd checkpoints (one file or indexed shards, bf16) read without torch."""
     torch = pytest.importorskip("torch", reason="torch is not installed")
     d = tmp_path / "m"
     hf = make_model(d)
     (d / "model.safetensors").unlink()
-    torch.save(
-        {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in hf.items()}, d / "pytorch_model.bin"
-    )
+    state = {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in hf.items()}
+    if shards == 1:
+        torch.save(state, d / "pytorch_model.bin")
+    else:
+        names = list(state)
+        weight_map = {}
+        for s in range(2):
+            fname = f"pytorch_model-{s + 1:05d}-of-00002.bin"
+            part = {n: state[n] for n in names[s::2]}
+            torch.save(part, d / fname)
+            weight_map.update({n: fname for n in part})
+        (d / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
     out = tmp_path / "o.gguf"
     convert_checkpoint(d, out, "f32", progress=False)
     _, t = read(out)
-    want = (
-        torch.from_numpy(hf["model.layers.0.mlp.up_proj.weight"]).to(torch.bfloat16).float().numpy()
-    )
-    assert np.array_equal(as_f32(t["blk.0.ffn_up.weight"]), want)
+    for hf_name, name in [("model.layers.0.mlp.up_proj.weight", "blk.0.ffn_up.weight"),
+                          ("model.embed_tokens.weight", "token_embd.weight")]:
+        assert np.array_equal(as_f32(t[name]), state[hf_name].float().numpy())
 
 
 # --- logits parity

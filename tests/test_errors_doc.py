@@ -71,7 +71,7 @@ def test_sample_of_documented_conditions(smollm2_file: Path, tmp_path: Path) -> 
     with pytest.raises(errors.ModelFileError, match="does not exist"):
         bluelm_cpp.Model(tmp_path / "missing.gguf")
     with pytest.raises(errors.InvalidArgumentError, match="n_ctx must be between"):
-        bluelm_cpp.Model(smollm2_file, n_ctx=0)
+        bluelm_cpp.Model(smollm2_file, n_ctx=-1)
     short = tmp_path / "short.gguf"
     short.write_bytes(smollm2_file.read_bytes()[:4096])
     with pytest.raises(errors.ModelFormatError, match="invalid GGUF file"):

@@ -148,7 +148,8 @@ def test_sampler_any_logits(
     history: list[int],
     seed: int,
 ) -> None:
-    s = _core.Sampler(temperature, top_k, top_p, min_p, repeat_penalty, presence, 0.5, 8, seed)
+    values = (temperature, top_k, top_p, min_p, repeat_penalty, presence, 0.5, 8, seed)
+    s = _core.Sampler(**dict(zip(FIELDS, values)))
     for t in history:
         s.accept(t)
     arr = np.array(logits, dtype=np.float32)
@@ -160,6 +161,9 @@ def test_sampler_any_logits(
         # greedy without penalties is the first maximum
         assert tok == int(np.argmax(finite))
 
+
+# temperature, top_k, top_p, min_p, repeat_penalty, presence/frequency_penalty, repeat_last_n, seed
+FIELDS = [name for name, _default, _help in _core.SamplingParams.fields()][:9]
 
 ANY = st.one_of(
     st.none(),
@@ -174,7 +178,7 @@ ANY = st.one_of(
 @given(args=st.lists(ANY, min_size=9, max_size=9))
 def test_sampler_any_arguments(args: list[Any]) -> None:
     try:
-        s = _core.Sampler(*args)
+        s = _core.Sampler(**dict(zip(FIELDS, args)))
     except (InvalidArgumentError, TypeError):
         return  # TypeError: pybind11's refusal of a wrong Python type
     assert 0 <= s.sample_logits(np.zeros(4, dtype=np.float32)) < 4
@@ -212,16 +216,17 @@ def test_sampler_nan_logits_regression() -> None:
     """Found by test_sampler_any_logits: NaN broke the candidate ordering, so
     greedy picked the NaN (logits [nan, 0] gave 0) and the sort's comparator was
     not a strict weak order (undefined behaviour in std::sort)."""
-    greedy = _core.Sampler(0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 0, 0)
+    plain = dict(top_k=0, top_p=1.0, min_p=0.0, repeat_last_n=0)
+    greedy = _core.Sampler(temperature=0.0, seed=0, **plain)
     assert greedy.sample_logits(np.array([np.nan, 0.0], dtype=np.float32)) == 1
     assert greedy.sample_logits(np.array([0.0, np.inf, np.nan, np.inf], dtype=np.float32)) == 1
     rng = np.random.default_rng(0)
     logits = rng.standard_normal(5000).astype(np.float32)
     logits[rng.integers(0, 5000, 2500)] = np.nan
     for seed in range(20):
-        s = _core.Sampler(1.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 0, seed)
+        s = _core.Sampler(temperature=1.0, seed=seed, **plain)
         assert not np.isnan(logits[s.sample_logits(logits)])
     # +inf wins outright at any temperature
     hot = np.zeros(100, dtype=np.float32)
     hot[37] = np.inf
-    assert _core.Sampler(2.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 0, 1).sample_logits(hot) == 37
+    assert _core.Sampler(temperature=2.0, seed=1, **plain).sample_logits(hot) == 37

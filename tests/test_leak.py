@@ -86,7 +86,7 @@ def test_native_load_free_500(smollm2_file: Path) -> None:
         lm = _core.LlamaModel(str(smollm2_file))
         ctx = _core.Context(lm, 32, 32, 1, "f16")
         ctx.eval([1, 504, 3458, 314])
-        s = _core.Sampler(0.8, 40, 0.95, 0.05, 1.1, 0.0, 0.0, 64, i)
+        s = _core.Sampler(_core.SamplingParams(repeat_penalty=1.1, seed=i))
         tok = s.sample(ctx)
         ctx.eval([tok])
         logits = ctx.logits()

@@ -234,7 +234,6 @@ def test_invalid_sampling_values(smollm2: bluelm_cpp.Model, kwargs: dict, match:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_ctx": 0}, "n_ctx"),
         ({"n_ctx": -5}, "n_ctx"),
         ({"n_batch": 0}, "n_batch"),
         ({"n_threads": 0}, "n_threads"),
@@ -243,6 +242,13 @@ def test_invalid_sampling_values(smollm2: bluelm_cpp.Model, kwargs: dict, match:
 )
 def test_invalid_model_arguments(smollm2_file: Path, kwargs: dict, match: str) -> None:
     _expect(InvalidArgumentError, match, bluelm_cpp.Model, smollm2_file, **kwargs)
+
+
+def test_n_ctx_zero_is_the_trained_context(smollm2_file: Path) -> None:
+    # As llama.cpp's n_ctx = 0; the trained length is the file's llama.context_length.
+    trained = _core.GGUFFile(str(smollm2_file)).metadata["llama.context_length"]
+    with bluelm_cpp.Model(smollm2_file, n_ctx=0, n_threads=1) as m:
+        assert m.n_ctx == trained == m.info["n_ctx_train"]
 
 
 def test_bad_token_ids(smollm2: bluelm_cpp.Model) -> None:

@@ -274,7 +274,7 @@ def test_second_turn_prefills_only_new_tokens(tiny: Path, ref: dict) -> None:
     p = ImagePrefiller(_core.Context(lm, 512, 4, 1, "f32"), vm)
     n1 = p.prefill([before, px, after]).n_prefilled
     answer = greedy(p.ctx, 3)
-    p.cached += answer
+    assert p.cached[-3:] == answer  # the session records what eval appends
     turn2 = [20, 21, 22, 23]
     st = p.prefill([before, px, after + answer + turn2])
     assert st.n_reused == n1 + len(answer) and st.n_prefilled == len(turn2)
@@ -470,3 +470,24 @@ def test_release_vision_frees_the_encoder_while_the_llm_prefills(tiny: Path, ref
     q = ImagePrefiller(_core.Context(lm, 2048, 4, 1, "f32"), vm)  # reloads the weights
     q.prefill([before, px, tail])
     np.testing.assert_array_equal(q.ctx.logits(), got)
+
+
+def test_rows_not_given_are_accepted_only_when_cached(tiny: Path) -> None:
+    """("embeddings", n_rows, key): an image whose rows the cache must hold."""
+    lm = _core.LlamaModel(str(tiny))
+    ctx = _core.Context(lm, 64, 4, 1, "f32")
+    rows = np.random.default_rng(0).standard_normal((5, lm.n_embd)).astype(np.float32)
+    key = b"0123456789abcdef"
+    with pytest.raises(InvalidArgumentError, match="rows are needed"):
+        ctx.prefill([("tokens", [1, 2]), ("embeddings", 5, key)], reuse=True)
+    ctx.prefill([("tokens", [1, 2]), ("embeddings", rows, key), ("tokens", [3])], reuse=True)
+    want = ctx.logits()
+    lazy = [("tokens", [1, 2]), ("embeddings", 5, key), ("tokens", [3])]
+    assert ctx.reusable(lazy) == 7  # all but the last position
+    st = ctx.prefill(lazy, reuse=True)
+    assert st["n_reused"] == 7 and st["n_rows"] == 1
+    np.testing.assert_array_equal(ctx.logits(), want)
+    # The image ends the prompt: its last row is run again, so its rows are needed.
+    with pytest.raises(InvalidArgumentError, match="rows are needed"):
+        ctx.prefill([("tokens", [1, 2]), ("embeddings", 5, key)], reuse=True)
+    assert ctx.prefill([("tokens", [1, 2]), ("embeddings", rows, key)], reuse=True)["n_rows"] == 1

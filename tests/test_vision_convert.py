@@ -90,6 +90,7 @@ def test_keys_follow_the_contract(files):
     assert (bk["clip.vision.image_size"], bk["clip.vision.patch_size"]) == (70, 14)
     assert (bk["clip.vision.embedding_length"], bk["clip.vision.feed_forward_length"]) == (64, 128)
     assert (bk["clip.vision.block_count"], bk["clip.vision.attention.head_count"]) == (2, 4)
+    assert bk["clip.vision.feature_layer"] == [2]  # llama.cpp runs block_count - 1 without it
     assert bk["clip.vision.projection_dim"] == 64
     assert np.allclose(bk["clip.vision.image_mean"], cfg["image_mean"])
     assert np.allclose(bk["clip.vision.image_std"], cfg["image_std"])

@@ -74,11 +74,14 @@ def test_prompt_with_image_matches_pytorch_record(files: dict, name: str) -> Non
     ref, meta = _ref(name)
     with _model(files[name]) as m:
         for k in range(3):
-            items, embeds = m._items_with_images(meta["prompt"], [ref[f"image_{k}"]], chat=False)
-            ids = [t if isinstance(t, int) else meta["image_token_id"] for t in items]
+            parts = m._prompt_parts(meta["prompt"], [ref[f"image_{k}"]], chat=False)
+            ids = []
+            for p in parts:  # token lists and the image, whose rows the placeholders fill
+                n = None if isinstance(p, list) else m._prefiller.image(p).n_rows
+                ids += p if n is None else [meta["image_token_id"]] * n
             assert ids == ref[f"input_ids_{k}"].tolist()
             with m._session():
-                m._prefill(items, embeds)
+                m._prefiller.prefill(parts)
                 last = m._ctx.logits()
             want = ref[f"logits_{k}"][-1]
             assert np.abs(last - want).max() <= 1e-4 * np.abs(want).max()
@@ -184,3 +187,74 @@ def test_image_errors(files: dict, tmp_path: Path) -> None:
         part = {"type": "image", "image": img}
         with pytest.raises(InvalidArgumentError, match="text-only"):
             t.chat([{"role": "user", "content": [part]}], max_tokens=1)
+
+
+# -- one prompt path: LLaVA-OneVision images get what BlueLM-V images get ------
+
+
+def test_llava_prepare_image_matches_a_plain_request(files: dict) -> None:
+    """prepare_image (the anyres-packed rows, encoded in the background) gives the
+    output of a fresh model given the raw image, without a second encode."""
+    ref, meta = _ref("tiny_llava_ov")
+    img = ref["image_0"]
+    kw = dict(max_tokens=5, temperature=0)
+    with _model(files["tiny_llava_ov"]) as fresh:
+        want = fresh.generate(meta["prompt"], images=[img], **kw)
+        want_rows = fresh.encode_image(img)
+    with _model(files["tiny_llava_ov"]) as m:
+        h = m.prepare_image(img)
+        np.testing.assert_array_equal(h.result(timeout=60), want_rows)  # = the PyTorch-checked rows
+        n0 = m.vision.native.n_patches_encoded
+        assert m.generate(meta["prompt"], images=[h], **kw) == want
+        assert m.vision.native.n_patches_encoded == n0 and m.last_stats["n_patches_encoded"] == 0
+
+
+def test_llava_prepare_image_with_prompt_prefills_ahead(files: dict) -> None:
+    ref, meta = _ref("tiny_llava_ov")
+    img = ref["image_1"]
+    kw = dict(max_tokens=5, temperature=0)
+    before, question = meta["prompt"].split("<image>")
+    with _model(files["tiny_llava_ov"]) as fresh:
+        want = fresh.generate(meta["prompt"], images=[img], **kw)
+        total = fresh.last_stats["n_prefilled"]
+    with _model(files["tiny_llava_ov"]) as m:
+        h = m.prepare_image(img, before + "<image>")
+        assert h.kv_ready(timeout=60) and h.kv_error is None
+        n_ahead = len(m._cached)
+        assert n_ahead == len(m.tokenize(before, parse_special=True)) + h.n_rows
+        assert m.generate(meta["prompt"], images=[h], **kw) == want
+        st = m.last_stats
+        assert st["n_reused"] == n_ahead and st["n_reused"] + st["n_prefilled"] == total
+        assert st["n_patches_encoded"] == 0
+
+
+def test_llava_chat_second_turn_reuses_the_image(files: dict) -> None:
+    """Turn 2 of a conversation neither re-encodes the image nor re-prefills it."""
+    ref, _ = _ref("tiny_llava_ov")
+    part = {"type": "image", "image": ref["image_2"]}
+    msgs = [{"role": "user", "content": [part, {"type": "text", "text": "\nDescribe it."}]}]
+    with _model(files["tiny_llava_ov"]) as m:
+        first = m.chat(msgs, max_tokens=4, temperature=0)
+        n1 = m.last_stats["n_prefilled"]
+        assert m.last_stats["n_patches_encoded"] == 2  # base image + 1 grid patch
+        msgs += [{"role": "assistant", "content": first}, {"role": "user", "content": "More?"}]
+        second = m.chat(msgs, max_tokens=4, temperature=0)
+        st = m.last_stats
+        assert st["n_patches_encoded"] == 0 and st["n_reused"] >= n1
+    with _model(files["tiny_llava_ov"]) as fresh:
+        assert fresh.chat(msgs, max_tokens=4, temperature=0) == second
+        assert fresh.last_stats["n_prefilled"] == st["n_reused"] + st["n_prefilled"]
+
+
+def test_text_and_images_share_one_prefix_cache(files: dict) -> None:
+    """Keys: token ids for text, (image key, row) for image rows, the same for
+    both layouts; a different image never matches."""
+    ref, meta = _ref("tiny_llava_ov")
+    with _model(files["tiny_llava_ov"]) as m:
+        m.generate(meta["prompt"], images=[ref["image_0"]], max_tokens=1, temperature=0)
+        keys = m._cached
+        img_keys = {k[0] for k in keys if isinstance(k, tuple)}
+        assert len(img_keys) == 1 and all(isinstance(k, int) for k in keys[:3])
+        m.generate(meta["prompt"], images=[255 - ref["image_0"]], max_tokens=1, temperature=0)
+        first_row = next(i for i, k in enumerate(keys) if isinstance(k, tuple))
+        assert m.last_stats["n_reused"] <= first_row  # the other image's rows are never reused

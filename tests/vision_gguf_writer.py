@@ -23,6 +23,25 @@ import numpy as np
 Q = gguf.GGMLQuantizationType
 
 
+# Contract name -> transformers SigLIP name (without ``vision_model.``).
+SIGLIP_EMBEDDINGS = {
+    "v.patch_embd.weight": "embeddings.patch_embedding.weight",
+    "v.patch_embd.bias": "embeddings.patch_embedding.bias",
+    "v.position_embd.weight": "embeddings.position_embedding.weight",
+}
+# Per layer: ``v.blk.N.<key>.{weight,bias}`` <- ``encoder.layers.N.<value>.{weight,bias}``.
+SIGLIP_BLOCK = {
+    "ln1": "layer_norm1",
+    "ln2": "layer_norm2",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_out": "self_attn.out_proj",
+    "ffn_up": "mlp.fc1",
+    "ffn_down": "mlp.fc2",
+}
+
+
 def _matrix_type(name: str, shape: tuple[int, ...], wtype: str) -> Q:
     k = int(np.prod(shape[1:]))
     if wtype == "f32":
@@ -111,23 +130,9 @@ def siglip_tensors(state: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str
     def g(k: str) -> np.ndarray:
         return np.asarray(state[prefix + k].detach().float().numpy(), dtype=np.float32)
 
-    out = {
-        "v.patch_embd.weight": g("embeddings.patch_embedding.weight"),
-        "v.patch_embd.bias": g("embeddings.patch_embedding.bias"),
-        "v.position_embd.weight": g("embeddings.position_embedding.weight"),
-    }
-    pairs = {
-        "ln1": "layer_norm1",
-        "ln2": "layer_norm2",
-        "attn_q": "self_attn.q_proj",
-        "attn_k": "self_attn.k_proj",
-        "attn_v": "self_attn.v_proj",
-        "attn_out": "self_attn.out_proj",
-        "ffn_up": "mlp.fc1",
-        "ffn_down": "mlp.fc2",
-    }
+    out = {ours: g(theirs) for ours, theirs in SIGLIP_EMBEDDINGS.items()}
     for i in range(cfg["layers"]):
-        for ours, theirs in pairs.items():
+        for ours, theirs in SIGLIP_BLOCK.items():
             for wb in ("weight", "bias"):
                 out[f"v.blk.{i}.{ours}.{wb}"] = g(f"encoder.layers.{i}.{theirs}.{wb}")
     if cfg.get("post_ln", True):
@@ -190,3 +195,46 @@ def write_vision_gguf(
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def rewrite_gguf(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    set_keys: Mapping[str, tuple[Any, gguf.GGUFValueType, gguf.GGUFValueType | None]] | None = None,
+    drop_keys: Iterable[str] = (),
+    drop_tensors: Iterable[str] = (),
+    add_tensors: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """A copy of ``src`` with keys replaced or added (``{key: (value, type, array element
+    type)}``), keys and tensors dropped, tensors added (F32, at the end); everything else
+    (order, types, bytes) as in ``src``.
+
+    Example:
+        >>> rewrite_gguf("a.gguf", "b.gguf", drop_keys=["general.name"])  # doctest: +SKIP
+    """
+    r = gguf.GGUFReader(os.fspath(src))
+    set_keys, drop_k, drop_t = dict(set_keys or {}), set(drop_keys), set(drop_tensors)
+    arch = str(r.fields["general.architecture"].contents())
+    w = gguf.GGUFWriter(os.fspath(dst), arch)
+    w.kv_data[0].pop("general.architecture", None)  # re-added below, in src's order
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name in drop_k:
+            continue
+        if f.name in set_keys:
+            value, vtype, sub = set_keys.pop(f.name)
+        else:
+            vtype = f.types[0]
+            sub = f.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+            value = f.contents()
+        w.add_key_value(f.name, value, vtype, sub_type=sub)
+    for key, (value, vtype, sub) in set_keys.items():  # new keys
+        w.add_key_value(key, value, vtype, sub_type=sub)
+    for t in r.tensors:
+        if t.name not in drop_t:
+            w.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
+    for name, arr in (add_tensors or {}).items():
+        w.add_tensor(name, np.ascontiguousarray(arr, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()

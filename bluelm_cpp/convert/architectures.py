@@ -3,14 +3,15 @@
 Each supported ``config.json`` ``architectures[0]`` maps to an
 :class:`Architecture`: the GGUF arch name, a table of HF tensor name patterns
 (``{bid}`` is the block index) with their llama.cpp names, expected shapes and
-an optional transform, and the HF tensors that are dropped on purpose. Adding
-an architecture whose layers look like LLaMA's is one :func:`register` call.
+an optional transform, the HF tensors that are dropped on purpose, the RoPE
+scaling types it accepts and hooks for arch-specific keys and tensors. The
+tables of the supported decoders are in :mod:`bluelm_cpp.convert.decoders`.
 
-``llama`` (LlamaForCausalLM, BlueLMForCausalLM): Q and K weights (and biases)
-are permuted from HF's rotate-half layout (the two halves of each head hold
-the two members of a RoPE pair) to llama.cpp's interleaved layout (pairs are
-adjacent rows), as llama.cpp's converter does. ``qwen2``: q/k/v biases, no
-permutation (llama.cpp runs Qwen2 with NeoX-style RoPE).
+``llama`` (LlamaForCausalLM, MistralForCausalLM, BlueLMForCausalLM): Q and K
+weights (and biases) are permuted from HF's rotate-half layout (the two halves
+of each head hold the two members of a RoPE pair) to llama.cpp's interleaved
+layout (pairs are adjacent rows), as llama.cpp's converter does. The NeoX-RoPE
+archs (qwen2, qwen3, gemma2, gemma3, phi3) need no permutation.
 
 Example:
     >>> from bluelm_cpp.convert.architectures import get_architecture
@@ -30,11 +31,15 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from .safetensors_reader import Checkpoint
+from .tokenizer_keys import TokenizerKeys
 
 
 @dataclass(frozen=True)
 class HParams:
-    """The decoder hyperparameters the converter needs, read from config.json."""
+    """The decoder hyperparameters the converter needs, read from config.json.
+
+    ``config`` is the whole (text) config, for the keys only one arch reads.
+    """
 
     n_vocab: int
     n_embd: int
@@ -49,6 +54,15 @@ class HParams:
     rms_eps: float
     tied: bool
     rope_scaling: dict[str, Any] | None
+    n_rot: int = 0  # rotated dimensions per head (partial_rotary_factor); 0: head_dim
+    rope_theta_swa: float | None = None  # sliding-window layers' base (gemma3)
+    activation: str = "silu"
+    config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def rot_dims(self) -> int:
+        """Rotated dimensions per head."""
+        return self.n_rot or self.head_dim
 
 
 Transform = Callable[[np.ndarray, HParams], np.ndarray]
@@ -85,6 +99,16 @@ class PlannedTensor:
     row_group: int | None = None
 
 
+# Hooks an Architecture may set (see decoders.py for the users).
+KeysHook = Callable[[gguf.GGUFWriter, HParams], None]
+# Generated tensors (rope factors) from the hyperparameters, placed after the embedding.
+ExtraTensors = Callable[[HParams], list[PlannedTensor]]
+# Rewrites the planned tensors once all are known (BlueLM folds its embedding
+# LayerNorm into token_embd); gets the tensors that matched no rule but were
+# claimed by ``consumes``.
+PlanHook = Callable[[HParams, "Checkpoint", dict[str, PlannedTensor], set[str]], None]
+
+
 @dataclass(frozen=True)
 class Architecture:
     """How one HF architecture becomes one GGUF arch."""
@@ -93,11 +117,26 @@ class Architecture:
     gguf_arch: str
     rules: tuple[TensorRule, ...]
     ignored: tuple[str, ...] = ()  # regexes of HF tensors dropped on purpose
-    extra_keys: Callable[[gguf.GGUFWriter, HParams], None] | None = None
+    extra_keys: KeysHook | None = None
     notes: str = ""
+    activations: tuple[str, ...] = ("silu", "swish")  # accepted hidden_act values
+    rope_types: tuple[str, ...] = ("linear", "llama3")  # accepted RoPE scaling types
+    extra_tensors: ExtraTensors | None = None
+    consumes: tuple[str, ...] = ()  # regexes of HF tensors a plan hook folds away
+    plan_hook: PlanHook | None = None
+    spm_space_prefix: bool | None = None  # SentencePiece add_space_prefix (gemma: False)
+    default_chat_template: str | None = None  # when the tokenizer files have none
     _compiled: list[tuple[re.Pattern[str], TensorRule]] = field(
         default_factory=list, compare=False, repr=False
     )
+
+    def apply_tokenizer_defaults(self, tok: TokenizerKeys) -> None:
+        """What the arch implies for its tokenizer: gemma's SentencePiece adds no
+        space prefix; BlueLM gets its chat template when the files carry none."""
+        if self.spm_space_prefix is not None and tok.model == "llama":
+            tok.add_space_prefix = self.spm_space_prefix
+        if self.default_chat_template and not tok.special.chat_template:
+            tok.special.chat_template = self.default_chat_template
 
     def compiled(self) -> list[tuple[re.Pattern[str], TensorRule]]:
         if not self._compiled:
@@ -163,6 +202,28 @@ def _text_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, **tc} if isinstance(tc, dict) else config
 
 
+def _rope_settings(c: dict[str, Any]) -> tuple[float, float | None, dict[str, Any] | None]:
+    """(theta, sliding layers' theta, scaling dict) from either config layout.
+
+    transformers 5 keeps RoPE in ``rope_parameters`` (per layer type for gemma3:
+    ``{"full_attention": {...}, "sliding_attention": {...}}``); transformers 4
+    configs have ``rope_theta``, ``rope_scaling`` and ``rope_local_base_freq``.
+    """
+    rope = c.get("rope_parameters") if isinstance(c.get("rope_parameters"), dict) else {}
+    swa: dict[str, Any] = {}
+    if isinstance(rope.get("full_attention"), dict):
+        sliding = rope.get("sliding_attention")
+        swa = sliding if isinstance(sliding, dict) else {}
+        rope = rope["full_attention"]
+    scaling = c.get("rope_scaling") if isinstance(c.get("rope_scaling"), dict) else None
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if scaling is None and kind not in (None, "default"):
+        scaling = rope  # transformers 5 keeps scaling inside rope_parameters
+    theta = float(rope.get("rope_theta", c.get("rope_theta", 10000.0)))
+    theta_swa = swa.get("rope_theta", c.get("rope_local_base_freq"))
+    return theta, None if theta_swa is None else float(theta_swa), scaling
+
+
 def read_hparams(config: dict[str, Any], where: str = "config.json") -> HParams:
     """Read decoder hyperparameters, with a clear error for a missing key.
 
@@ -198,14 +259,15 @@ def read_hparams(config: dict[str, Any], where: str = "config.json") -> HParams:
     head_dim = as_int(c["head_dim"], "head_dim") if explicit else n_embd // n_head
     if not explicit and n_embd % n_head:
         raise ModelFormatError(f"{where}: hidden_size {n_embd} is not a multiple of {n_head}")
+    theta, theta_swa, scaling = _rope_settings(c)
     rope = c.get("rope_parameters") if isinstance(c.get("rope_parameters"), dict) else {}
-    scaling = c.get("rope_scaling") if isinstance(c.get("rope_scaling"), dict) else None
-    if scaling is None and rope.get("rope_type", "default") != "default":
-        scaling = rope  # transformers 5 keeps scaling inside rope_parameters
-    theta = rope.get("rope_theta", c.get("rope_theta", 10000.0))
-    act = c.get("hidden_act", c.get("hidden_activation", "silu"))
-    if act not in ("silu", "swish"):
-        raise ModelFormatError(f"{where}: hidden_act {act!r} is not supported (only silu)")
+    partial = rope.get("partial_rotary_factor", c.get("partial_rotary_factor", 1.0))
+    n_rot = int(float(partial) * head_dim) if partial is not None else head_dim
+    if n_rot <= 0 or n_rot > head_dim or n_rot % 2:
+        raise ModelFormatError(
+            f"{where}: partial_rotary_factor {partial!r} gives {n_rot} rotated dims"
+        )
+    act = c.get("hidden_activation") or c.get("hidden_act") or "silu"
     return HParams(
         n_vocab=as_int(need("vocab_size"), "vocab_size"),
         n_embd=n_embd,
@@ -216,11 +278,35 @@ def read_hparams(config: dict[str, Any], where: str = "config.json") -> HParams:
         head_dim=head_dim,
         head_dim_explicit=explicit,
         n_ctx=as_int(c.get("max_position_embeddings") or 2048, "max_position_embeddings"),
-        rope_theta=float(theta),
+        rope_theta=theta,
         rms_eps=float(c.get("rms_norm_eps", 1e-6)),
         tied=bool(c.get("tie_word_embeddings", False)),
         rope_scaling=scaling,
+        n_rot=n_rot,
+        rope_theta_swa=theta_swa,
+        activation=str(act),
+        config=c,
     )
+
+
+def check_hparams(arch: Architecture, hp: HParams, where: str = "config.json") -> None:
+    """Refuse what the runtime would run differently from the checkpoint.
+
+    Example:
+        >>> hp = read_hparams({"vocab_size": 8, "hidden_size": 64, "num_hidden_layers": 1,
+        ...     "num_attention_heads": 1, "intermediate_size": 8, "hidden_act": "relu"})
+        >>> try:
+        ...     check_hparams(get_architecture({"architectures": ["LlamaForCausalLM"]}), hp)
+        ... except ModelFormatError as e:
+        ...     print(str(e)[:44])
+        config.json: hidden_act 'relu' is not suppor
+    """
+    if hp.activation not in arch.activations:
+        raise ModelFormatError(
+            f"{where}: hidden_act {hp.activation!r} is not supported by {arch.hf_names[0]} "
+            f"(supported: {', '.join(arch.activations)})"
+        )
+    rope_scaling_kind(arch, hp, where)
 
 
 def write_hparam_keys(w: gguf.GGUFWriter, arch: Architecture, hp: HParams) -> None:
@@ -237,9 +323,8 @@ def write_hparam_keys(w: gguf.GGUFWriter, arch: Architecture, hp: HParams) -> No
         w.add_key_length(hp.head_dim)
         w.add_value_length(hp.head_dim)
     w.add_vocab_size(hp.n_vocab)
-    w.add_rope_dimension_count(hp.head_dim)
-    kind = _rope_scaling_kind(hp)
-    if kind == "linear":
+    w.add_rope_dimension_count(hp.rot_dims)
+    if rope_scaling_kind(arch, hp) == "linear":
         assert hp.rope_scaling is not None
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(float(hp.rope_scaling["factor"]))
@@ -247,18 +332,37 @@ def write_hparam_keys(w: gguf.GGUFWriter, arch: Architecture, hp: HParams) -> No
         arch.extra_keys(w, hp)
 
 
-def _rope_scaling_kind(hp: HParams) -> str:
+def rope_scaling_kind(arch: Architecture, hp: HParams, where: str = "config.json") -> str:
+    """``"none"`` or the RoPE scaling type, refused unless ``arch`` accepts it.
+
+    Example:
+        >>> hp = read_hparams({"vocab_size": 8, "hidden_size": 64, "num_hidden_layers": 1,
+        ...     "num_attention_heads": 1, "intermediate_size": 8,
+        ...     "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
+        >>> try:
+        ...     rope_scaling_kind(get_architecture({"architectures": ["LlamaForCausalLM"]}), hp)
+        ... except ModelFormatError as e:
+        ...     print(str(e)[:44])
+        config.json: rope_scaling type 'yarn' is not
+    """
     s = hp.rope_scaling
     if not s:
         return "none"
     kind = str(s.get("rope_type", s.get("type", "default"))).lower()
+    if kind == "su":  # Phi-3's old name
+        kind = "longrope"
     if kind == "default":
         return "none"
-    if kind in ("linear", "llama3") and s.get("factor") is not None:
-        return kind
-    raise ModelFormatError(
-        f"config.json: RoPE scaling {s!r} is not supported (supported: linear, llama3)"
-    )
+    if kind not in arch.rope_types:
+        raise ModelFormatError(
+            f"{where}: rope_scaling type {kind!r} is not supported by {arch.hf_names[0]} "
+            f"(supported: {', '.join(arch.rope_types) or 'none'})"
+        )
+    if kind in ("linear", "llama3", "ntkmixed") and not isinstance(s.get("factor"), (int, float)):
+        raise ModelFormatError(
+            f"{where}: rope_scaling {kind!r} needs a numeric 'factor', got {s!r}"
+        )
+    return kind
 
 
 def llama3_rope_factors(hp: HParams) -> np.ndarray:
@@ -276,7 +380,7 @@ def llama3_rope_factors(hp: HParams) -> np.ndarray:
     low = float(s.get("low_freq_factor", 1.0))
     high = float(s.get("high_freq_factor", 4.0))
     old_ctx = float(s.get("original_max_position_embeddings", 8192))
-    dim = hp.head_dim
+    dim = hp.rot_dims
     freqs = 1.0 / (hp.rope_theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
     out = []
     for f in freqs:
@@ -291,6 +395,11 @@ def llama3_rope_factors(hp: HParams) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
+def generated(name: str, data: np.ndarray) -> PlannedTensor:
+    """A planned tensor whose data is computed, not read (rope factors)."""
+    return PlannedTensor(name, data.shape, None, generate=lambda: data)
+
+
 # --- tensor planning ----------------------------------------------------------
 
 
@@ -301,9 +410,12 @@ def plan_tensors(arch: Architecture, hp: HParams, ckpt: Checkpoint) -> list[Plan
     block index past ``num_hidden_layers`` or a shape that does not match
     config.json. The result is in llama.cpp order: embedding, blocks, head.
     """
+    check_hparams(arch, hp)
     found: dict[str, PlannedTensor] = {}
     unknown: list[str] = []
+    claimed: set[str] = set()
     ignored = [re.compile(p + r"\Z") for p in arch.ignored]
+    consumed = [re.compile(p + r"\Z") for p in arch.consumes]
     if hp.tied:  # a tied head is the embedding; llama.cpp stores it once
         ignored.append(re.compile(r"lm_head\.weight\Z"))
     for name in ckpt.names():
@@ -321,9 +433,11 @@ def plan_tensors(arch: Architecture, hp: HParams, ckpt: Checkpoint) -> list[Plan
             want = rule.shape(hp)
             got = ckpt.info(name).shape
             if tuple(got) != want:
+                keys = getattr(rule.shape, "config_keys", ())
                 raise ModelFormatError(
                     f"{ckpt.info(name).file}: tensor {name!r} has shape {list(got)}, "
                     f"expected {list(want)} from config.json"
+                    + (f" ({' x '.join(keys)})" if keys else "")
                 )
             if rule.transform is None:
                 group: int | None = 1
@@ -332,7 +446,9 @@ def plan_tensors(arch: Architecture, hp: HParams, ckpt: Checkpoint) -> list[Plan
             found[gname] = PlannedTensor(gname, want, name, rule.transform, row_group=group)
             break
         else:
-            if not any(p.match(name) for p in ignored):
+            if any(p.match(name) for p in consumed):
+                claimed.add(name)
+            elif not any(p.match(name) for p in ignored):
                 unknown.append(name)
     if unknown:
         where = ckpt.info(unknown[0]).file
@@ -341,6 +457,8 @@ def plan_tensors(arch: Architecture, hp: HParams, ckpt: Checkpoint) -> list[Plan
             f"(arch {arch.gguf_arch}): {', '.join(unknown[:5])}"
             + (" ..." if len(unknown) > 5 else "")
         )
+    if arch.plan_hook is not None:
+        arch.plan_hook(hp, ckpt, found, claimed)
     ordered: list[PlannedTensor] = []
     missing: list[str] = []
     globals_first = [r for r in arch.rules if "{bid}" not in r.gguf and "output" not in r.gguf]
@@ -350,22 +468,22 @@ def plan_tensors(arch: Architecture, hp: HParams, ckpt: Checkpoint) -> list[Plan
     def take(rule: TensorRule, bid: int | None) -> None:
         gname = rule.gguf.format(bid=bid)
         if gname in found:
-            ordered.append(found[gname])
+            ordered.append(found.pop(gname))
         elif rule.required and not (hp.tied and gname == "output.weight"):
             missing.append(rule.hf.format(bid=bid))
 
     for r in globals_first:
         take(r, None)
-    if _rope_scaling_kind(hp) == "llama3":
-        factors = llama3_rope_factors(hp)
-        ordered.append(
-            PlannedTensor("rope_freqs.weight", factors.shape, None, generate=lambda: factors)
-        )
+    if rope_scaling_kind(arch, hp) == "llama3":
+        ordered.append(generated("rope_freqs.weight", llama3_rope_factors(hp)))
+    if arch.extra_tensors is not None:
+        ordered.extend(arch.extra_tensors(hp))
     for bid in range(hp.n_layer):
         for r in per_block:
             take(r, bid)
     for r in globals_last:
         take(r, None)
+    ordered.extend(found.values())  # tensors a plan hook added (an untied head)
     if missing:
         raise ModelFormatError(
             f"checkpoint is missing {len(missing)} tensor(s) for {arch.hf_names[0]}: "
@@ -416,107 +534,11 @@ def get_architecture(config: dict[str, Any], where: str = "config.json") -> Arch
     arch = _REGISTRY.get(names[0])
     if arch is None:
         raise ModelFormatError(
-            f"{where}: architecture {names[0]!r} is not supported "
+            f"{where}: architectures[0] {names[0]!r} is not supported "
             f"(supported: {', '.join(supported_architectures())})"
         )
     return arch
 
 
-def _vocab_embd(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_vocab, hp.n_embd)
-
-
-def _embd(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_embd,)
-
-
-def _q(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_head * hp.head_dim, hp.n_embd)
-
-
-def _kv(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_head_kv * hp.head_dim, hp.n_embd)
-
-
-def _q_b(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_head * hp.head_dim,)
-
-
-def _kv_b(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_head_kv * hp.head_dim,)
-
-
-def _o(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_embd, hp.n_head * hp.head_dim)
-
-
-def _ff_in(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_ff, hp.n_embd)
-
-
-def _ff_out(hp: HParams) -> tuple[int, ...]:
-    return (hp.n_embd, hp.n_ff)
-
-
-_L = "model.layers.{bid}."
-
-
-def _decoder_rules(*, permute: bool, qkv_bias_required: bool) -> tuple[TensorRule, ...]:
-    """The LLaMA-family layer table; Qwen2 differs only in biases and RoPE layout."""
-    pq = _permute_q if permute else None
-    pk = _permute_k if permute else None
-    hr = _head_rows if permute else None
-    b = qkv_bias_required
-    return (
-        TensorRule("model.embed_tokens.weight", "token_embd.weight", _vocab_embd),
-        TensorRule(_L + "input_layernorm.weight", "blk.{bid}.attn_norm.weight", _embd),
-        TensorRule(_L + "self_attn.q_proj.weight", "blk.{bid}.attn_q.weight", _q, pq, True, hr),
-        TensorRule(_L + "self_attn.q_proj.bias", "blk.{bid}.attn_q.bias", _q_b, pq, b, hr),
-        TensorRule(_L + "self_attn.k_proj.weight", "blk.{bid}.attn_k.weight", _kv, pk, True, hr),
-        TensorRule(_L + "self_attn.k_proj.bias", "blk.{bid}.attn_k.bias", _kv_b, pk, b, hr),
-        TensorRule(_L + "self_attn.v_proj.weight", "blk.{bid}.attn_v.weight", _kv),
-        TensorRule(_L + "self_attn.v_proj.bias", "blk.{bid}.attn_v.bias", _kv_b, None, b),
-        TensorRule(_L + "self_attn.o_proj.weight", "blk.{bid}.attn_output.weight", _o),
-        TensorRule(_L + "post_attention_layernorm.weight", "blk.{bid}.ffn_norm.weight", _embd),
-        TensorRule(_L + "mlp.gate_proj.weight", "blk.{bid}.ffn_gate.weight", _ff_in),
-        TensorRule(_L + "mlp.up_proj.weight", "blk.{bid}.ffn_up.weight", _ff_in),
-        TensorRule(_L + "mlp.down_proj.weight", "blk.{bid}.ffn_down.weight", _ff_out),
-        TensorRule("model.norm.weight", "output_norm.weight", _embd),
-        TensorRule("lm_head.weight", "output.weight", _vocab_embd),
-    )
-
-
-_IGNORED = (r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq",)
-
-LLAMA = register(
-    Architecture(
-        hf_names=("LlamaForCausalLM",),
-        gguf_arch="llama",
-        rules=_decoder_rules(permute=True, qkv_bias_required=False),
-        ignored=_IGNORED,
-        notes="Q/K permuted to interleaved RoPE pairs; biases optional (attention_bias)",
-    )
-)
-
-QWEN2 = register(
-    Architecture(
-        hf_names=("Qwen2ForCausalLM",),
-        gguf_arch="qwen2",
-        rules=_decoder_rules(permute=False, qkv_bias_required=True),
-        ignored=_IGNORED,
-        notes="q/k/v biases; NeoX RoPE, so no permutation",
-    )
-)
-
-# BlueLM's decoder is LLaMA-shaped (rotate-half RoPE, SwiGLU, RMSNorm, vocab
-# 100096, SentencePiece): it runs as arch llama. Variants with extra tensors
-# (e.g. an embedding LayerNorm) fail loudly as unknown tensors.
-BLUELM = register(
-    Architecture(
-        hf_names=("BlueLMForCausalLM",),
-        gguf_arch="llama",
-        rules=_decoder_rules(permute=True, qkv_bias_required=False),
-        ignored=_IGNORED,
-        notes="LLaMA layout under a BlueLM class name; SentencePiece tokenizer",
-    )
-)
+# The decoders' tables register themselves; imported last, as they use the above.
+from . import decoders as _decoders  # noqa: E402,F401

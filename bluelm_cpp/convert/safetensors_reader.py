@@ -3,7 +3,7 @@
 Safetensors files are parsed here (an 8-byte little-endian header length, a
 JSON header, then raw little-endian data) and read a slice of rows at a time,
 so converting a model keeps about one slice of one tensor in memory. A PyTorch
-``pytorch_model.bin`` checkpoint is read through torch when it is installed.
+``pytorch_model.bin`` checkpoint is read without torch too (torch_pickle.py).
 
 Example:
     >>> from bluelm_cpp.convert.safetensors_reader import open_checkpoint
@@ -22,11 +22,12 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 
 from ..errors import ModelFormatError
+from .torch_pickle import TorchZipFile
 
 # Safetensors dtype name -> (numpy dtype of the raw data, bytes per element).
 _SAFETENSORS_DTYPES: dict[str, tuple[str, int]] = {
@@ -296,19 +297,15 @@ def _open_safetensors(model_dir: Path) -> Checkpoint | None:
     )
 
 
-def _import_torch() -> Any:
-    try:
-        import torch
-    except ImportError as e:
-        raise ModelFormatError(
-            "this checkpoint is a PyTorch pickle (pytorch_model.bin), which needs torch to "
-            "read: `pip install torch`, or re-save it as safetensors "
-            "(model.save_pretrained(dir, safe_serialization=True))"
-        ) from e
-    return torch
+def _to_f32(raw: np.ndarray, dtype: str) -> np.ndarray:
+    """Stored values (BF16 as raw bits) widened to float32 exactly."""
+    if dtype == "BF16":
+        return bf16_bits_to_f32(raw)
+    return raw.astype(np.float32)
 
 
 def _open_torch(model_dir: Path) -> Checkpoint | None:
+    """``pytorch_model.bin`` (or its shards) read without torch (torch_pickle.py)."""
     index_path = model_dir / "pytorch_model.bin.index.json"
     if index_path.is_file():
         files = list(dict.fromkeys(_read_index(index_path).values()))
@@ -316,39 +313,42 @@ def _open_torch(model_dir: Path) -> Checkpoint | None:
         files = ["pytorch_model.bin"]
     else:
         return None
-    torch = _import_torch()
-    tensors: dict[str, Any] = {}
+    shards: list[TorchZipFile] = []
+    owner: dict[str, TorchZipFile] = {}
     infos: dict[str, TensorInfo] = {}
-    dtype_names = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
     for shard in files:
         p = model_dir / shard
         if not p.is_file():
             raise ModelFormatError(f"{index_path}: lists shard {shard!r}, which is missing")
-        try:
-            # mmap keeps the memory footprint near one tensor, as for safetensors
-            state = torch.load(p, map_location="cpu", mmap=True, weights_only=True)
-        except Exception as e:  # torch raises many types for a bad pickle
-            raise ModelFormatError(f"{p}: cannot read PyTorch checkpoint: {e}") from e
-        if not isinstance(state, dict):
-            raise ModelFormatError(f"{p}: expected a state dict, got {type(state).__name__}")
-        for name, t in state.items():
-            if not hasattr(t, "dtype") or t.dtype not in dtype_names:
-                raise ModelFormatError(f"{p}: tensor {name!r} has unsupported type")
-            infos[name] = TensorInfo(name, dtype_names[t.dtype], tuple(t.shape), p)
-            tensors[name] = t
+        f = TorchZipFile(p)
+        shards.append(f)
+        for name, t in f.tensors.items():
+            if name in infos:
+                raise ModelFormatError(
+                    f"tensor {name!r} appears in both {infos[name].file} and {p}"
+                )
+            infos[name] = TensorInfo(name, t.dtype, t.shape, p)
+            owner[name] = f
+
+    def rows(name: str, start: int, stop: int) -> np.ndarray:
+        return _to_f32(owner[name].load_rows(name, start, stop), infos[name].dtype)
 
     def load(name: str) -> np.ndarray:
-        t = tensors[name]
-        return t.detach().to(torch.float32).contiguous().numpy().copy()
+        shape = infos[name].shape
+        return rows(name, 0, shape[0] if shape else 1)
 
-    return Checkpoint(infos, load)
+    def close() -> None:
+        for f in shards:
+            f.close()
+
+    return Checkpoint(infos, load, close, rows)
 
 
 def open_checkpoint(model_dir: str | os.PathLike[str]) -> Checkpoint:
     """Open the weights of a Hugging Face model folder.
 
     Looks for ``model.safetensors.index.json``, then ``*.safetensors``, then
-    ``pytorch_model.bin(.index.json)`` (through torch).
+    ``pytorch_model.bin(.index.json)`` (read without torch, torch_pickle.py).
 
     Example:
         >>> ckpt = open_checkpoint("SmolLM2-135M-Instruct")   # doctest: +SKIP

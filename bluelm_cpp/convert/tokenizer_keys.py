@@ -4,8 +4,9 @@ Two sources, tried in this order (as llama.cpp's converter does for LLaMA):
 
 * ``tokenizer.model`` (SentencePiece): ``tokenizer.ggml.model = "llama"``,
   pre ``"default"``, tokens with scores and types (normal, unknown, control,
-  unused, byte), plus ``added_tokens.json`` and the ``added_tokens_decoder``
-  of tokenizer_config.json as user-defined/control tokens.
+  unused, byte), plus ``added_tokens.json``, the ``added_tokens_decoder`` of
+  tokenizer_config.json and the ``added_tokens`` of tokenizer.json as
+  user-defined/control tokens (special ones control, as llama.cpp's Phi-3 reader).
 * ``tokenizer.json`` with a byte-level BPE model: ``tokenizer.ggml.model =
   "gpt2"``, tokens, types, merges and ``tokenizer.ggml.pre``.
 
@@ -266,6 +267,7 @@ def _read_sentencepiece(model_dir: Path, n_vocab: int | None) -> TokenizerKeys:
     except Exception as e:  # sentencepiece raises OSError or RuntimeError
         raise ModelFormatError(f"{path}: not a valid SentencePiece model: {e}") from e
     size = _vocab_size(n_vocab, sp.vocab_size(), path)
+    notes: list[str] = []
     tokens: list[Any] = [f"[PAD{i}]".encode() for i in range(size)]
     scores = [-10000.0] * size
     types = [int(gguf.TokenType.UNUSED)] * size
@@ -305,8 +307,25 @@ def _read_sentencepiece(model_dir: Path, n_vocab: int | None) -> TokenizerKeys:
             put_added(int(tid), text, bool(entry.get("special")) or looks_special(text), cfg_file)
         if isinstance(cfg.get("add_prefix_space"), bool):
             add_space_prefix = cfg["add_prefix_space"]
+    # transformers 5 keeps added tokens only in tokenizer.json (llama.cpp's Phi-3 reader too)
+    tj_file = model_dir / "tokenizer.json"
+    if tj_file.is_file():
+        tj = _read_json(tj_file)
+        for a in (tj.get("added_tokens") if isinstance(tj, dict) else None) or []:
+            if (
+                isinstance(a, dict)
+                and isinstance(a.get("id"), int)
+                and isinstance(a.get("content"), str)
+            ):
+                text = a["content"]
+                if a["id"] >= size:  # no embedding row: the model can never see it
+                    notes.append(f"{tj_file.name}: added token {text!r} past the vocabulary")
+                    continue
+                put_added(a["id"], text, bool(a.get("special")) or looks_special(text), tj_file)
     special = gguf.SpecialVocab(model_dir, n_vocab=size)
-    return TokenizerKeys("llama", "default", tokens, types, scores, special, path, add_space_prefix)
+    return TokenizerKeys(
+        "llama", "default", tokens, types, scores, special, path, add_space_prefix, notes
+    )
 
 
 def read_tokenizer(model_dir: str | os.PathLike[str], n_vocab: int | None) -> TokenizerKeys:

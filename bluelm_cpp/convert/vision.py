@@ -66,6 +66,7 @@ VISION_OUTTYPES = ("f32", "f16", "q8_0")
 # keys llama.cpp reads but gguf-py has no constant for (tools/mtmd/clip-impl.h)
 KEY_GRID_PINPOINTS = "clip.vision.image_grid_pinpoints"
 KEY_MERGE_TYPE = "clip.vision.mm_patch_merge_type"
+KEY_FEATURE_LAYER = "clip.vision.feature_layer"
 # this project's keys (docs/vision_format.md)
 KEY_GRID_METHOD = "bluelm.vision.grid_method"
 KEY_ALPHA = "bluelm.vision.alpha"
@@ -561,6 +562,8 @@ def write_vision_keys(w: gguf.GGUFWriter, hp: VisionHParams) -> None:
     w.add_uint32(cv.EMBEDDING_LENGTH, hp.hidden)
     w.add_uint32(cv.FEED_FORWARD_LENGTH, hp.ff)
     w.add_uint32(cv.BLOCK_COUNT, hp.n_layer)
+    # Without it llama.cpp's LLaVA graph runs block_count - 1 layers.
+    w.add_array(KEY_FEATURE_LAYER, [hp.n_layer])
     w.add_uint32(cv.Attention.HEAD_COUNT, hp.n_head)
     w.add_float32(cv.Attention.LAYERNORM_EPS, hp.eps)
     w.add_uint32(cv.PROJECTION_DIM, hp.proj_dim)
@@ -760,6 +763,8 @@ def convert_vision_checkpoint(
             and not n.startswith(_V)
             and "rotary_emb.inv_freq" not in n
             and not (text is not None and text.hp.tied and n == "lm_head.weight")
+            # folded into another tensor by the text arch (BlueLM's embedding LayerNorm)
+            and not (text is not None and any(re.fullmatch(c, n) for c in text.arch.consumes))
         ]
         if extra:
             raise ModelFormatError(f"{src}: {len(extra)} unknown tensor(s): {', '.join(extra[:5])}")

@@ -148,6 +148,7 @@ def _make_plan(model_dir: Path, outtype: str) -> _Plan:
     arch = get_architecture(config, where)
     hp = read_hparams(config, where)
     tokenizer = read_tokenizer(model_dir, hp.n_vocab)
+    arch.apply_tokenizer_defaults(tokenizer)
     ckpt = open_checkpoint(model_dir)
     planned = plan_tensors(arch, hp, ckpt)
     choices = [(p, choose_type(p.gguf_name, p.shape, outtype, hp.tied)) for p in planned]

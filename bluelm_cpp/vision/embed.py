@@ -22,6 +22,7 @@ from .. import _core
 from ..errors import InvalidArgumentError, ModelFormatError
 from .images import ImageInput, load_image
 from .packing import pack_llava_onevision
+from .patches import PatchLayout
 from .settings import VisionSettings, preprocess_image
 
 
@@ -45,7 +46,10 @@ class ImageEmbedder:
         self.batch_size = batch_size
         self._newline: np.ndarray | None = None
         if self.settings.grid_method == "anyres" and not self.config.get("has_image_newline"):
-            raise ModelFormatError(f"'{self.path}': anyres packing needs 'v.image_newline'")
+            raise ModelFormatError(
+                f"'{self.path}': anyres packing needs tensor 'v.image_newline' "
+                "('model.image_newline' in llama.cpp's legacy files)"
+            )
 
     @property
     def projector(self) -> str:
@@ -65,40 +69,46 @@ class ImageEmbedder:
     @property
     def n_embd(self) -> int:
         """Width of the rows given to the LLM."""
-        return int(
-            self.config.get(
-                "clip.vision.projection_dim", self.config["clip.vision.embedding_length"]
-            )
-        )
+        return int(self.config["proj_dim"])  # resolved from the tensors (legacy files say 0)
 
     def encode_patches(self, pixels: np.ndarray) -> np.ndarray:
         """``[N, 3, S, S]`` normalised float32 -> ``[N, T, D]`` projector output."""
         x = np.ascontiguousarray(pixels, np.float32)
         return self._vm.encode(x, self.n_threads, self.batch_size)
 
+    @property
+    def native(self) -> _core.VisionModel:
+        """The native encoder (``_core.VisionModel``) this embedder runs."""
+        return self._vm
+
     def embed(self, image: ImageInput) -> np.ndarray:
         """One image -> ``[rows, D]`` float32 embeddings, in the order they enter the LLM."""
-        img = load_image(image)
-        pix, layout = preprocess_image(img, self.settings)
-        emb = self.encode_patches(pix)
+        pix, layout = preprocess_image(load_image(image), self.settings)
+        return self.rows(self.encode_patches(pix), layout)
+
+    def rows(self, features: np.ndarray, layout: PatchLayout) -> np.ndarray:
+        """Projected patches ``[N, T, D]`` of an image cut as ``layout`` -> its
+        ``[rows, D]`` LLM rows (anyres: packed; otherwise the patches in order)."""
         if self.settings.grid_method == "anyres":
+            w, h = layout.image_size
             return pack_llava_onevision(
-                emb,
+                features,
                 layout.cols,
                 layout.rows,
-                (img.height, img.width),
+                (h, w),
                 self._image_newline(),
                 self.settings.anyres_max,
             )
-        return emb.reshape(-1, emb.shape[-1])
+        return np.ascontiguousarray(features.reshape(-1, features.shape[-1]))
 
     def _image_newline(self) -> np.ndarray:
         if self._newline is None:
             import gguf
 
-            r = gguf.GGUFReader(self.path)
-            t = next(t for t in r.tensors if t.name == "v.image_newline")
-            self._newline = np.asarray(t.data, np.float32).reshape(-1)
+            name = self.config["image_newline_tensor"]  # v.image_newline or the legacy name
+            t = next(t for t in gguf.GGUFReader(self.path).tensors if t.name == name)
+            data = gguf.quants.dequantize(t.data, t.tensor_type)
+            self._newline = np.asarray(data, np.float32).reshape(-1)
         return self._newline
 
 

@@ -6,6 +6,11 @@ transformers' ``SiglipVisionModel`` (its ``last_hidden_state``, i.e. after
 Linear(4C, D) -> GELU(erf) -> Linear(D, D)`` -> transformers'
 ``LlamaForCausalLM``. Image embeddings replace the ``<image>`` placeholder
 tokens of ``input_ids`` in patch order (all tokens of patch 0, then patch 1...).
+With ``use_stable_embedding`` (the BlueLM text models' setting) the token
+embeddings pass through ``LayerNorm(hidden, eps=rms_norm_eps)``
+(``language_model.model.embed_layer_norm``) before the image rows replace the
+placeholders: the projector's output enters the LLM as it is, as BlueLM's
+``BlueLMModel`` normalises what ``embed_tokens`` returns and nothing else.
 
 Downsampler: the ``s x s`` token grid (27x27 for SigLIP so400m at 384) is
 zero-padded at the bottom and right to an even side (28x28), and each 2x2
@@ -65,6 +70,7 @@ class BlueLMVConfig:
     max_patches: int = 9
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    use_stable_embedding: bool = False  # BlueLM's embedding LayerNorm (see the module doc)
 
     @staticmethod
     def so400m_vision() -> dict[str, Any]:
@@ -82,9 +88,16 @@ class BlueLMVConfig:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``config.json`` content."""
+        """The ``config.json`` content. With ``use_stable_embedding`` the text part
+        is a ``BlueLMForCausalLM`` (the converter folds its embedding LayerNorm)."""
         d = {"architectures": [ARCHITECTURE], "model_type": MODEL_TYPE}
         d.update(asdict(self))
+        if self.use_stable_embedding:
+            d["text_config"] = {
+                **self.text_config,
+                "architectures": ["BlueLMForCausalLM"],
+                "use_stable_embedding": True,
+            }
         return d
 
     @classmethod
@@ -142,7 +155,12 @@ def _make_modules(cfg: BlueLMVConfig) -> dict[str, Any]:
     nn = torch.nn
     vcfg = SiglipVisionConfig(**cfg.vision_config)
     vcfg._attn_implementation = "eager"
-    tcfg = LlamaConfig(**cfg.text_config)
+    text = {
+        k: v
+        for k, v in cfg.text_config.items()
+        if k not in ("architectures", "use_stable_embedding")
+    }
+    tcfg = LlamaConfig(**text)
     tcfg._attn_implementation = "eager"
     c4 = vcfg.hidden_size * cfg.downsample * cfg.downsample
     d = tcfg.hidden_size
@@ -151,10 +169,13 @@ def _make_modules(cfg: BlueLMVConfig) -> dict[str, Any]:
     projector.linear_1 = nn.Linear(c4, d)
     projector.act = nn.GELU()
     projector.linear_2 = nn.Linear(d, d)
+    lm = LlamaForCausalLM(tcfg)
+    if cfg.use_stable_embedding:
+        lm.model.embed_layer_norm = nn.LayerNorm(tcfg.hidden_size, eps=tcfg.rms_norm_eps)
     return {
         "vision_tower": SiglipVisionModel(vcfg),
         "multi_modal_projector": projector,
-        "language_model": LlamaForCausalLM(tcfg),
+        "language_model": lm,
     }
 
 
@@ -218,6 +239,8 @@ class BlueLMVForConditionalGeneration:
         lm = self.language_model
         with torch.no_grad():
             embeds = lm.get_input_embeddings()(input_ids)
+            if self.config.use_stable_embedding:
+                embeds = lm.model.embed_layer_norm(embeds)
             mask = input_ids == self.config.image_token_id
             n_slots = int(mask.sum())
             if pixel_values is None:

@@ -1,10 +1,13 @@
-// The kernel dispatch table: the hot ops, one implementation per instruction set.
-// Model code calls only through active(); each ISA lives in its own file.
+// The kernel dispatch table: the hot ops of the LLM and of the vision encoder,
+// one table per instruction set (csrc/kernels/<isa>/), each built on the table
+// below it (scalar <- avx2 <- avx512; scalar <- neon <- neon_dotprod <-
+// neon_i8mm) and overriding what it has. Model code calls only through active().
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 #include "core/block_formats.h"
+#include "kernels/i8_format.h"
 #include "kernels/repack.h"
 
 namespace bluelm::kernels {
@@ -20,7 +23,8 @@ using GemmFn = void (*)(const void* W, size_t w_stride, const void* X, size_t x_
 using ConvertRowFn = void (*)(const float* x, void* y, int64_t K);
 
 // Attention for one query row against a KV cache of n_kv positions of one head.
-// scores[j] = scale * dot(q, K_j); softmax; out = sum_j p_j V_j. K/V rows are
+// scores[j] = scale * dot(q, K_j), soft-capped when softcap > 0 (gemma2:
+// softcap * tanh(score / softcap)); softmax; out = sum_j p_j V_j. K/V rows are
 // head_dim values of kv_type (F32, F16, or Q8_0 blocks of 32) with row stride
 // kv_stride elements (a multiple of 32 for Q8_0).
 // `scratch` has room for n_kv floats.
@@ -30,10 +34,10 @@ using ConvertRowFn = void (*)(const float* x, void* y, int64_t K);
 // product (one token).
 using AttendFn = void (*)(const float* q, const void* K, const void* V, GgmlType kv_type,
                           size_t kv_stride, int64_t head_dim, int64_t n_kv, float scale,
-                          bool batched, float* scratch, float* out);
+                          float softcap, bool batched, float* scratch, float* out);
 
 // Attention for m consecutive query rows of one head of a prompt chunk (the
-// batched order): row t (q + t * q_stride) sees n_kv0 + t positions and writes
+// batched order, no soft-cap): row t (q + t * q_stride) sees n_kv0 + t positions and writes
 // out + t * out_stride; `scratch` has room for 4 * (n_kv0 + m - 1) floats. Results
 // are those of m calls of attend(batched = true); one call shares each K/V row's
 // conversion among the rows. nullptr in a table: the caller loops attend.
@@ -42,10 +46,45 @@ using AttendRowsFn = void (*)(const float* q, size_t q_stride, const void* K, co
                               int64_t m, float scale, float* scratch, float* out, size_t out_stride);
 
 // One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
+// GegluFn (same signature): y[i] = gelu_tanh(gate[i]) * up[i], computed as
+// gate / (1 + exp(-2 sqrt(2/pi) gate (1 + 0.044715 gate^2))) with the vector exp
+// on every element (no llama.cpp order to mirror: its GELU is an F16 table).
 using SwigluFn = void (*)(const float* gate, const float* up, float* y, int64_t n);
 
+// Slots of the per-type arrays. A new weight type is a slot here (and in
+// weight_slot()), its activation format a slot in ActSlot (and act_slot()).
 enum WeightSlot { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_COUNT };
 enum ActSlot { A_F32, A_F16, A_BF16, A_Q8_0, A_Q8_1, A_COUNT };
+
+// The vision encoder's ops (csrc/vision).
+struct VisionKernels {
+  // s[j] = softmax(scale * s)[j] over j in [0, n), in place.
+  void (*softmax)(float* s, int64_t n, float scale);
+  // x = x * sigmoid(2 * sqrt(2/pi) * (x + 0.044715 x^3)), i.e. GELU's tanh form.
+  void (*gelu_tanh)(float* x, int64_t n);
+  // y = (x - mean) / sqrt(var + eps) * w + b over one row of d (sums in double;
+  // y may be x).
+  void (*layer_norm)(const float* x, int64_t d, const float* w, const float* b, float eps, float* y);
+  // The int8 format of i8_format.h: i8_gemm reads weights packed in i8_layout
+  // (i8_alloc / i8_pack_rows with it) and activations from i8_quant. Every
+  // table's i8_gemm and i8_quant give the scalar reference's bits.
+  I8Layout i8_layout;
+  I8GemmFn i8_gemm;
+  I8QuantFn i8_quant;
+  // One (image, head) of non-causal attention: out[t][:hd] = softmax_j(scale
+  // q_t . k_j) v_j for t, j < n; rows of q, k, v, out are ld floats apart; work
+  // holds attention_work(n, hd) floats.
+  void (*attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
+                    float scale, float* out, float* work);
+  size_t (*attention_work)(int64_t n, int64_t hd);
+
+  // The element-wise entries at once (for the tables' fill functions).
+  void set_rows(decltype(softmax) s, decltype(gelu_tanh) g, decltype(layer_norm) l) {
+    softmax = s;
+    gelu_tanh = g;
+    layer_norm = l;
+  }
+};
 
 struct KernelTable {
   const char* isa;             // "scalar", "avx2", "avx512", "neon", ...
@@ -63,6 +102,8 @@ struct KernelTable {
   // (whole blocks interleaved, kernels/repack.h) and unpack_rows.
   PackFn pack[W_COUNT];
   PackFn unpack[W_COUNT];
+  SwigluFn geglu;  // GELU(tanh)-gated FFN (gemma)
+  VisionKernels vision;
 };
 
 // Slot of a weight type, or -1 when no kernel exists for it.

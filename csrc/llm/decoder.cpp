@@ -64,8 +64,10 @@ Context::Context(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n
   up_.resize(B * cfg_.n_ff);
   const int64_t max_k = std::max({cfg_.n_embd, cfg_.n_ff, q_dim});
   act_.resize(static_cast<size_t>(B * max_k) * sizeof(float) + 64);
-  rope_cos_.resize(B * cfg_.n_rot / 2);
-  rope_sin_.resize(B * cfg_.n_rot / 2);
+  for (int64_t l = 0; l < cfg_.n_layer; ++l) n_rope_sets_ = cfg_.is_swa(l) ? 2 : n_rope_sets_;
+  rope_cos_.resize(n_rope_sets_ * B * cfg_.n_rot / 2);
+  rope_sin_.resize(n_rope_sets_ * B * cfg_.n_rot / 2);
+  rope_factors_ = model_->rope_factors(n_ctx_);
   scratch_.resize(static_cast<size_t>(pool_.size()) * kAttnRows * n_ctx_);
 }
 
@@ -78,11 +80,6 @@ void Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
   if (n <= 0) throw ArgumentError("eval needs at least one token");
   if (n > n_ctx_ - n_past_) {
     throw ContextOverflowError(std::to_string(n) + " tokens do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab) {
-      throw ArgumentError("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(cfg_.n_vocab) + ")");
-    }
   }
   n_logit_rows_ = logits_all ? n : 1;
   logits_.resize(static_cast<size_t>(n_logit_rows_ * cfg_.n_vocab));
@@ -113,7 +110,15 @@ void Context::eval_embeddings(const float* emb, int64_t n, bool logits_all) {
 }
 
 void Context::prefill_embeddings(const float* emb, int64_t n, bool want_logits) {
-  if (n <= 0) throw ArgumentError("prefill_embeddings needs at least one row");
+  prefill_rows(nullptr, emb, n, want_logits);
+}
+
+void Context::prefill_tokens(const int32_t* tokens, int64_t n, bool want_logits) {
+  prefill_rows(tokens, nullptr, n, want_logits);
+}
+
+void Context::prefill_rows(const int32_t* tokens, const float* emb, int64_t n, bool want_logits) {
+  if (n <= 0) throw ArgumentError("prefill needs at least one row");
   if (n > n_ctx_ - n_past_) {
     throw ContextOverflowError(std::to_string(n) + " rows do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
   }
@@ -123,8 +128,8 @@ void Context::prefill_embeddings(const float* emb, int64_t n, bool want_logits) 
   for (int64_t i = 0; i < n; i += n_batch_) {
     const int64_t m = std::min(n_batch_, n - i);
     const bool last = i + m == n;
-    input_emb_ = emb + i * d;
-    forward_chunk(nullptr, m, want_logits && last ? logits_.data() : nullptr, false);
+    input_emb_ = emb ? emb + i * d : nullptr;
+    forward_chunk(tokens ? tokens + i : nullptr, m, want_logits && last ? logits_.data() : nullptr, false);
     input_emb_ = nullptr;
   }
   if (want_logits) n_logit_rows_ = 1;
@@ -198,11 +203,29 @@ void Context::rms_norm(const float* x, const Vector& w, int64_t t0, int64_t t1, 
   }
 }
 
-void Context::rope(float* x, int64_t t0, int64_t t1, int64_t n_heads) const {
+void Context::rope_table(const RopeParams& rp, int set, int64_t t0, int64_t t1) {
+  // theta_i = p * base^(-2i/n_rot) by repeated products, as ggml computes it.
+  const int64_t half = cfg_.n_rot / 2;
+  const float theta_scale = std::pow(rp.freq_base, -2.0f / static_cast<float>(cfg_.n_rot));
+  float* cs = rope_cos_.data() + set * n_batch_ * half;
+  float* sn = rope_sin_.data() + set * n_batch_ * half;
+  for (int64_t t = t0; t < t1; ++t) {
+    float theta = static_cast<float>(n_past_ + t);
+    for (int64_t i = 0; i < half; ++i) {
+      const float ff_i = rope_factors_ ? rope_factors_[i] : 1.0f;
+      const float th = rp.freq_scale * (theta / ff_i);
+      cs[t * half + i] = std::cos(th) * rp.attn_factor;
+      sn[t * half + i] = std::sin(th) * rp.attn_factor;
+      theta *= theta_scale;
+    }
+  }
+}
+
+void Context::rope(float* x, int64_t t0, int64_t t1, int64_t n_heads, int set) const {
   const int64_t hd = cfg_.head_dim, half = cfg_.n_rot / 2;
   for (int64_t t = t0; t < t1; ++t) {
-    const float* c = rope_cos_.data() + t * half;
-    const float* s = rope_sin_.data() + t * half;
+    const float* c = rope_cos_.data() + (set * n_batch_ + t) * half;
+    const float* s = rope_sin_.data() + (set * n_batch_ + t) * half;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + (t * n_heads + h) * hd;
       for (int64_t i = 0; i < half; ++i) {
@@ -231,8 +254,13 @@ void Context::attention(int layer, int64_t m) {
     }
   });
   const int64_t group = cfg_.n_head / cfg_.n_head_kv;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  if (m > 1 && kt_.attend_rows) {
+  const float scale = cfg_.attn_scale, softcap = cfg_.attn_softcap;
+  // A sliding-window layer's row at position p sees [p + 1 - n_swa, p]: its K/V
+  // start moves with the row, so attend_rows (rows from one start) serves only
+  // chunks that lie wholly inside the window, and never a soft-capped layer.
+  const int64_t window = cfg_.is_swa(layer) ? cfg_.n_swa : 0;
+  const bool rows_ok = softcap == 0.0f && (window == 0 || pos0 + m <= window);
+  if (m > 1 && kt_.attend_rows && rows_ok) {
     // Tasks of up to kAttnRows query rows of one head: K/V rows are read once per task.
     const int64_t blocks = (m + kAttnRows - 1) / kAttnRows, tasks = blocks * cfg_.n_head;
     pool_.run([&](int ith, int nth) {
@@ -252,37 +280,46 @@ void Context::attention(int layer, int64_t m) {
     float* scratch = scratch_.data() + static_cast<size_t>(ith) * kAttnRows * n_ctx_;
     for (int64_t task = ith; task < tasks; task += nth) {
       const int64_t t = task / cfg_.n_head, h = task % cfg_.n_head, kvh = h / group;
-      const size_t off = row_bytes(kv_type_, kvh * hd);
+      const int64_t start = window ? std::max<int64_t>(0, pos0 + t + 1 - window) : 0;
+      const size_t off = row_bytes(kv_type_, kvh * hd) + static_cast<size_t>(start) * kv_row_bytes_;
       kt_.attend(q_.data() + t * q_dim + h * hd, kc + off, vc + off, kv_type_, kv_dim, hd,
-                 pos0 + t + 1, scale, m > 1, scratch, attn_.data() + t * q_dim + h * hd);
+                 pos0 + t + 1 - start, scale, softcap, m > 1, scratch, attn_.data() + t * q_dim + h * hd);
     }
+  });
+}
+
+void Context::softcap_logits(float* logits, int64_t rows) {
+  const float cap = cfg_.final_softcap;
+  const int64_t n = cfg_.n_vocab;
+  for_rows(rows, [&](int64_t t0, int64_t t1) {
+    for (int64_t i = t0 * n; i < t1 * n; ++i) logits[i] = std::tanh(logits[i] / cap) * cap;
   });
 }
 
 void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows) {
   const LlmModel& M = *model_;
+  const LlmArch& A = *cfg_.traits;
   const int64_t d = cfg_.n_embd, kv_dim = cfg_.n_head_kv * cfg_.head_dim, q_dim = cfg_.n_head * cfg_.head_dim;
-  const int64_t ff = cfg_.n_ff, half = cfg_.n_rot / 2;
+  const int64_t ff = cfg_.n_ff;
+  // gemma multiplies token embeddings by sqrt(n_embd) (gemma2 image rows too)
+  const float in_scale = input_emb_ && !A.embd_scale_inputs ? 1.0f : cfg_.embd_scale;
 
-  // RoPE angles as ggml computes them: theta_i = p * base^(-2i/n_rot) by repeated products.
-  const float theta_scale = std::pow(cfg_.rope_freq_base, -2.0f / static_cast<float>(cfg_.n_rot));
   for_rows(m, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      if (input_emb_) std::copy(input_emb_ + t * d, input_emb_ + (t + 1) * d, x_.data() + t * d);
-      else dequantize_row(M.token_embd.type, M.token_embd.row(tokens[t]), x_.data() + t * d, d);
-      float theta = static_cast<float>(n_past_ + t);
-      for (int64_t i = 0; i < half; ++i) {
-        const float ff_i = M.rope_freq_factors.empty() ? 1.0f : M.rope_freq_factors[i];
-        const float th = cfg_.rope_freq_scale * (theta / ff_i);
-        rope_cos_[t * half + i] = std::cos(th);
-        rope_sin_[t * half + i] = std::sin(th);
-        theta *= theta_scale;
+      float* xt = x_.data() + t * d;
+      if (input_emb_) std::copy(input_emb_ + t * d, input_emb_ + (t + 1) * d, xt);
+      else dequantize_row(M.token_embd.type, M.token_embd.row(tokens[t]), xt, d);
+      if (in_scale != 1.0f) {
+        for (int64_t i = 0; i < d; ++i) xt[i] *= in_scale;
       }
     }
+    rope_table(cfg_.rope, 0, t0, t1);
+    if (n_rope_sets_ > 1) rope_table(cfg_.rope_swa, 1, t0, t1);
   });
 
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const LayerWeights& L = M.layers[l];
+    const int set = cfg_.is_swa(l) ? 1 : 0;
     for_rows(m, [&](int64_t t0, int64_t t1) { rms_norm(x_.data(), L.attn_norm, t0, t1, h_.data()); });
     {
       const Matrix* W[] = {&L.wq, &L.wk, &L.wv};
@@ -297,13 +334,18 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
           for (int64_t i = 0; i < kv_dim; ++i) v_[t * kv_dim + i] += L.bv.data[i];
         }
       }
-      rope(q_.data(), t0, t1, cfg_.n_head);
-      rope(k_.data(), t0, t1, cfg_.n_head_kv);
+      if (L.q_norm.data) {  // per head: each head is one row of head_dim values
+        rms_norm(q_.data(), L.q_norm, t0 * cfg_.n_head, t1 * cfg_.n_head, q_.data());
+        rms_norm(k_.data(), L.k_norm, t0 * cfg_.n_head_kv, t1 * cfg_.n_head_kv, k_.data());
+      }
+      rope(q_.data(), t0, t1, cfg_.n_head, set);
+      rope(k_.data(), t0, t1, cfg_.n_head_kv, set);
     });
     attention(static_cast<int>(l), m);
     matmul(L.wo, attn_.data(), m, h_.data());
-    // Residual, then the FFN norm of the same rows.
+    // (post-norm,) residual, then the FFN norm of the same rows.
     for_rows(m, [&](int64_t t0, int64_t t1) {
+      if (L.attn_post_norm.data) rms_norm(h_.data(), L.attn_post_norm, t0, t1, h_.data());
       for (int64_t i = t0 * d; i < t1 * d; ++i) x_[i] += h_[i];
       rms_norm(x_.data(), L.ffn_norm, t0, t1, h_.data());
     });
@@ -313,14 +355,15 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
       matmul_shared_input(W, Y, 2, h_.data(), m);
     }
     // One kernel call per row: llama.cpp's vector exp runs over 8-wide groups of a row.
-    auto swiglu_rows = [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t)
-        kt_.swiglu(gate_.data() + t * ff, up_.data() + t * ff, gate_.data() + t * ff, ff);
+    const kernels::SwigluFn act = A.activation == FfnActivation::GeluTanh ? kt_.geglu : kt_.swiglu;
+    auto act_rows = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) act(gate_.data() + t * ff, up_.data() + t * ff, gate_.data() + t * ff, ff);
     };
-    if (m == 1) swiglu_rows(0, 1);
-    else pool_.parallel_for(m, 1, swiglu_rows);
+    if (m == 1) act_rows(0, 1);
+    else pool_.parallel_for(m, 1, act_rows);
     matmul(L.w_down, gate_.data(), m, h_.data());
     for_rows(m, [&](int64_t t0, int64_t t1) {
+      if (L.ffn_post_norm.data) rms_norm(h_.data(), L.ffn_post_norm, t0, t1, h_.data());
       for (int64_t i = t0 * d; i < t1 * d; ++i) x_[i] += h_[i];
     });
   }
@@ -330,6 +373,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
   const int64_t first = all_rows ? 0 : m - 1, rows = all_rows ? m : 1;
   for_rows(rows, [&](int64_t t0, int64_t t1) { rms_norm(x_.data() + first * d, M.output_norm, t0, t1, h_.data()); });
   matmul(M.output, h_.data(), rows, logits_out);
+  if (cfg_.final_softcap > 0.0f) softcap_logits(logits_out, rows);
 }
 
 }  // namespace bluelm

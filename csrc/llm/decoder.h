@@ -1,5 +1,6 @@
 // A decoding context: the KV cache, its position, and the forward pass of the
-// LLaMA-family decoder. Prefill runs in chunks of n_batch tokens.
+// decoder (one graph for every arch of llm_arch.h, its optional steps switched
+// by the arch's flags). Prefill runs in chunks of n_batch tokens.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
@@ -19,8 +20,9 @@ class Context {
           GgmlType kv_type);
 
   // Appends tokens at positions n_past.. and computes logits for the last token
-  // (or for every token when logits_all). Throws ArgumentError for a token id out
-  // of range and ContextOverflowError when the tokens do not fit.
+  // (or for every token when logits_all). Token ids must be in [0, n_vocab):
+  // the runtime checks them once (check_token_ids) before they get here.
+  // Throws ContextOverflowError when the tokens do not fit.
   void eval(const int32_t* tokens, int64_t n, bool logits_all);
   // As eval, for n rows of n_embd floats (image embeddings) taken as the
   // input embeddings of positions n_past.. and prefilled in chunks of n_batch.
@@ -28,6 +30,9 @@ class Context {
   // As eval_embeddings, but the logits of the last row are computed only when
   // want_logits (the prefill scheduler runs many chunks and needs one row).
   void prefill_embeddings(const float* emb, int64_t n, bool want_logits);
+  // As prefill_embeddings, for token ids (their rows of token_embd, with the
+  // arch's token scale: gemma3 scales token rows but not image rows).
+  void prefill_tokens(const int32_t* tokens, int64_t n, bool want_logits);
 
   // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
   const float* logits() const { return logits_.data(); }
@@ -43,6 +48,8 @@ class Context {
   const LlmModel& model() const { return *model_; }
 
  private:
+  // prefill_tokens / prefill_embeddings: exactly one of tokens and emb is set.
+  void prefill_rows(const int32_t* tokens, const float* emb, int64_t n, bool want_logits);
   void forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows);
   // Y[m x W.rows] = X[m x W.cols] . W^T
   void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
@@ -51,8 +58,13 @@ class Context {
   void matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X, int64_t m);
   // Rows [t0, t1) of a chunk (row t at offset t * width).
   void rms_norm(const float* x, const Vector& w, int64_t t0, int64_t t1, float* y) const;
-  void rope(float* x, int64_t t0, int64_t t1, int64_t n_heads) const;
+  // RoPE with table `set` (0: global layers, 1: sliding-window layers).
+  void rope(float* x, int64_t t0, int64_t t1, int64_t n_heads, int set) const;
+  // cos/sin of the chunk's positions for one RoPE setting.
+  void rope_table(const RopeParams& rp, int set, int64_t t0, int64_t t1);
   void attention(int layer, int64_t m);
+  // logits = cap * tanh(logits / cap) (gemma2's final soft-cap), rows of n_vocab.
+  void softcap_logits(float* logits, int64_t rows);
   // fn(t0, t1) over the rows of a chunk: on the pool for a prompt chunk (the
   // per-row work is identical either way), inline for one token.
   template <typename Fn>
@@ -83,7 +95,9 @@ class Context {
   // Chunk buffers sized for n_batch tokens, allocated once.
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;
   std::vector<uint8_t> act_;            // activations in the kernel's input format
-  std::vector<float> rope_cos_, rope_sin_;  // per token, per rotated pair
+  std::vector<float> rope_cos_, rope_sin_;  // per set (global, sliding), per token, per rotated pair
+  int n_rope_sets_ = 1;
+  const float* rope_factors_ = nullptr;      // per rotated pair, or nullptr
   std::vector<float> scratch_;          // per thread, 4 x n_ctx scores
   std::vector<float> logits_;
   int64_t n_logit_rows_ = 0;

@@ -31,10 +31,15 @@ struct Vector {
   int64_t n = 0;
 };
 
+// Optional tensors are empty (data == nullptr) when the arch has none. Fused
+// files (phi3's attn_qkv and 2*n_ff ffn_up) are bound as row ranges of one
+// tensor, so wq/wk/wv and w_gate/w_up are views either way.
 struct LayerWeights {
   Vector attn_norm, ffn_norm;
   Matrix wq, wk, wv, wo;
-  Vector bq, bk, bv;  // qwen2 only
+  Vector bq, bk, bv;                  // q/k/v biases (qwen2; optional for llama)
+  Vector q_norm, k_norm;              // per-head RMSNorm before RoPE (qwen3, gemma3)
+  Vector attn_post_norm, ffn_post_norm;  // before the residual adds (gemma2/3)
   Matrix w_gate, w_up, w_down;
 };
 
@@ -50,7 +55,12 @@ class LlmModel {
   Matrix token_embd;
   Vector output_norm;
   Matrix output;  // the token embedding when tied
-  std::vector<float> rope_freq_factors;  // per rotated pair; empty means all 1
+  // RoPE frequency divisors per rotated pair (rope_freqs: llama 3, BlueLM's
+  // ntkmixed); LongRoPE's pair (phi3) is chosen per context. Empty means all 1.
+  std::vector<float> rope_freq_factors;
+  std::vector<float> rope_factors_long, rope_factors_short;
+  // The divisors for a context of n_ctx positions (nullptr: none).
+  const float* rope_factors(int64_t n_ctx) const;
   std::vector<LayerWeights> layers;
   uint64_t weight_bytes = 0;  // bytes of matrices read per token (roofline)
   uint64_t packed_bytes = 0;  // bytes repacked into owned memory at load

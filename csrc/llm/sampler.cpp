@@ -9,7 +9,21 @@
 
 namespace bluelm {
 
-void SamplerParams::validate() const {
+namespace {
+
+constexpr float kMax = std::numeric_limits<float>::max();
+
+// NaN (from the logits or inf - inf in a penalty) would break the sort's
+// ordering, which is undefined behaviour, and win argmax: it counts as the
+// least likely value. Infinities become the largest finite values so softmax
+// never computes inf - inf: +inf wins outright, -inf keeps zero mass.
+inline float orderable(float v) { return std::isnan(v) ? -kMax : std::min(std::max(v, -kMax), kMax); }
+
+inline bool allowed(TokenMask mask, int64_t i) { return !mask || ((mask[i >> 5] >> (i & 31)) & 1u); }
+
+}  // namespace
+
+void SamplerParams::validate(int64_t n_vocab) const {
   auto bad = [](const std::string& what) { throw ArgumentError(what); };
   if (!(temperature >= 0.0f) || !std::isfinite(temperature)) bad("temperature must be >= 0, got " + std::to_string(temperature));
   if (top_k < 0) bad("top_k must be >= 0 (0 disables it), got " + std::to_string(top_k));
@@ -19,12 +33,22 @@ void SamplerParams::validate() const {
   if (!std::isfinite(presence_penalty)) bad("presence_penalty must be finite");
   if (!std::isfinite(frequency_penalty)) bad("frequency_penalty must be finite");
   if (repeat_last_n < 0) bad("repeat_last_n must be >= 0, got " + std::to_string(repeat_last_n));
+  for (const auto& [tok, bias] : logit_bias) {
+    if (tok < 0 || (n_vocab > 0 && tok >= n_vocab)) {
+      bad("logit_bias: token id " + std::to_string(tok) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    }
+    if (std::isnan(bias)) bad("logit_bias: the bias of token " + std::to_string(tok) + " is NaN");
+  }
 }
 
-Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) { p_.validate(); }
+Sampler::Sampler(const SamplerParams& p, int64_t n_vocab)
+    : p_(p), seed_(p.seed ? *p.seed : std::random_device{}() * 0x9E3779B97F4A7C15ull ^ std::random_device{}()),
+      rng_(seed_) {
+  p_.validate(n_vocab);
+}
 
 void Sampler::reset() {
-  rng_.seed(p_.seed);
+  rng_.seed(seed_);
   recent_.clear();
   counts_.clear();
 }
@@ -40,34 +64,64 @@ void Sampler::accept(int32_t token) {
   }
 }
 
-int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
-  cand_.resize(static_cast<size_t>(n_vocab));
-  for (int64_t i = 0; i < n_vocab; ++i) cand_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
+bool Sampler::plain() const {
+  const bool penalise = p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
+  return p_.logit_bias.empty() && !(penalise && !counts_.empty());
+}
 
+const float* Sampler::processed(const float* logits, int64_t n_vocab, TokenMask mask) {
+  work_.assign(logits, logits + n_vocab);
+  for (const auto& [tok, bias] : p_.logit_bias) {
+    if (tok < n_vocab) work_[tok] += bias;
+  }
   const bool penalise = p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
   if (penalise) {
     for (const auto& [tok, count] : counts_) {
       if (tok < 0 || tok >= n_vocab) continue;
-      float& l = cand_[tok].logit;
+      float& l = work_[tok];
       l = l <= 0.0f ? l * p_.repeat_penalty : l / p_.repeat_penalty;
       l -= static_cast<float>(count) * p_.frequency_penalty + p_.presence_penalty;
     }
   }
+  for (int64_t i = 0; i < n_vocab; ++i) work_[i] = allowed(mask, i) ? orderable(work_[i]) : -std::numeric_limits<float>::infinity();
+  return work_.data();
+}
 
-  // NaN (from the logits or inf - inf in a penalty) would break the sort's
-  // ordering, which is undefined behaviour, and win argmax: it counts as the
-  // least likely value. Infinities become the largest finite values so softmax
-  // never computes inf - inf: +inf wins outright, -inf keeps zero mass.
-  constexpr float kMax = std::numeric_limits<float>::max();
-  for (auto& c : cand_) c.logit = std::isnan(c.logit) ? -kMax : std::min(std::max(c.logit, -kMax), kMax);
+int32_t Sampler::sample(const float* logits, int64_t n_vocab, TokenMask mask, TokenLogprobs* logprobs, int n_top) {
+  // Raw logits (no bias, no penalty, no logprobs: the common case) are read in
+  // place, orderable() and the mask applied per value; otherwise a processed
+  // copy holds them (masked: -inf).
+  const bool raw = plain() && !logprobs;
+  const float* l = raw ? logits : processed(logits, n_vocab, mask);
+  const TokenMask m = raw ? mask : nullptr;
+  constexpr float kOut = -std::numeric_limits<float>::infinity();
+  int32_t chosen = -1;
+  if (p_.temperature == 0.0f) {
+    float best = 0.0f;
+    for (int64_t i = 0; i < n_vocab; ++i) {  // the first maximum
+      const float v = raw ? orderable(l[i]) : l[i];
+      if (v != kOut && allowed(m, i) && (chosen < 0 || v > best)) {
+        best = v;
+        chosen = static_cast<int32_t>(i);
+      }
+    }
+  } else {
+    cand_.clear();
+    for (int64_t i = 0; i < n_vocab; ++i) {
+      const float v = raw ? orderable(l[i]) : l[i];
+      if (v != kOut && allowed(m, i)) cand_.push_back({static_cast<int32_t>(i), v, 0.0f});
+    }
+    if (!cand_.empty()) chosen = draw();
+  }
+  if (chosen < 0) throw ArgumentError("the token mask allows no token");
+  if (logprobs) fill_logprobs(l, n_vocab, chosen, n_top, *logprobs);
+  return chosen;
+}
 
+int32_t Sampler::draw() {
   auto by_logit = [](const Candidate& a, const Candidate& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
-  if (p_.temperature == 0.0f) {
-    return std::min_element(cand_.begin(), cand_.end(), by_logit)->id;  // first maximum
-  }
-
   size_t n = cand_.size();
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < n) {
     std::partial_sort(cand_.begin(), cand_.begin() + p_.top_k, cand_.end(), by_logit);
@@ -118,6 +172,26 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
     if (u < cum) return c.id;
   }
   return cand_.back().id;
+}
+
+void Sampler::fill_logprobs(const float* l, int64_t n_vocab, int32_t chosen, int n_top, TokenLogprobs& out) const {
+  float mx = -kMax;
+  for (int64_t i = 0; i < n_vocab; ++i) mx = std::max(mx, l[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(l[i]) - mx);
+  const double lse = mx + std::log(sum);
+  out.chosen = static_cast<float>(l[chosen] - lse);
+  out.top.clear();
+  const int64_t k = std::min<int64_t>(std::max(n_top, 0), n_vocab);
+  if (k == 0) return;
+  std::vector<int32_t> ids(static_cast<size_t>(n_vocab));
+  for (int64_t i = 0; i < n_vocab; ++i) ids[i] = static_cast<int32_t>(i);
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                    [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  for (int64_t i = 0; i < k; ++i) {
+    if (l[ids[i]] == -std::numeric_limits<float>::infinity()) break;  // masked out
+    out.top.emplace_back(ids[i], static_cast<float>(l[ids[i]] - lse));
+  }
 }
 
 }  // namespace bluelm

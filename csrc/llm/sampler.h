@@ -1,14 +1,20 @@
-// Token sampler: penalties, then top-k, top-p, min-p, temperature and a seeded
-// draw (llama.cpp's default chain order). temperature == 0 is greedy.
+// Token sampler: logit bias, an optional allowed-token mask (constrained
+// decoding), penalties, then top-k, top-p, min-p, temperature and a seeded draw
+// (llama.cpp's default chain order). temperature == 0 is greedy.
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <random>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace bluelm {
 
+// The one definition of the sampling parameters: the Python binding
+// (SamplingParams), the Model API and the command line are all generated from
+// for_each_field below, so a new field is added here and nowhere else.
 struct SamplerParams {
   float temperature = 0.8f;
   int32_t top_k = 40;      // 0 disables
@@ -18,18 +24,50 @@ struct SamplerParams {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   int32_t repeat_last_n = 64;  // tokens the penalties look back over
-  uint64_t seed = 0;
+  std::optional<uint64_t> seed;  // unset: a random seed per sampler
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, added to its logit)
 
-  // Throws ArgumentError naming the first invalid field.
-  void validate() const;
+  // Throws ArgumentError naming the first invalid field; logit_bias ids are
+  // checked against n_vocab when it is known (> 0).
+  void validate(int64_t n_vocab = 0) const;
+};
+
+// Visits every field as (name, member, help text), in declaration order.
+template <typename P, typename F>
+void for_each_field(P& p, F&& f) {
+  f("temperature", p.temperature, "0 = greedy; higher is more random");
+  f("top_k", p.top_k, "keep the k most likely tokens (0 = all)");
+  f("top_p", p.top_p, "keep the smallest set with this much probability (1 = off)");
+  f("min_p", p.min_p, "drop tokens below min_p x the top probability (0 = off)");
+  f("repeat_penalty", p.repeat_penalty, "divide the logits of recent tokens (1 = off)");
+  f("presence_penalty", p.presence_penalty, "subtracted once from recent tokens' logits");
+  f("frequency_penalty", p.frequency_penalty, "subtracted per occurrence in recent tokens");
+  f("repeat_last_n", p.repeat_last_n, "recent tokens the penalties look at");
+  f("seed", p.seed, "seed of the draw (None: random)");
+  f("logit_bias", p.logit_bias, "{token id: bias added to its logit}");
+}
+
+// One allowed-token mask: bit (t % 32) of word t / 32 set = token t may be
+// sampled (llguidance's layout). nullptr = every token allowed.
+using TokenMask = const uint32_t*;
+
+// The log-probabilities of the distribution a token was drawn from: the
+// softmax over the whole vocabulary of the logits after bias, mask and
+// penalties (before temperature and truncation, as OpenAI reports them).
+struct TokenLogprobs {
+  float chosen = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;  // most likely first
 };
 
 class Sampler {
  public:
-  explicit Sampler(const SamplerParams& p);
-  int32_t sample(const float* logits, int64_t n_vocab);
+  explicit Sampler(const SamplerParams& p, int64_t n_vocab = 0);
+  // The next token. Throws ArgumentError when `mask` allows no token.
+  int32_t sample(const float* logits, int64_t n_vocab, TokenMask mask = nullptr,
+                 TokenLogprobs* logprobs = nullptr, int n_top = 0);
   void accept(int32_t token);  // records a token for the penalties
   void reset();
+  const SamplerParams& params() const { return p_; }
 
  private:
   struct Candidate {
@@ -37,11 +75,19 @@ class Sampler {
     float logit;
     float p;
   };
+  // logits with bias, mask and penalties applied, NaN/inf made orderable
+  const float* processed(const float* logits, int64_t n_vocab, TokenMask mask);
+  bool plain() const;
+  int32_t draw();  // top-k, top-p, min-p, temperature and the draw over cand_  // no bias and no penalties: logits are used as they are
+  void fill_logprobs(const float* l, int64_t n_vocab, int32_t chosen, int n_top, TokenLogprobs& out) const;
+
   SamplerParams p_;
+  uint64_t seed_;
   std::mt19937_64 rng_;
   std::deque<int32_t> recent_;
   std::unordered_map<int32_t, int32_t> counts_;
   std::vector<Candidate> cand_;
+  std::vector<float> work_;
 };
 
 }  // namespace bluelm

@@ -5,6 +5,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -19,6 +23,7 @@
 #include "llm/decoder.h"
 #include "llm/sampler.h"
 #include "runtime/prefill_pipeline.h"
+#include "runtime/session.h"
 #include "vision/vision_model.h"
 
 namespace py = pybind11;
@@ -113,11 +118,10 @@ GgmlType parse_kv_type(const std::string& s) {
   throw ArgumentError("kv_type must be 'f16', 'f32', 'q8_0' or 'int8', got '" + s + "'");
 }
 
-// One Python-visible context; the mutex refuses concurrent use from two threads.
+// One Python-visible session; the mutex refuses concurrent use from two threads.
 struct ContextHandle {
-  std::unique_ptr<Context> ctx;
+  std::unique_ptr<Session> s;
   std::mutex busy;
-  std::atomic<bool> cancel{false};  // set from any thread, polled by the prefill scheduler
 };
 
 class BusyGuard {
@@ -129,13 +133,20 @@ class BusyGuard {
   std::unique_lock<std::mutex> lock_;
 };
 
-std::vector<int32_t> to_tokens(const std::vector<int64_t>& in, int64_t n_vocab) {
-  std::vector<int32_t> out(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] < 0 || in[i] >= n_vocab) {
-      throw ArgumentError("token id " + std::to_string(in[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+// Python ints -> int32 ids (only the narrowing is checked here; the vocabulary
+// is checked once, by the runtime's check_token_ids).
+std::vector<int32_t> to_token_ids(const py::handle& seq, const std::string& where) {
+  std::vector<int32_t> out;
+  for (const auto& v : seq) {
+    int64_t id = 0;
+    try {
+      if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::int_>(v) || py::hasattr(v, "__index__"))) throw py::cast_error();
+      id = v.cast<int64_t>();
+    } catch (const py::cast_error&) {
+      throw ArgumentError(where + "token ids must be integers, got " + std::string(py::str(py::type::of(v).attr("__name__"))) + " " + std::string(py::repr(v)).substr(0, 40));
     }
-    out[i] = static_cast<int32_t>(in[i]);
+    if (id < INT32_MIN || id > INT32_MAX) throw ArgumentError(where + "token id " + std::to_string(id) + " is outside the vocabulary");
+    out.push_back(static_cast<int32_t>(id));
   }
   return out;
 }
@@ -155,6 +166,11 @@ py::dict vision_config_dict(const VisionModel& vm) {
   d["weight_type"] = type_name(static_cast<uint32_t>(l->weights->main_type));
   d["has_post_ln"] = l->weights->post_ln_w.data != nullptr;
   d["has_image_newline"] = l->weights->image_newline.data != nullptr;
+  // What the file's keys and names resolve to (legacy llama.cpp files included).
+  d["proj_dim"] = c.proj_dim;
+  d["n_layer"] = c.n_layer;
+  d["image_newline_tensor"] = c.image_newline_name.empty() ? py::object(py::none()) : py::object(py::str(c.image_newline_name));
+  d["ffn_naming"] = c.ffn_naming == FfnNaming::LegacySwapped ? "legacy_swapped" : "standard";
   return d;
 }
 
@@ -182,25 +198,48 @@ py::array_t<float> vision_encode(const VisionModel& vm, py::array pixels, bool p
 }
 
 
-// ("tokens", [ids]) | ("embeddings", float32 [n, n_embd]) | ("patches", float32 [n, 3, S, S][, out]),
-// where the optional out, float32 [n * n_out_tokens, n_embd], receives the image's embeddings.
+ImageKey parse_key(const py::handle& h, const std::string& where) {
+  if (h.is_none()) return {};
+  if (!py::isinstance<py::bytes>(h)) throw ArgumentError(where + ": an image key must be bytes");
+  const std::string k = h.cast<std::string>();
+  if (k.size() != 16) throw ArgumentError(where + ": an image key must be 16 bytes, got " + std::to_string(k.size()));
+  ImageKey key;
+  std::memcpy(&key.hi, k.data(), 8);
+  std::memcpy(&key.lo, k.data() + 8, 8);
+  return key;
+}
+
+py::object key_to_py(const PositionKey& k) {
+  if (!k.is_image) return py::int_(k.value);
+  char raw[16];
+  std::memcpy(raw, &k.image.hi, 8);
+  std::memcpy(raw + 8, &k.image.lo, 8);
+  return py::make_tuple(py::bytes(raw, 16), k.value);
+}
+
+// ("tokens", ids) | ("embeddings", float32 [n, n_embd][, key]) | ("patches", float32 [n, 3, S, S][, out[, key]]),
+// where out, float32 [n * n_out_tokens, n_embd], receives the image's embeddings and key (16 bytes)
+// names the image for the prefix cache.
 std::vector<PrefillSegment> parse_segments(const py::list& items, const Context& ctx, const VisionModel* vision,
                                            std::vector<py::array_t<float, py::array::c_style>>& keep) {
   std::vector<PrefillSegment> segs;
   const int64_t d = ctx.model().config().n_embd;
   for (size_t i = 0; i < items.size(); ++i) {
     const std::string where = "segment " + std::to_string(i);
-    if (!py::isinstance<py::tuple>(items[i]) || py::len(items[i]) < 2 || py::len(items[i]) > 3) throw ArgumentError(where + " must be a (kind, data) tuple");
+    if (!py::isinstance<py::tuple>(items[i]) || py::len(items[i]) < 2 || py::len(items[i]) > 4) throw ArgumentError(where + " must be a (kind, data) tuple");
     const py::tuple t = items[i].cast<py::tuple>();
     const std::string kind = py::str(t[0]);
     PrefillSegment s;
     if (kind == "tokens") {
+      if (t.size() != 2) throw ArgumentError(where + ": a tokens segment is (\"tokens\", ids)");
       s.kind = PrefillSegment::Kind::Tokens;
-      for (const auto& v : t[1]) {
-        const int64_t id = v.cast<int64_t>();
-        if (id < INT32_MIN || id > INT32_MAX) throw ArgumentError(where + ": token id " + std::to_string(id) + " is out of range");
-        s.tokens.push_back(static_cast<int32_t>(id));
-      }
+      s.tokens = to_token_ids(t[1], items.size() > 1 ? where + ": " : "");
+    } else if (kind == "embeddings" && py::isinstance<py::int_>(t[1])) {
+      // rows not computed: allowed only where the KV cache holds them all (Session::reusable)
+      s.kind = PrefillSegment::Kind::Embeddings;
+      s.n = t[1].cast<int64_t>();
+      if (s.n <= 0 || t.size() != 3 || t[2].is_none()) throw ArgumentError(where + ": an image without rows needs a row count >= 1 and a key");
+      s.key = parse_key(t[2], where);
     } else if (kind == "embeddings" || kind == "patches") {
       py::array a = t[1].cast<py::array>();
       if (!py::isinstance<py::array_t<float>>(a)) throw ArgumentError(where + ": " + kind + " must be float32, got " + std::string(py::str(a.dtype())));
@@ -218,8 +257,10 @@ std::vector<PrefillSegment> parse_segments(const py::list& items, const Context&
       s.kind = patches ? PrefillSegment::Kind::Patches : PrefillSegment::Kind::Embeddings;
       s.data = keep.back().data();
       s.n = keep.back().shape(0);
-      if (t.size() == 3 && !t[2].is_none()) {
-        if (!patches) throw ArgumentError(where + ": only a patches segment takes an output array");
+      const size_t key_at = patches ? 3 : 2;
+      if (t.size() > key_at) s.key = parse_key(t[key_at], where);
+      if (!patches && t.size() > 3) throw ArgumentError(where + ": an embeddings segment is (\"embeddings\", rows[, key])");
+      if (patches && t.size() >= 3 && !t[2].is_none()) {
         py::array o = t[2].cast<py::array>();
         const int64_t rows = s.n * vision->config().n_out_tokens;
         if (!py::isinstance<py::array_t<float>>(o) || !(o.flags() & py::array::c_style) || !o.writeable() || o.ndim() != 2 ||
@@ -248,24 +289,20 @@ py::dict stats_dict(const PrefillStats& st) {
   d["n_chunks"] = st.n_chunks;
   d["n_patches"] = st.n_patches;
   d["n_batches"] = st.n_batches;
+  d["n_reused"] = st.n_reused;
   return d;
 }
 
-// Runs the scheduler on its own thread while this one, every few ms, takes the
-// GIL to let Python handle signals: a KeyboardInterrupt cancels the prefill
-// (the context is rolled back) and is raised once the scheduler has stopped.
-py::dict context_prefill(ContextHandle& pc, const py::list& items, std::shared_ptr<VisionModel> vision, bool overlap,
-                         int n_threads_vision, int64_t vision_batch, int64_t first_batch, bool release_vision) {
-  BusyGuard g(pc.busy);
-  std::vector<py::array_t<float, py::array::c_style>> keep;
-  const std::vector<PrefillSegment> segs = parse_segments(items, *pc.ctx, vision.get(), keep);
-  PrefillOptions opt;
-  opt.overlap = overlap;
-  opt.n_threads_vision = n_threads_vision;
-  opt.vision_batch = vision_batch;
-  opt.first_batch = first_batch;
-  opt.release_vision = release_vision;
-  pc.cancel = false;
+// Runs a prefill with the GIL released. One that may take long (more than one
+// chunk, or image patches) runs on its own thread while this one, every 20 ms,
+// takes the GIL to let Python handle signals: a KeyboardInterrupt cancels the
+// request (the session rolls back) and is raised once it has stopped. This is
+// the only Ctrl-C path; a decode step is short and returns to Python anyway.
+PrefillStats run_request(ContextHandle& pc, bool long_running, const std::function<PrefillStats()>& fn) {
+  if (!long_running) {
+    py::gil_scoped_release nogil;
+    return fn();
+  }
   PrefillStats st;
   std::exception_ptr err;
   std::mutex m;
@@ -274,7 +311,7 @@ py::dict context_prefill(ContextHandle& pc, const py::list& items, std::shared_p
   std::unique_ptr<py::error_already_set> interrupt;
   std::thread runner([&] {
     try {
-      st = prefill_segments(*pc.ctx, vision.get(), segs, opt, pc.cancel);
+      st = fn();
     } catch (...) {
       err = std::current_exception();
     }
@@ -290,13 +327,182 @@ py::dict context_prefill(ContextHandle& pc, const py::list& items, std::shared_p
     }
     if (!interrupt && PyErr_CheckSignals() != 0) {
       interrupt = std::make_unique<py::error_already_set>();  // fetches and clears the Python error
-      pc.cancel = true;
+      pc.s->cancel();
     }
   }
   runner.join();
-  if (interrupt) throw py::error_already_set(*interrupt);
+  if (interrupt) {
+    pc.s->clear_cancel();  // the prefill may have ended before it saw the flag
+    throw py::error_already_set(*interrupt);
+  }
   if (err) std::rethrow_exception(err);
-  return stats_dict(st);
+  return st;
+}
+
+int64_t request_rows(const std::vector<PrefillSegment>& segs, bool* has_patches) {
+  int64_t rows = 0;
+  for (const PrefillSegment& s : segs) {
+    if (s.kind == PrefillSegment::Kind::Patches) *has_patches = true;
+    rows += s.kind == PrefillSegment::Kind::Tokens ? static_cast<int64_t>(s.tokens.size()) : s.n;
+  }
+  return rows;
+}
+
+py::dict context_prefill(ContextHandle& pc, const py::list& items, std::shared_ptr<VisionModel> vision, bool overlap,
+                         int n_threads_vision, int64_t vision_batch, int64_t first_batch, bool release_vision, bool reuse) {
+  BusyGuard g(pc.busy);
+  std::vector<py::array_t<float, py::array::c_style>> keep;
+  const std::vector<PrefillSegment> segs = parse_segments(items, pc.s->context(), vision.get(), keep);
+  PrefillOptions opt;
+  opt.overlap = overlap;
+  opt.n_threads_vision = n_threads_vision;
+  opt.vision_batch = vision_batch;
+  opt.first_batch = first_batch;
+  opt.release_vision = release_vision;
+  bool patches = false;
+  const bool long_running = request_rows(segs, &patches) > pc.s->context().n_batch() || patches;
+  Session& s = *pc.s;
+  const VisionModel* vm = vision.get();
+  return stats_dict(run_request(pc, long_running, [&] { return reuse ? s.prefill(segs, vm, opt) : s.append(segs, vm, opt); }));
+}
+
+// Appends one segment (eval / eval_embeddings), every row's logits when logits_all.
+void context_append(ContextHandle& pc, PrefillSegment seg, bool logits_all) {
+  PrefillOptions opt;
+  opt.logits_all = logits_all;
+  const int64_t rows = seg.kind == PrefillSegment::Kind::Tokens ? static_cast<int64_t>(seg.tokens.size()) : seg.n;
+  if (rows == 0) throw ArgumentError(seg.kind == PrefillSegment::Kind::Tokens ? "eval needs at least one token" : "eval_embeddings needs at least one row");
+  const std::vector<PrefillSegment> segs{std::move(seg)};
+  Session& s = *pc.s;
+  run_request(pc, rows > s.context().n_batch(), [&] { return s.append(segs, nullptr, opt); });
+}
+
+// A bitmask of allowed tokens (llguidance's layout), checked for size; nullptr for None.
+TokenMask mask_of(const py::object& mask, int64_t n_vocab, py::buffer_info& keep) {
+  if (mask.is_none()) return nullptr;
+  keep = py::buffer(mask).request();
+  const int64_t words = (n_vocab + 31) / 32;
+  if (keep.itemsize != 4 || keep.ndim != 1 || keep.shape[0] != words || keep.strides[0] != 4) {
+    throw ArgumentError("the token mask must be a contiguous 1-D array of " + std::to_string(words) + " 32-bit words");
+  }
+  return static_cast<const uint32_t*>(keep.ptr);
+}
+
+const char* stop_name(StopReason r) {
+  switch (r) {
+    case StopReason::None: return "none";
+    case StopReason::EndOfGeneration: return "eog";
+    case StopReason::MaxTokens: return "max_tokens";
+    case StopReason::ContextFull: return "context_full";
+    case StopReason::Cancelled: return "cancelled";
+  }
+  return "none";
+}
+
+// -- SamplingParams: fields generated from for_each_field (llm/sampler.h) ------
+
+void set_field(const char* name, const py::handle& v, float& f) {
+  if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v))) {
+    throw ArgumentError(std::string(name) + " must be a number, got " + std::string(py::str(py::type::of(v).attr("__name__"))));
+  }
+  f = v.cast<float>();
+}
+
+void set_field(const char* name, const py::handle& v, int32_t& f) {
+  if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v)) {
+    throw ArgumentError(std::string(name) + " must be an integer, got " + std::string(py::str(py::type::of(v).attr("__name__"))));
+  }
+  const py::int_ big = py::reinterpret_borrow<py::int_>(v);
+  if (big < py::int_(INT32_MIN) || big > py::int_(INT32_MAX)) {
+    throw ArgumentError(std::string(name) + " must be between " + std::to_string(INT32_MIN) + " and " + std::to_string(INT32_MAX) + ", got " + std::string(py::str(v)));
+  }
+  f = v.cast<int32_t>();
+}
+
+void set_field(const char* name, const py::handle& v, std::optional<uint64_t>& f) {
+  if (v.is_none()) {
+    f.reset();
+    return;
+  }
+  if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v)) {
+    throw ArgumentError(std::string(name) + " must be an integer or None, got " + std::string(py::str(py::type::of(v).attr("__name__"))));
+  }
+  const py::int_ big = py::reinterpret_borrow<py::int_>(v);
+  if (big < py::int_(0) || big > py::int_(UINT64_MAX)) {
+    throw ArgumentError(std::string(name) + " must be between 0 and 2**64 - 1, got " + std::string(py::str(v)));
+  }
+  f = v.cast<uint64_t>();
+}
+
+void set_field(const char* name, const py::handle& v, std::vector<std::pair<int32_t, float>>& f) {
+  f.clear();
+  if (v.is_none()) return;
+  if (!py::isinstance<py::dict>(v)) throw ArgumentError(std::string(name) + " must be a dict {token id: bias}");
+  for (const auto& [k, b] : py::reinterpret_borrow<py::dict>(v)) {
+    int32_t tok = 0;
+    float bias = 0;
+    if (py::isinstance<py::str>(k)) {
+      // JSON object keys are strings ("logit_bias": {"123": -100})
+      try {
+        set_field(name, py::int_(py::reinterpret_borrow<py::object>(k)), tok);
+      } catch (const py::error_already_set&) {
+        throw ArgumentError(std::string(name) + ": key '" + std::string(py::str(k)) + "' is not a token id");
+      }
+    } else {
+      set_field(name, k, tok);
+    }
+    set_field(name, b, bias);
+    f.emplace_back(tok, bias);
+  }
+}
+
+py::object get_field(const float& f) {
+  char buf[32];  // the shortest decimal that reads back as f (0.95, not 0.949999988)
+  for (int digits = 6; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(f));
+    if (std::strtof(buf, nullptr) == f) break;
+  }
+  return py::float_(std::strtod(buf, nullptr));
+}
+py::object get_field(const int32_t& f) { return py::int_(f); }
+py::object get_field(const std::optional<uint64_t>& f) { return f ? py::object(py::int_(*f)) : py::none(); }
+py::object get_field(const std::vector<std::pair<int32_t, float>>& f) {
+  py::dict d;
+  for (const auto& [t, b] : f) d[py::int_(t)] = py::float_(b);
+  return std::move(d);
+}
+
+SamplerParams params_from_kwargs(const py::kwargs& kw) {
+  SamplerParams p;
+  size_t used = 0;
+  for_each_field(p, [&](const char* name, auto& field, const char*) {
+    if (kw.contains(name)) {
+      set_field(name, kw[name], field);
+      ++used;
+    }
+  });
+  if (used != kw.size()) {
+    std::string unknown;
+    for (const auto& item : kw) {
+      const std::string key = py::str(item.first);
+      bool known = false;
+      for_each_field(p, [&](const char* name, auto&, const char*) { known = known || key == name; });
+      if (!known) unknown += (unknown.empty() ? "" : ", ") + key;
+    }
+    throw ArgumentError("unknown sampling argument(s): " + unknown);
+  }
+  p.validate();
+  return p;
+}
+
+std::string params_repr(const SamplerParams& p) {
+  std::string out = "SamplingParams(";
+  bool first = true;
+  for_each_field(p, [&](const char* name, const auto& field, const char*) {
+    out += (first ? "" : ", ") + std::string(name) + "=" + std::string(py::repr(get_field(field)));
+    first = false;
+  });
+  return out + ")";
 }
 
 }  // namespace
@@ -364,56 +570,118 @@ PYBIND11_MODULE(_core, m) {
              auto pc = std::make_unique<ContextHandle>();
              if (n_threads <= 0) throw ArgumentError("n_threads must be >= 1, got " + std::to_string(n_threads));
              if (n_threads > 256) throw ArgumentError("n_threads must be <= 256, got " + std::to_string(n_threads));
-             pc->ctx = std::make_unique<Context>(model, n_ctx, n_batch, n_threads, parse_kv_type(kv_type));
+             pc->s = std::make_unique<Session>(model, n_ctx, n_batch, n_threads, parse_kv_type(kv_type));
              return pc;
            }),
            py::arg("model"), py::arg("n_ctx"), py::arg("n_batch") = 128, py::arg("n_threads") = 1,
            py::arg("kv_type") = "f16")
       .def(
           "eval",
-          [](ContextHandle& pc, const std::vector<int64_t>& tokens, bool logits_all) {
+          [](ContextHandle& pc, const py::object& tokens, bool logits_all) {
             BusyGuard g(pc.busy);
-            const std::vector<int32_t> t = to_tokens(tokens, pc.ctx->model().config().n_vocab);
-            py::gil_scoped_release nogil;
-            pc.ctx->eval(t.data(), static_cast<int64_t>(t.size()), logits_all);
+            PrefillSegment seg;
+            seg.tokens = to_token_ids(tokens, "");
+            context_append(pc, std::move(seg), logits_all);
           },
-          py::arg("tokens"), py::arg("logits_all") = false)
+          py::arg("tokens"), py::arg("logits_all") = false, "Append tokens at n_past (a prefill through the scheduler).")
       .def(
           "eval_embeddings",
           [](ContextHandle& pc, py::array emb, bool logits_all) {
             BusyGuard g(pc.busy);
-            const int64_t d = pc.ctx->model().config().n_embd;
+            const int64_t d = pc.s->context().model().config().n_embd;
             if (!py::isinstance<py::array_t<float>>(emb)) throw ArgumentError("embeddings must be float32, got " + std::string(py::str(emb.dtype())));
             if (emb.ndim() != 2 || emb.shape(1) != d) {
               throw ArgumentError("embeddings must have shape [n, " + std::to_string(d) + "], got " + std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(emb.shape(), emb.shape() + emb.ndim()))))));
             }
             auto a = py::array_t<float, py::array::c_style>::ensure(emb);
-            const float* data = a.data();
-            const int64_t n = a.shape(0);
-            py::gil_scoped_release nogil;
-            pc.ctx->eval_embeddings(data, n, logits_all);
+            PrefillSegment seg;
+            seg.kind = PrefillSegment::Kind::Embeddings;
+            seg.data = a.data();
+            seg.n = a.shape(0);
+            context_append(pc, std::move(seg), logits_all);
           },
           py::arg("emb"), py::arg("logits_all") = false)
       .def("logits",
            [](ContextHandle& pc) {
              BusyGuard g(pc.busy);
-             const int64_t rows = pc.ctx->n_logit_rows(), nv = pc.ctx->model().config().n_vocab;
+             const int64_t rows = pc.s->n_logit_rows(), nv = pc.s->context().model().config().n_vocab;
              if (rows == 0) throw ArgumentError("no logits yet: call eval first");
-             py::array_t<float> out = rows == 1 ? py::array_t<float>(nv) : py::array_t<float>({rows, nv});
-             std::memcpy(out.mutable_data(), pc.ctx->logits(), sizeof(float) * rows * nv);
+             py::array_t<float> out = rows == 1 ? py::array_t<float>(std::vector<py::ssize_t>{nv}) : py::array_t<float>(std::vector<py::ssize_t>{rows, nv});
+             std::memcpy(out.mutable_data(), pc.s->logits(), sizeof(float) * rows * nv);
              return out;
            })
-      .def_property_readonly("n_past", [](ContextHandle& pc) { return pc.ctx->n_past(); })
-      .def_property_readonly("n_ctx", [](ContextHandle& pc) { return pc.ctx->n_ctx(); })
-      .def_property_readonly("n_batch", [](ContextHandle& pc) { return pc.ctx->n_batch(); })
-      .def_property_readonly("n_threads", [](ContextHandle& pc) { return pc.ctx->n_threads(); })
-      .def("truncate", [](ContextHandle& pc, int64_t n) { BusyGuard g(pc.busy); pc.ctx->truncate(n); }, py::arg("n"))
+      .def_property_readonly("n_past", [](ContextHandle& pc) { return pc.s->n_past(); })
+      .def_property_readonly("n_ctx", [](ContextHandle& pc) { return pc.s->context().n_ctx(); })
+      .def_property_readonly("n_batch", [](ContextHandle& pc) { return pc.s->context().n_batch(); })
+      .def_property_readonly("n_threads", [](ContextHandle& pc) { return pc.s->context().n_threads(); })
+      .def_property_readonly("n_vocab", [](ContextHandle& pc) { return pc.s->context().model().config().n_vocab; })
+      .def("truncate", [](ContextHandle& pc, int64_t n) { BusyGuard g(pc.busy); pc.s->truncate(n); }, py::arg("n"))
       .def("prefill", &context_prefill, py::arg("segments"), py::arg("vision") = py::none(), py::arg("overlap") = true,
            py::arg("n_threads_vision") = 1, py::arg("vision_batch") = 4, py::arg("first_batch") = 1,
-           py::arg("release_vision") = false,
-           "Prefill (kind, data) segments, encoding patches on their own threads while the LLM runs; returns stage times.")
-      .def("cancel", [](ContextHandle& pc) { pc.cancel = true; }, "Stop the prefill in flight (thread-safe); it rolls back and raises CancelledError.")
-      .def("reset", [](ContextHandle& pc) { BusyGuard g(pc.busy); pc.ctx->truncate(0); });
+           py::arg("release_vision") = false, py::arg("reuse") = false,
+           "Prefill (kind, data) segments, encoding patches on their own threads while the LLM runs; returns stage "
+           "times. reuse=True keeps the longest cached prefix and runs only the rest (the cache then holds exactly "
+           "the segments); reuse=False appends at n_past.")
+      .def("reusable",
+           [](ContextHandle& pc, const py::list& items, std::shared_ptr<VisionModel> vision) {
+             std::vector<py::array_t<float, py::array::c_style>> keep;
+             return pc.s->reusable(parse_segments(items, pc.s->context(), vision.get(), keep), vision.get());
+           },
+           py::arg("segments"), py::arg("vision") = py::none(),
+           "How many leading positions prefill(segments, reuse=True) would keep from the cache.")
+      .def("cached",
+           [](ContextHandle& pc) {
+             py::list out;
+             for (const PositionKey& k : pc.s->keys()) out.append(key_to_py(k));
+             return out;
+           },
+           "One key per cached position: a token id, or (image key, row).")
+      .def("start",
+           [](ContextHandle& pc, const SamplerParams& params, const std::vector<int32_t>& eog, int64_t max_tokens) {
+             BusyGuard g(pc.busy);
+             pc.s->start(params, eog, max_tokens);
+           },
+           py::arg("params"), py::arg("eog"), py::arg("max_tokens"),
+           "Start a generation from the current logits (see step).")
+      .def("step",
+           [](ContextHandle& pc, const py::object& mask) -> py::object {
+             BusyGuard g(pc.busy);
+             py::buffer_info keep;
+             const TokenMask mk = mask_of(mask, pc.s->context().model().config().n_vocab, keep);
+             std::optional<int32_t> tok;
+             {
+               py::gil_scoped_release nogil;
+               tok = pc.s->step(mk);
+             }
+             return tok ? py::object(py::int_(*tok)) : py::none();
+           },
+           py::arg("mask") = py::none(),
+           "Evaluate the token returned last, sample the next: its id, or None once the generation ended (stop_reason). "
+           "mask: allowed tokens, one bit each (llguidance's bitmask).")
+      .def("step_logprobs",
+           [](ContextHandle& pc, const py::object& mask, int n_top) -> py::object {
+             BusyGuard g(pc.busy);
+             py::buffer_info keep;
+             const TokenMask mk = mask_of(mask, pc.s->context().model().config().n_vocab, keep);
+             TokenLogprobs lp;
+             std::optional<int32_t> tok;
+             {
+               py::gil_scoped_release nogil;
+               tok = pc.s->step(mk, &lp, n_top);
+             }
+             if (!tok) return py::none();
+             py::list top;
+             for (const auto& [id, v] : lp.top) top.append(py::make_tuple(id, v));
+             return py::make_tuple(*tok, lp.chosen, top);
+           },
+           py::arg("mask") = py::none(), py::arg("n_top") = 0,
+           "As step, and the token's log-probability with the n_top most likely tokens': (id, logprob, [(id, logprob)]).")
+      .def_property_readonly("stop_reason", [](ContextHandle& pc) { return stop_name(pc.s->stop_reason()); },
+                             "Why the generation ended: none, eog, max_tokens, context_full or cancelled.")
+      .def("cancel", [](ContextHandle& pc) { pc.s->cancel(); }, "Stop the request in flight (thread-safe); a prefill rolls back and raises CancelledError, a generation ends.")
+      .def("clear_cancel", [](ContextHandle& pc) { pc.s->clear_cancel(); }, "Drop a cancel that no request consumed.")
+      .def_property_readonly("cancel_pending", [](ContextHandle& pc) { return pc.s->cancel_pending(); })
+      .def("reset", [](ContextHandle& pc) { BusyGuard g(pc.busy); pc.s->truncate(0); });
 
   py::class_<VisionModel, std::shared_ptr<VisionModel>>(m, "VisionModel")
       .def(py::init([](const std::string& path) {
@@ -435,39 +703,87 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("pixels"), py::arg("n_threads") = 1, py::arg("batch_size") = 4);
 
+  py::class_<SamplerParams> sp(m, "SamplingParams", R"doc(How the next token is chosen (the one definition: csrc/llm/sampler.h).
+
+Keyword arguments, each also an attribute; unknown names and bad values raise InvalidArgumentError.
+
+Example:
+    >>> from bluelm_cpp import SamplingParams
+    >>> SamplingParams(temperature=0, seed=1).temperature
+    0.0
+)doc");
+  sp.def(py::init([](const py::kwargs& kw) { return params_from_kwargs(kw); }))
+      .def("__repr__", &params_repr)
+      .def("validate", [](const SamplerParams& p) { p.validate(); })
+      .def("replace",
+           [](const SamplerParams& p, const py::kwargs& kw) {
+             SamplerParams q = p;
+             py::dict merged;
+             for_each_field(q, [&](const char* name, const auto& field, const char*) { merged[name] = get_field(field); });
+             for (const auto& [k, v] : kw) merged[k] = v;
+             return params_from_kwargs(py::kwargs(merged));
+           },
+           "A copy with some fields changed.")
+      .def("to_dict",
+           [](const SamplerParams& p) {
+             py::dict d;
+             for_each_field(p, [&](const char* name, const auto& field, const char*) { d[name] = get_field(field); });
+             return d;
+           })
+      .def_static("fields", [] {
+        py::list out;
+        SamplerParams p;
+        for_each_field(p, [&](const char* name, const auto& field, const char* help) {
+          out.append(py::make_tuple(name, get_field(field), help));
+        });
+        return out;
+      }, "(name, default, help) of every field, in order.");
+  {
+    SamplerParams proto;
+    for_each_field(proto, [&](const char* name, const auto&, const char* help) {
+      sp.def_property(
+          name,
+          [name](const SamplerParams& p) {
+            py::object r;
+            for_each_field(p, [&](const char* n, const auto& f, const char*) {
+              if (std::strcmp(n, name) == 0) r = get_field(f);
+            });
+            return r;
+          },
+          [name](SamplerParams& p, const py::object& v) {
+            SamplerParams q = p;
+            for_each_field(q, [&](const char* n, auto& f, const char*) {
+              if (std::strcmp(n, name) == 0) set_field(name, v, f);
+            });
+            q.validate();
+            p = q;
+          },
+          help);
+    });
+  }
+
   py::class_<Sampler>(m, "Sampler")
-      .def(py::init([](float temperature, int32_t top_k, float top_p, float min_p, float repeat_penalty,
-                       float presence_penalty, float frequency_penalty, int32_t repeat_last_n, uint64_t seed) {
-             SamplerParams p;
-             p.temperature = temperature;
-             p.top_k = top_k;
-             p.top_p = top_p;
-             p.min_p = min_p;
-             p.repeat_penalty = repeat_penalty;
-             p.presence_penalty = presence_penalty;
-             p.frequency_penalty = frequency_penalty;
-             p.repeat_last_n = repeat_last_n;
-             p.seed = seed;
-             return std::make_unique<Sampler>(p);
+      .def(py::init([](const py::object& params, const py::kwargs& kw) {
+             if (!params.is_none() && kw.size()) throw ArgumentError("give a SamplingParams or keyword arguments, not both");
+             return std::make_unique<Sampler>(params.is_none() ? params_from_kwargs(kw) : params.cast<SamplerParams>());
            }),
-           py::arg("temperature") = 0.8f, py::arg("top_k") = 40, py::arg("top_p") = 0.95f, py::arg("min_p") = 0.05f,
-           py::arg("repeat_penalty") = 1.0f, py::arg("presence_penalty") = 0.0f, py::arg("frequency_penalty") = 0.0f,
-           py::arg("repeat_last_n") = 64, py::arg("seed") = 0)
+           py::arg("params") = py::none())
       .def("sample",
            [](Sampler& s, ContextHandle& pc) {
              BusyGuard g(pc.busy);
-             if (pc.ctx->n_logit_rows() == 0) throw ArgumentError("no logits yet: call eval first");
-             const int64_t nv = pc.ctx->model().config().n_vocab;
-             const float* last = pc.ctx->logits() + (pc.ctx->n_logit_rows() - 1) * nv;
+             if (pc.s->n_logit_rows() == 0) throw ArgumentError("no logits yet: call eval first");
+             const int64_t nv = pc.s->context().model().config().n_vocab;
+             const float* last = pc.s->logits() + (pc.s->n_logit_rows() - 1) * nv;
              return s.sample(last, nv);
            },
            py::arg("context"))
       .def("sample_logits",
-           [](Sampler& s, py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
+           [](Sampler& s, py::array_t<float, py::array::c_style | py::array::forcecast> logits, const py::object& mask) {
              if (logits.ndim() != 1 || logits.shape(0) == 0) throw ArgumentError("logits must be a non-empty 1-D array");
-             return s.sample(logits.data(), logits.shape(0));
+             py::buffer_info keep;
+             return s.sample(logits.data(), logits.shape(0), mask_of(mask, logits.shape(0), keep));
            },
-           py::arg("logits"))
+           py::arg("logits"), py::arg("mask") = py::none())
       .def("accept", &Sampler::accept, py::arg("token"))
       .def("reset", &Sampler::reset);
 }

@@ -18,15 +18,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-int64_t segment_rows(const PrefillSegment& s, int64_t tokens_per_patch) {
-  switch (s.kind) {
-    case PrefillSegment::Kind::Tokens: return static_cast<int64_t>(s.tokens.size());
-    case PrefillSegment::Kind::Embeddings: return s.n;
-    case PrefillSegment::Kind::Patches: return s.n * tokens_per_patch;
-  }
-  return 0;
-}
-
 // Encodes every Patches segment in order, batch by batch, into the channel.
 class PatchProducer {
  public:
@@ -86,37 +77,68 @@ class PatchProducer {
   BatchChannel& out_;
 };
 
-// Gathers rows into n_batch chunks per segment and prefills them.
+// Gathers rows into n_batch chunks per segment and prefills them. A chunk never
+// spans segments, so it is all token ids (looked up by the decoder, which knows
+// the arch's token-only embedding scale) or all embedding rows.
 class ChunkFeeder {
  public:
-  ChunkFeeder(Context& ctx, const std::atomic<bool>& cancel, PrefillStats& st)
-      : ctx_(ctx), d_(ctx.model().config().n_embd), cancel_(cancel), st_(st),
-        staging_(static_cast<size_t>(ctx.n_batch() * d_)) {}
+  // all_logits: when set, every row's logits are appended to it (logits_all).
+  // max_rows: the longest chunk this request can make (a decode-sized request
+  // allocates one row, not n_batch).
+  ChunkFeeder(Context& ctx, const std::atomic<bool>& cancel, PrefillStats& st, std::vector<float>* all_logits,
+              int64_t max_rows)
+      : ctx_(ctx), d_(ctx.model().config().n_embd), cancel_(cancel), st_(st), all_logits_(all_logits),
+        cap_(std::min(ctx.n_batch(), max_rows)) {}
 
-  float* next_row() { return staging_.data() + fill_ * d_; }
+  float* next_row() {
+    if (staging_.empty()) staging_.resize(static_cast<size_t>(cap_ * d_));
+    return staging_.data() + fill_ * d_;
+  }
 
-  // One row was written at next_row(); runs the chunk when it is full or the segment ends.
-  void commit(bool segment_end, bool want_logits) {
+  // One row was written at next_row(), or one token id is given; runs the chunk
+  // when it is full or the segment ends.
+  void commit(bool segment_end, bool want_logits) { advance(segment_end, want_logits); }
+  void commit_token(int32_t id, bool segment_end, bool want_logits) {
+    if (tokens_.empty()) tokens_.resize(static_cast<size_t>(cap_));
+    tokens_[fill_] = id;
+    tokens_chunk_ = true;
+    advance(segment_end, want_logits);
+  }
+
+ private:
+  void advance(bool segment_end, bool want_logits) {
     ++fill_;
     if (fill_ == ctx_.n_batch() || segment_end) flush(segment_end && want_logits);
   }
 
- private:
   void flush(bool want_logits) {
     if (cancel_.load()) throw CancelledError("prefill cancelled");
     const Clock::time_point t0 = Clock::now();
-    ctx_.prefill_embeddings(staging_.data(), fill_, want_logits);
+    if (all_logits_) {
+      if (tokens_chunk_) ctx_.eval(tokens_.data(), fill_, true);
+      else ctx_.eval_embeddings(staging_.data(), fill_, true);
+      all_logits_->insert(all_logits_->end(), ctx_.logits(), ctx_.logits() + fill_ * ctx_.model().config().n_vocab);
+    } else if (tokens_chunk_) {
+      ctx_.prefill_tokens(tokens_.data(), fill_, want_logits);
+    } else {
+      ctx_.prefill_embeddings(staging_.data(), fill_, want_logits);
+    }
     st_.prefill_s += seconds_since(t0);
     st_.n_rows += fill_;
     ++st_.n_chunks;
     fill_ = 0;
+    tokens_chunk_ = false;
   }
 
   Context& ctx_;
   const int64_t d_;
   const std::atomic<bool>& cancel_;
   PrefillStats& st_;
-  std::vector<float> staging_;
+  std::vector<float>* all_logits_;
+  const int64_t cap_;  // rows per chunk
+  std::vector<float> staging_;   // embedding rows of the chunk (allocated on first use)
+  std::vector<int32_t> tokens_;  // or its token ids
+  bool tokens_chunk_ = false;
   int64_t fill_ = 0;
 };
 
@@ -137,10 +159,9 @@ void check_segments(const Context& ctx, const VisionModel* vision, const std::ve
         throw ArgumentError("the vision projector outputs " + std::to_string(vision->config().proj_dim) + " values per token but the LLM's n_embd is " + std::to_string(lc.n_embd));
       }
     }
-    for (size_t t = 0; t < s.tokens.size(); ++t) {
-      if (s.tokens[t] < 0 || s.tokens[t] >= lc.n_vocab) {
-        throw ArgumentError(where + ": token id " + std::to_string(s.tokens[t]) + " at index " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(lc.n_vocab) + ")");
-      }
+    check_token_ids(s.tokens.data(), static_cast<int64_t>(s.tokens.size()), lc.n_vocab, segs.size() > 1 ? where + ": " : "");
+    if (s.kind == PrefillSegment::Kind::Patches && (s.skip < 0 || s.skip >= s.n * vision->config().n_out_tokens)) {
+      throw ArgumentError(where + ": skip " + std::to_string(s.skip) + " is outside the image's rows");
     }
     const int64_t rows = segment_rows(s, vision ? vision->config().n_out_tokens : 0);
     if (rows <= 0) throw ArgumentError(where + " is empty");
@@ -152,6 +173,23 @@ void check_segments(const Context& ctx, const VisionModel* vision, const std::ve
 }
 
 }  // namespace
+
+int64_t segment_rows(const PrefillSegment& s, int64_t tokens_per_patch) {
+  switch (s.kind) {
+    case PrefillSegment::Kind::Tokens: return static_cast<int64_t>(s.tokens.size());
+    case PrefillSegment::Kind::Embeddings: return s.n;
+    case PrefillSegment::Kind::Patches: return s.n * tokens_per_patch - s.skip;
+  }
+  return 0;
+}
+
+void check_token_ids(const int32_t* tokens, int64_t n, int64_t n_vocab, const std::string& where) {
+  for (int64_t t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= n_vocab) {
+      throw ArgumentError(where + "token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    }
+  }
+}
 
 PrefillStats prefill_segments(Context& ctx, const VisionModel* vision, const std::vector<PrefillSegment>& segs,
                               const PrefillOptions& opt, const std::atomic<bool>& cancel) {
@@ -175,18 +213,26 @@ PrefillStats prefill_segments(Context& ctx, const VisionModel* vision, const std
     }
     const LlmModel& M = ctx.model();
     const int64_t d = M.config().n_embd;
-    ChunkFeeder feeder(ctx, cancel, st);
+    if (opt.all_logits) opt.all_logits->clear();
+    int64_t longest = 0;
+    for (const PrefillSegment& s : segs) longest = std::max(longest, segment_rows(s, has_patches ? vision->config().n_out_tokens : 0));
+    ChunkFeeder feeder(ctx, cancel, st, opt.logits_all ? opt.all_logits : nullptr, longest);
     EmbeddingBatch batch;
     int64_t used = 0;  // rows of `batch` already consumed
+    std::vector<float> skipped(static_cast<size_t>(has_patches ? d : 0));  // cached rows of a patches segment
     for (size_t si = 0; si < segs.size(); ++si) {
       const PrefillSegment& s = segs[si];
       const bool last_seg = si + 1 == segs.size();
-      const int64_t rows = segment_rows(s, has_patches ? vision->config().n_out_tokens : 0);
+      const int64_t skip = s.kind == PrefillSegment::Kind::Patches ? s.skip : 0;
+      const int64_t rows = skip + segment_rows(s, has_patches ? vision->config().n_out_tokens : 0);
       for (int64_t r = 0; r < rows; ++r) {
-        float* dst = feeder.next_row();
         if (s.kind == PrefillSegment::Kind::Tokens) {
-          dequantize_row(M.token_embd.type, M.token_embd.row(s.tokens[r]), dst, d);
-        } else if (s.kind == PrefillSegment::Kind::Embeddings) {
+          feeder.commit_token(s.tokens[r], r + 1 == rows, last_seg);
+          continue;
+        }
+        // Rows already in the KV cache are encoded (the image is one unit) but not prefilled.
+        float* dst = r < skip ? skipped.data() : feeder.next_row();
+        if (s.kind == PrefillSegment::Kind::Embeddings) {
           std::memcpy(dst, s.data + r * d, sizeof(float) * d);
         } else {
           if (used == batch.n_rows) {
@@ -200,7 +246,7 @@ PrefillStats prefill_segments(Context& ctx, const VisionModel* vision, const std
           if (s.out) std::memcpy(s.out + r * d, dst, sizeof(float) * d);
           ++used;
         }
-        feeder.commit(r + 1 == rows, last_seg);
+        if (r >= skip) feeder.commit(r + 1 == rows, last_seg);
       }
     }
     stop_producer();

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "llm/decoder.h"
@@ -26,6 +27,13 @@ struct CancelledError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The content key of an image: its rows are cached positions only for the
+// very same image (a 128-bit hash the caller computes; zero = anonymous).
+struct ImageKey {
+  uint64_t hi = 0, lo = 0;
+  bool operator==(const ImageKey& o) const { return hi == o.hi && lo == o.lo; }
+};
+
 struct PrefillSegment {
   enum class Kind { Tokens, Embeddings, Patches };
   Kind kind = Kind::Tokens;
@@ -33,6 +41,8 @@ struct PrefillSegment {
   const float* data = nullptr;  // Embeddings: n x n_embd rows; Patches: n x 3 x S x S pixels
   int64_t n = 0;                // rows (Embeddings) or patches (Patches)
   float* out = nullptr;         // Patches, optional: receives the n x n_out_tokens x D embeddings (for a cache)
+  ImageKey key;                 // Embeddings / Patches: which image (for the prefix cache)
+  int64_t skip = 0;             // Patches: leading rows already in the KV cache (encoded, not prefilled)
 };
 
 struct PrefillOptions {
@@ -48,6 +58,9 @@ struct PrefillOptions {
   // encoded, while the LLM still prefills (the paper's way to keep the peak
   // low); they are read again from the file when the next image comes.
   bool release_vision = false;
+  // Keep the logits of every row (into `all_logits`, n_rows x n_vocab), not only the last.
+  bool logits_all = false;
+  std::vector<float>* all_logits = nullptr;
 };
 
 struct PrefillStats {
@@ -60,7 +73,15 @@ struct PrefillStats {
   int64_t n_chunks = 0;
   int64_t n_patches = 0;     // patches encoded
   int64_t n_batches = 0;
+  int64_t n_reused = 0;      // positions kept from the KV cache (Session::prefill)
 };
+
+// Rows a segment puts into the KV cache (Patches: n * tokens_per_patch - skip).
+int64_t segment_rows(const PrefillSegment& s, int64_t tokens_per_patch);
+
+// Throws ArgumentError unless every token id is in [0, n_vocab): the one check
+// of token ids from outside (the decoder trusts what reaches it).
+void check_token_ids(const int32_t* tokens, int64_t n, int64_t n_vocab, const std::string& where);
 
 // Appends the segments to `ctx` at its n_past and leaves the last row's logits.
 // On cancel (flag polled between chunks and batches), on an encoder error or on

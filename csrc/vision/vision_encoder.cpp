@@ -12,13 +12,12 @@ namespace bluelm {
 
 namespace {
 constexpr int64_t kRowGrain = 16;   // weight rows per work unit
-constexpr int64_t kQueryBlock = 64;  // attention query rows whose scores stay in L2
 
 size_t act_row_bytes(const VisionMatrix& m) { return row_bytes(vec_dot_type(m.type), m.k_pad); }
 }  // namespace
 
 VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int64_t max_batch, int n_threads)
-    : c_(c), w_(w), kt_(kernels::active()), ops_(vision::ops()), pool_(n_threads), max_batch_(max_batch) {
+    : c_(c), w_(w), kt_(kernels::active()), vk_(kt_.vision), pool_(n_threads), max_batch_(max_batch) {
   const int64_t N = c.n_tokens, C = c.n_embd, nt = max_batch * N;
   const int64_t in_dim = c.projector == ProjectorType::MlpDownsample ? 4 * C : C;
   const int64_t n_proj_tok = max_batch * c.n_out_tokens;
@@ -34,50 +33,45 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
   if (w.mm0.data) ms.insert(ms.end(), {&w.mm0, &w.mm2});
   for (const VisionLayer& L : w.layers) ms.insert(ms.end(), {&L.wq, &L.wk, &L.wv, &L.wo, &L.up, &L.down});
   for (const VisionMatrix* m : ms) {
-    act = std::max(act, m->i8.panels ? vision::i8_act_stride(m->i8.kp) : act_row_bytes(*m));
+    act = std::max(act, m->i8.panels ? kernels::i8_act_stride(m->i8.kp) : act_row_bytes(*m));
     max_k_pad_ = std::max(max_k_pad_, m->k_pad);
   }
   act_.resize(act * static_cast<size_t>(std::max(nt, n_proj_tok)) + 64);
   act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok)));
   act_zp_.resize(act_scales_.size());
   pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
-  if (ops_.attention) {
-    attn_work_ = ops_.attention_work(N, c.head_dim);
-    scores_.resize(static_cast<size_t>(n_threads) * attn_work_);
-  } else {
-    scores_.resize(static_cast<size_t>(n_threads) * kQueryBlock * N);
-    vt_.resize(static_cast<size_t>(n_threads) * c.head_dim * N);
-  }
+  attn_floats_ = vk_.attention_work(N, c.head_dim);
+  attn_work_.resize(static_cast<size_t>(n_threads) * attn_floats_);
 }
 
-vision::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m) {
-  const size_t xs = vision::i8_act_stride(W.i8.kp);
+kernels::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m) {
+  const size_t xs = kernels::i8_act_stride(W.i8.kp);
   uint8_t* a = act_.data();
   float* sx = act_scales_.data();
   int32_t* zp = act_zp_.data();
   pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) sx[t] = ops_.i8_quant(X + t * ldx, W.k, W.i8.kp, a + t * xs, zp + t);
+    for (int64_t t = b; t < e; ++t) sx[t] = vk_.i8_quant(X + t * ldx, W.k, W.i8.kp, a + t * xs, zp + t);
   });
   return {a, xs, sx, zp, m};
 }
 
-void VisionEncoder::gemm_i8(const VisionMatrix& W, const vision::I8Acts& xa, float* Y, const VisionVector& bias,
+void VisionEncoder::gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias,
                             bool accumulate) {
   // Work items (token chunk, pair of panels), chunk-major, handed out one at a
   // time: the threads share a chunk of activations that stays in L2 while they
   // sweep the panels, and on a shared machine a descheduled thread leaves its
   // items to the others instead of holding up the job. Which thread computes an
   // item does not change its result.
-  const int64_t panels = (W.rows + vision::kI8Panel - 1) / vision::kI8Panel, pairs = (panels + 1) / 2;
+  const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel, pairs = (panels + 1) / 2;
   int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
   const int64_t chunks = (xa.n + chunk - 1) / chunk;
   std::atomic<int64_t> next{0};
   pool_.run([&](int, int) {
     for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * pairs;) {
       const int64_t t0 = (i / pairs) * chunk, c = i % pairs;
-      const vision::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
+      const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
                                 std::min(chunk, xa.n - t0)};
-      ops_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, accumulate, 2 * c, std::min(panels, 2 * c + 2));
+      vk_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, accumulate, 2 * c, std::min(panels, 2 * c + 2));
     }
   });
 }
@@ -141,7 +135,7 @@ void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, i
 void VisionEncoder::layer_norm(const float* x, int64_t m, int64_t d, const VisionVector& w,
                                const VisionVector& b, float eps, float* y) {
   pool_.parallel_for(m, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) ops_.layer_norm(x + t * d, d, w.data, b.data, eps, y + t * d);
+    for (int64_t t = t0; t < t1; ++t) vk_.layer_norm(x + t * d, d, w.data, b.data, eps, y + t * d);
   });
 }
 
@@ -174,38 +168,12 @@ void VisionEncoder::patch_embed(const float* pixels, int64_t n) {
 void VisionEncoder::attention(int64_t n) {
   const int64_t N = c_.n_tokens, C = c_.n_embd, hd = c_.head_dim, H = c_.n_head;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const kernels::GemmFn gemm = kt_.gemm[kernels::W_F32];
-  const size_t row = static_cast<size_t>(C) * sizeof(float);
-  if (ops_.attention) {
-    std::atomic<int64_t> next{0};  // (image, head) tasks handed out one at a time, as gemm_i8's panels
-    pool_.run([&](int ith, int) {
-      float* work = scores_.data() + static_cast<size_t>(ith) * attn_work_;
-      for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n * H;) {
-        const int64_t off = (task / H) * N * C + (task % H) * hd;
-        ops_.attention(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
-      }
-    });
-    return;
-  }
-  pool_.run([&](int ith, int nth) {
-    float* sc = scores_.data() + static_cast<size_t>(ith) * kQueryBlock * N;
-    float* vt = vt_.data() + static_cast<size_t>(ith) * hd * N;
-    for (int64_t task = ith; task < n * H; task += nth) {
-      const int64_t img = task / H, h = task % H;
-      const float* q = q_.data() + img * N * C + h * hd;
-      const float* k = k_.data() + img * N * C + h * hd;
-      const float* v = v_.data() + img * N * C + h * hd;
-      float* o = h_.data() + img * N * C + h * hd;
-      for (int64_t j = 0; j < N; ++j)
-        for (int64_t d = 0; d < hd; ++d) vt[d * N + j] = v[j * C + d];
-      for (int64_t q0 = 0; q0 < N; q0 += kQueryBlock) {
-        const int64_t qb = std::min(kQueryBlock, N - q0);
-        // scores[t][j] = q_t . k_j, keys as the weight rows.
-        gemm(k, row, q + q0 * C, row, sc, N, hd, 0, N, qb);
-        for (int64_t t = 0; t < qb; ++t) ops_.softmax(sc + t * N, N, scale);
-        // out[t][d] = sum_j p[t][j] v_j[d], V transposed as the weight rows.
-        gemm(vt, N * sizeof(float), sc, N * sizeof(float), o + q0 * C, C, N, 0, hd, qb);
-      }
+  std::atomic<int64_t> next{0};  // (image, head) tasks handed out one at a time, as gemm_i8's panels
+  pool_.run([&](int ith, int) {
+    float* work = attn_work_.data() + static_cast<size_t>(ith) * attn_floats_;
+    for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n * H;) {
+      const int64_t off = (task / H) * N * C + (task % H) * hd;
+      vk_.attention(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
     }
   });
 }
@@ -214,7 +182,7 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   const int64_t C = c_.n_embd, F = c_.n_ff, m = n * c_.n_tokens;
   layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
   if (L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels) {  // one quantisation of h for Q, K and V
-    const vision::I8Acts a = quantize(L.wq, h_.data(), C, m);
+    const kernels::I8Acts a = quantize(L.wq, h_.data(), C, m);
     gemm_i8(L.wq, a, q_.data(), L.bq, false);
     gemm_i8(L.wk, a, k_.data(), L.bk, false);
     gemm_i8(L.wv, a, v_.data(), L.bv, false);
@@ -230,20 +198,20 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   float* f = big_.data();
   matmul(L.up, h_.data(), C, m, f, L.b_up);
   if (L.down.i8.panels) {  // GELU and quantisation row by row, while the row is in cache
-    const size_t xs = vision::i8_act_stride(L.down.i8.kp);
+    const size_t xs = kernels::i8_act_stride(L.down.i8.kp);
     uint8_t* a = act_.data();
     float* sx = act_scales_.data();
     int32_t* zp = act_zp_.data();
     pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
-        ops_.gelu_tanh(f + t * F, F);
-        sx[t] = ops_.i8_quant(f + t * F, F, L.down.i8.kp, a + t * xs, zp + t);
+        vk_.gelu_tanh(f + t * F, F);
+        sx[t] = vk_.i8_quant(f + t * F, F, L.down.i8.kp, a + t * xs, zp + t);
       }
     });
     gemm_i8(L.down, {a, xs, sx, zp, m}, x_.data(), L.b_down, true);  // x += MLP out
     return;
   }
-  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { ops_.gelu_tanh(f + b * F, (e - b) * F); });
+  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { vk_.gelu_tanh(f + b * F, (e - b) * F); });
   matmul_add(L.down, f, F, m, x_.data(), L.b_down, q_.data());  // x += MLP out
 }
 

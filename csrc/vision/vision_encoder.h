@@ -7,7 +7,6 @@
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "vision/vision_config.h"
-#include "vision/vision_ops.h"
 #include "vision/vision_weights.h"
 
 namespace bluelm {
@@ -28,8 +27,8 @@ class VisionEncoder {
   // Y[m x W.rows] = X[m x W.k] . W^T (+ bias); X rows are ldx floats apart.
   void matmul(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias);
   // The int8 path (W.i8): activations quantised (into act_), then Y (=|+=) X . W^T + bias.
-  vision::I8Acts quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m);
-  void gemm_i8(const VisionMatrix& W, const vision::I8Acts& xa, float* Y, const VisionVector& bias, bool accumulate);
+  kernels::I8Acts quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m);
+  void gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias, bool accumulate);
   void matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
                  bool accumulate);
   // Y += X . W^T + bias (tmp: m x W.rows scratch for the non-int8 paths).
@@ -41,17 +40,17 @@ class VisionEncoder {
   const VisionConfig& c_;
   const VisionWeights& w_;
   const kernels::KernelTable& kt_;
-  const vision::VisionOps& ops_;
+  const kernels::VisionKernels& vk_;  // kt_.vision
   ThreadPool pool_;
-  int64_t max_batch_;
+  int64_t max_batch_;  // patches the scratch buffers hold
   std::vector<float> x_, h_, q_, k_, v_, big_, proj_;
   std::vector<uint8_t> act_;
   std::vector<float> act_scales_;  // int8 activations' per-token scales
   std::vector<int32_t> act_zp_;    // and zero points
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
-  std::vector<float> scores_, vt_;  // per thread: a query block's scores, a head's V transposed
+  std::vector<float> attn_work_;   // per thread: vk_.attention's work
   int64_t max_k_pad_ = 0;
-  size_t attn_work_ = 0;  // floats of scores_ per thread for ops_.attention
+  size_t attn_floats_ = 0;  // floats of attn_work_ per thread
 };
 
 }  // namespace bluelm

@@ -41,6 +41,8 @@ class VisionBinder {
     return m;
   }
 
+  // F32 in place; F16/BF16 (the legacy converter's position embeddings)
+  // widened once into memory this object owns.
   VisionVector vector(const std::string& name, int64_t n, bool required = true) const {
     VisionVector v;
     const GGUFTensor* t = find(name, required);
@@ -48,32 +50,41 @@ class VisionBinder {
     if (t->n_elements() != n) {
       f_.fail("tensor '" + name + "' has shape " + t->shape_string() + ", expected " + std::to_string(n) + " elements");
     }
-    if (static_cast<GgmlType>(t->type) != GgmlType::F32) {
-      f_.fail("tensor '" + name + "' has type " + type_name(t->type) + ", expected F32");
+    const GgmlType type = static_cast<GgmlType>(t->type);
+    v.n = n;
+    if (type == GgmlType::F16 || type == GgmlType::BF16) {
+      auto wide = std::make_unique<std::vector<float>>(static_cast<size_t>(n));
+      dequantize_row(type, t->data, wide->data(), n);
+      v.data = wide->data();
+      w_.widened_.push_back(std::move(wide));
+      return v;
+    }
+    if (type != GgmlType::F32) {
+      f_.fail("tensor '" + name + "' has type " + type_name(t->type) + ", expected F32 (or F16, BF16)");
     }
     if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) != 0) f_.fail("tensor '" + name + "' data is misaligned");
     v.data = reinterpret_cast<const float*>(t->data);
-    v.n = n;
     return v;
   }
 
  private:
-  // Any rows -> int8 panels with one scale per row (vision_i8.h); K padded to 4.
+  // Any rows -> int8 panels with one scale per row (kernels/i8_format.h), in
+  // the layout the active kernel table reads.
   void pack_i8(VisionMatrix& m) {
-    auto p = std::make_unique<vision::I8Packed>();
-    vision::i8_alloc(*p, m.rows, m.k);
-    constexpr int64_t kRows = vision::kI8Panel;
+    auto p = std::make_unique<kernels::I8Packed>();
+    kernels::i8_alloc(*p, m.rows, m.k, kernels::active().vision.i8_layout);
+    constexpr int64_t kRows = kernels::kI8Panel;
     std::vector<float> rows(static_cast<size_t>(kRows * m.k));
     const uint8_t* src = static_cast<const uint8_t*>(m.data);
     for (int64_t r0 = 0; r0 < m.rows; r0 += kRows) {
       const int64_t r1 = std::min(m.rows, r0 + kRows);
       for (int64_t r = r0; r < r1; ++r) dequantize_row(m.type, src + r * m.row_stride, rows.data() + (r - r0) * m.k, m.k);
-      vision::i8_pack_rows(*p, m.k, r0, r1, rows.data(), m.k);
+      kernels::i8_pack_rows(*p, m.k, r0, r1, rows.data(), m.k);
     }
     // The encoder reads only the panels: drop the file's pages of this tensor
     // from the resident set (they are clean file pages of a read-only mapping).
     f_.release_pages(src, m.row_stride * static_cast<size_t>(m.rows));
-    m.i8 = p->view(m.rows, vision::i8_k_pad(m.k));
+    m.i8 = p->view();
     m.k_pad = m.i8.kp;
     w_.packed_.push_back(std::move(p));
   }
@@ -90,7 +101,9 @@ VisionWeights::VisionWeights(const GGUFFile& f, const VisionConfig& c) {
   patch_embd = b.matrix("v.patch_embd.weight", C, 3 * P * P);
   patch_bias = b.vector("v.patch_embd.bias", C);
   pos_embd = b.vector("v.position_embd.weight", c.n_tokens * C);
-  layers.resize(c.n_layer);
+  const bool swapped = c.ffn_naming == FfnNaming::LegacySwapped;
+  const std::string fc1 = swapped ? "ffn_down" : "ffn_up", fc2 = swapped ? "ffn_up" : "ffn_down";
+  layers.resize(c.n_layer);  // the layers run; a file may hold more
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "v.blk." + std::to_string(i) + ".";
     VisionLayer& L = layers[i];
@@ -106,10 +119,10 @@ VisionWeights::VisionWeights(const GGUFFile& f, const VisionConfig& c) {
     L.bk = b.vector(p + "attn_k.bias", C);
     L.bv = b.vector(p + "attn_v.bias", C);
     L.bo = b.vector(p + "attn_out.bias", C);
-    L.up = b.matrix(p + "ffn_up.weight", F, C);
-    L.b_up = b.vector(p + "ffn_up.bias", F);
-    L.down = b.matrix(p + "ffn_down.weight", C, F);
-    L.b_down = b.vector(p + "ffn_down.bias", C);
+    L.up = b.matrix(p + fc1 + ".weight", F, C);
+    L.b_up = b.vector(p + fc1 + ".bias", F);
+    L.down = b.matrix(p + fc2 + ".weight", C, F);
+    L.b_down = b.vector(p + fc2 + ".bias", C);
   }
   post_ln_w = b.vector("v.post_ln.weight", C, false);
   post_ln_b = b.vector("v.post_ln.bias", C, post_ln_w.data != nullptr);
@@ -123,7 +136,7 @@ VisionWeights::VisionWeights(const GGUFFile& f, const VisionConfig& c) {
   mm0_b = b.vector("mm.0.bias", D);
   mm2 = b.matrix("mm.2.weight", D, D);
   mm2_b = b.vector("mm.2.bias", D);
-  image_newline = b.vector("v.image_newline", D, false);
+  if (!c.image_newline_name.empty()) image_newline = b.vector(c.image_newline_name, D);
 }
 
 }  // namespace bluelm

@@ -2,7 +2,7 @@
 // docs/vision_format.md. Matrices stay in the file mapping, except in a Q8_0
 // file: there every matrix the encoder multiplies in int8 (the Q8_0 ones and
 // the F16 ones whose row length is not a multiple of 32) is re-quantised at
-// load to the row-scaled int8 panels of vision_i8.h.
+// load to the row-scaled int8 panels of kernels/i8_format.h.
 #pragma once
 #include <memory>
 #include <string>
@@ -10,7 +10,7 @@
 
 #include "core/gguf_file.h"
 #include "vision/vision_config.h"
-#include "vision/vision_i8.h"
+#include "kernels/i8_format.h"
 
 namespace bluelm {
 
@@ -23,9 +23,10 @@ struct VisionMatrix {
   int64_t k = 0;
   int64_t k_pad = 0;
   size_t row_stride = 0;  // bytes
-  // In a Q8_0 file: the int8 panels of vision_i8.h (i8.panels null otherwise);
-  // the encoder then uses only these (k padded to i8.kp, a multiple of 4).
-  vision::I8Matrix i8;
+  // In a Q8_0 file: the int8 panels of kernels/i8_format.h in the active
+  // table's layout (i8.panels null otherwise); the encoder then uses only these
+  // (k padded to i8.kp).
+  kernels::I8Matrix i8;
 };
 
 struct VisionVector {
@@ -53,12 +54,12 @@ class VisionWeights {
   VisionVector mm_norm_w, mm_norm_b;  // mlp_downsample only
   VisionMatrix mm0, mm2;
   VisionVector mm0_b, mm2_b;
-  VisionVector image_newline;  // LLaVA-OneVision only; may be absent
+  VisionVector image_newline;  // LLaVA-OneVision only (v.image_newline or the legacy model.image_newline); may be absent
   GgmlType main_type = GgmlType::F32;  // type of the attention matrices
 
  private:
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;  // re-quantised matrices
-  std::vector<std::unique_ptr<vision::I8Packed>> packed_;     // int8 panels
+  std::vector<std::unique_ptr<std::vector<float>>> widened_;  // F16/BF16 vectors as F32
+  std::vector<std::unique_ptr<kernels::I8Packed>> packed_;     // int8 panels
   friend class VisionBinder;
 };
 

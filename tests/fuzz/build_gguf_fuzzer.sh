@@ -13,14 +13,15 @@ srcs=(
   "$root/csrc/core/gguf_file.cpp"
   "$root/csrc/core/block_formats.cpp"
   "$root/csrc/core/huge_pages.cpp"
+  "$root/csrc/llm/llm_arch.cpp"
   "$root/csrc/llm/llm_config.cpp"
   "$root/csrc/llm/llm_weights.cpp"
   "$root/csrc/kernels/dispatch.cpp"
-  "$root/csrc/kernels/scalar.cpp"
   "$root/csrc/kernels/repack.cpp"
   "$root/csrc/kernels/cpu_features.cpp"
+  "$root"/csrc/kernels/scalar/*.cpp
 )
-newest=$(ls -t "${srcs[@]}" "$root"/csrc/*/*.h "$0" | head -n 1)
+newest=$(ls -t "${srcs[@]}" "$root"/csrc/*/*.h "$root"/csrc/kernels/*/*.h "$0" | head -n 1)
 if [ ! -x "$bin" ] || [ "$newest" -nt "$bin" ]; then
   "$cxx" -std=c++17 -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

@@ -1,0 +1,38 @@
+// The AVX-512 table's parts (csrc/kernels/avx512/, built with -mavx2 -mfma
+// -mf16c -mavx512f/bw/vl/vnni): on top of the AVX2 table (a CPU with these
+// features always runs AVX2), each file fills its slots; dispatch.cpp calls
+// them in order. The gemm driver (gemm.cpp) picks among the decode, prefill and Q4_0 x16
+// kernels exported here. Weights: rows `ws` bytes apart, in the file layout
+// (P = 0) or in groups of P rows whose blocks are interleaved (kernels/repack.h).
+#pragma once
+#include "kernels/kernels.h"
+
+namespace bluelm::kernels::avx512 {
+
+void fill_gemm(KernelTable& t);       // gemm.cpp
+void fill_attention(KernelTable& t);  // attention.cpp: F16 attention of prompt chunks
+void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops
+void fill_vision_attention(KernelTable& t);  // vision_attention.cpp: its F32 attention
+void fill_i8(KernelTable& t);         // i8.cpp: the int8 format, K4 panels
+
+// prefill.cpp: 512-bit tiles, two tokens per register, rows [r0, r1).
+void prefill_q8_0(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
+                  int64_t r0, int64_t r1, int64_t n_tok);
+void prefill_q4_1(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
+                  int64_t r0, int64_t r1, int64_t n_tok);
+
+// decode.cpp: one token, rows [r0, r1).
+void decode_q8_0(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                 int64_t r1);  // file layout
+void decode_q4_1(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                 int64_t r1);  // file layout
+void decode_q4_1_packed(const char* w, size_t ws, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,
+                        int64_t r0, int64_t r1);  // groups of 4 rows
+
+// q4_0_x16.cpp: Q4_0 on 16-row interleaved groups (repack_q4_0_x16), any n_tok.
+void gemm_q4_0_x16(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                   int64_t r1, int64_t n_tok);
+
+void softmax16(float* s, int64_t n, float scale);  // vision.cpp, for vision_attention.cpp
+
+}  // namespace bluelm::kernels::avx512

@@ -1,0 +1,52 @@
+// Helpers of the AVX-512 files (built with -mavx2 -mfma -mf16c
+// -mavx512f/bw/vl/vnni); internal linkage, as x86/common.h.
+#pragma once
+// GCC 12's AVX-512 headers self-initialise "undefined" vectors, which
+// -Wuninitialized flags inside the header (GCC bug 105593): silence it there only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+
+#include <cstring>
+
+#include "kernels/x86/common.h"
+
+namespace bluelm::kernels {
+namespace {
+
+// acc[j] += sum of u8 * s8 over bytes 4j..4j+3 (wrapping; never near the limits here).
+inline __m512i dpbusd512(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
+
+inline __m256 hi256(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+
+// The 4 bytes at p in every 32-bit lane.
+inline __m512i bcast4(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// hsum() of 8 vectors at once, by transposing: lane i of the result is
+// hsum(a[i]) (lo+hi, then lanes 0+2 / 1+3, then 0+1, the same adds).
+inline __m256 hsum8(const __m256 (&a)[8]) {
+  __m256 s[4], v[2];
+  for (int i = 0; i < 4; ++i)
+    s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                         _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+  for (int i = 0; i < 2; ++i)
+    v[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // r holds keys [0, 2, 4, 6 | 1, 3, 5, 7]
+  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+}  // namespace
+}  // namespace bluelm::kernels

@@ -1,0 +1,47 @@
+// The kernel cross-check harness (tests/cpp): every op of every kernel table
+// this CPU runs against the scalar table. One executable, test_kernels; a
+// file per op family. Inputs come from one seeded generator, so a run is
+// reproducible; the families run in a fixed order.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/block_formats.h"
+#include "kernels/kernels.h"
+
+namespace harness {
+
+using bluelm::GgmlType;
+using bluelm::kernels::KernelTable;
+
+// Counts a check; prints the first 40 failures.
+void check(bool ok, const std::string& what);
+int failed();
+int passed();
+
+std::mt19937& rng();
+float normal();
+float uniform(float a, float b);
+int irand(int a, int b);
+
+// x86 tables mirror the scalar reference's (llama.cpp's) order bit for bit.
+bool mirrors_llamacpp_order(const KernelTable& isa);
+bool quantised(GgmlType t);
+
+// Random weight rows in type t; `extreme` saturates every quant (all 0/15, +-127/-128).
+std::vector<uint8_t> make_weights(GgmlType t, int64_t rows, int64_t K, size_t stride, bool extreme);
+// Activation rows as floats; `extreme` makes every quantised value +-127.
+std::vector<float> make_acts(int64_t n, int64_t K, bool extreme);
+
+// The op families (one file each). Each checks `isa` against the scalar table.
+void test_gemms(const KernelTable& isa);      // test_gemm.cpp: gemm, gemm_packed, convert
+void test_attention(const KernelTable& isa);  // test_attention.cpp: attend, attend_rows, swiglu
+void test_vision(const KernelTable& isa);     // test_vision.cpp: the encoder's ops
+
+// bench.cpp: single-thread figures, scalar against each table.
+void bench_gemm(const std::vector<const KernelTable*>& tables);
+void bench_vision(const std::vector<const KernelTable*>& tables);
+
+}  // namespace harness
