@@ -19,17 +19,21 @@ The drivers:
 - bluelm-cpp: benchmarks/arm/q4_0_matmul.cpp, built here for aarch64
   (cmake -DBLUELM_BUILD_BENCH=ON with tests/cpp/toolchain-aarch64.cmake) unless
   --ours gives a binary; BLUELM_ISA (--isa, default neon_dotprod) picks the table.
-- llama.cpp: --llama PATH, a binary with the same command line (K N T R) that
-  runs ggml_mul_mat on the CPU backend with its repack buffer type, built by
-  you against ggml cross-compiled for aarch64 with -march=armv8.2-a+dotprod+fp16
-  (GGML_NATIVE=OFF, GGML_CPU_ARM_ARCH); nothing of llama.cpp lives in this
-  repository. Both drivers draw the same random weights and activations
+- llama.cpp: benchmarks/arm/ggml_q4_0_matmul.cpp (ggml_mul_mat on the CPU
+  backend with its repack buffer type, as llama.cpp loads weights), linked
+  against ggml cross-compiled here from --llama-src (a llama.cpp source tree,
+  e.g. the llama-cpp-python sdist's vendor/llama.cpp) with GGML_NATIVE=OFF,
+  GGML_OPENMP=OFF and GGML_CPU_ARM_ARCH = our table's -march
+  (armv8.2-a+dotprod+fp16 for neon_dotprod, armv8.6-a+dotprod+i8mm+fp16 for
+  neon_i8mm); or --llama PATH, such a driver built already. Nothing of
+  llama.cpp lives in this repository. Both drivers draw the same random weights and activations
   (mt19937(42), one fp16 scale then 16 quant bytes per block, then the
   activations), so their checksums agree when both compute the same product.
 - the plugin: --plugin PATH (built), or --qemu-include DIR holding qemu's
   qemu-plugin.h (Debian: `apt-get source qemu`, include/qemu/) to build it here.
 
-    python benchmarks/bench_arm_insn.py --llama /path/ggml_q4_0_matmul \\
+    python benchmarks/bench_arm_insn.py \\
+        --llama-src /tmp/llsrc/llama_cpp_python-0.3.36/vendor/llama.cpp \\
         --qemu-include /path/qemu-7.2.0/include/qemu
 """
 
@@ -63,6 +67,43 @@ def build_ours(build: Path) -> Path:
         check=True, capture_output=True,
     )
     return build / "benchmarks" / "arm" / "q4_0_matmul"
+
+
+# GGML_CPU_ARM_ARCH of ggml built to match each table's -march (kernels.cmake).
+GGML_ARCH = {
+    "neon_dotprod": "armv8.2-a+dotprod+fp16",
+    "neon_i8mm": "armv8.6-a+dotprod+i8mm+fp16",
+}
+
+
+def build_llama(src: Path, isa: str, build: Path) -> Path:
+    """ggml of a llama.cpp tree, cross-compiled for aarch64 (static, incremental),
+    and benchmarks/arm/ggml_q4_0_matmul.cpp linked against it."""
+    if isa not in GGML_ARCH:
+        sys.exit(f"--llama-src: no ggml -march for --isa {isa} (one of {', '.join(GGML_ARCH)})")
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    subprocess.run(
+        ["cmake", "-S", str(src / "ggml"), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
+         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'tests/cpp/toolchain-aarch64.cmake'}",
+         "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=OFF", "-DGGML_OPENMP=OFF",
+         f"-DGGML_CPU_ARM_ARCH={GGML_ARCH[isa]}", "-DGGML_BUILD_TESTS=OFF",
+         "-DGGML_BUILD_EXAMPLES=OFF"],
+        check=True, capture_output=True,
+    )
+    subprocess.run(
+        ["cmake", "--build", str(build), "--target", "ggml", "-j", str(os.cpu_count() or 2)],
+        check=True, capture_output=True,
+    )
+    libs = [build / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base")]
+    out = build / "ggml_q4_0_matmul"
+    subprocess.run(
+        ["aarch64-linux-gnu-g++", "-O2", "-std=c++17", "-static",
+         "-I", str(src / "ggml" / "include"),
+         str(ROOT / "benchmarks" / "arm" / "ggml_q4_0_matmul.cpp"), *map(str, libs),
+         "-lpthread", "-lm", "-o", str(out)],
+        check=True,
+    )
+    return out
 
 
 def build_plugin(include: Path, out: Path) -> Path:
@@ -128,7 +169,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--ours", type=Path, help="bluelm-cpp driver (default: build it)")
-    ap.add_argument("--llama", type=Path, help="llama.cpp driver (same command line)")
+    ap.add_argument("--llama", type=Path, help="llama.cpp driver (same command line), built")
+    ap.add_argument("--llama-src", type=Path, help="llama.cpp source tree: build its driver here")
     ap.add_argument("--plugin", type=Path, help="built insn_count plugin")
     ap.add_argument("--qemu-include", type=Path, help="folder with qemu-plugin.h")
     ap.add_argument("--isa", default="neon_dotprod", help="BLUELM_ISA for our driver")
@@ -148,6 +190,8 @@ def main() -> int:
         else:
             sys.exit("give --plugin or --qemu-include (see the docstring)")
         ours = a.ours or build_ours(a.build)
+        if a.llama_src and not a.llama:
+            a.llama = build_llama(a.llama_src, a.isa, a.build / f"ggml-{a.isa}")
         env_ours = {**os.environ, "BLUELM_ISA": a.isa}
         shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")]
         tokens = [int(t) for t in a.tokens.split(",")]

