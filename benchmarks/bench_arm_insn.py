@@ -77,24 +77,26 @@ GGML_ARCH = {
 
 
 def build_llama(src: Path, isa: str, build: Path) -> Path:
-    """ggml of a llama.cpp tree, cross-compiled for aarch64 (static, incremental),
+    """ggml of a llama.cpp tree (configured whole: its ggml folder alone is not a
+    complete project in the sdist), cross-compiled for aarch64 (static, incremental),
     and benchmarks/arm/ggml_q4_0_matmul.cpp linked against it."""
     if isa not in GGML_ARCH:
         sys.exit(f"--llama-src: no ggml -march for --isa {isa} (one of {', '.join(GGML_ARCH)})")
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run(
-        ["cmake", "-S", str(src / "ggml"), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
+        ["cmake", "-S", str(src), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
          f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'tests/cpp/toolchain-aarch64.cmake'}",
          "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=OFF", "-DGGML_OPENMP=OFF",
-         f"-DGGML_CPU_ARM_ARCH={GGML_ARCH[isa]}", "-DGGML_BUILD_TESTS=OFF",
-         "-DGGML_BUILD_EXAMPLES=OFF"],
+         f"-DGGML_CPU_ARM_ARCH={GGML_ARCH[isa]}", "-DLLAMA_CURL=OFF",
+         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF",
+         "-DLLAMA_BUILD_SERVER=OFF"],
         check=True, capture_output=True,
     )
     subprocess.run(
         ["cmake", "--build", str(build), "--target", "ggml", "-j", str(os.cpu_count() or 2)],
         check=True, capture_output=True,
     )
-    libs = [build / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base")]
+    libs = [build / "ggml" / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base")]
     out = build / "ggml_q4_0_matmul"
     subprocess.run(
         ["aarch64-linux-gnu-g++", "-O2", "-std=c++17", "-static",

@@ -15,8 +15,11 @@ cd "$(dirname "$0")/.."
 root=$PWD
 full=$([ $# -eq 0 ] && echo 1 || echo 0)
 # Wall clock and the CPU time used so far (user, sys of finished commands): on a
-# shared machine the CPU time is the figure that does not grow with the load.
-stamp() { echo "[run.sh $(date +%T)] $* (CPU so far: $(times | tail -n 1))"; }
+# shared machine the load stretches wall time far more than CPU time.
+# (/proc: `times` inside $(...) would report the subshell's, always 0.)
+stamp() {
+  echo "[run.sh $(date +%T)] $* (CPU so far: $(awk '{printf "%d s", ($16 + $17) / 100}' /proc/$$/stat 2>/dev/null))"
+}
 
 if [ "${CI:-}" = true ]; then
   export BLUELM_REQUIRE_AARCH64=1 BLUELM_REQUIRE_FUZZ=1 BLUELM_WERROR=1
