@@ -11,6 +11,9 @@ Example:
 
 from __future__ import annotations
 
+# First: from the source folder (no compiled _core) this import raises an
+# ImportError that says what to do.
+from . import _source_tree  # noqa: F401
 from .default_model import default_model_path
 from .errors import (
     BlueLMError,

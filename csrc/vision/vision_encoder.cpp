@@ -4,6 +4,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <string>
+
+#include "core/errors.h"
 
 namespace bluelm {
 
@@ -15,7 +18,7 @@ size_t act_row_bytes(const VisionMatrix& m) { return row_bytes(vec_dot_type(m.ty
 }  // namespace
 
 VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int64_t max_batch, int n_threads)
-    : c_(c), w_(w), kt_(kernels::active()), vk_(kt_.vision), pool_(n_threads) {
+    : c_(c), w_(w), kt_(kernels::active()), vk_(kt_.vision), pool_(n_threads), max_batch_(max_batch) {
   const int64_t N = c.n_tokens, C = c.n_embd, nt = max_batch * N;
   const int64_t in_dim = c.projector == ProjectorType::MlpDownsample ? 4 * C : C;
   const int64_t n_proj_tok = max_batch * c.n_out_tokens;
@@ -269,6 +272,10 @@ void VisionEncoder::project_mlp(int64_t n, float* out) {
 }
 
 void VisionEncoder::run(const float* pixels, int64_t n, bool project, float* out) {
+  // The scratch buffers hold max_batch_ patches.
+  if (n < 1 || n > max_batch_)
+    throw ArgumentError("VisionEncoder::run: " + std::to_string(n) + " patches, scratch for 1.." +
+                        std::to_string(max_batch_));
   const int64_t m = n * c_.n_tokens, C = c_.n_embd;
   patch_embed(pixels, n);
   for (const VisionLayer& L : w_.layers) block(L, n);

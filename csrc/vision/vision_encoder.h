@@ -47,6 +47,7 @@ class VisionEncoder {
   const kernels::KernelTable& kt_;
   const kernels::VisionKernels& vk_;  // kt_.vision
   ThreadPool pool_;
+  int64_t max_batch_;  // patches the scratch buffers hold
   std::vector<float> x_, h_, q_, k_, v_, big_, proj_;
   std::vector<uint8_t> act_;
   std::vector<float> act_scales_;  // int8 activations' per-token scales

@@ -5,19 +5,21 @@
 #   tests/cpp/run_kernel_tests.sh [all|native|aarch64]     (default: all)
 # Build trees go to $BLUELM_KERNEL_TEST_BUILD (default: build/kernel-tests).
 # In "all" mode a missing cross toolchain or qemu is a printed skip, unless
-# BLUELM_REQUIRE_AARCH64=1 (CI), where it is a failure.
+# BLUELM_REQUIRE_AARCH64=1 (CI), where it is a failure. BLUELM_WERROR=1 (CI)
+# builds with -Werror: these are the gcc builds of the core and tests/cpp.
 set -u
 mode=${1:-all}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BLUELM_KERNEL_TEST_BUILD:-$root/build/kernel-tests}
 jobs=$(nproc 2>/dev/null || echo 2)
 fail=0
+werror=$([ "${BLUELM_WERROR:-0}" = 1 ] && echo ON || echo OFF)
 
 configure_and_build() {  # dir, extra cmake args...
   local dir=$1
   shift
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DBLUELM_BUILD_TESTS=ON \
-    -DBLUELM_BUILD_PYTHON=OFF "$@" >"$dir.configure.log" 2>&1 ||
+    -DBLUELM_BUILD_PYTHON=OFF -DBLUELM_WERROR="$werror" "$@" >"$dir.configure.log" 2>&1 ||
     { cat "$dir.configure.log"; return 1; }
   cmake --build "$dir" --target test_kernels -j "$jobs" >"$dir.build.log" 2>&1 ||
     { tail -n 60 "$dir.build.log"; return 1; }

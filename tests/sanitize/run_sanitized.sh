@@ -46,12 +46,7 @@ cmake --build "$build/cmake" --target _core test_kernels -j "$jobs" >"$build/bui
 
 # An importable package: the Python sources next to the sanitized _core.
 pkg=$build/pkg
-rm -rf "$pkg"
-mkdir -p "$pkg"
-cp -r "$root/bluelm_cpp" "$pkg/"
-find "$pkg" -name '__pycache__' -prune -exec rm -rf {} +
-find "$pkg/bluelm_cpp" -maxdepth 1 -name '_core*.so' -delete
-cp "$build"/cmake/_core*.so "$pkg/bluelm_cpp/"
+bash "$root/tests/package_with_core.sh" "$pkg" "$build"/cmake/_core*.so
 # An editable (scikit-build-core) install of bluelm-cpp redirects imports of
 # bluelm_cpp to its own build; drop those finders so $pkg wins.
 cat >"$pkg/sitecustomize.py" <<'PY'
