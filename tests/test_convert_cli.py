@@ -204,13 +204,13 @@ def test_unwritable_output_caught_at_create(
 ) -> None:
     """A folder that passes the access check but refuses the file (e.g. a full
     or read-only file system) is still a clear error."""
-    from bluelm_cpp.convert import writer
+    from bluelm_cpp.convert import output_file, writer
     from bluelm_cpp.errors import ModelFileError
 
     def refuse(*a: Any, **k: Any) -> Any:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(writer.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(output_file, "_create_empty", refuse)
     with pytest.raises(ModelFileError, match="cannot create a file.*Read-only"):
         writer.convert_checkpoint(model_dir, tmp_path / "m.gguf", progress=False)
     assert not (tmp_path / "m.gguf").exists()

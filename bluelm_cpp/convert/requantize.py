@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +26,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 
 from ..errors import ModelFileError, ModelFormatError
+from .output_file import replacing_output
 from .quantize_policy import (
     FILE_TYPES,
     ModelShape,
@@ -101,11 +101,8 @@ def requantize_gguf(
     shape = model_shape(r)
     names = {t.name for t in r.tensors}
     tied = "output.weight" not in names
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     types: dict[str, str] = {}
-    try:
+    with replacing_output(out, force) as tmp:
         w = gguf.GGUFWriter(tmp, shape.arch)
         try:
             align = _scalar(r, "general.alignment")
@@ -140,8 +137,4 @@ def requantize_gguf(
             w.flush()
         finally:
             w.close()
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return types

@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -50,6 +49,7 @@ from .architectures import (
     read_hparams,
     write_hparam_keys,
 )
+from .output_file import replacing_output
 from .quantize_policy import FILE_TYPES, TypeChoice, check_outtype, choose_type, encode
 from .quantize_policy import encoded_shape as _encoded_shape
 from .safetensors_reader import Checkpoint, TensorInfo, open_checkpoint
@@ -417,10 +417,7 @@ def _write_file(
 ) -> VisionSummary:
     """Write one GGUF through a temporary file renamed at the end."""
     summary = VisionSummary(out)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with replacing_output(out, force) as tmp:
         w = gguf.GGUFWriter(tmp, arch_name)
         try:
             w.add_name(name)
@@ -434,20 +431,6 @@ def _write_file(
             w.flush()
         finally:
             w.close()
-        if out.exists() and not force:
-            raise ModelFileError(f"{out}: output file exists (use --force to replace it)")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, ModelFileError):
-            raise
-        raise ModelFileError(f"{out}: writing failed: {e}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return summary
 
 

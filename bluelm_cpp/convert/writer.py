@@ -20,7 +20,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from .architectures import (
     read_hparams,
     write_hparam_keys,
 )
+from .output_file import replacing_output
 from .quantize_policy import (
     FILE_TYPES,
     ModelShape,
@@ -308,26 +308,8 @@ def convert_checkpoint(
     _check_output(out, force)
     plan = _make_plan(model_dir, outtype)
     try:
-        try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        except OSError as e:
-            raise ModelFileError(f"{out}: cannot create a file in {out.parent}: {e}") from e
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            try:
-                records = _write(plan, tmp, model_dir.absolute().name, outtype, progress)
-            except OSError as e:
-                raise ModelFileError(f"{out}: writing failed: {e}") from e
-            if out.exists() and not force:  # appeared while we were writing
-                raise ModelFileError(f"{out}: output file exists (use --force to replace it)")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give a normal file's mode
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with replacing_output(out, force) as tmp:
+            records = _write(plan, tmp, model_dir.absolute().name, outtype, progress)
     finally:
         plan.ckpt.close()
     summary = ConvertSummary(
