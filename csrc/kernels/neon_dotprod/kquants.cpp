@@ -1,0 +1,34 @@
+// NEON dotprod gemms of the K-quant and 5-bit types, each bit-identical to the
+// scalar reference (kernels/scalar/kquants.h): Q4_K, Q5_K, Q6_K on 4-row
+// interleaved groups by SDOT by element (arm/kquant_tiles.h), repacked at load
+// or interleaved per call from the file layout; Q5_0, Q5_1 (x86's 8-lane
+// order) and IQ4_NL (one accumulator) on the file layout (arm/block_tile.h).
+// Q2_K, Q3_K and IQ4_XS keep the scalar kernels.
+#include "kernels/arm/kquant_tiles.h"
+#include "kernels/common/gemm_driver.h"
+#include "kernels/neon_dotprod/neon_dotprod.h"
+#include "kernels/arm/block_tile.h"  // last: no FMA contraction in its tiles
+
+namespace bluelm::kernels::neon_dotprod {
+
+void gemm_q5_0(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+               int64_t r1, int64_t n_tok) {
+  gemm_tiles<BlockTile<Q5Blocks<false>, Lanes8>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
+}
+void gemm_q5_1(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+               int64_t r1, int64_t n_tok) {
+  gemm_tiles<BlockTile<Q5Blocks<true>, Lanes8>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
+}
+void gemm_iq4_nl(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                 int64_t r1, int64_t n_tok) {
+  gemm_tiles<BlockTile<IQ4_NLBlocks, OneAcc>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
+}
+
+void fill_kquants(KernelTable& t) {
+  fill_kquant_tiles(t);
+  t.gemm[W_Q5_0] = gemm_q5_0;
+  t.gemm[W_Q5_1] = gemm_q5_1;
+  t.gemm[W_IQ4_NL] = gemm_iq4_nl;
+}
+
+}  // namespace bluelm::kernels::neon_dotprod
