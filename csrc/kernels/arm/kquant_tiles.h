@@ -84,6 +84,7 @@ struct K4Neon {
   static void chunk(const char* gb, const KTok* const* tk, int64_t b, const int32x4_t* sc, int32x4_t* isum) {
     const uint8x16_t m4 = vdupq_n_u8(0x0f);
     uint8x16_t lo[8], hi[8];
+#pragma GCC unroll 8
     for (int m = 0; m < 8; ++m) {
       const uint8x16_t v = ldu8(gb + kQs * R + (8 * J + m) * 4 * R);
       lo[m] = vandq_u8(v, m4);
@@ -94,6 +95,7 @@ struct K4Neon {
         hi[m] = vorrq_u8(hi[m], bit_to_16<2 * J + 1>(h));
       }
     }
+#pragma GCC unroll 4
     for (int t = 0; t < T; ++t) {
       const int8_t* xq = tk[t][b].x->qs + 64 * J;
       const int32x4_t z = vdupq_n_s32(0);
@@ -125,11 +127,13 @@ struct K4Neon {
       chunk<2, T>(gb, tk, b, sc, isum);
       chunk<3, T>(gb, tk, b, sc, isum);
       const float32x4_t dw = h4(gb), dm = h4(gb + 2 * R);
+#pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
         const KTok& k = tk[t][b];
         const float32x4_t dx = vdupq_n_f32(k.x->d);
         acc[t] = vfmaq_f32(acc[t], vmulq_f32(dw, dx), vcvtq_f32_s32(isum[t]));
         int32x4_t im = vmulq_n_s32(mn[0], k.w[0]);
+#pragma GCC unroll 8
         for (int s = 1; s < 8; ++s) im = vmlaq_n_s32(im, mn[s], k.w[s]);
         acc[t] = vfmsq_f32(acc[t], vmulq_f32(dm, dx), vcvtq_f32_s32(im));
       }
@@ -158,15 +162,20 @@ struct K6Neon {
       const char* ql = gb;
       const char* qh = gb + 128 * R;
       int32x4_t sc[16];
+#pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) widen_s8(lds8(gb + 192 * R + 16 * v), sc + 4 * v);
       int32x4_t isum[T];
       for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
       const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
       // half h, quads 4a..4a+3 of each 32, low nibbles (group gp) then high (gp + 2)
+#pragma GCC unroll 2
       for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 2
         for (int a = 0; a < 2; ++a)
+#pragma GCC unroll 2
           for (int gp = 0; gp < 2; ++gp) {
             uint8x16_t u0[4], u1[4];
+#pragma GCC unroll 4
             for (int m = 0; m < 4; ++m) {
               const int lq = 4 * a + m;
               const uint8x16_t L = ldu8(ql + (16 * h + 8 * gp + lq) * 4 * R);
@@ -177,6 +186,7 @@ struct K6Neon {
               u1[m] = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
             }
             const int s0 = 8 * h + 2 * gp + a, s1 = s0 + 4;  // sub-blocks of groups gp, gp + 2
+#pragma GCC unroll 4
             for (int t = 0; t < T; ++t) {
               const KTok& k = tk[t][b];
               const int32x4_t p0 = dot16(vdupq_n_s32(k.w[s0]), u0, lds8(k.x->qs + 16 * s0));
