@@ -1,20 +1,17 @@
-// The NEON dotprod tiles of the 32-element block types whose order of
-// arithmetic is x86's (kernels/scalar/kquants.h), so results are the scalar
-// reference's bits: R weight rows x T tokens over all K blocks (driven by
-// common/gemm_driver.h as arm/qtile.h's tiles).
+// The block tags and order policies (arm/qtile.h's OrderTile) of the NEON
+// dotprod 32-element block types whose order of arithmetic is x86's
+// (kernels/scalar/kquants.h), so results are the scalar reference's bits.
 //   Lanes8 (Q5_0, Q5_1): per block, 8 sums of 4 consecutive products (SDOT of
 //   each 16-element half: lanes 0..3, then 4..7), each lane into its own float
 //   accumulator by one FMA with d_w * d_x; folded at the end as sum8_tree;
 //   Q5_1's m_w * s_x summed apart (each product rounded) and added last.
 //   OneAcc (IQ4_NL): a block's 32 products summed exactly, one FMA with
 //   d_w * d_x into a single accumulator.
-// Include only from files built with +dotprod, after every other header: the
-// products below round on their own (core/no_fp_contract.h).
+// Include only from files built with +dotprod.
 #pragma once
 #include <cmath>
 
-#include "kernels/arm/common.h"
-#include "core/no_fp_contract.h"
+#include "kernels/arm/qtile.h"
 
 namespace bluelm::kernels {
 namespace {
@@ -68,6 +65,8 @@ struct Lanes8 {
     return a;
   }
   // ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), plus the mins (0 for Q5_0, as the reference)
+  // m_w * s_x rounded on its own (fma with 0 is the product, never fused into the add)
+  static float min(float macc, float mw, float sx) { return macc + std::fma(mw, sx, 0.0f); }
   static float fold(Acc a, float mins) {
     const float32x4_t s = vaddq_f32(a.lo, a.hi);
     const float32x2_t p = vadd_f32(vget_low_f32(s), vget_high_f32(s));
@@ -82,48 +81,8 @@ struct OneAcc {
     const int32_t s = vaddvq_s32(vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1));
     return std::fma(d, static_cast<float>(s), a);
   }
-  static float fold(Acc a, float) { return a; }  // no min term
-};
-
-template <class Fmt, class Order>
-struct BlockTile {
-  static constexpr size_t kBlock = Fmt::kBlock;
-  template <int R, int T>
-  static void tile(const char* w, size_t rs, size_t bs, const char* x, size_t xs, float* y, size_t ldy,
-                   int64_t K) {
-    const int64_t nb = K / QK;
-    typename Order::Acc acc[R][T];
-    float macc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) {
-        acc[i][t] = Order::zero();
-        macc[i][t] = 0.0f;
-      }
-    for (int64_t b = 0; b < nb; ++b) {
-      int8x16_t x0[T], x1[T];
-      float dx[T], sx[T];
-      for (int t = 0; t < T; ++t) {
-        const char* xb = x + t * xs + b * Fmt::kXBlock;
-        x0[t] = vld1q_s8(reinterpret_cast<const int8_t*>(xb + Fmt::kXq));
-        x1[t] = vld1q_s8(reinterpret_cast<const int8_t*>(xb + Fmt::kXq + 16));
-        dx[t] = h2f(xb);
-        sx[t] = Fmt::kMin ? h2f(xb + 2) : 0.0f;
-      }
-      for (int i = 0; i < R; ++i) {
-        const char* wb = w + i * rs + b * bs;
-        int8x16_t w0, w1;
-        Fmt::weights(wb, &w0, &w1);
-        const float dw = h2f(wb);
-        const float mw = Fmt::kMin ? h2f(wb + 2) : 0.0f;
-        for (int t = 0; t < T; ++t) {
-          acc[i][t] = Order::step(acc[i][t], w0, w1, x0[t], x1[t], dw * dx[t]);
-          if (Fmt::kMin) macc[i][t] += mw * sx[t];
-        }
-      }
-    }
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) y[t * ldy + i] = Order::fold(acc[i][t], macc[i][t]);
-  }
+  static float min(float macc, float, float) { return macc; }  // no min term
+  static float fold(Acc a, float) { return a; }
 };
 
 }  // namespace

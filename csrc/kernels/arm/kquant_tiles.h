@@ -67,9 +67,27 @@ inline uint8x16_t bit_to_16(uint8x16_t h) {
   else return vandq_u8(vshrq_n_u8(h, s - 4), vdupq_n_u8(0x10));
 }
 
+// The loop both formats share: a group's R rows x T tokens over nb
+// super-blocks, Fmt::block adding each into a float32x4 per token.
+template <class Fmt>
+struct KTileNeon {
+  static constexpr int R = kRowsNeon;
+  template <int T>
+  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
+    float32x4_t acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * R * Fmt::kBlock;
+      if constexpr (T == 1) k_prefetch<R * Fmt::kBlock>(gb);
+      Fmt::template block<T>(gb, tk, b, acc);
+    }
+    for (int t = 0; t < T; ++t) vst1q_f32(y + t * ldy, acc[t]);
+  }
+};
+
 // Q4_K (kHigh = false) and Q5_K: 8 sub-blocks of 32, unsigned levels, mins.
 template <bool kHigh>
-struct K4Neon {
+struct K4Neon : KTileNeon<K4Neon<kHigh>> {
   static constexpr GgmlType kType = kHigh ? GgmlType::Q5_K : GgmlType::Q4_K;
   static constexpr size_t kBlock = kHigh ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   static constexpr int kQs = kHigh ? 48 : 16;  // offset of qs in the block
@@ -105,45 +123,39 @@ struct K4Neon {
     }
   }
 
+  // Super-block b (its group at gb) of T tokens into acc.
   template <int T>
-  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
-    float32x4_t acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = vdupq_n_f32(0.0f);
-    for (int64_t b = 0; b < nb; ++b) {
-      const char* gb = g + b * R * kBlock;
-      if constexpr (T == 1) k_prefetch<R * kBlock>(gb);
-      // scale_min_k4 of 4 rows at once: byte k of the rows is bytes 4k..4k+3.
-      const uint8x16_t b0 = ldu8(gb + 4 * R), b1 = ldu8(gb + 4 * R + 16), b2 = ldu8(gb + 4 * R + 32);
-      const uint8x16_t m6 = vdupq_n_u8(0x3f), top = vdupq_n_u8(0x30);
-      int32x4_t sc[8], mn[8];
-      widen_u8(vandq_u8(b0, m6), sc);
-      widen_u8(vorrq_u8(vandq_u8(b2, vdupq_n_u8(0x0f)), vandq_u8(vshrq_n_u8(b0, 2), top)), sc + 4);
-      widen_u8(vandq_u8(b1, m6), mn);
-      widen_u8(vorrq_u8(vshrq_n_u8(b2, 4), vandq_u8(vshrq_n_u8(b1, 2), top)), mn + 4);
-      int32x4_t isum[T];
-      for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
-      chunk<0, T>(gb, tk, b, sc, isum);
-      chunk<1, T>(gb, tk, b, sc, isum);
-      chunk<2, T>(gb, tk, b, sc, isum);
-      chunk<3, T>(gb, tk, b, sc, isum);
-      const float32x4_t dw = h4(gb), dm = h4(gb + 2 * R);
+  static void block(const char* gb, const KTok* const* tk, int64_t b, float32x4_t* acc) {
+    // scale_min_k4 of 4 rows at once: byte k of the rows is bytes 4k..4k+3.
+    const uint8x16_t b0 = ldu8(gb + 4 * R), b1 = ldu8(gb + 4 * R + 16), b2 = ldu8(gb + 4 * R + 32);
+    const uint8x16_t m6 = vdupq_n_u8(0x3f), top = vdupq_n_u8(0x30);
+    int32x4_t sc[8], mn[8];
+    widen_u8(vandq_u8(b0, m6), sc);
+    widen_u8(vorrq_u8(vandq_u8(b2, vdupq_n_u8(0x0f)), vandq_u8(vshrq_n_u8(b0, 2), top)), sc + 4);
+    widen_u8(vandq_u8(b1, m6), mn);
+    widen_u8(vorrq_u8(vshrq_n_u8(b2, 4), vandq_u8(vshrq_n_u8(b1, 2), top)), mn + 4);
+    int32x4_t isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
+    chunk<0, T>(gb, tk, b, sc, isum);
+    chunk<1, T>(gb, tk, b, sc, isum);
+    chunk<2, T>(gb, tk, b, sc, isum);
+    chunk<3, T>(gb, tk, b, sc, isum);
+    const float32x4_t dw = h4(gb), dm = h4(gb + 2 * R);
 #pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) {
-        const KTok& k = tk[t][b];
-        const float32x4_t dx = vdupq_n_f32(k.x->d);
-        acc[t] = vfmaq_f32(acc[t], vmulq_f32(dw, dx), vcvtq_f32_s32(isum[t]));
-        int32x4_t im = vmulq_n_s32(mn[0], k.w[0]);
+    for (int t = 0; t < T; ++t) {
+      const KTok& k = tk[t][b];
+      const float32x4_t dx = vdupq_n_f32(k.x->d);
+      acc[t] = vfmaq_f32(acc[t], vmulq_f32(dw, dx), vcvtq_f32_s32(isum[t]));
+      int32x4_t im = vmulq_n_s32(mn[0], k.w[0]);
 #pragma GCC unroll 8
-        for (int s = 1; s < 8; ++s) im = vmlaq_n_s32(im, mn[s], k.w[s]);
-        acc[t] = vfmsq_f32(acc[t], vmulq_f32(dm, dx), vcvtq_f32_s32(im));
-      }
+      for (int s = 1; s < 8; ++s) im = vmlaq_n_s32(im, mn[s], k.w[s]);
+      acc[t] = vfmsq_f32(acc[t], vmulq_f32(dm, dx), vcvtq_f32_s32(im));
     }
-    for (int t = 0; t < T; ++t) vst1q_f32(y + t * ldy, acc[t]);
   }
 };
 
 // Q6_K: 16 sub-blocks of 16, levels 0..63 less 32, signed int8 scales.
-struct K6Neon {
+struct K6Neon : KTileNeon<K6Neon> {
   static constexpr GgmlType kType = GgmlType::Q6_K;
   static constexpr size_t kBlock = sizeof(BlockQ6_K);
   static constexpr int R = kRowsNeon;
@@ -152,53 +164,47 @@ struct K6Neon {
     for (int s = 0; s < 16; ++s) w[s] = -32 * x.bsums[s];
   }
 
+  // Super-block b (its group at gb) of T tokens into acc.
   template <int T>
-  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
-    float32x4_t acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = vdupq_n_f32(0.0f);
-    for (int64_t b = 0; b < nb; ++b) {
-      const char* gb = g + b * R * kBlock;
-      if constexpr (T == 1) k_prefetch<R * kBlock>(gb);
-      const char* ql = gb;
-      const char* qh = gb + 128 * R;
-      int32x4_t sc[16];
+  static void block(const char* gb, const KTok* const* tk, int64_t b, float32x4_t* acc) {
+    const char* ql = gb;
+    const char* qh = gb + 128 * R;
+    int32x4_t sc[16];
 #pragma GCC unroll 4
-      for (int v = 0; v < 4; ++v) widen_s8(lds8(gb + 192 * R + 16 * v), sc + 4 * v);
-      int32x4_t isum[T];
-      for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
-      const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
-      // half h, quads 4a..4a+3 of each 32, low nibbles (group gp) then high (gp + 2)
+    for (int v = 0; v < 4; ++v) widen_s8(lds8(gb + 192 * R + 16 * v), sc + 4 * v);
+    int32x4_t isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
+    // half h, quads 4a..4a+3 of each 32, low nibbles (group gp) then high (gp + 2)
 #pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h)
+    for (int h = 0; h < 2; ++h)
 #pragma GCC unroll 2
-        for (int a = 0; a < 2; ++a)
+      for (int a = 0; a < 2; ++a)
 #pragma GCC unroll 2
-          for (int gp = 0; gp < 2; ++gp) {
-            uint8x16_t u0[4], u1[4];
+        for (int gp = 0; gp < 2; ++gp) {
+          uint8x16_t u0[4], u1[4];
 #pragma GCC unroll 4
-            for (int m = 0; m < 4; ++m) {
-              const int lq = 4 * a + m;
-              const uint8x16_t L = ldu8(ql + (16 * h + 8 * gp + lq) * 4 * R);
-              const uint8x16_t H = ldu8(qh + (8 * h + lq) * 4 * R);
-              const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
-              const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
-              u0[m] = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
-              u1[m] = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
-            }
-            const int s0 = 8 * h + 2 * gp + a, s1 = s0 + 4;  // sub-blocks of groups gp, gp + 2
-#pragma GCC unroll 4
-            for (int t = 0; t < T; ++t) {
-              const KTok& k = tk[t][b];
-              const int32x4_t p0 = dot16(vdupq_n_s32(k.w[s0]), u0, lds8(k.x->qs + 16 * s0));
-              const int32x4_t p1 = dot16(vdupq_n_s32(k.w[s1]), u1, lds8(k.x->qs + 16 * s1));
-              isum[t] = vmlaq_s32(vmlaq_s32(isum[t], p0, sc[s0]), p1, sc[s1]);
-            }
+          for (int m = 0; m < 4; ++m) {
+            const int lq = 4 * a + m;
+            const uint8x16_t L = ldu8(ql + (16 * h + 8 * gp + lq) * 4 * R);
+            const uint8x16_t H = ldu8(qh + (8 * h + lq) * 4 * R);
+            const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
+            const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
+            u0[m] = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
+            u1[m] = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
           }
-      const float32x4_t dw = h4(gb + 208 * R);
-      for (int t = 0; t < T; ++t)
-        acc[t] = vfmaq_f32(acc[t], vmulq_f32(dw, vdupq_n_f32(tk[t][b].x->d)), vcvtq_f32_s32(isum[t]));
-    }
-    for (int t = 0; t < T; ++t) vst1q_f32(y + t * ldy, acc[t]);
+          const int s0 = 8 * h + 2 * gp + a, s1 = s0 + 4;  // sub-blocks of groups gp, gp + 2
+#pragma GCC unroll 4
+          for (int t = 0; t < T; ++t) {
+            const KTok& k = tk[t][b];
+            const int32x4_t p0 = dot16(vdupq_n_s32(k.w[s0]), u0, lds8(k.x->qs + 16 * s0));
+            const int32x4_t p1 = dot16(vdupq_n_s32(k.w[s1]), u1, lds8(k.x->qs + 16 * s1));
+            isum[t] = vmlaq_s32(vmlaq_s32(isum[t], p0, sc[s0]), p1, sc[s1]);
+          }
+        }
+    const float32x4_t dw = h4(gb + 208 * R);
+    for (int t = 0; t < T; ++t)
+      acc[t] = vfmaq_f32(acc[t], vmulq_f32(dw, vdupq_n_f32(tk[t][b].x->d)), vcvtq_f32_s32(isum[t]));
   }
 };
 

@@ -29,6 +29,18 @@ inline uint8x16_t two_bits(uint8x16_t v, int g) {
   return vandq_u8(vshlq_u8(v, vdupq_n_s8(int8_t(-2 * g))), vdupq_n_u8(3));
 }
 
+// The 2-bit fields of Q2_K/Q3_K's qs in element order: element 128h + 32g + l
+// is bits 2g of byte 32h + l.
+inline void low_bits(const uint8_t* qs, int8x16_t* q) {
+  for (int h = 0; h < 2; ++h) {
+    const uint8x16_t a0 = vld1q_u8(qs + 32 * h), a1 = vld1q_u8(qs + 32 * h + 16);
+    for (int g = 0; g < 4; ++g) {
+      q[8 * h + 2 * g] = vreinterpretq_s8_u8(two_bits(a0, g));
+      q[8 * h + 2 * g + 1] = vreinterpretq_s8_u8(two_bits(a1, g));
+    }
+  }
+}
+
 struct Q2KUnpack {
   static constexpr size_t kBlock = sizeof(BlockQ2_K);
   static constexpr bool kMin = true;
@@ -40,14 +52,7 @@ struct Q2KUnpack {
       u->sc[s] = b.scales[s] & 0x0f;
       u->mn[s] = int16_t(b.scales[s] >> 4);
     }
-    // element 128h + 32g + l: bits 2g of byte 32h + l
-    for (int h = 0; h < 2; ++h) {
-      const uint8x16_t a0 = vld1q_u8(b.qs + 32 * h), a1 = vld1q_u8(b.qs + 32 * h + 16);
-      for (int g = 0; g < 4; ++g) {
-        u->q[8 * h + 2 * g] = vreinterpretq_s8_u8(two_bits(a0, g));
-        u->q[8 * h + 2 * g + 1] = vreinterpretq_s8_u8(two_bits(a1, g));
-      }
-    }
+    low_bits(b.qs, u->q);
   }
 };
 
@@ -61,18 +66,12 @@ struct Q3KUnpack {
     int sc[16];
     unpack_q3_k_scales(b.scales, sc);
     for (int s = 0; s < 16; ++s) u->sc[s] = sc[s];
-    // Q2_K's low bits; bit 4h + g of hmask[l] set means "no -4"
-    const uint8x16_t m0 = vld1q_u8(b.hmask), m1 = vld1q_u8(b.hmask + 16);
-    for (int h = 0; h < 2; ++h) {
-      const uint8x16_t a0 = vld1q_u8(b.qs + 32 * h), a1 = vld1q_u8(b.qs + 32 * h + 16);
-      for (int g = 0; g < 4; ++g) {
-        const uint8x16_t bit = vdupq_n_u8(uint8_t(1u << (4 * h + g)));
-        const uint8x16_t four = vdupq_n_u8(4);
-        const uint8x16_t l0 = vorrq_u8(two_bits(a0, g), vandq_u8(vtstq_u8(m0, bit), four));
-        const uint8x16_t l1 = vorrq_u8(two_bits(a1, g), vandq_u8(vtstq_u8(m1, bit), four));
-        u->q[8 * h + 2 * g] = vsubq_s8(vreinterpretq_s8_u8(l0), vdupq_n_s8(4));
-        u->q[8 * h + 2 * g + 1] = vsubq_s8(vreinterpretq_s8_u8(l1), vdupq_n_s8(4));
-      }
+    // Q2_K's low bits; bit e / 32 of hmask[e % 32] set means "no -4"
+    low_bits(b.qs, u->q);
+    const uint8x16_t m[2] = {vld1q_u8(b.hmask), vld1q_u8(b.hmask + 16)};
+    for (int v = 0; v < 16; ++v) {  // elements 16v..16v+15: bit v / 2 of hmask half v % 2
+      const uint8x16_t four = vandq_u8(vtstq_u8(m[v % 2], vdupq_n_u8(uint8_t(1u << (v / 2)))), vdupq_n_u8(4));
+      u->q[v] = vsubq_s8(vorrq_s8(u->q[v], vreinterpretq_s8_u8(four)), vdupq_n_s8(4));
     }
   }
 };

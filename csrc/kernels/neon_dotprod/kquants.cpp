@@ -5,26 +5,26 @@
 // order) and IQ4_NL (one accumulator) on the file layout (arm/block_tile.h);
 // Q2_K, Q3_K and IQ4_XS on the file layout, each super-block unpacked by NEON
 // once per row tile (arm/superblock_tile.h).
+#include "kernels/arm/block_tile.h"
 #include "kernels/arm/kquant_tiles.h"
 #include "kernels/arm/superblock_tile.h"
 #include "kernels/common/gemm_driver.h"
 #include "kernels/neon_dotprod/neon_dotprod.h"
-#include "kernels/arm/block_tile.h"  // last: no FMA contraction in its tiles
 
 namespace bluelm::kernels::neon_dotprod {
 namespace {
 
 void gemm_q5_0(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                int64_t r1, int64_t n_tok) {
-  gemm_tiles<BlockTile<Q5Blocks<false>, Lanes8>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
+  gemm_tiles<OrderTile<Lanes8, Q5Blocks<false>>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
 }
 void gemm_q5_1(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                int64_t r1, int64_t n_tok) {
-  gemm_tiles<BlockTile<Q5Blocks<true>, Lanes8>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
+  gemm_tiles<OrderTile<Lanes8, Q5Blocks<true>>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
 }
 void gemm_iq4_nl(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                  int64_t r1, int64_t n_tok) {
-  gemm_tiles<BlockTile<IQ4_NLBlocks, OneAcc>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
+  gemm_tiles<OrderTile<OneAcc, IQ4_NLBlocks>, 0>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
 }
 template <class Fmt>
 void gemm_super(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
