@@ -85,28 +85,9 @@ struct KTileNeon {
   }
 };
 
-// The products of a Q4_K/Q5_K chunk J (sub-block 2J: the levels lo[8], words
-// of 4 rows; 2J+1: hi[8]) with T tokens, times the rows' scales, into isum
-// (int32x4 per token, a lane per row): SDOT by element. The i8mm table's
-// policy (neon_i8mm/kquants.cpp) forms the same exact sums by SMMLA.
-struct SdotK4 {
-  template <int J, int T>
-  static void dot(const uint8x16_t* lo, const uint8x16_t* hi, const KTok* const* tk, int64_t b,
-                  const int32x4_t* sc, int32x4_t* isum) {
-#pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) {
-      const int8_t* xq = tk[t][b].x->qs + 64 * J;
-      const int32x4_t z = vdupq_n_s32(0);
-      const int32x4_t a = dot16(dot16(z, lo, lds8(xq)), lo + 4, lds8(xq + 16));
-      const int32x4_t c = dot16(dot16(z, hi, lds8(xq + 32)), hi + 4, lds8(xq + 48));
-      isum[t] = vmlaq_s32(vmlaq_s32(isum[t], a, sc[2 * J]), c, sc[2 * J + 1]);
-    }
-  }
-};
-
 // Q4_K (kHigh = false) and Q5_K: 8 sub-blocks of 32, unsigned levels, mins.
-template <bool kHigh, class Dot = SdotK4>
-struct K4Neon : KTileNeon<K4Neon<kHigh, Dot>> {
+template <bool kHigh>
+struct K4Neon : KTileNeon<K4Neon<kHigh>> {
   static constexpr GgmlType kType = kHigh ? GgmlType::Q5_K : GgmlType::Q4_K;
   static constexpr size_t kBlock = kHigh ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   static constexpr int kQs = kHigh ? 48 : 16;  // offset of qs in the block
@@ -132,7 +113,14 @@ struct K4Neon : KTileNeon<K4Neon<kHigh, Dot>> {
         hi[m] = vorrq_u8(hi[m], bit_to_16<2 * J + 1>(h));
       }
     }
-    Dot::template dot<J, T>(lo, hi, tk, b, sc, isum);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      const int8_t* xq = tk[t][b].x->qs + 64 * J;
+      const int32x4_t z = vdupq_n_s32(0);
+      const int32x4_t a = dot16(dot16(z, lo, lds8(xq)), lo + 4, lds8(xq + 16));
+      const int32x4_t c = dot16(dot16(z, hi, lds8(xq + 32)), hi + 4, lds8(xq + 48));
+      isum[t] = vmlaq_s32(vmlaq_s32(isum[t], a, sc[2 * J]), c, sc[2 * J + 1]);
+    }
   }
 
   // Super-block b (its group at gb) of T tokens into acc.
@@ -230,20 +218,16 @@ void unpack_x4(const void* src, void* dst, size_t row_bytes, int64_t rows) {
   kquant_unpack(kT, kRowsNeon, src, dst, row_bytes, rows);
 }
 
-// Q4_K, Q5_K, Q6_K entries of a table: file layout and 4-row packed; Dot the
-// Q4_K/Q5_K product policy.
+// Q4_K, Q5_K, Q6_K entries of a table: file layout and 4-row packed.
 struct V4Rows {
   static constexpr int R = kRowsNeon;
 };
-template <class Dot = SdotK4>
-void fill_kquant_tiles(KernelTable& t) {
-  using Q4K = K4Neon<false, Dot>;
-  using Q5K = K4Neon<true, Dot>;
-  t.gemm[W_Q4_K] = k_gemm<Q4K, V4Rows, false>;
-  t.gemm[W_Q5_K] = k_gemm<Q5K, V4Rows, false>;
+inline void fill_kquant_tiles(KernelTable& t) {
+  t.gemm[W_Q4_K] = k_gemm<K4Neon<false>, V4Rows, false>;
+  t.gemm[W_Q5_K] = k_gemm<K4Neon<true>, V4Rows, false>;
   t.gemm[W_Q6_K] = k_gemm<K6Neon, V4Rows, false>;
-  t.gemm_packed[W_Q4_K] = k_gemm<Q4K, V4Rows, true>;
-  t.gemm_packed[W_Q5_K] = k_gemm<Q5K, V4Rows, true>;
+  t.gemm_packed[W_Q4_K] = k_gemm<K4Neon<false>, V4Rows, true>;
+  t.gemm_packed[W_Q5_K] = k_gemm<K4Neon<true>, V4Rows, true>;
   t.gemm_packed[W_Q6_K] = k_gemm<K6Neon, V4Rows, true>;
   t.pack_rows[W_Q4_K] = t.pack_rows[W_Q5_K] = t.pack_rows[W_Q6_K] = kRowsNeon;
   t.pack[W_Q4_K] = pack_x4<GgmlType::Q4_K>;
