@@ -64,9 +64,9 @@ struct Lanes8 {
     a.hi = vfmaq_n_f32(a.hi, vcvtq_f32_s32(vdotq_s32(z, w1, x1)), d);
     return a;
   }
-  // ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), plus the mins (0 for Q5_0, as the reference)
   // m_w * s_x rounded on its own (fma with 0 is the product, never fused into the add)
   static float min(float macc, float mw, float sx) { return macc + std::fma(mw, sx, 0.0f); }
+  // ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), plus the mins (0 for Q5_0, as the reference)
   static float fold(Acc a, float mins) {
     const float32x4_t s = vaddq_f32(a.lo, a.hi);
     const float32x2_t p = vadd_f32(vget_low_f32(s), vget_high_f32(s));
