@@ -26,7 +26,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/kquant_pack.h"
+#include "kernels/common/kquant_driver.h"
 #include "kernels/x86/common.h"
 
 namespace bluelm::kernels {
@@ -39,14 +39,6 @@ template <size_t kBytes>
 inline void k_prefetch(const char* gb) {
   for (size_t l = 0; l < kBytes; l += 64) _mm_prefetch(gb + 2 * kBytes + l, _MM_HINT_T0);
 }
-
-// Per token and super-block, what every row shares: the activation block and
-// the integer terms of the bsums (Q4_K/Q5_K: 4 words of two int16 sub-block
-// sums; Q6_K: -32 * bsum of each of the 16 sub-blocks).
-struct KTok {
-  const BlockQ8_K* x;
-  int32_t w[16];
-};
 
 // The 8 integer scales and mins of Q4_K/Q5_K (scale_min_k4) of the R rows,
 // from the 12 interleaved scale bytes.
@@ -219,82 +211,6 @@ struct K6Fmt {
     for (int t = 0; t < T; ++t) V::store(y + t * ldy, acc[t]);
   }
 };
-
-// A group's R rows x T tokens (T <= V::kMaxT, 8 at most) into y (row stride 1,
-// token stride ldy).
-template <class Fmt, class V>
-void k_group(const char* g, const KTok* const* tk, int T, int64_t nb, float* y, size_t ldy) {
-  static_assert(V::kMaxT == 4 || V::kMaxT == 8, "tiles of 4 or 8 tokens");
-  if constexpr (V::kMaxT == 8) {
-    switch (T) {
-      case 5: return Fmt::template tile<5>(g, tk, nb, y, ldy);
-      case 6: return Fmt::template tile<6>(g, tk, nb, y, ldy);
-      case 7: return Fmt::template tile<7>(g, tk, nb, y, ldy);
-      case 8: return Fmt::template tile<8>(g, tk, nb, y, ldy);
-      default: break;
-    }
-  }
-  switch (T) {
-    case 1: return Fmt::template tile<1>(g, tk, nb, y, ldy);
-    case 2: return Fmt::template tile<2>(g, tk, nb, y, ldy);
-    case 3: return Fmt::template tile<3>(g, tk, nb, y, ldy);
-    default: return Fmt::template tile<4>(g, tk, nb, y, ldy);
-  }
-}
-
-// The gemm (kernels.h GemmFn) on interleaved groups (Packed) or the file
-// layout (each R rows from r0 on interleaved into a scratch group first, a
-// short last group padded with zero rows). Rows of [r0, r1) that fill a packed
-// group only in part are computed with their whole group into scratch outputs.
-template <class Fmt, class V, bool Packed>
-void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
-            int64_t r1, int64_t n_tok) {
-  constexpr int R = V::R;
-  const char* w = static_cast<const char*>(W);
-  const char* x = static_cast<const char*>(X);
-  const int64_t nb = K / QK_K;
-  std::vector<KTok> prep(static_cast<size_t>(n_tok * nb));
-  for (int64_t t = 0; t < n_tok; ++t) {
-    const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(x + t * xs);
-    for (int64_t b = 0; b < nb; ++b) {
-      KTok& k = prep[size_t(t * nb + b)];
-      k.x = xb + b;
-      Fmt::prep(xb[b], k.w);
-    }
-  }
-  std::vector<char> scratch;  // one interleaved group (file layout only)
-  if (!Packed) scratch.resize(size_t(R) * size_t(nb) * Fmt::kBlock + 64);
-  std::vector<float> part;  // outputs of a group only partly in [r0, r1)
-  // Token chunks of about 128 KiB of activations stay in L2 while every group sweeps them.
-  int64_t tchunk = static_cast<int64_t>((128 * 1024) / (xs ? xs : 1));
-  constexpr int kMaxT = V::kMaxT;
-  tchunk = tchunk < kMaxT ? kMaxT : tchunk - tchunk % kMaxT;
-  for (int64_t t0 = 0; t0 < n_tok; t0 += tchunk) {
-    const int64_t t1 = t0 + tchunk < n_tok ? t0 + tchunk : n_tok;
-    for (int64_t g0 = Packed ? r0 - r0 % R : r0; g0 < r1; g0 += R) {
-      const char* g = w + g0 * ws;
-      if (!Packed) {
-        const int n = static_cast<int>(r1 - g0 < R ? r1 - g0 : R);
-        for (int64_t b = 0; b < nb; ++b)
-          kquant_gather(Fmt::kType, R, w + g0 * ws, ws, n, b, scratch.data() + b * R * Fmt::kBlock);
-        g = scratch.data();
-      }
-      const int64_t lo = g0 < r0 ? r0 : g0, hi = g0 + R < r1 ? g0 + R : r1;
-      const bool whole = lo == g0 && hi == g0 + R;
-      if (!whole) part.assign(size_t(t1 - t0) * R, 0.0f);
-      for (int64_t t = t0; t < t1; t += kMaxT) {
-        const int T = static_cast<int>(t1 - t < kMaxT ? t1 - t : kMaxT);
-        const KTok* tk[kMaxT];
-        for (int i = 0; i < T; ++i) tk[i] = &prep[size_t((t + i) * nb)];
-        if (whole) k_group<Fmt, V>(g, tk, T, nb, Y + t * ldy + g0, ldy);
-        else k_group<Fmt, V>(g, tk, T, nb, part.data() + (t - t0) * R, R);
-      }
-      if (!whole)
-        for (int64_t t = t0; t < t1; ++t)
-          for (int64_t r = lo; r < hi; ++r) Y[t * ldy + r] = part[size_t((t - t0) * R + (r - g0))];
-    }
-  }
-}
 
 }  // namespace
 }  // namespace bluelm::kernels
