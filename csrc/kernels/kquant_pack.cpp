@@ -96,19 +96,4 @@ void kquant_gather(GgmlType t, int R, const char* row0, size_t row_bytes, int n,
   for (int i = 0; i < n; ++i) move_block<true>(L, R, i, row0 + size_t(i) * row_bytes + size_t(b) * L.block, dst);
 }
 
-#define BLUELM_KQUANT_PACKERS(name, type, R)                                          \
-  void pack_##name(const void* src, void* dst, size_t row_bytes, int64_t rows) {     \
-    kquant_pack(GgmlType::type, R, src, dst, row_bytes, rows);                       \
-  }                                                                                  \
-  void unpack_##name(const void* src, void* dst, size_t row_bytes, int64_t rows) {   \
-    kquant_unpack(GgmlType::type, R, src, dst, row_bytes, rows);                     \
-  }
-BLUELM_KQUANT_PACKERS(q4_k_x16, Q4_K, 16)
-BLUELM_KQUANT_PACKERS(q5_k_x16, Q5_K, 16)
-BLUELM_KQUANT_PACKERS(q6_k_x16, Q6_K, 16)
-BLUELM_KQUANT_PACKERS(q4_k_x8, Q4_K, 8)
-BLUELM_KQUANT_PACKERS(q5_k_x8, Q5_K, 8)
-BLUELM_KQUANT_PACKERS(q6_k_x8, Q6_K, 8)
-#undef BLUELM_KQUANT_PACKERS
-
 }  // namespace bluelm::kernels

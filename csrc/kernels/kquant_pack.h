@@ -35,18 +35,14 @@ void kquant_unpack(GgmlType t, int R, const void* src, void* dst, size_t row_byt
 // read as zero bytes. For kernels that take a file-layout matrix.
 void kquant_gather(GgmlType t, int R, const char* row0, size_t row_bytes, int n, int64_t b, char* dst);
 
-// The PackFn entries of the tables (kernels.h): R = 16 and R = 8.
-void pack_q4_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void unpack_q4_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void pack_q5_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void unpack_q5_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void pack_q6_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void unpack_q6_k_x16(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void pack_q4_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void unpack_q4_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void pack_q5_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void unpack_q5_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void pack_q6_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
-void unpack_q6_k_x8(const void* src, void* dst, size_t row_bytes, int64_t rows);
+// The PackFn entries of the tables (kernels.h): groups of R rows of type T.
+template <GgmlType T, int R>
+void kquant_pack_rows(const void* src, void* dst, size_t row_bytes, int64_t rows) {
+  kquant_pack(T, R, src, dst, row_bytes, rows);
+}
+template <GgmlType T, int R>
+void kquant_unpack_rows(const void* src, void* dst, size_t row_bytes, int64_t rows) {
+  kquant_unpack(T, R, src, dst, row_bytes, rows);
+}
 
 }  // namespace bluelm::kernels

@@ -219,35 +219,13 @@ struct K6Neon : KTileNeon<K6Neon> {
   }
 };
 
-// The PackFn entries (kernels.h) of the 4-row layout.
-template <GgmlType kT>
-void pack_x4(const void* src, void* dst, size_t row_bytes, int64_t rows) {
-  kquant_pack(kT, kRowsNeon, src, dst, row_bytes, rows);
-}
-template <GgmlType kT>
-void unpack_x4(const void* src, void* dst, size_t row_bytes, int64_t rows) {
-  kquant_unpack(kT, kRowsNeon, src, dst, row_bytes, rows);
-}
-
 // Q4_K, Q5_K, Q6_K entries of a table: file layout and 4-row packed.
 struct V4Rows {
   static constexpr int R = kRowsNeon;
   static constexpr int kMaxT = 4;  // tokens per k_group call (tile<T> runs them in passes of 2)
 };
 inline void fill_kquant_tiles(KernelTable& t) {
-  t.gemm[W_Q4_K] = k_gemm<K4Neon<false>, V4Rows, false>;
-  t.gemm[W_Q5_K] = k_gemm<K4Neon<true>, V4Rows, false>;
-  t.gemm[W_Q6_K] = k_gemm<K6Neon, V4Rows, false>;
-  t.gemm_packed[W_Q4_K] = k_gemm<K4Neon<false>, V4Rows, true>;
-  t.gemm_packed[W_Q5_K] = k_gemm<K4Neon<true>, V4Rows, true>;
-  t.gemm_packed[W_Q6_K] = k_gemm<K6Neon, V4Rows, true>;
-  t.pack_rows[W_Q4_K] = t.pack_rows[W_Q5_K] = t.pack_rows[W_Q6_K] = kRowsNeon;
-  t.pack[W_Q4_K] = pack_x4<GgmlType::Q4_K>;
-  t.unpack[W_Q4_K] = unpack_x4<GgmlType::Q4_K>;
-  t.pack[W_Q5_K] = pack_x4<GgmlType::Q5_K>;
-  t.unpack[W_Q5_K] = unpack_x4<GgmlType::Q5_K>;
-  t.pack[W_Q6_K] = pack_x4<GgmlType::Q6_K>;
-  t.unpack[W_Q6_K] = unpack_x4<GgmlType::Q6_K>;
+  set_kquant_entries<K4Neon<false>, K4Neon<true>, K6Neon, V4Rows>(t);
 }
 
 }  // namespace

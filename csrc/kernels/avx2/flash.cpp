@@ -87,15 +87,8 @@ struct Ymm {
   }
 };
 
-void attend_chunk(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work) {
-  Flash<Ymm>::run(a, lane0, lane1, work);
-}
-
 }  // namespace
 
-void fill_flash(KernelTable& t) {
-  t.attend_chunk = attend_chunk;
-  t.chunk_lanes = Flash<Ymm>::GL;
-}
+void fill_flash(KernelTable& t) { set_flash_entries<Ymm>(t); }
 
 }  // namespace bluelm::kernels::avx2

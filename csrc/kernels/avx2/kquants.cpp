@@ -54,22 +54,7 @@ struct V8 {
 }  // namespace
 
 void fill_kquants(KernelTable& t) {
-  using Q4K = K4Fmt<V8, false>;
-  using Q5K = K4Fmt<V8, true>;
-  using Q6K = K6Fmt<V8>;
-  t.gemm[W_Q4_K] = k_gemm<Q4K, V8, false>;
-  t.gemm[W_Q5_K] = k_gemm<Q5K, V8, false>;
-  t.gemm[W_Q6_K] = k_gemm<Q6K, V8, false>;
-  t.gemm_packed[W_Q4_K] = k_gemm<Q4K, V8, true>;
-  t.gemm_packed[W_Q5_K] = k_gemm<Q5K, V8, true>;
-  t.gemm_packed[W_Q6_K] = k_gemm<Q6K, V8, true>;
-  t.pack_rows[W_Q4_K] = t.pack_rows[W_Q5_K] = t.pack_rows[W_Q6_K] = V8::R;
-  t.pack[W_Q4_K] = pack_q4_k_x8;
-  t.unpack[W_Q4_K] = unpack_q4_k_x8;
-  t.pack[W_Q5_K] = pack_q5_k_x8;
-  t.unpack[W_Q5_K] = unpack_q5_k_x8;
-  t.pack[W_Q6_K] = pack_q6_k_x8;
-  t.unpack[W_Q6_K] = unpack_q6_k_x8;
+  set_kquant_entries<K4Fmt<V8, false>, K4Fmt<V8, true>, K6Fmt<V8>, V8>(t);
 }
 
 }  // namespace bluelm::kernels::avx2

@@ -48,22 +48,7 @@ struct V16 {
 }  // namespace
 
 void fill_kquants(KernelTable& t) {
-  using Q4K = K4Fmt<V16, false>;
-  using Q5K = K4Fmt<V16, true>;
-  using Q6K = K6Fmt<V16>;
-  t.gemm[W_Q4_K] = k_gemm<Q4K, V16, false>;
-  t.gemm[W_Q5_K] = k_gemm<Q5K, V16, false>;
-  t.gemm[W_Q6_K] = k_gemm<Q6K, V16, false>;
-  t.gemm_packed[W_Q4_K] = k_gemm<Q4K, V16, true>;
-  t.gemm_packed[W_Q5_K] = k_gemm<Q5K, V16, true>;
-  t.gemm_packed[W_Q6_K] = k_gemm<Q6K, V16, true>;
-  t.pack_rows[W_Q4_K] = t.pack_rows[W_Q5_K] = t.pack_rows[W_Q6_K] = V16::R;
-  t.pack[W_Q4_K] = pack_q4_k_x16;
-  t.unpack[W_Q4_K] = unpack_q4_k_x16;
-  t.pack[W_Q5_K] = pack_q5_k_x16;
-  t.unpack[W_Q5_K] = unpack_q5_k_x16;
-  t.pack[W_Q6_K] = pack_q6_k_x16;
-  t.unpack[W_Q6_K] = unpack_q6_k_x16;
+  set_kquant_entries<K4Fmt<V16, false>, K4Fmt<V16, true>, K6Fmt<V16>, V16>(t);
 }
 
 }  // namespace bluelm::kernels::avx512

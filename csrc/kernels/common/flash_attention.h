@@ -416,5 +416,14 @@ struct Flash {
   }
 };
 
+// A table's prompt-chunk attention entries for lane type V.
+template <class V>
+void set_flash_entries(KernelTable& t) {
+  t.attend_chunk = [](const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work) {
+    Flash<V>::run(a, lane0, lane1, work);
+  };
+  t.chunk_lanes = Flash<V>::GL;
+}
+
 }  // namespace
 }  // namespace bluelm::kernels

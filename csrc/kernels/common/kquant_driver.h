@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/block_formats.h"
+#include "kernels/kernels.h"
 #include "kernels/kquant_pack.h"
 
 namespace bluelm::kernels {
@@ -99,6 +100,25 @@ void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t
           for (int64_t r = lo; r < hi; ++r) Y[t * ldy + r] = part[size_t((t - t0) * R + (r - g0))];
     }
   }
+}
+
+// A table's Q4_K, Q5_K and Q6_K entries: the gemms over the file layout and
+// over groups of V::R interleaved rows, and the packers of those groups.
+template <class Q4K, class Q5K, class Q6K, class V>
+void set_kquant_entries(KernelTable& t) {
+  t.gemm[W_Q4_K] = k_gemm<Q4K, V, false>;
+  t.gemm[W_Q5_K] = k_gemm<Q5K, V, false>;
+  t.gemm[W_Q6_K] = k_gemm<Q6K, V, false>;
+  t.gemm_packed[W_Q4_K] = k_gemm<Q4K, V, true>;
+  t.gemm_packed[W_Q5_K] = k_gemm<Q5K, V, true>;
+  t.gemm_packed[W_Q6_K] = k_gemm<Q6K, V, true>;
+  t.pack_rows[W_Q4_K] = t.pack_rows[W_Q5_K] = t.pack_rows[W_Q6_K] = V::R;
+  t.pack[W_Q4_K] = kquant_pack_rows<GgmlType::Q4_K, V::R>;
+  t.unpack[W_Q4_K] = kquant_unpack_rows<GgmlType::Q4_K, V::R>;
+  t.pack[W_Q5_K] = kquant_pack_rows<GgmlType::Q5_K, V::R>;
+  t.unpack[W_Q5_K] = kquant_unpack_rows<GgmlType::Q5_K, V::R>;
+  t.pack[W_Q6_K] = kquant_pack_rows<GgmlType::Q6_K, V::R>;
+  t.unpack[W_Q6_K] = kquant_unpack_rows<GgmlType::Q6_K, V::R>;
 }
 
 }  // namespace

@@ -5,17 +5,7 @@
 #include "kernels/neon/neon.h"
 
 namespace bluelm::kernels::neon {
-namespace {
 
-void attend_chunk(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work) {
-  Flash<Neon4>::run(a, lane0, lane1, work);
-}
-
-}  // namespace
-
-void fill_flash(KernelTable& t) {
-  t.attend_chunk = attend_chunk;
-  t.chunk_lanes = Flash<Neon4>::GL;
-}
+void fill_flash(KernelTable& t) { set_flash_entries<Neon4>(t); }
 
 }  // namespace bluelm::kernels::neon

@@ -33,15 +33,8 @@ struct Neon4Dot : Neon4 {
   }
 };
 
-void attend_chunk(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work) {
-  Flash<Neon4Dot>::run(a, lane0, lane1, work);
-}
-
 }  // namespace
 
-void fill_flash(KernelTable& t) {
-  t.attend_chunk = attend_chunk;
-  t.chunk_lanes = Flash<Neon4Dot>::GL;
-}
+void fill_flash(KernelTable& t) { set_flash_entries<Neon4Dot>(t); }
 
 }  // namespace bluelm::kernels::neon_dotprod

@@ -62,16 +62,9 @@ struct Lane1 {
   }
 };
 
-void attend_chunk(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work) {
-  Flash<Lane1>::run(a, lane0, lane1, work);
-}
-
 }  // namespace
 
-void fill_flash(KernelTable& t) {
-  t.attend_chunk = attend_chunk;
-  t.chunk_lanes = Flash<Lane1>::GL;
-}
+void fill_flash(KernelTable& t) { set_flash_entries<Lane1>(t); }
 
 }  // namespace bluelm::kernels::scalar
 
