@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import numbers
+
 
 class BlueLMError(Exception):
     """Base class of every bluelm-cpp error."""
@@ -55,3 +57,14 @@ __all__ = [
     "ImageError",
     "CancelledError",
 ]
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high], or InvalidArgumentError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgumentError(f"{name} must be an integer, got {type(value).__name__}")
+    v = int(value)
+    if v < low or (high is not None and v > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise InvalidArgumentError(f"{name} must be {bound}, got {v}")
+    return v

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -33,9 +32,11 @@ from .errors import (
     InvalidArgumentError,
     ModelFileError,
     ModelFormatError,
+    check_int,
 )
 from .image_prefill import ImageHandle, ImagePrefiller
 from .prompt import Message, TextStream, check_stop, messages_with_images
+from .request_gate import RequestGate, RequestSession
 from .sampling import SamplingParams, sampling_from_metadata
 from .tokenizer import Tokenizer
 from .vision.embed import ImageEmbedder, check_images
@@ -52,16 +53,6 @@ FINISH_REASON = {
     "cancelled": "stop",
     "none": None,
 }
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(f"{name} must be an integer, got {type(value).__name__}")
-    v = int(value)
-    if v < low or (high is not None and v > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise InvalidArgumentError(f"{name} must be {bound}, got {v}")
-    return v
 
 
 @dataclass
@@ -146,11 +137,11 @@ class Model:
         draft: str | os.PathLike[str] | Model | None = None,
         n_draft: int = 8,
     ) -> None:
-        n_ctx = _check_int("n_ctx", n_ctx, 0, 1 << 24)
-        n_batch = _check_int("n_batch", n_batch, 1, 65536)
+        n_ctx = check_int("n_ctx", n_ctx, 0, 1 << 24)
+        n_batch = check_int("n_batch", n_batch, 1, 65536)
         if n_threads is None:
             n_threads = _core.physical_cores()
-        n_threads = _check_int("n_threads", n_threads, 1, 256)
+        n_threads = check_int("n_threads", n_threads, 1, 256)
         if kv_type not in _KV_TYPES:
             raise InvalidArgumentError(f"kv_type must be one of {_KV_TYPES}, got {kv_type!r}")
         kv_type = "q8_0" if kv_type == "int8" else kv_type
@@ -166,7 +157,7 @@ class Model:
         self._ctx = _core.Context(self._model, n_ctx, n_batch, n_threads, kv_type)
         self._kv_type = kv_type
         self.vision: ImageEmbedder | None = None
-        vision_batch = _check_int("vision_batch", vision_batch, 1, 256)
+        vision_batch = check_int("vision_batch", vision_batch, 1, 256)
         if mmproj is not None:
             if not os.path.exists(os.fspath(mmproj)):
                 raise ModelFileError(f"mmproj file '{os.fspath(mmproj)}' does not exist")
@@ -182,12 +173,12 @@ class Model:
             n_threads_vision = max(1, n_threads // 2) if pipeline else n_threads
         # Serialises requests; shared with the prefiller's background KV step
         # (not through self: a cycle would keep a closed model's cache alive).
-        self._requests = _RequestGate(self._ctx)
+        self._requests = RequestGate(self._ctx)
         # Turns prompts (text and images) into segments for the C++ session.
         self._prefiller = ImagePrefiller(
             self._ctx,
             self.vision,
-            n_threads_vision=_check_int("n_threads_vision", n_threads_vision, 1, 256),
+            n_threads_vision=check_int("n_threads_vision", n_threads_vision, 1, 256),
             vision_batch=vision_batch,
             overlap=bool(pipeline),
             release_vision=bool(release_vision),
@@ -199,7 +190,7 @@ class Model:
 
     def _set_draft(self, draft: str | os.PathLike[str] | Model | None, n_draft: int) -> None:
         """Hands the drafter to the C++ session (see the ``draft`` argument)."""
-        n_draft = _check_int("n_draft", n_draft, 1)
+        n_draft = check_int("n_draft", n_draft, 1)
         if draft is None:
             return
         spec: Any
@@ -427,7 +418,7 @@ class Model:
         with self._session():
             self._require_open().reset()
 
-    def _session(self) -> _Session:
+    def _session(self) -> RequestSession:
         return self._requests.session()
 
     # -- images ---------------------------------------------------------------
@@ -608,7 +599,7 @@ class Model:
     def _max_tokens(self, max_tokens: int | None) -> int:
         if max_tokens is None:
             return self.n_ctx
-        return _check_int("max_tokens", max_tokens, 0)
+        return check_int("max_tokens", max_tokens, 0)
 
     # -- generation ---------------------------------------------------------
 
@@ -800,51 +791,6 @@ class Model:
         from .completion import create_chat_completion
 
         return create_chat_completion(self, messages, **kw)
-
-
-class _RequestGate:
-    """One request at a time on a model; refuses re-entry from the same
-    thread (an open stream that was not finished or closed). A request starts
-    with no cancel pending; ``cancel`` reaches only the request in flight."""
-
-    def __init__(self, ctx: Any) -> None:
-        self.lock = threading.Lock()
-        self.owner: int | None = None
-        self.ctx = ctx
-        self._state = threading.Lock()
-
-    def session(self) -> _Session:
-        return _Session(self)
-
-    def cancel(self) -> None:
-        with self._state:
-            if self.owner is not None and self.ctx is not None:
-                self.ctx.cancel()
-
-
-class _Session:
-    """A request's hold on a :class:`_RequestGate`."""
-
-    def __init__(self, gate: _RequestGate) -> None:
-        self._g = gate
-
-    def __enter__(self) -> None:
-        me = threading.get_ident()
-        if self._g.owner == me:
-            raise BlueLMError(
-                "this model is busy with an unfinished generation in the same thread; "
-                "exhaust or close() the previous stream first"
-            )
-        self._g.lock.acquire()
-        with self._g._state:
-            self._g.owner = me
-            if self._g.ctx is not None:
-                self._g.ctx.clear_cancel()
-
-    def __exit__(self, *exc: object) -> None:
-        with self._g._state:
-            self._g.owner = None
-        self._g.lock.release()
 
 
 __all__ = ["CancelledError", "Generation", "Model"]
