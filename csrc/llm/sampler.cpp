@@ -45,6 +45,9 @@ Sampler::Sampler(const SamplerParams& p, int64_t n_vocab)
     : p_(p), seed_(p.seed ? *p.seed : std::random_device{}() * 0x9E3779B97F4A7C15ull ^ std::random_device{}()),
       rng_(seed_) {
   p_.validate(n_vocab);
+  bias_by_id_ = p_.logit_bias;
+  std::stable_sort(bias_by_id_.begin(), bias_by_id_.end(),
+                   [](const std::pair<int32_t, float>& a, const std::pair<int32_t, float>& b) { return a.first < b.first; });
 }
 
 void Sampler::reset() {
@@ -69,9 +72,36 @@ void Sampler::accept(int32_t token) {
   }
 }
 
-bool Sampler::plain() const {
+bool Sampler::penalties_apply() const {
   const bool penalise = p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
-  return p_.logit_bias.empty() && !(penalise && !counts_.empty());
+  return penalise && !counts_.empty();
+}
+
+bool Sampler::plain() const { return p_.logit_bias.empty() && !penalties_apply(); }
+
+void Sampler::greedy(const float* logits, int64_t n_vocab, TokenMask mask) {
+  // processed()'s values and argmax rule: a biased token's biases added in
+  // their order, every value made orderable, masked tokens out, first maximum.
+  int32_t chosen = -1;
+  float best = 0.0f;
+  auto consider = [&](int64_t i, float v) {
+    if (allowed(mask, i) && (chosen < 0 || v > best)) {
+      best = v;
+      chosen = static_cast<int32_t>(i);
+    }
+  };
+  int64_t pos = 0;
+  for (size_t j = 0; j < bias_by_id_.size();) {
+    const int32_t id = bias_by_id_[j].first;
+    if (id >= n_vocab) break;
+    float v = logits[id];
+    for (; j < bias_by_id_.size() && bias_by_id_[j].first == id; ++j) v += bias_by_id_[j].second;
+    for (; pos < id; ++pos) consider(pos, orderable(logits[pos]));
+    consider(id, orderable(v));
+    pos = id + 1;
+  }
+  for (; pos < n_vocab; ++pos) consider(pos, orderable(logits[pos]));
+  if (chosen >= 0) cand_.push_back({chosen, best, 1.0f});
 }
 
 const float* Sampler::processed(const float* logits, int64_t n_vocab, TokenMask mask) {
@@ -96,6 +126,12 @@ const float* Sampler::distribution(const float* logits, int64_t n_vocab, TokenMa
   // Raw logits (no bias, no penalty, no logprobs: the common case) are read in
   // place, orderable() and the mask applied per value; otherwise a processed
   // copy holds them (masked: -inf).
+  if (p_.temperature == 0.0f && !processed_needed && !penalties_apply()) {
+    cand_.clear();
+    greedy(logits, n_vocab, mask);
+    if (cand_.empty()) throw ArgumentError("the token mask allows no token");
+    return logits;  // read by fill_logprobs only, which asks for processed logits
+  }
   const bool raw = plain() && !processed_needed;
   const float* l = raw ? logits : processed(logits, n_vocab, mask);
   const TokenMask m = raw ? mask : nullptr;

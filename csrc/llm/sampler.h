@@ -104,6 +104,11 @@ class Sampler {
   // logits with bias, mask and penalties applied, NaN/inf made orderable
   const float* processed(const float* logits, int64_t n_vocab, TokenMask mask);
   bool plain() const;  // no bias and no penalties: logits are used as they are
+  bool penalties_apply() const;
+  // Greedy without penalties: the first maximum, the logits read in place and
+  // only the biased tokens' values computed (processed() would copy them all:
+  // 0.5 MiB a token for a 128k vocabulary); leaves it in cand_.
+  void greedy(const float* logits, int64_t n_vocab, TokenMask mask);
   // Leaves in cand_ the distribution the next token is drawn from (greedy: the
   // first maximum, p = 1); returns the logits fill_logprobs reads (processed
   // when `processed_needed`). Throws ArgumentError when the mask allows nothing.
@@ -120,6 +125,7 @@ class Sampler {
   std::unordered_map<int32_t, int32_t> counts_;
   std::vector<Candidate> cand_;
   std::vector<float> work_;
+  std::vector<std::pair<int32_t, float>> bias_by_id_;  // logit_bias, stably sorted by token id
 };
 
 }  // namespace bluelm

@@ -59,7 +59,13 @@ void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
   const int64_t nb = K / QK_K;
-  std::vector<KTok> prep(static_cast<size_t>(n_tok * nb));
+  // Decode calls this per matmul and thread for every token: its terms fit on
+  // the stack (K up to 16384), so only prompts allocate.
+  constexpr int64_t kStackTerms = 64;
+  KTok stack[kStackTerms];
+  std::vector<KTok> heap;
+  if (n_tok * nb > kStackTerms) heap.resize(static_cast<size_t>(n_tok * nb));
+  KTok* const prep = heap.empty() ? stack : heap.data();
   for (int64_t t = 0; t < n_tok; ++t) {
     const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(x + t * xs);
     for (int64_t b = 0; b < nb; ++b) {
