@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from compare import rel_err
 
 DATA = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(DATA))
@@ -73,10 +74,6 @@ def _file(ours: Any, name: str, which: str) -> Path:
 CASES = [(n, w) for n in NAMES for w in ("ours", "llamacpp") if w == "ours" or n in LLAMACPP]
 
 
-def _rel(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.abs(got - want).max() / np.abs(want).max())
-
-
 @pytest.mark.parametrize("n_batch", [64, 7])
 @pytest.mark.parametrize("name,which", CASES)
 def test_logits_match_transformers(ours: Any, name: str, which: str, n_batch: int) -> None:
@@ -91,7 +88,7 @@ def test_logits_match_transformers(ours: Any, name: str, which: str, n_batch: in
     want = ref["logits"]
     got = got[:, : want.shape[1]]  # llama.cpp drops gemma3's rows past the tokenizer (none here)
     assert got.shape == want.shape
-    err = _rel(got, want)
+    err = rel_err(got, want)
     print(f"{name} {which} n_batch={n_batch}: rel err {err:.2e}")
     assert err <= RTOL
 
@@ -109,7 +106,7 @@ def test_greedy_matches_transformers(ours: Any, name: str, which: str) -> None:
     tokens = []
     for step, want in enumerate(ref["greedy_logits"]):
         got = np.asarray(ctx.logits(), dtype=np.float32)[: want.shape[0]]
-        assert _rel(got, want) <= RTOL, f"{name} {which}: step {step}"
+        assert rel_err(got, want) <= RTOL, f"{name} {which}: step {step}"
         tokens.append(int(got.argmax()))
         ctx.eval([int(ref["greedy"][step])])
     assert tokens == ref["greedy"].tolist()

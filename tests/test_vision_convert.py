@@ -11,21 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vision_oracle as oracle
+from compare import cosine, rel_err
 
 from bluelm_cpp.convert import main as convert_main
 from bluelm_cpp.convert.vision import convert_vision_checkpoint
 from bluelm_cpp.errors import InvalidArgumentError, ModelFileError, ModelFormatError
 
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def _rel(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.abs(got - want).max() / np.abs(want).max())
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +48,8 @@ def test_f32_file_reproduces_pytorch_encoder_and_projector(files, name):
     z = np.load(DATA / name / "reference.npz")
     for k in range(3):
         enc = oracle.encode(keys, t, z[f"pixel_values_{k}"])
-        assert _rel(enc, z[f"encoder_{k}"]) < 1e-5
-        assert _rel(oracle.project(keys, t, enc), _expect_projected(name, z, k)) < 1e-5
+        assert rel_err(enc, z[f"encoder_{k}"]) < 1e-5
+        assert rel_err(oracle.project(keys, t, enc), _expect_projected(name, z, k)) < 1e-5
     assert set(types.values()) == {"F32"}
 
 
@@ -67,7 +59,7 @@ def test_q8_0_mmproj_keeps_cosine_above_0_999(files, name):
     z = np.load(DATA / name / "reference.npz")
     for k in range(3):
         emb = oracle.project(keys, t, oracle.encode(keys, t, z[f"pixel_values_{k}"]))
-        assert _cos(emb, _expect_projected(name, z, k)) >= 0.999
+        assert cosine(emb, _expect_projected(name, z, k)) >= 0.999
     assert types["v.patch_embd.weight"] == "F16"  # row 3*14*14 = 588
     assert types["v.position_embd.weight"] == "F32"
     assert types["v.blk.0.attn_q.weight"] == "Q8_0" and types["mm.0.weight"] == "Q8_0"
@@ -78,7 +70,7 @@ def test_bare_siglip_matches_last_hidden_state(files):
     keys, t, _ = oracle.read_gguf(files["tiny_siglip", "f32"])
     z = np.load(DATA / "tiny_siglip" / "reference.npz")
     assert keys["clip.projector_type"] == "none" and "v.post_ln.weight" in t
-    assert _rel(oracle.encode(keys, t, z["pixel_values"]), z["last_hidden_state"]) < 1e-5
+    assert rel_err(oracle.encode(keys, t, z["pixel_values"]), z["last_hidden_state"]) < 1e-5
 
 
 def test_keys_follow_the_contract(files):

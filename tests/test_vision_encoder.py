@@ -14,21 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compare import cosine, rel_err
 
 from bluelm_cpp import _core
 from bluelm_cpp.convert.vision import convert_vision_checkpoint
 from bluelm_cpp.errors import InvalidArgumentError, ModelFileError, ModelFormatError
 
 DATA = Path(__file__).parent / "data"
-
-
-def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.abs(a - ref).max() / np.abs(ref).max())
-
-
-def cosine(a: np.ndarray, ref: np.ndarray) -> float:
-    a64, r64 = a.astype(np.float64).ravel(), ref.astype(np.float64).ravel()
-    return float(a64 @ r64 / np.linalg.norm(a64) / np.linalg.norm(r64))
 
 
 @pytest.fixture(scope="module")

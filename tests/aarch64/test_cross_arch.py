@@ -28,7 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+TESTS = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TESTS))  # run as a script and by pytest from tests/aarch64
+from compare import cosine, rel_err  # noqa: E402
+
+DATA = TESTS / "data"
 NAMES = ("tiny_bluelm_v", "tiny_llava_ov")
 VISION_TYPES = ("f32", "q8_0")
 F32_REL = 1e-4
@@ -63,15 +67,6 @@ def pytorch_reference(name: str, kind: str, k: int) -> np.ndarray:
     if kind == "image" or name == "tiny_bluelm_v":
         return ref[f"embeddings_{k}"]
     return ref[f"projector_{k}"]  # LLaVA-OV's per-patch projector output (before packing)
-
-
-def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.abs(a - ref).max() / np.abs(ref).max())
-
-
-def cosine(a: np.ndarray, ref: np.ndarray) -> float:
-    a64, r64 = a.astype(np.float64).ravel(), ref.astype(np.float64).ravel()
-    return float(a64 @ r64 / np.linalg.norm(a64) / np.linalg.norm(r64))
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +104,10 @@ def test_same_embeddings_as_x86(x86: dict, arm: dict, name: str, vt: str) -> Non
                 assert min(pair) >= INT8_COSINE, (key, pair)
             worst.append((key, rel_err(a, x)))
     key, err = max(worst, key=lambda kv: kv[1])
-    print(f"{name} {vt}: aarch64 ({arm['isa']}) vs x86 ({x86['isa']}): "
-          f"max |diff| / max |x86| = {err:.3g} ({key})")
+    print(
+        f"{name} {vt}: aarch64 ({arm['isa']}) vs x86 ({x86['isa']}): "
+        f"max |diff| / max |x86| = {err:.3g} ({key})"
+    )
 
 
 if __name__ == "__main__":
