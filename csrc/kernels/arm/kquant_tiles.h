@@ -136,20 +136,32 @@ struct K4Neon : KTileNeon<K4Neon<kHigh>> {
   template <int T>
   __attribute__((always_inline)) static void block(const char* gb, const KTok* const* tk, int64_t b,
                                                     float32x4_t* acc) {
-    // scale_min_k4 of 4 rows at once: byte k of the rows is bytes 4k..4k+3.
-    const uint8x16_t b0 = ldu8(gb + 4 * R), b1 = ldu8(gb + 4 * R + 16), b2 = ldu8(gb + 4 * R + 32);
-    const uint8x16_t m6 = vdupq_n_u8(0x3f), top = vdupq_n_u8(0x30);
     int32x4_t sc[8], mn[8];
-    widen_u8(vandq_u8(b0, m6), sc);
-    widen_u8(vorrq_u8(vandq_u8(b2, vdupq_n_u8(0x0f)), vandq_u8(vshrq_n_u8(b0, 2), top)), sc + 4);
-    widen_u8(vandq_u8(b1, m6), mn);
-    widen_u8(vorrq_u8(vshrq_n_u8(b2, 4), vandq_u8(vshrq_n_u8(b1, 2), top)), mn + 4);
+    scales(gb, sc, mn);
     int32x4_t isum[T];
     for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
     chunk<0, T>(gb, tk, b, sc, isum);
     chunk<1, T>(gb, tk, b, sc, isum);
     chunk<2, T>(gb, tk, b, sc, isum);
     chunk<3, T>(gb, tk, b, sc, isum);
+    finish<T>(gb, tk, b, mn, isum, acc);
+  }
+
+  // scale_min_k4 of 4 rows at once (the group's scales, byte k of the rows at
+  // bytes 4k..4k+3) as int32x4 per sub-block, a lane per row.
+  __attribute__((always_inline)) static void scales(const char* gb, int32x4_t* sc, int32x4_t* mn) {
+    const uint8x16_t b0 = ldu8(gb + 4 * R), b1 = ldu8(gb + 4 * R + 16), b2 = ldu8(gb + 4 * R + 32);
+    const uint8x16_t m6 = vdupq_n_u8(0x3f), top = vdupq_n_u8(0x30);
+    widen_u8(vandq_u8(b0, m6), sc);
+    widen_u8(vorrq_u8(vandq_u8(b2, vdupq_n_u8(0x0f)), vandq_u8(vshrq_n_u8(b0, 2), top)), sc + 4);
+    widen_u8(vandq_u8(b1, m6), mn);
+    widen_u8(vorrq_u8(vshrq_n_u8(b2, 4), vandq_u8(vshrq_n_u8(b1, 2), top)), mn + 4);
+  }
+
+  // The float steps of super-block b: the scaled sums isum and the mins.
+  template <int T>
+  __attribute__((always_inline)) static void finish(const char* gb, const KTok* const* tk, int64_t b,
+                                                     const int32x4_t* mn, const int32x4_t* isum, float32x4_t* acc) {
     const float32x4_t dw = h4(gb), dm = h4(gb + 2 * R);
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) {
@@ -181,8 +193,7 @@ struct K6Neon : KTileNeon<K6Neon> {
     const char* ql = gb;
     const char* qh = gb + 128 * R;
     int32x4_t sc[16];
-#pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) widen_s8(lds8(gb + 192 * R + 16 * v), sc + 4 * v);
+    scales(gb, sc);
     int32x4_t isum[T];
     for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
     const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
@@ -213,6 +224,19 @@ struct K6Neon : KTileNeon<K6Neon> {
             isum[t] = vmlaq_s32(vmlaq_s32(isum[t], p0, sc[s0]), p1, sc[s1]);
           }
         }
+    finish<T>(gb, tk, b, isum, acc);
+  }
+
+  // The 16 int8 sub-block scales of 4 rows as int32x4 per sub-block, a lane per row.
+  __attribute__((always_inline)) static void scales(const char* gb, int32x4_t* sc) {
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) widen_s8(lds8(gb + 192 * R + 16 * v), sc + 4 * v);
+  }
+
+  // acc += d_w * d_x * isum per token.
+  template <int T>
+  __attribute__((always_inline)) static void finish(const char* gb, const KTok* const* tk, int64_t b,
+                                                     const int32x4_t* isum, float32x4_t* acc) {
     const float32x4_t dw = h4(gb + 208 * R);
     for (int t = 0; t < T; ++t)
       acc[t] = vfmaq_f32(acc[t], vmulq_f32(dw, vdupq_n_f32(tk[t][b].x->d)), vcvtq_f32_s32(isum[t]));
