@@ -10,6 +10,7 @@
 // arm/kquant_tiles.h does (shared scales/finish), so the results are the
 // scalar reference's bits (kernels/scalar/kquants.h).
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/arm/kquant_tiles.h"
@@ -22,9 +23,10 @@ constexpr int R = kRowsNeon;
 
 inline int8x16_t s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
 
-// The driver's token passes (k_group: chunks of V4Rows::kMaxT from a multiple
-// of it, tile<T> in passes of 2) give tile<2> tokens 2p, 2p+1 and tile<1> only
-// an unpaired last token, so the pairs of interleave_pairs are the tiles'.
+// The driver's token passes (k_group: chunks of V4Rows::kMaxT tokens from a
+// multiple of it; KTileMm runs passes of 2 from the first) give every pair
+// tile tokens 2p, 2p+1 and a lone-token tile only an unpaired last token, so
+// the pairs of interleave_pairs are the tiles'.
 static_assert(V4Rows::kMaxT % 2 == 0, "token tiles start at even tokens");
 
 // 8 activation bytes, elements e..e+7, of a token pair interleaved by
@@ -39,28 +41,66 @@ inline int8x16_t xdup(const KTok* const* tk, int64_t b, int e) {
 }
 
 // Tokens 2p, 2p+1 of X (n_tok rows of Q8_K, xs bytes apart) into out with
-// their quants interleaved in 8-byte words (xpair's order); d and bsums and an
-// unpaired last token as they are.
+// their quants interleaved in 8-byte words (xpair's order); d and an unpaired
+// last token as they are. With kPairBsums the bsums of sub-block s of the two
+// tokens become neighbours too (s < 8 in the first token's bsums, at 2s, 2s+1;
+// the rest in the second's), so a prep that maps bsums element-wise gives the
+// pair's terms of a sub-block as 2 adjacent int32 (K6Mm's start values);
+// otherwise the bsums stay as they are.
+template <bool kPairBsums>
 void interleave_pairs(const char* X, size_t xs, int64_t n_tok, int64_t nb, char* out) {
   std::memcpy(out, X, size_t(n_tok) * xs);
   for (int64_t t = 0; t + 1 < n_tok; t += 2)
     for (int64_t b = 0; b < nb; ++b) {
-      const int8_t* a = reinterpret_cast<const BlockQ8_K*>(X + t * xs)[b].qs;
-      const int8_t* c = reinterpret_cast<const BlockQ8_K*>(X + (t + 1) * xs)[b].qs;
-      int8_t* oa = reinterpret_cast<BlockQ8_K*>(out + t * xs)[b].qs;
-      int8_t* oc = reinterpret_cast<BlockQ8_K*>(out + (t + 1) * xs)[b].qs;
+      const BlockQ8_K& a = reinterpret_cast<const BlockQ8_K*>(X + t * xs)[b];
+      const BlockQ8_K& c = reinterpret_cast<const BlockQ8_K*>(X + (t + 1) * xs)[b];
+      BlockQ8_K& oa = reinterpret_cast<BlockQ8_K*>(out + t * xs)[b];
+      BlockQ8_K& oc = reinterpret_cast<BlockQ8_K*>(out + (t + 1) * xs)[b];
       for (int k = 0; k < 16; ++k) {  // elements 16k..16k+15: stream bytes 32k..32k+31
-        const int64x2_t va = vreinterpretq_s64_s8(vld1q_s8(a + 16 * k));
-        const int64x2_t vc = vreinterpretq_s64_s8(vld1q_s8(c + 16 * k));
-        int8_t* o = k < 8 ? oa + 32 * k : oc + 32 * (k - 8);
+        const int64x2_t va = vreinterpretq_s64_s8(vld1q_s8(a.qs + 16 * k));
+        const int64x2_t vc = vreinterpretq_s64_s8(vld1q_s8(c.qs + 16 * k));
+        int8_t* o = k < 8 ? oa.qs + 32 * k : oc.qs + 32 * (k - 8);
         vst1q_s8(o, vreinterpretq_s8_s64(vzip1q_s64(va, vc)));
         vst1q_s8(o + 16, vreinterpretq_s8_s64(vzip2q_s64(va, vc)));
+      }
+      if constexpr (kPairBsums) {
+        const int16x8x2_t lo = vzipq_s16(vld1q_s16(a.bsums), vld1q_s16(c.bsums));
+        const int16x8x2_t hi = vzipq_s16(vld1q_s16(a.bsums + 8), vld1q_s16(c.bsums + 8));
+        vst1q_s16(oa.bsums, lo.val[0]);
+        vst1q_s16(oa.bsums + 8, lo.val[1]);
+        vst1q_s16(oc.bsums, hi.val[0]);
+        vst1q_s16(oc.bsums + 8, hi.val[1]);
       }
     }
 }
 
-// The 4 row sums of 4 words (rows 0,1 in p01, rows 2,3 in p23) of a token
-// pair [r0t0, r0t1, r1t0, r1t1] as a lane per row, token 0 (Second = false) or 1.
+// The loop of the formats below: a group's 4 rows x T tokens over nb
+// super-blocks, Fmt::block adding each into a float32x4 per token: a lone
+// token or a pair at once, 3 and 4 tokens in passes (one pass of 4 spills:
+// gcc 13 -O3, 830 instructions, 197 stack accesses per Q4_K super-block).
+template <class Fmt>
+struct KTileMm {
+  static constexpr int R = kRowsNeon;
+  template <int T>
+  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
+    if constexpr (T > 2) {
+      tile<2>(g, tk, nb, y, ldy);
+      tile<T - 2>(g, tk + 2, nb, y + 2 * ldy, ldy);
+      return;
+    }
+    float32x4_t acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * R * Fmt::kBlock;
+      if constexpr (T == 1) k_prefetch<R * Fmt::kBlock>(gb);
+      Fmt::template block<T>(gb, tk, b, acc);
+    }
+    for (int t = 0; t < T; ++t) vst1q_f32(y + t * ldy, acc[t]);
+  }
+};
+
+// The 4 row sums of a token pair's SMMLA sums (rows 0,1 in p01 = [r0t0, r0t1,
+// r1t0, r1t1], rows 2,3 in p23) as a lane per row, token 0 (Second = false) or 1.
 template <bool Second>
 inline int32x4_t rows_of(int32x4_t p01, int32x4_t p23) {
   return Second ? vuzp2q_s32(p01, p23) : vuzp1q_s32(p01, p23);
@@ -68,7 +108,7 @@ inline int32x4_t rows_of(int32x4_t p01, int32x4_t p23) {
 
 // Q4_K (kHigh = false) and Q5_K on the 8-byte layout.
 template <bool kHigh>
-struct K4Mm : KTileNeon<K4Mm<kHigh>> {
+struct K4Mm : KTileMm<K4Mm<kHigh>> {
   using Base = K4Neon<kHigh>;
   static constexpr GgmlType kType = Base::kType;
   static constexpr size_t kBlock = Base::kBlock;
@@ -145,13 +185,22 @@ struct K4Mm : KTileNeon<K4Mm<kHigh>> {
 };
 
 // Q6_K on the 8-byte layout: levels 0..63 against the activations, the -32
-// offset as isum's start sum_s sc_s * (-32 bsum_s) (the same exact integer).
-struct K6Mm : KTileNeon<K6Mm> {
+// offset as each sub-block's -32 bsum term (prep) in the exact int32 isum:
+// token pairs start each sub-block's SMMLA at it (the pair's two terms are
+// adjacent, interleave_pairs<true>: one LD1R), a lone token adds them first.
+struct K6Mm : KTileMm<K6Mm> {
   using Base = K6Neon;
   static constexpr GgmlType kType = Base::kType;
   static constexpr size_t kBlock = Base::kBlock;
   static constexpr int kQWord = 8;
+  static constexpr bool kPairBsums = true;
   static void prep(const BlockQ8_K& x, int32_t* w) { Base::prep(x, w); }
+
+  // [first token's start, second's] twice for sub-block s of the pair tk.
+  static int32x4_t start2(const KTok* const* tk, int64_t b, int s) {
+    const int32_t* w = s < 8 ? tk[0][b].w + 2 * s : tk[1][b].w + 2 * (s - 8);
+    return vreinterpretq_s32_s64(vld1q_dup_s64(reinterpret_cast<const int64_t*>(w)));
+  }
 
   template <int T>
   __attribute__((always_inline)) static void block(const char* gb, const KTok* const* tk, int64_t b,
@@ -161,63 +210,67 @@ struct K6Mm : KTileNeon<K6Mm> {
     int32x4_t sc[16];
     Base::scales(gb, sc);
     int32x4_t isum[T];
-#pragma GCC unroll 2
-    for (int t = 0; t < T; ++t) {
-      const int32_t* w = tk[t][b].w;
-      isum[t] = vmulq_n_s32(sc[0], w[0]);
+    for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
+    if constexpr (T == 1) {  // a lone token: the start terms at once, sum_s sc_s * w_s
+      const int32_t* w = tk[0][b].w;
 #pragma GCC unroll 16
-      for (int s = 1; s < 16; ++s) isum[t] = vmlaq_n_s32(isum[t], sc[s], w[s]);
+      for (int s = 0; s < 16; ++s) isum[0] = vmlaq_n_s32(isum[0], sc[s], w[s]);
     }
     const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
     // ql word 8h + 4gp + m: elements 128h + 32gp + 8m (low nibbles; qh bits
-    // 2gp) and 64 further (high nibbles; qh bits 2gp + 4) of qh word 4h + m.
+    // 2gp) and 64 further (high nibbles; qh bits 2gp + 4) of qh word 4h + m;
+    // words m = 2a, 2a + 1 are sub-blocks s0 (low) and s0 + 4 (high).
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h)
 #pragma GCC unroll 2
-      for (int gp = 0; gp < 2; ++gp) {
-        uint8x16_t u0[8], u1[8];  // [2m + p]: word m of rows 2p, 2p+1
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) {
-          const int m = k / 2, p = k % 2;
-          const uint8x16_t L = ldu8(ql + (8 * h + 4 * gp + m) * 8 * R + 16 * p);
-          const uint8x16_t H = ldu8(qh + (4 * h + m) * 8 * R + 16 * p);
-          const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
-          const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
-          u0[k] = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
-          u1[k] = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
-        }
+      for (int gp = 0; gp < 2; ++gp)
 #pragma GCC unroll 2
-        for (int a = 0; a < 2; ++a) {  // sub-blocks of 16: words m = 2a, 2a + 1
+        for (int a = 0; a < 2; ++a) {
+          uint8x16_t u0[4], u1[4];  // [2j + p]: word 2a + j of rows 2p, 2p+1
+#pragma GCC unroll 4
+          for (int k = 0; k < 4; ++k) {
+            const int m = 2 * a + k / 2, p = k % 2;
+            const uint8x16_t L = ldu8(ql + (8 * h + 4 * gp + m) * 8 * R + 16 * p);
+            const uint8x16_t H = ldu8(qh + (4 * h + m) * 8 * R + 16 * p);
+            const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
+            const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
+            u0[k] = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
+            u1[k] = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
+          }
           const int e0 = 128 * h + 32 * gp + 16 * a, e1 = e0 + 64;
           const int s0 = e0 / 16, s1 = e1 / 16;
-          const uint8x16_t* v0 = u0 + 4 * a;
-          const uint8x16_t* v1 = u1 + 4 * a;
-          const int32x4_t z = vdupq_n_s32(0);
-          if constexpr (T == 2) {
+          if constexpr (T == 1) {
+            const int8x16_t xa = xdup(tk, b, e0), xb = xdup(tk, b, e0 + 8);
+            const int8x16_t xc = xdup(tk, b, e1), xd = xdup(tk, b, e1 + 8);
+            const int32x4_t z = vdupq_n_s32(0);
+            const int32x4_t p01 = vdotq_s32(vdotq_s32(z, s8(u0[0]), xa), s8(u0[2]), xb);
+            const int32x4_t p23 = vdotq_s32(vdotq_s32(z, s8(u0[1]), xa), s8(u0[3]), xb);
+            const int32x4_t q01 = vdotq_s32(vdotq_s32(z, s8(u1[0]), xc), s8(u1[2]), xd);
+            const int32x4_t q23 = vdotq_s32(vdotq_s32(z, s8(u1[1]), xc), s8(u1[3]), xd);
+            isum[0] = vmlaq_s32(vmlaq_s32(isum[0], vpaddq_s32(p01, p23), sc[s0]), vpaddq_s32(q01, q23), sc[s1]);
+          } else {
             const int8x16_t xa = xpair(tk, b, e0), xb = xpair(tk, b, e0 + 8);
             const int8x16_t xc = xpair(tk, b, e1), xd = xpair(tk, b, e1 + 8);
-            const int32x4_t p01 = vmmlaq_s32(vmmlaq_s32(z, s8(v0[0]), xa), s8(v0[2]), xb);
-            const int32x4_t p23 = vmmlaq_s32(vmmlaq_s32(z, s8(v0[1]), xa), s8(v0[3]), xb);
-            const int32x4_t q01 = vmmlaq_s32(vmmlaq_s32(z, s8(v1[0]), xc), s8(v1[2]), xd);
-            const int32x4_t q23 = vmmlaq_s32(vmmlaq_s32(z, s8(v1[1]), xc), s8(v1[3]), xd);
+            const int32x4_t o0 = start2(tk, b, s0), o1 = start2(tk, b, s1);
+            const int32x4_t p01 = vmmlaq_s32(vmmlaq_s32(o0, s8(u0[0]), xa), s8(u0[2]), xb);
+            const int32x4_t p23 = vmmlaq_s32(vmmlaq_s32(o0, s8(u0[1]), xa), s8(u0[3]), xb);
+            const int32x4_t q01 = vmmlaq_s32(vmmlaq_s32(o1, s8(u1[0]), xc), s8(u1[2]), xd);
+            const int32x4_t q23 = vmmlaq_s32(vmmlaq_s32(o1, s8(u1[1]), xc), s8(u1[3]), xd);
             isum[0] = vmlaq_s32(vmlaq_s32(isum[0], rows_of<false>(p01, p23), sc[s0]), rows_of<false>(q01, q23),
                                 sc[s1]);
             isum[1] = vmlaq_s32(vmlaq_s32(isum[1], rows_of<true>(p01, p23), sc[s0]), rows_of<true>(q01, q23),
                                 sc[s1]);
-          } else {
-            const int8x16_t xa = xdup(tk, b, e0), xb = xdup(tk, b, e0 + 8);
-            const int8x16_t xc = xdup(tk, b, e1), xd = xdup(tk, b, e1 + 8);
-            const int32x4_t p01 = vdotq_s32(vdotq_s32(z, s8(v0[0]), xa), s8(v0[2]), xb);
-            const int32x4_t p23 = vdotq_s32(vdotq_s32(z, s8(v0[1]), xa), s8(v0[3]), xb);
-            const int32x4_t q01 = vdotq_s32(vdotq_s32(z, s8(v1[0]), xc), s8(v1[2]), xd);
-            const int32x4_t q23 = vdotq_s32(vdotq_s32(z, s8(v1[1]), xc), s8(v1[3]), xd);
-            isum[0] = vmlaq_s32(vmlaq_s32(isum[0], vpaddq_s32(p01, p23), sc[s0]), vpaddq_s32(q01, q23), sc[s1]);
           }
         }
-      }
     Base::template finish<T>(gb, tk, b, isum, acc);
   }
 };
+
+// Whether Fmt wants the pair's bsums interleaved (K6Mm::kPairBsums).
+template <class Fmt, class = void>
+struct PairBsums : std::false_type {};
+template <class Fmt>
+struct PairBsums<Fmt, std::void_t<decltype(Fmt::kPairBsums)>> : std::bool_constant<Fmt::kPairBsums> {};
 
 // The gemm: a prompt's activations interleaved in token pairs first (a copy
 // of the call's activations, freed on return), then common/kquant_driver.h.
@@ -226,7 +279,7 @@ void gemm_mm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_
              int64_t r1, int64_t n_tok) {
   if (n_tok < 2) return k_gemm<Fmt, V4Rows, Packed>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
   std::vector<char> xi(size_t(n_tok) * xs);
-  interleave_pairs(static_cast<const char*>(X), xs, n_tok, K / QK_K, xi.data());
+  interleave_pairs<PairBsums<Fmt>::value>(static_cast<const char*>(X), xs, n_tok, K / QK_K, xi.data());
   k_gemm<Fmt, V4Rows, Packed>(W, ws, xi.data(), xs, Y, ldy, K, r0, r1, n_tok);
 }
 
