@@ -61,6 +61,21 @@ inline void k_prefetch(const char* gb) {
   for (size_t l = 0; l < kBytes; l += 64) __builtin_prefetch(gb + 2 * kBytes + l);
 }
 
+// The 4-byte word w of 4 rows of a quant field at byte offset off of the file
+// block, in a group whose quant fields move in words of kQWord bytes
+// (kquant_pack.h): 4, one load; 8 (the i8mm layout), words w & ~1 of rows
+// 0,1 and 2,3 unzipped (the pair's two loads are shared by w and w + 1).
+template <int kQWord>
+inline uint8x16_t word4(const char* gb, int off, int w) {
+  if constexpr (kQWord == 4) {
+    return ldu8(gb + off * kRowsNeon + w * 4 * kRowsNeon);
+  } else {
+    const char* p = gb + off * kRowsNeon + (w / 2) * 8 * kRowsNeon;
+    const uint32x4_t a = vreinterpretq_u32_u8(ldu8(p)), b = vreinterpretq_u32_u8(ldu8(p + 16));
+    return vreinterpretq_u8_u32(w % 2 ? vuzp2q_u32(a, b) : vuzp1q_u32(a, b));
+  }
+}
+
 // Bit s of each byte of h, as 0x10 (Q5_K's fifth bit of sub-block s).
 template <int s>
 inline uint8x16_t bit_to_16(uint8x16_t h) {
@@ -94,9 +109,10 @@ struct KTileNeon {
   }
 };
 
-// Q4_K (kHigh = false) and Q5_K: 8 sub-blocks of 32, unsigned levels, mins.
-template <bool kHigh>
-struct K4Neon : KTileNeon<K4Neon<kHigh>> {
+// Q4_K (kHigh = false) and Q5_K: 8 sub-blocks of 32, unsigned levels, mins;
+// quant fields in words of kQWord bytes (word4).
+template <bool kHigh, int kQWord = 4>
+struct K4Neon : KTileNeon<K4Neon<kHigh, kQWord>> {
   static constexpr GgmlType kType = kHigh ? GgmlType::Q5_K : GgmlType::Q4_K;
   static constexpr size_t kBlock = kHigh ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   static constexpr int kQs = kHigh ? 48 : 16;  // offset of qs in the block
@@ -113,11 +129,11 @@ struct K4Neon : KTileNeon<K4Neon<kHigh>> {
     uint8x16_t lo[8], hi[8];
 #pragma GCC unroll 8
     for (int m = 0; m < 8; ++m) {
-      const uint8x16_t v = ldu8(gb + kQs * R + (8 * J + m) * 4 * R);
+      const uint8x16_t v = word4<kQWord>(gb, kQs, 8 * J + m);
       lo[m] = vandq_u8(v, m4);
       hi[m] = vshrq_n_u8(v, 4);
       if constexpr (kHigh) {
-        const uint8x16_t h = ldu8(gb + 16 * R + m * 4 * R);
+        const uint8x16_t h = word4<kQWord>(gb, 16, m);
         lo[m] = vorrq_u8(lo[m], bit_to_16<2 * J>(h));
         hi[m] = vorrq_u8(hi[m], bit_to_16<2 * J + 1>(h));
       }
@@ -177,7 +193,8 @@ struct K4Neon : KTileNeon<K4Neon<kHigh>> {
 };
 
 // Q6_K: 16 sub-blocks of 16, levels 0..63 less 32, signed int8 scales.
-struct K6Neon : KTileNeon<K6Neon> {
+template <int kQWord = 4>
+struct K6Neon : KTileNeon<K6Neon<kQWord>> {
   static constexpr GgmlType kType = GgmlType::Q6_K;
   static constexpr size_t kBlock = sizeof(BlockQ6_K);
   static constexpr int R = kRowsNeon;
@@ -190,8 +207,6 @@ struct K6Neon : KTileNeon<K6Neon> {
   template <int T>
   __attribute__((always_inline)) static void block(const char* gb, const KTok* const* tk, int64_t b,
                                                     float32x4_t* acc) {
-    const char* ql = gb;
-    const char* qh = gb + 128 * R;
     int32x4_t sc[16];
     scales(gb, sc);
     int32x4_t isum[T];
@@ -208,8 +223,8 @@ struct K6Neon : KTileNeon<K6Neon> {
 #pragma GCC unroll 4
           for (int m = 0; m < 4; ++m) {
             const int lq = 4 * a + m;
-            const uint8x16_t L = ldu8(ql + (16 * h + 8 * gp + lq) * 4 * R);
-            const uint8x16_t H = ldu8(qh + (8 * h + lq) * 4 * R);
+            const uint8x16_t L = word4<kQWord>(gb, 0, 16 * h + 8 * gp + lq);
+            const uint8x16_t H = word4<kQWord>(gb, 128, 8 * h + lq);
             const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
             const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
             u0[m] = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
@@ -249,7 +264,7 @@ struct V4Rows {
   static constexpr int kMaxT = 4;  // tokens per k_group call (tile<T> runs them in passes of 2)
 };
 inline void fill_kquant_tiles(KernelTable& t) {
-  set_kquant_entries<K4Neon<false>, K4Neon<true>, K6Neon, V4Rows>(t);
+  set_kquant_entries<K4Neon<false>, K4Neon<true>, K6Neon<>, V4Rows>(t);
 }
 
 }  // namespace

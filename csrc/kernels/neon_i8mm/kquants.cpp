@@ -4,11 +4,11 @@
 // SMMLA's 2x8 operand as it lies. Prompts run token pairs whose Q8_K quants
 // the call interleaves once the same way (interleave_pairs), so one SMMLA adds
 // the 2 rows x 2 tokens x 8 products that SDOT by element needs two
-// instructions and a broadcast for; a lone token (decode, an odd last one) runs
-// SDOT against its 8 bytes broadcast, each lane half a row's sum, added in
-// pairs. Sums are exact integers scaled and folded into floats as
-// arm/kquant_tiles.h does (shared scales/finish), so the results are the
-// scalar reference's bits (kernels/scalar/kquants.h).
+// instructions for; a lone token (decode, an odd last one) runs the dotprod
+// kernel of arm/kquant_tiles.h on this layout (each pair of loads unzipped
+// into two 4-byte words of 4 rows, word4<8>). Sums are exact integers scaled
+// and folded into floats as arm/kquant_tiles.h does (shared scales/finish),
+// so the results are the scalar reference's bits (kernels/scalar/kquants.h).
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -20,6 +20,7 @@ namespace bluelm::kernels::neon_i8mm {
 namespace {
 
 constexpr int R = kRowsNeon;
+constexpr int kQWordMm = 8;  // the quant fields' word: 2 rows x 8 bytes per load
 
 inline int8x16_t s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
 
@@ -35,11 +36,6 @@ static_assert(V4Rows::kMaxT % 2 == 0, "token tiles start at even tokens");
 inline int8x16_t xpair(const KTok* const* tk, int64_t b, int e) {
   return vld1q_s8(e < 128 ? tk[0][b].x->qs + 2 * e : tk[1][b].x->qs + 2 * (e - 128));
 }
-// Elements e..e+7 of a lone token, twice.
-inline int8x16_t xdup(const KTok* const* tk, int64_t b, int e) {
-  return vreinterpretq_s8_s64(vld1q_dup_s64(reinterpret_cast<const int64_t*>(tk[0][b].x->qs + e)));
-}
-
 // Tokens 2p, 2p+1 of X (n_tok rows of Q8_K, xs bytes apart) into out with
 // their quants interleaved in 8-byte words (xpair's order); d and an unpaired
 // last token as they are. With kPairBsums the bsums of sub-block s of the two
@@ -109,10 +105,10 @@ inline int32x4_t rows_of(int32x4_t p01, int32x4_t p23) {
 // Q4_K (kHigh = false) and Q5_K on the 8-byte layout.
 template <bool kHigh>
 struct K4Mm : KTileMm<K4Mm<kHigh>> {
-  using Base = K4Neon<kHigh>;
+  using Base = K4Neon<kHigh, kQWordMm>;
   static constexpr GgmlType kType = Base::kType;
   static constexpr size_t kBlock = Base::kBlock;
-  static constexpr int kQWord = 8;
+  static constexpr int kQWord = kQWordMm;
   static void prep(const BlockQ8_K& x, int32_t* w) { Base::prep(x, w); }
 
   // Chunk J (qs words 4J..4J+3) of 4 rows: lo[2m + p] / hi[2m + p] are word
@@ -134,7 +130,8 @@ struct K4Mm : KTileMm<K4Mm<kHigh>> {
     }
   }
 
-  template <int J, int T>
+  // Chunk J of a token pair into isum[0..1].
+  template <int J>
   __attribute__((always_inline)) static void chunk(const char* gb, const KTok* const* tk, int64_t b,
                                                     const int32x4_t* sc, int32x4_t* isum) {
     uint8x16_t lo[8], hi[8];
@@ -142,57 +139,47 @@ struct K4Mm : KTileMm<K4Mm<kHigh>> {
     int32x4_t a01 = vdupq_n_s32(0), a23 = a01, c01 = a01, c23 = a01;
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m) {
-      const int e = 64 * J + 8 * m;
-      if constexpr (T == 2) {
-        const int8x16_t xl = xpair(tk, b, e), xh = xpair(tk, b, e + 32);
-        a01 = vmmlaq_s32(a01, s8(lo[2 * m]), xl);
-        a23 = vmmlaq_s32(a23, s8(lo[2 * m + 1]), xl);
-        c01 = vmmlaq_s32(c01, s8(hi[2 * m]), xh);
-        c23 = vmmlaq_s32(c23, s8(hi[2 * m + 1]), xh);
-      } else {
-        const int8x16_t xl = xdup(tk, b, e), xh = xdup(tk, b, e + 32);
-        a01 = vdotq_s32(a01, s8(lo[2 * m]), xl);
-        a23 = vdotq_s32(a23, s8(lo[2 * m + 1]), xl);
-        c01 = vdotq_s32(c01, s8(hi[2 * m]), xh);
-        c23 = vdotq_s32(c23, s8(hi[2 * m + 1]), xh);
-      }
+      const int8x16_t xl = xpair(tk, b, 64 * J + 8 * m), xh = xpair(tk, b, 64 * J + 32 + 8 * m);
+      a01 = vmmlaq_s32(a01, s8(lo[2 * m]), xl);
+      a23 = vmmlaq_s32(a23, s8(lo[2 * m + 1]), xl);
+      c01 = vmmlaq_s32(c01, s8(hi[2 * m]), xh);
+      c23 = vmmlaq_s32(c23, s8(hi[2 * m + 1]), xh);
     }
-    if constexpr (T == 2) {
-      isum[0] = vmlaq_s32(vmlaq_s32(isum[0], rows_of<false>(a01, a23), sc[2 * J]), rows_of<false>(c01, c23),
-                          sc[2 * J + 1]);
-      isum[1] = vmlaq_s32(vmlaq_s32(isum[1], rows_of<true>(a01, a23), sc[2 * J]), rows_of<true>(c01, c23),
-                          sc[2 * J + 1]);
-    } else {  // lanes [r0 half, r0 half, r1 half, r1 half]: pairwise sums are the rows
-      isum[0] = vmlaq_s32(vmlaq_s32(isum[0], vpaddq_s32(a01, a23), sc[2 * J]), vpaddq_s32(c01, c23),
-                          sc[2 * J + 1]);
-    }
+    isum[0] = vmlaq_s32(vmlaq_s32(isum[0], rows_of<false>(a01, a23), sc[2 * J]), rows_of<false>(c01, c23),
+                        sc[2 * J + 1]);
+    isum[1] = vmlaq_s32(vmlaq_s32(isum[1], rows_of<true>(a01, a23), sc[2 * J]), rows_of<true>(c01, c23),
+                        sc[2 * J + 1]);
   }
 
-  // Super-block b (its group at gb) of T = 1 or 2 tokens into acc.
+  // Super-block b (its group at gb) of T = 1 (the dotprod kernel on this
+  // layout) or 2 tokens into acc.
   template <int T>
   __attribute__((always_inline)) static void block(const char* gb, const KTok* const* tk, int64_t b,
                                                     float32x4_t* acc) {
-    int32x4_t sc[8], mn[8];
-    Base::scales(gb, sc, mn);
-    int32x4_t isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
-    chunk<0, T>(gb, tk, b, sc, isum);
-    chunk<1, T>(gb, tk, b, sc, isum);
-    chunk<2, T>(gb, tk, b, sc, isum);
-    chunk<3, T>(gb, tk, b, sc, isum);
-    Base::template finish<T>(gb, tk, b, mn, isum, acc);
+    if constexpr (T == 1) {
+      Base::template block<1>(gb, tk, b, acc);
+    } else {
+      int32x4_t sc[8], mn[8];
+      Base::scales(gb, sc, mn);
+      int32x4_t isum[2] = {vdupq_n_s32(0), vdupq_n_s32(0)};
+      chunk<0>(gb, tk, b, sc, isum);
+      chunk<1>(gb, tk, b, sc, isum);
+      chunk<2>(gb, tk, b, sc, isum);
+      chunk<3>(gb, tk, b, sc, isum);
+      Base::template finish<2>(gb, tk, b, mn, isum, acc);
+    }
   }
 };
 
 // Q6_K on the 8-byte layout: levels 0..63 against the activations, the -32
 // offset as each sub-block's -32 bsum term (prep) in the exact int32 isum:
 // token pairs start each sub-block's SMMLA at it (the pair's two terms are
-// adjacent, interleave_pairs<true>: one LD1R), a lone token adds them first.
+// adjacent, interleave_pairs<true>: one LD1R).
 struct K6Mm : KTileMm<K6Mm> {
-  using Base = K6Neon;
+  using Base = K6Neon<kQWordMm>;
   static constexpr GgmlType kType = Base::kType;
   static constexpr size_t kBlock = Base::kBlock;
-  static constexpr int kQWord = 8;
+  static constexpr int kQWord = kQWordMm;
   static constexpr bool kPairBsums = true;
   static void prep(const BlockQ8_K& x, int32_t* w) { Base::prep(x, w); }
 
@@ -202,20 +189,20 @@ struct K6Mm : KTileMm<K6Mm> {
     return vreinterpretq_s32_s64(vld1q_dup_s64(reinterpret_cast<const int64_t*>(w)));
   }
 
+  // Super-block b (its group at gb) of T = 1 (the dotprod kernel on this
+  // layout) or 2 tokens into acc.
   template <int T>
   __attribute__((always_inline)) static void block(const char* gb, const KTok* const* tk, int64_t b,
                                                     float32x4_t* acc) {
+    if constexpr (T == 1) {
+      Base::template block<1>(gb, tk, b, acc);
+      return;
+    }
     const char* ql = gb;
     const char* qh = gb + 128 * R;
     int32x4_t sc[16];
     Base::scales(gb, sc);
-    int32x4_t isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
-    if constexpr (T == 1) {  // a lone token: the start terms at once, sum_s sc_s * w_s
-      const int32_t* w = tk[0][b].w;
-#pragma GCC unroll 16
-      for (int s = 0; s < 16; ++s) isum[0] = vmlaq_n_s32(isum[0], sc[s], w[s]);
-    }
+    int32x4_t isum[2] = {vdupq_n_s32(0), vdupq_n_s32(0)};
     const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
     // ql word 8h + 4gp + m: elements 128h + 32gp + 8m (low nibbles; qh bits
     // 2gp) and 64 further (high nibbles; qh bits 2gp + 4) of qh word 4h + m;
@@ -239,30 +226,19 @@ struct K6Mm : KTileMm<K6Mm> {
           }
           const int e0 = 128 * h + 32 * gp + 16 * a, e1 = e0 + 64;
           const int s0 = e0 / 16, s1 = e1 / 16;
-          if constexpr (T == 1) {
-            const int8x16_t xa = xdup(tk, b, e0), xb = xdup(tk, b, e0 + 8);
-            const int8x16_t xc = xdup(tk, b, e1), xd = xdup(tk, b, e1 + 8);
-            const int32x4_t z = vdupq_n_s32(0);
-            const int32x4_t p01 = vdotq_s32(vdotq_s32(z, s8(u0[0]), xa), s8(u0[2]), xb);
-            const int32x4_t p23 = vdotq_s32(vdotq_s32(z, s8(u0[1]), xa), s8(u0[3]), xb);
-            const int32x4_t q01 = vdotq_s32(vdotq_s32(z, s8(u1[0]), xc), s8(u1[2]), xd);
-            const int32x4_t q23 = vdotq_s32(vdotq_s32(z, s8(u1[1]), xc), s8(u1[3]), xd);
-            isum[0] = vmlaq_s32(vmlaq_s32(isum[0], vpaddq_s32(p01, p23), sc[s0]), vpaddq_s32(q01, q23), sc[s1]);
-          } else {
-            const int8x16_t xa = xpair(tk, b, e0), xb = xpair(tk, b, e0 + 8);
-            const int8x16_t xc = xpair(tk, b, e1), xd = xpair(tk, b, e1 + 8);
-            const int32x4_t o0 = start2(tk, b, s0), o1 = start2(tk, b, s1);
-            const int32x4_t p01 = vmmlaq_s32(vmmlaq_s32(o0, s8(u0[0]), xa), s8(u0[2]), xb);
-            const int32x4_t p23 = vmmlaq_s32(vmmlaq_s32(o0, s8(u0[1]), xa), s8(u0[3]), xb);
-            const int32x4_t q01 = vmmlaq_s32(vmmlaq_s32(o1, s8(u1[0]), xc), s8(u1[2]), xd);
-            const int32x4_t q23 = vmmlaq_s32(vmmlaq_s32(o1, s8(u1[1]), xc), s8(u1[3]), xd);
-            isum[0] = vmlaq_s32(vmlaq_s32(isum[0], rows_of<false>(p01, p23), sc[s0]), rows_of<false>(q01, q23),
-                                sc[s1]);
-            isum[1] = vmlaq_s32(vmlaq_s32(isum[1], rows_of<true>(p01, p23), sc[s0]), rows_of<true>(q01, q23),
-                                sc[s1]);
-          }
+          const int8x16_t xa = xpair(tk, b, e0), xb = xpair(tk, b, e0 + 8);
+          const int8x16_t xc = xpair(tk, b, e1), xd = xpair(tk, b, e1 + 8);
+          const int32x4_t o0 = start2(tk, b, s0), o1 = start2(tk, b, s1);
+          const int32x4_t p01 = vmmlaq_s32(vmmlaq_s32(o0, s8(u0[0]), xa), s8(u0[2]), xb);
+          const int32x4_t p23 = vmmlaq_s32(vmmlaq_s32(o0, s8(u0[1]), xa), s8(u0[3]), xb);
+          const int32x4_t q01 = vmmlaq_s32(vmmlaq_s32(o1, s8(u1[0]), xc), s8(u1[2]), xd);
+          const int32x4_t q23 = vmmlaq_s32(vmmlaq_s32(o1, s8(u1[1]), xc), s8(u1[3]), xd);
+          isum[0] = vmlaq_s32(vmlaq_s32(isum[0], rows_of<false>(p01, p23), sc[s0]), rows_of<false>(q01, q23),
+                              sc[s1]);
+          isum[1] = vmlaq_s32(vmlaq_s32(isum[1], rows_of<true>(p01, p23), sc[s0]), rows_of<true>(q01, q23),
+                              sc[s1]);
         }
-    Base::template finish<T>(gb, tk, b, isum, acc);
+    Base::template finish<2>(gb, tk, b, isum, acc);
   }
 };
 
