@@ -26,32 +26,15 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_arm_insn import REPS, build_plugin, count, short
+from bench_arm_insn import REPS, build_ours, count, plugin_of, short
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK_BYTES = {"q4_k": 144, "q5_k": 176, "q6_k": 210}
 ISAS = ("neon_dotprod", "neon_i8mm")
-
-
-def build_driver(build: Path) -> Path:
-    """Cross-compiles benchmarks/arm/kquant_matmul.cpp for aarch64 (incremental)."""
-    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    subprocess.run(
-        ["cmake", "-S", str(ROOT), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
-         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'tests/cpp/toolchain-aarch64.cmake'}",
-         "-DBLUELM_BUILD_PYTHON=OFF", "-DBLUELM_BUILD_BENCH=ON"],
-        check=True, capture_output=True,
-    )
-    subprocess.run(
-        ["cmake", "--build", str(build), "--target", "kquant_matmul", "-j", str(os.cpu_count() or 2)],
-        check=True, capture_output=True,
-    )
-    return build / "benchmarks" / "arm" / "kquant_matmul"
 
 
 def per_call(plugin: Path, driver: Path, args: list[str], isa: str, tmp: Path):
@@ -82,14 +65,10 @@ def main() -> int:
     K, N = (int(v) for v in a.shape.split("x"))
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
-        if a.plugin:
-            plugin = a.plugin
-        elif a.qemu_include:
-            plugin = build_plugin(a.qemu_include, tmp / "insn_count.so")
-        else:
-            sys.exit("give --plugin or --qemu-include (see the docstring)")
-        driver = a.driver or build_driver(a.build)
-        print(f"qemu-aarch64 -cpu max, K={K} N={N}, instructions per call (R={REPS[1]} minus R={REPS[0]})")
+        plugin = plugin_of(a, tmp)
+        driver = a.driver or build_ours(a.build, "kquant_matmul")
+        print(f"qemu-aarch64 -cpu max, K={K} N={N}, "
+              f"instructions per call (R={REPS[1]} minus R={REPS[0]})")
         hdr = (f"{'type':>5} {'T':>4} | {'dotprod/B':>9} {'i8mm/B':>8} {'i8mm/dot':>8} | "
                f"{'dotprod/SB':>10} {'i8mm/SB':>8} | checksums | top function (i8mm)")
         print(hdr)
@@ -102,11 +81,12 @@ def main() -> int:
                 res = {isa: per_call(plugin, driver, args, isa, tmp) for isa in ISAS}
                 (d, _, dcs), (m, mtop, mcs) = res[ISAS[0]], res[ISAS[1]]
                 same = "equal" if dcs == mcs else f"DIFFER {dcs} {mcs}"
-                print(f"{typ:>5} {T:>4} | {d / wbytes / T:9.3f} {m / wbytes / T:8.3f} {m / d:8.3f} | "
-                      f"{d / sblocks / T:10.1f} {m / sblocks / T:8.1f} | {same:>9} | "
+                print(f"{typ:>5} {T:>4} | {d / wbytes / T:9.3f} {m / wbytes / T:8.3f} "
+                      f"{m / d:8.3f} | {d / sblocks / T:10.1f} {m / sblocks / T:8.1f} | "
+                      f"{same:>9} | "
                       f"{short(mtop[1])} {mtop[0] / wbytes / T:.3f}/B")
-        print("\n/B: per weight byte and token; /SB: per super-block (one row's 256 weights) and token;"
-              " i8mm/dot < 1: the i8mm table executes fewer")
+        print("\n/B: per weight byte and token; /SB: per super-block (one row's 256 weights) "
+              "and token; i8mm/dot < 1: the i8mm table executes fewer")
     return 0
 
 

@@ -192,6 +192,16 @@ struct K4Neon : KTileNeon<K4Neon<kHigh, kQWord>> {
   }
 };
 
+// Q6_K levels 0..63 of 16 ql bytes L and their qh bytes H: low nibbles with
+// qh bits 2gp (u0) and high nibbles with bits 2gp + 4 (u1), gp = 0 or 1.
+inline void q6_levels(uint8x16_t L, uint8x16_t H, int gp, uint8x16_t* u0, uint8x16_t* u1) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
+  const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
+  const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
+  *u0 = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
+  *u1 = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
+}
+
 // Q6_K: 16 sub-blocks of 16, levels 0..63 less 32, signed int8 scales.
 template <int kQWord = 4>
 struct K6Neon : KTileNeon<K6Neon<kQWord>> {
@@ -211,7 +221,6 @@ struct K6Neon : KTileNeon<K6Neon<kQWord>> {
     scales(gb, sc);
     int32x4_t isum[T];
     for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
     // half h, quads 4a..4a+3 of each 32, low nibbles (group gp) then high (gp + 2)
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h)
@@ -223,12 +232,8 @@ struct K6Neon : KTileNeon<K6Neon<kQWord>> {
 #pragma GCC unroll 4
           for (int m = 0; m < 4; ++m) {
             const int lq = 4 * a + m;
-            const uint8x16_t L = word4<kQWord>(gb, 0, 16 * h + 8 * gp + lq);
-            const uint8x16_t H = word4<kQWord>(gb, 128, 8 * h + lq);
-            const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
-            const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
-            u0[m] = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
-            u1[m] = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
+            q6_levels(word4<kQWord>(gb, 0, 16 * h + 8 * gp + lq), word4<kQWord>(gb, 128, 8 * h + lq), gp, &u0[m],
+                      &u1[m]);
           }
           const int s0 = 8 * h + 2 * gp + a, s1 = s0 + 4;  // sub-blocks of groups gp, gp + 2
 #pragma GCC unroll 4

@@ -25,7 +25,7 @@ constexpr int kQWordMm = 8;  // the quant fields' word: 2 rows x 8 bytes per loa
 inline int8x16_t s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
 
 // The driver's token passes (k_group: chunks of V4Rows::kMaxT tokens from a
-// multiple of it; KTileMm runs passes of 2 from the first) give every pair
+// multiple of it; KTileNeon runs passes of 2 from the first) give every pair
 // tile tokens 2p, 2p+1 and a lone-token tile only an unpaired last token, so
 // the pairs of interleave_pairs are the tiles'.
 static_assert(V4Rows::kMaxT % 2 == 0, "token tiles start at even tokens");
@@ -70,31 +70,6 @@ void interleave_pairs(const char* X, size_t xs, int64_t n_tok, int64_t nb, char*
     }
 }
 
-// The loop of the formats below: a group's 4 rows x T tokens over nb
-// super-blocks, Fmt::block adding each into a float32x4 per token: a lone
-// token or a pair at once, 3 and 4 tokens in passes (one pass of 4 spills:
-// gcc 13 -O3, 830 instructions, 197 stack accesses per Q4_K super-block).
-template <class Fmt>
-struct KTileMm {
-  static constexpr int R = kRowsNeon;
-  template <int T>
-  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
-    if constexpr (T > 2) {
-      tile<2>(g, tk, nb, y, ldy);
-      tile<T - 2>(g, tk + 2, nb, y + 2 * ldy, ldy);
-      return;
-    }
-    float32x4_t acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = vdupq_n_f32(0.0f);
-    for (int64_t b = 0; b < nb; ++b) {
-      const char* gb = g + b * R * Fmt::kBlock;
-      if constexpr (T == 1) k_prefetch<R * Fmt::kBlock>(gb);
-      Fmt::template block<T>(gb, tk, b, acc);
-    }
-    for (int t = 0; t < T; ++t) vst1q_f32(y + t * ldy, acc[t]);
-  }
-};
-
 // The 4 row sums of a token pair's SMMLA sums (rows 0,1 in p01 = [r0t0, r0t1,
 // r1t0, r1t1], rows 2,3 in p23) as a lane per row, token 0 (Second = false) or 1.
 template <bool Second>
@@ -104,7 +79,7 @@ inline int32x4_t rows_of(int32x4_t p01, int32x4_t p23) {
 
 // Q4_K (kHigh = false) and Q5_K on the 8-byte layout.
 template <bool kHigh>
-struct K4Mm : KTileMm<K4Mm<kHigh>> {
+struct K4Mm : KTileNeon<K4Mm<kHigh>> {
   using Base = K4Neon<kHigh, kQWordMm>;
   static constexpr GgmlType kType = Base::kType;
   static constexpr size_t kBlock = Base::kBlock;
@@ -175,7 +150,7 @@ struct K4Mm : KTileMm<K4Mm<kHigh>> {
 // offset as each sub-block's -32 bsum term (prep) in the exact int32 isum:
 // token pairs start each sub-block's SMMLA at it (the pair's two terms are
 // adjacent, interleave_pairs<true>: one LD1R).
-struct K6Mm : KTileMm<K6Mm> {
+struct K6Mm : KTileNeon<K6Mm> {
   using Base = K6Neon<kQWordMm>;
   static constexpr GgmlType kType = Base::kType;
   static constexpr size_t kBlock = Base::kBlock;
@@ -203,7 +178,6 @@ struct K6Mm : KTileMm<K6Mm> {
     int32x4_t sc[16];
     Base::scales(gb, sc);
     int32x4_t isum[2] = {vdupq_n_s32(0), vdupq_n_s32(0)};
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
     // ql word 8h + 4gp + m: elements 128h + 32gp + 8m (low nibbles; qh bits
     // 2gp) and 64 further (high nibbles; qh bits 2gp + 4) of qh word 4h + m;
     // words m = 2a, 2a + 1 are sub-blocks s0 (low) and s0 + 4 (high).
@@ -217,12 +191,8 @@ struct K6Mm : KTileMm<K6Mm> {
 #pragma GCC unroll 4
           for (int k = 0; k < 4; ++k) {
             const int m = 2 * a + k / 2, p = k % 2;
-            const uint8x16_t L = ldu8(ql + (8 * h + 4 * gp + m) * 8 * R + 16 * p);
-            const uint8x16_t H = ldu8(qh + (4 * h + m) * 8 * R + 16 * p);
-            const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
-            const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
-            u0[k] = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
-            u1[k] = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
+            q6_levels(ldu8(ql + (8 * h + 4 * gp + m) * 8 * R + 16 * p), ldu8(qh + (4 * h + m) * 8 * R + 16 * p), gp,
+                      &u0[k], &u1[k]);
           }
           const int e0 = 128 * h + 32 * gp + 16 * a, e1 = e0 + 64;
           const int s0 = e0 / 16, s1 = e1 / 16;
