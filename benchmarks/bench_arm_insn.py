@@ -53,8 +53,9 @@ Q4_0_BLOCK_BYTES = 18
 REPS = (1, 3)
 
 
-def build_ours(build: Path) -> Path:
-    """Cross-compiles benchmarks/arm/q4_0_matmul.cpp for aarch64 (incremental)."""
+def build_ours(build: Path, target: str = "q4_0_matmul") -> Path:
+    """Cross-compiles a driver of benchmarks/arm (default q4_0_matmul.cpp) for
+    aarch64 (incremental)."""
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run(
         ["cmake", "-S", str(ROOT), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
@@ -63,10 +64,10 @@ def build_ours(build: Path) -> Path:
         check=True, capture_output=True,
     )
     subprocess.run(
-        ["cmake", "--build", str(build), "--target", "q4_0_matmul", "-j", str(os.cpu_count() or 2)],
+        ["cmake", "--build", str(build), "--target", target, "-j", str(os.cpu_count() or 2)],
         check=True, capture_output=True,
     )
-    return build / "benchmarks" / "arm" / "q4_0_matmul"
+    return build / "benchmarks" / "arm" / target
 
 
 # GGML_CPU_ARM_ARCH of ggml built to match each table's -march (kernels.cmake).
@@ -116,6 +117,15 @@ def build_plugin(include: Path, out: Path) -> Path:
         check=True,
     )
     return out
+
+
+def plugin_of(a: argparse.Namespace, tmp: Path) -> Path:
+    """The plugin: --plugin as given, or built from --qemu-include into tmp."""
+    if a.plugin:
+        return a.plugin
+    if a.qemu_include:
+        return build_plugin(a.qemu_include, tmp / "insn_count.so")
+    sys.exit("give --plugin or --qemu-include (see the docstring)")
 
 
 def count(plugin: Path, binary: Path, args: list[str], env: dict[str, str], tmp: Path):
@@ -185,12 +195,7 @@ def main() -> int:
         sys.exit("qemu-aarch64 is needed (Debian: qemu-user)")
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
-        if a.plugin:
-            plugin = a.plugin
-        elif a.qemu_include:
-            plugin = build_plugin(a.qemu_include, tmp / "insn_count.so")
-        else:
-            sys.exit("give --plugin or --qemu-include (see the docstring)")
+        plugin = plugin_of(a, tmp)
         ours = a.ours or build_ours(a.build)
         if a.llama_src and not a.llama:
             a.llama = build_llama(a.llama_src, a.isa, a.build / f"ggml-{a.isa}")

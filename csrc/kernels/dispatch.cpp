@@ -102,7 +102,7 @@ const Isa kIsas[] = {
      {neon_dotprod::fill_gemm, neon_dotprod::fill_i8, neon_dotprod::fill_kquants, neon_dotprod::fill_flash},
      [](const CpuFeatures& f) { return f.asimd && f.dotprod; }},
     {"neon_i8mm", "neon_dotprod",
-     {neon_i8mm::fill_gemm, neon_i8mm::fill_i8},
+     {neon_i8mm::fill_gemm, neon_i8mm::fill_i8, neon_i8mm::fill_kquants},
      [](const CpuFeatures& f) { return f.asimd && f.dotprod && f.i8mm; }},
 #endif
 };

@@ -14,6 +14,10 @@
 // d of a super-block are R*2 contiguous bytes, scale byte k of the R rows is R
 // contiguous bytes, and 4-byte word w of the quants of the R rows is R*4
 // contiguous bytes. A pure permutation: the packed matrix has the file's size.
+//
+// With qword = 8 the quant fields (Q4_K/Q5_K qs and qh, Q6_K ql and qh) move
+// in 8-byte words instead (the other fields as above): one 16-byte load holds
+// 8 consecutive quant bytes of 2 rows, the 2x8 operand of SMMLA (i8mm).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,23 +30,26 @@ namespace bluelm::kernels {
 // Whether t has a row-interleaved layout here.
 bool kquant_interleaved(GgmlType t);
 
-// Interleaves (Pack) or restores rows [0, rows) of type t (rows a multiple of R).
-void kquant_pack(GgmlType t, int R, const void* src, void* dst, size_t row_bytes, int64_t rows);
-void kquant_unpack(GgmlType t, int R, const void* src, void* dst, size_t row_bytes, int64_t rows);
+// Interleaves (Pack) or restores rows [0, rows) of type t (rows a multiple of
+// R), the quant fields in words of qword (4 or 8) bytes.
+void kquant_pack(GgmlType t, int R, const void* src, void* dst, size_t row_bytes, int64_t rows, int qword = 4);
+void kquant_unpack(GgmlType t, int R, const void* src, void* dst, size_t row_bytes, int64_t rows,
+                   int qword = 4);
 
 // Super-block b of n <= R file-layout rows (row i at row0 + i*row_bytes) into
 // one interleaved super-block group at dst (R * block_bytes bytes); rows n..R-1
 // read as zero bytes. For kernels that take a file-layout matrix.
-void kquant_gather(GgmlType t, int R, const char* row0, size_t row_bytes, int n, int64_t b, char* dst);
+void kquant_gather(GgmlType t, int R, const char* row0, size_t row_bytes, int n, int64_t b, char* dst,
+                   int qword = 4);
 
 // The PackFn entries of the tables (kernels.h): groups of R rows of type T.
-template <GgmlType T, int R>
+template <GgmlType T, int R, int QWord = 4>
 void kquant_pack_rows(const void* src, void* dst, size_t row_bytes, int64_t rows) {
-  kquant_pack(T, R, src, dst, row_bytes, rows);
+  kquant_pack(T, R, src, dst, row_bytes, rows, QWord);
 }
-template <GgmlType T, int R>
+template <GgmlType T, int R, int QWord = 4>
 void kquant_unpack_rows(const void* src, void* dst, size_t row_bytes, int64_t rows) {
-  kquant_unpack(T, R, src, dst, row_bytes, rows);
+  kquant_unpack(T, R, src, dst, row_bytes, rows, QWord);
 }
 
 }  // namespace bluelm::kernels

@@ -61,6 +61,21 @@ inline void k_prefetch(const char* gb) {
   for (size_t l = 0; l < kBytes; l += 64) __builtin_prefetch(gb + 2 * kBytes + l);
 }
 
+// The 4-byte word w of 4 rows of a quant field at byte offset off of the file
+// block, in a group whose quant fields move in words of kQWord bytes
+// (kquant_pack.h): 4, one load; 8 (the i8mm layout), words w & ~1 of rows
+// 0,1 and 2,3 unzipped (the pair's two loads are shared by w and w + 1).
+template <int kQWord>
+inline uint8x16_t word4(const char* gb, int off, int w) {
+  if constexpr (kQWord == 4) {
+    return ldu8(gb + off * kRowsNeon + w * 4 * kRowsNeon);
+  } else {
+    const char* p = gb + off * kRowsNeon + (w / 2) * 8 * kRowsNeon;
+    const uint32x4_t a = vreinterpretq_u32_u8(ldu8(p)), b = vreinterpretq_u32_u8(ldu8(p + 16));
+    return vreinterpretq_u8_u32(w % 2 ? vuzp2q_u32(a, b) : vuzp1q_u32(a, b));
+  }
+}
+
 // Bit s of each byte of h, as 0x10 (Q5_K's fifth bit of sub-block s).
 template <int s>
 inline uint8x16_t bit_to_16(uint8x16_t h) {
@@ -94,9 +109,10 @@ struct KTileNeon {
   }
 };
 
-// Q4_K (kHigh = false) and Q5_K: 8 sub-blocks of 32, unsigned levels, mins.
-template <bool kHigh>
-struct K4Neon : KTileNeon<K4Neon<kHigh>> {
+// Q4_K (kHigh = false) and Q5_K: 8 sub-blocks of 32, unsigned levels, mins;
+// quant fields in words of kQWord bytes (word4).
+template <bool kHigh, int kQWord = 4>
+struct K4Neon : KTileNeon<K4Neon<kHigh, kQWord>> {
   static constexpr GgmlType kType = kHigh ? GgmlType::Q5_K : GgmlType::Q4_K;
   static constexpr size_t kBlock = kHigh ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   static constexpr int kQs = kHigh ? 48 : 16;  // offset of qs in the block
@@ -113,11 +129,11 @@ struct K4Neon : KTileNeon<K4Neon<kHigh>> {
     uint8x16_t lo[8], hi[8];
 #pragma GCC unroll 8
     for (int m = 0; m < 8; ++m) {
-      const uint8x16_t v = ldu8(gb + kQs * R + (8 * J + m) * 4 * R);
+      const uint8x16_t v = word4<kQWord>(gb, kQs, 8 * J + m);
       lo[m] = vandq_u8(v, m4);
       hi[m] = vshrq_n_u8(v, 4);
       if constexpr (kHigh) {
-        const uint8x16_t h = ldu8(gb + 16 * R + m * 4 * R);
+        const uint8x16_t h = word4<kQWord>(gb, 16, m);
         lo[m] = vorrq_u8(lo[m], bit_to_16<2 * J>(h));
         hi[m] = vorrq_u8(hi[m], bit_to_16<2 * J + 1>(h));
       }
@@ -136,20 +152,32 @@ struct K4Neon : KTileNeon<K4Neon<kHigh>> {
   template <int T>
   __attribute__((always_inline)) static void block(const char* gb, const KTok* const* tk, int64_t b,
                                                     float32x4_t* acc) {
-    // scale_min_k4 of 4 rows at once: byte k of the rows is bytes 4k..4k+3.
-    const uint8x16_t b0 = ldu8(gb + 4 * R), b1 = ldu8(gb + 4 * R + 16), b2 = ldu8(gb + 4 * R + 32);
-    const uint8x16_t m6 = vdupq_n_u8(0x3f), top = vdupq_n_u8(0x30);
     int32x4_t sc[8], mn[8];
-    widen_u8(vandq_u8(b0, m6), sc);
-    widen_u8(vorrq_u8(vandq_u8(b2, vdupq_n_u8(0x0f)), vandq_u8(vshrq_n_u8(b0, 2), top)), sc + 4);
-    widen_u8(vandq_u8(b1, m6), mn);
-    widen_u8(vorrq_u8(vshrq_n_u8(b2, 4), vandq_u8(vshrq_n_u8(b1, 2), top)), mn + 4);
+    scales(gb, sc, mn);
     int32x4_t isum[T];
     for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
     chunk<0, T>(gb, tk, b, sc, isum);
     chunk<1, T>(gb, tk, b, sc, isum);
     chunk<2, T>(gb, tk, b, sc, isum);
     chunk<3, T>(gb, tk, b, sc, isum);
+    finish<T>(gb, tk, b, mn, isum, acc);
+  }
+
+  // scale_min_k4 of 4 rows at once (the group's scales, byte k of the rows at
+  // bytes 4k..4k+3) as int32x4 per sub-block, a lane per row.
+  __attribute__((always_inline)) static void scales(const char* gb, int32x4_t* sc, int32x4_t* mn) {
+    const uint8x16_t b0 = ldu8(gb + 4 * R), b1 = ldu8(gb + 4 * R + 16), b2 = ldu8(gb + 4 * R + 32);
+    const uint8x16_t m6 = vdupq_n_u8(0x3f), top = vdupq_n_u8(0x30);
+    widen_u8(vandq_u8(b0, m6), sc);
+    widen_u8(vorrq_u8(vandq_u8(b2, vdupq_n_u8(0x0f)), vandq_u8(vshrq_n_u8(b0, 2), top)), sc + 4);
+    widen_u8(vandq_u8(b1, m6), mn);
+    widen_u8(vorrq_u8(vshrq_n_u8(b2, 4), vandq_u8(vshrq_n_u8(b1, 2), top)), mn + 4);
+  }
+
+  // The float steps of super-block b: the scaled sums isum and the mins.
+  template <int T>
+  __attribute__((always_inline)) static void finish(const char* gb, const KTok* const* tk, int64_t b,
+                                                     const int32x4_t* mn, const int32x4_t* isum, float32x4_t* acc) {
     const float32x4_t dw = h4(gb), dm = h4(gb + 2 * R);
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) {
@@ -164,8 +192,19 @@ struct K4Neon : KTileNeon<K4Neon<kHigh>> {
   }
 };
 
+// Q6_K levels 0..63 of 16 ql bytes L and their qh bytes H: low nibbles with
+// qh bits 2gp (u0) and high nibbles with bits 2gp + 4 (u1), gp = 0 or 1.
+inline void q6_levels(uint8x16_t L, uint8x16_t H, int gp, uint8x16_t* u0, uint8x16_t* u1) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
+  const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
+  const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
+  *u0 = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
+  *u1 = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
+}
+
 // Q6_K: 16 sub-blocks of 16, levels 0..63 less 32, signed int8 scales.
-struct K6Neon : KTileNeon<K6Neon> {
+template <int kQWord = 4>
+struct K6Neon : KTileNeon<K6Neon<kQWord>> {
   static constexpr GgmlType kType = GgmlType::Q6_K;
   static constexpr size_t kBlock = sizeof(BlockQ6_K);
   static constexpr int R = kRowsNeon;
@@ -178,14 +217,10 @@ struct K6Neon : KTileNeon<K6Neon> {
   template <int T>
   __attribute__((always_inline)) static void block(const char* gb, const KTok* const* tk, int64_t b,
                                                     float32x4_t* acc) {
-    const char* ql = gb;
-    const char* qh = gb + 128 * R;
     int32x4_t sc[16];
-#pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) widen_s8(lds8(gb + 192 * R + 16 * v), sc + 4 * v);
+    scales(gb, sc);
     int32x4_t isum[T];
     for (int t = 0; t < T; ++t) isum[t] = vdupq_n_s32(0);
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x30);
     // half h, quads 4a..4a+3 of each 32, low nibbles (group gp) then high (gp + 2)
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h)
@@ -197,12 +232,8 @@ struct K6Neon : KTileNeon<K6Neon> {
 #pragma GCC unroll 4
           for (int m = 0; m < 4; ++m) {
             const int lq = 4 * a + m;
-            const uint8x16_t L = ldu8(ql + (16 * h + 8 * gp + lq) * 4 * R);
-            const uint8x16_t H = ldu8(qh + (8 * h + lq) * 4 * R);
-            const uint8x16_t h0 = gp ? vshlq_n_u8(H, 2) : vshlq_n_u8(H, 4);
-            const uint8x16_t h1 = gp ? vshrq_n_u8(H, 2) : H;
-            u0[m] = vorrq_u8(vandq_u8(L, m4), vandq_u8(h0, top));
-            u1[m] = vorrq_u8(vshrq_n_u8(L, 4), vandq_u8(h1, top));
+            q6_levels(word4<kQWord>(gb, 0, 16 * h + 8 * gp + lq), word4<kQWord>(gb, 128, 8 * h + lq), gp, &u0[m],
+                      &u1[m]);
           }
           const int s0 = 8 * h + 2 * gp + a, s1 = s0 + 4;  // sub-blocks of groups gp, gp + 2
 #pragma GCC unroll 4
@@ -213,6 +244,19 @@ struct K6Neon : KTileNeon<K6Neon> {
             isum[t] = vmlaq_s32(vmlaq_s32(isum[t], p0, sc[s0]), p1, sc[s1]);
           }
         }
+    finish<T>(gb, tk, b, isum, acc);
+  }
+
+  // The 16 int8 sub-block scales of 4 rows as int32x4 per sub-block, a lane per row.
+  __attribute__((always_inline)) static void scales(const char* gb, int32x4_t* sc) {
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) widen_s8(lds8(gb + 192 * R + 16 * v), sc + 4 * v);
+  }
+
+  // acc += d_w * d_x * isum per token.
+  template <int T>
+  __attribute__((always_inline)) static void finish(const char* gb, const KTok* const* tk, int64_t b,
+                                                     const int32x4_t* isum, float32x4_t* acc) {
     const float32x4_t dw = h4(gb + 208 * R);
     for (int t = 0; t < T; ++t)
       acc[t] = vfmaq_f32(acc[t], vmulq_f32(dw, vdupq_n_f32(tk[t][b].x->d)), vcvtq_f32_s32(isum[t]));
@@ -225,7 +269,7 @@ struct V4Rows {
   static constexpr int kMaxT = 4;  // tokens per k_group call (tile<T> runs them in passes of 2)
 };
 inline void fill_kquant_tiles(KernelTable& t) {
-  set_kquant_entries<K4Neon<false>, K4Neon<true>, K6Neon, V4Rows>(t);
+  set_kquant_entries<K4Neon<false>, K4Neon<true>, K6Neon<>, V4Rows>(t);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "core/block_formats.h"
@@ -24,6 +25,17 @@ namespace {
 struct KTok {
   const BlockQ8_K* x;
   int32_t w[16];
+};
+
+// The word size of Fmt's quant fields in its layout (kquant_pack.h's qword):
+// Fmt::kQWord where given, else 4.
+template <class Fmt, class = void>
+struct QWordOf {
+  static constexpr int value = 4;
+};
+template <class Fmt>
+struct QWordOf<Fmt, std::void_t<decltype(Fmt::kQWord)>> {
+  static constexpr int value = Fmt::kQWord;
 };
 
 // A group's R rows x T tokens (T <= V::kMaxT, 8 at most) into y (row stride 1,
@@ -88,7 +100,8 @@ void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t
       if (!Packed) {
         const int n = static_cast<int>(r1 - g0 < R ? r1 - g0 : R);
         for (int64_t b = 0; b < nb; ++b)
-          kquant_gather(Fmt::kType, R, w + g0 * ws, ws, n, b, scratch.data() + b * R * Fmt::kBlock);
+          kquant_gather(Fmt::kType, R, w + g0 * ws, ws, n, b, scratch.data() + b * R * Fmt::kBlock,
+                        QWordOf<Fmt>::value);
         g = scratch.data();
       }
       const int64_t lo = g0 < r0 ? r0 : g0, hi = g0 + R < r1 ? g0 + R : r1;
