@@ -80,7 +80,7 @@ const Isa kIsas[] = {
 #ifdef BLUELM_KERNELS_X86
     {"avx2", "scalar",
      {avx2::fill_gemm, avx2::fill_convert, avx2::fill_attention, avx2::fill_vision, avx2::fill_i8,
-      avx2::fill_kquants, avx2::fill_flash},
+      avx2::fill_kquants, avx2::fill_kquants_lowbit, avx2::fill_flash},
      [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }},
     {"avx512", "avx2",
      {avx512::fill_gemm, avx512::fill_attention, avx512::fill_vision, avx512::fill_vision_attention,

@@ -19,11 +19,16 @@ struct Layout {
 constexpr Field kQ4K[] = {{0, 2, 2}, {2, 2, 2}, {4, 12, 1}, {16, 128, 4}};
 constexpr Field kQ5K[] = {{0, 2, 2}, {2, 2, 2}, {4, 12, 1}, {16, 32, 4}, {48, 128, 4}};
 constexpr Field kQ6K[] = {{0, 128, 4}, {128, 64, 4}, {192, 16, 1}, {208, 2, 2}};
+constexpr Field kQ2K[] = {{0, 16, 1}, {16, 64, 4}, {80, 2, 2}, {82, 2, 2}};
+constexpr Field kQ3K[] = {{0, 32, 4}, {32, 64, 4}, {96, 12, 1}, {108, 2, 2}};
+constexpr Field kIQ4XS[] = {{0, 2, 2}, {2, 2, 2}, {4, 4, 1}, {8, 128, 4}};
 // The same with the quant fields in 8-byte words (qword = 8).
 constexpr Field kQ4K8[] = {{0, 2, 2}, {2, 2, 2}, {4, 12, 1}, {16, 128, 8}};
 constexpr Field kQ5K8[] = {{0, 2, 2}, {2, 2, 2}, {4, 12, 1}, {16, 32, 8}, {48, 128, 8}};
 constexpr Field kQ6K8[] = {{0, 128, 8}, {128, 64, 8}, {192, 16, 1}, {208, 2, 2}};
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210,
+              "the field tables follow ggml's super-block layouts");
+static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockIQ4_XS) == 136,
               "the field tables follow ggml's super-block layouts");
 
 bool layout_of(GgmlType t, Layout* out, int qword = 4) {
@@ -32,6 +37,9 @@ bool layout_of(GgmlType t, Layout* out, int qword = 4) {
     case GgmlType::Q4_K: *out = {w8 ? kQ4K8 : kQ4K, 4, sizeof(BlockQ4_K)}; return true;
     case GgmlType::Q5_K: *out = {w8 ? kQ5K8 : kQ5K, 5, sizeof(BlockQ5_K)}; return true;
     case GgmlType::Q6_K: *out = {w8 ? kQ6K8 : kQ6K, 4, sizeof(BlockQ6_K)}; return true;
+    case GgmlType::Q2_K: *out = {kQ2K, 4, sizeof(BlockQ2_K)}; return true;
+    case GgmlType::Q3_K: *out = {kQ3K, 4, sizeof(BlockQ3_K)}; return true;
+    case GgmlType::IQ4_XS: *out = {kIQ4XS, 4, sizeof(BlockIQ4_XS)}; return true;
     default: return false;
   }
 }

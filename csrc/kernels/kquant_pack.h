@@ -1,4 +1,4 @@
-// Row-interleaved layouts of the super-block weight types (Q4_K, Q5_K, Q6_K)
+// Row-interleaved layouts of the super-block weight types (Q2_K..Q6_K, IQ4_XS)
 // for kernels whose SIMD lanes are rows: in a group of R rows (R = 16 for
 // 512-bit registers, 8 for 256-bit ones) every field of a super-block is
 // stored word by word across the R rows, so one load of R words holds the same
@@ -8,6 +8,9 @@
 //   Q4_K (144 B): d (0, 2, 2), dmin (2, 2, 2), scales (4, 12, 1), qs (16, 128, 4)
 //   Q5_K (176 B): d, dmin, scales as Q4_K, qh (16, 32, 4), qs (48, 128, 4)
 //   Q6_K (210 B): ql (0, 128, 4), qh (128, 64, 4), scales (192, 16, 1), d (208, 2, 2)
+//   Q2_K (84 B): scales (0, 16, 1), qs (16, 64, 4), d (80, 2, 2), dmin (82, 2, 2)
+//   Q3_K (110 B): hmask (0, 32, 4), qs (32, 64, 4), scales (96, 12, 1), d (108, 2, 2)
+//   IQ4_XS (136 B): d (0, 2, 2), scales_h (2, 2, 2), scales_l (4, 4, 1), qs (8, 128, 4)
 // Group g (rows gR .. gR+R-1) starts at byte g*R*row_bytes, as in the file;
 // its super-block b at b*R*block_bytes from there; in it, byte k of word w of
 // a field (offset o) of row i is at R*o + (w*R + i)*word + k. So the R fp16

@@ -1,5 +1,5 @@
-// Single-thread figures, scalar against each table: test_kernels --bench (LLM
-// gemms), --bench-vision (the int8 vision gemm and attention) and
+// Single-thread figures, scalar against each table: test_kernels --bench [TYPES]
+// (LLM gemms, TYPES e.g. Q2_K,IQ4_NL), --bench-vision (the int8 vision gemm and attention) and
 // --bench-attention (prompt-chunk attention, the old per-row path against
 // attend_chunk).
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <string>
 #include <vector>
 
 #include "harness.h"
@@ -27,7 +28,8 @@ double thread_seconds() {
 
 }  // namespace
 
-void bench_gemm(const std::vector<const KernelTable*>& tables) {
+// only: comma-separated type names (e.g. "Q2_K,IQ4_NL"); empty: every type.
+void bench_gemm(const std::vector<const KernelTable*>& tables, const std::string& only) {
   struct Shape {
     int64_t K, rows, n_tok;
   };
@@ -37,7 +39,10 @@ void bench_gemm(const std::vector<const KernelTable*>& tables) {
   std::printf("single thread, best of 3 (thread CPU time); GFLOP/s = 2*K*rows*n_tok/time; weights GB/s for "
               "n_tok=1; [p]: the table's repacked layout\n");
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q5_0,
-                      GgmlType::Q4_K, GgmlType::Q6_K}) {
+                      GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_XS,
+                      GgmlType::IQ4_NL}) {
+    if (!only.empty() && ("," + only + ",").find("," + std::string(type_name(uint32_t(wt))) + ",") == std::string::npos)
+      continue;
     for (const Shape& s : type_info(uint32_t(wt))->block_size == QK_K ? k_shapes : shapes) {
       const GgmlType xt = vec_dot_type(wt);
       const size_t ws = row_bytes(wt, s.K), xs = row_bytes(xt, s.K);

@@ -54,7 +54,7 @@ void test_kquants(const KernelTable& isa);    // test_kquants.cpp: K-quant, Q5, 
 void test_quantisers();
 
 // bench.cpp: single-thread figures, scalar against each table.
-void bench_gemm(const std::vector<const KernelTable*>& tables);
+void bench_gemm(const std::vector<const KernelTable*>& tables, const std::string& only);
 void bench_vision(const std::vector<const KernelTable*>& tables);
 void bench_attention(const std::vector<const KernelTable*>& tables);
 

@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     std::vector<const KernelTable*> b{&scalar_table()};
     for (const KernelTable* t : tables)
       if (t != &scalar_table()) b.push_back(t);
-    if (mode == "--bench") bench_gemm(b);
+    if (mode == "--bench") bench_gemm(b, argc > 2 ? argv[2] : "");
     else if (mode == "--bench-vision") bench_vision(b);
     else bench_attention(b);
     return 0;

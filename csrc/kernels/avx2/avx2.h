@@ -12,6 +12,7 @@ void fill_attention(KernelTable& t);  // attention.cpp: attend, attend_rows, swi
 void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops, attention
 void fill_i8(KernelTable& t);         // i8.cpp (built with -ffp-contract=off): the int8 format, K4 panels
 void fill_kquants(KernelTable& t);    // kquants.cpp: Q4_K, Q5_K, Q6_K on 8-row interleaved groups
+void fill_kquants_lowbit(KernelTable& t);  // kquants_lowbit.cpp: Q2_K, Q3_K, IQ4_XS, IQ4_NL
 void fill_flash(KernelTable& t);      // flash.cpp: prompt-chunk attention, 8 lanes
 
 // gemm.cpp's F32 gemm (gemm[W_F32]), which the vision attention builds on.

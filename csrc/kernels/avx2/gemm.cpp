@@ -41,11 +41,11 @@ void fill_gemm(KernelTable& t) {
   t.gemm[W_F16] = gemm_tiles<FloatTile<F16Load>, 0>;
   t.gemm[W_BF16] = gemm_tiles<FloatTile<BF16Load>, 0>;
   t.gemm[W_Q8_0] = gemm_tiles<Q8_0Tile<Maddubs>, 0>;
-  t.gemm[W_Q4_0] = gemm_tiles<Q4_0Tile, 0>;
+  t.gemm[W_Q4_0] = gemm_tiles<Q4_0Tile<>, 0>;
   t.gemm[W_Q4_1] = gemm_tiles<Q4_1Tile<Maddubs>, 0>;
   t.pack_rows[W_Q8_0] = t.pack_rows[W_Q4_0] = t.pack_rows[W_Q4_1] = kGroup;
   t.gemm_packed[W_Q8_0] = gemm_tiles<Q8_0Tile<Maddubs>, kGroup>;
-  t.gemm_packed[W_Q4_0] = gemm_tiles<Q4_0Tile, kGroup>;
+  t.gemm_packed[W_Q4_0] = gemm_tiles<Q4_0Tile<>, kGroup>;
   t.gemm_packed[W_Q4_1] = gemm_tiles<Q4_1Tile<Maddubs>, kGroup>;
   using Q5_0Tile = Q8_0Tile<Maddubs, Q5_0Blk>;
   using Q5_1Tile = Q4_1Tile<Maddubs, Q5_1Blk>;

@@ -1,10 +1,12 @@
-// AVX-512 VNNI Q4_K, Q5_K and Q6_K: x86/kquant_tiles.h with 16 rows per zmm
+// AVX-512 VNNI Q4_K, Q5_K and Q6_K (and Q2_K, Q3_K: x86/kquant_lowbit_tiles.h):
+// x86/kquant_tiles.h with 16 rows per zmm
 // (vpdpbusd for the 4-element sums, vpdpwssd for the min terms), on 16-row
 // interleaved groups (kernels/kquant_pack.h) repacked at load, or the file
 // layout interleaved per call. Bit-identical to the scalar reference.
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/zmm.h"
 #include "kernels/kquant_pack.h"
+#include "kernels/x86/kquant_lowbit_tiles.h"
 #include "kernels/x86/kquant_tiles.h"
 
 namespace bluelm::kernels::avx512 {
@@ -49,6 +51,8 @@ struct V16 {
 
 void fill_kquants(KernelTable& t) {
   set_kquant_entries<K4Fmt<V16, false>, K4Fmt<V16, true>, K6Fmt<V16>, V16>(t);
+  set_kquant_entry<K23Fmt<V16, false>, V16>(t);  // Q2_K, Q3_K (IQ4_XS: AVX2's)
+  set_kquant_entry<K23Fmt<V16, true>, V16>(t);
 }
 
 }  // namespace bluelm::kernels::avx512

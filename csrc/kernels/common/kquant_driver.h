@@ -121,23 +121,24 @@ void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t
   }
 }
 
-// A table's Q4_K, Q5_K and Q6_K entries: the gemms over the file layout and
-// over groups of V::R interleaved rows, and the packers of those groups.
+// A table's entries of one super-block type (Fmt::kType): the gemms over the
+// file layout and over groups of V::R interleaved rows, and the packers of those groups.
+template <class Fmt, class V>
+void set_kquant_entry(KernelTable& t) {
+  const int s = weight_slot(Fmt::kType);
+  t.gemm[s] = k_gemm<Fmt, V, false>;
+  t.gemm_packed[s] = k_gemm<Fmt, V, true>;
+  t.pack_rows[s] = V::R;
+  t.pack[s] = kquant_pack_rows<Fmt::kType, V::R>;
+  t.unpack[s] = kquant_unpack_rows<Fmt::kType, V::R>;
+}
+
+// A table's Q4_K, Q5_K and Q6_K entries.
 template <class Q4K, class Q5K, class Q6K, class V>
 void set_kquant_entries(KernelTable& t) {
-  t.gemm[W_Q4_K] = k_gemm<Q4K, V, false>;
-  t.gemm[W_Q5_K] = k_gemm<Q5K, V, false>;
-  t.gemm[W_Q6_K] = k_gemm<Q6K, V, false>;
-  t.gemm_packed[W_Q4_K] = k_gemm<Q4K, V, true>;
-  t.gemm_packed[W_Q5_K] = k_gemm<Q5K, V, true>;
-  t.gemm_packed[W_Q6_K] = k_gemm<Q6K, V, true>;
-  t.pack_rows[W_Q4_K] = t.pack_rows[W_Q5_K] = t.pack_rows[W_Q6_K] = V::R;
-  t.pack[W_Q4_K] = kquant_pack_rows<GgmlType::Q4_K, V::R>;
-  t.unpack[W_Q4_K] = kquant_unpack_rows<GgmlType::Q4_K, V::R>;
-  t.pack[W_Q5_K] = kquant_pack_rows<GgmlType::Q5_K, V::R>;
-  t.unpack[W_Q5_K] = kquant_unpack_rows<GgmlType::Q5_K, V::R>;
-  t.pack[W_Q6_K] = kquant_pack_rows<GgmlType::Q6_K, V::R>;
-  t.unpack[W_Q6_K] = kquant_unpack_rows<GgmlType::Q6_K, V::R>;
+  set_kquant_entry<Q4K, V>(t);
+  set_kquant_entry<Q5K, V>(t);
+  set_kquant_entry<Q6K, V>(t);
 }
 
 }  // namespace

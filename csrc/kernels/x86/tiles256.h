@@ -144,18 +144,44 @@ struct Q4_1Tile {
   }
 };
 
-// Q4_0 in the order of the scalar reference (llama.cpp's repacked Q4_0 gemm):
-// each block's products summed exactly (vpmaddubsw of the nibbles against the
-// activations, minus 8 * sum(q)), then one FMA per output. The 8 lane sums of
-// 4 outputs are folded by hadd into one int32 per output, so 4 outputs share a
-// conversion and an FMA. (The AVX2 table's; AVX-512 reads Q4_0 in 16-row groups.)
+// Q4_0 and IQ4_NL in the order of the scalar reference (llama.cpp's repacked
+// Q4_0 / IQ4_NL gemm): each block's products summed exactly (Lv, below), then
+// one FMA per output. The 8 lane sums of 4 outputs are folded by hadd into one
+// int32 per output, so 4 outputs share a conversion and an FMA. (The AVX2
+// table's; AVX-512 reads Q4_0 in 16-row groups.)
 inline __m128i fold4_epi32(__m256i a, __m256i b, __m256i c, __m256i d) {
   const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
   return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
+// A 4-bit block's levels as Q4_0Tile dots them: W prep(qs) per weight block,
+// __m256i bias(q) per token block, __m256i dot(W, q, bias): int16 pair sums.
+// Q4_0: vpmaddubsw of the nibbles against the activations, minus 8 * sum(q).
+struct Q4_0Lv {
+  using Block = BlockQ4_0;
+  using W = __m256i;
+  static W prep(const uint8_t* qs) { return nibbles(qs); }
+  static __m256i bias(__m256i q) { return _mm256_maddubs_epi16(_mm256_set1_epi8(8), q); }
+  static __m256i dot(const W& n, __m256i q, __m256i c) { return _mm256_sub_epi16(_mm256_maddubs_epi16(n, q), c); }
+};
+// IQ4_NL: the nibbles index kIQ4NLValues; |w| against q with w's signs (|w|, |q| <= 127).
+struct IQ4_NLLv {
+  using Block = BlockIQ4_NL;
+  struct W {
+    __m256i v, a;  // the levels, their magnitudes
+  };
+  static W prep(const uint8_t* qs) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
+    const __m256i v = _mm256_shuffle_epi8(t, nibbles(qs));
+    return {v, _mm256_abs_epi8(v)};
+  }
+  static __m256i bias(__m256i) { return _mm256_setzero_si256(); }
+  static __m256i dot(const W& w, __m256i q, __m256i) { return _mm256_maddubs_epi16(w.a, _mm256_sign_epi8(q, w.v)); }
+};
+
+template <class Lv = Q4_0Lv>
 struct Q4_0Tile {
-  static constexpr size_t kBlock = sizeof(BlockQ4_0);
+  static constexpr size_t kBlock = sizeof(typename Lv::Block);
   template <int R, int T>
   static void tile(const char* w, size_t rs, size_t bs, const char* x, size_t xs, float* y,
                    size_t ldy, int64_t K) {
@@ -171,19 +197,18 @@ struct Q4_0Tile {
         const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
         q[t] = load32(xb->qs);
         dx[t] = _mm_cvtss_f32(head2(xb));
-        // sum((n-8)*q) = sum(n*q) - sum(8*q): one maddubs per token block, shared by rows.
-        c[t] = _mm256_maddubs_epi16(_mm256_set1_epi8(8), q[t]);
+        c[t] = Lv::bias(q[t]);  // shared by the rows
       }
       __m256i s32[4 * G];
       alignas(16) float sc[4 * G];
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const BlockQ4_0* wb = reinterpret_cast<const BlockQ4_0*>(w + i * rs + b * bs);
-        const __m256i n = nibbles(wb->qs);
+        const typename Lv::Block* wb = reinterpret_cast<const typename Lv::Block*>(w + i * rs + b * bs);
+        const typename Lv::W n = Lv::prep(wb->qs);
         const float dw = _mm_cvtss_f32(head2(wb));
 #pragma GCC unroll 4
         for (int t = 0; t < T; ++t) {
-          const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(n, q[t]), c[t]);
+          const __m256i p = Lv::dot(n, q[t], c[t]);
           s32[i * T + t] = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
           sc[i * T + t] = dw * dx[t];
         }

@@ -1,0 +1,239 @@
+// The Q2_K, Q3_K and IQ4_XS gemm of the x86 tables on row-interleaved groups
+// (kernels/kquant_pack.h), in the design of x86/kquant_tiles.h (read it first:
+// rows in SIMD lanes, common/kquant_driver.h drives, the same traits class V).
+// Per super-block and token, each sub-block's products are summed exactly in
+// int32 per row, times the row's integer sub-block scale, added up (isum), then
+//   acc = fma(d_w * d_x, (float)isum, acc)
+//   Q2_K: imin = sum of min * bsum by int16 pair dots;  acc = fma(-(dmin_w * d_x), (float)imin, acc)
+// which is the scalar reference's sequence (kernels/scalar/kquants.h), so the
+// results are its bits. Levels as the dots take them:
+//   Q2_K: 0..3 (dot4);  Q3_K: q + 4 in 0..7 (dot4), the -4 in the start value
+//   -4 * bsum;  IQ4_XS: the signed table values (sdot4 of |w| and w's signs).
+// Besides x86/kquant_tiles.h's traits, IQ4_XS needs (V::R == 8 only):
+//   I table16(const int8_t* p): 16 bytes in each 128-bit half;  I lookup(I table, I nib)
+//   I abs8(I);  I sdot4(I acc, I aw, I w, const int8_t* x): acc + per lane
+//     sum_k w.byte[k] * x[k] (aw = abs8(w), |w|, |x| <= 127)
+#pragma once
+#include <cstring>
+
+#include "kernels/x86/kquant_tiles.h"
+
+namespace bluelm::kernels {
+namespace {
+
+// v >> 2s per 16-bit lane (s constant after unrolling): 2-bit field s of each byte at bits 0..1.
+template <class V>
+inline typename V::I shr2(typename V::I v, int s) {
+  switch (s) {
+    case 0: return v;
+    case 1: return V::template shr16<2>(v);
+    case 2: return V::template shr16<4>(v);
+    default: return V::template shr16<6>(v);
+  }
+}
+
+// Bit b (0..7) of each byte of v at bit 2 (the others left for the mask).
+template <class V>
+inline typename V::I bit_to_2(typename V::I v, int b) {
+  switch (b) {
+    case 0: return V::template shl16<2>(v);
+    case 1: return V::template shl16<1>(v);
+    case 2: return v;
+    case 3: return V::template shr16<1>(v);
+    case 4: return V::template shr16<2>(v);
+    case 5: return V::template shr16<3>(v);
+    case 6: return V::template shr16<4>(v);
+    default: return V::template shr16<5>(v);
+  }
+}
+
+// The 16 signed Q3_K sub-block scales (sc - 32) of the R rows, as R bytes each,
+// from the 12 interleaved scale bytes (low 4 bits: bytes 0..7, low then high
+// nibble; high 2 bits: bytes 8..11, 2 bits per group of 4 sub-blocks).
+template <class V>
+inline void q3k_scales(const char* s, __m128i* sc) {
+  __m128i B[12];
+  for (int k = 0; k < 12; ++k) B[k] = V::bytes(s + k * V::R);
+  const __m128i m4 = _mm_set1_epi8(0x0f), top = _mm_set1_epi8(0x30), off = _mm_set1_epi8(32);
+  for (int j = 0; j < 16; ++j) {
+    const __m128i lo = j < 8 ? _mm_and_si128(B[j], m4) : _mm_and_si128(_mm_srli_epi16(B[j - 8], 4), m4);
+    const __m128i h = B[8 + j % 4];
+    __m128i hi;
+    switch (j / 4) {  // bits 2(j/4)..+1 to bits 4..5
+      case 0: hi = _mm_slli_epi16(h, 4); break;
+      case 1: hi = _mm_slli_epi16(h, 2); break;
+      case 2: hi = h; break;
+      default: hi = _mm_srli_epi16(h, 2); break;
+    }
+    sc[j] = _mm_sub_epi8(_mm_or_si128(lo, _mm_and_si128(hi, top)), off);
+  }
+}
+
+// Q2_K (kQ3 = false) and Q3_K: 16 sub-blocks of 16; the 2-bit field s of qs
+// byte l of half n is element 128n + 32s + l; Q3_K's high bit of that element
+// is bit 4n + s of hmask byte l.
+template <class V, bool kQ3>
+struct K23Fmt {
+  static constexpr GgmlType kType = kQ3 ? GgmlType::Q3_K : GgmlType::Q2_K;
+  static constexpr size_t kBlock = kQ3 ? sizeof(BlockQ3_K) : sizeof(BlockQ2_K);
+  static constexpr int kQs = kQ3 ? 32 : 16, kScales = kQ3 ? 96 : 0, kD = kQ3 ? 108 : 80;
+
+  static void prep(const BlockQ8_K& x, int32_t* w) {
+    if constexpr (kQ3) {
+      for (int s = 0; s < 16; ++s) w[s] = -4 * x.bsums[s];
+    } else {
+      for (int p = 0; p < 8; ++p)
+        w[p] = int32_t(uint32_t(uint16_t(x.bsums[2 * p])) | (uint32_t(uint16_t(x.bsums[2 * p + 1])) << 16));
+    }
+  }
+
+  template <int T>
+  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
+    using I = typename V::I;
+    using F = typename V::F;
+    constexpr int R = V::R;
+    F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::set1(0.0f);
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * R * kBlock;
+      if constexpr (T == 1) k_prefetch<R * kBlock, 2, PrefetchTo::L1>(gb);
+      __m128i sc[16];  // per sub-block, R scale bytes
+      I mnp[8];        // Q2_K: the mins of sub-blocks 2p, 2p + 1 as int16 pairs
+      if constexpr (kQ3) {
+        q3k_scales<V>(gb + kScales * R, sc);
+      } else {
+        const __m128i m4 = _mm_set1_epi8(0x0f);
+        __m128i mn[16];
+        for (int s = 0; s < 16; ++s) {
+          const __m128i B = V::bytes(gb + s * R);
+          sc[s] = _mm_and_si128(B, m4);
+          mn[s] = _mm_and_si128(_mm_srli_epi16(B, 4), m4);
+        }
+        for (int p = 0; p < 8; ++p) mnp[p] = V::pairs(mn[2 * p], mn[2 * p + 1]);
+      }
+      I isum[T];
+      for (int t = 0; t < T; ++t) isum[t] = V::zero();
+      const char* qs = gb + kQs * R;
+#pragma GCC unroll 2
+      for (int n = 0; n < 2; ++n) {
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; ++s) {  // elements 128n + 32s + 4m .. +3 in word m: sub-blocks s0 (m < 4), s0 + 1
+          I u[8];
+#pragma GCC unroll 8
+          for (int m = 0; m < 8; ++m) {
+            u[m] = V::and_(shr2<V>(V::load(qs + (8 * n + m) * 4 * R), s), V::set8(0x03));
+            if constexpr (kQ3)
+              u[m] = V::or_(u[m], V::and_(bit_to_2<V>(V::load(gb + m * 4 * R), 4 * n + s), V::set8(0x04)));
+          }
+          const int s0 = 8 * n + 2 * s;
+          const I sc0 = kQ3 ? V::widen_s8(sc[s0]) : V::widen_u8(sc[s0]);
+          const I sc1 = kQ3 ? V::widen_s8(sc[s0 + 1]) : V::widen_u8(sc[s0 + 1]);
+#pragma GCC unroll 8
+          for (int t = 0; t < T; ++t) {
+            const KTok& k = tk[t][b];
+            const int8_t* xq = k.x->qs + 128 * n + 32 * s;
+            I a = kQ3 ? V::set32(k.w[s0]) : V::zero(), c = kQ3 ? V::set32(k.w[s0 + 1]) : V::zero();
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; ++m) {
+              a = V::dot4(a, u[m], xq + 4 * m);
+              c = V::dot4(c, u[m + 4], xq + 16 + 4 * m);
+            }
+            isum[t] = V::add(isum[t], V::add(V::mul(a, sc0), V::mul(c, sc1)));
+          }
+        }
+      }
+      const F dw = V::h2f(gb + kD * R);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const KTok& k = tk[t][b];
+        const F dx = V::set1(k.x->d);
+        acc[t] = V::fma(V::mul(dw, dx), V::cvt(isum[t]), acc[t]);
+        if constexpr (!kQ3) {
+          I im = V::zero();
+          for (int p = 0; p < 8; ++p) im = V::dot2(im, mnp[p], k.w[p]);
+          acc[t] = V::fnma(V::mul(V::h2f(gb + (kD + 2) * R), dx), V::cvt(im), acc[t]);
+        }
+      }
+    }
+    for (int t = 0; t < T; ++t) V::store(y + t * ldy, acc[t]);
+  }
+};
+
+// IQ4_XS: 8 sub-blocks of 32, each 16 qs bytes (low nibbles elements 0..15,
+// high 16..31) indexing kIQ4NLValues; scale ls - 32, ls = 4 bits of scales_l
+// (byte j / 2, low nibble first) | 2 bits of the 16-bit scales_h (bits 2j) << 4.
+template <class V>
+struct IQ4XSFmt {
+  static_assert(V::R == 8, "scales_h of 8 rows is one 16-byte load");
+  static constexpr GgmlType kType = GgmlType::IQ4_XS;
+  static constexpr size_t kBlock = sizeof(BlockIQ4_XS);
+
+  static void prep(const BlockQ8_K&, int32_t*) {}
+
+  // The 8 signed sub-block scales of the 8 rows.
+  static void scales(const char* gb, typename V::I* sc) {
+    constexpr int R = V::R;
+    // scales_h: low bytes (sub-blocks 0..3) of the 8 rows, then high bytes (4..7)
+    const __m128i h = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + 2 * R)),
+                                       _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+    const __m128i m4 = _mm_set1_epi8(0x0f), top = _mm_set1_epi8(0x30);
+    for (int j = 0; j < 8; ++j) {
+      const __m128i l = V::bytes(gb + 4 * R + (j / 2) * R);
+      const __m128i lo = j % 2 ? _mm_and_si128(_mm_srli_epi16(l, 4), m4) : _mm_and_si128(l, m4);
+      const __m128i hb = j < 4 ? h : _mm_srli_si128(h, 8);
+      __m128i hi;
+      switch (j % 4) {  // bits 2(j%4)..+1 to bits 4..5
+        case 0: hi = _mm_slli_epi16(hb, 4); break;
+        case 1: hi = _mm_slli_epi16(hb, 2); break;
+        case 2: hi = hb; break;
+        default: hi = _mm_srli_epi16(hb, 2); break;
+      }
+      sc[j] = V::add(V::widen_u8(_mm_or_si128(lo, _mm_and_si128(hi, top))), V::set32(-32));
+    }
+  }
+
+  template <int T>
+  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
+    using I = typename V::I;
+    using F = typename V::F;
+    constexpr int R = V::R;
+    const I table = V::table16(kIQ4NLValues);
+    F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::set1(0.0f);
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * R * kBlock;
+      if constexpr (T == 1) k_prefetch<R * kBlock, 2, PrefetchTo::L1>(gb);
+      I sc[8], isum[T];
+      scales(gb, sc);
+      for (int t = 0; t < T; ++t) isum[t] = V::zero();
+      const char* qs = gb + 8 * R;
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        I w[8], aw[8];  // words m < 4: elements 32j + 4m (low nibbles); m >= 4: 32j + 16 + 4(m - 4)
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; ++m) {
+          const I v = V::load(qs + (4 * j + m) * 4 * R);
+          w[m] = V::lookup(table, V::and_(v, V::set8(0x0f)));
+          w[m + 4] = V::lookup(table, V::and_(V::template shr16<4>(v), V::set8(0x0f)));
+        }
+        for (int m = 0; m < 8; ++m) aw[m] = V::abs8(w[m]);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const int8_t* xq = tk[t][b].x->qs + 32 * j;
+          I p = V::zero();
+#pragma GCC unroll 8
+          for (int m = 0; m < 8; ++m) p = V::sdot4(p, aw[m], w[m], xq + 4 * m);
+          isum[t] = V::add(isum[t], V::mul(p, sc[j]));
+        }
+      }
+      const F dw = V::h2f(gb);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t)
+        acc[t] = V::fma(V::mul(dw, V::set1(tk[t][b].x->d)), V::cvt(isum[t]), acc[t]);
+    }
+    for (int t = 0; t < T; ++t) V::store(y + t * ldy, acc[t]);
+  }
+};
+
+}  // namespace
+}  // namespace bluelm::kernels
