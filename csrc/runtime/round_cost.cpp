@@ -6,7 +6,8 @@ namespace bluelm {
 
 namespace {
 constexpr double kStepWeight = 0.1;   // of each plain step in the running step time
-constexpr double kForget = 0.95;      // per round, the older rounds' weight
+constexpr double kForget = 0.95;      // per drafted round, the older rounds' weight
+constexpr double kForgetPlain = 0.99;  // per plain step (slower: drafts are rare where they do not pay)
 constexpr double kMinRounds = 3.0;    // weight of drafted rounds before the fit replaces the prior
 constexpr double kMinSpread = 0.5;    // variance of k below which only the level is fitted
 constexpr double kMinSlope = 0.02;    // a drafted row is never free
@@ -15,20 +16,21 @@ constexpr double kMinSlope = 0.02;    // a drafted row is never free
 void RoundCost::record(int64_t k, double seconds) {
   if (!(seconds > 0.0)) return;
   // Plain steps age the fit too: where it stops drafting, the prior returns
-  // after a few dozen steps, drafts are tried and measured again (a machine
-  // whose load dropped is noticed).
-  w_ *= kForget;
-  sk_ *= kForget;
-  skk_ *= kForget;
-  sy_ *= kForget;
-  sky_ *= kForget;
+  // after a couple of hundred steps, drafts are tried and measured again (a
+  // machine whose load dropped is noticed).
+  const double f = k == 0 ? kForgetPlain : kForget;
+  w_ *= f;
+  sk_ *= f;
+  skk_ *= f;
+  sy_ *= f;
+  sky_ *= f;
   if (k == 0) {
     step_ = step_ == 0.0 ? seconds : step_ + kStepWeight * (seconds - step_);
     return;
   }
   if (step_ == 0.0) return;  // no unit yet
   const double x = static_cast<double>(k), y = seconds / step_ - 1.0;
-  w_ += 1.0;
+  w_ += 1.0;  // (after the decay above: this round at full weight)
   sk_ += x;
   skk_ += x * x;
   sy_ += y;
