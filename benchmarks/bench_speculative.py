@@ -16,7 +16,9 @@ its tokens over its decode time for each engine; the figure is the median over
 runs of the speculative / plain ratio. Each answer of the speculative engine
 must be the plain one token for token (``identical``). The issue's bars:
 prompt lookup >= 1.6x on the input-grounded set, >= 0.97x on open chat,
-greedy text identical in every case.
+greedy text identical in every case. ``--draft-cost prior`` runs the
+speculative model with the fixed cost line instead of the measured one (the
+measured line is printed per set).
 
     cd /tmp && python /path/to/benchmarks/bench_speculative.py --threads 2 --runs 3 \\
         --pair --llama-quantize /tmp/llbuild/bin/llama-quantize
@@ -153,6 +155,8 @@ def run_set(
         "acceptance": accepted / drafted if drafted else 0.0,
         "identical": identical,
     }
+    c0, c1 = spec.draft_stats["round_cost"]
+    print(f"measured round cost: 1 + {c0:.2f} + {c1:.2f} * k plain steps for k drafted tokens")
     print(
         f"{name}: plain {res['plain_tps']:.1f} t/s, speculative {res['spec_tps']:.1f} t/s, "
         f"ratio {res['ratio']:.2f}x (runs: {', '.join(f'{x:.2f}' for x in ratios)}), "
@@ -176,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("MIN", "MAX"),
         help="prompt lookup n-gram lengths (default: the library's)",
     )
+    ap.add_argument(
+        "--draft-cost",
+        choices=["measured", "prior"],
+        default="measured",
+        help="how greedy rounds choose draft lengths (Model's draft_cost)",
+    )
     ap.add_argument("--pair", action="store_true", help="also SmolLM2 F16 with its Q4_0 as draft")
     ap.add_argument("--cache", default=DEFAULT_CACHE)
     ap.add_argument("--llama-quantize", default=None)
@@ -184,13 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     path = model_path("smollm2-q4_1")
     kw = {"n_ctx": args.n_ctx, "n_threads": args.threads}
     plain = bluelm_cpp.Model(path, **kw)
-    spec = bluelm_cpp.Model(path, draft="prompt_lookup", n_draft=args.n_draft, **kw)
+    spec = bluelm_cpp.Model(
+        path, draft="prompt_lookup", n_draft=args.n_draft, draft_cost=args.draft_cost, **kw
+    )
     if args.ngram:
         lo, hi = args.ngram
-        spec._ctx.set_draft("prompt_lookup", args.n_draft, ngram_min=lo, ngram_max=hi)
+        spec._ctx.set_draft(
+            "prompt_lookup",
+            args.n_draft,
+            ngram_min=lo,
+            ngram_max=hi,
+            measured_cost=args.draft_cost == "measured",
+        )
     print(
         f"# bench_speculative: {path}, isa {bluelm_cpp._core.isa()}, threads {args.threads}, "
-        f"n_draft {args.n_draft}"
+        f"n_draft {args.n_draft}, draft_cost {args.draft_cost}"
     )
     results = {
         "prompt lookup, input-grounded": run_set(

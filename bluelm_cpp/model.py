@@ -105,6 +105,12 @@ class Model:
             distribution (speculative sampling's accept/reject rule), but a
             seed gives other tokens than without a draft.
         n_draft: most tokens drafted per round, 1 to ``n_batch - 1``.
+        draft_cost: how a greedy generation chooses each round's draft length
+            (0 to n_draft) from the acceptance seen so far: ``"measured"``
+            weighs it against the rounds' cost as timed on this machine (a
+            busy machine, where verifying rows costs more, drafts less);
+            ``"prior"`` against a fixed cost model, so the choice does not
+            depend on timing. Sampled generations always use the prior.
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -118,7 +124,8 @@ class Model:
         >>> fast = Model(n_ctx=1024, draft="prompt_lookup", n_draft=8)  # doctest: +SKIP
         >>> fast.chat([{"role": "user", "content": "Fix the typos: teh cat"}])  # doctest: +SKIP
         >>> fast.draft_stats  # doctest: +SKIP
-        {'rounds': 3, 'drafted': 17, 'accepted': 12, 'acceptance': 0.705...}
+        {'rounds': 3, 'drafted': 17, 'accepted': 12, 'round_cost': (0.9..., 0.2...),
+        ... 'acceptance': 0.705...}
     """
 
     def __init__(
@@ -136,6 +143,7 @@ class Model:
         pipeline: bool = False,
         draft: str | os.PathLike[str] | Model | None = None,
         n_draft: int = 8,
+        draft_cost: str = "measured",
     ) -> None:
         n_ctx = check_int("n_ctx", n_ctx, 0, 1 << 24)
         n_batch = check_int("n_batch", n_batch, 1, 65536)
@@ -186,11 +194,17 @@ class Model:
         )
         self.last_stats: dict[str, Any] = {}  # what the last request prefilled, reused, encoded
         self.sampling_defaults = sampling_from_metadata(self._metadata)
-        self._set_draft(draft, n_draft)
+        self._set_draft(draft, n_draft, draft_cost)
 
-    def _set_draft(self, draft: str | os.PathLike[str] | Model | None, n_draft: int) -> None:
+    def _set_draft(
+        self, draft: str | os.PathLike[str] | Model | None, n_draft: int, draft_cost: str
+    ) -> None:
         """Hands the drafter to the C++ session (see the ``draft`` argument)."""
         n_draft = check_int("n_draft", n_draft, 1)
+        if draft_cost not in ("measured", "prior"):
+            raise InvalidArgumentError(
+                f"draft_cost must be 'measured' or 'prior', got {draft_cost!r}"
+            )
         if draft is None:
             return
         spec: Any
@@ -212,16 +226,20 @@ class Model:
                 f"draft must be 'prompt_lookup', a GGUF path or a Model, got {type(draft).__name__}"
             )
         # The C++ session checks the vocabulary, the context and n_draft < n_batch.
-        self._ctx.set_draft(spec, n_draft)
+        self._ctx.set_draft(spec, n_draft, measured_cost=draft_cost == "measured")
 
     @property
     def draft_stats(self) -> dict[str, Any]:
         """Speculative decoding in the last generation: verify rounds that had
-        a draft, tokens drafted and accepted, and the acceptance rate.
+        a draft, tokens drafted and accepted, and the acceptance rate; and
+        ``round_cost`` = (c0, c1): a round verifying k drafted tokens costs
+        1 + c0 + c1 * k plain decode steps, as measured on this machine so far
+        (greedy generations choose their draft lengths by it).
 
         Example:
             >>> Model(draft="prompt_lookup").draft_stats  # doctest: +SKIP
-            {'rounds': 0, 'drafted': 0, 'accepted': 0, 'acceptance': 0.0}
+            {'rounds': 0, 'drafted': 0, 'accepted': 0, 'round_cost': (0.15, 0.25),
+            ... 'acceptance': 0.0}
         """
         st = dict(self._require_open().draft_stats)
         st["acceptance"] = st["accepted"] / st["drafted"] if st["drafted"] else 0.0

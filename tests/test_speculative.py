@@ -53,7 +53,10 @@ def test_prompt_lookup_greedy_equals_plain(smollm2_file: Path, smollm2: bluelm_c
     import json
 
     record = json.loads((DATA / "llamacpp_smollm2_q4_1.json").read_text())
-    spec = bluelm_cpp.Model(smollm2_file, n_ctx=512, n_threads=2, draft="prompt_lookup", n_draft=6)
+    # draft_cost="prior": how often drafts are made must not depend on the machine's load
+    spec = bluelm_cpp.Model(
+        smollm2_file, n_ctx=512, n_threads=2, draft="prompt_lookup", n_draft=6, draft_cost="prior"
+    )
     drafted = accepted = 0
     for entry in record["generate"][:8]:
         prompt, n = list(entry["prompt_ids"]), len(entry["generated_ids"])
@@ -69,6 +72,7 @@ def test_draft_model_greedy_equals_plain_and_transformers(trained: dict[str, Pat
     ref = np.load(TRAINED / "reference.npz")
     prompt, want = ref["greedy_prompt"].tolist(), ref["greedy_ids"].tolist()
     kw: dict[str, Any] = dict(n_ctx=256, n_threads=2, kv_type="f32")
+    kw["draft_cost"] = "prior"  # drafts are made whatever the machine's load
     with bluelm_cpp.Model(trained["f32"], draft=trained["q4_0"], n_draft=4, **kw) as m:
         assert _greedy(m, prompt, len(want)) == want  # transformers' greedy tokens
         st = m.draft_stats
@@ -231,7 +235,9 @@ def test_sampled_tokens_keep_the_target_distribution(
 
 
 def test_completions_and_stream_with_draft(smollm2_file: Path, smollm2: bluelm_cpp.Model) -> None:
-    spec = bluelm_cpp.Model(smollm2_file, n_ctx=512, n_threads=2, draft="prompt_lookup")
+    spec = bluelm_cpp.Model(
+        smollm2_file, n_ctx=512, n_threads=2, draft="prompt_lookup", draft_cost="prior"
+    )
     msgs = [{"role": "user", "content": "Repeat exactly: the red fox jumps over the red fox."}]
     want = smollm2.create_chat_completion(msgs, temperature=0, max_tokens=40)
     got = spec.create_chat_completion(msgs, temperature=0, max_tokens=40)
@@ -307,6 +313,8 @@ def test_bad_draft_arguments(trained: dict[str, Path]) -> None:
         bluelm_cpp.Model(trained["f32"], draft="prompt_lookup", n_draft=16, **kw)  # = n_batch
     with pytest.raises(InvalidArgumentError, match="n_draft"):
         bluelm_cpp.Model(trained["f32"], draft="prompt_lookup", n_draft=True, **kw)
+    with pytest.raises(InvalidArgumentError, match="draft_cost"):
+        bluelm_cpp.Model(trained["f32"], draft="prompt_lookup", draft_cost="fast", **kw)
     with pytest.raises(ModelFileError, match="does not exist"):
         bluelm_cpp.Model(trained["f32"], draft="prompt-lookup", **kw)
     with pytest.raises(InvalidArgumentError, match="draft must be"):

@@ -135,6 +135,8 @@ struct VisionKernels {
   }
 };
 
+constexpr int64_t kGemvBatchMax = 16;
+
 struct KernelTable {
   const char* isa;             // "scalar", "avx2", "avx512", "avx512_bf16", "neon", ...
   GemmFn gemm[W_COUNT];        // by weight type
@@ -154,6 +156,12 @@ struct KernelTable {
   SwigluFn geglu;  // GELU(tanh)-gated FFN (gemma)
   AttendChunkFn attend_chunk;
   int64_t chunk_lanes;  // lanes attend_chunk runs at once (its register tiles): split tasks by it
+  // Optional (nullptr: none), by weight type, for the file layout and the
+  // gemm_packed one: a gemm of 2 to kGemvBatchMax tokens that reads each weight
+  // block once and gives every token the bits of gemm[] / gemm_packed[] of one
+  // token (the decode kernel's per-row arithmetic): verifying a speculative draft.
+  GemmFn gemv_batch[W_COUNT];
+  GemmFn gemv_batch_packed[W_COUNT];
   VisionKernels vision;
 };
 

@@ -12,6 +12,7 @@
 namespace bluelm {
 
 namespace {
+constexpr int kMaxShared = 4;      // products per matmul_shared_input
 constexpr int64_t kRowGrain = 16;  // rows per work unit; SIMD kernels tile by up to 16
 constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed group
 constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
@@ -167,21 +168,29 @@ void Context::prefill_rows(const int32_t* tokens, const float* emb, int64_t n, b
   if (want_logits) n_logit_rows_ = 1;
 }
 
+kernels::GemmFn Context::rows_gemm(const Matrix& W, int64_t m) const {
+  const kernels::GemmFn gemm = gemm_for(kt_, W);
+  if (!as_steps_ || m < 2) return gemm;
+  // A draft's rows: the table's small-batch gemv (the decode's arithmetic,
+  // weights read once) where it has one, else a gemm whose tokens are
+  // independent, else none (token by token: matmul_as_steps).
+  const int slot = kernels::weight_slot(W.type);
+  const kernels::GemmFn batch = W.packed_rows ? kt_.gemv_batch_packed[slot] : kt_.gemv_batch[slot];
+  if (batch && m <= kernels::kGemvBatchMax) return batch;
+  return tokens_independent(kt_, W.type) ? gemm : nullptr;
+}
+
 void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
   const GgmlType vt = vec_dot_type(W.type);
   const size_t xs = row_bytes(vt, W.cols);
   const kernels::ConvertRowFn convert = kt_.convert[kernels::act_slot(vt)];
   uint8_t* act = act_.data();
   const int64_t K = W.cols;
-  if (m == 1) {
-    convert(X, act, K);
-  } else {
-    pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) convert(X + t * K, act + t * xs, K);
-    });
-  }
-  if (as_steps_ && m > 1 && !tokens_independent(kt_, W.type)) return matmul_as_steps(W, act, xs, m, Y);
-  const kernels::GemmFn gemm = gemm_for(kt_, W);
+  for_rows(m, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) convert(X + t * K, act + t * xs, K);
+  });
+  const kernels::GemmFn gemm = rows_gemm(W, m);
+  if (!gemm) return matmul_as_steps(W, act, xs, m, Y);
   pool_.parallel_for(W.rows, row_grain(W.rows, pool_.size()), [&](int64_t r0, int64_t r1) {
     gemm(W.data, W.row_stride, act, xs, Y, W.rows, K, r0, r1, m);
   });
@@ -209,7 +218,13 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
   bool same = true;
   for (int i = 1; i < n; ++i)
     same = same && vec_dot_type(Ws[i]->type) == vec_dot_type(Ws[0]->type) && Ws[i]->cols == Ws[0]->cols;
-  if (!same || m != 1) {
+  // A draft's rows (inline_rows) share one job too where every product has a gemm for them.
+  kernels::GemmFn gemm[kMaxShared];
+  for (int i = 0; i < n; ++i) {
+    gemm[i] = rows_gemm(*Ws[i], m);
+    same = same && gemm[i];
+  }
+  if (!same || !inline_rows(m)) {
     // Prefill: each product is long enough that its own job costs nothing extra.
     for (int i = 0; i < n; ++i) matmul(*Ws[i], X, m, Ys[i]);
     return;
@@ -217,16 +232,13 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
   const GgmlType vt = vec_dot_type(Ws[0]->type);
   const size_t xs = row_bytes(vt, Ws[0]->cols);
   const int64_t K = Ws[0]->cols;
-  kt_.convert[kernels::act_slot(vt)](X, act_.data(), K);
+  for (int64_t t = 0; t < m; ++t) kt_.convert[kernels::act_slot(vt)](X + t * K, act_.data() + t * xs, K);
   // One job: the rows of all products laid end to end, split in whole grains.
-  constexpr int kMax = 4;
-  int64_t begin[kMax + 1] = {0};
-  int64_t grain[kMax];
-  kernels::GemmFn gemm[kMax];
+  int64_t begin[kMaxShared + 1] = {0};
+  int64_t grain[kMaxShared];
   for (int i = 0; i < n; ++i) {
     grain[i] = row_grain(Ws[i]->rows, pool_.size());
     begin[i + 1] = begin[i] + (Ws[i]->rows + grain[i] - 1) / grain[i];
-    gemm[i] = gemm_for(kt_, *Ws[i]);
   }
   const uint8_t* act = act_.data();
   pool_.run([&](int ith, int nth) {
@@ -237,7 +249,7 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
       if (a >= b) continue;
       const Matrix& W = *Ws[i];
       const int64_t r0 = (a - begin[i]) * grain[i], r1 = std::min(W.rows, (b - begin[i]) * grain[i]);
-      gemm[i](W.data, W.row_stride, act, xs, Ys[i], W.rows, K, r0, r1, 1);
+      gemm[i](W.data, W.row_stride, act, xs, Ys[i], W.rows, K, r0, r1, m);
     }
   });
 }
@@ -452,7 +464,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
     auto act_rows = [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) act(gate_.data() + t * ff, up_.data() + t * ff, gate_.data() + t * ff, ff);
     };
-    if (m == 1) act_rows(0, 1);
+    if (inline_rows(m)) act_rows(0, m);
     else pool_.parallel_for(m, 1, act_rows);
     matmul(L.w_down, gate_.data(), m, h_.data());
     for_rows(m, [&](int64_t t0, int64_t t1) {

@@ -59,6 +59,10 @@ class Context {
   void forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows);
   // Y[m x W.rows] = X[m x W.cols] . W^T
   void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
+  // The gemm for m rows of this chunk: the table's gemm, or for the rows of
+  // eval_as_steps one that gives each row a one-token call's bits, or nullptr
+  // (then matmul_as_steps).
+  kernels::GemmFn rows_gemm(const Matrix& W, int64_t m) const;
   // matmul for eval_as_steps where the gemm is not the same per token: each
   // token through the one-token gemm.
   void matmul_as_steps(const Matrix& W, const uint8_t* act, size_t xs, int64_t m, float* Y);
@@ -77,11 +81,14 @@ class Context {
   void attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window);
   // logits = cap * tanh(logits / cap) (gemma2's final soft-cap), rows of n_vocab.
   void softcap_logits(float* logits, int64_t rows);
+  // Whether a chunk's per-row work (norms, RoPE, conversions) runs inline: one
+  // token, or the few rows of a draft, where a pool job costs more than the work.
+  bool inline_rows(int64_t m) const { return m < 2 || (as_steps_ && m <= kernels::kGemvBatchMax); }
   // fn(t0, t1) over the rows of a chunk: on the pool for a prompt chunk (the
-  // per-row work is identical either way), inline for one token.
+  // per-row work is identical either way), inline where inline_rows.
   template <typename Fn>
   void for_rows(int64_t m, Fn&& fn) {
-    if (m < 2) fn(int64_t(0), m);
+    if (inline_rows(m)) fn(int64_t(0), m);
     else pool_.parallel_for(m, 1, fn);
   }
 

@@ -20,7 +20,8 @@ py::object emitted_to_py(const Emitted& e, bool logprobs) {
 void bind_draft(py::class_<ContextHandle>& c) {
   c.def(
        "set_draft",
-       [](ContextHandle& pc, const py::object& draft, int64_t n_draft, int ngram_min, int ngram_max) {
+       [](ContextHandle& pc, const py::object& draft, int64_t n_draft, int ngram_min, int ngram_max,
+          bool measured_cost) {
          BusyGuard g(pc.busy);
          Session& s = *pc.s;
          std::unique_ptr<Drafter> d;
@@ -34,11 +35,13 @@ void bind_draft(py::class_<ContextHandle>& c) {
            d = std::make_unique<DraftModel>(draft.cast<std::shared_ptr<LlmModel>>(), t.model(), t.n_ctx(), t.n_batch(),
                                             t.n_threads(), t.kv_type());
          }
-         s.set_drafter(std::move(d), n_draft);
+         s.set_drafter(std::move(d), n_draft, measured_cost);
        },
        py::arg("draft"), py::arg("n_draft") = 8, py::arg("ngram_min") = 1, py::arg("ngram_max") = 3,
+       py::arg("measured_cost") = true,
        "Speculative decoding for the following generations: 'prompt_lookup', a LlamaModel sharing the "
-       "vocabulary (a draft model), or None (off); at most n_draft tokens per round.")
+       "vocabulary (a draft model), or None (off); at most n_draft tokens per round. measured_cost: greedy "
+       "generations pick draft lengths by the rounds' measured cost (else by a fixed prior).")
       .def_property_readonly("draft",
                              [](ContextHandle& pc) -> py::object {
                                const Drafter* d = pc.s->drafter();
@@ -94,9 +97,13 @@ void bind_draft(py::class_<ContextHandle>& c) {
             d["rounds"] = st.rounds;
             d["drafted"] = st.drafted;
             d["accepted"] = st.accepted;
+            double c0, c1;
+            pc.s->round_cost().line(true, c0, c1);
+            d["round_cost"] = py::make_tuple(c0, c1);
             return d;
           },
-          "The current generation's speculative rounds: rounds, drafted and accepted tokens.");
+          "The current generation's speculative rounds: rounds, drafted and accepted tokens; round_cost: (c0, "
+          "c1), a round verifying k drafted tokens costs 1 + c0 + c1 * k plain steps as measured so far.");
 }
 
 }  // namespace bluelm::binding

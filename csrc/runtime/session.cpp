@@ -1,6 +1,7 @@
 #include "runtime/session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 #include "core/errors.h"
@@ -10,9 +11,10 @@ namespace bluelm {
 namespace {
 // The draft length policy (Session::draft_length): a running estimate, per
 // kind of draft, of how likely a drafted token is accepted, and what a round
-// costs in decode steps: 1 + kRoundCost + kTokenCost * k for k drafted tokens
-// (SmolLM2-135M Q4_1 on AVX-512: a chunk of 9 rows took about 3 steps,
-// benchmarks/bench_speculative.py).
+// costs in decode steps (RoundCost: measured as rounds run; until then, and
+// for sampled generations, the prior 1 + kRoundCost + kTokenCost * k for k
+// drafted tokens: SmolLM2-135M Q4_1 on AVX-512, a chunk of 9 rows took about
+// 3 steps, benchmarks/bench_speculative.py).
 constexpr double kPriorAccept = 0.5;   // a new generation's guess
 constexpr double kAcceptWeight = 0.2;  // of each drafted token's outcome in the estimate
 constexpr double kRecover = 0.05;      // per draft not taken, the estimate moves back to the guess
@@ -22,7 +24,7 @@ constexpr double kTokenCost = 0.25;
 
 Session::Session(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n_batch, int n_threads,
                  GgmlType kv_type)
-    : ctx_(std::move(model), n_ctx, n_batch, n_threads, kv_type) {}
+    : ctx_(std::move(model), n_ctx, n_batch, n_threads, kv_type), cost_(kRoundCost, kTokenCost) {}
 
 void Session::throw_cancelled() {
   cancel_ = false;  // consumed by the request it stopped
@@ -146,7 +148,7 @@ void Session::start(const SamplerParams& params, std::vector<int32_t> eog, int64
   if (drafter_) drafter_->start(params, sampler_->seed());
 }
 
-void Session::set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft) {
+void Session::set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft, bool measured_cost) {
   if (drafter && (n_draft < 1 || n_draft >= ctx_.n_batch())) {
     throw ArgumentError("n_draft must be between 1 and n_batch - 1 = " + std::to_string(ctx_.n_batch() - 1) +
                         " (a draft and the token before it are verified as one chunk of n_batch), got " +
@@ -154,6 +156,7 @@ void Session::set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft) {
   }
   drafter_ = std::move(drafter);
   n_draft_ = drafter_ ? n_draft : 0;
+  measured_cost_ = measured_cost;
   draft_.clear();
 }
 
@@ -185,14 +188,19 @@ int64_t Session::draft_length(int64_t room, int kind) {
   // The k that gives the most tokens per unit of work: a round of k drafts
   // emits (1 - a^(k+1)) / (1 - a) tokens on average (a: the acceptance
   // estimate of this kind of draft). Where no k pays, no draft; the estimate
-  // then drifts back to the prior, so this kind is tried again later.
+  // then drifts back to the prior, so this kind is tried again later. The
+  // measured cost serves greedy generations only: a sampled one draws random
+  // numbers per verified token, so its draft lengths (and thus its text for a
+  // seed) must not depend on timing.
   double& a = accept_[static_cast<size_t>(kind)];
+  double c0, c1;
+  cost_.line(measured_cost_ && sampler_->params().temperature <= 0.0f, c0, c1);
   double best = 1.0, tokens = 1.0, ak = 1.0;
   int64_t k_best = 0;
   for (int64_t k = 1; k <= room; ++k) {
     ak *= a;
     tokens += ak;
-    const double v = tokens / (1.0 + kRoundCost + kTokenCost * static_cast<double>(k));
+    const double v = tokens / (1.0 + c0 + c1 * static_cast<double>(k));
     if (v > best) {
       best = v;
       k_best = k;
@@ -245,6 +253,7 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
   buf_.assign(1, pending_);
   buf_.insert(buf_.end(), draft, draft + n);
   const int64_t n0 = ctx_.n_past();
+  const auto t0 = std::chrono::steady_clock::now();
   ctx_.eval_as_steps(buf_.data(), n + 1);
   logits_all_ = false;
   for (int32_t t : buf_) keys_.push_back({ImageKey{}, false, t});
@@ -281,6 +290,8 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
     queue_.clear();
     throw;
   }
+  // The forward pass and the verification: what the round cost.
+  cost_.record(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   // Positions kept: the old pending token and the accepted drafts.
   ctx_.truncate(n0 + 1 + i);
   keys_.resize(static_cast<size_t>(n0 + 1 + i));

@@ -31,6 +31,7 @@
 #include "llm/sampler.h"
 #include "runtime/drafter.h"
 #include "runtime/prefill_pipeline.h"
+#include "runtime/round_cost.h"
 
 namespace bluelm {
 
@@ -90,7 +91,10 @@ class Session {
 
   // Speculative decoding: the drafter proposes up to n_draft tokens per round
   // (1 <= n_draft < n_batch: the round is one chunk); null turns it off.
-  void set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft);
+  // measured_cost: greedy generations choose draft lengths by the rounds'
+  // measured cost (RoundCost); false: by the prior alone, so how often drafts
+  // are verified does not depend on the machine's load (tests).
+  void set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft, bool measured_cost = true);
   const Drafter* drafter() const { return drafter_.get(); }
   int64_t n_draft() const { return n_draft_; }
   // The next round's draft (empty before the first token, without a drafter,
@@ -119,6 +123,8 @@ class Session {
   void truncate(int64_t n);  // forgets positions >= n
   int64_t n_past() const { return ctx_.n_past(); }
   const std::vector<PositionKey>& keys() const { return keys_; }
+  // What speculative rounds cost on this machine (measured across generations).
+  const RoundCost& round_cost() const { return cost_; }
   Context& context() { return ctx_; }
   const Context& context() const { return ctx_; }
 
@@ -163,6 +169,8 @@ class Session {
   Draft draft_;  // the last proposal
   DraftStats stats_;
   std::array<double, kDraftKinds> accept_{};  // running acceptance estimate per Draft::kind
+  RoundCost cost_;  // rounds' measured cost, kept across generations (see draft_length)
+  bool measured_cost_ = true;
   std::vector<int32_t> buf_;  // the pending token and the draft, one chunk
 };
 

@@ -77,6 +77,7 @@ void test_table(const KernelTable& isa) {
   test_flash(isa);
   test_vision(isa);
   test_kquants(isa);
+  test_gemv_batch(isa);
   std::printf("%-13s %s\n", isa.isa, failed() == before ? "ok" : "FAILED");
   std::fflush(stdout);
 }

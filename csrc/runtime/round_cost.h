@@ -1,0 +1,34 @@
+// What a speculative round costs, in plain decode steps, as measured on this
+// machine while rounds run: a round that verifies k drafted tokens (k + 1
+// rows) costs 1 + c0 + c1 * k steps. The fit starts from a prior and follows
+// the wall time of the rounds (exponentially forgotten, so it tracks a machine
+// whose load changes): the plain step's time, and a least-squares line through
+// (k, time / step - 1) of the drafted rounds. Session::draft_length weighs the
+// tokens a draft is expected to add against this cost.
+#pragma once
+#include <cstdint>
+
+namespace bluelm {
+
+class RoundCost {
+ public:
+  // The prior: 1 + c0 + c1 * k steps until rounds have been measured.
+  RoundCost(double c0, double c1) : prior_c0_(c0), prior_c1_(c1) {}
+  // A round that verified k drafted tokens took `seconds`.
+  void record(int64_t k, double seconds);
+  // The cost of verifying k >= 1 drafted tokens is 1 + c0 + c1 * k steps: the
+  // fit of the measured rounds (measured = true, once enough were seen) or the prior.
+  void line(bool measured, double& c0, double& c1) const;
+  // That cost for k drafted tokens (1 for k = 0).
+  double steps(int64_t k, bool measured) const;
+
+ private:
+
+  double prior_c0_, prior_c1_;
+  double step_ = 0.0;  // running mean seconds of a plain step (0: none seen)
+  // Exponentially weighted sums over drafted rounds of 1, k, k^2, y, k*y
+  // (y = seconds / step - 1, the round's extra cost in steps).
+  double w_ = 0.0, sk_ = 0.0, skk_ = 0.0, sy_ = 0.0, sky_ = 0.0;
+};
+
+}  // namespace bluelm
