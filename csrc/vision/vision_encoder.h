@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/huge_pages.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "vision/vision_config.h"
@@ -48,12 +49,12 @@ class VisionEncoder {
   const kernels::VisionKernels& vk_;  // kt_.vision
   ThreadPool pool_;
   int64_t max_batch_;  // patches the scratch buffers hold
-  std::vector<float> x_, h_, q_, k_, v_, big_, proj_;
-  std::vector<uint8_t> act_;
+  HugeArray<float> x_, h_, q_, k_, v_, big_, proj_;
+  HugeArray<uint8_t> act_;
   std::vector<float> act_scales_;  // int8 activations' per-token scales
   std::vector<int32_t> act_zp_;    // and zero points
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
-  std::vector<float> attn_work_;   // per thread: the attention kernel's work
+  HugeArray<float> attn_work_;     // per thread: the attention kernel's work
   int64_t max_k_pad_ = 0;
   size_t attn_floats_ = 0;  // floats of attn_work_ per thread
 };
