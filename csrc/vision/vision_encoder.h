@@ -2,6 +2,7 @@
 // patches, with scratch buffers allocated once for the largest batch.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "core/huge_pages.h"
@@ -34,7 +35,13 @@ class VisionEncoder {
   // LayerNorm (w, b) of the m rows of x_ and their quantisation for W, a row at
   // a time (the normalised rows never reach memory).
   kernels::I8Acts quantize_ln(const VisionMatrix& W, int64_t m, const VisionVector& w, const VisionVector& b);
-  void gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias, I8Out out);
+  // Y = x . W^T + bias (as `out` says) for each target, all of the same K.
+  struct I8Target {
+    const VisionMatrix& W;
+    float* Y;
+    const VisionVector& bias;
+  };
+  void gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8Target> targets, I8Out out);
   void matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
                  I8Out out);
   // Y += X . W^T + bias (tmp: m x W.rows scratch for the non-int8 paths).
