@@ -3,15 +3,35 @@
 #pragma once
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <vector>
 
-#include "core/huge_pages.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "vision/vision_config.h"
 #include "vision/vision_weights.h"
 
 namespace bluelm {
+
+// n uninitialised T (new T[n]: no clearing): the encoder's scratch, each
+// buffer written before it is read. A std::vector would clear ~100 MB in one
+// thread each time an encoder is made; freed blocks under glibc's mmap
+// threshold come back from the heap already mapped, so a later encoder
+// neither faults nor clears them.
+template <class T>
+class Scratch {
+ public:
+  void resize(size_t n) {
+    p_.reset(new T[n]);
+    n_ = n;
+  }
+  T* data() { return p_.get(); }
+  size_t size() const { return n_; }
+
+ private:
+  std::unique_ptr<T[]> p_;
+  size_t n_ = 0;
+};
 
 class VisionEncoder {
  public:
@@ -56,12 +76,12 @@ class VisionEncoder {
   const kernels::VisionKernels& vk_;  // kt_.vision
   ThreadPool pool_;
   int64_t max_batch_;  // patches the scratch buffers hold
-  HugeArray<float> x_, h_, q_, k_, v_, big_, proj_;
-  HugeArray<uint8_t> act_;
+  Scratch<float> x_, h_, q_, k_, v_, big_, proj_;
+  Scratch<uint8_t> act_;
   std::vector<float> act_scales_;  // int8 activations' per-token scales
   std::vector<int32_t> act_zp_;    // and zero points
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
-  HugeArray<float> attn_work_;     // per thread: the attention kernel's work
+  Scratch<float> attn_work_;     // per thread: the attention kernel's work
   int64_t max_k_pad_ = 0;
   size_t attn_floats_ = 0;  // floats of attn_work_ per thread
 };
