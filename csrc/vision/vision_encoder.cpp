@@ -74,30 +74,39 @@ kernels::I8Acts VisionEncoder::quantize_ln(const VisionMatrix& W, int64_t m, con
   return {a, xs, sx, zp, m};
 }
 
-void VisionEncoder::gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias,
-                            I8Out out) {
-  // Work items (token chunk, group of kI8Group panels), chunk-major, handed out
-  // one at a time: the threads share a chunk of activations that stays in L2
-  // while they sweep the panels, and on a shared machine a descheduled thread
-  // leaves its items to the others instead of holding up the job. Within an
-  // item the kernel keeps a tile's tokens in L1 across the group's panels.
-  // Which thread computes an item does not change its result. GELU goes over
-  // an item's outputs while they are still in cache.
-  const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
-  const int64_t groups = (panels + kI8Group - 1) / kI8Group;
+void VisionEncoder::gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8Target> targets, I8Out out) {
+  // Work items (token chunk, target, group of kI8Group panels), chunk-major,
+  // handed out one at a time: the threads share a chunk of activations that
+  // stays in L2 while they sweep the panels, and on a shared machine a
+  // descheduled thread leaves its items to the others instead of holding up
+  // the job. Targets that read the same activations (Q, K and V) are one job:
+  // one wait for the last item instead of three. Within an item the kernel
+  // keeps a tile's tokens in L1 across the group's panels. Which thread
+  // computes an item does not change its result. GELU goes over an item's
+  // outputs while they are still in cache.
+  int64_t groups = 0;  // per target: the most any target has
+  for (const I8Target& g : targets) {
+    const int64_t panels = (g.W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
+    groups = std::max(groups, (panels + kI8Group - 1) / kI8Group);
+  }
+  const int64_t per_chunk = groups * static_cast<int64_t>(targets.size());
   int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
   const int64_t chunks = (xa.n + chunk - 1) / chunk;
   std::atomic<int64_t> next{0};
   pool_.run([&](int, int) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * groups;) {
-      const int64_t t0 = (i / groups) * chunk, p0 = (i % groups) * kI8Group;
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * per_chunk;) {
+      const I8Target& g = targets.begin()[(i % per_chunk) / groups];
+      const VisionMatrix& W = g.W;
+      const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
+      const int64_t t0 = (i / per_chunk) * chunk, p0 = (i % groups) * kI8Group;
+      if (p0 >= panels) continue;  // a narrower target than the widest
       const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
                                 std::min(chunk, xa.n - t0)};
       const int64_t p1 = std::min(panels, p0 + kI8Group);
-      vk_.i8_gemm(W.i8, part, Y + t0 * W.rows, W.rows, bias.data, out == I8Out::Add, p0, p1);
+      vk_.i8_gemm(W.i8, part, g.Y + t0 * W.rows, W.rows, g.bias.data, out == I8Out::Add, p0, p1);
       if (out == I8Out::StoreGelu) {
         const int64_t r0 = p0 * kernels::kI8Panel, r1 = std::min(W.rows, p1 * kernels::kI8Panel);
-        for (int64_t t = t0; t < t0 + part.n; ++t) vk_.gelu_tanh(Y + t * W.rows + r0, r1 - r0);
+        for (int64_t t = t0; t < t0 + part.n; ++t) vk_.gelu_tanh(g.Y + t * W.rows + r0, r1 - r0);
       }
     }
   });
@@ -105,7 +114,7 @@ void VisionEncoder::gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, fl
 
 void VisionEncoder::matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
                               const VisionVector& bias, I8Out out) {
-  gemm_i8(W, quantize(W, X, ldx, m), Y, bias, out);
+  gemm_i8(quantize(W, X, ldx, m), {{W, Y, bias}}, out);
 }
 
 void VisionEncoder::matmul_add(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y,
@@ -212,9 +221,7 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   const bool int8 = L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels;
   if (int8) {  // LayerNorm quantised row by row, once for Q, K and V
     const kernels::I8Acts a = quantize_ln(L.wq, m, L.ln1_w, L.ln1_b);
-    gemm_i8(L.wq, a, q_.data(), L.bq, I8Out::Store);
-    gemm_i8(L.wk, a, k_.data(), L.bk, I8Out::Store);
-    gemm_i8(L.wv, a, v_.data(), L.bv, I8Out::Store);
+    gemm_i8(a, {{L.wq, q_.data(), L.bq}, {L.wk, k_.data(), L.bk}, {L.wv, v_.data(), L.bv}}, I8Out::Store);
   } else {
     layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
     matmul(L.wq, h_.data(), C, m, q_.data(), L.bq);
@@ -226,7 +233,7 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
 
   float* f = big_.data();
   if (L.up.i8.panels) {
-    gemm_i8(L.up, quantize_ln(L.up, m, L.ln2_w, L.ln2_b), f, L.b_up, I8Out::StoreGelu);
+    gemm_i8(quantize_ln(L.up, m, L.ln2_w, L.ln2_b), {{L.up, f, L.b_up}}, I8Out::StoreGelu);
   } else {
     layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
     matmul(L.up, h_.data(), C, m, f, L.b_up);

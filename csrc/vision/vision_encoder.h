@@ -2,6 +2,8 @@
 // patches, with scratch buffers allocated once for the largest batch.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
+#include <memory>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -10,6 +12,26 @@
 #include "vision/vision_weights.h"
 
 namespace bluelm {
+
+// n uninitialised T (new T[n]: no clearing): the encoder's scratch, each
+// buffer written before it is read. A std::vector would clear ~100 MB in one
+// thread each time an encoder is made; freed blocks under glibc's mmap
+// threshold come back from the heap already mapped, so a later encoder
+// neither faults nor clears them.
+template <class T>
+class Scratch {
+ public:
+  void resize(size_t n) {
+    p_.reset(new T[n]);
+    n_ = n;
+  }
+  T* data() { return p_.get(); }
+  size_t size() const { return n_; }
+
+ private:
+  std::unique_ptr<T[]> p_;
+  size_t n_ = 0;
+};
 
 class VisionEncoder {
  public:
@@ -33,7 +55,13 @@ class VisionEncoder {
   // LayerNorm (w, b) of the m rows of x_ and their quantisation for W, a row at
   // a time (the normalised rows never reach memory).
   kernels::I8Acts quantize_ln(const VisionMatrix& W, int64_t m, const VisionVector& w, const VisionVector& b);
-  void gemm_i8(const VisionMatrix& W, const kernels::I8Acts& xa, float* Y, const VisionVector& bias, I8Out out);
+  // Y = x . W^T + bias (as `out` says) for each target, all of the same K.
+  struct I8Target {
+    const VisionMatrix& W;
+    float* Y;
+    const VisionVector& bias;
+  };
+  void gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8Target> targets, I8Out out);
   void matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
                  I8Out out);
   // Y += X . W^T + bias (tmp: m x W.rows scratch for the non-int8 paths).
@@ -48,12 +76,12 @@ class VisionEncoder {
   const kernels::VisionKernels& vk_;  // kt_.vision
   ThreadPool pool_;
   int64_t max_batch_;  // patches the scratch buffers hold
-  std::vector<float> x_, h_, q_, k_, v_, big_, proj_;
-  std::vector<uint8_t> act_;
+  Scratch<float> x_, h_, q_, k_, v_, big_, proj_;
+  Scratch<uint8_t> act_;
   std::vector<float> act_scales_;  // int8 activations' per-token scales
   std::vector<int32_t> act_zp_;    // and zero points
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
-  std::vector<float> attn_work_;   // per thread: the attention kernel's work
+  Scratch<float> attn_work_;     // per thread: the attention kernel's work
   int64_t max_k_pad_ = 0;
   size_t attn_floats_ = 0;  // floats of attn_work_ per thread
 };
