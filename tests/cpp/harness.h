@@ -54,7 +54,9 @@ void test_kquants(const KernelTable& isa);    // test_kquants.cpp: K-quant, Q5, 
 void test_quantisers();
 
 // bench.cpp: single-thread figures, scalar against each table.
-void bench_gemm(const std::vector<const KernelTable*>& tables);
+// only: type names to bench (empty: all); a repacked table's file-layout gemm
+// is shown beside its packed one ([f], [p]).
+void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector<std::string>& only);
 void bench_vision(const std::vector<const KernelTable*>& tables);
 void bench_attention(const std::vector<const KernelTable*>& tables);
 
