@@ -5,9 +5,12 @@
 // (t, j) holds that lane j of token t for 16 rows at once, so each vpdpbusd
 // result (4 products of 16 rows) needs one conversion and one FMA, and d_w * d_x
 // is one multiply per block for 16 rows (the file-layout tiles pay it per row).
+// A prompt's call unpacks each row chunk once (bytes and float scales, in L2)
+// for all its token tiles; decode unpacks in registers.
 // Lanes fold in the reference's tree at the end; Q5_1's m_w * s_x products are
 // rounded, then added in block order (this file is built with
 // -ffp-contract=off). Results are the reference's bits.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -18,11 +21,9 @@ namespace bluelm::kernels::avx512 {
 namespace {
 
 constexpr int kR = kQ5x16Rows;
-// 1.5 * 2^23: its bits plus an int32 n (|n| < 2^22; a lane sum is at most
-// 4 * 31 * 128) are the float 1.5 * 2^23 + n, so one subtraction converts n.
-constexpr int32_t kMagicBits = 0x4B400000;
-constexpr float kMagic = 12582912.0f;
 constexpr int kTokTile = 3;  // tokens per register tile: 8 accumulators each
+// From this many tokens a call unpacks its row chunks once instead of per tile.
+constexpr int64_t kWideTokens = 12;
 
 // Q5_0 (signed, q - 16, against Q8_0) or Q5_1 (q in 0..31 and a min, against Q8_1).
 template <bool Min>
@@ -39,7 +40,7 @@ struct Q5Fmt {
 };
 
 struct X5Tok {  // one block of one token
-  int32_t start[8];  // kMagicBits - 16 * (sum of lane j's 4 activations) for Q5_0; kMagicBits for Q5_1
+  int32_t start[8];  // Q5_0: -16 * (sum of lane j's 4 activations), the weights' offset
   float dx, sx;
 };
 
@@ -61,16 +62,76 @@ void prep(const char* x, size_t xs, int64_t n_tok, int64_t nb, X5Tok* out) {
   }
 }
 
-// Lane J (elements 4J..4J+3) of a block for 16 rows x T tokens: the chunk's
-// low (J < 4) or high nibbles, bit 4 from the permuted high-bit words.
-template <bool Min, int T, int J>
-__attribute__((always_inline)) inline void lane(__m512 (&acc)[T][8], __m512i v, __m512i hb, const __m512 (&dd)[T],
+// Where a tile reads a group block: the packed weights, unpacked in registers
+// (decode and short calls), or a row chunk's copy unpacked once per call into
+// unsigned bytes and float scales (prompts: every token tile reuses it from
+// L2). Both give the same values, so the same bits.
+template <bool Min>
+struct FromPacked {
+  using F = Q5Fmt<Min>;
+  static constexpr bool kStream = true;
+  const char* g;
+  const char* gb = nullptr;
+  void at(int64_t b) { gb = g + b * F::kBlock; }
+  __m512 dw() const { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb))); }
+  __m512 mw() const { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + 2 * kR))); }
+  // Lane J (elements 4J..4J+3) of the 16 rows: the chunk's low (J < 4) or high
+  // nibbles, bit 4 from the permuted high-bit words.
+  template <int J>
+  __m512i u() const {
+    const __m512i v = _mm512_loadu_si512(gb + F::kQuants + 64 * (J % 4));
+    const __m512i hb = _mm512_loadu_si512(gb + F::kBits);
+    const __m512i nib = J < 4 ? v : _mm512_srli_epi16(v, 4);
+    const __m512i hj = J < 4 ? _mm512_slli_epi32(hb, 4 - J) : _mm512_srli_epi32(hb, J - 4);
+    // (nib & 0x0f) | (hj & 0x10)
+    return _mm512_ternarylogic_epi32(nib, _mm512_and_si512(hj, _mm512_set1_epi8(0x10)), _mm512_set1_epi8(0x0f),
+                                     0xEC);
+  }
+};
+
+struct alignas(64) Wide5 {  // one group block, unpacked
+  uint8_t u[8][64];
+  float dw[16], mw[16];
+};
+
+struct FromWide {
+  static constexpr bool kStream = false;
+  const Wide5* w;
+  const Wide5* cur = nullptr;
+  void at(int64_t b) { cur = w + b; }
+  __m512 dw() const { return _mm512_load_ps(cur->dw); }
+  __m512 mw() const { return _mm512_load_ps(cur->mw); }
+  template <int J>
+  __m512i u() const {
+    return _mm512_load_si512(cur->u[J]);
+  }
+};
+
+template <bool Min>
+void expand(const char* g, int64_t nb, Wide5* out) {
+  FromPacked<Min> src{g};
+  for (int64_t b = 0; b < nb; ++b) {
+    src.at(b);
+    Wide5& o = out[b];
+    _mm512_store_ps(o.dw, src.dw());
+    _mm512_store_ps(o.mw, Min ? src.mw() : _mm512_setzero_ps());
+    _mm512_store_si512(o.u[0], src.template u<0>());
+    _mm512_store_si512(o.u[1], src.template u<1>());
+    _mm512_store_si512(o.u[2], src.template u<2>());
+    _mm512_store_si512(o.u[3], src.template u<3>());
+    _mm512_store_si512(o.u[4], src.template u<4>());
+    _mm512_store_si512(o.u[5], src.template u<5>());
+    _mm512_store_si512(o.u[6], src.template u<6>());
+    _mm512_store_si512(o.u[7], src.template u<7>());
+  }
+}
+
+// Lane J of a block for 16 rows x T tokens: one exact int32 sum of 4 products
+// per row and token, one FMA into that lane's accumulator.
+template <bool Min, int T, int J, class Src>
+__attribute__((always_inline)) inline void lane(__m512 (&acc)[T][8], const Src& src, const __m512 (&dd)[T],
                                                 const int8_t* const (&q)[T], const X5Tok* const (&k)[T]) {
-  const __m512i nib = J < 4 ? v : _mm512_srli_epi16(v, 4);
-  const __m512i hj = J < 4 ? _mm512_slli_epi32(hb, 4 - J) : _mm512_srli_epi32(hb, J - 4);
-  // (nib & 0x0f) | (hj & 0x10)
-  const __m512i u = _mm512_ternarylogic_epi32(nib, _mm512_and_si512(hj, _mm512_set1_epi8(0x10)),
-                                              _mm512_set1_epi8(0x0f), 0xEC);
+  const __m512i u = src.template u<J>();
 #pragma GCC unroll 4
   for (int t = 0; t < T; ++t) {
     const __m512i s0 = Min ? _mm512_setzero_si512() : _mm512_set1_epi32(k[t]->start[J]);
@@ -79,9 +140,11 @@ __attribute__((always_inline)) inline void lane(__m512 (&acc)[T][8], __m512i v, 
   }
 }
 
-// 16 rows x T tokens.
-template <bool Min, int T>
-void x16_tile(const char* g, const char* x, size_t xs, const X5Tok* tk, int64_t nb, float* y, size_t ldy) {
+// 16 rows x T tokens. Not inlined: inside the driver GCC kept the 8T
+// accumulators worse (measured 0.7x).
+template <bool Min, int T, class Src>
+__attribute__((noinline)) void x16_tile(Src src, const char* x, size_t xs, const X5Tok* tk, int64_t nb, float* y,
+                                        size_t ldy) {
   using F = Q5Fmt<Min>;
   __m512 acc[T][8], mn[T];
   for (int t = 0; t < T; ++t) {
@@ -89,13 +152,14 @@ void x16_tile(const char* g, const char* x, size_t xs, const X5Tok* tk, int64_t 
     for (int j = 0; j < 8; ++j) acc[t][j] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b) {
-    const char* gb = g + b * F::kBlock;
-    if (T == 1) {  // decode streams the weights once: prefetch as decode.cpp does
+    src.at(b);
+    if constexpr (Src::kStream && T == 1) {  // decode streams the weights once: prefetch as decode.cpp does
+      const char* gb = src.gb;
       _mm_prefetch(gb + 4096, _MM_HINT_T0);
       _mm_prefetch(gb + 4096 + 128, _MM_HINT_T0);
       _mm_prefetch(gb + 4096 + 256, _MM_HINT_T0);
     }
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb)));
+    const __m512 dw = src.dw();
     __m512 dd[T];
     const int8_t* q[T];
     const X5Tok* k[T];
@@ -103,23 +167,16 @@ void x16_tile(const char* g, const char* x, size_t xs, const X5Tok* tk, int64_t 
       k[t] = tk + t * nb + b;
       dd[t] = _mm512_mul_ps(dw, _mm512_set1_ps(k[t]->dx));
       q[t] = F::qs(x + t * xs, b);
-      if constexpr (Min) {
-        const __m512 mw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + 2 * kR)));
-        mn[t] = _mm512_add_ps(mn[t], _mm512_mul_ps(mw, _mm512_set1_ps(k[t]->sx)));
-      }
+      if constexpr (Min) mn[t] = _mm512_add_ps(mn[t], _mm512_mul_ps(src.mw(), _mm512_set1_ps(k[t]->sx)));
     }
-    const __m512i hb = _mm512_loadu_si512(gb + F::kBits);
-    const char* qv = gb + F::kQuants;
-    const __m512i v0 = _mm512_loadu_si512(qv), v1 = _mm512_loadu_si512(qv + 64);
-    const __m512i v2 = _mm512_loadu_si512(qv + 128), v3 = _mm512_loadu_si512(qv + 192);
-    lane<Min, T, 0>(acc, v0, hb, dd, q, k);
-    lane<Min, T, 1>(acc, v1, hb, dd, q, k);
-    lane<Min, T, 2>(acc, v2, hb, dd, q, k);
-    lane<Min, T, 3>(acc, v3, hb, dd, q, k);
-    lane<Min, T, 4>(acc, v0, hb, dd, q, k);
-    lane<Min, T, 5>(acc, v1, hb, dd, q, k);
-    lane<Min, T, 6>(acc, v2, hb, dd, q, k);
-    lane<Min, T, 7>(acc, v3, hb, dd, q, k);
+    lane<Min, T, 0>(acc, src, dd, q, k);
+    lane<Min, T, 1>(acc, src, dd, q, k);
+    lane<Min, T, 2>(acc, src, dd, q, k);
+    lane<Min, T, 3>(acc, src, dd, q, k);
+    lane<Min, T, 4>(acc, src, dd, q, k);
+    lane<Min, T, 5>(acc, src, dd, q, k);
+    lane<Min, T, 6>(acc, src, dd, q, k);
+    lane<Min, T, 7>(acc, src, dd, q, k);
   }
   for (int t = 0; t < T; ++t) {
     const __m512* a = acc[t];
@@ -129,9 +186,14 @@ void x16_tile(const char* g, const char* x, size_t xs, const X5Tok* tk, int64_t 
   }
 }
 
-using X16TileFn = void (*)(const char*, const char*, size_t, const X5Tok*, int64_t, float*, size_t);
-template <bool Min>
-constexpr X16TileFn kTiles[3] = {x16_tile<Min, 1>, x16_tile<Min, 2>, x16_tile<Min, 3>};
+template <bool Min, class Src>
+void tile_n(int nt, const Src& src, const char* x, size_t xs, const X5Tok* tk, int64_t nb, float* y, size_t ldy) {
+  switch (nt) {
+    case 1: return x16_tile<Min, 1>(src, x, xs, tk, nb, y, ldy);
+    case 2: return x16_tile<Min, 2>(src, x, xs, tk, nb, y, ldy);
+    default: return x16_tile<Min, 3>(src, x, xs, tk, nb, y, ldy);
+  }
+}
 
 // Row i of a group outside whole groups of [r0, r1) (a thread split inside a
 // group): the scalar reference's arithmetic, read from the packed layout.
@@ -194,16 +256,27 @@ void gemm_q5_x16(const void* W, size_t ws, const void* X, size_t xs, float* Y, s
     --e;
     x16_row<Min>(group(e), int(e % kR), x, xs, nb, n_tok, Y + e, ldy);
   }
-  // Row chunks of about 128 KiB of weights stay in L2 while every token tile
-  // sweeps them.
+  if (n_tok < kWideTokens) {  // decode, a speculative draft's check: unpack in registers
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
+      const int nt = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
+      for (int64_t r = a; r < e; r += kR)
+        tile_n<Min>(nt, FromPacked<Min>{group(r)}, x + t0 * xs, xs, tk + t0 * nb, nb, Y + t0 * ldy + r, ldy);
+    }
+    return;
+  }
+  // Row chunks of about 128 KiB of weights, unpacked once (1.7x the bytes),
+  // stay in L2 while every token tile sweeps them.
   int64_t rchunk = static_cast<int64_t>((128 * 1024) / (ws ? ws : 1));
   rchunk = rchunk < kR ? kR : rchunk - rchunk % kR;
+  std::vector<Wide5> wide(static_cast<size_t>(std::min(rchunk, e - a) / kR * nb));
   for (int64_t c0 = a; c0 < e; c0 += rchunk) {
     const int64_t c1 = c0 + rchunk < e ? c0 + rchunk : e;
+    for (int64_t r = c0; r < c1; r += kR) expand<Min>(group(r), nb, &wide[(r - c0) / kR * nb]);
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
       const int nt = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
       for (int64_t r = c0; r < c1; r += kR)
-        kTiles<Min>[nt - 1](group(r), x + t0 * xs, xs, tk + t0 * nb, nb, Y + t0 * ldy + r, ldy);
+        tile_n<Min>(nt, FromWide{&wide[(r - c0) / kR * nb]}, x + t0 * xs, xs, tk + t0 * nb, nb,
+                    Y + t0 * ldy + r, ldy);
     }
   }
 }
