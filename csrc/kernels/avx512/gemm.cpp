@@ -55,6 +55,9 @@ void fill_gemm(KernelTable& t) {
   t.unpack[W_Q4_0] = unpack_q4_0_x16;
   t.pack_rows[W_Q4_1] = 4;
   t.gemm_packed[W_Q4_1] = gemm_q4_1<4>;
+  t.packed_name[W_Q4_0] = "q4_0_x16 (16 rows in lanes)";
+  t.packed_name[W_Q5_0] = "q5_0_x16 (16 rows in lanes)";
+  t.packed_name[W_Q5_1] = "q5_1_x16 (16 rows in lanes)";
   t.pack_rows[W_Q5_0] = t.pack_rows[W_Q5_1] = kQ5x16Rows;
   t.gemm_packed[W_Q5_0] = gemm_q5_0_x16;
   t.pack[W_Q5_0] = repack_q5_0_x16;
