@@ -4,8 +4,8 @@
 // (prefill.cpp), decode two rows per register where the layout allows
 // (decode.cpp); Q5_0 and Q5_1 run on 16-row interleaved groups too
 // (q5_x16.cpp), and on the file layout (rows not a multiple of 16) Q8_0's and
-// Q4_1's kernels with their own block readers. Float gemms, the file-layout Q4_0 gemm and the conversions
-// stay the AVX2 table's. Every output keeps the scalar reference's per-lane
+// Q4_1's kernels with their own block readers. Float gemms, the file-layout
+// Q4_0 gemm and the conversions stay the AVX2 table's. Every output keeps the scalar reference's per-lane
 // sequence, so results are bit-identical to it.
 #include "kernels/avx512/avx512.h"
 
