@@ -162,8 +162,11 @@ def kernel_report(tensors: list[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         if "matmul" in role:
             k = _core.kernel_info(t["type"], t["shape"][1])
             packed = repack and k["pack_rows"] > 0
-            row.update(isa=k["isa"], kernel=k["kernel"], repacked=packed)
+            layout = k["layout"] if repack else "file"
+            row.update(isa=k["isa"], kernel=k["kernel"], repacked=packed, layout=layout)
             entry.update(isa=k["isa"], kernel=k["kernel"])
+            if packed:  # the packed kernel's name ("q5_0_x16 (16 rows in lanes)")
+                entry["layout"] = layout
             entry["repacked"] = entry.get("repacked", 0) + int(packed)
         per_tensor.append(row)
     return types, per_tensor
@@ -190,6 +193,7 @@ def _cmd_info(ns: argparse.Namespace) -> int:
         "kernel_isa": _core.isa(),
         # per type: the kernel of this machine's table (simd, scalar fallback:
         # the table has no kernel of its own for the type), tensors repacked at load
+        # and the kernel of that layout
         "kernels": {name: {k: v for k, v in e.items() if k != "tensors"}
                     for name, e in types.items() if "kernel" in e},
         "metadata": shown,

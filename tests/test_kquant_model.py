@@ -84,6 +84,8 @@ def test_info_names_each_types_kernel(tmp_path: Path, capsys: pytest.CaptureFixt
     for t in r.tensors:
         want[t.tensor_type.name] = want.get(t.tensor_type.name, 0) + 1
     assert report["tensor_types"] == want
+    want_n = dict(want)
+    repack_on = os.environ.get("BLUELM_REPACK") != "0"
     isa = _core.isa()
     # every new type has an AVX2 kernel (the AVX-512 tables inherit it)
     for type_name, k in report["kernels"].items():
@@ -95,6 +97,11 @@ def test_info_names_each_types_kernel(tmp_path: Path, capsys: pytest.CaptureFixt
             # every new type has a dotprod kernel (i8mm inherits it); baseline NEON has none
             want = ("scalar fallback",) if isa == "neon" else ("simd",)
         assert k["kernel"] in want, (type_name, k)
+        if isa.startswith("avx512") and type_name in {"Q5_0", "Q5_1"} and repack_on:
+            # every row count here is a multiple of 16: all run the rows-in-lanes
+            # kernel (kernels/avx512/q5_x16.cpp)
+            assert k["repacked"] == want_n[type_name], k
+            assert k["layout"].startswith(type_name.lower() + "_x16"), k
     rows = {t["name"]: t for t in report["tensor_list"]}
     assert rows["token_embd.weight"]["role"] == "lookup"
     assert rows["output.weight"]["role"] == "matmul"

@@ -153,6 +153,9 @@ struct KernelTable {
   // (whole blocks interleaved, kernels/repack.h) and unpack_rows.
   PackFn pack[W_COUNT];
   PackFn unpack[W_COUNT];
+  // Name of a gemm_packed kernel and its layout, for `bluelm-cpp info`
+  // (nullptr: unnamed).
+  const char* packed_name[W_COUNT];
   SwigluFn geglu;  // GELU(tanh)-gated FFN (gemma)
   AttendChunkFn attend_chunk;
   int64_t chunk_lanes;  // lanes attend_chunk runs at once (its register tiles): split tasks by it

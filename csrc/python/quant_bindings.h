@@ -91,13 +91,17 @@ inline void bind_quants(py::module_& m) {
         py::dict d;
         d["isa"] = std::string(t.isa);
         d["kernel"] = std::string(kernels::kernel_kind_name(kernels::kernel_kind(t, g)));
-        d["pack_rows"] = kernels::pack_rows_for(t, g, rows);
+        const int R = kernels::pack_rows_for(t, g, rows);
+        d["pack_rows"] = R;
+        const char* name = R ? t.packed_name[kernels::weight_slot(g)] : nullptr;
+        d["layout"] = R == 0 ? std::string("file") : name ? std::string(name) : std::to_string(R) + "-row groups";
         return d;
       },
       py::arg("type"), py::arg("rows"),
       "How the active kernel table multiplies a matrix of this type and row count:\n"
-      "{'isa': 'avx512', 'kernel': 'simd' | 'scalar fallback' | 'scalar' | 'none', 'pack_rows': R}\n"
-      "(R > 0: repacked at load in groups of R rows).");
+      "{'isa': 'avx512', 'kernel': 'simd' | 'scalar fallback' | 'scalar' | 'none', 'pack_rows': R,\n"
+      "'layout': 'file' | the packed kernel's name | 'R-row groups'} (R > 0: repacked at load in\n"
+      "groups of R rows).");
 }
 
 }  // namespace bluelm::python

@@ -26,10 +26,16 @@ double thread_seconds() {
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+// Whether name is in the list; each entry may hold several names split by commas.
+bool wanted(const std::vector<std::string>& only, const std::string& name) {
+  for (const std::string& arg : only)
+    if (("," + arg + ",").find("," + name + ",") != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace
 
-// only: comma-separated type names (e.g. "Q2_K,IQ4_NL"); empty: every type.
-void bench_gemm(const std::vector<const KernelTable*>& tables, const std::string& only) {
+void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector<std::string>& only) {
   struct Shape {
     int64_t K, rows, n_tok;
   };
@@ -37,12 +43,11 @@ void bench_gemm(const std::vector<const KernelTable*>& tables, const std::string
   // 256 | K; SmolLM2 ffn_down at last
   const std::vector<Shape> k_shapes = {{2048, 2048, 1}, {2048, 8192, 1}, {2048, 2048, 128}, {1536, 576, 512}};
   std::printf("single thread, best of 3 (thread CPU time); GFLOP/s = 2*K*rows*n_tok/time; weights GB/s for "
-              "n_tok=1; [p]: the table's repacked layout\n");
+              "n_tok=1; [f]/[p]: the file / the table's repacked layout\n");
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q5_0,
-                      GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_XS,
-                      GgmlType::IQ4_NL}) {
-    if (!only.empty() && ("," + only + ",").find("," + std::string(type_name(uint32_t(wt))) + ",") == std::string::npos)
-      continue;
+                      GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K,
+                      GgmlType::IQ4_XS, GgmlType::IQ4_NL}) {
+    if (!only.empty() && !wanted(only, type_name(uint32_t(wt)))) continue;
     for (const Shape& s : type_info(uint32_t(wt))->block_size == QK_K ? k_shapes : shapes) {
       const GgmlType xt = vec_dot_type(wt);
       const size_t ws = row_bytes(wt, s.K), xs = row_bytes(xt, s.K);
@@ -58,34 +63,38 @@ void bench_gemm(const std::vector<const KernelTable*>& tables, const std::string
       for (const KernelTable* tb : tables) {
         const int slot = weight_slot(wt), R = tb->pack_rows[slot];
         const bool packed = R > 0 && s.rows % R == 0;
-        GemmFn f = tb->gemm[slot];
-        std::vector<uint8_t> P;
+        // Best of 3 trials of >= 0.15 s: the machine may be shared.
+        auto gflops_of = [&](GemmFn f, const uint8_t* w) {
+          f(w, ws, X.data(), xs, Y.data(), s.rows, s.K, 0, s.rows, s.n_tok);  // warm up
+          double sec = 1e30;
+          for (int trial = 0; trial < 3; ++trial) {
+            int reps = 0;
+            const double t0 = thread_seconds();
+            double t1 = t0;
+            while (reps < 1 || t1 - t0 < 0.15) {
+              f(w, ws, X.data(), xs, Y.data(), s.rows, s.K, 0, s.rows, s.n_tok);
+              ++reps;
+              t1 = thread_seconds();
+            }
+            sec = std::fmin(sec, (t1 - t0) / reps);
+          }
+          return 2.0 * s.K * s.rows * s.n_tok / sec * 1e-9;
+        };
+        auto report = [&](const char* tag, double gflops) {
+          if (!base) base = gflops;
+          std::printf(" | %s%s %7.2f GF/s", tb->isa, tag, gflops);
+          if (s.n_tok == 1) std::printf(" %5.1f GB/s", double(W.size()) * gflops / (2.0 * s.K * s.rows));
+          if (tb != tables.front()) std::printf(" (x%.1f)", gflops / base);
+        };
         if (packed) {  // as LlmModel::repack
-          P.resize(W.size());
+          std::vector<uint8_t> P(W.size());
           if (tb->pack[slot]) tb->pack[slot](W.data(), P.data(), ws, s.rows);
           else repack_rows(W.data(), P.data(), ws, type_info(uint32_t(wt))->block_bytes, s.rows, R);
-          f = tb->gemm_packed[slot];
+          report("[f]", gflops_of(tb->gemm[slot], W.data()));
+          report("[p]", gflops_of(tb->gemm_packed[slot], P.data()));
+        } else {
+          report("", gflops_of(tb->gemm[slot], W.data()));
         }
-        const uint8_t* w = packed ? P.data() : W.data();
-        f(w, ws, X.data(), xs, Y.data(), s.rows, s.K, 0, s.rows, s.n_tok);  // warm up
-        // Best of 3 trials of >= 0.15 s: the machine may be shared.
-        double sec = 1e30;
-        for (int trial = 0; trial < 3; ++trial) {
-          int reps = 0;
-          const double t0 = thread_seconds();
-          double t1 = t0;
-          while (reps < 1 || t1 - t0 < 0.15) {
-            f(w, ws, X.data(), xs, Y.data(), s.rows, s.K, 0, s.rows, s.n_tok);
-            ++reps;
-            t1 = thread_seconds();
-          }
-          sec = std::fmin(sec, (t1 - t0) / reps);
-        }
-        const double gflops = 2.0 * s.K * s.rows * s.n_tok / sec * 1e-9;
-        if (!base) base = gflops;
-        std::printf(" | %s%s %7.2f GF/s", tb->isa, packed ? "[p]" : "", gflops);
-        if (s.n_tok == 1) std::printf(" %5.1f GB/s", double(W.size()) / sec * 1e-9);
-        if (tb != tables.front()) std::printf(" (x%.1f)", gflops / base);
       }
       std::printf("\n");
       std::fflush(stdout);

@@ -55,7 +55,9 @@ void test_gemv_batch(const KernelTable& isa);  // test_gemv_batch.cpp: the small
 void test_quantisers();
 
 // bench.cpp: single-thread figures, scalar against each table.
-void bench_gemm(const std::vector<const KernelTable*>& tables, const std::string& only);
+// only: type names to bench, each argument may hold several split by commas (empty: all); a repacked table's file-layout gemm
+// is shown beside its packed one ([f], [p]).
+void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector<std::string>& only);
 void bench_vision(const std::vector<const KernelTable*>& tables);
 void bench_attention(const std::vector<const KernelTable*>& tables);
 

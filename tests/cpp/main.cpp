@@ -2,7 +2,7 @@
 // the scalar table (tests/cpp/harness.h).
 //   test_kernels                test all runnable tables (or only $BLUELM_ISA when set)
 //   test_kernels --active       print the table active() picks (ArgumentError -> exit 2)
-//   test_kernels --bench        single-thread LLM gemm figures, scalar vs each table
+//   test_kernels --bench [TYPE...]  single-thread LLM gemm figures, scalar vs each table
 //   test_kernels --bench-vision the same for the vision int8 gemm and attention
 //   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
     std::vector<const KernelTable*> b{&scalar_table()};
     for (const KernelTable* t : tables)
       if (t != &scalar_table()) b.push_back(t);
-    if (mode == "--bench") bench_gemm(b, argc > 2 ? argv[2] : "");
+    if (mode == "--bench") bench_gemm(b, std::vector<std::string>(argv + 2, argv + argc));
     else if (mode == "--bench-vision") bench_vision(b);
     else bench_attention(b);
     return 0;

@@ -175,7 +175,7 @@ void test_gemms(const KernelTable& isa) {
     if (at == GgmlType::F16 || at == GgmlType::BF16 || at == GgmlType::F32)
       for (int64_t K : {1, 5, 588, 4304}) test_convert(isa, ref, at, K);
   }
-  for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0})
+  for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q5_1})
     for (int64_t K : {32, 576, 1152, 4320})
       for (int64_t n : {1, 2, 3, 9, 17}) test_packed(isa, wt, n == 17 ? 3 : 9, K, n);
 }

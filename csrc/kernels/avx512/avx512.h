@@ -44,6 +44,13 @@ void decode_q4_1_packed(const char* w, size_t ws, const char* x, size_t xs, floa
 void gemm_q4_0_x16(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                    int64_t r1, int64_t n_tok);
 
+// q5_x16.cpp: Q5_0 / Q5_1 on 16-row interleaved groups (repack_q5_0_x16 /
+// repack_q5_1_x16), any n_tok.
+void gemm_q5_0_x16(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                   int64_t r1, int64_t n_tok);
+void gemm_q5_1_x16(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                   int64_t r1, int64_t n_tok);
+
 void softmax16(float* s, int64_t n, float scale);  // vision.cpp, for vision_attention.cpp
 
 }  // namespace bluelm::kernels::avx512

@@ -2,9 +2,10 @@
 // interleaved groups with one row per lane (prefill and decode, q4_0_x16.cpp);
 // Q4_1 and Q8_0 prefill on 512-bit tiles with two tokens per register
 // (prefill.cpp), decode two rows per register where the layout allows
-// (decode.cpp); Q5_0 and Q5_1 run Q8_0's and Q4_1's file-layout kernels with
-// their own block readers. Float gemms, the file-layout Q4_0 gemm and the conversions
-// stay the AVX2 table's. Every output keeps the scalar reference's per-lane
+// (decode.cpp); Q5_0 and Q5_1 run on 16-row interleaved groups too
+// (q5_x16.cpp), and on the file layout (rows not a multiple of 16) Q8_0's and
+// Q4_1's kernels with their own block readers. Float gemms, the file-layout
+// Q4_0 gemm and the conversions stay the AVX2 table's. Every output keeps the scalar reference's per-lane
 // sequence, so results are bit-identical to it.
 #include "kernels/avx512/avx512.h"
 
@@ -54,10 +55,18 @@ void fill_gemm(KernelTable& t) {
   t.unpack[W_Q4_0] = unpack_q4_0_x16;
   t.pack_rows[W_Q4_1] = 4;
   t.gemm_packed[W_Q4_1] = gemm_q4_1<4>;
-  for (int slot : {W_Q8_0, W_Q5_0, W_Q5_1}) {  // decode reads the file layout
-    t.pack_rows[slot] = 0;
-    t.gemm_packed[slot] = nullptr;
-  }
+  t.packed_name[W_Q4_0] = "q4_0_x16 (16 rows in lanes)";
+  t.packed_name[W_Q5_0] = "q5_0_x16 (16 rows in lanes)";
+  t.packed_name[W_Q5_1] = "q5_1_x16 (16 rows in lanes)";
+  t.pack_rows[W_Q5_0] = t.pack_rows[W_Q5_1] = kQ5x16Rows;
+  t.gemm_packed[W_Q5_0] = gemm_q5_0_x16;
+  t.pack[W_Q5_0] = repack_q5_0_x16;
+  t.unpack[W_Q5_0] = unpack_q5_0_x16;
+  t.gemm_packed[W_Q5_1] = gemm_q5_1_x16;
+  t.pack[W_Q5_1] = repack_q5_1_x16;
+  t.unpack[W_Q5_1] = unpack_q5_1_x16;
+  t.pack_rows[W_Q8_0] = 0;  // decode reads the file layout
+  t.gemm_packed[W_Q8_0] = nullptr;
 }
 
 }  // namespace bluelm::kernels::avx512
