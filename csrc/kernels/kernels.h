@@ -154,6 +154,12 @@ struct KernelTable {
   SwigluFn geglu;  // GELU(tanh)-gated FFN (gemma)
   AttendChunkFn attend_chunk;
   int64_t chunk_lanes;  // lanes attend_chunk runs at once (its register tiles): split tasks by it
+  // Optional (nullptr): attend_chunk in a faster order for F16 and Q8_0 caches
+  // (head_dim even): queries, keys, values and weights rounded to bf16, products
+  // summed in F32. Not the reference's bits: tests/cpp/test_flash.cpp bounds its
+  // distance from it; the decoder uses it for chunks past llama.cpp's first KV
+  // pad, with the same chunk_lanes.
+  AttendChunkFn attend_chunk_bf16;
   VisionKernels vision;
 };
 
