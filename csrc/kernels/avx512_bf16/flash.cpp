@@ -37,9 +37,6 @@ inline uint32_t bf16_bits(float x) {
   std::memcpy(&b, &x, 4);
   return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
 }
-inline __m512 dp(__m512 acc, __m512i a, __m512i b) {
-  return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
-}
 
 // Work buffer parts (FlashWork's, reused): qt holds the queries as bf16 pairs
 // [d / 2][lane]; kt the K tile as bf16 pairs [key][d / 2]; vt the V tile as
@@ -80,7 +77,7 @@ void load_tile(const Group& g, int64_t j0, int64_t nk) {
     for (; d + 32 <= hd; d += 32) {
       const __m512 x0 = _mm512_loadu_ps(r0 + d), x1 = _mm512_loadu_ps(r0 + d + 16);
       const __m512bh b = _mm512_cvtne2ps_pbh(x1, x0);  // dword e: (d + 2e, d + 2e + 1)
-      _mm512_storeu_si512(kp + j * hd / 2 + d / 2, reinterpret_cast<const __m512i&>(b));
+      _mm512_storeu_si512(kp + j * hd / 2 + d / 2, (__m512i)b);
     }
     for (; d < hd; d += 2) kp[j * hd / 2 + d / 2] = bf16_bits(r0[d]) | (bf16_bits(r0[d + 1]) << 16);
   }
@@ -96,9 +93,10 @@ void load_tile(const Group& g, int64_t j0, int64_t nk) {
   }
 }
 
-// s[j][lane] for J keys from key j.
+// s[j][lane] for J keys from key j. Not inlined: its registers are its own
+// (inlined, GCC kept constants of the caller live and reloaded the queries).
 template <int J, int B>
-void qk(const Group& g, int64_t j, float* s) {
+__attribute__((noinline)) void qk(const Group& g, int64_t j, float* s) {
   const int64_t h2 = g.hd / 2;
   const uint32_t* qp = g.at<uint32_t>(g.w.qt);
   const uint32_t* kp = g.at<uint32_t>(g.w.kt) + j * h2;
@@ -108,14 +106,14 @@ void qk(const Group& g, int64_t j, float* s) {
 #pragma GCC unroll 4
     for (int b = 0; b < B; ++b) acc[jj][b] = _mm512_setzero_ps();
   for (int64_t d2 = 0; d2 < h2; ++d2) {
-    __m512i q[B];
+    __m512bh q[B];
 #pragma GCC unroll 4
-    for (int b = 0; b < B; ++b) q[b] = _mm512_loadu_si512(qp + d2 * GL + b * W);
+    for (int b = 0; b < B; ++b) q[b] = (__m512bh)_mm512_loadu_si512(qp + d2 * GL + b * W);
 #pragma GCC unroll 16
     for (int jj = 0; jj < J; ++jj) {
-      const __m512i k = _mm512_set1_epi32(static_cast<int32_t>(kp[jj * h2 + d2]));
+      const __m512bh k = (__m512bh)_mm512_set1_epi32(static_cast<int32_t>(kp[jj * h2 + d2]));
 #pragma GCC unroll 4
-      for (int b = 0; b < B; ++b) acc[jj][b] = dp(acc[jj][b], q[b], k);
+      for (int b = 0; b < B; ++b) acc[jj][b] = _mm512_dpbf16_ps(acc[jj][b], q[b], k);
     }
   }
 #pragma GCC unroll 16
@@ -126,7 +124,7 @@ void qk(const Group& g, int64_t j, float* s) {
 
 // o[c][lane] = o * alpha + sum over key pairs, D columns from c.
 template <int D, int B>
-void pv(const Group& g, int64_t n2, int64_t c, const __m512* alpha) {
+__attribute__((noinline)) void pv(const Group& g, int64_t n2, int64_t c, const __m512* alpha) {
   const uint32_t* pp = g.at<uint32_t>(g.w.pp);
   const uint32_t* vp = g.at<uint32_t>(g.w.vt) + c;
   float* o = g.at<float>(g.w.o) + c * GL;
@@ -136,14 +134,14 @@ void pv(const Group& g, int64_t n2, int64_t c, const __m512* alpha) {
 #pragma GCC unroll 4
     for (int b = 0; b < B; ++b) acc[cc][b] = _mm512_mul_ps(_mm512_loadu_ps(o + cc * GL + b * W), alpha[b]);
   for (int64_t j2 = 0; j2 < n2; ++j2) {
-    __m512i p[B];
+    __m512bh p[B];
 #pragma GCC unroll 4
-    for (int b = 0; b < B; ++b) p[b] = _mm512_loadu_si512(pp + j2 * GL + b * W);
+    for (int b = 0; b < B; ++b) p[b] = (__m512bh)_mm512_loadu_si512(pp + j2 * GL + b * W);
 #pragma GCC unroll 16
     for (int cc = 0; cc < D; ++cc) {
-      const __m512i v = _mm512_set1_epi32(static_cast<int32_t>(vp[j2 * g.hd + cc]));
+      const __m512bh v = (__m512bh)_mm512_set1_epi32(static_cast<int32_t>(vp[j2 * g.hd + cc]));
 #pragma GCC unroll 4
-      for (int b = 0; b < B; ++b) acc[cc][b] = dp(acc[cc][b], p[b], v);
+      for (int b = 0; b < B; ++b) acc[cc][b] = _mm512_dpbf16_ps(acc[cc][b], p[b], v);
     }
   }
 #pragma GCC unroll 16
