@@ -50,7 +50,7 @@ inline size_t flash_align(size_t n) { return (n + 63) & ~size_t(63); }
 
 // The work buffer's parts, in bytes from its start (64-byte aligned each).
 struct FlashWork {
-  size_t qt, qt8, qsum, cq, lo, hi, m, l, o, s, kt, kx, dk, vt, isum, pp, rows, total;
+  size_t qt, qt8, qsum, cq, lo, hi, m, l, o, s, kt, kx, dk, vt, isum, pp, vp, total;
   explicit FlashWork(int64_t hd) {
     const size_t G = kFlashMaxLanes, K = kFlashKeys, nb = size_t(hd + 31) / 32;
     size_t at = 0;
@@ -71,7 +71,7 @@ struct FlashWork {
     vt = take(K * hd * 4);      // V tile in F32: [key][d]
     isum = take(2 * 16 * G * 4);  // int32 block dots of a register tile of keys (h, l)
     pp = take(K / 2 * G * 4);   // bf16 order: weights of key pairs, [pair][lane] as bf16 pairs
-    rows = take(2 * hd * 4);    // bf16 order: two cache rows in F32
+    vp = take(K / 2 * hd * 4);  // bf16 order: V tile as bf16 pairs of keys, [pair][d]
     total = at;
   }
 };
