@@ -88,7 +88,7 @@ const Isa kIsas[] = {
      [](const CpuFeatures& f) {
        return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
      }},
-    {"avx512_bf16", "avx512", {avx512_bf16::fill_vision_attention},
+    {"avx512_bf16", "avx512", {avx512_bf16::fill_vision_attention, avx512_bf16::fill_flash},
      [](const CpuFeatures& f) {
        return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.avx512bf16;
      }},

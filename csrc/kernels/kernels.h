@@ -165,6 +165,12 @@ struct KernelTable {
   // token (the decode kernel's per-row arithmetic): verifying a speculative draft.
   GemmFn gemv_batch[W_COUNT];
   GemmFn gemv_batch_packed[W_COUNT];
+  // Optional (nullptr): attend_chunk in a faster order for F16 and Q8_0 caches
+  // (head_dim even): scores and softmax as the reference, then weights and
+  // values rounded to bf16 for P.V, summed in F32. Not the reference's bits:
+  // tests/cpp/test_flash.cpp bounds its distance from it; the decoder uses it
+  // for chunks past llama.cpp's first KV pad, with the same chunk_lanes.
+  AttendChunkFn attend_chunk_bf16;
   VisionKernels vision;
 };
 

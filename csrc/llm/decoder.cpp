@@ -18,7 +18,10 @@ constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed g
 constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
 // Prompt chunks of an F16 cache that end within llama.cpp's first KV pad (256
 // positions) keep llama.cpp's order, so short prompts stay bit-identical to it;
-// every other prompt chunk goes to the flash kernel (attend_chunk).
+// every other prompt chunk goes to the flash kernel: attend_chunk_bf16 for a
+// chunk ending past that pad where the table has one and the cache is F16 or
+// Q8_0 (a faster order, within tests/test_long_prompt_fidelity.py's bounds of
+// exact arithmetic), else attend_chunk (the scalar reference's bits).
 constexpr int64_t kLlamaOrderMaxKv = 256;
 
 // Rows per work unit: 16, or fewer for a small matrix so every thread gets some.
@@ -375,6 +378,9 @@ void Context::attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, i
   // ones that see the most keys first; threads take them one at a time.
   const int64_t lanes = m * group, per_head = (lanes + kt_.chunk_lanes - 1) / kt_.chunk_lanes;
   const int64_t tasks = per_head * cfg_.n_head_kv;
+  const bool bf16 = kt_.attend_chunk_bf16 && kv_type_ != GgmlType::F32 && hd % 2 == 0 &&
+                    n_past_ + m > kLlamaOrderMaxKv;
+  const kernels::AttendChunkFn attend = bf16 ? kt_.attend_chunk_bf16 : kt_.attend_chunk;
   uint8_t* work0 = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(flash_work_.data()) + 63) & ~uintptr_t(63));
   std::atomic<int64_t> next{0};
   pool_.run([&](int ith, int) {
@@ -388,7 +394,7 @@ void Context::attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, i
       h.q = a.q + kvh * group * hd;
       h.out = a.out + kvh * group * hd;
       const int64_t l0 = part * kt_.chunk_lanes;
-      kt_.attend_chunk(h, l0, std::min(lanes, l0 + kt_.chunk_lanes), work);
+      attend(h, l0, std::min(lanes, l0 + kt_.chunk_lanes), work);
     }
   });
 }

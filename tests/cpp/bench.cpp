@@ -203,24 +203,29 @@ void bench_attention(const std::vector<const KernelTable*>& tables) {
                        0.0f, true, scratch.data(), out.data() + t * qs + g * s.hd);
         }
       };
-      auto flash = [&] {
+      auto flash = [&](AttendChunkFn fn) {
         ChunkAttention a{q.data(), size_t(qs), K.data(), V.data(), s.kv, size_t(stride), s.hd, s.group, s.pos0, 0,
                          scale, 0.0f, out.data(), size_t(qs)};
         for (int64_t l0 = 0; l0 < s.m * s.group; l0 += tb->chunk_lanes)
-          tb->attend_chunk(a, l0, std::min(s.m * s.group, l0 + tb->chunk_lanes), w);
+          fn(a, l0, std::min(s.m * s.group, l0 + tb->chunk_lanes), w);
       };
-      double sec[2];
-      int i = 0;
-      for (int which = 0; which < 2; ++which) {
+      // old path, flash (the reference's bits), flash in bf16 where the table has it
+      const int n_paths = tb->attend_chunk_bf16 ? 3 : 2;
+      auto path = [&](int which) {
+        if (which == 0) old_path();
+        else flash(which == 1 ? tb->attend_chunk : tb->attend_chunk_bf16);
+      };
+      double sec[3];
+      for (int which = 0; which < n_paths; ++which) {
         const int reps = tb == tables.front() ? 1 : 3;
-        if (which == 0) old_path(); else flash();
+        path(which);
         const double t0 = thread_seconds();
-        for (int r = 0; r < reps; ++r) {
-          if (which == 0) old_path(); else flash();
-        }
-        sec[i++] = (thread_seconds() - t0) / reps;
+        for (int r = 0; r < reps; ++r) path(which);
+        sec[which] = (thread_seconds() - t0) / reps;
       }
-      std::printf(" | %s old %6.1f, flash %6.1f GF/s", tb->isa, flop / sec[0] * 1e-9, flop / sec[1] * 1e-9);
+      std::printf(" | %s old %6.1f, flash %6.1f", tb->isa, flop / sec[0] * 1e-9, flop / sec[1] * 1e-9);
+      if (n_paths == 3) std::printf(", bf16 %6.1f", flop / sec[2] * 1e-9);
+      std::printf(" GF/s");
       std::fflush(stdout);
     }
     std::printf("\n");

@@ -4,7 +4,7 @@
 //   test_kernels --active       print the table active() picks (ArgumentError -> exit 2)
 //   test_kernels --bench [TYPE...]  single-thread LLM gemm figures, scalar vs each table
 //   test_kernels --bench-vision the same for the vision int8 gemm and attention
-//   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk
+//   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk (and _bf16)
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
 #include <cstdio>
 #include <cstdlib>

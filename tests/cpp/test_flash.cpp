@@ -6,6 +6,14 @@
 // rounding), with the INT8 cache 2e-6 x max|V| against exact arithmetic on the
 // query as the kernel rounds it (15 bits per block of 32) and 2e-4 x max|V|
 // against the unrounded one.
+//
+// attend_chunk_bf16 (where a table has it; F16 and Q8_0 caches, even head_dim)
+// has the reference's scores and softmax but rounds the weights and the values
+// to bf16 (relative error 2^-9 each) for P.V, summed in F32, over the
+// unrounded weights' sum: |out - reference| <= (2^-8 + 1e-5) x max|V| (1e-5
+// for the F32 sums in another order), so against exact attention that plus
+// the reference's own bound. Its bits, too, must not depend on the lanes per
+// call or the chunking.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -85,15 +93,16 @@ struct Data {
     return a;
   }
 
-  // Lanes [0, m * group) in calls of `per_call` lanes.
-  std::vector<float> run(const KernelTable& t, int64_t per_call) const {
+  // Lanes [0, m * group) in calls of `per_call` lanes (of attend_chunk_bf16 when bf16).
+  std::vector<float> run(const KernelTable& t, int64_t per_call, bool bf16 = false) const {
+    const AttendChunkFn fn = bf16 ? t.attend_chunk_bf16 : t.attend_chunk;
     std::vector<float> out(q.size(), NAN);
     const ChunkAttention a = args(out.data());
     const size_t bytes = attend_chunk_work(c.hd);
     std::unique_ptr<uint8_t, decltype(&std::free)> work(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)),
                                                         &std::free);
     const int64_t lanes = c.m * c.group;
-    for (int64_t l0 = 0; l0 < lanes; l0 += per_call) t.attend_chunk(a, l0, std::min(lanes, l0 + per_call), work.get());
+    for (int64_t l0 = 0; l0 < lanes; l0 += per_call) fn(a, l0, std::min(lanes, l0 + per_call), work.get());
     return out;
   }
 
@@ -134,12 +143,43 @@ std::vector<float> q8_rounded(const float* q, int64_t hd) {
   return r;
 }
 
-std::string describe(const KernelTable& t, const Case& c) {
+std::string describe(const KernelTable& t, const Case& c, bool bf16 = false) {
   char buf[200];
-  std::snprintf(buf, sizeof buf, "%s attend_chunk %s hd=%lld group=%lld pos0=%lld m=%lld window=%lld softcap=%g",
-                t.isa, type_name(uint32_t(c.kv)), (long long)c.hd, (long long)c.group, (long long)c.pos0,
+  std::snprintf(buf, sizeof buf, "%s attend_chunk%s %s hd=%lld group=%lld pos0=%lld m=%lld window=%lld softcap=%g",
+                t.isa, bf16 ? "_bf16" : "", type_name(uint32_t(c.kv)), (long long)c.hd, (long long)c.group, (long long)c.pos0,
                 (long long)c.m, (long long)c.window, double(c.softcap));
   return buf;
+}
+
+// attend_chunk_bf16 against exact attention and the scalar reference `want`
+// (the bound in the header comment); its bits in any lanes per call.
+void test_bf16(const KernelTable& isa, const Case& c, const Data& data, const std::vector<float>& want) {
+  const int64_t lanes = c.m * c.group;
+  const std::vector<float> got = data.run(isa, isa.chunk_lanes, true);
+  int differ = 0;
+  for (int64_t per_call : {int64_t(5), lanes}) {
+    const std::vector<float> again = data.run(isa, per_call, true);
+    for (int64_t i = 0; i < lanes * c.hd; ++i) differ += std::memcmp(&got[i], &again[i], 4) != 0;
+  }
+  check(differ == 0, describe(isa, c, true) + ": " + std::to_string(differ) + " differ between lanes per call");
+  const double ref_bound = (c.kv == GgmlType::Q8_0 ? 2e-4 : 2e-6), bound = std::ldexp(1.0, -8) + 1e-5;
+  double worst_exact = 0.0, worst_ref = 0.0;
+  std::vector<double> o(c.hd);
+  for (int64_t t = 0; t < c.m; ++t)
+    for (int64_t g = 0; g < c.group; ++g) {
+      const size_t at = size_t(t * c.group * c.hd + g * c.hd);
+      data.exact(t, data.q.data() + at, o.data());
+      for (int64_t d = 0; d < c.hd; ++d) {
+        worst_exact = std::max(worst_exact, std::fabs(o[d] - got[at + d]) / data.vmax);
+        worst_ref = std::max(worst_ref, std::fabs(double(want[at + d]) - got[at + d]) / data.vmax);
+      }
+    }
+  const double worst_margin = std::max(worst_ref / bound, worst_exact / (bound + ref_bound));
+  char buf[200];
+  std::snprintf(buf, sizeof buf, ": max|bf16 - exact| %.3g, |bf16 - ref| %.3g (x max|V|), worst share of its bound %.3g",
+                worst_exact, worst_ref, worst_margin);
+  check(worst_margin <= 1.0, describe(isa, c, true) + buf);
+  if (std::getenv("BLUELM_FLASH_VERBOSE")) std::printf("%s%s\n", describe(isa, c, true).c_str(), buf);
 }
 
 void test_case(const KernelTable& isa, const KernelTable& ref, const Case& c) {
@@ -152,6 +192,7 @@ void test_case(const KernelTable& isa, const KernelTable& ref, const Case& c) {
     for (int64_t i = 0; i < lanes * c.hd; ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
   }
   check(differ == 0, describe(isa, c) + ": " + std::to_string(differ) + " differ from scalar");
+  if (isa.attend_chunk_bf16 && c.kv != GgmlType::F32 && c.hd % 2 == 0) test_bf16(isa, c, data, want);
   if (&isa != &ref) return;
   // The reference against exact attention.
   double worst = 0.0, worst_raw = 0.0;
@@ -176,10 +217,11 @@ void test_case(const KernelTable& isa, const KernelTable& ref, const Case& c) {
 
 // A row gives the same bits in any chunk: the last rows of a chunk again as a
 // chunk of their own (a later pos0) and one row at a time.
-void test_chunking(const KernelTable& isa, GgmlType kv, int64_t window) {
+void test_chunking(const KernelTable& isa, GgmlType kv, int64_t window, bool bf16 = false) {
   const Case big{kv, 64, 3, 70, 40, window, 0.0f};
   const Data data(big);
-  const std::vector<float> all = data.run(isa, isa.chunk_lanes);
+  const AttendChunkFn fn = bf16 ? isa.attend_chunk_bf16 : isa.attend_chunk;
+  const std::vector<float> all = data.run(isa, isa.chunk_lanes, bf16);
   int differ = 0;
   for (int64_t r : {int64_t(13), int64_t(1)}) {
     // rows [m - r, m) of the same data, starting at position pos0 + m - r
@@ -192,12 +234,12 @@ void test_chunking(const KernelTable& isa, GgmlType kv, int64_t window) {
     const size_t bytes = attend_chunk_work(big.hd);
     std::vector<uint8_t> work(bytes + 64);
     void* w = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(work.data()) + 63) & ~uintptr_t(63));
-    isa.attend_chunk(a, 0, r * big.group, w);
+    fn(a, 0, r * big.group, w);
     for (int64_t i = skip * a.q_stride; i < big.m * int64_t(a.q_stride); ++i) differ += std::memcmp(&out[i], &all[i], 4) != 0;
   }
   char buf[120];
-  std::snprintf(buf, sizeof buf, "%s attend_chunk %s window=%lld: rows rerun in smaller chunks, %d differ", isa.isa,
-                type_name(uint32_t(kv)), (long long)window, differ);
+  std::snprintf(buf, sizeof buf, "%s attend_chunk%s %s window=%lld: rows rerun in smaller chunks, %d differ", isa.isa,
+                bf16 ? "_bf16" : "", type_name(uint32_t(kv)), (long long)window, differ);
   check(differ == 0, buf);
 }
 
@@ -215,7 +257,11 @@ void test_flash(const KernelTable& isa) {
     test_case(isa, ref, {kv, 64, 1, 20, 40, 33, 0.0f});    // window reached within the chunk
     test_case(isa, ref, {kv, 64, 2, 40, 25, 0, 5.0f});     // gemma2's soft-cap
     test_case(isa, ref, {kv, 128, 2, 90, 40, 64, 50.0f});  // both
-    for (int64_t window : {0, 17}) test_chunking(isa, kv, window);
+    test_case(isa, ref, {kv, 64, 3, 700, 61, 0, 0.0f});    // a long prompt's chunk (odd tile ends)
+    for (int64_t window : {0, 17}) {
+      test_chunking(isa, kv, window);
+      if (isa.attend_chunk_bf16 && kv != GgmlType::F32) test_chunking(isa, kv, window, true);
+    }
   }
 }
 

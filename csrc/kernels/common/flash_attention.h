@@ -50,7 +50,7 @@ inline size_t flash_align(size_t n) { return (n + 63) & ~size_t(63); }
 
 // The work buffer's parts, in bytes from its start (64-byte aligned each).
 struct FlashWork {
-  size_t qt, qt8, qsum, cq, lo, hi, m, l, o, s, kt, kx, dk, vt, isum, total;
+  size_t qt, qt8, qsum, cq, lo, hi, m, l, o, s, kt, kx, dk, vt, isum, pp, vp, total;
   explicit FlashWork(int64_t hd) {
     const size_t G = kFlashMaxLanes, K = kFlashKeys, nb = size_t(hd + 31) / 32;
     size_t at = 0;
@@ -70,6 +70,8 @@ struct FlashWork {
     dk = take(K * nb * 4);      // K tile block scales: [key][block]
     vt = take(K * hd * 4);      // V tile in F32: [key][d]
     isum = take(2 * 16 * G * 4);  // int32 block dots of a register tile of keys (h, l)
+    pp = take(K / 2 * G * 4);   // bf16 order: weights of key pairs, [pair][lane] as bf16 pairs
+    vp = take(K / 2 * hd * 4);  // bf16 order: V tile as bf16 pairs of keys, [pair][d]
     total = at;
   }
 };
@@ -226,9 +228,10 @@ struct Flash {
     }
   }
 
-  // Soft-cap, mask, online softmax update and P.V for keys [j0, j0 + nk).
+  // Soft-cap, mask and online softmax update for keys [j0, j0 + nk): the
+  // scores in w.s become weights, alpha[b] the rescale of the accumulators.
   template <int B>
-  static void tile(const Group& g, int64_t j0, int64_t nk, bool masked, const float* v, int64_t vs) {
+  static void softmax(const Group& g, int64_t j0, int64_t nk, bool masked, F* alpha) {
     float* s = g.template at<float>(g.w.s);
     float* m = g.template at<float>(g.w.m);
     float* l = g.template at<float>(g.w.l);
@@ -236,7 +239,6 @@ struct Flash {
     const float* hi = g.template at<float>(g.w.hi);
     const F neg_inf = V::set1(-INFINITY), zero = V::zero();
     const float cap = g.a.softcap;
-    F alpha[B];
     for (int b = 0; b < B; ++b) {
       const F vlo = V::load(lo + b * W), vhi = V::load(hi + b * W);
       F mx = V::load(m + b * W);
@@ -266,10 +268,28 @@ struct Flash {
       V::store(l + b * W, sum);
       V::store(m + b * W, mx);
     }
-    pv_all<B>(s, nk, v, vs, g.hd, alpha, g.template at<float>(g.w.o));
+  }
+
+  // Softmax and P.V for keys [j0, j0 + nk).
+  template <int B>
+  static void tile(const Group& g, int64_t j0, int64_t nk, bool masked, const float* v, int64_t vs) {
+    F alpha[B];
+    softmax<B>(g, j0, nk, masked, alpha);
+    pv_all<B>(g.template at<float>(g.w.s), nk, v, vs, g.hd, alpha, g.template at<float>(g.w.o));
   }
 
   // ---- a group of lanes ----------------------------------------------------------
+
+  // Lane i's visible range [lo[i], hi[i]] and its query. Padding lanes repeat
+  // the last real lane's range (with a zero query).
+  static const float* lane_range(const Group& g, int64_t lane0, int64_t i, float* lo, float* hi) {
+    const ChunkAttention& a = g.a;
+    const int64_t L = lane0 + std::min(i, g.nq - 1);
+    const int64_t t = L / a.n_group, h = L % a.n_group, pos = a.pos0 + t;
+    hi[i] = static_cast<float>(pos);
+    lo[i] = static_cast<float>(a.window > 0 ? std::max<int64_t>(0, pos + 1 - a.window) : 0);
+    return a.q + t * a.q_stride + h * g.hd;
+  }
 
   // The lanes' queries (F32: transposed and scaled; INT8: quantised per block),
   // visible ranges and softmax state.
@@ -283,12 +303,7 @@ struct Flash {
     float* cq = g.template at<float>(g.w.cq);
     const bool i8 = a.kv_type == GgmlType::Q8_0;
     for (int64_t i = 0; i < int64_t(g.B) * W; ++i) {
-      // Padding lanes repeat the last real lane's range with a zero query.
-      const int64_t L = lane0 + std::min(i, g.nq - 1);
-      const int64_t t = L / a.n_group, h = L % a.n_group, pos = a.pos0 + t;
-      hi[i] = static_cast<float>(pos);
-      lo[i] = static_cast<float>(a.window > 0 ? std::max<int64_t>(0, pos + 1 - a.window) : 0);
-      const float* q = a.q + t * a.q_stride + h * g.hd;
+      const float* q = lane_range(g, lane0, i, lo, hi);
       const bool real = i < g.nq;
       if (!i8) {
         for (int64_t d = 0; d < g.hd; ++d) qt[d * GL + i] = real ? q[d] * a.scale : 0.0f;
@@ -315,6 +330,11 @@ struct Flash {
         cq[blk * GL + i] = dq * a.scale;
       }
     }
+    init_state(g);
+  }
+
+  // Softmax state and accumulators of a fresh group.
+  static void init_state(const Group& g) {
     float* m = g.template at<float>(g.w.m);
     float* l = g.template at<float>(g.w.l);
     std::fill(m, m + GL, -INFINITY);
@@ -363,32 +383,26 @@ struct Flash {
     *ks = 0;
   }
 
-  template <int B>
-  static void run_group(const Group& g, int64_t lane0) {
-    setup(g, lane0);
+  // The keys the group's lanes see, [first, last], and those all of them see
+  // (no mask needed): [lo_max, hi_min].
+  static void key_range(const Group& g, int64_t* first, int64_t* last, float* lo_max, float* hi_min) {
     const float* lo = g.template at<float>(g.w.lo);
     const float* hi = g.template at<float>(g.w.hi);
-    float lo_min = lo[0], lo_max = lo[0], hi_min = hi[0], hi_max = hi[0];
+    float lo_min = lo[0], hi_max = hi[0];
+    *lo_max = lo[0];
+    *hi_min = hi[0];
     for (int64_t i = 1; i < g.nq; ++i) {
       lo_min = std::min(lo_min, lo[i]);
-      lo_max = std::max(lo_max, lo[i]);
-      hi_min = std::min(hi_min, hi[i]);
+      *lo_max = std::max(*lo_max, lo[i]);
+      *hi_min = std::min(*hi_min, hi[i]);
       hi_max = std::max(hi_max, hi[i]);
     }
-    const int64_t first = static_cast<int64_t>(lo_min), last = static_cast<int64_t>(hi_max);
-    const int8_t* kx = g.template at<int8_t>(g.w.kx);
-    const float* dk = g.template at<float>(g.w.dk);
-    for (int64_t j0 = first / kFlashKeys * kFlashKeys; j0 <= last; j0 += kFlashKeys) {
-      const int64_t a0 = std::max(j0, first), nk = std::min(j0 + kFlashKeys, last + 1) - a0;
-      const float *k, *v;
-      int64_t ks, vs;
-      load_tile(g, a0, nk, &k, &ks, &v, &vs);
-      scores<B>(g, k, ks, kx, dk, nk, g.template at<float>(g.w.s));
-      // Keys every lane sees need no mask.
-      const bool masked = !(float(a0) >= lo_max && float(a0 + nk - 1) <= hi_min);
-      tile<B>(g, a0, nk, masked, v, vs);
-    }
-    // out = o / l, back to rows.
+    *first = static_cast<int64_t>(lo_min);
+    *last = static_cast<int64_t>(hi_max);
+  }
+
+  // out = o / l, back to rows.
+  static void finish(const Group& g, int64_t lane0) {
     const ChunkAttention& a = g.a;
     const float* o = g.template at<float>(g.w.o);
     const float* l = g.template at<float>(g.w.l);
@@ -399,12 +413,49 @@ struct Flash {
     }
   }
 
-  static void run(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work) {
+  // Tiles of kFlashKeys keys at absolute positions: fn(a0, nk, masked) for
+  // keys [a0, a0 + nk) of the group's range.
+  template <typename Fn>
+  static void for_tiles(const Group& g, Fn&& fn) {
+    int64_t first, last;
+    float lo_max, hi_min;
+    key_range(g, &first, &last, &lo_max, &hi_min);
+    for (int64_t j0 = first / kFlashKeys * kFlashKeys; j0 <= last; j0 += kFlashKeys) {
+      const int64_t a0 = std::max(j0, first), nk = std::min(j0 + kFlashKeys, last + 1) - a0;
+      // Keys every lane sees need no mask.
+      fn(a0, nk, !(float(a0) >= lo_max && float(a0 + nk - 1) <= hi_min));
+    }
+  }
+
+  template <int B>
+  static void run_group(const Group& g, int64_t lane0) {
+    setup(g, lane0);
+    const int8_t* kx = g.template at<int8_t>(g.w.kx);
+    const float* dk = g.template at<float>(g.w.dk);
+    for_tiles(g, [&](int64_t a0, int64_t nk, bool masked) {
+      const float *k, *v;
+      int64_t ks, vs;
+      load_tile(g, a0, nk, &k, &ks, &v, &vs);
+      scores<B>(g, k, ks, kx, dk, nk, g.template at<float>(g.w.s));
+      tile<B>(g, a0, nk, masked, v, vs);
+    });
+    finish(g, lane0);
+  }
+
+  // Lanes [lane0, lane1) in groups of up to GL: run_group<B>(g, L) through fn.
+  template <typename Fn>
+  static void for_groups(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work, Fn&& fn) {
     const FlashWork w(a.head_dim);
     for (int64_t L = lane0; L < lane1; L += GL) {
       const int64_t nq = std::min<int64_t>(GL, lane1 - L);
       const Group g{a, w, static_cast<char*>(work), nq, static_cast<int>((nq + W - 1) / W), a.head_dim,
                     a.head_dim / 32};
+      fn(g, L);
+    }
+  }
+
+  static void run(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work) {
+    for_groups(a, lane0, lane1, work, [](const Group& g, int64_t L) {
       switch (g.B) {
         case 1: run_group<1>(g, L); break;
         case 2: if constexpr (V::kB >= 2) run_group<2>(g, L); break;
@@ -412,7 +463,7 @@ struct Flash {
         case 4: if constexpr (V::kB >= 4) run_group<4>(g, L); break;
         default: break;
       }
-    }
+    });
   }
 };
 
