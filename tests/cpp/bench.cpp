@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <string>
 #include <vector>
 
 #include "harness.h"
+#include "core/bandwidth_probe.h"
 #include "kernels/repack.h"
 
 using namespace bluelm;
@@ -99,6 +101,55 @@ void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector
       std::printf("\n");
       std::fflush(stdout);
     }
+  }
+}
+
+
+// Decode from DRAM: one token through a matrix of about 150-210 MiB (well past
+// any L3), single thread, thread CPU time, best of 5 sweeps; against one
+// thread's read bandwidth (core/bandwidth_probe.h, wall time) measured between
+// the sweeps. What the
+// gemv of each type reaches of the memory ceiling a decode step is bound by.
+void bench_decode(const std::vector<const KernelTable*>& tables) {
+  const int64_t K = 4096, tile_rows = 2048, copies = 32;  // rows = 65536
+  std::printf("single thread, one token, 65536 x 4096 weights (DRAM), thread CPU time, best of 5\n");
+  for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    const GgmlType xt = vec_dot_type(wt);
+    const size_t ws = row_bytes(wt, K), xs = row_bytes(xt, K);
+    const std::vector<uint8_t> tile = make_weights(wt, tile_rows, K, ws, false);
+    const int64_t rows = tile_rows * copies;
+    std::vector<uint8_t> W(tile.size() * copies);
+    for (int64_t c = 0; c < copies; ++c) std::memcpy(W.data() + c * tile.size(), tile.data(), tile.size());
+    const std::vector<float> xf = make_acts(1, K, false);
+    std::vector<uint8_t> X(xs);
+    scalar_table().convert[act_slot(xt)](xf.data(), X.data(), K);
+    std::vector<float> Y(rows);
+    std::printf("%-5s %6.1f MiB", type_name(uint32_t(wt)), double(W.size()) / (1 << 20));
+    for (const KernelTable* tb : tables) {
+      if (tb == &scalar_table()) continue;
+      const int slot = weight_slot(wt), R = tb->pack_rows[slot];
+      GemmFn f = tb->gemm[slot];
+      std::vector<uint8_t> P;
+      if (R > 0) {
+        P.resize(W.size());
+        if (tb->pack[slot]) tb->pack[slot](W.data(), P.data(), ws, rows);
+        else repack_rows(W.data(), P.data(), ws, type_info(uint32_t(wt))->block_bytes, rows, R);
+        f = tb->gemm_packed[slot];
+      }
+      const uint8_t* w = R > 0 ? P.data() : W.data();
+      double sec = 1e30, bw = 0.0;
+      for (int trial = 0; trial < 5; ++trial) {
+        const double t0 = thread_seconds();
+        f(w, ws, X.data(), xs, Y.data(), rows, K, 0, rows, 1);
+        sec = std::fmin(sec, thread_seconds() - t0);
+        bw = std::fmax(bw, read_bandwidth(size_t(160) << 20, 1, 1));
+      }
+      const double gbs = double(W.size()) / sec * 1e-9;
+      std::printf(" | %s%s %5.1f GB/s (read probe %5.1f GB/s: %3.0f%%)", tb->isa, R > 0 ? "[p]" : "", gbs, bw * 1e-9,
+                  100.0 * gbs / (bw * 1e-9));
+    }
+    std::printf("\n");
+    std::fflush(stdout);
   }
 }
 

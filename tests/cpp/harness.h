@@ -60,5 +60,6 @@ void test_quantisers();
 void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector<std::string>& only);
 void bench_vision(const std::vector<const KernelTable*>& tables);
 void bench_attention(const std::vector<const KernelTable*>& tables);
+void bench_decode(const std::vector<const KernelTable*>& tables);
 
 }  // namespace harness

@@ -2,7 +2,8 @@
 // x86/kquant_tiles.h with 16 rows per zmm
 // (vpdpbusd for the 4-element sums, vpdpwssd for the min terms), on 16-row
 // interleaved groups (kernels/kquant_pack.h) repacked at load, or the file
-// layout interleaved per call. Bit-identical to the scalar reference.
+// layout interleaved per call; the Q8_K activation converter. Bit-identical to
+// the scalar reference.
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/zmm.h"
 #include "kernels/kquant_pack.h"
@@ -47,12 +48,54 @@ struct V16 {
   static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
 };
 
+// The Q8_K activation row of the K-quant gemms: the scalar codec
+// (core/quantize.cpp quantize_row_q8_k) 16 lanes at a time, with its bits: the
+// first value of largest magnitude (NaN never is one: vmaxps keeps its second
+// operand), q = min(127, round-to-nearest-even(iscale * x)) by the same
+// 1.5 * 2^23 trick, each 16's sum from the stored bytes, d = 1 / iscale. Decode
+// runs it on one thread before every K-quant matmul.
+void convert_q8_k(const float* x, void* y, int64_t K) {
+  BlockQ8_K* o = static_cast<BlockQ8_K*>(y);
+  const __m512i mant = _mm512_set1_epi32(0x007fffff), half = _mm512_set1_epi32(0x00400000),
+                top = _mm512_set1_epi32(127);
+  const __m512 magic = _mm512_set1_ps(12582912.0f);
+  for (int64_t b = 0; b < K / QK_K; ++b, x += QK_K) {
+    __m512 am = _mm512_setzero_ps();
+    for (int j = 0; j < 16; ++j) am = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * j)), am);
+    const float amax = _mm512_reduce_max_ps(am);
+    if (amax == 0) {
+      std::memset(&o[b], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    float max = 0;
+    for (int j = 0; j < 16; ++j) {
+      const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(x + 16 * j));
+      const unsigned m = _mm512_cmp_ps_mask(a, _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      if (m) {
+        max = x[16 * j + __builtin_ctz(m)];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m512 is = _mm512_set1_ps(iscale);
+    for (int j = 0; j < 16; ++j) {
+      const __m512 s = _mm512_add_ps(_mm512_mul_ps(is, _mm512_loadu_ps(x + 16 * j)), magic);
+      __m512i q = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(s), mant), half);
+      const __m128i q8 = _mm512_cvtepi32_epi8(_mm512_min_epi32(q, top));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o[b].qs + 16 * j), q8);
+      o[b].bsums[j] = static_cast<int16_t>(_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(q8)));
+    }
+    o[b].d = 1 / iscale;
+  }
+}
+
 }  // namespace
 
 void fill_kquants(KernelTable& t) {
   set_kquant_entries<K4Fmt<V16, false>, K4Fmt<V16, true>, K6Fmt<V16>, V16>(t);
   set_kquant_entry<K23Fmt<V16, false>, V16>(t);  // Q2_K, Q3_K (IQ4_XS: AVX2's)
   set_kquant_entry<K23Fmt<V16, true>, V16>(t);
+  t.convert[A_Q8_K] = convert_q8_k;
 }
 
 }  // namespace bluelm::kernels::avx512

@@ -38,11 +38,19 @@ namespace {
 // group out of order (ql, qh, scales), which the hardware prefetcher follows
 // badly: into L2 (T1, whose miss queue is deeper than L1's) 4 groups
 // ahead it streams a 64 MiB matrix at 31.6 GB/s on one Zen 4 core, against
-// 15.4 GB/s into L1 2 groups ahead; Q4_K gains nothing measurable from the change.
+// 15.4 GB/s into L1 2 groups ahead, and 9.5 GB/s with no hint.
+// Q4_K and Q5_K read a 16-row group in order; there the hints only get in the
+// hardware prefetcher's way (test_kernels --bench-decode, one Zen 4 core, CPU
+// time, loaded machine: Q4_K 25-27 GB/s with none against 15-17 with L1 2
+// ahead and 20-25 with L2 3 ahead; Q5_K 20-21 against 14-15). The 8-row
+// (AVX2) groups keep L1 2 ahead: Q4_K measured 17 GB/s with it, 13-14 without.
 enum class PrefetchTo { L1, L2 };
 
+// Unrolled: as a loop (add, compare, branch a line) it was about 210 of the
+// about 690 instructions of a Q6_K decode group (16 rows).
 template <size_t kBytes, int kAhead, PrefetchTo kTo>
 inline void k_prefetch(const char* gb) {
+#pragma GCC unroll 64
   for (size_t l = 0; l < kBytes; l += 64) {
     const char* p = gb + kAhead * kBytes + l;
     if constexpr (kTo == PrefetchTo::L1) _mm_prefetch(p, _MM_HINT_T0);
@@ -50,23 +58,36 @@ inline void k_prefetch(const char* gb) {
   }
 }
 
-// The 8 integer scales and mins of Q4_K/Q5_K (scale_min_k4) of the R rows,
-// from the 12 interleaved scale bytes.
+// Scale k (0..7) of Q4_K/Q5_K (scale_min_k4) of the R rows as int32 lanes, from
+// the 12 interleaved scale bytes: widened straight from memory and cut in the
+// int32 lanes (bytes < 256, so the 16-bit shifts are exact), in registers where
+// the tile needs it.
+template <class V, int k>
+inline typename V::I k4_scale(const char* s) {
+  using I = typename V::I;
+  if constexpr (k < 4) {
+    return V::and_(V::widen_u8(V::bytes(s + k * V::R)), V::set32(0x3f));
+  } else {  // low 4 bits in byte k+4, the high 2 bits the top bits of byte k-4
+    const I lo = V::and_(V::widen_u8(V::bytes(s + (k + 4) * V::R)), V::set32(0x0f));
+    const I hi = V::and_(V::template shr16<2>(V::widen_u8(V::bytes(s + (k - 4) * V::R))), V::set32(0x30));
+    return V::or_(lo, hi);
+  }
+}
+
+// The 8 mins of Q4_K/Q5_K as 4 words of int16 pairs (sub-blocks 2p, 2p+1) of
+// the R rows, from the 12 interleaved scale bytes.
 template <class V>
-inline void k4_scales(const char* s, typename V::I* sc, typename V::I* mnp) {
-  __m128i B[12];
-  for (int k = 0; k < 12; ++k) B[k] = V::bytes(s + k * V::R);
+inline void k4_mins(const char* s, typename V::I* mnp) {
   const __m128i m6 = _mm_set1_epi8(0x3f), m4 = _mm_set1_epi8(0x0f), top = _mm_set1_epi8(0x30);
   __m128i mn[8];
+#pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
-    sc[j] = V::widen_u8(_mm_and_si128(B[j], m6));
-    mn[j] = _mm_and_si128(B[j + 4], m6);
-    // the high 2 bits of sub-blocks 4..7 are the top bits of bytes 0..7
-    const __m128i hs = _mm_and_si128(_mm_srli_epi16(B[j], 2), top);
-    const __m128i hm = _mm_and_si128(_mm_srli_epi16(B[j + 4], 2), top);
-    sc[j + 4] = V::widen_u8(_mm_or_si128(_mm_and_si128(B[j + 8], m4), hs));
-    mn[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(B[j + 8], 4), m4), hm);
+    const __m128i b4 = V::bytes(s + (j + 4) * V::R), b8 = V::bytes(s + (j + 8) * V::R);
+    mn[j] = _mm_and_si128(b4, m6);
+    // the high 2 bits of mins 4..7 are the top bits of bytes 4..7
+    mn[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(b8, 4), m4), _mm_and_si128(_mm_srli_epi16(b4, 2), top));
   }
+#pragma GCC unroll 4
   for (int p = 0; p < 4; ++p) mnp[p] = V::pairs(mn[2 * p], mn[2 * p + 1]);
 }
 
@@ -100,9 +121,8 @@ struct K4Fmt {
     for (int t = 0; t < T; ++t) acc[t] = V::set1(0.0f);
     for (int64_t b = 0; b < nb; ++b) {
       const char* gb = g + b * R * kBlock;
-      if constexpr (T == 1) k_prefetch<R * kBlock, 2, PrefetchTo::L1>(gb);
-      I sc[8], mnp[4], isum[T];
-      k4_scales<V>(gb + 4 * R, sc, mnp);
+      if constexpr (T == 1 && R < 16) k_prefetch<R * kBlock, 2, PrefetchTo::L1>(gb);
+      I isum[T];
       for (int t = 0; t < T; ++t) isum[t] = V::zero();
       const char* qs = gb + kQs * R;
 #pragma GCC unroll 4
@@ -123,6 +143,13 @@ struct K4Fmt {
             }
           }
         }
+        I sc0, sc1;
+        switch (j) {  // constant after unrolling
+          case 0: sc0 = k4_scale<V, 0>(gb + 4 * R); sc1 = k4_scale<V, 1>(gb + 4 * R); break;
+          case 1: sc0 = k4_scale<V, 2>(gb + 4 * R); sc1 = k4_scale<V, 3>(gb + 4 * R); break;
+          case 2: sc0 = k4_scale<V, 4>(gb + 4 * R); sc1 = k4_scale<V, 5>(gb + 4 * R); break;
+          default: sc0 = k4_scale<V, 6>(gb + 4 * R); sc1 = k4_scale<V, 7>(gb + 4 * R); break;
+        }
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
           const int8_t* xq = tk[t][b].x->qs + 64 * j;
@@ -132,9 +159,11 @@ struct K4Fmt {
             a = V::dot4(a, lo[m], xq + 4 * m);
             c = V::dot4(c, hi[m], xq + 32 + 4 * m);
           }
-          isum[t] = V::add(isum[t], V::add(V::mul(a, sc[2 * j]), V::mul(c, sc[2 * j + 1])));
+          isum[t] = V::add(isum[t], V::add(V::mul(a, sc0), V::mul(c, sc1)));
         }
       }
+      I mnp[4];
+      k4_mins<V>(gb + 4 * R, mnp);
       const F dw = V::h2f(gb), dm = V::h2f(gb + 2 * R);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
@@ -142,6 +171,7 @@ struct K4Fmt {
         const F dx = V::set1(k.x->d);
         acc[t] = V::fma(V::mul(dw, dx), V::cvt(isum[t]), acc[t]);
         I im = V::zero();
+#pragma GCC unroll 4
         for (int p = 0; p < 4; ++p) im = V::dot2(im, mnp[p], k.w[p]);
         acc[t] = V::fnma(V::mul(dm, dx), V::cvt(im), acc[t]);
       }
