@@ -12,8 +12,9 @@ Follows llama-bench's pp/tg definitions:
 
 Each (runtime, threads) runs in its own subprocess, one at a time; its peak RSS comes from
 wait4(). The script also measures the machine's read bandwidth (bluelm_cpp._core.read_bandwidth,
-best of 5 sweeps of 512 MiB) at each thread count, and prints the decode roofline = bandwidth /
-weight bytes read per token, and each runtime's decode as a percentage of it.
+best of 5 sweeps of 512 MiB) at each thread count, at the start and again right before and after
+each model's runs (a VM's bandwidth drifts), and prints the decode roofline = the higher of the
+model's two probes / weight bytes read per token, and each runtime's decode as a percentage of it.
 
 Ours also decodes through the Python API: ``Model.generate_tokens`` greedy (``temperature=0``,
 end-of-generation tokens biased away so every run makes tg tokens), column "tg gen".
@@ -82,6 +83,17 @@ def _measure(
     tg_once()
     out["tg_s"] = [tg_once() for _ in range(runs)]
     return out
+
+
+def _read_bandwidth(threads: int) -> float:
+    """Read bandwidth in bytes/s (best of 5 sweeps of 512 MiB) at this thread count.
+
+    In a child: the probe's 512 MiB would otherwise raise this process's RSS high-water
+    mark, which children started by vfork/exec report as their own.
+    """
+    probe = f"from bluelm_cpp import _core; print(_core.read_bandwidth({512 << 20}, {threads}, 5))"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    return float(out.stdout)
 
 
 def _child_bluelm(model: str, threads: int, pps: list[int], tg: int, runs: int) -> dict[str, Any]:
@@ -375,14 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bw: dict[int, float] = {}
     for t in sorted(set(threads) | set(big_threads)):
-        # In a child: the probe's 512 MiB would otherwise raise this process's RSS high-water
-        # mark, which children started by vfork/exec report as their own.
-        probe = f"from bluelm_cpp import _core; print(_core.read_bandwidth({512 << 20}, {t}, 5))"
-        bw[t] = float(
-            subprocess.run(
-                [sys.executable, "-c", probe], check=True, capture_output=True, text=True
-            ).stdout
-        )
+        bw[t] = _read_bandwidth(t)
         print(f"bandwidth: {t} thread(s): {bw[t] / 1e9:.1f} GB/s read (best of 5 sweeps, 512 MiB)")
     sys.stdout.flush()
 
@@ -405,13 +410,24 @@ def main(argv: list[str] | None = None) -> int:
             and facts["file_bytes"] > args.llama_cpp_python_max_mib * 2**20
         )
         m_runtimes = [rt for rt in runtimes if not (skip_lcp and rt == THEIRS)]
+        # This VM's read bandwidth drifts by half within minutes (35.7 and 54.8 GB/s
+        # three minutes apart were seen), so each model's roofline is probed
+        # right before and after its runs; the higher probe is the roofline.
+        m_bw: dict[int, float] = {}
         for t in tlist:
+            before = _read_bandwidth(t)
             for rt in m_runtimes:
                 res = _spawn(rt, path, t, args)
                 if res is None:
                     all_ok = False
                 else:
                     results[(rt, t)] = res
+            after = _read_bandwidth(t)
+            m_bw[t] = max(before, after)
+            print(
+                f"   bandwidth, {t} thread(s): {before / 1e9:.1f} GB/s before, "
+                f"{after / 1e9:.1f} after these runs (roofline from the higher)"
+            )
         pp_names = "".join(f"  {f'pp{n} t/s':>22}" for n in pps)
         tg_name = f"tg{args.tg} t/s"
         hdr = (
@@ -420,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(hdr)
         for t in tlist:
-            roof = bw[t] / facts["weight_bytes_per_token"]
+            roof = m_bw[t] / facts["weight_bytes_per_token"]
             for rt in m_runtimes:
                 r = results.get((rt, t))
                 if r is None:
@@ -454,11 +470,11 @@ def main(argv: list[str] | None = None) -> int:
             "model": name,
             "path": path,
             **facts,
-            "bandwidth": {str(k): v for k, v in bw.items()},
+            "bandwidth": {str(k): v for k, v in m_bw.items()},
             "results": [{"runtime": rt, "threads": t, **r} for (rt, t), r in results.items()],
         }
         report.append(entry)
-        _targets(name, facts, results, bw, args, pps)
+        _targets(name, facts, results, m_bw, args, pps)
         sys.stdout.flush()
 
     if args.json:

@@ -109,8 +109,11 @@ class Model:
             (0 to n_draft) from the acceptance seen so far: ``"measured"``
             weighs it against the rounds' cost as timed on this machine (a
             busy machine, where verifying rows costs more, drafts less);
-            ``"prior"`` against a fixed cost model, so the choice does not
-            depend on timing. Sampled generations always use the prior.
+            ``"prior"`` (the default) against a fixed cost model, so the choice
+            does not depend on timing. Sampled generations always use the
+            prior. On the bundled model the measured line (about 0.6 steps per
+            drafted row) stops drafts that pay: bench_speculative.py gave
+            1.06x with it, 1.21x with the prior on input-grounded prompts.
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -143,7 +146,7 @@ class Model:
         pipeline: bool = False,
         draft: str | os.PathLike[str] | Model | None = None,
         n_draft: int = 8,
-        draft_cost: str = "measured",
+        draft_cost: str = "prior",
     ) -> None:
         n_ctx = check_int("n_ctx", n_ctx, 0, 1 << 24)
         n_batch = check_int("n_batch", n_batch, 1, 65536)

@@ -38,7 +38,7 @@ void bind_draft(py::class_<ContextHandle>& c) {
          s.set_drafter(std::move(d), n_draft, measured_cost);
        },
        py::arg("draft"), py::arg("n_draft") = 8, py::arg("ngram_min") = 1, py::arg("ngram_max") = 3,
-       py::arg("measured_cost") = true,
+       py::arg("measured_cost") = false,
        "Speculative decoding for the following generations: 'prompt_lookup', a LlamaModel sharing the "
        "vocabulary (a draft model), or None (off); at most n_draft tokens per round. measured_cost: greedy "
        "generations pick draft lengths by the rounds' measured cost (else by a fixed prior).")

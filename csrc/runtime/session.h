@@ -94,7 +94,7 @@ class Session {
   // measured_cost: greedy generations choose draft lengths by the rounds'
   // measured cost (RoundCost); false: by the prior alone, so how often drafts
   // are verified does not depend on the machine's load (tests).
-  void set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft, bool measured_cost = true);
+  void set_drafter(std::unique_ptr<Drafter> drafter, int64_t n_draft, bool measured_cost = false);
   const Drafter* drafter() const { return drafter_.get(); }
   int64_t n_draft() const { return n_draft_; }
   // The next round's draft (empty before the first token, without a drafter,
@@ -170,7 +170,7 @@ class Session {
   DraftStats stats_;
   std::array<double, kDraftKinds> accept_{};  // running acceptance estimate per Draft::kind
   RoundCost cost_;  // rounds' measured cost, kept across generations (see draft_length)
-  bool measured_cost_ = true;
+  bool measured_cost_ = false;
   std::vector<int32_t> buf_;  // the pending token and the draft, one chunk
 };
 
