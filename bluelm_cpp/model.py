@@ -26,6 +26,7 @@ import numpy as np
 from . import _core
 from .chat_template import render_chat
 from .default_model import default_model_path
+from .draft_option import check_draft_args, draft_spec, draft_stats
 from .errors import (
     BlueLMError,
     CancelledError,
@@ -111,9 +112,7 @@ class Model:
             busy machine, where verifying rows costs more, drafts less);
             ``"prior"`` (the default) against a fixed cost model, so the choice
             does not depend on timing. Sampled generations always use the
-            prior. On the bundled model the measured line (about 0.6 steps per
-            drafted row) stops drafts that pay: bench_speculative.py gave
-            1.06x with it, 1.21x with the prior on input-grounded prompts.
+            prior (docs/ARCHITECTURE.md "Draft length" has why it is the default).
 
     One model serves one request at a time: calls from several threads are
     serialised; starting a new request while a stream of the same thread is
@@ -203,33 +202,17 @@ class Model:
         self, draft: str | os.PathLike[str] | Model | None, n_draft: int, draft_cost: str
     ) -> None:
         """Hands the drafter to the C++ session (see the ``draft`` argument)."""
-        n_draft = check_int("n_draft", n_draft, 1)
-        if draft_cost not in ("measured", "prior"):
-            raise InvalidArgumentError(
-                f"draft_cost must be 'measured' or 'prior', got {draft_cost!r}"
-            )
+        n_draft, measured = check_draft_args(n_draft, draft_cost)
         if draft is None:
             return
-        spec: Any
         if isinstance(draft, Model):
             if draft._model is None:
                 raise InvalidArgumentError("the draft model is closed")
-            spec = draft._model
-        elif isinstance(draft, (str, os.PathLike)):
-            spec = os.fspath(draft)
-            if spec != "prompt_lookup":
-                if not os.path.exists(spec):
-                    raise ModelFileError(
-                        f"draft model file '{spec}' does not exist "
-                        "(draft is 'prompt_lookup', a GGUF path or a Model)"
-                    )
-                spec = _core.LlamaModel(spec)
+            spec: Any = draft._model
         else:
-            raise InvalidArgumentError(
-                f"draft must be 'prompt_lookup', a GGUF path or a Model, got {type(draft).__name__}"
-            )
+            spec = draft_spec(draft)
         # The C++ session checks the vocabulary, the context and n_draft < n_batch.
-        self._ctx.set_draft(spec, n_draft, measured_cost=draft_cost == "measured")
+        self._ctx.set_draft(spec, n_draft, measured_cost=measured)
 
     @property
     def draft_stats(self) -> dict[str, Any]:
@@ -244,9 +227,7 @@ class Model:
             {'rounds': 0, 'drafted': 0, 'accepted': 0, 'round_cost': (0.15, 0.25),
             ... 'acceptance': 0.0}
         """
-        st = dict(self._require_open().draft_stats)
-        st["acceptance"] = st["accepted"] / st["drafted"] if st["drafted"] else 0.0
-        return st
+        return draft_stats(self._require_open())
 
     @property
     def _cached(self) -> list[Any]:
