@@ -153,17 +153,23 @@ def test_parity_with_transformers(tmp_path: Path, arch: str, tied: bool, outtype
     assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("name", ["tiny_llama", "tiny_qwen2"])
-def test_parity_recorded_reference(tmp_path: Path, name: str) -> None:
-    """Same check without torch, on the recorded checkpoints in tests/data."""
-    Model = _runtime_model()
+def _recorded_f32(tmp_path: Path, name: str) -> tuple[Path, list[int], np.ndarray]:
+    """The F32 conversion of a recorded checkpoint in tests/data, its prompt and
+    transformers' logits (skips when the recording is missing)."""
     d = DATA / name
     if not (d / "reference.npz").is_file():
         pytest.skip(f"{d}/reference.npz is missing")
     ref_file = np.load(d / "reference.npz")
-    tokens, ref = ref_file["prompt_ids"].tolist(), ref_file["logits"]
     out = tmp_path / "f32.gguf"
     convert_checkpoint(d, out, "f32", progress=False)
+    return out, ref_file["prompt_ids"].tolist(), ref_file["logits"]
+
+
+@pytest.mark.parametrize("name", ["tiny_llama", "tiny_qwen2"])
+def test_parity_recorded_reference(tmp_path: Path, name: str) -> None:
+    """Same check without torch, on the recorded checkpoints in tests/data."""
+    Model = _runtime_model()
+    out, tokens, ref = _recorded_f32(tmp_path, name)
     got = np.asarray(Model(str(out), kv_type="f32").eval_logits(tokens, all_positions=True))
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
 
@@ -172,13 +178,7 @@ def test_parity_recorded_reference(tmp_path: Path, name: str) -> None:
 def test_llama_cpp_runs_our_gguf(tmp_path: Path, name: str) -> None:
     """llama.cpp itself (llama-cpp-python) loads the F32 conversion and matches transformers."""
     llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    d = DATA / name
-    if not (d / "reference.npz").is_file():
-        pytest.skip(f"{d}/reference.npz is missing")
-    ref_file = np.load(d / "reference.npz")
-    tokens, ref = ref_file["prompt_ids"].tolist(), ref_file["logits"]
-    out = tmp_path / "f32.gguf"
-    convert_checkpoint(d, out, "f32", progress=False)
+    out, tokens, ref = _recorded_f32(tmp_path, name)
     llm = llama_cpp.Llama(
         model_path=str(out),
         n_ctx=512,
