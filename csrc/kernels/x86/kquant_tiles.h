@@ -38,12 +38,13 @@ namespace {
 // flight for DRAM. Prompts reuse a group from cache and skip it.
 // Q4_K, Q5_K and Q6_K (whose groups are stored in its tile's read order,
 // K6Fmt::chunk) read a 16-row group in order; there the hints only get in the
-// hardware prefetcher's way (Q6_K, 128256 x 2048 on huge pages, one Zen 4
-// core, CPU time, loaded machine: 19.7 GB/s in order with none against 18.0
-// with L2 4 ahead, and 17.1 in the old field order with L2 4 ahead; 9.5 with none) (test_kernels --bench-decode, one Zen 4 core, CPU
+// hardware prefetcher's way (test_kernels --bench-decode, one Zen 4 core, CPU
 // time, loaded machine: Q4_K 25-27 GB/s with none against 15-17 with L1 2
-// ahead and 20-25 with L2 3 ahead; Q5_K 20-21 against 14-15). The 8-row
-// (AVX2) groups keep L1 2 ahead: Q4_K measured 17 GB/s with it, 13-14 without.
+// ahead and 20-25 with L2 3 ahead; Q5_K 20-21 against 14-15; Q6_K, the
+// 128256 x 2048 output on huge pages: 20.6 with none against 17.1 with L2 4
+// ahead, the same 17.1 as the old field order with L2 4 ahead, 9.5 with none
+// there). The 8-row (AVX2) groups keep L1 2 ahead for Q4_K/Q5_K (17 GB/s with
+// it, 13-14 without) and L2 4 ahead for Q6_K (not re-measured in the new order).
 enum class PrefetchTo { L1, L2 };
 
 // Unrolled: as a loop (add, compare, branch a line) it was about 210 of the
