@@ -24,6 +24,7 @@ struct V8 {
   static I mul(I a, I b) { return _mm256_mullo_epi32(a, b); }
   static I and_(I a, I b) { return _mm256_and_si256(a, b); }
   static I or_(I a, I b) { return _mm256_or_si256(a, b); }
+  static I sel(I m, I a, I b) { return _mm256_or_si256(_mm256_and_si256(m, a), _mm256_andnot_si256(m, b)); }
   template <int n>
   static I shl16(I a) { return _mm256_slli_epi16(a, n); }
   template <int n>

@@ -26,6 +26,7 @@ struct V16 {
   static I mul(I a, I b) { return _mm512_mullo_epi32(a, b); }
   static I and_(I a, I b) { return _mm512_and_si512(a, b); }
   static I or_(I a, I b) { return _mm512_or_si512(a, b); }
+  static I sel(I m, I a, I b) { return _mm512_ternarylogic_epi32(m, a, b, 0xca); }  // m ? a : b
   template <int n>
   static I shl16(I a) { return _mm512_slli_epi16(a, n); }
   template <int n>

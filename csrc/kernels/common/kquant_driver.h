@@ -38,6 +38,50 @@ struct QWordOf<Fmt, std::void_t<decltype(Fmt::kQWord)>> {
   static constexpr int value = Fmt::kQWord;
 };
 
+// Whether Fmt stores the first Fmt::kOrdered chunks of 4*R bytes of each
+// interleaved super-block group (kquant_pack.h's layout) in its tile's read
+// order, so decode streams the group in address order (the hardware prefetcher
+// follows one rising stream, not several): position p holds the layout's
+// chunk Fmt::chunk(p).
+template <class Fmt, class = void>
+struct KReorders : std::false_type {};
+template <class Fmt>
+struct KReorders<Fmt, std::void_t<decltype(Fmt::kOrdered)>> : std::true_type {};
+
+// One super-block group of R rows in place: the layout's order to Fmt's
+// (Forward) or back.
+template <class Fmt, int R, bool Forward>
+void k_reorder(char* blk) {
+  constexpr size_t C = size_t(4) * R;
+  char tmp[Fmt::kOrdered * C];
+  std::memcpy(tmp, blk, sizeof tmp);
+  for (int p = 0; p < Fmt::kOrdered; ++p) {
+    if (Forward) std::memcpy(blk + p * C, tmp + Fmt::chunk(p) * C, C);
+    else std::memcpy(blk + Fmt::chunk(p) * C, tmp + p * C, C);
+  }
+}
+
+// The PackFn entries (kernels.h): kquant_pack.h's groups, then Fmt's order.
+template <class Fmt, class V>
+void k_pack(const void* src, void* dst, size_t row_bytes, int64_t rows) {
+  kquant_pack(Fmt::kType, V::R, src, dst, row_bytes, rows, QWordOf<Fmt>::value);
+  if constexpr (KReorders<Fmt>::value) {
+    const size_t blk = size_t(V::R) * Fmt::kBlock, n = row_bytes * size_t(rows);
+    for (size_t o = 0; o + blk <= n; o += blk) k_reorder<Fmt, V::R, true>(static_cast<char*>(dst) + o);
+  }
+}
+template <class Fmt, class V>
+void k_unpack(const void* src, void* dst, size_t row_bytes, int64_t rows) {
+  if constexpr (KReorders<Fmt>::value) {
+    const size_t blk = size_t(V::R) * Fmt::kBlock, n = row_bytes * size_t(rows);
+    std::vector<char> groups(static_cast<const char*>(src), static_cast<const char*>(src) + n);
+    for (size_t o = 0; o + blk <= n; o += blk) k_reorder<Fmt, V::R, false>(groups.data() + o);
+    kquant_unpack(Fmt::kType, V::R, groups.data(), dst, row_bytes, rows, QWordOf<Fmt>::value);
+  } else {
+    kquant_unpack(Fmt::kType, V::R, src, dst, row_bytes, rows, QWordOf<Fmt>::value);
+  }
+}
+
 // A group's R rows x T tokens (T <= V::kMaxT, 8 at most) into y (row stride 1,
 // token stride ldy).
 template <class Fmt, class V>
@@ -99,9 +143,11 @@ void k_gemm(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t
       const char* g = w + g0 * ws;
       if (!Packed) {
         const int n = static_cast<int>(r1 - g0 < R ? r1 - g0 : R);
-        for (int64_t b = 0; b < nb; ++b)
-          kquant_gather(Fmt::kType, R, w + g0 * ws, ws, n, b, scratch.data() + b * R * Fmt::kBlock,
-                        QWordOf<Fmt>::value);
+        for (int64_t b = 0; b < nb; ++b) {
+          char* blk = scratch.data() + b * R * Fmt::kBlock;
+          kquant_gather(Fmt::kType, R, w + g0 * ws, ws, n, b, blk, QWordOf<Fmt>::value);
+          if constexpr (KReorders<Fmt>::value) k_reorder<Fmt, R, true>(blk);
+        }
         g = scratch.data();
       }
       const int64_t lo = g0 < r0 ? r0 : g0, hi = g0 + R < r1 ? g0 + R : r1;
@@ -129,8 +175,8 @@ void set_kquant_entry(KernelTable& t) {
   t.gemm[s] = k_gemm<Fmt, V, false>;
   t.gemm_packed[s] = k_gemm<Fmt, V, true>;
   t.pack_rows[s] = V::R;
-  t.pack[s] = kquant_pack_rows<Fmt::kType, V::R>;
-  t.unpack[s] = kquant_unpack_rows<Fmt::kType, V::R>;
+  t.pack[s] = k_pack<Fmt, V>;
+  t.unpack[s] = k_unpack<Fmt, V>;
 }
 
 // A table's Q4_K, Q5_K and Q6_K entries.

@@ -14,6 +14,7 @@
 //     (4 or 8: what the registers hold without spilling much)
 //   I load(p): R*4 bytes;  I zero();  I set32(int32_t);  I add(I, I);  I mul(I, I) (low 32 bits)
 //   I and_(I, I);  I or_(I, I);  I set8(char);  I shl16<n>(I), shr16<n>(I)
+//   I sel(I m, I a, I b): a's bits where m's are set, else b's
 //   I dot4(I acc, I u, const int8_t* x): acc + per lane sum_k u.byte[k] * x[k]
 //     (u <= 63, so pairs fit int16 for a vpmaddubsw emulation)
 //   I dot2(I acc, I pairs, int32_t xw): acc + lane's int16 pair . xw's pair
@@ -34,16 +35,16 @@ namespace {
 
 // Decode streams the weights once: every line of the super-block group kAhead
 // groups ahead is asked for (a hint; never faults), so enough loads are in
-// flight for DRAM. Prompts reuse a group from cache and skip it. Q6_K reads its
-// group out of order (ql, qh, scales), which the hardware prefetcher follows
-// badly: into L2 (T1, whose miss queue is deeper than L1's) 4 groups
-// ahead it streams a 64 MiB matrix at 31.6 GB/s on one Zen 4 core, against
-// 15.4 GB/s into L1 2 groups ahead, and 9.5 GB/s with no hint.
-// Q4_K and Q5_K read a 16-row group in order; there the hints only get in the
+// flight for DRAM. Prompts reuse a group from cache and skip it.
+// Q4_K, Q5_K and Q6_K (whose groups are stored in its tile's read order,
+// K6Fmt::chunk) read a 16-row group in order; there the hints only get in the
 // hardware prefetcher's way (test_kernels --bench-decode, one Zen 4 core, CPU
 // time, loaded machine: Q4_K 25-27 GB/s with none against 15-17 with L1 2
-// ahead and 20-25 with L2 3 ahead; Q5_K 20-21 against 14-15). The 8-row
-// (AVX2) groups keep L1 2 ahead: Q4_K measured 17 GB/s with it, 13-14 without.
+// ahead and 20-25 with L2 3 ahead; Q5_K 20-21 against 14-15; Q6_K, the
+// 128256 x 2048 output on huge pages: 20.6 with none against 17.1 with L2 4
+// ahead, the same 17.1 as the old field order with L2 4 ahead, 9.5 with none
+// there). The 8-row (AVX2) groups keep L1 2 ahead for Q4_K/Q5_K (17 GB/s with
+// it, 13-14 without) and L2 4 ahead for Q6_K (not re-measured in the new order).
 enum class PrefetchTo { L1, L2 };
 
 // Unrolled: as a loop (add, compare, branch a line) it was about 210 of the
@@ -190,6 +191,15 @@ struct K6Fmt {
     for (int s = 0; s < 16; ++s) w[s] = -32 * x.bsums[s];
   }
 
+  // A group's 48 quant chunks of 4*R bytes (kquant_pack.h: ql words 0..31 are
+  // chunks 0..31, qh words 0..15 chunks 32..47) stored as tile reads them: per
+  // (h, a), 12 chunks: ql of gp 0, qh, ql of gp 1 (kquant_driver.h KReorders).
+  static constexpr int kOrdered = 48;
+  static constexpr int chunk(int p) {
+    const int h = p / 24, a = p / 12 % 2, k = p % 12;
+    return k < 4 ? 16 * h + 4 * a + k : k < 8 ? 32 + 8 * h + 4 * a + (k - 4) : 16 * h + 8 + 4 * a + (k - 8);
+  }
+
   template <int T>
   static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
     using I = typename V::I;
@@ -199,9 +209,7 @@ struct K6Fmt {
     for (int t = 0; t < T; ++t) acc[t] = V::set1(0.0f);
     for (int64_t b = 0; b < nb; ++b) {
       const char* gb = g + b * R * kBlock;
-      if constexpr (T == 1) k_prefetch<R * kBlock, 4, PrefetchTo::L2>(gb);
-      const char* ql = gb;
-      const char* qh = gb + 128 * R;
+      if constexpr (T == 1 && R < 16) k_prefetch<R * kBlock, 4, PrefetchTo::L2>(gb);
       const char* scales = gb + 192 * R;
       I isum[T];
       for (int t = 0; t < T; ++t) isum[t] = V::zero();
@@ -215,14 +223,18 @@ struct K6Fmt {
             I u0[4], u1[4];
 #pragma GCC unroll 4
             for (int m = 0; m < 4; ++m) {
-              const int lq = 4 * a + m;
-              const I L = V::load(ql + (16 * h + 8 * gp + lq) * 4 * R);
-              const I H = V::load(qh + (8 * h + lq) * 4 * R);
-              const I top = V::set8(0x30), m4 = V::set8(0x0f);
-              const I h0 = gp ? V::template shl16<2>(H) : V::template shl16<4>(H);
-              const I h1 = gp ? V::template shr16<2>(H) : H;
-              u0[m] = V::or_(V::and_(L, m4), V::and_(h0, top));
-              u1[m] = V::or_(V::and_(V::template shr16<4>(L), m4), V::and_(h1, top));
+              const char* c = gb + (12 * (2 * h + a) + m) * 4 * R;  // chunk(p) order
+              const I L = V::load(c + (gp ? 8 : 0) * 4 * R);
+              const I H = V::load(c + 4 * 4 * R);
+              // This gp's two 2-bit fields of each qh byte (bits 0-1, 4-5 or
+              // 2-3, 6-7), moved to bits 4-5; the shifts' spill into a
+              // neighbouring byte lands in its low nibble, which sel takes from L.
+              const I hm = V::and_(H, V::set8(gp ? char(0xcc) : char(0x33)));
+              const I h0 = gp ? V::template shl16<2>(hm) : V::template shl16<4>(hm);
+              const I h1 = gp ? V::template shr16<2>(hm) : hm;
+              const I m4 = V::set8(0x0f);
+              u0[m] = V::sel(m4, L, h0);
+              u1[m] = V::sel(m4, V::template shr16<4>(L), h1);
             }
             const int s0 = 8 * h + 2 * gp + a, s1 = s0 + 4;  // sub-blocks of g = gp, gp + 2
             const I sc0 = V::widen_s8(V::bytes(scales + s0 * R));
