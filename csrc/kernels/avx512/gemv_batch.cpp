@@ -3,6 +3,8 @@
 // kernel's own tiles (q4_1_dtile.h), so every output has the bits of a
 // one-token call by construction. A speculative round verifies its rows this
 // way (llm/decoder.cpp, eval_as_steps).
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "kernels/avx512/avx512.h"
@@ -11,17 +13,101 @@
 namespace bluelm::kernels::avx512 {
 namespace {
 
-constexpr int kTokTile = 4;  // tokens per dtile call: 3 accumulators each, within 32 registers
+constexpr int kTokTile = 8;  // tokens per btile call: 2 accumulators each, within 32 registers
 
-// Packed Q4_1 (groups of 4 rows): per group of rows, the tokens 4 at a time.
+// A token of the batch, prepared once per call: its quants as the decode lays
+// them out, and its activation scale d_x.
+struct BatQ {
+  __m512i q;  // [q0-15, q0-15, q16-31, q16-31]
+  float dx;
+};
+
+void prep_bat(const char* x, int64_t nb, BatQ* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const char* xb = x + b * sizeof(BlockQ8_1);
+    const __m512i zq = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 4)));
+    out[b].q = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
+    uint16_t h = 0;
+    std::memcpy(&h, xb, 2);
+    out[b].dx = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+  }
+}
+
+// s_x of 4 tokens per block, each in 4 lanes: [s0 x4, s1 x4, s2 x4, s3 x4].
+void prep_sums(const char* x, size_t xs, int64_t nb, int n, __m512* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    alignas(64) float v[16] = {};
+    for (int t = 0; t < n; ++t) {
+      uint16_t h = 0;
+      std::memcpy(&h, x + t * xs + b * sizeof(BlockQ8_1) + 2, 2);
+      const float sx = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+      for (int i = 0; i < 4; ++i) v[4 * t + i] = sx;
+    }
+    out[b] = _mm512_load_ps(v);
+  }
+}
+
+// dtile (q4_1_dtile.h) for T tokens with the per-block work shared wider:
+// every lane runs dtile's sequence (the same int32 sums, each block's
+// d_w * d_x and m_w * s_x the same float products, the same FMA and adds in
+// block order, the same fold), so the outputs have its bits, and thus the
+// one-token decode's. The scales are laid out per block once (not per token),
+// and the m_w * s_x sums of 4 tokens share one register.
+template <int T>
+void btile(const char* g, const BatQ* const* px, const __m512* sums, int64_t nb, float* const* y) {
+  constexpr int kBytes = 4 * sizeof(BlockQ4_1);
+  constexpr int G = (T + 3) / 4;  // groups of 4 tokens for the m sums
+  const __m512i qidx = _mm512_setr_epi32(1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19);
+  // d_w of row i (half 2i of the [d, m] dwords), in that row's quarters; m_w of rows 0..3 per token.
+  const __m512i d01 = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
+  const __m512i d23 = _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6);
+  const __m512i midx = _mm512_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7);
+  const __m512i hidx = _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  __m512 acc01[T], acc23[T], macc[G];
+  for (int t = 0; t < T; ++t) acc01[t] = acc23[t] = _mm512_setzero_ps();
+  for (int i = 0; i < G; ++i) macc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const char* gb = g + b * kBytes;
+    _mm_prefetch(gb + 2048, _MM_HINT_T0);
+    _mm_prefetch(gb + 2048 + 64, _MM_HINT_T0);
+    const __m512i z0 = _mm512_loadu_si512(gb);
+    const __m512i z1 = _mm512_maskz_loadu_epi32(0x000f, gb + 64);
+    const __m512i qs = _mm512_permutex2var_epi32(z0, qidx, z1);
+    const __m512 h = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(hidx, z0))));
+    const __m512 hd01 = _mm512_permutexvar_ps(d01, h), hd23 = _mm512_permutexvar_ps(d23, h);
+    const __m512 hm = _mm512_permutexvar_ps(midx, h);
+    const __m512i lo = _mm512_and_si512(qs, m4);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4);
+    const __m512i u01 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m512i u23 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m512i st = _mm512_setzero_si512();
+    for (int i = 0; i < G; ++i) macc[i] = _mm512_add_ps(macc[i], _mm512_mul_ps(hm, sums[i * nb + b]));
+    for (int t = 0; t < T; ++t) {
+      const BatQ& x = px[t][b];
+      const __m512 dx = _mm512_set1_ps(x.dx);
+      acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u01, x.q)), _mm512_mul_ps(hd01, dx), acc01[t]);
+      acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u23, x.q)), _mm512_mul_ps(hd23, dx), acc23[t]);
+    }
+  }
+  alignas(64) float m[4 * G * 4];
+  for (int i = 0; i < G; ++i) _mm512_store_ps(m + 16 * i, macc[i]);
+  for (int t = 0; t < T; ++t) _mm_storeu_ps(y[t], _mm_add_ps(fold4(acc01[t], acc23[t]), _mm_load_ps(m + 4 * t)));
+}
+
+// Packed Q4_1 (groups of 4 rows): per group of rows, the tokens 8 at a time.
 void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
                             int64_t r0, int64_t r1, int64_t n_tok) {
   constexpr int P = 4;
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
   const int64_t nb = K / QK;
-  std::vector<DecQ> dq(static_cast<size_t>(n_tok * nb));
-  for (int64_t t = 0; t < n_tok; ++t) prep_dec(x + t * xs, nb, dq.data() + t * nb);
+  const int64_t n_groups = (n_tok + 3) / 4;
+  std::vector<BatQ> dq(static_cast<size_t>(n_tok * nb));
+  std::vector<__m512> sums(static_cast<size_t>(n_groups * nb));
+  for (int64_t t = 0; t < n_tok; ++t) prep_bat(x + t * xs, nb, dq.data() + t * nb);
+  for (int64_t i = 0; i < n_groups; ++i)
+    prep_sums(x + 4 * i * xs, xs, nb, static_cast<int>(std::min<int64_t>(4, n_tok - 4 * i)), sums.data() + i * nb);
   for (int64_t r = r0; r < r1;) {
     if (r + P > r1 || r % P != 0) {  // a row outside whole groups: the decode's own route
       for (int64_t t = 0; t < n_tok; ++t) decode_q4_1_packed(w, ws, x + t * xs, xs, Y + t * ldy, ldy, K, r, r + 1);
@@ -29,7 +115,7 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
       continue;
     }
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
-      const DecQ* px[kTokTile];
+      const BatQ* px[kTokTile];
       float* y[kTokTile];
       const int T = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
       for (int i = 0; i < T; ++i) {
@@ -37,11 +123,16 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
         y[i] = Y + (t0 + i) * ldy + r;
       }
       const char* g = w + r * ws;
+      const __m512* s = sums.data() + (t0 / 4) * nb;
       switch (T) {
-        case 4: dtile<4>(g, px, nb, y); break;
-        case 3: dtile<3>(g, px, nb, y); break;
-        case 2: dtile<2>(g, px, nb, y); break;
-        default: dtile<1>(g, px, nb, y); break;
+        case 8: btile<8>(g, px, s, nb, y); break;
+        case 7: btile<7>(g, px, s, nb, y); break;
+        case 6: btile<6>(g, px, s, nb, y); break;
+        case 5: btile<5>(g, px, s, nb, y); break;
+        case 4: btile<4>(g, px, s, nb, y); break;
+        case 3: btile<3>(g, px, s, nb, y); break;
+        case 2: btile<2>(g, px, s, nb, y); break;
+        default: btile<1>(g, px, s, nb, y); break;
       }
     }
     r += P;
