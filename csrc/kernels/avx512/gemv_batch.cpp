@@ -18,11 +18,18 @@ constexpr int kTokTile = 8;  // tokens per btile call: 2 accumulators each, with
 // A token of the batch, prepared once per call: per block its quants as the
 // decode lays them out, [q0-15, q0-15, q16-31, q16-31], and its scale d_x (two
 // arrays: 64 bytes a block, so 8 tokens of a 1536-wide row stay in L1).
-void prep_bat(const char* x, int64_t nb, __m512i* q, float* dx) {
+struct QuantsZ {  // (a struct: a vector of a bare vector type drops its alignment attribute)
+  __m512i q;
+};
+struct SumsZ {
+  __m512 s;
+};
+
+void prep_bat(const char* x, int64_t nb, QuantsZ* q, float* dx) {
   for (int64_t b = 0; b < nb; ++b) {
     const char* xb = x + b * sizeof(BlockQ8_1);
     const __m512i zq = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 4)));
-    q[b] = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
+    q[b].q = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
     uint16_t h = 0;
     std::memcpy(&h, xb, 2);
     dx[b] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
@@ -30,7 +37,7 @@ void prep_bat(const char* x, int64_t nb, __m512i* q, float* dx) {
 }
 
 // s_x of 4 tokens per block, each in 4 lanes: [s0 x4, s1 x4, s2 x4, s3 x4].
-void prep_sums(const char* x, size_t xs, int64_t nb, int n, __m512* out) {
+void prep_sums(const char* x, size_t xs, int64_t nb, int n, SumsZ* out) {
   for (int64_t b = 0; b < nb; ++b) {
     alignas(64) float v[16] = {};
     for (int t = 0; t < n; ++t) {
@@ -39,7 +46,7 @@ void prep_sums(const char* x, size_t xs, int64_t nb, int n, __m512* out) {
       const float sx = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
       for (int i = 0; i < 4; ++i) v[4 * t + i] = sx;
     }
-    out[b] = _mm512_load_ps(v);
+    out[b].s = _mm512_load_ps(v);
   }
 }
 
@@ -50,7 +57,7 @@ void prep_sums(const char* x, size_t xs, int64_t nb, int n, __m512* out) {
 // one-token decode's. The scales are laid out per block once (not per token),
 // and the m_w * s_x sums of 4 tokens share one register.
 template <int T>
-void btile(const char* g, const __m512i* const* pq, const float* const* pd, const __m512* sums, int64_t nb,
+void btile(const char* g, const QuantsZ* const* pq, const float* const* pd, const SumsZ* sums, int64_t nb,
            float* const* y) {
   constexpr int kBytes = 4 * sizeof(BlockQ4_1);
   constexpr int G = (T + 3) / 4;  // groups of 4 tokens for the m sums
@@ -79,9 +86,9 @@ void btile(const char* g, const __m512i* const* pq, const float* const* pd, cons
     const __m512i u01 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
     const __m512i u23 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
     const __m512i st = _mm512_setzero_si512();
-    for (int i = 0; i < G; ++i) macc[i] = _mm512_add_ps(macc[i], _mm512_mul_ps(hm, sums[i * nb + b]));
+    for (int i = 0; i < G; ++i) macc[i] = _mm512_add_ps(macc[i], _mm512_mul_ps(hm, sums[i * nb + b].s));
     for (int t = 0; t < T; ++t) {
-      const __m512i xq = pq[t][b];
+      const __m512i xq = pq[t][b].q;
       const __m512 dx = _mm512_set1_ps(pd[t][b]);
       acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u01, xq)), _mm512_mul_ps(hd01, dx), acc01[t]);
       acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u23, xq)), _mm512_mul_ps(hd23, dx), acc23[t]);
@@ -100,9 +107,9 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
   const char* x = static_cast<const char*>(X);
   const int64_t nb = K / QK;
   const int64_t n_groups = (n_tok + 3) / 4;
-  std::vector<__m512i> dq(static_cast<size_t>(n_tok * nb));
+  std::vector<QuantsZ> dq(static_cast<size_t>(n_tok * nb));
   std::vector<float> dd(static_cast<size_t>(n_tok * nb));
-  std::vector<__m512> sums(static_cast<size_t>(n_groups * nb));
+  std::vector<SumsZ> sums(static_cast<size_t>(n_groups * nb));
   for (int64_t t = 0; t < n_tok; ++t) prep_bat(x + t * xs, nb, dq.data() + t * nb, dd.data() + t * nb);
   for (int64_t i = 0; i < n_groups; ++i)
     prep_sums(x + 4 * i * xs, xs, nb, static_cast<int>(std::min<int64_t>(4, n_tok - 4 * i)), sums.data() + i * nb);
@@ -113,7 +120,7 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
       continue;
     }
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
-      const __m512i* pq[kTokTile];
+      const QuantsZ* pq[kTokTile];
       const float* pd[kTokTile];
       float* y[kTokTile];
       const int T = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
@@ -123,7 +130,7 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
         y[i] = Y + (t0 + i) * ldy + r;
       }
       const char* g = w + r * ws;
-      const __m512* s = sums.data() + (t0 / 4) * nb;
+      const SumsZ* s = sums.data() + (t0 / 4) * nb;
       switch (T) {
         case 8: btile<8>(g, pq, pd, s, nb, y); break;
         case 7: btile<7>(g, pq, pd, s, nb, y); break;
