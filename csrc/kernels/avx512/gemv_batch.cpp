@@ -1,14 +1,16 @@
 // The small-batch gemv of the AVX-512 table (KernelTable::gemv_batch*): 2 to
-// 16 tokens against weights read once, each token through the one-token decode
-// kernel's own tiles (q4_1_dtile.h), so every output has the bits of a
-// one-token call by construction. A speculative round verifies its rows this
-// way (llm/decoder.cpp, eval_as_steps).
+// 16 tokens against weights read once, each token through the lanes of the
+// one-token decode's tiles (packed Q4_1: q4_1_dtile.h's dtile; file-layout
+// Q8_0: decode.cpp's dtile_q8), with the per-block work shared by up to 8
+// tokens, so every output has the bits of a one-token call. A speculative
+// round verifies its rows this way (llm/decoder.cpp, eval_as_steps).
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/q4_1_dtile.h"
+#include "kernels/avx512/q8_0_dtile.h"
 
 namespace bluelm::kernels::avx512 {
 namespace {
@@ -146,11 +148,92 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
   }
 }
 
+// dtile_q8 (decode.cpp: Q8_0 in the file layout, 4 rows) for T tokens: the
+// rows' quants and d_w read once per block; every lane keeps dtile_q8's
+// sequence (the same d_w * d_x products, laid out per block before the
+// multiply instead of after), so the outputs have the one-token decode's bits.
+template <int T>
+void btile_q8(const char* w, size_t ws, const DecQ8* const* px, int64_t nb, float* const* y) {
+  constexpr size_t bb = sizeof(BlockQ8_0);
+  const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i s23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  __m512 acc01[T], acc23[T];
+  for (int t = 0; t < T; ++t) acc01[t] = acc23[t] = _mm512_setzero_ps();
+  auto qs = [&](int i, int64_t b) { return Q8_0U::uquants(w + i * ws + b * bb); };
+  auto d = [&](int i, int64_t b) {
+    uint16_t h;
+    std::memcpy(&h, w + i * ws + b * bb, 2);
+    return h;
+  };
+  for (int64_t b = 0; b < nb; ++b) {
+    if (b % 2 == 0)
+      for (int i = 0; i < 4; ++i) _mm_prefetch(w + i * ws + b * bb + 2048, _MM_HINT_T0);
+    __m128i h = _mm_cvtsi32_si128(d(0, b));
+    h = _mm_insert_epi16(h, d(1, b), 1);
+    h = _mm_insert_epi16(h, d(2, b), 2);
+    h = _mm_insert_epi16(h, d(3, b), 3);
+    const __m512 hz = _mm512_castps128_ps512(_mm_cvtph_ps(h));
+    const __m512 hw01 = _mm512_permutexvar_ps(s01, hz), hw23 = _mm512_permutexvar_ps(s23, hz);
+    const __m512i u01 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(0, b)), qs(1, b), 1);
+    const __m512i u23 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(2, b)), qs(3, b), 1);
+    for (int t = 0; t < T; ++t) {
+      const DecQ8& x = px[t][b];
+      const __m512 dx = _mm512_broadcast_f32x4(x.dx);
+      acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(x.start, u01, x.q)), _mm512_mul_ps(hw01, dx), acc01[t]);
+      acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(x.start, u23, x.q)), _mm512_mul_ps(hw23, dx), acc23[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    y[t][0] = hsum(_mm512_castps512_ps256(acc01[t]));
+    y[t][1] = hsum(hi256(acc01[t]));
+    y[t][2] = hsum(_mm512_castps512_ps256(acc23[t]));
+    y[t][3] = hsum(hi256(acc23[t]));
+  }
+}
+
+// Q8_0 in the file layout: rows 4 at a time from r0 (as the decode groups
+// them; any grouping gives each row the same bits), the tokens 8 at a time.
+void gemv_batch_q8_0(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                     int64_t r1, int64_t n_tok) {
+  const char* w = static_cast<const char*>(W);
+  const char* x = static_cast<const char*>(X);
+  const int64_t nb = K / QK;
+  std::vector<DecQ8> dq(static_cast<size_t>(n_tok * nb));
+  for (int64_t t = 0; t < n_tok; ++t) prep_dec8<Q8_0U>(x + t * xs, nb, dq.data() + t * nb);
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
+      const DecQ8* px[kTokTile];
+      float* y[kTokTile];
+      const int T = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
+      for (int i = 0; i < T; ++i) {
+        px[i] = dq.data() + (t0 + i) * nb;
+        y[i] = Y + (t0 + i) * ldy + r;
+      }
+      const char* g = w + r * ws;
+      switch (T) {
+        case 8: btile_q8<8>(g, ws, px, nb, y); break;
+        case 7: btile_q8<7>(g, ws, px, nb, y); break;
+        case 6: btile_q8<6>(g, ws, px, nb, y); break;
+        case 5: btile_q8<5>(g, ws, px, nb, y); break;
+        case 4: btile_q8<4>(g, ws, px, nb, y); break;
+        case 3: btile_q8<3>(g, ws, px, nb, y); break;
+        case 2: btile_q8<2>(g, ws, px, nb, y); break;
+        default: btile_q8<1>(g, ws, px, nb, y); break;
+      }
+    }
+  }
+  for (; r < r1; ++r)  // the decode's own route for the rows left
+    for (int64_t t = 0; t < n_tok; ++t) decode_q8_0(w, ws, x + t * xs, xs, Y + t * ldy, ldy, K, r, r + 1);
+}
+
 }  // namespace
 
 void fill_gemv_batch(KernelTable& t) {
   // Only where the gemm_packed layout is the one dtile reads (fill_gemm: Q4_1 in groups of 4).
   if (t.pack_rows[W_Q4_1] == 4) t.gemv_batch_packed[W_Q4_1] = gemv_batch_q4_1_packed;
+  // Q8_0 keeps the file layout (fill_gemm), which dtile_q8 reads.
+  if (t.pack_rows[W_Q8_0] == 0) t.gemv_batch[W_Q8_0] = gemv_batch_q8_0;
 }
 
 }  // namespace bluelm::kernels::avx512
