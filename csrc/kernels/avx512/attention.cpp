@@ -1,7 +1,8 @@
 // AVX-512 attention over the F16 cache for prompt chunks: the sums of the
 // AVX2 table's tinyBLAS-order path (avx2/attention.cpp), vectorised across keys
 // and over wider P.V columns; every lane keeps its own sequence, so results
-// are identical. Other caches and one-token steps go to the AVX2 code.
+// are identical. One-token steps over the F16 cache run attend_step.cpp's
+// kernel (llama.cpp's one-token order); other caches go to the AVX2 code.
 #include "kernels/avx2/avx2.h"
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/zmm.h"

@@ -1,6 +1,6 @@
-// AVX-512 Q4_1 decode tiles on packed groups of 4 rows (kernels/repack.h),
-// shared by the one-token decode (decode.cpp) and the small-batch gemv
-// (gemv_batch.cpp), which therefore run the same per-row arithmetic.
+// AVX-512 Q4_1 decode tiles on packed groups of 4 rows (kernels/repack.h):
+// the one-token decode's (decode.cpp); the small-batch gemv (gemv_batch.cpp:
+// btile) runs the same lanes with this file's fold4.
 // Internal linkage: included by AVX-512 files only.
 #pragma once
 #include <cstring>
