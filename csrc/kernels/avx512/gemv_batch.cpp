@@ -63,30 +63,19 @@ void btile(const char* g, const QuantsZ* const* pq, const float* const* pd, cons
            float* const* y) {
   constexpr int kBytes = 4 * sizeof(BlockQ4_1);
   constexpr int G = (T + 3) / 4;  // groups of 4 tokens for the m sums
-  const __m512i qidx = _mm512_setr_epi32(1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19);
   // d_w of row i (half 2i of the [d, m] dwords), in that row's quarters; m_w of rows 0..3 per token.
   const __m512i d01 = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
   const __m512i d23 = _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6);
   const __m512i midx = _mm512_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7);
-  const __m512i hidx = _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i m4 = _mm512_set1_epi8(0x0f);
   __m512 acc01[T], acc23[T], macc[G];
   for (int t = 0; t < T; ++t) acc01[t] = acc23[t] = _mm512_setzero_ps();
   for (int i = 0; i < G; ++i) macc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const char* gb = g + b * kBytes;
-    _mm_prefetch(gb + 2048, _MM_HINT_T0);
-    _mm_prefetch(gb + 2048 + 64, _MM_HINT_T0);
-    const __m512i z0 = _mm512_loadu_si512(gb);
-    const __m512i z1 = _mm512_maskz_loadu_epi32(0x000f, gb + 64);
-    const __m512i qs = _mm512_permutex2var_epi32(z0, qidx, z1);
-    const __m512 h = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(hidx, z0))));
+    const GroupBlock blk = unpack_block(g + b * kBytes);
+    const __m512 h = _mm512_castps256_ps512(blk.h);
     const __m512 hd01 = _mm512_permutexvar_ps(d01, h), hd23 = _mm512_permutexvar_ps(d23, h);
     const __m512 hm = _mm512_permutexvar_ps(midx, h);
-    const __m512i lo = _mm512_and_si512(qs, m4);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4);
-    const __m512i u01 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m512i u23 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m512i u01 = blk.u01, u23 = blk.u23;
     const __m512i st = _mm512_setzero_si512();
     for (int i = 0; i < G; ++i) macc[i] = _mm512_add_ps(macc[i], _mm512_mul_ps(hm, sums[i * nb + b].s));
     for (int t = 0; t < T; ++t) {
