@@ -138,11 +138,22 @@ void Context::eval_as_steps(const int32_t* tokens, int64_t n) {
   if (n > n_ctx_ - n_past_) {
     throw ContextOverflowError(std::to_string(n) + " tokens do not fit in the context: " + std::to_string(n_past_) + " of n_ctx=" + std::to_string(n_ctx_) + " positions are used");
   }
-  n_logit_rows_ = n;
+  n_logit_rows_ = 0;
+  step_rows_ = 0;
   logits_.resize(static_cast<size_t>(n * cfg_.n_vocab));
   as_steps_ = true;
-  forward_chunk(tokens, n, logits_.data(), true);
+  forward_chunk(tokens, n, nullptr, false);
   as_steps_ = false;
+  step_rows_ = n;
+}
+
+void Context::step_logits(int64_t end) {
+  if (end > step_rows_) throw ArgumentError("step_logits: row " + std::to_string(end) + " is past the last eval_as_steps");
+  if (end <= n_logit_rows_) return;
+  as_steps_ = true;  // the output matmul's rows too take the one-token route
+  output_logits(n_logit_rows_, end - n_logit_rows_, logits_.data() + n_logit_rows_ * cfg_.n_vocab);
+  as_steps_ = false;
+  n_logit_rows_ = end;
 }
 
 void Context::prefill_embeddings(const float* emb, int64_t n, bool want_logits) {
@@ -414,6 +425,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
   const int64_t ff = cfg_.n_ff;
   // gemma multiplies token embeddings by sqrt(n_embd) (gemma2 image rows too)
   const float in_scale = input_emb_ && !A.embd_scale_inputs ? 1.0f : cfg_.embd_scale;
+  step_rows_ = 0;  // x_ is about to change
 
   for_rows(m, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
@@ -481,10 +493,15 @@ void Context::forward_chunk(const int32_t* tokens, int64_t m, float* logits_out,
   n_past_ += m;
 
   if (!logits_out) return;
-  const int64_t first = all_rows ? 0 : m - 1, rows = all_rows ? m : 1;
+  output_logits(all_rows ? 0 : m - 1, all_rows ? m : 1, logits_out);
+}
+
+void Context::output_logits(int64_t first, int64_t rows, float* out) {
+  const LlmModel& M = *model_;
+  const int64_t d = cfg_.n_embd;
   for_rows(rows, [&](int64_t t0, int64_t t1) { rms_norm(x_.data() + first * d, M.output_norm, t0, t1, h_.data()); });
-  matmul(M.output, h_.data(), rows, logits_out);
-  if (cfg_.final_softcap > 0.0f) softcap_logits(logits_out, rows);
+  matmul(M.output, h_.data(), rows, out);
+  if (cfg_.final_softcap > 0.0f) softcap_logits(out, rows);
 }
 
 }  // namespace bluelm

@@ -33,12 +33,17 @@ class Context {
   // As prefill_embeddings, for token ids (their rows of token_embd, with the
   // arch's token scale: gemma3 scales token rows but not image rows).
   void prefill_tokens(const int32_t* tokens, int64_t n, bool want_logits);
-  // Appends n <= n_batch tokens as one chunk with the logits of every row, each
-  // row's bits those eval() of that token alone would give (attention in the
-  // one-token order; a gemm over all rows where the table's gemm is the same per
-  // token, else one token at a time over blocks of weight rows): the
-  // verification of a speculative draft.
+  // Appends n <= n_batch tokens as one chunk, each row's bits those eval() of
+  // that token alone would give (attention in the one-token order; a gemm over
+  // all rows where the table's gemm is the same per token, else one token at a
+  // time over blocks of weight rows): the verification of a speculative draft.
+  // Its logits come after, by rows (step_logits): a draft's rows past its first
+  // rejection need none.
   void eval_as_steps(const int32_t* tokens, int64_t n);
+  // The logits of rows [n_logit_rows(), end) of the last eval_as_steps (end at
+  // most its n), computed in one pass over the output matrix; the rows before
+  // stay. Each row's bits are those of eval() of its token alone.
+  void step_logits(int64_t end);
 
   // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
   const float* logits() const { return logits_.data(); }
@@ -57,6 +62,8 @@ class Context {
   // prefill_tokens / prefill_embeddings: exactly one of tokens and emb is set.
   void prefill_rows(const int32_t* tokens, const float* emb, int64_t n, bool want_logits);
   void forward_chunk(const int32_t* tokens, int64_t m, float* logits_out, bool all_rows);
+  // The logits of rows [first, first + rows) of the chunk just run (its final residual in x_).
+  void output_logits(int64_t first, int64_t rows, float* out);
   // Y[m x W.rows] = X[m x W.cols] . W^T
   void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
   // The gemm for m rows of this chunk: the table's gemm, or for the rows of
@@ -123,6 +130,7 @@ class Context {
   size_t flash_work_bytes_ = 0;
   std::vector<float> logits_;
   int64_t n_logit_rows_ = 0;
+  int64_t step_rows_ = 0;  // rows of the last eval_as_steps (step_logits' limit)
 };
 
 }  // namespace bluelm

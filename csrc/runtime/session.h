@@ -146,6 +146,9 @@ class Session {
   // How many of the `room` tokens of a draft of this kind to verify (see
   // session.cpp): 0 where drafting does not pay at the acceptance seen so far.
   int64_t draft_length(int64_t room, int kind);
+  // Rows of a round of n drafts whose logits are computed first (the rest when
+  // all their drafts pass), given a drafted token's acceptance estimate a.
+  static int64_t logit_split(int64_t n, double a);
 
   Context ctx_;
   std::vector<PositionKey> keys_;  // one per position < n_past

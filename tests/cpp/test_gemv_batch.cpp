@@ -53,7 +53,7 @@ void test_gemv_batch(const KernelTable& isa) {
     for (bool packed : {false, true}) {
       if (!(packed ? isa.gemv_batch_packed[slot] : isa.gemv_batch[slot])) continue;
       for (int64_t K : {32, 576, 1536, 4320})
-        for (int64_t n : {2, 3, 4, 5, 7, 9, 16}) check_batch(isa, wt, packed, K >= 1536 ? 13 : 37, K, n);
+        for (int64_t n : {2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16}) check_batch(isa, wt, packed, K >= 1536 ? 13 : 37, K, n);
     }
   }
 }

@@ -1,7 +1,8 @@
 // AVX-512 attention over the F16 cache for prompt chunks: the sums of the
 // AVX2 table's tinyBLAS-order path (avx2/attention.cpp), vectorised across keys
 // and over wider P.V columns; every lane keeps its own sequence, so results
-// are identical. Other caches and one-token steps go to the AVX2 code.
+// are identical. One-token steps over the F16 cache run attend_step.cpp's
+// kernel (llama.cpp's one-token order); other caches go to the AVX2 code.
 #include "kernels/avx2/avx2.h"
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/zmm.h"
@@ -82,6 +83,10 @@ void pv_tile_order(const float* p, const uint16_t* v, size_t stride, int64_t hd,
 
 void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size_t kv_stride,
             int64_t head_dim, int64_t n_kv, float scale, float softcap, bool batched, float* scratch, float* out) {
+  if (kv_type == GgmlType::F16 && !batched && softcap == 0.0f &&
+      attend_step_f16(q, static_cast<const uint16_t*>(K), static_cast<const uint16_t*>(V), kv_stride, head_dim, n_kv,
+                      scale, scratch, out))
+    return;  // one-token order (attend_step.cpp)
   if (kv_type != GgmlType::F16 || !batched || head_dim % 8 != 0 || head_dim > 512 || softcap > 0.0f) {
     avx2::attend(q, K, V, kv_type, kv_stride, head_dim, n_kv, scale, softcap, batched, scratch, out);
     return;

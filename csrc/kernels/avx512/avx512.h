@@ -52,5 +52,8 @@ void gemm_q5_1_x16(const void* W, size_t ws, const void* X, size_t xs, float* Y,
                    int64_t r1, int64_t n_tok);
 
 void softmax16(float* s, int64_t n, float scale);  // vision.cpp, for vision_attention.cpp
+// attend_step.cpp: the one-token F16 attention (false where head_dim is not a multiple of 32 up to 512).
+bool attend_step_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, int64_t hd,
+                     int64_t n_kv, float scale, float* scratch, float* out);
 
 }  // namespace bluelm::kernels::avx512

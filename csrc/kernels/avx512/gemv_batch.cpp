@@ -1,27 +1,109 @@
 // The small-batch gemv of the AVX-512 table (KernelTable::gemv_batch*): 2 to
-// 16 tokens against weights read once, each token through the one-token decode
-// kernel's own tiles (q4_1_dtile.h), so every output has the bits of a
-// one-token call by construction. A speculative round verifies its rows this
-// way (llm/decoder.cpp, eval_as_steps).
+// 16 tokens against weights read once, each token through the lanes of the
+// one-token decode's tiles (packed Q4_1: q4_1_dtile.h's dtile; file-layout
+// Q8_0: decode.cpp's dtile_q8), with the per-block work shared by up to 8
+// tokens, so every output has the bits of a one-token call. A speculative
+// round verifies its rows this way (llm/decoder.cpp, eval_as_steps).
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/q4_1_dtile.h"
+#include "kernels/avx512/q8_0_dtile.h"
 
 namespace bluelm::kernels::avx512 {
 namespace {
 
-constexpr int kTokTile = 4;  // tokens per dtile call: 3 accumulators each, within 32 registers
+constexpr int kTokTile = 8;  // tokens per btile call: 2 accumulators each, within 32 registers
 
-// Packed Q4_1 (groups of 4 rows): per group of rows, the tokens 4 at a time.
+// A token of the batch, prepared once per call: per block its quants as the
+// decode lays them out, [q0-15, q0-15, q16-31, q16-31], and its scale d_x (two
+// arrays: 64 bytes a block, so 8 tokens of a 1536-wide row stay in L1).
+struct QuantsZ {  // (a struct: a vector of a bare vector type drops its alignment attribute)
+  __m512i q;
+};
+struct SumsZ {
+  __m512 s;
+};
+
+void prep_bat(const char* x, int64_t nb, QuantsZ* q, float* dx) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const char* xb = x + b * sizeof(BlockQ8_1);
+    const __m512i zq = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 4)));
+    q[b].q = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
+    uint16_t h = 0;
+    std::memcpy(&h, xb, 2);
+    dx[b] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+  }
+}
+
+// s_x of 4 tokens per block, each in 4 lanes: [s0 x4, s1 x4, s2 x4, s3 x4].
+void prep_sums(const char* x, size_t xs, int64_t nb, int n, SumsZ* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    alignas(64) float v[16] = {};
+    for (int t = 0; t < n; ++t) {
+      uint16_t h = 0;
+      std::memcpy(&h, x + t * xs + b * sizeof(BlockQ8_1) + 2, 2);
+      const float sx = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+      for (int i = 0; i < 4; ++i) v[4 * t + i] = sx;
+    }
+    out[b].s = _mm512_load_ps(v);
+  }
+}
+
+// dtile (q4_1_dtile.h) for T tokens with the per-block work shared wider:
+// every lane runs dtile's sequence (the same int32 sums, each block's
+// d_w * d_x and m_w * s_x the same float products, the same FMA and adds in
+// block order, the same fold), so the outputs have its bits, and thus the
+// one-token decode's. The scales are laid out per block once (not per token),
+// and the m_w * s_x sums of 4 tokens share one register.
+template <int T>
+void btile(const char* g, const QuantsZ* const* pq, const float* const* pd, const SumsZ* sums, int64_t nb,
+           float* const* y) {
+  constexpr int kBytes = 4 * sizeof(BlockQ4_1);
+  constexpr int G = (T + 3) / 4;  // groups of 4 tokens for the m sums
+  // d_w of row i (half 2i of the [d, m] dwords), in that row's quarters; m_w of rows 0..3 per token.
+  const __m512i d01 = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
+  const __m512i d23 = _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6);
+  const __m512i midx = _mm512_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7);
+  __m512 acc01[T], acc23[T], macc[G];
+  for (int t = 0; t < T; ++t) acc01[t] = acc23[t] = _mm512_setzero_ps();
+  for (int i = 0; i < G; ++i) macc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const GroupBlock blk = unpack_block(g + b * kBytes);
+    const __m512 h = _mm512_castps256_ps512(blk.h);
+    const __m512 hd01 = _mm512_permutexvar_ps(d01, h), hd23 = _mm512_permutexvar_ps(d23, h);
+    const __m512 hm = _mm512_permutexvar_ps(midx, h);
+    const __m512i u01 = blk.u01, u23 = blk.u23;
+    const __m512i st = _mm512_setzero_si512();
+    for (int i = 0; i < G; ++i) macc[i] = _mm512_add_ps(macc[i], _mm512_mul_ps(hm, sums[i * nb + b].s));
+    for (int t = 0; t < T; ++t) {
+      const __m512i xq = pq[t][b].q;
+      const __m512 dx = _mm512_set1_ps(pd[t][b]);
+      acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u01, xq)), _mm512_mul_ps(hd01, dx), acc01[t]);
+      acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u23, xq)), _mm512_mul_ps(hd23, dx), acc23[t]);
+    }
+  }
+  alignas(64) float m[4 * G * 4];
+  for (int i = 0; i < G; ++i) _mm512_store_ps(m + 16 * i, macc[i]);
+  for (int t = 0; t < T; ++t) _mm_storeu_ps(y[t], _mm_add_ps(fold4(acc01[t], acc23[t]), _mm_load_ps(m + 4 * t)));
+}
+
+// Packed Q4_1 (groups of 4 rows): per group of rows, the tokens 8 at a time.
 void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
                             int64_t r0, int64_t r1, int64_t n_tok) {
   constexpr int P = 4;
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
   const int64_t nb = K / QK;
-  std::vector<DecQ> dq(static_cast<size_t>(n_tok * nb));
-  for (int64_t t = 0; t < n_tok; ++t) prep_dec(x + t * xs, nb, dq.data() + t * nb);
+  const int64_t n_groups = (n_tok + 3) / 4;
+  std::vector<QuantsZ> dq(static_cast<size_t>(n_tok * nb));
+  std::vector<float> dd(static_cast<size_t>(n_tok * nb));
+  std::vector<SumsZ> sums(static_cast<size_t>(n_groups * nb));
+  for (int64_t t = 0; t < n_tok; ++t) prep_bat(x + t * xs, nb, dq.data() + t * nb, dd.data() + t * nb);
+  for (int64_t i = 0; i < n_groups; ++i)
+    prep_sums(x + 4 * i * xs, xs, nb, static_cast<int>(std::min<int64_t>(4, n_tok - 4 * i)), sums.data() + i * nb);
   for (int64_t r = r0; r < r1;) {
     if (r + P > r1 || r % P != 0) {  // a row outside whole groups: the decode's own route
       for (int64_t t = 0; t < n_tok; ++t) decode_q4_1_packed(w, ws, x + t * xs, xs, Y + t * ldy, ldy, K, r, r + 1);
@@ -29,7 +111,88 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
       continue;
     }
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
-      const DecQ* px[kTokTile];
+      const QuantsZ* pq[kTokTile];
+      const float* pd[kTokTile];
+      float* y[kTokTile];
+      const int T = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
+      for (int i = 0; i < T; ++i) {
+        pq[i] = dq.data() + (t0 + i) * nb;
+        pd[i] = dd.data() + (t0 + i) * nb;
+        y[i] = Y + (t0 + i) * ldy + r;
+      }
+      const char* g = w + r * ws;
+      const SumsZ* s = sums.data() + (t0 / 4) * nb;
+      switch (T) {
+        case 8: btile<8>(g, pq, pd, s, nb, y); break;
+        case 7: btile<7>(g, pq, pd, s, nb, y); break;
+        case 6: btile<6>(g, pq, pd, s, nb, y); break;
+        case 5: btile<5>(g, pq, pd, s, nb, y); break;
+        case 4: btile<4>(g, pq, pd, s, nb, y); break;
+        case 3: btile<3>(g, pq, pd, s, nb, y); break;
+        case 2: btile<2>(g, pq, pd, s, nb, y); break;
+        default: btile<1>(g, pq, pd, s, nb, y); break;
+      }
+    }
+    r += P;
+  }
+}
+
+// dtile_q8 (decode.cpp: Q8_0 in the file layout, 4 rows) for T tokens: the
+// rows' quants and d_w read once per block; every lane keeps dtile_q8's
+// sequence (the same d_w * d_x products, laid out per block before the
+// multiply instead of after), so the outputs have the one-token decode's bits.
+template <int T>
+void btile_q8(const char* w, size_t ws, const DecQ8* const* px, int64_t nb, float* const* y) {
+  constexpr size_t bb = sizeof(BlockQ8_0);
+  const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i s23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  __m512 acc01[T], acc23[T];
+  for (int t = 0; t < T; ++t) acc01[t] = acc23[t] = _mm512_setzero_ps();
+  auto qs = [&](int i, int64_t b) { return Q8_0U::uquants(w + i * ws + b * bb); };
+  auto d = [&](int i, int64_t b) {
+    uint16_t h;
+    std::memcpy(&h, w + i * ws + b * bb, 2);
+    return h;
+  };
+  for (int64_t b = 0; b < nb; ++b) {
+    if (b % 2 == 0)
+      for (int i = 0; i < 4; ++i) _mm_prefetch(w + i * ws + b * bb + 2048, _MM_HINT_T0);
+    __m128i h = _mm_cvtsi32_si128(d(0, b));
+    h = _mm_insert_epi16(h, d(1, b), 1);
+    h = _mm_insert_epi16(h, d(2, b), 2);
+    h = _mm_insert_epi16(h, d(3, b), 3);
+    const __m512 hz = _mm512_castps128_ps512(_mm_cvtph_ps(h));
+    const __m512 hw01 = _mm512_permutexvar_ps(s01, hz), hw23 = _mm512_permutexvar_ps(s23, hz);
+    const __m512i u01 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(0, b)), qs(1, b), 1);
+    const __m512i u23 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(2, b)), qs(3, b), 1);
+    for (int t = 0; t < T; ++t) {
+      const DecQ8& x = px[t][b];
+      const __m512 dx = _mm512_broadcast_f32x4(x.dx);
+      acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(x.start, u01, x.q)), _mm512_mul_ps(hw01, dx), acc01[t]);
+      acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(x.start, u23, x.q)), _mm512_mul_ps(hw23, dx), acc23[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    y[t][0] = hsum(_mm512_castps512_ps256(acc01[t]));
+    y[t][1] = hsum(hi256(acc01[t]));
+    y[t][2] = hsum(_mm512_castps512_ps256(acc23[t]));
+    y[t][3] = hsum(hi256(acc23[t]));
+  }
+}
+
+// Q8_0 in the file layout: rows 4 at a time from r0 (as the decode groups
+// them; any grouping gives each row the same bits), the tokens 8 at a time.
+void gemv_batch_q8_0(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
+                     int64_t r1, int64_t n_tok) {
+  const char* w = static_cast<const char*>(W);
+  const char* x = static_cast<const char*>(X);
+  const int64_t nb = K / QK;
+  std::vector<DecQ8> dq(static_cast<size_t>(n_tok * nb));
+  for (int64_t t = 0; t < n_tok; ++t) prep_dec8<Q8_0U>(x + t * xs, nb, dq.data() + t * nb);
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
+      const DecQ8* px[kTokTile];
       float* y[kTokTile];
       const int T = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
       for (int i = 0; i < T; ++i) {
@@ -38,14 +201,19 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
       }
       const char* g = w + r * ws;
       switch (T) {
-        case 4: dtile<4>(g, px, nb, y); break;
-        case 3: dtile<3>(g, px, nb, y); break;
-        case 2: dtile<2>(g, px, nb, y); break;
-        default: dtile<1>(g, px, nb, y); break;
+        case 8: btile_q8<8>(g, ws, px, nb, y); break;
+        case 7: btile_q8<7>(g, ws, px, nb, y); break;
+        case 6: btile_q8<6>(g, ws, px, nb, y); break;
+        case 5: btile_q8<5>(g, ws, px, nb, y); break;
+        case 4: btile_q8<4>(g, ws, px, nb, y); break;
+        case 3: btile_q8<3>(g, ws, px, nb, y); break;
+        case 2: btile_q8<2>(g, ws, px, nb, y); break;
+        default: btile_q8<1>(g, ws, px, nb, y); break;
       }
     }
-    r += P;
   }
+  for (; r < r1; ++r)  // the decode's own route for the rows left
+    for (int64_t t = 0; t < n_tok; ++t) decode_q8_0(w, ws, x + t * xs, xs, Y + t * ldy, ldy, K, r, r + 1);
 }
 
 }  // namespace
@@ -53,6 +221,8 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
 void fill_gemv_batch(KernelTable& t) {
   // Only where the gemm_packed layout is the one dtile reads (fill_gemm: Q4_1 in groups of 4).
   if (t.pack_rows[W_Q4_1] == 4) t.gemv_batch_packed[W_Q4_1] = gemv_batch_q4_1_packed;
+  // Q8_0 keeps the file layout (fill_gemm), which dtile_q8 reads.
+  if (t.pack_rows[W_Q8_0] == 0) t.gemv_batch[W_Q8_0] = gemv_batch_q8_0;
 }
 
 }  // namespace bluelm::kernels::avx512

@@ -1,6 +1,6 @@
-// AVX-512 Q4_1 decode tiles on packed groups of 4 rows (kernels/repack.h),
-// shared by the one-token decode (decode.cpp) and the small-batch gemv
-// (gemv_batch.cpp), which therefore run the same per-row arithmetic.
+// AVX-512 Q4_1 decode tiles on packed groups of 4 rows (kernels/repack.h):
+// the one-token decode's (decode.cpp); the small-batch gemv (gemv_batch.cpp:
+// btile) runs the same lanes with this file's fold4.
 // Internal linkage: included by AVX-512 files only.
 #pragma once
 #include <cstring>
@@ -52,6 +52,33 @@ inline __m128 fold4(__m512 a01, __m512 a23) {
   return _mm256_castps256_ps128(g);
 }
 
+// A block of a packed group, unpacked: the 4 rows' nibbles as vpdpbusd takes
+// them against a token's [q0-15, q0-15, q16-31, q16-31] (rows 0, 1 in u01,
+// rows 2, 3 in u23) and their scales, h = [d0, m0, d1, m1, d2, m2, d3, m3].
+struct GroupBlock {
+  __m512i u01, u23;
+  __m256 h;
+};
+
+inline GroupBlock unpack_block(const char* gb) {
+  // Quants of row i are dwords 1+5i..4+5i, [d, m] dword 5i; indices >= 16 read the group's tail.
+  const __m512i qidx = _mm512_setr_epi32(1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19);
+  const __m512i hidx = _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  // The loop's few bytes per instruction leave too few loads in flight for
+  // DRAM: ask for the stream 2 KiB ahead (a hint; never faults). Two lines
+  // per 80-byte step so none is skipped.
+  _mm_prefetch(gb + 2048, _MM_HINT_T0);
+  _mm_prefetch(gb + 2048 + 64, _MM_HINT_T0);
+  const __m512i z0 = _mm512_loadu_si512(gb);
+  const __m512i z1 = _mm512_maskz_loadu_epi32(0x000f, gb + 64);
+  const __m512i qs = _mm512_permutex2var_epi32(z0, qidx, z1);
+  const __m512i lo = _mm512_and_si512(qs, m4);
+  const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4);
+  return {_mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2)),
+          _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(hidx, z0)))};
+}
+
 // One packed Q4_1 group of 4 rows x T tokens (20-byte blocks): each block's
 // weights are unpacked once and serve the T tokens, each of which runs exactly
 // the one-token sequence (its own accumulators, the same operations in the
@@ -59,13 +86,9 @@ inline __m128 fold4(__m512 a01, __m512 a23) {
 template <int T>
 void dtile(const char* g, const DecQ* const* px, int64_t nb, float* const* y) {
   constexpr int kBytes = 4 * sizeof(BlockQ4_1);
-  // Quants of row i are dwords 1+5i..4+5i, [d, m] dword 5i; indices >= 16 read the group's tail.
-  const __m512i qidx = _mm512_setr_epi32(1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19);
-  const __m512i hidx = _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
   // Scale of row i: lane 2i of prod, in that row's quarters.
   const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
   const __m512i s23 = _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6);
-  const __m512i m4 = _mm512_set1_epi8(0x0f);
   __m512 acc01[T], acc23[T];
   __m256 macc[T];  // lane 2i+1 sums m_w * s_x of row i
   for (int t = 0; t < T; ++t) {
@@ -73,20 +96,9 @@ void dtile(const char* g, const DecQ* const* px, int64_t nb, float* const* y) {
     macc[t] = _mm256_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b) {
-    const char* gb = g + b * kBytes;
-    // The loop's few bytes per instruction leave too few loads in flight for
-    // DRAM: ask for the stream 2 KiB ahead (a hint; never faults). Two lines
-    // per 80-byte step so none is skipped.
-    _mm_prefetch(gb + 2048, _MM_HINT_T0);
-    _mm_prefetch(gb + 2048 + 64, _MM_HINT_T0);
-    const __m512i z0 = _mm512_loadu_si512(gb);
-    const __m512i z1 = _mm512_maskz_loadu_epi32(0x000f, gb + 64);
-    const __m512i qs = _mm512_permutex2var_epi32(z0, qidx, z1);
-    const __m256 h = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(hidx, z0)));
-    const __m512i lo = _mm512_and_si512(qs, m4);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4);
-    const __m512i u01 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m512i u23 = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
+    const GroupBlock blk = unpack_block(g + b * kBytes);
+    const __m256 h = blk.h;
+    const __m512i u01 = blk.u01, u23 = blk.u23;
     const __m512i st = _mm512_setzero_si512();
     for (int t = 0; t < T; ++t) {
       const DecQ& x = px[t][b];
