@@ -18,7 +18,8 @@ constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed g
 constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
 // Prompt chunks of an F16 cache that end within llama.cpp's first KV pad (256
 // positions) keep llama.cpp's order, so short prompts stay bit-identical to it;
-// every other prompt chunk goes to the flash kernel: attend_chunk_bf16 for a
+// every other prompt chunk goes to the flash kernel: attend_chunk_bf16 (K/V
+// converted once per chunk by convert_chunk_kv, head_dim a multiple of 32) for a
 // chunk ending past that pad where the table has one and the cache is F16 or
 // Q8_0 (a faster order, within tests/test_long_prompt_fidelity.py's bounds of
 // exact arithmetic), else attend_chunk (the scalar reference's bits).
