@@ -81,7 +81,7 @@ size_t attend_chunk_work(int64_t head_dim);
 // per chunk and layer (convert_chunk_kv) rather than once per lane group;
 // indexed by absolute position, head_dim a multiple of 32.
 struct ChunkKv {
-  int16_t* k;   // keys per block of 32: round(k / d), |.| <= 8191, [pos][head_dim]
+  int16_t* k;   // keys per block of 32: round(k / d), d = max|k| / 16383, [pos][head_dim]
   float* kd;    // their block scales d (a Q8_0 cache: its own quants and scales), [pos][head_dim / 32]
   uint32_t* v;  // values as bf16 pairs of positions (2i low, 2i + 1 high), [i][head_dim]
 };
@@ -185,8 +185,8 @@ struct KernelTable {
   GemmFn gemv_batch_packed[W_COUNT];
   // Optional (nullptr): attend_chunk in a faster order for F16 and Q8_0 caches
   // (head_dim a multiple of 32), on the positions convert_chunk_kv wrote to
-  // a.kv: scores as exact int32 dots of 14-bit queries and keys per block of
-  // 32, weights and values rounded to bf16 for P.V, summed in F32. Not the
+  // a.kv: scores as exact int32 dots of integer queries and keys per block of
+  // 32 (13 and 15 bits), weights and values rounded to bf16 for P.V, summed in F32. Not the
   // reference's bits: tests/cpp/test_flash.cpp bounds its distance from it; the
   // decoder uses it for chunks past llama.cpp's first KV pad, with the same
   // chunk_lanes.

@@ -8,8 +8,8 @@
 // against the unrounded one.
 //
 // attend_chunk_bf16 (where a table has it; F16 and Q8_0 caches, head_dim a
-// multiple of 32) computes the scores from 14-bit integers of the query and
-// the key per block of 32, each score within delta of the reference's
+// multiple of 32) computes the scores from integers of the query and the key
+// per block of 32 (13 and 15 bits; with a Q8_0 cache 15 bits and its quants), each score within delta of the reference's
 // (score_error), and rounds the weights and the values to bf16 (relative error
 // 2^-9 each) for P.V, summed in F32, over the unrounded weights' sum:
 // |out - reference| <= (2^-8 + 1e-5) x max|V| (1e-5 for the F32 sums in another
@@ -174,13 +174,15 @@ std::string describe(const KernelTable& t, const Case& c, bool bf16 = false) {
 }
 
 // The most attend_chunk_bf16's score of row t's query q can be off: per block of
-// 32, query and key rounded to 14-bit integers of d = max|x| / 8191 (a Q8_0 key
-// is exact), each off by e = d / 2 at most, so the dot by sum |q| e_k + |k| e_q +
-// e_q e_k; plus 1e-6 of sum |q| |k| for the float sums of the blocks; times scale.
+// 32, query and key rounded to integers of d = max|x| / R (the query R = 4095,
+// or 16383 with a Q8_0 cache; an F16 key R = 16383, a Q8_0 key is exact), each
+// off by e = d / 2 at most, so the dot by sum |q| e_k + |k| e_q + 32 e_q e_k;
+// plus 1e-6 of sum |q| |k| for the float sums of the blocks; times scale.
 double score_error(const Data& data, int64_t t, const float* q) {
   const Case& c = data.c;
   const int64_t pos = c.pos0 + t, lo = c.window ? std::max<int64_t>(0, pos + 1 - c.window) : 0;
-  const double step = 1.0 / 8191.0;
+  const bool q8 = c.kv == GgmlType::Q8_0;
+  const double q_step = 1.0 / (q8 ? 16383.0 : 4095.0), k_step = q8 ? 0.0 : 1.0 / 16383.0;
   double worst = 0.0;
   for (int64_t j = lo; j <= pos; ++j) {
     const float* k = data.Kf.data() + j * c.hd;
@@ -194,7 +196,7 @@ double score_error(const Data& data, int64_t t, const float* q) {
         sk += std::fabs(k[b + e]);
         sqk += std::fabs(double(q[b + e]) * k[b + e]);
       }
-      const double eq = qmax * step / 2, ek = c.kv == GgmlType::Q8_0 ? 0.0 : kmax * step / 2;
+      const double eq = qmax * q_step / 2, ek = kmax * k_step / 2;
       err += sq * ek + sk * eq + 32 * eq * ek + 1e-6 * sqk;
     }
     worst = std::max(worst, err);

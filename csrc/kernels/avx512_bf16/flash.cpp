@@ -4,18 +4,19 @@
 // with two faster products, each 32 multiply-adds per instruction where
 // vfmadd231ps does 16:
 //   scores  in exact int32 by vpdpwssd: per block of 32, the query (per lane)
-//           and the key (per position) as 14-bit integers round(x / d),
-//           d = max|x| / 8191 (a Q8_0 key: its own quants and scale), so 32
-//           products of two stay inside int32; then the blocks' float sum
-//           s = sum_b float(isum_b) * (d_q,b * scale) * d_k,b;
+//           and the key (per position) as integers round(x / d), d = max|x| / R:
+//           an F16 key in 15 bits (R = 16383) and the query in 13 (R = 4095),
+//           so 32 products of two stay inside int32; a Q8_0 key is its own
+//           quants and scale, and the query then has 15 bits; then the
+//           blocks' float sum s = sum_b float(isum_b) * (d_q,b * scale) * d_k,b;
 //   P.V     weights and values rounded to bf16 (nearest even), by vdpbf16ps
 //           over pairs of keys at even positions; the softmax's sum l is that
 //           of the unrounded weights.
 // The rounding errors are bounded in tests/cpp/test_flash.cpp (a score is off
 // by at most scale * sum_d (|q_d| e_k + |k_d| e_q + e_q e_k) with e = d / 2,
-// a bf16 rounding is relative 2^-9). F32 scores kept SmolLM2's long-prompt KL
-// at llama.cpp's and bf16 scores (relative 2^-9 per operand) moved it past
-// (tests/test_long_prompt_fidelity.py); 14-bit blocks are some 30 times finer.
+// a bf16 rounding is relative 2^-9). bf16 scores (relative 2^-9 per operand)
+// moved SmolLM2's long-prompt KL past llama.cpp's (tests/test_long_prompt_fidelity.py);
+// so do keys in 13 bits (docs/ARCHITECTURE.md has the figures of each split).
 // The softmax runs in base 2 (log2 e folded into the query's scale) with its own
 // exp2: 2^n * p(f), n = round(y), f = y - n, p of degree 6 (relative 1.2e-7);
 // masked keys are -inf, clamped to -200, whose 2^-200 is 0.
@@ -34,12 +35,13 @@ using Base = Flash<Zmm>;
 using Group = Base::Group;
 constexpr int W = Zmm::W, GL = Base::GL, kD = Zmm::kD;
 constexpr int kJ = 4;              // keys per score register tile
-constexpr int32_t kQmax = 8191;    // 14 bits: 32 * 8191^2 < 2^31
+// Integer ranges per block of 32: an F16 key in 15 bits and the query in 13
+// (32 * 16383 * 4095 < 2^31); with a Q8_0 key (|k| <= 127) the query in 15.
+constexpr int32_t kKeyMax = 16383, kQueryMax = 4095, kQueryMaxQ8 = 16383;
 constexpr float kLog2e = 1.44269504088896341f;
 
-// 32 floats as 14-bit integers (round to nearest even) of d = max|x| / 8191;
-// returns d.
-inline float quant_block(__m512 a, __m512 b, int16_t* out) {
+// 32 floats as integers (round to nearest even) of d = max|x| / kQmax; returns d.
+inline float quant_block(__m512 a, __m512 b, int32_t kQmax, int16_t* out) {
   const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
   const float d = amax / float(kQmax), id = d != 0.0f ? 1.0f / d : 0.0f;
   const __m512 vid = _mm512_set1_ps(id);
@@ -80,7 +82,7 @@ void convert(const ChunkAttention& a, int64_t p0, int64_t p1, const ChunkKv& kv)
         kv.kd[p * nb + blk] = _cvtsh_ss(b.d);
         continue;
       }
-      kv.kd[p * nb + blk] = quant_block(row16(a, a.k, p, blk * 32), row16(a, a.k, p, blk * 32 + 16), k);
+      kv.kd[p * nb + blk] = quant_block(row16(a, a.k, p, blk * 32), row16(a, a.k, p, blk * 32 + 16), kKeyMax, k);
     }
   for (int64_t p = p0; p < p1; p += 2) {
     uint32_t* dst = kv.v + p / 2 * hd;
@@ -105,7 +107,7 @@ inline __m512 exp2_neg(__m512 y) {
   return _mm512_scalef_ps(p, n);
 }
 
-// The lanes' queries as 14-bit pairs ([block][pair][lane] dwords in w.qt) and
+// The lanes' queries as int16 pairs ([block][pair][lane] dwords in w.qt) and
 // their block scales times scale (and log2 e, unless soft-capped) in w.cq;
 // visible ranges and softmax state.
 void setup(const Group& g, int64_t lane0) {
@@ -115,12 +117,13 @@ void setup(const Group& g, int64_t lane0) {
   float* lo = g.at<float>(g.w.lo);
   float* hi = g.at<float>(g.w.hi);
   const float sc = a.scale * (a.softcap > 0.0f ? 1.0f : kLog2e);
+  const int32_t qmax = a.kv_type == GgmlType::Q8_0 ? kQueryMaxQ8 : kQueryMax;
   alignas(64) int16_t v[32];
   for (int64_t i = 0; i < int64_t(g.B) * W; ++i) {
     const float* q = Base::lane_range(g, lane0, i, lo, hi);
     for (int64_t blk = 0; blk < g.nb; ++blk) {
       float d = 0.0f;
-      if (i < g.nq) d = quant_block(_mm512_loadu_ps(q + blk * 32), _mm512_loadu_ps(q + blk * 32 + 16), v);
+      if (i < g.nq) d = quant_block(_mm512_loadu_ps(q + blk * 32), _mm512_loadu_ps(q + blk * 32 + 16), qmax, v);
       else std::fill(v, v + 32, int16_t(0));
       for (int e = 0; e < 16; ++e)
         qp[(blk * 16 + e) * GL + i] = uint32_t(uint16_t(v[2 * e])) | uint32_t(uint16_t(v[2 * e + 1])) << 16;
