@@ -40,12 +40,12 @@ constexpr int kJ = 4;              // keys per score register tile
 constexpr int32_t kKeyMax = 16383, kQueryMax = 4095, kQueryMaxQ8 = 16383;
 constexpr float kLog2e = 1.44269504088896341f;
 
-// 32 floats as integers (round to nearest even) of d = max|x| / kQmax; returns d.
-inline float quant_block(__m512 a, __m512 b, int32_t kQmax, int16_t* out) {
+// 32 floats as integers (round to nearest even) of d = max|x| / range; returns d.
+inline float quant_block(__m512 a, __m512 b, int32_t range, int16_t* out) {
   const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
-  const float d = amax / float(kQmax), id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float d = amax / float(range), id = d != 0.0f ? 1.0f / d : 0.0f;
   const __m512 vid = _mm512_set1_ps(id);
-  const __m512i lo = _mm512_set1_epi32(-kQmax), hi = _mm512_set1_epi32(kQmax);
+  const __m512i lo = _mm512_set1_epi32(-range), hi = _mm512_set1_epi32(range);
   const __m512i ia = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(a, vid)), lo), hi);
   const __m512i ib = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(b, vid)), lo), hi);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi32_epi16(ia));
