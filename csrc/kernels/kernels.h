@@ -55,6 +55,7 @@ using AttendRowsFn = void (*)(const float* q, size_t q_stride, const void* K, co
 // result depends only on its own query and the positions it sees, not on the
 // lanes beside it or on the chunking, and every table gives the scalar
 // reference's bits (kernels/common/flash_attention.h says why).
+struct ChunkKv;
 struct ChunkAttention {
   const float* q;       // lane (t, g) at q + t * q_stride + g * head_dim
   size_t q_stride;
@@ -69,11 +70,28 @@ struct ChunkAttention {
   float scale, softcap;
   float* out;           // lane (t, g) at out + t * out_stride + g * head_dim
   size_t out_stride;
+  const ChunkKv* kv;    // attend_chunk_bf16 only: the head's positions, converted
 };
 // Lanes [lane0, lane1) of a chunk; `work` has attend_chunk_work(head_dim) bytes,
 // 64-byte aligned. Threads call it concurrently on disjoint lanes.
 using AttendChunkFn = void (*)(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work);
 size_t attend_chunk_work(int64_t head_dim);
+
+// A KV head's cache positions as attend_chunk_bf16 reads them, converted once
+// per chunk and layer (convert_chunk_kv) rather than once per lane group;
+// indexed by absolute position, head_dim a multiple of 32.
+struct ChunkKv {
+  int16_t* k;   // keys per block of 32: round(k / d), d = max|k| / 16383, [pos][head_dim]
+  float* kd;    // their block scales d (a Q8_0 cache: its own quants and scales), [pos][head_dim / 32]
+  uint32_t* v;  // values as bf16 pairs of positions (2i low, 2i + 1 high), [i][head_dim]
+};
+// Bytes for positions [0, n) of one KV head, and the parts' places in such a
+// buffer (64-byte aligned).
+size_t chunk_kv_bytes(int64_t head_dim, int64_t n);
+ChunkKv chunk_kv_layout(void* buf, int64_t head_dim, int64_t n);
+// Positions [p0, p1) of a's cache (a.k, a.v: F16 or Q8_0) into kv; p0 even. An
+// odd p1 pairs its last value with zeros (so p1 is odd only at the end).
+using ConvertChunkKvFn = void (*)(const ChunkAttention& a, int64_t p0, int64_t p1, const ChunkKv& kv);
 
 // One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
 // GegluFn (same signature): y[i] = gelu_tanh(gate[i]) * up[i], computed as
@@ -166,11 +184,14 @@ struct KernelTable {
   GemmFn gemv_batch[W_COUNT];
   GemmFn gemv_batch_packed[W_COUNT];
   // Optional (nullptr): attend_chunk in a faster order for F16 and Q8_0 caches
-  // (head_dim even): scores and softmax as the reference, then weights and
-  // values rounded to bf16 for P.V, summed in F32. Not the reference's bits:
-  // tests/cpp/test_flash.cpp bounds its distance from it; the decoder uses it
-  // for chunks past llama.cpp's first KV pad, with the same chunk_lanes.
+  // (head_dim a multiple of 32), on the positions convert_chunk_kv wrote to
+  // a.kv: scores as exact int32 dots of integer queries and keys per block of
+  // 32 (13 and 15 bits), weights and values rounded to bf16 for P.V, summed in F32. Not the
+  // reference's bits: tests/cpp/test_flash.cpp bounds its distance from it; the
+  // decoder uses it for chunks past llama.cpp's first KV pad, with the same
+  // chunk_lanes.
   AttendChunkFn attend_chunk_bf16;
+  ConvertChunkKvFn convert_chunk_kv;
   VisionKernels vision;
 };
 

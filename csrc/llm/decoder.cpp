@@ -18,7 +18,8 @@ constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed g
 constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
 // Prompt chunks of an F16 cache that end within llama.cpp's first KV pad (256
 // positions) keep llama.cpp's order, so short prompts stay bit-identical to it;
-// every other prompt chunk goes to the flash kernel: attend_chunk_bf16 for a
+// every other prompt chunk goes to the flash kernel: attend_chunk_bf16 (K/V
+// converted once per chunk by convert_chunk_kv, head_dim a multiple of 32) for a
 // chunk ending past that pad where the table has one and the cache is F16 or
 // Q8_0 (a faster order, within tests/test_long_prompt_fidelity.py's bounds of
 // exact arithmetic), else attend_chunk (the scalar reference's bits).
@@ -389,9 +390,11 @@ void Context::attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, i
   // ones that see the most keys first; threads take them one at a time.
   const int64_t lanes = m * group, per_head = (lanes + kt_.chunk_lanes - 1) / kt_.chunk_lanes;
   const int64_t tasks = per_head * cfg_.n_head_kv;
-  const bool bf16 = kt_.attend_chunk_bf16 && kv_type_ != GgmlType::F32 && hd % 2 == 0 &&
+  const bool bf16 = kt_.attend_chunk_bf16 && kv_type_ != GgmlType::F32 && hd % 32 == 0 &&
                     n_past_ + m > kLlamaOrderMaxKv;
   const kernels::AttendChunkFn attend = bf16 ? kt_.attend_chunk_bf16 : kt_.attend_chunk;
+  // the first position row 0 sees, made even (the kernel pairs keys at even positions)
+  if (bf16) convert_chunk_kv(kc, vc, (window ? std::max<int64_t>(0, n_past_ + 1 - window) : 0) / 2 * 2, n_past_ + m);
   uint8_t* work0 = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(flash_work_.data()) + 63) & ~uintptr_t(63));
   std::atomic<int64_t> next{0};
   pool_.run([&](int ith, int) {
@@ -404,8 +407,37 @@ void Context::attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, i
       h.v = vc + off;
       h.q = a.q + kvh * group * hd;
       h.out = a.out + kvh * group * hd;
+      h.kv = bf16 ? &chunk_kv_[kvh] : nullptr;
       const int64_t l0 = part * kt_.chunk_lanes;
       attend(h, l0, std::min(lanes, l0 + kt_.chunk_lanes), work);
+    }
+  });
+}
+
+void Context::convert_chunk_kv(const uint8_t* kc, const uint8_t* vc, int64_t first, int64_t n_kv) {
+  const int64_t hd = cfg_.head_dim;
+  if (chunk_kv_.empty()) {
+    const size_t head_bytes = kernels::chunk_kv_bytes(hd, n_ctx_);
+    chunk_kv_buf_.reset(static_cast<uint8_t*>(std::calloc(cfg_.n_head_kv * head_bytes + 64, 1)));
+    if (!chunk_kv_buf_) throw std::bad_alloc();
+    uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(chunk_kv_buf_.get()) + 63) & ~uintptr_t(63));
+    for (int64_t kvh = 0; kvh < cfg_.n_head_kv; ++kvh)
+      chunk_kv_.push_back(kernels::chunk_kv_layout(base + kvh * head_bytes, hd, n_ctx_));
+  }
+  constexpr int64_t kBlock = 256;  // positions per task (even)
+  const int64_t per_head = (n_kv - first + kBlock - 1) / kBlock, tasks = per_head * cfg_.n_head_kv;
+  kernels::ChunkAttention a{};
+  a.kv_type = kv_type_;
+  a.kv_stride = static_cast<size_t>(cfg_.n_head_kv * hd);
+  a.head_dim = hd;
+  pool_.parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    kernels::ChunkAttention h = a;
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t kvh = task / per_head, p0 = first + task % per_head * kBlock;
+      const size_t off = row_bytes(kv_type_, kvh * hd);
+      h.k = kc + off;
+      h.v = vc + off;
+      kt_.convert_chunk_kv(h, p0, std::min(n_kv, p0 + kBlock), chunk_kv_[kvh]);
     }
   });
 }

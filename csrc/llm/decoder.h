@@ -86,6 +86,9 @@ class Context {
   // A prompt chunk's attention by the flash kernel (kernels.h attend_chunk); kc/vc
   // are the layer's caches, window the sliding window (0: none).
   void attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window);
+  // The positions a chunk's rows see, per KV head, in attend_chunk_bf16's form
+  // (kernels.h ChunkKv), converted once over the pool; `first` is even.
+  void convert_chunk_kv(const uint8_t* kc, const uint8_t* vc, int64_t first, int64_t n_kv);
   // logits = cap * tanh(logits / cap) (gemma2's final soft-cap), rows of n_vocab.
   void softcap_logits(float* logits, int64_t rows);
   // Whether a chunk's per-row work (norms, RoPE, conversions) runs inline: one
@@ -128,6 +131,10 @@ class Context {
   std::vector<float> scratch_;          // per thread, 4 x n_ctx scores
   std::vector<uint8_t> flash_work_;     // per thread, flash_work_bytes_ (64-byte aligned)
   size_t flash_work_bytes_ = 0;
+  // attend_chunk_bf16's K/V per KV head (n_ctx positions each), allocated on
+  // its first use; calloc'd, so positions never reached cost no memory.
+  std::unique_ptr<uint8_t, FreeDeleter> chunk_kv_buf_;
+  std::vector<kernels::ChunkKv> chunk_kv_;
   std::vector<float> logits_;
   int64_t n_logit_rows_ = 0;
   int64_t step_rows_ = 0;  // rows of the last eval_as_steps (step_logits' limit)

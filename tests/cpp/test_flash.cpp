@@ -7,13 +7,16 @@
 // query as the kernel rounds it (15 bits per block of 32) and 2e-4 x max|V|
 // against the unrounded one.
 //
-// attend_chunk_bf16 (where a table has it; F16 and Q8_0 caches, even head_dim)
-// has the reference's scores and softmax but rounds the weights and the values
-// to bf16 (relative error 2^-9 each) for P.V, summed in F32, over the
-// unrounded weights' sum: |out - reference| <= (2^-8 + 1e-5) x max|V| (1e-5
-// for the F32 sums in another order), so against exact attention that plus
-// the reference's own bound. Its bits, too, must not depend on the lanes per
-// call or the chunking.
+// attend_chunk_bf16 (where a table has it; F16 and Q8_0 caches, head_dim a
+// multiple of 32) computes the scores from integers of the query and the key
+// per block of 32 (13 and 15 bits; with a Q8_0 cache 15 bits and its quants), each score within delta of the reference's
+// (score_error), and rounds the weights and the values to bf16 (relative error
+// 2^-9 each) for P.V, summed in F32, over the unrounded weights' sum:
+// |out - reference| <= (2^-8 + 1e-5) x max|V| (1e-5 for the F32 sums in another
+// order and the exp) plus (e^(2 delta) - 1) (1 + 2^-8 + 1e-5) x max|V| for the
+// weights' scores, per lane; against exact attention that plus the reference's
+// own bound. Its bits, too, must not depend on the lanes per call or the
+// chunking.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -93,11 +96,30 @@ struct Data {
     return a;
   }
 
+  // The cache's positions [0, n) in attend_chunk_bf16's form, by t's converter;
+  // the buffer starts as NaN, so a read of a position not converted shows.
+  struct Converted {
+    std::vector<float> buf;
+    ChunkKv kv;
+  };
+  std::unique_ptr<Converted> convert(const KernelTable& t) const {
+    const int64_t n = c.pos0 + c.m;
+    auto cv = std::make_unique<Converted>();
+    cv->buf.assign(chunk_kv_bytes(c.hd, n) / 4 + 16, NAN);
+    void* base = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(cv->buf.data()) + 63) & ~uintptr_t(63));
+    cv->kv = chunk_kv_layout(base, c.hd, n);
+    ChunkAttention a = args(nullptr);
+    for (int64_t p0 = 0; p0 < n; p0 += 38) t.convert_chunk_kv(a, p0, std::min(n, p0 + 38), cv->kv);
+    return cv;
+  }
+
   // Lanes [0, m * group) in calls of `per_call` lanes (of attend_chunk_bf16 when bf16).
   std::vector<float> run(const KernelTable& t, int64_t per_call, bool bf16 = false) const {
     const AttendChunkFn fn = bf16 ? t.attend_chunk_bf16 : t.attend_chunk;
     std::vector<float> out(q.size(), NAN);
-    const ChunkAttention a = args(out.data());
+    ChunkAttention a = args(out.data());
+    const std::unique_ptr<Converted> cv = bf16 ? convert(t) : nullptr;
+    if (cv) a.kv = &cv->kv;
     const size_t bytes = attend_chunk_work(c.hd);
     std::unique_ptr<uint8_t, decltype(&std::free)> work(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)),
                                                         &std::free);
@@ -151,6 +173,37 @@ std::string describe(const KernelTable& t, const Case& c, bool bf16 = false) {
   return buf;
 }
 
+// The most attend_chunk_bf16's score of row t's query q can be off: per block of
+// 32, query and key rounded to integers of d = max|x| / R (the query R = 4095,
+// or 16383 with a Q8_0 cache; an F16 key R = 16383, a Q8_0 key is exact), each
+// off by e = d / 2 at most, so the dot by sum |q| e_k + |k| e_q + 32 e_q e_k;
+// plus 1e-6 of sum |q| |k| for the float sums of the blocks; times scale.
+double score_error(const Data& data, int64_t t, const float* q) {
+  const Case& c = data.c;
+  const int64_t pos = c.pos0 + t, lo = c.window ? std::max<int64_t>(0, pos + 1 - c.window) : 0;
+  const bool q8 = c.kv == GgmlType::Q8_0;
+  const double q_step = 1.0 / (q8 ? 16383.0 : 4095.0), k_step = q8 ? 0.0 : 1.0 / 16383.0;
+  double worst = 0.0;
+  for (int64_t j = lo; j <= pos; ++j) {
+    const float* k = data.Kf.data() + j * c.hd;
+    double err = 0.0;
+    for (int64_t b = 0; b < c.hd; b += 32) {
+      double qmax = 0.0, kmax = 0.0, sq = 0.0, sk = 0.0, sqk = 0.0;
+      for (int e = 0; e < 32; ++e) {
+        qmax = std::max(qmax, std::fabs(double(q[b + e])));
+        kmax = std::max(kmax, std::fabs(double(k[b + e])));
+        sq += std::fabs(q[b + e]);
+        sk += std::fabs(k[b + e]);
+        sqk += std::fabs(double(q[b + e]) * k[b + e]);
+      }
+      const double eq = qmax * q_step / 2, ek = kmax * k_step / 2;
+      err += sq * ek + sk * eq + 32 * eq * ek + 1e-6 * sqk;
+    }
+    worst = std::max(worst, err);
+  }
+  return worst / std::sqrt(double(c.hd));
+}
+
 // attend_chunk_bf16 against exact attention and the scalar reference `want`
 // (the bound in the header comment); its bits in any lanes per call.
 void test_bf16(const KernelTable& isa, const Case& c, const Data& data, const std::vector<float>& want) {
@@ -162,19 +215,23 @@ void test_bf16(const KernelTable& isa, const Case& c, const Data& data, const st
     for (int64_t i = 0; i < lanes * c.hd; ++i) differ += std::memcmp(&got[i], &again[i], 4) != 0;
   }
   check(differ == 0, describe(isa, c, true) + ": " + std::to_string(differ) + " differ between lanes per call");
-  const double ref_bound = (c.kv == GgmlType::Q8_0 ? 2e-4 : 2e-6), bound = std::ldexp(1.0, -8) + 1e-5;
-  double worst_exact = 0.0, worst_ref = 0.0;
+  const double ref_bound = (c.kv == GgmlType::Q8_0 ? 2e-4 : 2e-6), pv_bound = std::ldexp(1.0, -8) + 1e-5;
+  double worst_exact = 0.0, worst_ref = 0.0, worst_margin = 0.0;
   std::vector<double> o(c.hd);
   for (int64_t t = 0; t < c.m; ++t)
     for (int64_t g = 0; g < c.group; ++g) {
       const size_t at = size_t(t * c.group * c.hd + g * c.hd);
+      // each score within delta, so each weight within a factor e^(+-2 delta) (its sum too)
+      const double delta = score_error(data, t, data.q.data() + at);
+      const double bound = pv_bound + std::expm1(2.0 * delta) * (1.0 + pv_bound);
       data.exact(t, data.q.data() + at, o.data());
       for (int64_t d = 0; d < c.hd; ++d) {
-        worst_exact = std::max(worst_exact, std::fabs(o[d] - got[at + d]) / data.vmax);
-        worst_ref = std::max(worst_ref, std::fabs(double(want[at + d]) - got[at + d]) / data.vmax);
+        const double e = std::fabs(o[d] - got[at + d]) / data.vmax, r = std::fabs(double(want[at + d]) - got[at + d]) / data.vmax;
+        worst_exact = std::max(worst_exact, e);
+        worst_ref = std::max(worst_ref, r);
+        worst_margin = std::max({worst_margin, r / bound, e / (bound + ref_bound)});
       }
     }
-  const double worst_margin = std::max(worst_ref / bound, worst_exact / (bound + ref_bound));
   char buf[200];
   std::snprintf(buf, sizeof buf, ": max|bf16 - exact| %.3g, |bf16 - ref| %.3g (x max|V|), worst share of its bound %.3g",
                 worst_exact, worst_ref, worst_margin);
@@ -192,7 +249,7 @@ void test_case(const KernelTable& isa, const KernelTable& ref, const Case& c) {
     for (int64_t i = 0; i < lanes * c.hd; ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
   }
   check(differ == 0, describe(isa, c) + ": " + std::to_string(differ) + " differ from scalar");
-  if (isa.attend_chunk_bf16 && c.kv != GgmlType::F32 && c.hd % 2 == 0) test_bf16(isa, c, data, want);
+  if (isa.attend_chunk_bf16 && c.kv != GgmlType::F32 && c.hd % 32 == 0) test_bf16(isa, c, data, want);
   if (&isa != &ref) return;
   // The reference against exact attention.
   double worst = 0.0, worst_raw = 0.0;
@@ -231,6 +288,8 @@ void test_chunking(const KernelTable& isa, GgmlType kv, int64_t window, bool bf1
     a.q = data.q.data() + skip * a.q_stride;
     a.out = out.data() + skip * a.out_stride;
     a.pos0 = big.pos0 + skip;
+    const auto cv = bf16 ? data.convert(isa) : nullptr;
+    if (cv) a.kv = &cv->kv;
     const size_t bytes = attend_chunk_work(big.hd);
     std::vector<uint8_t> work(bytes + 64);
     void* w = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(work.data()) + 63) & ~uintptr_t(63));

@@ -71,3 +71,26 @@ void fill_flash(KernelTable& t) { set_flash_entries<Lane1>(t); }
 namespace bluelm::kernels {
 size_t attend_chunk_work(int64_t head_dim) { return FlashWork(head_dim).total; }
 }  // namespace bluelm::kernels
+
+namespace bluelm::kernels {
+namespace {
+size_t kv_part(size_t bytes) { return (bytes + 63) & ~size_t(63); }
+}  // namespace
+
+size_t chunk_kv_bytes(int64_t head_dim, int64_t n) {
+  const size_t hd = size_t(head_dim), np = size_t(n);
+  return kv_part(np * hd * 2) + kv_part(np * (hd / 32) * 4) + kv_part((np + 1) / 2 * hd * 4);
+}
+
+ChunkKv chunk_kv_layout(void* buf, int64_t head_dim, int64_t n) {
+  const size_t hd = size_t(head_dim), np = size_t(n);
+  char* p = static_cast<char*>(buf);
+  ChunkKv kv{};
+  kv.k = reinterpret_cast<int16_t*>(p);
+  p += kv_part(np * hd * 2);
+  kv.kd = reinterpret_cast<float*>(p);
+  p += kv_part(np * (hd / 32) * 4);
+  kv.v = reinterpret_cast<uint32_t*>(p);
+  return kv;
+}
+}  // namespace bluelm::kernels
