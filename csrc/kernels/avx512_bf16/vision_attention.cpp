@@ -3,7 +3,8 @@
 // point and K, less its mean over the keys (which moves all scores of a query
 // by the same amount), per key to s8, as the int8 matmuls quantise
 // (i8_format.h); exact int32 sums in tiles of 4 queries x 96 keys, scaled by
-// the two rows' scales and scale * log2 e. Weights: 255 * 2^(s - max) in f32,
+// the two rows' scales and scale * log2 e (the tiles keep each query's max
+// while the scores are in registers). Weights: 255 * 2^(s - max) in f32,
 // rounded to u8 (the largest is 255). P.V in int8 too: V less its mean over
 // the keys (the weights sum to 1, so the mean comes back whole) to s8 per
 // column, exact int32 sums with vpdpbusd (4 keys per product) in tiles of 5
@@ -39,7 +40,7 @@ struct Dims {
   int64_t n4;  // key quads (P.V's steps)
   int64_t lp;  // a row of u8 weights (>= 4 * n4, a multiple of 64)
   int64_t hv;  // hd rounded up to 8: a row of packed V, in 32-bit quads
-  size_t qu, qs, qz, k8, ks, ksum, kmean, krow, vp, vmean, vscale, vinv, sc, p, inv, bytes;  // offsets
+  size_t qu, qs, qz, k8, ks, ksum, kmean, krow, vp, vmean, vscale, vinv, sc, p, inv, mrow, bytes;  // offsets
 };
 
 Dims dims(int64_t n, int64_t hd) {
@@ -70,6 +71,7 @@ Dims dims(int64_t n, int64_t hd) {
   d.sc = take(sizeof(float) * kQBlock * d.np);
   d.p = take(kQBlock * d.lp);
   d.inv = take(sizeof(float) * kQBlock);
+  d.mrow = take(sizeof(float) * kQBlock);
   d.bytes = at;
   return d;
 }
@@ -224,17 +226,30 @@ void pack_v(const float* v, size_t ld, int64_t n, int64_t hd, const Dims& d, uin
   }
 }
 
+// A head's packed keys: k8[s][j], ks[j], ksum[j] for j < np, of which n are keys.
+struct Keys {
+  const uint32_t* k8;
+  const float* ks;
+  const int32_t* ksum;
+  int64_t np, n;
+};
+
+// The lanes of a vector of 16 keys of which `left` (any count) are keys.
+inline __mmask16 key_mask(int64_t left) { return left <= 0 ? __mmask16(0) : mask16(left); }
+
 // sc[t][16c + l] (log2 units) = float(sum_d u[t][d] k8[j][d] - zp[t] ksum[j]) *
-// (ks[j] * qs[t]) for T queries and NV zmm of keys j = 16c + l.
+// (ks[j] * qs[t]) for T queries and NV zmm of keys j = j0 + 16c + l; mx[t]
+// takes the max over those that are keys (the softmax's max, while in registers).
 template <int T, int NV>
-inline void score_tile(const uint8_t* qu, int64_t kq, const float* qs, const int32_t* qz, const uint32_t* k8,
-                       int64_t np, const float* ks, const int32_t* ksum, float* sc) {
+inline void score_tile(const uint8_t* qu, int64_t kq, const float* qs, const int32_t* qz, const Keys& K, int64_t j0,
+                       float* sc, __m512 (&mx)[T]) {
   __m512i acc[T][NV];
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
 #pragma GCC unroll 8
     for (int c = 0; c < NV; ++c) acc[t][c] = _mm512_setzero_si512();
-  const int64_t steps = kq / 4;
+  const int64_t steps = kq / 4, np = K.np;
+  const uint32_t* k8 = K.k8 + j0;
   for (int64_t s = 0; s < steps; ++s) {
     __m512i kv[NV];
 #pragma GCC unroll 8
@@ -250,39 +265,45 @@ inline void score_tile(const uint8_t* qu, int64_t kq, const float* qs, const int
   }
 #pragma GCC unroll 8
   for (int c = 0; c < NV; ++c) {
-    const __m512 kscale = _mm512_loadu_ps(ks + 16 * c);
-    const __m512i kw = _mm512_loadu_si512(ksum + 16 * c);
+    const int64_t j = j0 + 16 * c;
+    const __m512 kscale = _mm512_loadu_ps(K.ks + j);
+    const __m512i kw = _mm512_loadu_si512(K.ksum + j);
+    const __mmask16 keys = key_mask(K.n - j);
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const __m512i a = _mm512_sub_epi32(acc[t][c], _mm512_mullo_epi32(_mm512_set1_epi32(qz[t]), kw));
       const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(kscale, _mm512_set1_ps(qs[t])));
-      _mm512_storeu_ps(sc + t * np + 16 * c, f);
+      _mm512_storeu_ps(sc + t * np + j, f);
+      mx[t] = _mm512_mask_max_ps(mx[t], keys, mx[t], f);
     }
   }
 }
 
+// T rows of scores; m[t] = each row's max.
 template <int T>
-void score_rows(const uint8_t* qu, int64_t kq, const float* qs, const int32_t* qz, const uint32_t* k8, int64_t np,
-                const float* ks, const int32_t* ksum, float* sc) {
+void score_rows(const uint8_t* qu, int64_t kq, const float* qs, const int32_t* qz, const Keys& K, float* sc,
+                float* m) {
+  __m512 mx[T];
+  for (int t = 0; t < T; ++t) mx[t] = _mm512_set1_ps(-INFINITY);
   int64_t j = 0;
-  for (; j + 16 * kSV <= np; j += 16 * kSV) score_tile<T, kSV>(qu, kq, qs, qz, k8 + j, np, ks + j, ksum + j, sc + j);
+  for (; j + 16 * kSV <= K.np; j += 16 * kSV) score_tile<T, kSV>(qu, kq, qs, qz, K, j, sc, mx);
   static_assert(kSV == 6, "the remainder cases below");
-  switch ((np - j) / 16) {
-    case 5: score_tile<T, 5>(qu, kq, qs, qz, k8 + j, np, ks + j, ksum + j, sc + j); break;
-    case 4: score_tile<T, 4>(qu, kq, qs, qz, k8 + j, np, ks + j, ksum + j, sc + j); break;
-    case 3: score_tile<T, 3>(qu, kq, qs, qz, k8 + j, np, ks + j, ksum + j, sc + j); break;
-    case 2: score_tile<T, 2>(qu, kq, qs, qz, k8 + j, np, ks + j, ksum + j, sc + j); break;
-    case 1: score_tile<T, 1>(qu, kq, qs, qz, k8 + j, np, ks + j, ksum + j, sc + j); break;
+  switch ((K.np - j) / 16) {
+    case 5: score_tile<T, 5>(qu, kq, qs, qz, K, j, sc, mx); break;
+    case 4: score_tile<T, 4>(qu, kq, qs, qz, K, j, sc, mx); break;
+    case 3: score_tile<T, 3>(qu, kq, qs, qz, K, j, sc, mx); break;
+    case 2: score_tile<T, 2>(qu, kq, qs, qz, K, j, sc, mx); break;
+    case 1: score_tile<T, 1>(qu, kq, qs, qz, K, j, sc, mx); break;
     default: break;
   }
+  for (int t = 0; t < T; ++t) m[t] = _mm512_reduce_max_ps(mx[t]);
 }
 
-void scores(const uint8_t* qu, const float* qs, const int32_t* qz, int64_t qn, const uint32_t* k8, const float* ks,
-            const int32_t* ksum, const Dims& d, float* sc) {
+void scores(const uint8_t* qu, const float* qs, const int32_t* qz, int64_t qn, const Keys& K, const Dims& d,
+            float* sc, float* m) {
   int64_t t = 0;
-  for (; t + kSQ <= qn; t += kSQ)
-    score_rows<kSQ>(qu + t * d.kq, d.kq, qs + t, qz + t, k8, d.np, ks, ksum, sc + t * d.np);
-  for (; t < qn; ++t) score_rows<1>(qu + t * d.kq, d.kq, qs + t, qz + t, k8, d.np, ks, ksum, sc + t * d.np);
+  for (; t + kSQ <= qn; t += kSQ) score_rows<kSQ>(qu + t * d.kq, d.kq, qs + t, qz + t, K, sc + t * d.np, m + t);
+  for (; t < qn; ++t) score_rows<1>(qu + t * d.kq, d.kq, qs + t, qz + t, K, sc + t * d.np, m + t);
 }
 
 // 255 * 2^x for finite x <= 0: 2^round(x) (scalef: 0 or a subnormal far below
@@ -299,12 +320,10 @@ inline __m512 exp2_255(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// One row of scores (log2 units) -> p[0, lp) = round(255 * 2^(s_j - max)) in
-// u8 for j < n, 0 after; returns 1 / (the sum of those weights).
-float softmax_row(const float* s, int64_t n, uint8_t* p, int64_t lp) {
-  __m512 mv = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < n; j += 16) mv = _mm512_mask_max_ps(mv, mask16(n - j), mv, _mm512_loadu_ps(s + j));
-  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+// One row of scores (log2 units) and their max -> p[0, lp) = round(255 *
+// 2^(s_j - max)) in u8 for j < n, 0 after; returns 1 / (the sum of those weights).
+float softmax_row(const float* s, float max, int64_t n, uint8_t* p, int64_t lp) {
+  const __m512 m = _mm512_set1_ps(max);
   __m512i sum = _mm512_setzero_si512();
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
@@ -433,11 +452,13 @@ void attention(const float* q, const float* k, const float* v, size_t ld, int64_
   uint32_t* k8 = static_cast<uint32_t*>(at(d.k8));
   float* ks = static_cast<float*>(at(d.ks));
   int32_t* ksum = static_cast<int32_t*>(at(d.ksum));
+  const Keys keys{k8, ks, ksum, d.np, n};
   const PvCols cols{static_cast<uint32_t*>(at(d.vp)), static_cast<float*>(at(d.vmean)),
                     static_cast<float*>(at(d.vscale))};
   float* sc = static_cast<float*>(at(d.sc));
   uint8_t* p = static_cast<uint8_t*>(at(d.p));
   float* inv = static_cast<float*>(at(d.inv));
+  float* mrow = static_cast<float*>(at(d.mrow));
   quantize_q(q, ld, n, hd, d.kq, qu, qs, qz);
   quantize_k(k, ld, n, hd, d, scale * kLog2e, k8, ks, ksum, static_cast<float*>(at(d.kmean)),
              static_cast<int8_t*>(at(d.krow)));
@@ -445,8 +466,8 @@ void attention(const float* q, const float* k, const float* v, size_t ld, int64_
          static_cast<float*>(at(d.vscale)), static_cast<float*>(at(d.vinv)));
   for (int64_t q0 = 0; q0 < n; q0 += kQBlock) {
     const int64_t qn = n - q0 < kQBlock ? n - q0 : kQBlock;
-    scores(qu + q0 * d.kq, qs + q0, qz + q0, qn, k8, ks, ksum, d, sc);
-    for (int64_t t = 0; t < qn; ++t) inv[t] = softmax_row(sc + t * d.np, n, p + t * d.lp, d.lp);
+    scores(qu + q0 * d.kq, qs + q0, qz + q0, qn, keys, d, sc, mrow);
+    for (int64_t t = 0; t < qn; ++t) inv[t] = softmax_row(sc + t * d.np, mrow[t], n, p + t * d.lp, d.lp);
     pv(p, d.lp, qn, cols, d, hd, inv, out + q0 * ld, ld);
   }
 }
