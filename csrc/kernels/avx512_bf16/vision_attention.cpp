@@ -10,7 +10,7 @@
 // column, exact int32 sums with vpdpbusd (4 keys per product) in tiles of 5
 // queries x up to 72 columns (4 zmm and one ymm: Zen 4 runs a ymm op in half
 // a zmm's time), normalised by the exact sum of the u8 weights. For so400m's
-// 729 x 72 heads: 0.54 ms, against 0.72 ms with bf16 weights and V (P.V 0.18
+// 729 x 72 heads: 0.54 ms, against 0.76 ms with bf16 weights and V (P.V 0.18
 // against 0.34 ms) and 1.9 ms for the F32 kernel (Zen 4, one core, CPU time).
 // Nothing here needs AVX512_BF16 any more; the kernel stays in this table, the
 // one the int8 encoder's tests single out.
