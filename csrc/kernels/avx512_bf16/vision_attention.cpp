@@ -129,6 +129,22 @@ void quantize_q(const float* q, size_t ld, int64_t n, int64_t hd, int64_t kq, ui
   }
 }
 
+// mean[d] = the f32 sum of x[j][d] over j < n in order, times 1 / n, for d <
+// 16 ceil(hd / 16) (0 past hd); rows ld floats apart, prefetched ahead.
+void column_mean(const float* x, size_t ld, int64_t n, int64_t hd, float* mean) {
+  const int64_t nv = (hd + 15) / 16;
+  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(mean + 16 * v, _mm512_setzero_ps());
+  for (int64_t j = 0; j < n; ++j) {
+    if (j + kAhead < n) prefetch_slice(x + (j + kAhead) * ld, hd);
+    for (int64_t v = 0; v < nv; ++v) {
+      const __m512 y = _mm512_maskz_loadu_ps(mask16(hd - 16 * v), x + j * ld + 16 * v);
+      _mm512_storeu_ps(mean + 16 * v, _mm512_add_ps(_mm512_loadu_ps(mean + 16 * v), y));
+    }
+  }
+  const __m512 inv_n = _mm512_set1_ps(1.0f / static_cast<float>(n));
+  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(mean + 16 * v, _mm512_mul_ps(_mm512_loadu_ps(mean + 16 * v), inv_n));
+}
+
 // K less its mean over the keys (kmean[d]: the f32 sum over j in order, times
 // 1 / n), each key to s8 with scale max|k - kmean| / 127 (round to nearest
 // even), packed k8[s][j] = 4 bytes (dimensions 4s..4s+3 of key j); ks[j] =
@@ -137,16 +153,7 @@ void quantize_q(const float* q, size_t ld, int64_t n, int64_t hd, int64_t kq, ui
 void quantize_k(const float* k, size_t ld, int64_t n, int64_t hd, const Dims& d, float c, uint32_t* k8, float* ks,
                 int32_t* ksum, float* kmean, int8_t* row) {
   const int64_t nv = (hd + 15) / 16;
-  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(kmean + 16 * v, _mm512_setzero_ps());
-  for (int64_t j = 0; j < n; ++j) {
-    if (j + kAhead < n) prefetch_slice(k + (j + kAhead) * ld, hd);
-    for (int64_t v = 0; v < nv; ++v) {
-      const __m512 x = _mm512_maskz_loadu_ps(mask16(hd - 16 * v), k + j * ld + 16 * v);
-      _mm512_storeu_ps(kmean + 16 * v, _mm512_add_ps(_mm512_loadu_ps(kmean + 16 * v), x));
-    }
-  }
-  const __m512 inv_n = _mm512_set1_ps(1.0f / static_cast<float>(n));
-  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(kmean + 16 * v, _mm512_mul_ps(_mm512_loadu_ps(kmean + 16 * v), inv_n));
+  column_mean(k, ld, n, hd, kmean);
   const int64_t steps = d.kq / 4;
   for (int64_t j = 0; j < n; ++j) {  // the rows are in L2 from the pass above
     const float* x = k + j * ld;
@@ -184,20 +191,11 @@ void quantize_k(const float* k, size_t ld, int64_t n, int64_t hd, const Dims& d,
 // hd..hv and keys n..4 n4 are zero.
 void pack_v(const float* v, size_t ld, int64_t n, int64_t hd, const Dims& d, uint32_t* vp, float* vmean,
             float* vscale, float* vinv) {
-  const int64_t nv = (d.hv + 15) / 16;
-  for (int64_t c = 0; c < nv; ++c) _mm512_storeu_ps(vmean + 16 * c, _mm512_setzero_ps());
-  for (int64_t j = 0; j < n; ++j) {
-    if (j + kAhead < n) prefetch_slice(v + (j + kAhead) * ld, hd);
-    for (int64_t c = 0; c < nv; ++c) {
-      const __m512 x = _mm512_maskz_loadu_ps(mask16(hd - 16 * c), v + j * ld + 16 * c);
-      _mm512_storeu_ps(vmean + 16 * c, _mm512_add_ps(_mm512_loadu_ps(vmean + 16 * c), x));
-    }
-  }
-  const __m512 inv_n = _mm512_set1_ps(1.0f / static_cast<float>(n));
+  const int64_t nv = (hd + 15) / 16;  // = (hv + 15) / 16
+  column_mean(v, ld, n, hd, vmean);
   for (int64_t c = 0; c < nv; ++c) {  // the rows are in L2 from the pass above
     const __mmask16 m = mask16(hd - 16 * c);
-    const __m512 mean = _mm512_mul_ps(_mm512_loadu_ps(vmean + 16 * c), inv_n);
-    _mm512_storeu_ps(vmean + 16 * c, mean);
+    const __m512 mean = _mm512_loadu_ps(vmean + 16 * c);
     __m512 mx = _mm512_setzero_ps();
     for (int64_t j = 0; j < n; ++j)
       mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, v + j * ld + 16 * c), mean)));
