@@ -255,10 +255,11 @@ def test_scalar_isa_gives_the_same_embeddings(converted: dict) -> None:
     """BLUELM_ISA=scalar runs the scalar vision ops and Q8_0 gemm (the reference);
     every other table this CPU runs matches it: the int8 gemms bit for bit, the
     element-wise ops and the F32 attention to rounding. The one exception is the
-    int8 encoder of avx512_bf16, whose attention has int8 scores and bf16 weights
-    and V (kernels.h, i8_attention; bounds in tests/cpp/test_vision.cpp):
-    measured 0.76-0.87% of the largest output, cosine 0.99997, on the three
-    recorded inputs (its cosine to the PyTorch record is that of the F32
+    int8 encoder of avx512_bf16, whose attention is int8 throughout: scores, u8
+    weights and s8 V (kernels.h, i8_attention; bounds in tests/cpp/test_vision.cpp):
+    measured 0.90% of the largest output, cosine 0.99997, on this input (0.86%
+    with the earlier bf16 weights and V; 0.76-0.87% with those on the three
+    recorded inputs, whose cosine to the PyTorch record was that of the F32
     attention: 0.999912-0.999920 against 0.999913-0.999918)."""
     import os
     import subprocess

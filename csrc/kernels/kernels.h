@@ -138,9 +138,10 @@ struct VisionKernels {
   // matmuls already round to 8 bits, in their arithmetic (AVX512_BF16): each
   // query row quantised as i8_quant does, K less its mean over the keys (a
   // shift of all scores of a query) to s8 per key (scale max|k| / 127), exact
-  // int32 score sums scaled by both rows' scales; 2^(s - max) rounded to bf16,
-  // V in bf16, f32 sums, normalised by the sum of the rounded weights. Held to
-  // the bounds stated in tests/cpp/test_vision.cpp.
+  // int32 score sums scaled by both rows' scales; 255 * 2^(s - max) rounded to
+  // u8, V less its mean over the keys to s8 per column (scale max|v| / 127),
+  // exact int32 sums, normalised by the exact sum of the u8 weights, plus the
+  // mean. Held to the bounds stated in tests/cpp/test_vision.cpp.
   void (*i8_attention)(const float* q, const float* k, const float* v, size_t ld, int64_t n, int64_t hd,
                        float scale, float* out, float* work);
   size_t (*i8_attention_work)(int64_t n, int64_t hd);

@@ -12,7 +12,7 @@ namespace bluelm {
 
 namespace {
 constexpr int64_t kRowGrain = 16;   // weight rows per work unit
-constexpr int64_t kI8Group = 16;    // int8 panels per work item (an even count: whole panel pairs)
+constexpr int64_t kI8Group = 16;    // int8 panels per work item (a multiple of 8: quarters are whole panel pairs)
 
 size_t act_row_bytes(const VisionMatrix& m) { return row_bytes(vec_dot_type(m.type), m.k_pad); }
 }  // namespace
@@ -81,28 +81,39 @@ void VisionEncoder::gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8T
   // descheduled thread leaves its items to the others instead of holding up
   // the job. Targets that read the same activations (Q, K and V) are one job:
   // one wait for the last item instead of three. Within an item the kernel
-  // keeps a tile's tokens in L1 across the group's panels. Which thread
-  // computes an item does not change its result. GELU goes over an item's
-  // outputs while they are still in cache.
-  int64_t groups = 0;  // per target: the most any target has
-  for (const I8Target& g : targets) {
-    const int64_t panels = (g.W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
-    groups = std::max(groups, (panels + kI8Group - 1) / kI8Group);
-  }
-  const int64_t per_chunk = groups * static_cast<int64_t>(targets.size());
+  // keeps a tile's tokens in L1 across the group's panels. The last chunk's
+  // groups are a quarter as wide, so the thread that finishes first waits
+  // less for the other's last item. Which thread computes an item does not
+  // change its result. GELU goes over an item's outputs while they are still
+  // in cache.
+  auto groups_of = [&targets](int64_t width) {  // per target: the most any target has
+    int64_t groups = 0;
+    for (const I8Target& g : targets) {
+      const int64_t panels = (g.W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
+      groups = std::max(groups, (panels + width - 1) / width);
+    }
+    return groups;
+  };
+  const int64_t n_targets = static_cast<int64_t>(targets.size());
+  const int64_t groups = groups_of(kI8Group), tail_groups = groups_of(kI8Group / 4);
+  const int64_t per_chunk = groups * n_targets;
   int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
   const int64_t chunks = (xa.n + chunk - 1) / chunk;
+  const int64_t n_items = (chunks - 1) * per_chunk + tail_groups * n_targets;
   std::atomic<int64_t> next{0};
   pool_.run([&](int, int) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks * per_chunk;) {
-      const I8Target& g = targets.begin()[(i % per_chunk) / groups];
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
+      const bool tail = i >= (chunks - 1) * per_chunk;
+      const int64_t j = tail ? i - (chunks - 1) * per_chunk : i % per_chunk;  // within its chunk
+      const int64_t width = tail ? kI8Group / 4 : kI8Group, ng = tail ? tail_groups : groups;
+      const I8Target& g = targets.begin()[j / ng];
       const VisionMatrix& W = g.W;
       const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
-      const int64_t t0 = (i / per_chunk) * chunk, p0 = (i % groups) * kI8Group;
+      const int64_t t0 = (tail ? chunks - 1 : i / per_chunk) * chunk, p0 = (j % ng) * width;
       if (p0 >= panels) continue;  // a narrower target than the widest
       const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
                                 std::min(chunk, xa.n - t0)};
-      const int64_t p1 = std::min(panels, p0 + kI8Group);
+      const int64_t p1 = std::min(panels, p0 + width);
       vk_.i8_gemm(W.i8, part, g.Y + t0 * W.rows, W.rows, g.bias.data, out == I8Out::Add, p0, p1);
       if (out == I8Out::StoreGelu) {
         const int64_t r0 = p0 * kernels::kI8Panel, r1 = std::min(W.rows, p1 * kernels::kI8Panel);
