@@ -30,28 +30,14 @@ struct Vnni {
 
 template <class U>
 void dtile_q8(const char* w, size_t ws, const DecQ8* px, int64_t nb, float* y) {
-  constexpr size_t bb = sizeof(typename U::Block);
   const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i s23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
-  auto qs = [&](int i, int64_t b) { return U::uquants(w + i * ws + b * bb); };
-  auto d = [&](int i, int64_t b) {
-    uint16_t h;
-    std::memcpy(&h, w + i * ws + b * bb, 2);
-    return h;
-  };
   for (int64_t b = 0; b < nb; ++b) {
-    if (b % 2 == 0)  // four row streams, 2 KiB ahead each (see dtile)
-      for (int i = 0; i < 4; ++i) _mm_prefetch(w + i * ws + b * bb + 2048, _MM_HINT_T0);
-    __m128i h = _mm_cvtsi32_si128(d(0, b));
-    h = _mm_insert_epi16(h, d(1, b), 1);
-    h = _mm_insert_epi16(h, d(2, b), 2);
-    h = _mm_insert_epi16(h, d(3, b), 3);
-    const __m512 prod = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(h), px[b].dx));
-    const __m512i u01 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(0, b)), qs(1, b), 1);
-    const __m512i u23 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(2, b)), qs(3, b), 1);
-    acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(px[b].start, u01, px[b].q)), _mm512_permutexvar_ps(s01, prod), acc01);
-    acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(px[b].start, u23, px[b].q)), _mm512_permutexvar_ps(s23, prod), acc23);
+    const Q8Rows r = load_rows4<U>(w, ws, b);
+    const __m512 prod = _mm512_castps128_ps512(_mm_mul_ps(r.dw, px[b].dx));
+    acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(px[b].start, r.u01, px[b].q)), _mm512_permutexvar_ps(s01, prod), acc01);
+    acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(px[b].start, r.u23, px[b].q)), _mm512_permutexvar_ps(s23, prod), acc23);
   }
   y[0] = hsum(_mm512_castps512_ps256(acc01));
   y[1] = hsum(hi256(acc01));

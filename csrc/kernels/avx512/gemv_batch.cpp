@@ -5,7 +5,7 @@
 // tokens, so every output has the bits of a one-token call. A speculative
 // round verifies its rows this way (llm/decoder.cpp, eval_as_steps).
 #include <algorithm>
-#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/avx512/avx512.h"
@@ -16,6 +16,23 @@ namespace bluelm::kernels::avx512 {
 namespace {
 
 constexpr int kTokTile = 8;  // tokens per btile call: 2 accumulators each, within 32 registers
+
+// fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to
+// kTokTile: the tiles' template argument.
+template <class Fn>
+void with_tokens(int T, Fn&& fn) {
+  static_assert(kTokTile == 8, "the cases below");
+  switch (T) {
+    case 8: fn(std::integral_constant<int, 8>{}); break;
+    case 7: fn(std::integral_constant<int, 7>{}); break;
+    case 6: fn(std::integral_constant<int, 6>{}); break;
+    case 5: fn(std::integral_constant<int, 5>{}); break;
+    case 4: fn(std::integral_constant<int, 4>{}); break;
+    case 3: fn(std::integral_constant<int, 3>{}); break;
+    case 2: fn(std::integral_constant<int, 2>{}); break;
+    default: fn(std::integral_constant<int, 1>{}); break;
+  }
+}
 
 // A token of the batch, prepared once per call: per block its quants as the
 // decode lays them out, [q0-15, q0-15, q16-31, q16-31], and its scale d_x (two
@@ -29,12 +46,10 @@ struct SumsZ {
 
 void prep_bat(const char* x, int64_t nb, QuantsZ* q, float* dx) {
   for (int64_t b = 0; b < nb; ++b) {
-    const char* xb = x + b * sizeof(BlockQ8_1);
-    const __m512i zq = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 4)));
+    const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x)[b];
+    const __m512i zq = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs)));
     q[b].q = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
-    uint16_t h = 0;
-    std::memcpy(&h, xb, 2);
-    dx[b] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+    dx[b] = h2f(xb.d);
   }
 }
 
@@ -43,9 +58,7 @@ void prep_sums(const char* x, size_t xs, int64_t nb, int n, SumsZ* out) {
   for (int64_t b = 0; b < nb; ++b) {
     alignas(64) float v[16] = {};
     for (int t = 0; t < n; ++t) {
-      uint16_t h = 0;
-      std::memcpy(&h, x + t * xs + b * sizeof(BlockQ8_1) + 2, 2);
-      const float sx = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+      const float sx = h2f(reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b].s);
       for (int i = 0; i < 4; ++i) v[4 * t + i] = sx;
     }
     out[b].s = _mm512_load_ps(v);
@@ -122,16 +135,7 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
       }
       const char* g = w + r * ws;
       const SumsZ* s = sums.data() + (t0 / 4) * nb;
-      switch (T) {
-        case 8: btile<8>(g, pq, pd, s, nb, y); break;
-        case 7: btile<7>(g, pq, pd, s, nb, y); break;
-        case 6: btile<6>(g, pq, pd, s, nb, y); break;
-        case 5: btile<5>(g, pq, pd, s, nb, y); break;
-        case 4: btile<4>(g, pq, pd, s, nb, y); break;
-        case 3: btile<3>(g, pq, pd, s, nb, y); break;
-        case 2: btile<2>(g, pq, pd, s, nb, y); break;
-        default: btile<1>(g, pq, pd, s, nb, y); break;
-      }
+      with_tokens(T, [&](auto n) { btile<decltype(n)::value>(g, pq, pd, s, nb, y); });
     }
     r += P;
   }
@@ -143,33 +147,19 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
 // multiply instead of after), so the outputs have the one-token decode's bits.
 template <int T>
 void btile_q8(const char* w, size_t ws, const DecQ8* const* px, int64_t nb, float* const* y) {
-  constexpr size_t bb = sizeof(BlockQ8_0);
   const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i s23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   __m512 acc01[T], acc23[T];
   for (int t = 0; t < T; ++t) acc01[t] = acc23[t] = _mm512_setzero_ps();
-  auto qs = [&](int i, int64_t b) { return Q8_0U::uquants(w + i * ws + b * bb); };
-  auto d = [&](int i, int64_t b) {
-    uint16_t h;
-    std::memcpy(&h, w + i * ws + b * bb, 2);
-    return h;
-  };
   for (int64_t b = 0; b < nb; ++b) {
-    if (b % 2 == 0)
-      for (int i = 0; i < 4; ++i) _mm_prefetch(w + i * ws + b * bb + 2048, _MM_HINT_T0);
-    __m128i h = _mm_cvtsi32_si128(d(0, b));
-    h = _mm_insert_epi16(h, d(1, b), 1);
-    h = _mm_insert_epi16(h, d(2, b), 2);
-    h = _mm_insert_epi16(h, d(3, b), 3);
-    const __m512 hz = _mm512_castps128_ps512(_mm_cvtph_ps(h));
+    const Q8Rows r = load_rows4<Q8_0U>(w, ws, b);
+    const __m512 hz = _mm512_castps128_ps512(r.dw);
     const __m512 hw01 = _mm512_permutexvar_ps(s01, hz), hw23 = _mm512_permutexvar_ps(s23, hz);
-    const __m512i u01 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(0, b)), qs(1, b), 1);
-    const __m512i u23 = _mm512_inserti64x4(_mm512_castsi256_si512(qs(2, b)), qs(3, b), 1);
     for (int t = 0; t < T; ++t) {
       const DecQ8& x = px[t][b];
       const __m512 dx = _mm512_broadcast_f32x4(x.dx);
-      acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(x.start, u01, x.q)), _mm512_mul_ps(hw01, dx), acc01[t]);
-      acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(x.start, u23, x.q)), _mm512_mul_ps(hw23, dx), acc23[t]);
+      acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(x.start, r.u01, x.q)), _mm512_mul_ps(hw01, dx), acc01[t]);
+      acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(x.start, r.u23, x.q)), _mm512_mul_ps(hw23, dx), acc23[t]);
     }
   }
   for (int t = 0; t < T; ++t) {
@@ -200,16 +190,7 @@ void gemv_batch_q8_0(const void* W, size_t ws, const void* X, size_t xs, float* 
         y[i] = Y + (t0 + i) * ldy + r;
       }
       const char* g = w + r * ws;
-      switch (T) {
-        case 8: btile_q8<8>(g, ws, px, nb, y); break;
-        case 7: btile_q8<7>(g, ws, px, nb, y); break;
-        case 6: btile_q8<6>(g, ws, px, nb, y); break;
-        case 5: btile_q8<5>(g, ws, px, nb, y); break;
-        case 4: btile_q8<4>(g, ws, px, nb, y); break;
-        case 3: btile_q8<3>(g, ws, px, nb, y); break;
-        case 2: btile_q8<2>(g, ws, px, nb, y); break;
-        default: btile_q8<1>(g, ws, px, nb, y); break;
-      }
+      with_tokens(T, [&](auto n) { btile_q8<decltype(n)::value>(g, ws, px, nb, y); });
     }
   }
   for (; r < r1; ++r)  // the decode's own route for the rows left

@@ -1,6 +1,7 @@
-// AVX-512 Q8_0 (Q5_0) decode inputs in the file layout, shared by the
-// one-token decode (decode.cpp: dtile_q8) and the small-batch gemv
-// (gemv_batch.cpp), which therefore run the same per-row arithmetic.
+// AVX-512 Q8_0 (Q5_0) decode inputs in the file layout (a token's blocks, a
+// block of 4 weight rows), shared by the one-token decode (decode.cpp:
+// dtile_q8) and the small-batch gemv (gemv_batch.cpp), which therefore run the
+// same per-row arithmetic.
 // Internal linkage: included by AVX-512 files only.
 #pragma once
 #include <cstring>
@@ -50,6 +51,33 @@ void prep_dec8(const char* x, int64_t nb, DecQ8* out) {
                                     dpbusd512(_mm512_setzero_si512(), _mm512_set1_epi8(U::kOffset), out[b].q));
     out[b].dx = _mm_set1_ps(h2f(xb->d));
   }
+}
+
+// Block b of 4 rows `ws` bytes apart, read as dtile_q8 and the small-batch
+// btile_q8 take it: rows 0, 1 in u01 and 2, 3 in u23 (U::uquants each), and
+// the rows' d_w as floats [d0, d1, d2, d3].
+struct Q8Rows {
+  __m512i u01, u23;
+  __m128 dw;
+};
+
+template <class U>
+inline Q8Rows load_rows4(const char* w, size_t ws, int64_t b) {
+  constexpr size_t bb = sizeof(typename U::Block);
+  if (b % 2 == 0)  // four row streams, 2 KiB ahead each (see q4_1_dtile.h's unpack_block)
+    for (int i = 0; i < 4; ++i) _mm_prefetch(w + i * ws + b * bb + 2048, _MM_HINT_T0);
+  auto qs = [&](int i) { return U::uquants(w + i * ws + b * bb); };
+  auto d = [&](int i) {
+    uint16_t h;
+    std::memcpy(&h, w + i * ws + b * bb, 2);
+    return h;
+  };
+  __m128i h = _mm_cvtsi32_si128(d(0));
+  h = _mm_insert_epi16(h, d(1), 1);
+  h = _mm_insert_epi16(h, d(2), 2);
+  h = _mm_insert_epi16(h, d(3), 3);
+  return {_mm512_inserti64x4(_mm512_castsi256_si512(qs(0)), qs(1), 1),
+          _mm512_inserti64x4(_mm512_castsi256_si512(qs(2)), qs(3), 1), _mm_cvtph_ps(h)};
 }
 
 }  // namespace

@@ -267,23 +267,6 @@ __attribute__((noinline)) void pv(const Group& g, const uint32_t* vp, int64_t n2
     for (int b = 0; b < B; ++b) _mm512_storeu_ps(o + cc * GL + b * W, acc[cc][b]);
 }
 
-// out = o / l (vdivps: the bits of a scalar division, 16 at a time), back to rows.
-template <int B>
-void finish(const Group& g, int64_t lane0) {
-  const ChunkAttention& a = g.a;
-  float* o = g.at<float>(g.w.o);
-  const float* l = g.at<float>(g.w.l);
-  for (int b = 0; b < B; ++b) {
-    const __m512 lb = _mm512_loadu_ps(l + b * W);
-    for (int64_t d = 0; d < g.hd; ++d) _mm512_storeu_ps(o + d * GL + b * W, _mm512_div_ps(_mm512_loadu_ps(o + d * GL + b * W), lb));
-  }
-  for (int64_t i = 0; i < g.nq; ++i) {
-    const int64_t L = lane0 + i, t = L / a.n_group, h = L % a.n_group;
-    float* out = a.out + t * a.out_stride + h * g.hd;
-    for (int64_t d = 0; d < g.hd; ++d) out[d] = o[d * GL + i];
-  }
-}
-
 template <int B>
 void run_group(const Group& g, int64_t lane0) {
   setup(g, lane0);
@@ -306,7 +289,7 @@ void run_group(const Group& g, int64_t lane0) {
     for (; c + kD <= g.hd; c += kD) pv<kD, B>(g, vp, n2, c, alpha);
     for (; c < g.hd; ++c) pv<1, B>(g, vp, n2, c, alpha);
   });
-  finish<B>(g, lane0);
+  Base::finish(g, lane0);
 }
 
 void run(const ChunkAttention& a, int64_t lane0, int64_t lane1, void* work) {

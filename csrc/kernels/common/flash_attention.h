@@ -50,7 +50,7 @@ inline size_t flash_align(size_t n) { return (n + 63) & ~size_t(63); }
 
 // The work buffer's parts, in bytes from its start (64-byte aligned each).
 struct FlashWork {
-  size_t qt, qt8, qsum, cq, lo, hi, m, l, o, s, kt, kx, dk, vt, isum, pp, vp, total;
+  size_t qt, qt8, qsum, cq, lo, hi, m, l, o, s, kt, kx, dk, vt, isum, pp, total;
   explicit FlashWork(int64_t hd) {
     const size_t G = kFlashMaxLanes, K = kFlashKeys, nb = size_t(hd + 31) / 32;
     size_t at = 0;
@@ -71,7 +71,6 @@ struct FlashWork {
     vt = take(K * hd * 4);      // V tile in F32: [key][d]
     isum = take(2 * 16 * G * 4);  // int32 block dots of a register tile of keys (h, l)
     pp = take(K / 2 * G * 4);   // bf16 order: weights of key pairs, [pair][lane] as bf16 pairs
-    vp = take(K / 2 * hd * 4);  // bf16 order: V tile as bf16 pairs of keys, [pair][d]
     total = at;
   }
 };
@@ -401,15 +400,20 @@ struct Flash {
     *last = static_cast<int64_t>(hi_max);
   }
 
-  // out = o / l, back to rows.
+  // out = o / l (W lanes at a time: a division is correctly rounded, so the
+  // bits of a scalar one), back to rows.
   static void finish(const Group& g, int64_t lane0) {
     const ChunkAttention& a = g.a;
-    const float* o = g.template at<float>(g.w.o);
+    float* o = g.template at<float>(g.w.o);
     const float* l = g.template at<float>(g.w.l);
+    for (int b = 0; b < g.B; ++b) {
+      const F lb = V::load(l + b * W);
+      for (int64_t d = 0; d < g.hd; ++d) V::store(o + d * GL + b * W, V::div(V::load(o + d * GL + b * W), lb));
+    }
     for (int64_t i = 0; i < g.nq; ++i) {
       const int64_t L = lane0 + i, t = L / a.n_group, h = L % a.n_group;
       float* out = a.out + t * a.out_stride + h * g.hd;
-      for (int64_t d = 0; d < g.hd; ++d) out[d] = o[d * GL + i] / l[i];
+      for (int64_t d = 0; d < g.hd; ++d) out[d] = o[d * GL + i];
     }
   }
 

@@ -70,27 +70,28 @@ void fill_flash(KernelTable& t) { set_flash_entries<Lane1>(t); }
 
 namespace bluelm::kernels {
 size_t attend_chunk_work(int64_t head_dim) { return FlashWork(head_dim).total; }
-}  // namespace bluelm::kernels
 
-namespace bluelm::kernels {
 namespace {
-size_t kv_part(size_t bytes) { return (bytes + 63) & ~size_t(63); }
+// ChunkKv's parts for n positions, in bytes, each 64-byte aligned.
+struct ChunkKvParts {
+  size_t k, kd, v;
+  ChunkKvParts(int64_t head_dim, int64_t n) {
+    const size_t hd = size_t(head_dim), np = size_t(n);
+    k = flash_align(np * hd * 2);           // int16 keys
+    kd = flash_align(np * (hd / 32) * 4);   // their block scales
+    v = flash_align((np + 1) / 2 * hd * 4);  // bf16 pairs of values
+  }
+};
 }  // namespace
 
 size_t chunk_kv_bytes(int64_t head_dim, int64_t n) {
-  const size_t hd = size_t(head_dim), np = size_t(n);
-  return kv_part(np * hd * 2) + kv_part(np * (hd / 32) * 4) + kv_part((np + 1) / 2 * hd * 4);
+  const ChunkKvParts s(head_dim, n);
+  return s.k + s.kd + s.v;
 }
 
 ChunkKv chunk_kv_layout(void* buf, int64_t head_dim, int64_t n) {
-  const size_t hd = size_t(head_dim), np = size_t(n);
+  const ChunkKvParts s(head_dim, n);
   char* p = static_cast<char*>(buf);
-  ChunkKv kv{};
-  kv.k = reinterpret_cast<int16_t*>(p);
-  p += kv_part(np * hd * 2);
-  kv.kd = reinterpret_cast<float*>(p);
-  p += kv_part(np * (hd / 32) * 4);
-  kv.v = reinterpret_cast<uint32_t*>(p);
-  return kv;
+  return {reinterpret_cast<int16_t*>(p), reinterpret_cast<float*>(p + s.k), reinterpret_cast<uint32_t*>(p + s.k + s.kd)};
 }
 }  // namespace bluelm::kernels
