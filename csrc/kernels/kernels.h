@@ -128,6 +128,10 @@ struct VisionKernels {
   I8Layout i8_layout;
   I8GemmFn i8_gemm;
   I8QuantFn i8_quant;
+  // i8_gemm (accumulate false) with gelu_tanh on each output in its epilogue,
+  // while in registers: the bits of i8_gemm then gelu_tanh. Null where a table
+  // has none (the encoder then runs the two).
+  I8GemmFn i8_gemm_gelu = nullptr;
   // One (image, head) of non-causal attention: out[t][:hd] = softmax_j(scale
   // q_t . k_j) v_j for t, j < n; rows of q, k, v, out are ld floats apart; work
   // holds attention_work(n, hd) floats.

@@ -84,8 +84,8 @@ void VisionEncoder::gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8T
   // keeps a tile's tokens in L1 across the group's panels. The last chunk's
   // groups are a quarter as wide, so the thread that finishes first waits
   // less for the other's last item. Which thread computes an item does not
-  // change its result. GELU goes over an item's outputs while they are still
-  // in cache.
+  // change its result. GELU is the gemm's epilogue where the table has one
+  // (i8_gemm_gelu), else a pass over an item's outputs while they are in cache.
   auto groups_of = [&targets](int64_t width) {  // per target: the most any target has
     int64_t groups = 0;
     for (const I8Target& g : targets) {
@@ -100,6 +100,8 @@ void VisionEncoder::gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8T
   int64_t chunk = std::max<int64_t>(12, static_cast<int64_t>((384 * 1024) / xa.stride) / 12 * 12);
   const int64_t chunks = (xa.n + chunk - 1) / chunk;
   const int64_t n_items = (chunks - 1) * per_chunk + tail_groups * n_targets;
+  // GELU in the gemm's epilogue where the table has it, else over each item's outputs.
+  const kernels::I8GemmFn gemm = out == I8Out::StoreGelu && vk_.i8_gemm_gelu ? vk_.i8_gemm_gelu : vk_.i8_gemm;
   std::atomic<int64_t> next{0};
   pool_.run([&](int, int) {
     for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
@@ -114,8 +116,8 @@ void VisionEncoder::gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8T
       const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
                                 std::min(chunk, xa.n - t0)};
       const int64_t p1 = std::min(panels, p0 + width);
-      vk_.i8_gemm(W.i8, part, g.Y + t0 * W.rows, W.rows, g.bias.data, out == I8Out::Add, p0, p1);
-      if (out == I8Out::StoreGelu) {
+      gemm(W.i8, part, g.Y + t0 * W.rows, W.rows, g.bias.data, out == I8Out::Add, p0, p1);
+      if (out == I8Out::StoreGelu && gemm != vk_.i8_gemm_gelu) {
         const int64_t r0 = p0 * kernels::kI8Panel, r1 = std::min(W.rows, p1 * kernels::kI8Panel);
         for (int64_t t = t0; t < t0 + part.n; ++t) vk_.gelu_tanh(g.Y + t * W.rows + r0, r1 - r0);
       }

@@ -91,6 +91,14 @@ void test_i8(const KernelTable& isa, const KernelTable& ref, int64_t rows, int64
     if (mode == 0) check(same_q, name + ": quantised activations");
     check(std::memcmp(want.y.data(), got.y.data(), sizeof(float) * want.y.size()) == 0,
           name + " mode " + std::to_string(mode) + ": outputs");
+    if (mode == 1 && isa.vision.i8_gemm_gelu) {  // GELU in the epilogue: the bits of the gemm, then gelu_tanh
+      VisionKernels fused = isa.vision;
+      fused.i8_gemm = isa.vision.i8_gemm_gelu;
+      I8Run g;
+      run_i8(fused, c, g, bias, false, 3);
+      for (int64_t t = 0; t < n; ++t) isa.vision.gelu_tanh(got.y.data() + t * rows, rows);
+      check(std::memcmp(g.y.data(), got.y.data(), sizeof(float) * got.y.size()) == 0, name + ": i8_gemm_gelu");
+    }
   }
 }
 

@@ -3,9 +3,13 @@
 // int32 accumulators fed by one vpdpbusd per (panel, token) per 4 K-bytes;
 // tokens in chunks that stay in L2 while a tile's panels stay in L1/L2
 // (common/i8_driver.h). The full tile prefetches its outputs' lines and the
-// panels 1 KiB ahead (each worth about 1% here). Built with -ffp-contract=off
-// so the epilogue rounds as the scalar reference does.
+// panels 1 KiB ahead (each worth about 1% here). i8_gemm_gelu is the same gemm
+// with GELU-tanh (vision_gelu.h, gelu_tanh's bits) on each output in the
+// epilogue, while in registers (the up-projection: no second pass over its
+// outputs). Built with -ffp-contract=off so the epilogue rounds as the scalar
+// reference does.
 #include "kernels/avx512/avx512.h"
+#include "kernels/avx512/vision_gelu.h"
 #include "kernels/avx512/zmm.h"
 #include "kernels/common/i8_quant.h"
 
@@ -34,6 +38,7 @@ inline void store(const int32_t* acc, const I8Tile& a) {
       if (bias) v = _mm512_add_ps(v, b);
       float* y = a.y + t * a.ldy + row0;
       if (a.accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
+      if (a.gelu) v = gelu16(v);
       _mm512_mask_storeu_ps(y, m, v);
     }
   }
@@ -202,6 +207,7 @@ struct Tiles {
 
 void fill_i8(KernelTable& t) {
   set_i8_gemm<Tiles, 512 * 1024>(t.vision, I8Layout::K4);  // tokens in chunks of 512 KiB
+  t.vision.i8_gemm_gelu = i8_gemm_tiles<Tiles, 512 * 1024, true>;
   t.vision.i8_quant = i8_quant_row<I8Quant16>;
 }
 

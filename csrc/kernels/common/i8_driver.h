@@ -37,6 +37,7 @@ struct I8Tile {
   int64_t p;
   const float* bias;
   bool accumulate;
+  bool gelu;  // GELU-tanh on each output (K tiles that set VisionKernels::i8_gemm_gelu)
 };
 
 template <class K, int R, int T = K::kTok>
@@ -47,7 +48,7 @@ inline void i8_tile_of(int nt, const I8Tile& a) {
   }
 }
 
-template <class K, size_t kChunkBytes = 256 * 1024>
+template <class K, size_t kChunkBytes = 256 * 1024, bool kGelu = false>
 void i8_gemm_tiles(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, const float* bias, bool accumulate,
                    int64_t p0, int64_t p1) {
   static_assert(K::kTok <= kI8MaxTok && (K::kPanels == 1 || K::kPanels == 2), "tile shape");
@@ -61,6 +62,7 @@ void i8_gemm_tiles(const I8Matrix& W, const I8Acts& X, float* Y, size_t ldy, con
   a.W = &W;
   a.bias = bias;
   a.accumulate = accumulate;
+  a.gelu = kGelu;
   for (int64_t t0 = 0; t0 < n; t0 += chunk) {
     const int64_t t1 = t0 + chunk < n ? t0 + chunk : n;
     for (int64_t t = t0; t < t1; t += K::kTok) {
