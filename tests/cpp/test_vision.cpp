@@ -134,10 +134,11 @@ void test_attention_head(const KernelTable& isa, int64_t n, int64_t hd, int64_t 
                                            std::to_string(hd) + ": max error " + std::to_string(err / mx));
 }
 
-// The scores of i8_attention as its contract computes them (kernels.h), in
-// the same float operations: each query row to u8 as i8_quant, K less its
-// f32 mean over the keys to s8 per key, exact int32 sums, then
-// float(sum - zp * ksum) * ((scale_k * c) * scale_q); c = scale * log2(e).
+// The exponents of i8_attention's weights as its contract computes them
+// (kernels.h), in the same float operations: each query row to u8 as
+// i8_quant, K less its f32 mean over the keys to s8 per key, exact int32 sums,
+// f = float(sum - zp * ksum) * (scale_k * c), c = scale * log2(e); then per
+// query x = fma(f, scale_q, -(max_j f * scale_q)), the weight being 255 * 2^x.
 std::vector<float> i8_attention_scores(const std::vector<float>& q, const std::vector<float>& k, int64_t n,
                                        int64_t hd, int64_t ld, float c) {
   std::vector<float> mean(hd, 0.0f), s(n * n);
@@ -154,18 +155,20 @@ std::vector<float> i8_attention_scores(const std::vector<float>& q, const std::v
     for (int64_t d = 0; d < hd; ++d) ksum[j] += k8[j * hd + d] = int32_t(std::nearbyint((k[j * ld + d] - mean[d]) * inv));
     ks[j] = amax / 127.0f * c;
   }
-  std::vector<int32_t> u(hd);
+std::vector<int32_t> u(hd);
   for (int64_t t = 0; t < n; ++t) {
     float lo = 0.0f, hi = 0.0f;
     for (int64_t d = 0; d < hd; ++d) lo = std::min(lo, q[t * ld + d]), hi = std::max(hi, q[t * ld + d]);
     const float range = hi - lo, inv = range > 0.0f ? 255.0f / range : 0.0f, qs = range / 255.0f;
     const int32_t z = int32_t(std::nearbyint(-lo * inv));
     for (int64_t d = 0; d < hd; ++d) u[d] = std::min(255, std::max(0, int32_t(std::nearbyint(q[t * ld + d] * inv)) + z));
+    float m = -INFINITY;
     for (int64_t j = 0; j < n; ++j) {
       int32_t acc = 0;
       for (int64_t d = 0; d < hd; ++d) acc += u[d] * k8[j * hd + d];
-      s[t * n + j] = float(acc - z * ksum[j]) * (ks[j] * qs);
+      m = std::max(m, s[t * n + j] = float(acc - z * ksum[j]) * ks[j]);
     }
+    for (int64_t j = 0; j < n; ++j) s[t * n + j] = std::fma(s[t * n + j], qs, -(m * qs));
   }
   return s;
 }
@@ -196,8 +199,8 @@ I8V i8_attention_v(const std::vector<float>& v, int64_t n, int64_t hd, int64_t l
 
 // A table's i8_attention, one (image, head), against two references in
 // double precision:
-// - its own arithmetic (kernels.h), replayed: the scores in the same float
-//   operations, a_j = 255 * 2^(s_j - max) rounded to u8 (p_j), V as
+// - its own arithmetic (kernels.h), replayed: the exponents x_j in the same
+//   float operations (i8_attention_scores), a_j = 255 * 2^x_j rounded to u8 (p_j), V as
 //   i8_attention_v, out = mean + sv * sum_j p_j v8_j / sum_j p_j. The exp2
 //   polynomial (relative error 3e-6) can round a_j the other way only where
 //   a_j is within 2e-5 a_j + 1e-6 of a half (the "near" keys); each such key
@@ -249,7 +252,7 @@ void test_i8_attention_head(const KernelTable& isa, int64_t n, int64_t hd, int64
   double worst_exact = 0, worst_replay = 0, err_exact = 0, err_replay = 0;
   bool untouched = true;
   for (int64_t t = 0; t < n; ++t) {
-    double lo = 0, hi = 0, l1q = 0, m = -1e300, me = -1e300, D = 0;
+    double lo = 0, hi = 0, l1q = 0, m = -1e300, D = 0;
     for (int64_t d = 0; d < hd; ++d) {
       lo = std::min(lo, double(q[t * ld + d]));
       hi = std::max(hi, double(q[t * ld + d]));
@@ -265,7 +268,6 @@ void test_i8_attention_head(const KernelTable& isa, int64_t n, int64_t hd, int64
       a[j] = s * c;  // log2 units
       pe[j] = sr[t * n + j];
       m = std::max(m, a[j]);
-      me = std::max(me, pe[j]);
       D = std::max(D, c * (sq * (l1k[j] + hd * sk[j]) + sk[j] * l1q) * (1 + 1e-4) + c * 1e-5 * ab);
     }
     const double r = std::exp2(2 * D) * (1 + 1e-5);
@@ -274,7 +276,7 @@ void test_i8_attention_head(const KernelTable& isa, int64_t n, int64_t hd, int64
     for (int64_t j = 0; j < n; ++j) {
       A += a[j] = 255 * std::exp2(a[j] - m);
       E += a[j] * (r - 1) + 0.5 + 1e-3;
-      const double x = 255 * std::exp2(pe[j] - me);
+      const double x = 255 * std::exp2(pe[j]);
       S += pe[j] = std::nearbyint(x);
       near += std::fabs(x - std::floor(x) - 0.5) < 2e-5 * x + 1e-6;
     }

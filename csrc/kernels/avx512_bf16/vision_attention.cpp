@@ -2,10 +2,12 @@
 // time (VisionKernels::i8_attention). Scores: each query row to u8 with a zero
 // point and K, less its mean over the keys (which moves all scores of a query
 // by the same amount), per key to s8, as the int8 matmuls quantise
-// (i8_format.h); exact int32 sums in tiles of 4 queries x 96 keys, scaled by
-// the two rows' scales and scale * log2 e (the tiles keep each query's max
-// while the scores are in registers). Weights: 255 * 2^(s - max) in f32,
-// rounded to u8 (the largest is 255). P.V in int8 too: V less its mean over
+// (i8_format.h); exact int32 sums in tiles of 4 queries x 96 keys (started at
+// -zp * ksum, so the tile's epilogue is a convert and one multiply), scaled by
+// the key's scale and scale * log2 e (the tiles keep each query's max while
+// the scores are in registers); the query's scale comes in the softmax, one
+// fma with the max. Weights: 255 * 2^(s - max) in f32, rounded to u8 (the
+// largest is 255). P.V in int8 too: V less its mean over
 // the keys (the weights sum to 1, so the mean comes back whole) to s8 per
 // column, exact int32 sums with vpdpbusd (4 keys per product) in tiles of 5
 // queries x up to 72 columns (4 zmm and one ymm: Zen 4 runs a ymm op in half
@@ -235,28 +237,31 @@ struct Keys {
 // The lanes of a vector of 16 keys of which `left` (any count) are keys.
 inline __mmask16 key_mask(int64_t left) { return left <= 0 ? __mmask16(0) : mask16(left); }
 
-// sc[t][16c + l] (log2 units) = float(sum_d u[t][d] k8[j][d] - zp[t] ksum[j]) *
-// (ks[j] * qs[t]) for T queries and NV zmm of keys j = j0 + 16c + l; mx[t]
-// takes the max over those that are keys (the softmax's max, while in registers).
+// sc[t][16c + l] = float(sum_d u[t][d] k8[j][d] - zp[t] ksum[j]) * ks[j] for
+// T queries and NV zmm of keys j = j0 + 16c + l (the query's scale qs[t] is
+// applied in the softmax: scaling by qs[t] > 0 keeps the order of a row); mx[t]
+// takes the max over those that are keys (the softmax's max, while in
+// registers). The accumulators start at -zp[t] ksum[j] (exact in int32), so
+// the epilogue is a convert and a multiply.
 template <int T, int NV>
-inline void score_tile(const uint8_t* qu, int64_t kq, const float* qs, const int32_t* qz, const Keys& K, int64_t j0,
-                       float* sc, __m512 (&mx)[T]) {
+inline void score_tile(const uint8_t* qu, int64_t kq, const int32_t* qz, const Keys& K, int64_t j0, float* sc,
+                       __m512 (&mx)[T]) {
   __m512i acc[T][NV];
-#pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
-#pragma GCC unroll 8
-    for (int c = 0; c < NV; ++c) acc[t][c] = _mm512_setzero_si512();
   const int64_t steps = kq / 4, np = K.np;
   const uint32_t* k8 = K.k8 + j0;
+#pragma GCC unroll 8
+  for (int c = 0; c < NV; ++c) {
+    const __m512i kw = _mm512_loadu_si512(K.ksum + j0 + 16 * c);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[t][c] = _mm512_mullo_epi32(_mm512_set1_epi32(-qz[t]), kw);
+  }
   for (int64_t s = 0; s < steps; ++s) {
     __m512i kv[NV];
 #pragma GCC unroll 8
     for (int c = 0; c < NV; ++c) kv[c] = _mm512_loadu_si512(k8 + s * np + 16 * c);
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      int32_t w;
-      std::memcpy(&w, qu + t * kq + 4 * s, 4);
-      const __m512i b = _mm512_set1_epi32(w);
+      const __m512i b = bcast4(qu + t * kq + 4 * s);
 #pragma GCC unroll 8
       for (int c = 0; c < NV; ++c) acc[t][c] = dpbusd(acc[t][c], b, kv[c]);
     }
@@ -265,12 +270,10 @@ inline void score_tile(const uint8_t* qu, int64_t kq, const float* qs, const int
   for (int c = 0; c < NV; ++c) {
     const int64_t j = j0 + 16 * c;
     const __m512 kscale = _mm512_loadu_ps(K.ks + j);
-    const __m512i kw = _mm512_loadu_si512(K.ksum + j);
     const __mmask16 keys = key_mask(K.n - j);
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const __m512i a = _mm512_sub_epi32(acc[t][c], _mm512_mullo_epi32(_mm512_set1_epi32(qz[t]), kw));
-      const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(kscale, _mm512_set1_ps(qs[t])));
+      const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[t][c]), kscale);
       _mm512_storeu_ps(sc + t * np + j, f);
       mx[t] = _mm512_mask_max_ps(mx[t], keys, mx[t], f);
     }
@@ -279,29 +282,27 @@ inline void score_tile(const uint8_t* qu, int64_t kq, const float* qs, const int
 
 // T rows of scores; m[t] = each row's max.
 template <int T>
-void score_rows(const uint8_t* qu, int64_t kq, const float* qs, const int32_t* qz, const Keys& K, float* sc,
-                float* m) {
+void score_rows(const uint8_t* qu, int64_t kq, const int32_t* qz, const Keys& K, float* sc, float* m) {
   __m512 mx[T];
   for (int t = 0; t < T; ++t) mx[t] = _mm512_set1_ps(-INFINITY);
   int64_t j = 0;
-  for (; j + 16 * kSV <= K.np; j += 16 * kSV) score_tile<T, kSV>(qu, kq, qs, qz, K, j, sc, mx);
+  for (; j + 16 * kSV <= K.np; j += 16 * kSV) score_tile<T, kSV>(qu, kq, qz, K, j, sc, mx);
   static_assert(kSV == 6, "the remainder cases below");
   switch ((K.np - j) / 16) {
-    case 5: score_tile<T, 5>(qu, kq, qs, qz, K, j, sc, mx); break;
-    case 4: score_tile<T, 4>(qu, kq, qs, qz, K, j, sc, mx); break;
-    case 3: score_tile<T, 3>(qu, kq, qs, qz, K, j, sc, mx); break;
-    case 2: score_tile<T, 2>(qu, kq, qs, qz, K, j, sc, mx); break;
-    case 1: score_tile<T, 1>(qu, kq, qs, qz, K, j, sc, mx); break;
+    case 5: score_tile<T, 5>(qu, kq, qz, K, j, sc, mx); break;
+    case 4: score_tile<T, 4>(qu, kq, qz, K, j, sc, mx); break;
+    case 3: score_tile<T, 3>(qu, kq, qz, K, j, sc, mx); break;
+    case 2: score_tile<T, 2>(qu, kq, qz, K, j, sc, mx); break;
+    case 1: score_tile<T, 1>(qu, kq, qz, K, j, sc, mx); break;
     default: break;
   }
   for (int t = 0; t < T; ++t) m[t] = _mm512_reduce_max_ps(mx[t]);
 }
 
-void scores(const uint8_t* qu, const float* qs, const int32_t* qz, int64_t qn, const Keys& K, const Dims& d,
-            float* sc, float* m) {
+void scores(const uint8_t* qu, const int32_t* qz, int64_t qn, const Keys& K, const Dims& d, float* sc, float* m) {
   int64_t t = 0;
-  for (; t + kSQ <= qn; t += kSQ) score_rows<kSQ>(qu + t * d.kq, d.kq, qs + t, qz + t, K, sc + t * d.np, m + t);
-  for (; t < qn; ++t) score_rows<1>(qu + t * d.kq, d.kq, qs + t, qz + t, K, sc + t * d.np, m + t);
+  for (; t + kSQ <= qn; t += kSQ) score_rows<kSQ>(qu + t * d.kq, d.kq, qz + t, K, sc + t * d.np, m + t);
+  for (; t < qn; ++t) score_rows<1>(qu + t * d.kq, d.kq, qz + t, K, sc + t * d.np, m + t);
 }
 
 // 255 * 2^x for finite x <= 0: 2^round(x) (scalef: 0 or a subnormal far below
@@ -318,20 +319,22 @@ inline __m512 exp2_255(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// One row of scores (log2 units) and their max -> p[0, lp) = round(255 *
-// 2^(s_j - max)) in u8 for j < n, 0 after; returns 1 / (the sum of those weights).
-float softmax_row(const float* s, float max, int64_t n, uint8_t* p, int64_t lp) {
-  const __m512 m = _mm512_set1_ps(max);
+// One row of scores f (log2 units once times qs), their max and the query's
+// scale qs -> p[0, lp) = round(255 * 2^x) in u8, x = fma(f_j, qs, -(max * qs))
+// (one rounding; <= 0 but for the max's own rounding error, where 255 * 2^x
+// still rounds to 255), for j < n, 0 after; returns 1 / (the sum of those weights).
+float softmax_row(const float* s, float max, float qs, int64_t n, uint8_t* p, int64_t lp) {
+  const __m512 m = _mm512_set1_ps(-(max * qs)), q = _mm512_set1_ps(qs);
   __m512i sum = _mm512_setzero_si512();
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512i u = _mm512_cvtps_epi32(exp2_255(_mm512_sub_ps(_mm512_loadu_ps(s + j), m)));
+    const __m512i u = _mm512_cvtps_epi32(exp2_255(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), q, m)));
     sum = _mm512_add_epi32(sum, u);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p + j), _mm512_cvtusepi32_epi8(u));
   }
   for (; j < lp; j += 16) {
     const __mmask16 k = j < n ? mask16(n - j) : 0;
-    const __m512i u = _mm512_maskz_cvtps_epi32(k, exp2_255(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), m)));
+    const __m512i u = _mm512_maskz_cvtps_epi32(k, exp2_255(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, s + j), q, m)));
     sum = _mm512_add_epi32(sum, u);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p + j), _mm512_cvtusepi32_epi8(u));
   }
@@ -464,8 +467,8 @@ void attention(const float* q, const float* k, const float* v, size_t ld, int64_
          static_cast<float*>(at(d.vscale)), static_cast<float*>(at(d.vinv)));
   for (int64_t q0 = 0; q0 < n; q0 += kQBlock) {
     const int64_t qn = n - q0 < kQBlock ? n - q0 : kQBlock;
-    scores(qu + q0 * d.kq, qs + q0, qz + q0, qn, keys, d, sc, mrow);
-    for (int64_t t = 0; t < qn; ++t) inv[t] = softmax_row(sc + t * d.np, mrow[t], n, p + t * d.lp, d.lp);
+    scores(qu + q0 * d.kq, qz + q0, qn, keys, d, sc, mrow);
+    for (int64_t t = 0; t < qn; ++t) inv[t] = softmax_row(sc + t * d.np, mrow[t], qs[q0 + t], n, p + t * d.lp, d.lp);
     pv(p, d.lp, qn, cols, d, hd, inv, out + q0 * ld, ld);
   }
 }
