@@ -6,6 +6,7 @@
 // round verifies its rows this way (llm/decoder.cpp, eval_as_steps).
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/avx512/avx512.h"
@@ -34,108 +35,140 @@ void with_tokens(int T, Fn&& fn) {
   }
 }
 
-// A token of the batch, prepared once per call: per block its quants as the
-// decode lays them out, [q0-15, q0-15, q16-31, q16-31], and its scale d_x (two
-// arrays: 64 bytes a block, so 8 tokens of a 1536-wide row stay in L1).
-struct QuantsZ {  // (a struct: a vector of a bare vector type drops its alignment attribute)
-  __m512i q;
-};
-struct SumsZ {
-  __m512 s;
-};
-
-void prep_bat(const char* x, int64_t nb, QuantsZ* q, float* dx) {
-  for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x)[b];
-    const __m512i zq = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs)));
-    q[b].q = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
-    dx[b] = h2f(xb.d);
-  }
+// f(std::integral_constant<int, t>{}) for t = 0 .. T-1, unrolled in the source:
+// accumulator arrays indexed by constants stay in registers (GCC's late
+// unrolling left them in memory, a store per FMA).
+template <int T, class Fn, int... I>
+inline void each_token(Fn&& fn, std::integer_sequence<int, I...>) {
+  (fn(std::integral_constant<int, I>{}), ...);
+}
+template <int T, class Fn>
+inline void each_token(Fn&& fn) {
+  each_token<T>(fn, std::make_integer_sequence<int, T>{});
 }
 
-// s_x of 4 tokens per block, each in 4 lanes: [s0 x4, s1 x4, s2 x4, s3 x4].
-void prep_sums(const char* x, size_t xs, int64_t nb, int n, SumsZ* out) {
+// A tile's per-block token scales, [v_0 .. v_7 | v_0 .. v_7] for T <= 8
+// tokens (d_x or s_x; lanes past T zero): multiplied by 2 rows' [w_a x8 | w_b x8]
+// they give the 16 (row, token) products of a block in one multiply.
+struct Lanes16 {  // (a struct: a vector of a bare vector type drops its alignment attribute)
+  __m512 v;
+};
+
+// A tile's token quants per block, tokens side by side ([b][t], kTokTile slots
+// of 32 bytes a block): the hot loop reaches every token from one pointer.
+struct Quants32 {
+  __m256i q;
+};
+
+void prep_tok_quants(const char* x, size_t xs, int64_t nb, int T, Quants32* out) {
+  for (int64_t b = 0; b < nb; ++b)
+    for (int t = 0; t < T; ++t)
+      out[b * kTokTile + t].q = load32(reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b].qs);
+}
+
+void prep_tok_scales(const char* x, size_t xs, int64_t nb, int T, int field, Lanes16* out) {
   for (int64_t b = 0; b < nb; ++b) {
     alignas(64) float v[16] = {};
-    for (int t = 0; t < n; ++t) {
-      const float sx = h2f(reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b].s);
-      for (int i = 0; i < 4; ++i) v[4 * t + i] = sx;
+    for (int t = 0; t < T; ++t) {
+      const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b];
+      v[t] = v[8 + t] = h2f(field == 0 ? xb.d : xb.s);
     }
-    out[b].s = _mm512_load_ps(v);
+    out[b].v = _mm512_load_ps(v);
   }
 }
 
-// dtile (q4_1_dtile.h) for T tokens with the per-block work shared wider:
-// every lane runs dtile's sequence (the same int32 sums, each block's
-// d_w * d_x and m_w * s_x the same float products, the same FMA and adds in
-// block order, the same fold), so the outputs have its bits, and thus the
-// one-token decode's. The scales are laid out per block once (not per token),
-// and the m_w * s_x sums of 4 tokens share one register.
+// dtile (q4_1_dtile.h) for 4 rows x T tokens, each (row, token) in one ymm of
+// 8 lanes: the decode's lanes of that row (u8 nibbles [q0-15 | q16-31] against
+// the token's q0-31, one vpdpbusd of 4 products a lane, converted, one FMA by
+// d_w * d_x), folded by hsum (fold4's adds), plus the m_w * s_x sum kept apart
+// and added last: the same operations in the same order, so the one-token
+// bits. The products d_w * d_x (the same float products) come 16 a multiply
+// from a pre-pass, read back by broadcast, so the hot loop holds only the
+// vpdpbusd, convert and FMA of each (row, token) and one nibble unpack per
+// (row, block) shared by the T tokens.
 template <int T>
-void btile(const char* g, const QuantsZ* const* pq, const float* const* pd, const SumsZ* sums, int64_t nb,
+void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* sx, int64_t nb, Lanes16* prod,
            float* const* y) {
   constexpr int kBytes = 4 * sizeof(BlockQ4_1);
-  constexpr int G = (T + 3) / 4;  // groups of 4 tokens for the m sums
-  // d_w of row i (half 2i of the [d, m] dwords), in that row's quarters; m_w of rows 0..3 per token.
-  const __m512i d01 = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
-  const __m512i d23 = _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6);
-  const __m512i midx = _mm512_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7);
-  __m512 acc01[T], acc23[T], macc[G];
-  for (int t = 0; t < T; ++t) acc01[t] = acc23[t] = _mm512_setzero_ps();
-  for (int i = 0; i < G; ++i) macc[i] = _mm512_setzero_ps();
+  // Halves d_i at 10i, m_i at 10i + 1 of a group's block (BlockQ4_1 is 10 halves): [a x8, b x8, c x8, d x8].
+  auto idx = [](int a, int b, int c, int d) {
+    alignas(64) int16_t v[32];
+    for (int i = 0; i < 8; ++i) v[i] = int16_t(a), v[8 + i] = int16_t(b), v[16 + i] = int16_t(c), v[24 + i] = int16_t(d);
+    return _mm512_load_si512(v);
+  };
+  const __m512i di = idx(0, 10, 20, 30), mi = idx(1, 11, 21, 31);
+  // Pre-pass: per block the products of rows (0, 1) and (2, 3) and the m_w * s_x sums in block order.
+  __m512 m01 = _mm512_setzero_ps(), m23 = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const GroupBlock blk = unpack_block(g + b * kBytes);
-    const __m512 h = _mm512_castps256_ps512(blk.h);
-    const __m512 hd01 = _mm512_permutexvar_ps(d01, h), hd23 = _mm512_permutexvar_ps(d23, h);
-    const __m512 hm = _mm512_permutexvar_ps(midx, h);
-    const __m512i u01 = blk.u01, u23 = blk.u23;
-    const __m512i st = _mm512_setzero_si512();
-    for (int i = 0; i < G; ++i) macc[i] = _mm512_add_ps(macc[i], _mm512_mul_ps(hm, sums[i * nb + b].s));
-    for (int t = 0; t < T; ++t) {
-      const __m512i xq = pq[t][b].q;
-      const __m512 dx = _mm512_set1_ps(pd[t][b]);
-      acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u01, xq)), _mm512_mul_ps(hd01, dx), acc01[t]);
-      acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u23, xq)), _mm512_mul_ps(hd23, dx), acc23[t]);
-    }
+    _mm_prefetch(g + b * kBytes + 2048, _MM_HINT_T0);  // as unpack_block: the stream 2 KiB ahead
+    _mm_prefetch(g + b * kBytes + 2048 + 64, _MM_HINT_T0);
+    const __m512i z = _mm512_loadu_si512(g + b * kBytes);
+    const __m512i hd = _mm512_permutexvar_epi16(di, z), hm = _mm512_permutexvar_epi16(mi, z);
+    prod[2 * b].v = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(hd)), dx[b].v);
+    prod[2 * b + 1].v = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hd, 1)), dx[b].v);
+    m01 = _mm512_add_ps(m01, _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(hm)), sx[b].v));
+    m23 = _mm512_add_ps(m23, _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hm, 1)), sx[b].v));
   }
-  alignas(64) float m[4 * G * 4];
-  for (int i = 0; i < G; ++i) _mm512_store_ps(m + 16 * i, macc[i]);
-  for (int t = 0; t < T; ++t) _mm_storeu_ps(y[t], _mm_add_ps(fold4(acc01[t], acc23[t]), _mm_load_ps(m + 4 * t)));
+  alignas(64) float m[32];
+  _mm512_store_ps(m, m01);
+  _mm512_store_ps(m + 16, m23);
+  const float* pf = reinterpret_cast<const float*>(prod);
+  for (int pair = 0; pair < 2; ++pair) {
+    __m256 acc0[T], acc1[T];  // rows 2 * pair and 2 * pair + 1
+    each_token<T>([&](auto t) { acc0[t] = acc1[t] = _mm256_setzero_ps(); });
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * kBytes + 2 * pair * sizeof(BlockQ4_1);
+      const __m256i w0 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb)->qs);
+      const __m256i w1 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb + sizeof(BlockQ4_1))->qs);
+      const float* p = pf + (2 * b + pair) * 16;
+      each_token<T>([&](auto t) {
+        const __m256i q = xq[b * kTokTile + t].q;
+        const __m256i z = _mm256_setzero_si256();
+        acc0[t] = scale_add(acc0[t], _mm256_dpbusd_epi32(z, w0, q), _mm256_set1_ps(p[t]));
+        acc1[t] = scale_add(acc1[t], _mm256_dpbusd_epi32(z, w1, q), _mm256_set1_ps(p[8 + t]));
+      });
+    }
+    each_token<T>([&](auto t) {
+      y[t][2 * pair] = hsum(acc0[t]) + m[16 * pair + t];
+      y[t][2 * pair + 1] = hsum(acc1[t]) + m[16 * pair + 8 + t];
+    });
+  }
 }
 
-// Packed Q4_1 (groups of 4 rows): per group of rows, the tokens 8 at a time.
+// Packed Q4_1 (groups of 4 rows): per group of rows, the tokens in tiles of
+// at most 8 (as even as they split).
 void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
                             int64_t r0, int64_t r1, int64_t n_tok) {
   constexpr int P = 4;
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
   const int64_t nb = K / QK;
-  const int64_t n_groups = (n_tok + 3) / 4;
-  std::vector<QuantsZ> dq(static_cast<size_t>(n_tok * nb));
-  std::vector<float> dd(static_cast<size_t>(n_tok * nb));
-  std::vector<SumsZ> sums(static_cast<size_t>(n_groups * nb));
-  for (int64_t t = 0; t < n_tok; ++t) prep_bat(x + t * xs, nb, dq.data() + t * nb, dd.data() + t * nb);
-  for (int64_t i = 0; i < n_groups; ++i)
-    prep_sums(x + 4 * i * xs, xs, nb, static_cast<int>(std::min<int64_t>(4, n_tok - 4 * i)), sums.data() + i * nb);
+  const int64_t n_tiles = (n_tok + kTokTile - 1) / kTokTile;
+  std::vector<Lanes16> dx(static_cast<size_t>(n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(2 * nb));
+  std::vector<Quants32> xq(static_cast<size_t>(n_tiles * nb * kTokTile));
+  for (int64_t i = 0, t0 = 0; i < n_tiles; ++i) {
+    const int T = static_cast<int>((n_tok - t0) / (n_tiles - i));
+    prep_tok_quants(x + t0 * xs, xs, nb, T, xq.data() + i * nb * kTokTile);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, 0, dx.data() + i * nb);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, 1, sx.data() + i * nb);
+    t0 += T;
+  }
   for (int64_t r = r0; r < r1;) {
     if (r + P > r1 || r % P != 0) {  // a row outside whole groups: the decode's own route
       for (int64_t t = 0; t < n_tok; ++t) decode_q4_1_packed(w, ws, x + t * xs, xs, Y + t * ldy, ldy, K, r, r + 1);
       ++r;
       continue;
     }
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
-      const QuantsZ* pq[kTokTile];
-      const float* pd[kTokTile];
+    for (int64_t i = 0, t0 = 0; i < n_tiles; ++i) {
+      const int T = static_cast<int>((n_tok - t0) / (n_tiles - i));
       float* y[kTokTile];
-      const int T = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
-      for (int i = 0; i < T; ++i) {
-        pq[i] = dq.data() + (t0 + i) * nb;
-        pd[i] = dd.data() + (t0 + i) * nb;
-        y[i] = Y + (t0 + i) * ldy + r;
-      }
+      for (int t = 0; t < T; ++t) y[t] = Y + (t0 + t) * ldy + r;
       const char* g = w + r * ws;
-      const SumsZ* s = sums.data() + (t0 / 4) * nb;
-      with_tokens(T, [&](auto n) { btile<decltype(n)::value>(g, pq, pd, s, nb, y); });
+      with_tokens(T, [&](auto n) {
+        btile<decltype(n)::value>(g, xq.data() + i * nb * kTokTile, dx.data() + i * nb, sx.data() + i * nb, nb,
+                                  prod.data(), y);
+      });
+      t0 += T;
     }
     r += P;
   }
