@@ -17,6 +17,7 @@ namespace bluelm::kernels::avx512 {
 namespace {
 
 constexpr int kTokTile = 8;  // tokens per btile call: 2 accumulators each, within 32 registers
+constexpr int kYmmFrom = 4;  // packed Q4_1 tiles of fewer tokens take btile_z
 
 // fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to
 // kTokTile: the tiles' template argument.
@@ -45,6 +46,77 @@ inline void each_token(Fn&& fn, std::integer_sequence<int, I...>) {
 template <int T, class Fn>
 inline void each_token(Fn&& fn) {
   each_token<T>(fn, std::make_integer_sequence<int, T>{});
+}
+
+// A token of the batch, prepared once per call: per block its quants as the
+// decode lays them out, [q0-15, q0-15, q16-31, q16-31], and its scale d_x (two
+// arrays: 64 bytes a block, so 8 tokens of a 1536-wide row stay in L1).
+struct QuantsZ {  // (a struct: a vector of a bare vector type drops its alignment attribute)
+  __m512i q;
+};
+struct SumsZ {
+  __m512 s;
+};
+
+void prep_bat(const char* x, int64_t nb, QuantsZ* q, float* dx) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x)[b];
+    const __m512i zq = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs)));
+    q[b].q = _mm512_shuffle_i64x2(zq, zq, _MM_SHUFFLE(1, 1, 0, 0));
+    dx[b] = h2f(xb.d);
+  }
+}
+
+// s_x of 4 tokens per block, each in 4 lanes: [s0 x4, s1 x4, s2 x4, s3 x4].
+void prep_sums(const char* x, size_t xs, int64_t nb, int n, SumsZ* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    alignas(64) float v[16] = {};
+    for (int t = 0; t < n; ++t) {
+      const float sx = h2f(reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b].s);
+      for (int i = 0; i < 4; ++i) v[4 * t + i] = sx;
+    }
+    out[b].s = _mm512_load_ps(v);
+  }
+}
+
+// dtile (q4_1_dtile.h) for T tokens with the per-block work shared wider
+// (the route of tiles under kYmmFrom tokens, whose per-row setup btile below
+// does not repay):
+// every lane runs dtile's sequence (the same int32 sums, each block's
+// d_w * d_x and m_w * s_x the same float products, the same FMA and adds in
+// block order, the same fold), so the outputs have its bits, and thus the
+// one-token decode's. The scales are laid out per block once (not per token),
+// and the m_w * s_x sums of 4 tokens share one register.
+template <int T>
+void btile_z(const char* g, const QuantsZ* const* pq, const float* const* pd, const SumsZ* sums, int64_t nb,
+           float* const* y) {
+  constexpr int kBytes = 4 * sizeof(BlockQ4_1);
+  constexpr int G = (T + 3) / 4;  // groups of 4 tokens for the m sums
+  // d_w of row i (half 2i of the [d, m] dwords), in that row's quarters; m_w of rows 0..3 per token.
+  const __m512i d01 = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
+  const __m512i d23 = _mm512_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6);
+  const __m512i midx = _mm512_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7);
+  __m512 acc01[T], acc23[T], macc[G];
+  for (int t = 0; t < T; ++t) acc01[t] = acc23[t] = _mm512_setzero_ps();
+  for (int i = 0; i < G; ++i) macc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const GroupBlock blk = unpack_block(g + b * kBytes);
+    const __m512 h = _mm512_castps256_ps512(blk.h);
+    const __m512 hd01 = _mm512_permutexvar_ps(d01, h), hd23 = _mm512_permutexvar_ps(d23, h);
+    const __m512 hm = _mm512_permutexvar_ps(midx, h);
+    const __m512i u01 = blk.u01, u23 = blk.u23;
+    const __m512i st = _mm512_setzero_si512();
+    for (int i = 0; i < G; ++i) macc[i] = _mm512_add_ps(macc[i], _mm512_mul_ps(hm, sums[i * nb + b].s));
+    for (int t = 0; t < T; ++t) {
+      const __m512i xq = pq[t][b].q;
+      const __m512 dx = _mm512_set1_ps(pd[t][b]);
+      acc01[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u01, xq)), _mm512_mul_ps(hd01, dx), acc01[t]);
+      acc23[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd512(st, u23, xq)), _mm512_mul_ps(hd23, dx), acc23[t]);
+    }
+  }
+  alignas(64) float m[4 * G * 4];
+  for (int i = 0; i < G; ++i) _mm512_store_ps(m + 16 * i, macc[i]);
+  for (int t = 0; t < T; ++t) _mm_storeu_ps(y[t], _mm_add_ps(fold4(acc01[t], acc23[t]), _mm_load_ps(m + 4 * t)));
 }
 
 // A tile's per-block token scales, [v_0 .. v_7 | v_0 .. v_7] for T <= 8
@@ -143,32 +215,50 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
   const int64_t nb = K / QK;
+  // Tiles of kTokTile tokens, then the rest: btile, or btile_z for a rest under kYmmFrom.
   const int64_t n_tiles = (n_tok + kTokTile - 1) / kTokTile;
+  const int64_t t_z = n_tok % kTokTile != 0 && n_tok % kTokTile < kYmmFrom ? n_tok - n_tok % kTokTile : n_tok;
+  const int n_z = static_cast<int>(n_tok - t_z);
   std::vector<Lanes16> dx(static_cast<size_t>(n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(2 * nb));
   std::vector<Quants32> xq(static_cast<size_t>(n_tiles * nb * kTokTile));
-  for (int64_t i = 0, t0 = 0; i < n_tiles; ++i) {
-    const int T = static_cast<int>((n_tok - t0) / (n_tiles - i));
+  for (int64_t i = 0, t0 = 0; t0 < t_z; ++i, t0 += kTokTile) {
+    const int T = static_cast<int>(std::min<int64_t>(kTokTile, t_z - t0));
     prep_tok_quants(x + t0 * xs, xs, nb, T, xq.data() + i * nb * kTokTile);
     prep_tok_scales(x + t0 * xs, xs, nb, T, 0, dx.data() + i * nb);
     prep_tok_scales(x + t0 * xs, xs, nb, T, 1, sx.data() + i * nb);
-    t0 += T;
   }
+  std::vector<QuantsZ> zq(static_cast<size_t>(n_z * nb));
+  std::vector<float> zd(zq.size());
+  std::vector<SumsZ> zs(static_cast<size_t>(nb));
+  for (int t = 0; t < n_z; ++t) prep_bat(x + (t_z + t) * xs, nb, zq.data() + t * nb, zd.data() + t * nb);
+  if (n_z) prep_sums(x + t_z * xs, xs, nb, n_z, zs.data());
   for (int64_t r = r0; r < r1;) {
     if (r + P > r1 || r % P != 0) {  // a row outside whole groups: the decode's own route
       for (int64_t t = 0; t < n_tok; ++t) decode_q4_1_packed(w, ws, x + t * xs, xs, Y + t * ldy, ldy, K, r, r + 1);
       ++r;
       continue;
     }
-    for (int64_t i = 0, t0 = 0; i < n_tiles; ++i) {
-      const int T = static_cast<int>((n_tok - t0) / (n_tiles - i));
-      float* y[kTokTile];
+    const char* g = w + r * ws;
+    float* y[kTokTile];
+    for (int64_t i = 0, t0 = 0; t0 < t_z; ++i, t0 += kTokTile) {
+      const int T = static_cast<int>(std::min<int64_t>(kTokTile, t_z - t0));
       for (int t = 0; t < T; ++t) y[t] = Y + (t0 + t) * ldy + r;
-      const char* g = w + r * ws;
       with_tokens(T, [&](auto n) {
         btile<decltype(n)::value>(g, xq.data() + i * nb * kTokTile, dx.data() + i * nb, sx.data() + i * nb, nb,
                                   prod.data(), y);
       });
-      t0 += T;
+    }
+    if (n_z) {
+      const QuantsZ* pq[kTokTile];
+      const float* pd[kTokTile];
+      for (int t = 0; t < n_z; ++t) {
+        pq[t] = zq.data() + t * nb;
+        pd[t] = zd.data() + t * nb;
+        y[t] = Y + (t_z + t) * ldy + r;
+      }
+      with_tokens(n_z, [&](auto n) {
+        if constexpr (decltype(n)::value < kYmmFrom) btile_z<decltype(n)::value>(g, pq, pd, zs.data(), nb, y);
+      });
     }
     r += P;
   }
