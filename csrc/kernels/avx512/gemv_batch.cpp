@@ -158,6 +158,13 @@ void prep_tok_scales(const char* x, size_t xs, int64_t nb, int T, int field, Lan
 // from a pre-pass, read back by broadcast, so the hot loop holds only the
 // vpdpbusd, convert and FMA of each (row, token) and one nibble unpack per
 // (row, block) shared by the T tokens.
+// Lane sums started at the bits of 1.5 * 2^23 (kMagic) are the bits of the
+// float 1.5 * 2^23 + sum while |sum| < 2^22 (here < 2^15): subtracting 1.5 * 2^23
+// gives float(sum) exactly, vcvtdq2ps's value, by an add instead of a convert.
+inline __m256 exact_float(__m256i magic_plus_sum) {
+  return _mm256_sub_ps(_mm256_castsi256_ps(magic_plus_sum), _mm256_set1_ps(12582912.0f));
+}
+
 template <int T>
 void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* sx, int64_t nb, Lanes16* prod,
            float* const* y) {
@@ -185,6 +192,7 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
   _mm512_store_ps(m, m01);
   _mm512_store_ps(m + 16, m23);
   const float* pf = reinterpret_cast<const float*>(prod);
+  const __m256i kMagic = _mm256_set1_epi32(0x4B400000);
   for (int pair = 0; pair < 2; ++pair) {
     __m256 acc0[T], acc1[T];  // rows 2 * pair and 2 * pair + 1
     each_token<T>([&](auto t) { acc0[t] = acc1[t] = _mm256_setzero_ps(); });
@@ -194,10 +202,10 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
       const __m256i w1 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb + sizeof(BlockQ4_1))->qs);
       const float* p = pf + (2 * b + pair) * 16;
       each_token<T>([&](auto t) {
-        const __m256i q = xq[b * kTokTile + t].q;
-        const __m256i z = _mm256_setzero_si256();
-        acc0[t] = scale_add(acc0[t], _mm256_dpbusd_epi32(z, w0, q), _mm256_set1_ps(p[t]));
-        acc1[t] = scale_add(acc1[t], _mm256_dpbusd_epi32(z, w1, q), _mm256_set1_ps(p[8 + t]));
+        __m256i q = xq[b * kTokTile + t].q;
+        __asm__("" : "+v"(q));  // one load for both rows (GCC would fold it into each vpdpbusd)
+        acc0[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w0, q)), _mm256_set1_ps(p[t]), acc0[t]);
+        acc1[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w1, q)), _mm256_set1_ps(p[8 + t]), acc1[t]);
       });
     }
     each_token<T>([&](auto t) {
