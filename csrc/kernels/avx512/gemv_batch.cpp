@@ -17,23 +17,17 @@ namespace bluelm::kernels::avx512 {
 namespace {
 
 constexpr int kTokTile = 8;  // tokens per btile call: 2 accumulators each, within 32 registers
-constexpr int kYmmFrom = 4;  // packed Q4_1 tiles of fewer tokens take btile_z
+constexpr int kTokTileY = 10;  // tokens per btile call: 2 ymm accumulators each, within 32 registers
+constexpr int kYmmFrom = 4;    // packed Q4_1 batches of fewer tokens take btile_z
 
-// fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to
-// kTokTile: the tiles' template argument.
-template <class Fn>
+// fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to Max:
+// the tiles' template argument.
+template <int Max = 8, class Fn>
 void with_tokens(int T, Fn&& fn) {
-  static_assert(kTokTile == 8, "the cases below");
-  switch (T) {
-    case 8: fn(std::integral_constant<int, 8>{}); break;
-    case 7: fn(std::integral_constant<int, 7>{}); break;
-    case 6: fn(std::integral_constant<int, 6>{}); break;
-    case 5: fn(std::integral_constant<int, 5>{}); break;
-    case 4: fn(std::integral_constant<int, 4>{}); break;
-    case 3: fn(std::integral_constant<int, 3>{}); break;
-    case 2: fn(std::integral_constant<int, 2>{}); break;
-    default: fn(std::integral_constant<int, 1>{}); break;
+  if constexpr (Max > 1) {
+    if (T < Max) return with_tokens<Max - 1>(T, fn);
   }
+  fn(std::integral_constant<int, Max>{});
 }
 
 // f(std::integral_constant<int, t>{}) for t = 0 .. T-1, unrolled in the source:
@@ -119,14 +113,14 @@ void btile_z(const char* g, const QuantsZ* const* pq, const float* const* pd, co
   for (int t = 0; t < T; ++t) _mm_storeu_ps(y[t], _mm_add_ps(fold4(acc01[t], acc23[t]), _mm_load_ps(m + 4 * t)));
 }
 
-// A tile's per-block token scales, [v_0 .. v_7 | v_0 .. v_7] for T <= 8
-// tokens (d_x or s_x; lanes past T zero): multiplied by 2 rows' [w_a x8 | w_b x8]
-// they give the 16 (row, token) products of a block in one multiply.
+// A tile's token scales, per block two vectors [v_0 .. v_7 | v_0 .. v_7] and
+// [v_8 .. v_15 | v_8 .. v_15] (d_x or s_x; lanes past the tile's tokens zero):
+// times 2 rows' [w_a x8 | w_b x8] they give 16 (row, token) products a multiply.
 struct Lanes16 {  // (a struct: a vector of a bare vector type drops its alignment attribute)
   __m512 v;
 };
 
-// A tile's token quants per block, tokens side by side ([b][t], kTokTile slots
+// A tile's token quants per block, tokens side by side ([b][t], kTokTileY slots
 // of 32 bytes a block): the hot loop reaches every token from one pointer.
 struct Quants32 {
   __m256i q;
@@ -135,17 +129,18 @@ struct Quants32 {
 void prep_tok_quants(const char* x, size_t xs, int64_t nb, int T, Quants32* out) {
   for (int64_t b = 0; b < nb; ++b)
     for (int t = 0; t < T; ++t)
-      out[b * kTokTile + t].q = load32(reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b].qs);
+      out[b * kTokTileY + t].q = load32(reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b].qs);
 }
 
 void prep_tok_scales(const char* x, size_t xs, int64_t nb, int T, int field, Lanes16* out) {
   for (int64_t b = 0; b < nb; ++b) {
-    alignas(64) float v[16] = {};
+    alignas(64) float v[32] = {};
     for (int t = 0; t < T; ++t) {
       const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b];
-      v[t] = v[8 + t] = h2f(field == 0 ? xb.d : xb.s);
+      v[16 * (t / 8) + t % 8] = v[16 * (t / 8) + 8 + t % 8] = h2f(field == 0 ? xb.d : xb.s);
     }
-    out[b].v = _mm512_load_ps(v);
+    out[2 * b].v = _mm512_load_ps(v);
+    out[2 * b + 1].v = _mm512_load_ps(v + 16);
   }
 }
 
@@ -176,21 +171,33 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
     return _mm512_load_si512(v);
   };
   const __m512i di = idx(0, 10, 20, 30), mi = idx(1, 11, 21, 31);
-  // Pre-pass: per block the products of rows (0, 1) and (2, 3) and the m_w * s_x sums in block order.
-  __m512 m01 = _mm512_setzero_ps(), m23 = _mm512_setzero_ps();
+  // Pre-pass: per block the products of rows (0, 1) and (2, 3), for tokens
+  // 0-7 (and 8-15), and the m_w * s_x sums in block order.
+  constexpr int H = T > 8 ? 2 : 1;
+  __m512 m01a = _mm512_setzero_ps(), m23a = m01a, m01b = m01a, m23b = m01a;
   for (int64_t b = 0; b < nb; ++b) {
     _mm_prefetch(g + b * kBytes + 2048, _MM_HINT_T0);  // as unpack_block: the stream 2 KiB ahead
     _mm_prefetch(g + b * kBytes + 2048 + 64, _MM_HINT_T0);
     const __m512i z = _mm512_loadu_si512(g + b * kBytes);
     const __m512i hd = _mm512_permutexvar_epi16(di, z), hm = _mm512_permutexvar_epi16(mi, z);
-    prod[2 * b].v = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(hd)), dx[b].v);
-    prod[2 * b + 1].v = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hd, 1)), dx[b].v);
-    m01 = _mm512_add_ps(m01, _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(hm)), sx[b].v));
-    m23 = _mm512_add_ps(m23, _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(hm, 1)), sx[b].v));
+    const __m512 d01 = _mm512_cvtph_ps(_mm512_castsi512_si256(hd)), d23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hd, 1));
+    const __m512 w01 = _mm512_cvtph_ps(_mm512_castsi512_si256(hm)), w23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hm, 1));
+    prod[4 * b].v = _mm512_mul_ps(d01, dx[2 * b].v);
+    prod[4 * b + 1].v = _mm512_mul_ps(d23, dx[2 * b].v);
+    m01a = _mm512_add_ps(m01a, _mm512_mul_ps(w01, sx[2 * b].v));
+    m23a = _mm512_add_ps(m23a, _mm512_mul_ps(w23, sx[2 * b].v));
+    if constexpr (H == 2) {
+      prod[4 * b + 2].v = _mm512_mul_ps(d01, dx[2 * b + 1].v);
+      prod[4 * b + 3].v = _mm512_mul_ps(d23, dx[2 * b + 1].v);
+      m01b = _mm512_add_ps(m01b, _mm512_mul_ps(w01, sx[2 * b + 1].v));
+      m23b = _mm512_add_ps(m23b, _mm512_mul_ps(w23, sx[2 * b + 1].v));
+    }
   }
-  alignas(64) float m[32];
-  _mm512_store_ps(m, m01);
-  _mm512_store_ps(m + 16, m23);
+  alignas(64) float m[64];  // [pair 0 | pair 1] for tokens 0-7, then 8-15
+  _mm512_store_ps(m, m01a);
+  _mm512_store_ps(m + 16, m23a);
+  _mm512_store_ps(m + 32, m01b);
+  _mm512_store_ps(m + 48, m23b);
   const float* pf = reinterpret_cast<const float*>(prod);
   const __m256i kMagic = _mm256_set1_epi32(0x4B400000);
   for (int pair = 0; pair < 2; ++pair) {
@@ -200,46 +207,49 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
       const char* gb = g + b * kBytes + 2 * pair * sizeof(BlockQ4_1);
       const __m256i w0 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb)->qs);
       const __m256i w1 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb + sizeof(BlockQ4_1))->qs);
-      const float* p = pf + (2 * b + pair) * 16;
+      const float* p = pf + (4 * b + pair) * 16;  // token t: p[32 * (t / 8) + t % 8], the second row 8 on
       each_token<T>([&](auto t) {
-        __m256i q = xq[b * kTokTile + t].q;
+        constexpr int o = 32 * (t / 8) + t % 8;
+        __m256i q = xq[b * kTokTileY + t].q;
         __asm__("" : "+v"(q));  // one load for both rows (GCC would fold it into each vpdpbusd)
-        acc0[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w0, q)), _mm256_set1_ps(p[t]), acc0[t]);
-        acc1[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w1, q)), _mm256_set1_ps(p[8 + t]), acc1[t]);
+        acc0[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w0, q)), _mm256_set1_ps(p[o]), acc0[t]);
+        acc1[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w1, q)), _mm256_set1_ps(p[o + 8]), acc1[t]);
       });
     }
     each_token<T>([&](auto t) {
-      y[t][2 * pair] = hsum(acc0[t]) + m[16 * pair + t];
-      y[t][2 * pair + 1] = hsum(acc1[t]) + m[16 * pair + 8 + t];
+      constexpr int o = 32 * (t / 8) + t % 8;
+      y[t][2 * pair] = hsum(acc0[t]) + m[o + 16 * pair];
+      y[t][2 * pair + 1] = hsum(acc1[t]) + m[o + 16 * pair + 8];
     });
   }
 }
 
 // Packed Q4_1 (groups of 4 rows): per group of rows, the tokens in tiles of
-// at most 8 (as even as they split).
+// at most kTokTileY (as even as they split) by btile; fewer than kYmmFrom
+// tokens by btile_z, whose per-row setup is cheaper there.
 void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
                             int64_t r0, int64_t r1, int64_t n_tok) {
   constexpr int P = 4;
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
   const int64_t nb = K / QK;
-  // Tiles of kTokTile tokens, then the rest: btile, or btile_z for a rest under kYmmFrom.
-  const int64_t n_tiles = (n_tok + kTokTile - 1) / kTokTile;
-  const int64_t t_z = n_tok % kTokTile != 0 && n_tok % kTokTile < kYmmFrom ? n_tok - n_tok % kTokTile : n_tok;
-  const int n_z = static_cast<int>(n_tok - t_z);
-  std::vector<Lanes16> dx(static_cast<size_t>(n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(2 * nb));
-  std::vector<Quants32> xq(static_cast<size_t>(n_tiles * nb * kTokTile));
-  for (int64_t i = 0, t0 = 0; t0 < t_z; ++i, t0 += kTokTile) {
-    const int T = static_cast<int>(std::min<int64_t>(kTokTile, t_z - t0));
-    prep_tok_quants(x + t0 * xs, xs, nb, T, xq.data() + i * nb * kTokTile);
-    prep_tok_scales(x + t0 * xs, xs, nb, T, 0, dx.data() + i * nb);
-    prep_tok_scales(x + t0 * xs, xs, nb, T, 1, sx.data() + i * nb);
+  const bool ymm = n_tok >= kYmmFrom;
+  const int64_t n_tiles = ymm ? (n_tok + kTokTileY - 1) / kTokTileY : 0;
+  auto tile_size = [&](int64_t i, int64_t t0) { return static_cast<int>((n_tok - t0) / (n_tiles - i)); };
+  std::vector<Lanes16> dx(static_cast<size_t>(2 * n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(4 * nb));
+  std::vector<Quants32> xq(static_cast<size_t>(n_tiles * nb * kTokTileY));
+  for (int64_t i = 0, t0 = 0; i < n_tiles; t0 += tile_size(i, t0), ++i) {
+    const int T = tile_size(i, t0);
+    prep_tok_quants(x + t0 * xs, xs, nb, T, xq.data() + i * nb * kTokTileY);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, 0, dx.data() + 2 * i * nb);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, 1, sx.data() + 2 * i * nb);
   }
+  const int n_z = ymm ? 0 : static_cast<int>(n_tok);
   std::vector<QuantsZ> zq(static_cast<size_t>(n_z * nb));
   std::vector<float> zd(zq.size());
   std::vector<SumsZ> zs(static_cast<size_t>(nb));
-  for (int t = 0; t < n_z; ++t) prep_bat(x + (t_z + t) * xs, nb, zq.data() + t * nb, zd.data() + t * nb);
-  if (n_z) prep_sums(x + t_z * xs, xs, nb, n_z, zs.data());
+  for (int t = 0; t < n_z; ++t) prep_bat(x + t * xs, nb, zq.data() + t * nb, zd.data() + t * nb);
+  if (n_z) prep_sums(x, xs, nb, n_z, zs.data());
   for (int64_t r = r0; r < r1;) {
     if (r + P > r1 || r % P != 0) {  // a row outside whole groups: the decode's own route
       for (int64_t t = 0; t < n_tok; ++t) decode_q4_1_packed(w, ws, x + t * xs, xs, Y + t * ldy, ldy, K, r, r + 1);
@@ -247,26 +257,26 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
       continue;
     }
     const char* g = w + r * ws;
-    float* y[kTokTile];
-    for (int64_t i = 0, t0 = 0; t0 < t_z; ++i, t0 += kTokTile) {
-      const int T = static_cast<int>(std::min<int64_t>(kTokTile, t_z - t0));
+    float* y[kTokTileY];
+    for (int64_t i = 0, t0 = 0; i < n_tiles; t0 += tile_size(i, t0), ++i) {
+      const int T = tile_size(i, t0);
       for (int t = 0; t < T; ++t) y[t] = Y + (t0 + t) * ldy + r;
-      with_tokens(T, [&](auto n) {
-        btile<decltype(n)::value>(g, xq.data() + i * nb * kTokTile, dx.data() + i * nb, sx.data() + i * nb, nb,
-                                  prod.data(), y);
+      with_tokens<kTokTileY>(T, [&](auto n) {
+        constexpr int N = decltype(n)::value;
+        if constexpr (N >= kYmmFrom)
+          btile<N>(g, xq.data() + i * nb * kTokTileY, dx.data() + 2 * i * nb, sx.data() + 2 * i * nb, nb,
+                   prod.data(), y);
       });
     }
     if (n_z) {
-      const QuantsZ* pq[kTokTile];
-      const float* pd[kTokTile];
+      const QuantsZ* pq[kYmmFrom];
+      const float* pd[kYmmFrom];
       for (int t = 0; t < n_z; ++t) {
         pq[t] = zq.data() + t * nb;
         pd[t] = zd.data() + t * nb;
-        y[t] = Y + (t_z + t) * ldy + r;
+        y[t] = Y + t * ldy + r;
       }
-      with_tokens(n_z, [&](auto n) {
-        if constexpr (decltype(n)::value < kYmmFrom) btile_z<decltype(n)::value>(g, pq, pd, zs.data(), nb, y);
-      });
+      with_tokens<kYmmFrom - 1>(n_z, [&](auto n) { btile_z<decltype(n)::value>(g, pq, pd, zs.data(), nb, y); });
     }
     r += P;
   }
