@@ -205,6 +205,10 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
     each_token<T>([&](auto t) { acc0[t] = acc1[t] = _mm256_setzero_ps(); });
     for (int64_t b = 0; b < nb; ++b) {
       const char* gb = g + b * kBytes + 2 * pair * sizeof(BlockQ4_1);
+      if (pair == 0) {  // the next group's block b (the pre-pass of the next call then reads cache)
+        _mm_prefetch(g + (nb + b) * kBytes, _MM_HINT_T0);
+        _mm_prefetch(g + (nb + b) * kBytes + 64, _MM_HINT_T0);
+      }
       const __m256i w0 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb)->qs);
       const __m256i w1 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb + sizeof(BlockQ4_1))->qs);
       const float* p = pf + (4 * b + pair) * 16;  // token t: p[32 * (t / 8) + t % 8], the second row 8 on
