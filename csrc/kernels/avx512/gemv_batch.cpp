@@ -1,8 +1,8 @@
 // The small-batch gemv of the AVX-512 table (KernelTable::gemv_batch*): 2 to
 // 16 tokens against weights read once, each token through the lanes of the
 // one-token decode's tiles (packed Q4_1: q4_1_dtile.h's dtile; file-layout
-// Q8_0: decode.cpp's dtile_q8), with the per-block work shared by up to 8
-// tokens, so every output has the bits of a one-token call. A speculative
+// Q8_0: decode.cpp's dtile_q8), with the per-block work shared by up to 10
+// (Q8_0: 8) tokens, so every output has the bits of a one-token call. A speculative
 // round verifies its rows this way (llm/decoder.cpp, eval_as_steps).
 #include <algorithm>
 #include <type_traits>
@@ -16,13 +16,13 @@
 namespace bluelm::kernels::avx512 {
 namespace {
 
-constexpr int kTokTile = 8;  // tokens per btile call: 2 accumulators each, within 32 registers
-constexpr int kTokTileY = 10;  // tokens per btile call: 2 ymm accumulators each, within 32 registers
+constexpr int kTokTile = 8;    // tokens per btile_q8 / btile_z call: 2 zmm accumulators each, in 32 registers
+constexpr int kTokTileY = 10;  // tokens per btile call: 2 ymm accumulators each, in 32 registers
 constexpr int kYmmFrom = 4;    // packed Q4_1 batches of fewer tokens take btile_z
 
 // fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to Max:
 // the tiles' template argument.
-template <int Max = 8, class Fn>
+template <int Max = kTokTile, class Fn>
 void with_tokens(int T, Fn&& fn) {
   if constexpr (Max > 1) {
     if (T < Max) return with_tokens<Max - 1>(T, fn);
@@ -144,22 +144,25 @@ void prep_tok_scales(const char* x, size_t xs, int64_t nb, int T, int field, Lan
   }
 }
 
-// dtile (q4_1_dtile.h) for 4 rows x T tokens, each (row, token) in one ymm of
-// 8 lanes: the decode's lanes of that row (u8 nibbles [q0-15 | q16-31] against
-// the token's q0-31, one vpdpbusd of 4 products a lane, converted, one FMA by
-// d_w * d_x), folded by hsum (fold4's adds), plus the m_w * s_x sum kept apart
-// and added last: the same operations in the same order, so the one-token
-// bits. The products d_w * d_x (the same float products) come 16 a multiply
-// from a pre-pass, read back by broadcast, so the hot loop holds only the
-// vpdpbusd, convert and FMA of each (row, token) and one nibble unpack per
-// (row, block) shared by the T tokens.
-// Lane sums started at the bits of 1.5 * 2^23 (kMagic) are the bits of the
-// float 1.5 * 2^23 + sum while |sum| < 2^22 (here < 2^15): subtracting 1.5 * 2^23
-// gives float(sum) exactly, vcvtdq2ps's value, by an add instead of a convert.
+// Lane sums started at the bits of 1.5 * 2^23 (kMagic in btile) are the bits
+// of the float 1.5 * 2^23 + sum while |sum| < 2^22 (Q4_1: |sum| <= 4 * 15 * 128):
+// subtracting 1.5 * 2^23 gives float(sum) exactly, vcvtdq2ps's value, by a
+// subtract (an FADD pipe) instead of a convert.
 inline __m256 exact_float(__m256i magic_plus_sum) {
   return _mm256_sub_ps(_mm256_castsi256_ps(magic_plus_sum), _mm256_set1_ps(12582912.0f));
 }
 
+// dtile (q4_1_dtile.h) for 4 rows x T tokens (kYmmFrom <= T <= kTokTileY),
+// each (row, token) in one ymm of 8 lanes: the decode's lanes of that row (u8
+// nibbles [q0-15 | q16-31] against the token's q0-31, one vpdpbusd of 4
+// products a lane, the exact float of the sum, one FMA by d_w * d_x), folded by
+// hsum (fold4's adds), plus the m_w * s_x sum kept apart and added last: the
+// same operations in the same order, so the one-token bits. A pre-pass makes
+// the products d_w * d_x (the same float products) 16 a multiply and the m
+// sums; the hot loop then holds per (row, token) only vpdpbusd, subtract and
+// an FMA whose d_w * d_x is an embedded broadcast, and per (row, block) one
+// nibble unpack shared by the T tokens. Two passes over the group's blocks
+// (rows 0-1, then 2-3) keep 2T accumulators in registers.
 template <int T>
 void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* sx, int64_t nb, Lanes16* prod,
            float* const* y) {
@@ -265,7 +268,7 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
     for (int64_t i = 0, t0 = 0; i < n_tiles; t0 += tile_size(i, t0), ++i) {
       const int T = tile_size(i, t0);
       for (int t = 0; t < T; ++t) y[t] = Y + (t0 + t) * ldy + r;
-      with_tokens<kTokTileY>(T, [&](auto n) {
+      with_tokens<kTokTileY>(T, [&](auto n) {  // T >= kYmmFrom: tiles split evenly from n_tok >= kYmmFrom
         constexpr int N = decltype(n)::value;
         if constexpr (N >= kYmmFrom)
           btile<N>(g, xq.data() + i * nb * kTokTileY, dx.data() + 2 * i * nb, sx.data() + 2 * i * nb, nb,
