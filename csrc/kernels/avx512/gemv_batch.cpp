@@ -1,11 +1,12 @@
 // The small-batch gemv of the AVX-512 table (KernelTable::gemv_batch*): 2 to
 // 16 tokens against weights read once, each token through the lanes of the
 // one-token decode's tiles (packed Q4_1: q4_1_dtile.h's dtile; file-layout
-// Q8_0: decode.cpp's dtile_q8), with the per-block work shared by up to 8
-// tokens, so every output has the bits of a one-token call. A speculative
+// Q8_0: decode.cpp's dtile_q8), with the per-block work shared by up to 10
+// (Q8_0: 8) tokens, so every output has the bits of a one-token call. A speculative
 // round verifies its rows this way (llm/decoder.cpp, eval_as_steps).
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/avx512/avx512.h"
@@ -15,23 +16,30 @@
 namespace bluelm::kernels::avx512 {
 namespace {
 
-constexpr int kTokTile = 8;  // tokens per btile call: 2 accumulators each, within 32 registers
+constexpr int kTokTile = 8;    // tokens per btile_q8 / btile_z call: 2 zmm accumulators each, in 32 registers
+constexpr int kTokTileY = 10;  // tokens per btile call: 2 ymm accumulators each, in 32 registers
+constexpr int kYmmFrom = 4;    // packed Q4_1 batches of fewer tokens take btile_z
 
-// fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to
-// kTokTile: the tiles' template argument.
-template <class Fn>
+// fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to Max:
+// the tiles' template argument.
+template <int Max = kTokTile, class Fn>
 void with_tokens(int T, Fn&& fn) {
-  static_assert(kTokTile == 8, "the cases below");
-  switch (T) {
-    case 8: fn(std::integral_constant<int, 8>{}); break;
-    case 7: fn(std::integral_constant<int, 7>{}); break;
-    case 6: fn(std::integral_constant<int, 6>{}); break;
-    case 5: fn(std::integral_constant<int, 5>{}); break;
-    case 4: fn(std::integral_constant<int, 4>{}); break;
-    case 3: fn(std::integral_constant<int, 3>{}); break;
-    case 2: fn(std::integral_constant<int, 2>{}); break;
-    default: fn(std::integral_constant<int, 1>{}); break;
+  if constexpr (Max > 1) {
+    if (T < Max) return with_tokens<Max - 1>(T, fn);
   }
+  fn(std::integral_constant<int, Max>{});
+}
+
+// f(std::integral_constant<int, t>{}) for t = 0 .. T-1, unrolled in the source:
+// accumulator arrays indexed by constants stay in registers (GCC's late
+// unrolling left them in memory, a store per FMA).
+template <int T, class Fn, int... I>
+inline void each_token(Fn&& fn, std::integer_sequence<int, I...>) {
+  (fn(std::integral_constant<int, I>{}), ...);
+}
+template <int T, class Fn>
+inline void each_token(Fn&& fn) {
+  each_token<T>(fn, std::make_integer_sequence<int, T>{});
 }
 
 // A token of the batch, prepared once per call: per block its quants as the
@@ -65,14 +73,16 @@ void prep_sums(const char* x, size_t xs, int64_t nb, int n, SumsZ* out) {
   }
 }
 
-// dtile (q4_1_dtile.h) for T tokens with the per-block work shared wider:
+// dtile (q4_1_dtile.h) for T tokens with the per-block work shared wider
+// (the route of tiles under kYmmFrom tokens, whose per-row setup btile below
+// does not repay):
 // every lane runs dtile's sequence (the same int32 sums, each block's
 // d_w * d_x and m_w * s_x the same float products, the same FMA and adds in
 // block order, the same fold), so the outputs have its bits, and thus the
 // one-token decode's. The scales are laid out per block once (not per token),
 // and the m_w * s_x sums of 4 tokens share one register.
 template <int T>
-void btile(const char* g, const QuantsZ* const* pq, const float* const* pd, const SumsZ* sums, int64_t nb,
+void btile_z(const char* g, const QuantsZ* const* pq, const float* const* pd, const SumsZ* sums, int64_t nb,
            float* const* y) {
   constexpr int kBytes = 4 * sizeof(BlockQ4_1);
   constexpr int G = (T + 3) / 4;  // groups of 4 tokens for the m sums
@@ -103,39 +113,177 @@ void btile(const char* g, const QuantsZ* const* pq, const float* const* pd, cons
   for (int t = 0; t < T; ++t) _mm_storeu_ps(y[t], _mm_add_ps(fold4(acc01[t], acc23[t]), _mm_load_ps(m + 4 * t)));
 }
 
-// Packed Q4_1 (groups of 4 rows): per group of rows, the tokens 8 at a time.
+// A tile's token scales, per block two vectors [v_0 .. v_7 | v_0 .. v_7] and
+// [v_8 .. v_15 | v_8 .. v_15] (d_x or s_x; lanes past the tile's tokens zero):
+// times 2 rows' [w_a x8 | w_b x8] they give 16 (row, token) products a multiply.
+struct Lanes16 {  // (a struct: a vector of a bare vector type drops its alignment attribute)
+  __m512 v;
+};
+
+// A tile's token quants per block, tokens side by side ([b][t], kTokTileY slots
+// of 32 bytes a block): the hot loop reaches every token from one pointer.
+struct Quants32 {
+  __m256i q;
+};
+
+void prep_tok_quants(const char* x, size_t xs, int64_t nb, int T, Quants32* out) {
+  for (int64_t b = 0; b < nb; ++b)
+    for (int t = 0; t < T; ++t)
+      out[b * kTokTileY + t].q = load32(reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b].qs);
+}
+
+void prep_tok_scales(const char* x, size_t xs, int64_t nb, int T, int field, Lanes16* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    alignas(64) float v[32] = {};
+    for (int t = 0; t < T; ++t) {
+      const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b];
+      v[16 * (t / 8) + t % 8] = v[16 * (t / 8) + 8 + t % 8] = h2f(field == 0 ? xb.d : xb.s);
+    }
+    out[2 * b].v = _mm512_load_ps(v);
+    out[2 * b + 1].v = _mm512_load_ps(v + 16);
+  }
+}
+
+// Lane sums started at the bits of 1.5 * 2^23 (kMagic in btile) are the bits
+// of the float 1.5 * 2^23 + sum while |sum| < 2^22 (Q4_1: |sum| <= 4 * 15 * 128):
+// subtracting 1.5 * 2^23 gives float(sum) exactly, vcvtdq2ps's value, by a
+// subtract (an FADD pipe) instead of a convert.
+inline __m256 exact_float(__m256i magic_plus_sum) {
+  return _mm256_sub_ps(_mm256_castsi256_ps(magic_plus_sum), _mm256_set1_ps(12582912.0f));
+}
+
+// dtile (q4_1_dtile.h) for 4 rows x T tokens (kYmmFrom <= T <= kTokTileY),
+// each (row, token) in one ymm of 8 lanes: the decode's lanes of that row (u8
+// nibbles [q0-15 | q16-31] against the token's q0-31, one vpdpbusd of 4
+// products a lane, the exact float of the sum, one FMA by d_w * d_x), folded by
+// hsum (fold4's adds), plus the m_w * s_x sum kept apart and added last: the
+// same operations in the same order, so the one-token bits. A pre-pass makes
+// the products d_w * d_x (the same float products) 16 a multiply and the m
+// sums; the hot loop then holds per (row, token) only vpdpbusd, subtract and
+// an FMA whose d_w * d_x is an embedded broadcast, and per (row, block) one
+// nibble unpack shared by the T tokens. Two passes over the group's blocks
+// (rows 0-1, then 2-3) keep 2T accumulators in registers.
+template <int T>
+void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* sx, int64_t nb, Lanes16* prod,
+           float* const* y) {
+  constexpr int kBytes = 4 * sizeof(BlockQ4_1);
+  // Halves d_i at 10i, m_i at 10i + 1 of a group's block (BlockQ4_1 is 10 halves): [a x8, b x8, c x8, d x8].
+  auto idx = [](int a, int b, int c, int d) {
+    alignas(64) int16_t v[32];
+    for (int i = 0; i < 8; ++i) v[i] = int16_t(a), v[8 + i] = int16_t(b), v[16 + i] = int16_t(c), v[24 + i] = int16_t(d);
+    return _mm512_load_si512(v);
+  };
+  const __m512i di = idx(0, 10, 20, 30), mi = idx(1, 11, 21, 31);
+  // Pre-pass: per block the products of rows (0, 1) and (2, 3), for tokens
+  // 0-7 (and 8-15), and the m_w * s_x sums in block order.
+  constexpr int H = T > 8 ? 2 : 1;
+  __m512 m01a = _mm512_setzero_ps(), m23a = m01a, m01b = m01a, m23b = m01a;
+  for (int64_t b = 0; b < nb; ++b) {
+    _mm_prefetch(g + b * kBytes + 2048, _MM_HINT_T0);  // as unpack_block: the stream 2 KiB ahead
+    _mm_prefetch(g + b * kBytes + 2048 + 64, _MM_HINT_T0);
+    const __m512i z = _mm512_loadu_si512(g + b * kBytes);
+    const __m512i hd = _mm512_permutexvar_epi16(di, z), hm = _mm512_permutexvar_epi16(mi, z);
+    const __m512 d01 = _mm512_cvtph_ps(_mm512_castsi512_si256(hd)), d23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hd, 1));
+    const __m512 w01 = _mm512_cvtph_ps(_mm512_castsi512_si256(hm)), w23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hm, 1));
+    prod[4 * b].v = _mm512_mul_ps(d01, dx[2 * b].v);
+    prod[4 * b + 1].v = _mm512_mul_ps(d23, dx[2 * b].v);
+    m01a = _mm512_add_ps(m01a, _mm512_mul_ps(w01, sx[2 * b].v));
+    m23a = _mm512_add_ps(m23a, _mm512_mul_ps(w23, sx[2 * b].v));
+    if constexpr (H == 2) {
+      prod[4 * b + 2].v = _mm512_mul_ps(d01, dx[2 * b + 1].v);
+      prod[4 * b + 3].v = _mm512_mul_ps(d23, dx[2 * b + 1].v);
+      m01b = _mm512_add_ps(m01b, _mm512_mul_ps(w01, sx[2 * b + 1].v));
+      m23b = _mm512_add_ps(m23b, _mm512_mul_ps(w23, sx[2 * b + 1].v));
+    }
+  }
+  alignas(64) float m[64];  // [pair 0 | pair 1] for tokens 0-7, then 8-15
+  _mm512_store_ps(m, m01a);
+  _mm512_store_ps(m + 16, m23a);
+  _mm512_store_ps(m + 32, m01b);
+  _mm512_store_ps(m + 48, m23b);
+  const float* pf = reinterpret_cast<const float*>(prod);
+  const __m256i kMagic = _mm256_set1_epi32(0x4B400000);
+  for (int pair = 0; pair < 2; ++pair) {
+    __m256 acc0[T], acc1[T];  // rows 2 * pair and 2 * pair + 1
+    each_token<T>([&](auto t) { acc0[t] = acc1[t] = _mm256_setzero_ps(); });
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * kBytes + 2 * pair * sizeof(BlockQ4_1);
+      if (pair == 0) {  // the next group's block b (the pre-pass of the next call then reads cache)
+        _mm_prefetch(g + (nb + b) * kBytes, _MM_HINT_T0);
+        _mm_prefetch(g + (nb + b) * kBytes + 64, _MM_HINT_T0);
+      }
+      const __m256i w0 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb)->qs);
+      const __m256i w1 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb + sizeof(BlockQ4_1))->qs);
+      const float* p = pf + (4 * b + pair) * 16;  // token t: p[32 * (t / 8) + t % 8], the second row 8 on
+      each_token<T>([&](auto t) {
+        constexpr int o = 32 * (t / 8) + t % 8;
+        __m256i q = xq[b * kTokTileY + t].q;
+        __asm__("" : "+v"(q));  // one load for both rows (GCC would fold it into each vpdpbusd)
+        acc0[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w0, q)), _mm256_set1_ps(p[o]), acc0[t]);
+        acc1[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w1, q)), _mm256_set1_ps(p[o + 8]), acc1[t]);
+      });
+    }
+    each_token<T>([&](auto t) {
+      constexpr int o = 32 * (t / 8) + t % 8;
+      y[t][2 * pair] = hsum(acc0[t]) + m[o + 16 * pair];
+      y[t][2 * pair + 1] = hsum(acc1[t]) + m[o + 16 * pair + 8];
+    });
+  }
+}
+
+// Packed Q4_1 (groups of 4 rows): per group of rows, the tokens in tiles of
+// at most kTokTileY (as even as they split) by btile; fewer than kYmmFrom
+// tokens by btile_z, whose per-row setup is cheaper there.
 void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
                             int64_t r0, int64_t r1, int64_t n_tok) {
   constexpr int P = 4;
   const char* w = static_cast<const char*>(W);
   const char* x = static_cast<const char*>(X);
   const int64_t nb = K / QK;
-  const int64_t n_groups = (n_tok + 3) / 4;
-  std::vector<QuantsZ> dq(static_cast<size_t>(n_tok * nb));
-  std::vector<float> dd(static_cast<size_t>(n_tok * nb));
-  std::vector<SumsZ> sums(static_cast<size_t>(n_groups * nb));
-  for (int64_t t = 0; t < n_tok; ++t) prep_bat(x + t * xs, nb, dq.data() + t * nb, dd.data() + t * nb);
-  for (int64_t i = 0; i < n_groups; ++i)
-    prep_sums(x + 4 * i * xs, xs, nb, static_cast<int>(std::min<int64_t>(4, n_tok - 4 * i)), sums.data() + i * nb);
+  const bool ymm = n_tok >= kYmmFrom;
+  const int64_t n_tiles = ymm ? (n_tok + kTokTileY - 1) / kTokTileY : 0;
+  auto tile_size = [&](int64_t i, int64_t t0) { return static_cast<int>((n_tok - t0) / (n_tiles - i)); };
+  std::vector<Lanes16> dx(static_cast<size_t>(2 * n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(4 * nb));
+  std::vector<Quants32> xq(static_cast<size_t>(n_tiles * nb * kTokTileY));
+  for (int64_t i = 0, t0 = 0; i < n_tiles; t0 += tile_size(i, t0), ++i) {
+    const int T = tile_size(i, t0);
+    prep_tok_quants(x + t0 * xs, xs, nb, T, xq.data() + i * nb * kTokTileY);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, 0, dx.data() + 2 * i * nb);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, 1, sx.data() + 2 * i * nb);
+  }
+  const int n_z = ymm ? 0 : static_cast<int>(n_tok);
+  std::vector<QuantsZ> zq(static_cast<size_t>(n_z * nb));
+  std::vector<float> zd(zq.size());
+  std::vector<SumsZ> zs(static_cast<size_t>(nb));
+  for (int t = 0; t < n_z; ++t) prep_bat(x + t * xs, nb, zq.data() + t * nb, zd.data() + t * nb);
+  if (n_z) prep_sums(x, xs, nb, n_z, zs.data());
   for (int64_t r = r0; r < r1;) {
     if (r + P > r1 || r % P != 0) {  // a row outside whole groups: the decode's own route
       for (int64_t t = 0; t < n_tok; ++t) decode_q4_1_packed(w, ws, x + t * xs, xs, Y + t * ldy, ldy, K, r, r + 1);
       ++r;
       continue;
     }
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
-      const QuantsZ* pq[kTokTile];
-      const float* pd[kTokTile];
-      float* y[kTokTile];
-      const int T = static_cast<int>(n_tok - t0 < kTokTile ? n_tok - t0 : kTokTile);
-      for (int i = 0; i < T; ++i) {
-        pq[i] = dq.data() + (t0 + i) * nb;
-        pd[i] = dd.data() + (t0 + i) * nb;
-        y[i] = Y + (t0 + i) * ldy + r;
+    const char* g = w + r * ws;
+    float* y[kTokTileY];
+    for (int64_t i = 0, t0 = 0; i < n_tiles; t0 += tile_size(i, t0), ++i) {
+      const int T = tile_size(i, t0);
+      for (int t = 0; t < T; ++t) y[t] = Y + (t0 + t) * ldy + r;
+      with_tokens<kTokTileY>(T, [&](auto n) {  // T >= kYmmFrom: tiles split evenly from n_tok >= kYmmFrom
+        constexpr int N = decltype(n)::value;
+        if constexpr (N >= kYmmFrom)
+          btile<N>(g, xq.data() + i * nb * kTokTileY, dx.data() + 2 * i * nb, sx.data() + 2 * i * nb, nb,
+                   prod.data(), y);
+      });
+    }
+    if (n_z) {
+      const QuantsZ* pq[kYmmFrom];
+      const float* pd[kYmmFrom];
+      for (int t = 0; t < n_z; ++t) {
+        pq[t] = zq.data() + t * nb;
+        pd[t] = zd.data() + t * nb;
+        y[t] = Y + t * ldy + r;
       }
-      const char* g = w + r * ws;
-      const SumsZ* s = sums.data() + (t0 / 4) * nb;
-      with_tokens(T, [&](auto n) { btile<decltype(n)::value>(g, pq, pd, s, nb, y); });
+      with_tokens<kYmmFrom - 1>(n_z, [&](auto n) { btile_z<decltype(n)::value>(g, pq, pd, zs.data(), nb, y); });
     }
     r += P;
   }
