@@ -8,10 +8,10 @@
 namespace bluelm {
 
 PromptLookup::PromptLookup(int ngram_min, int ngram_max) : ngram_min_(ngram_min), ngram_max_(ngram_max) {
+  static_assert(kDraftKinds == 17, "an agreement length is a kind: the message below says 16");
   if (ngram_min < 1 || ngram_max < ngram_min || ngram_max >= kDraftKinds) {
-    throw ArgumentError("prompt lookup n-grams must satisfy 1 <= ngram_min <= ngram_max <= " +
-                        std::to_string(kDraftKinds - 1) + ", got " + std::to_string(ngram_min) + " and " +
-                        std::to_string(ngram_max));
+    throw ArgumentError("prompt lookup n-grams must satisfy 1 <= ngram_min <= ngram_max <= 16, got " +
+                        std::to_string(ngram_min) + " and " + std::to_string(ngram_max));
   }
 }
 
