@@ -40,8 +40,9 @@ void bind_draft(py::class_<ContextHandle>& c) {
        py::arg("draft"), py::arg("n_draft") = 8, py::arg("ngram_min") = 1, py::arg("ngram_max") = 16,
        py::arg("measured_cost") = false,
        "Speculative decoding for the following generations: 'prompt_lookup', a LlamaModel sharing the "
-       "vocabulary (a draft model), or None (off); at most n_draft tokens per round. measured_cost: greedy "
-       "generations pick draft lengths by the rounds' measured cost (else by a fixed prior).")
+       "vocabulary (a draft model), or None (off); at most n_draft tokens per round. ngram_min / ngram_max: "
+       "prompt lookup's shortest agreement with the sequence's end it drafts from and the longest it compares. "
+       "measured_cost: greedy generations pick draft lengths by the rounds' measured cost (else by a fixed prior).")
       .def_property_readonly("draft",
                              [](ContextHandle& pc) -> py::object {
                                const Drafter* d = pc.s->drafter();
