@@ -218,20 +218,16 @@ class Model:
     @property
     def draft_stats(self) -> dict[str, Any]:
         """Speculative decoding in the last generation: verify rounds that had
-        a draft, tokens drafted and accepted, and the acceptance rate;
-        ``steps`` (rounds of any length, plain steps included), ``logit_passes``
-        (passes over the output matrix) and ``seconds``, where the rounds spent
-        their time (``draft``, ``forward``, ``logits``, ``verify``); and
-        ``round_cost`` = (c0, c1): a round verifying k drafted tokens costs
-        1 + c0 + c1 * k plain decode steps, as measured on this machine so far
-        (greedy generations choose their draft lengths by it with
-        ``draft_cost="measured"``).
+        a draft, tokens drafted and accepted, and the acceptance rate; all
+        ``steps``, ``logit_passes`` and ``seconds`` spent (``draft``,
+        ``forward``, ``logits``, ``verify``); ``round_cost`` = (c0, c1): a
+        round verifying k drafted tokens costs 1 + c0 + c1 * k plain steps,
+        as measured so far (``draft_cost="measured"`` chooses by it).
 
         Example:
             >>> Model(draft="prompt_lookup").draft_stats  # doctest: +SKIP
             {'rounds': 0, 'drafted': 0, 'accepted': 0, 'steps': 0, 'logit_passes': 0,
-            ... 'seconds': {'draft': 0.0, 'forward': 0.0, 'logits': 0.0, 'verify': 0.0},
-            ... 'round_cost': (0.15, 0.25), 'acceptance': 0.0}
+            ... 'seconds': {'draft': 0.0, ...}, 'round_cost': (0.15, 0.25), 'acceptance': 0.0}
         """
         return draft_stats(self._require_open())
 
