@@ -83,8 +83,17 @@ OPEN_CHAT = [
 ]
 
 
-def decode(m: bluelm_cpp.Model, prompt: list[int], max_tokens: int) -> tuple[list[int], float]:
-    """Greedy tokens after ``prompt`` and the seconds from the first to the last."""
+# draft_stats()["seconds"]'s parts, then what is left of the decode's wall time
+# (the Python loop and the round trips into C++).
+SPLIT_PARTS = ("draft", "forward", "logits", "verify", "python")
+
+
+def decode(
+    m: bluelm_cpp.Model, prompt: list[int], max_tokens: int
+) -> tuple[list[int], float, float]:
+    """Greedy tokens after ``prompt``, the seconds from the first to the last,
+    and from the first to the generation's end (a round that finds the end
+    token yields nothing)."""
     toks: list[int] = []
     t0 = t1 = 0.0
     for tok in m.generate_tokens(prompt, max_tokens, temperature=0):
@@ -92,7 +101,7 @@ def decode(m: bluelm_cpp.Model, prompt: list[int], max_tokens: int) -> tuple[lis
         if not toks:
             t0 = t1
         toks.append(tok)
-    return toks, t1 - t0
+    return toks, t1 - t0, time.perf_counter() - t0
 
 
 def run_set(
@@ -112,6 +121,9 @@ def run_set(
     identical = True
     per_prompt: list[dict[str, Any]] = [{} for _ in prompts]
     drafted = accepted = 0
+    # Where each engine's decode time went, over all runs (draft_stats' seconds).
+    split = {label: dict.fromkeys(SPLIT_PARTS, 0.0) for label in ("plain", "spec")}
+    counts = {label: {"steps": 0, "logit_passes": 0} for label in ("plain", "spec")}
     for r in range(runs):
         total = {"plain": [0, 0.0], "spec": [0, 0.0]}
         for i, p in enumerate(ids):
@@ -120,14 +132,21 @@ def run_set(
                 order.reverse()
             out: dict[str, list[int]] = {}
             for label, m in order:
-                toks, dt = decode(m, p, max_tokens)
+                toks, dt, dt_all = decode(m, p, max_tokens)
                 out[label] = toks
                 total[label][0] += len(toks) - 1
                 total[label][1] += dt
                 per_prompt[i].setdefault(label, []).append((len(toks) - 1) / dt if dt else 0.0)
+                st = m.draft_stats
+                secs = st.get("seconds", {})  # absent in builds before the split was kept
+                for part in SPLIT_PARTS[:-1]:
+                    split[label][part] += secs.get(part, 0.0)
+                split[label]["python"] += dt_all - sum(secs.values())
+                for c in counts[label]:
+                    counts[label][c] += st.get(c, 0)
                 if label == "spec":
-                    st = spec.draft_stats
                     if r == 0:
+                        per_prompt[i]["rounds"] = st.get("steps", 0)
                         drafted += st["drafted"]
                         accepted += st["accepted"]
                         per_prompt[i]["acceptance"] = st["acceptance"]
@@ -139,12 +158,16 @@ def run_set(
             tps[label].append(total[label][0] / total[label][1])
         ratios.append(tps["spec"][-1] / tps["plain"][-1])
     print(f"\n## {name}: {len(prompts)} prompts, {runs} runs, max_tokens {max_tokens}")
-    print("| prompt | tokens | plain t/s | spec t/s | ratio | acceptance | identical |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| prompt | tokens | rounds | tokens/round | plain t/s | spec t/s | ratio | acceptance "
+        "| identical |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, pp in enumerate(per_prompt):
         a, b = statistics.median(pp["plain"]), statistics.median(pp["spec"])
         print(
-            f"| {i} {prompts[i][:40]!r} | {pp['tokens']} | {a:.1f} | {b:.1f} | {b / a:.2f}x "
+            f"| {i} {prompts[i][:40]!r} | {pp['tokens']} | {pp['rounds']} "
+            f"| {(pp['tokens'] - 1) / max(pp['rounds'], 1):.2f} | {a:.1f} | {b:.1f} | {b / a:.2f}x "
             f"| {pp['acceptance']:.2f} | {'yes' if pp['identical'] else 'NO'} |"
         )
     res = {
@@ -155,6 +178,14 @@ def run_set(
         "acceptance": accepted / drafted if drafted else 0.0,
         "identical": identical,
     }
+    for label in ("plain", "spec"):
+        sp, total = split[label], sum(split[label].values())
+        per = 1e3 / max(counts[label]["steps"], 1)
+        parts = ", ".join(f"{k} {v * per:.2f}" for k, v in sp.items())
+        print(
+            f"{label}: ms per round (all runs): {parts}; {counts[label]['steps']} rounds, "
+            f"{counts[label]['logit_passes']} logit passes, {total:.2f} s"
+        )
     c0, c1 = spec.draft_stats["round_cost"]
     print(f"measured round cost: 1 + {c0:.2f} + {c1:.2f} * k plain steps for k drafted tokens")
     print(
@@ -178,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs=2,
         default=None,
         metavar=("MIN", "MAX"),
-        help="prompt lookup n-gram lengths (default: the library's)",
+        help="prompt lookup: the shortest agreement drafted from and the longest compared "
+        "(default: the library's, 1 16)",
     )
     ap.add_argument(
         "--draft-cost",

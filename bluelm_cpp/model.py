@@ -97,8 +97,9 @@ class Model:
             pipelined TTFT 1.15x sequential); turn it on where a stage stops
             scaling.
         draft: speculative decoding: ``"prompt_lookup"`` (draft tokens copied
-            from what followed the latest earlier match of the last n-gram in
-            the prompt and output so far), a draft model sharing the
+            from what followed the earlier place in the prompt and output so
+            far that agrees longest with their end; the longer it agrees, the
+            longer the draft), a draft model sharing the
             vocabulary (a GGUF path or a :class:`Model`, whose weights are
             used with their own KV cache), or ``None`` (off). Each round's
             draft is verified in one forward pass. Greedy output is the same
@@ -217,15 +218,16 @@ class Model:
     @property
     def draft_stats(self) -> dict[str, Any]:
         """Speculative decoding in the last generation: verify rounds that had
-        a draft, tokens drafted and accepted, and the acceptance rate; and
-        ``round_cost`` = (c0, c1): a round verifying k drafted tokens costs
-        1 + c0 + c1 * k plain decode steps, as measured on this machine so far
-        (greedy generations choose their draft lengths by it).
+        a draft, tokens drafted and accepted, and the acceptance rate; all
+        ``steps``, ``logit_passes`` and ``seconds`` spent (``draft``,
+        ``forward``, ``logits``, ``verify``); ``round_cost`` = (c0, c1): a
+        round verifying k drafted tokens costs 1 + c0 + c1 * k plain steps,
+        as measured so far (``draft_cost="measured"`` chooses by it).
 
         Example:
             >>> Model(draft="prompt_lookup").draft_stats  # doctest: +SKIP
-            {'rounds': 0, 'drafted': 0, 'accepted': 0, 'round_cost': (0.15, 0.25),
-            ... 'acceptance': 0.0}
+            {'rounds': 0, 'drafted': 0, 'accepted': 0, 'steps': 0, 'logit_passes': 0,
+            ... 'seconds': {'draft': 0.0, ...}, 'round_cost': (0.15, 0.25), 'acceptance': 0.0}
         """
         return draft_stats(self._require_open())
 

@@ -57,15 +57,20 @@ def test_prompt_lookup_greedy_equals_plain(smollm2_file: Path, smollm2: bluelm_c
     spec = bluelm_cpp.Model(
         smollm2_file, n_ctx=512, n_threads=2, draft="prompt_lookup", n_draft=6, draft_cost="prior"
     )
-    drafted = accepted = 0
+    drafted = accepted = generated = 0
     for entry in record["generate"][:8]:
         prompt, n = list(entry["prompt_ids"]), len(entry["generated_ids"])
         got = _greedy(spec, prompt, n)
         assert got == _greedy(smollm2, prompt, n), entry["name"]
         drafted += spec.draft_stats["drafted"]
         accepted += spec.draft_stats["accepted"]
+        generated += len(got)
     # the recorded continuations repeat themselves: drafts are made and taken
-    assert accepted > 50 and drafted > accepted
+    # (2026-12-06: 41 of 69 drafted tokens taken, of 313 generated)
+    assert accepted > generated // 10 and drafted > accepted
+    st = spec.draft_stats  # the last generation: one pass over the output matrix or more a round
+    assert st["logit_passes"] >= st["steps"] >= st["rounds"] > 0
+    assert all(v >= 0.0 for v in st["seconds"].values())
 
 
 def test_draft_model_greedy_equals_plain_and_transformers(trained: dict[str, Path]) -> None:
@@ -87,6 +92,50 @@ def test_draft_model_greedy_equals_plain_and_transformers(trained: dict[str, Pat
             p = prompt[:8] if start == 0 else ref["prompt_ids"][start : start + 24].tolist()
             assert _greedy(spec, p, 48) == _greedy(plain, p, 48)
         assert spec.draft_stats["drafted"] > 0
+
+
+# --- what prompt lookup drafts ------------------------------------------------
+
+
+def _lookup_reference(seq: list[int], ngram_min: int, ngram_max: int) -> tuple[list[int], int]:
+    """The documented rule (prompt_lookup.h), written from its description: the
+    continuation after the earlier occurrence of the sequence's last token
+    whose preceding tokens agree longest with the sequence's end (counted up to
+    ngram_max), the latest among equals; and that agreement's length."""
+    best, best_m = None, ngram_min - 1
+    for e in range(len(seq) - 1):
+        m = 0
+        while m < ngram_max and e - m >= 0 and seq[e - m] == seq[len(seq) - 1 - m]:
+            m += 1
+        if m > best_m or (m == best_m and best is not None):
+            best, best_m = e, m
+    return ([] if best is None else seq[best + 1 :]), best_m
+
+
+def test_prompt_lookup_drafts_the_longest_agreement(trained: dict[str, Path]) -> None:
+    ctx = _core.Context(_core.LlamaModel(str(trained["f32"])), 256, 32, 1, "f32")
+    nv = ctx.n_vocab
+    rng = np.random.default_rng(7)
+    greedy = bluelm_cpp.SamplingParams(temperature=0)
+    proposed = 0
+    for trial in range(40):
+        ngram_max = [16, 2, 5][trial % 3]
+        ctx.set_draft("prompt_lookup", 8, ngram_max=ngram_max)
+        # A small alphabet: many earlier occurrences, agreeing over 1 to many tokens.
+        alphabet = rng.choice(nv, size=int(rng.integers(3, 7)), replace=False)
+        seq = [int(t) for t in rng.choice(alphabet, size=int(rng.integers(12, 80)))]
+        ctx.prefill([("tokens", seq[:-1])], reuse=True)
+        ctx.start(greedy, [], 32)
+        assert ctx.step(_one_hot_mask(nv, seq[-1])) == seq[-1]  # the sequence's end, fixed
+        got = list(ctx.propose())
+        want, m = _lookup_reference(seq, 1, ngram_max)
+        assert got == want[: len(got)], (trial, seq)  # the session may shorten the draft
+        proposed += bool(got)
+        if m == 1:
+            # one token of agreement: most such drafts are rejected (about 1 in 5
+            # taken), so at the start of a generation none is verified
+            assert got == []
+    assert proposed >= 10
 
 
 # --- KV rollback: a run with many rejections gives the same logits -----------
@@ -247,8 +296,9 @@ def test_completions_and_stream_with_draft(smollm2_file: Path, smollm2: bluelm_c
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert text == want["choices"][0]["message"]["content"]
     kw = dict(temperature=0, max_tokens=12, logprobs=3)
-    a = spec.create_completion("1, 2, 3, 4, 5, 6,", **kw)["choices"][0]
-    b = smollm2.create_completion("1, 2, 3, 4, 5, 6,", **kw)["choices"][0]
+    prompt = "1, 2, 3, 1, 2, 3, 1, 2, 3, 1,"  # its continuation repeats it: drafts are taken
+    a = spec.create_completion(prompt, **kw)["choices"][0]
+    b = smollm2.create_completion(prompt, **kw)["choices"][0]
     assert a["text"] == b["text"] and a["logprobs"] == b["logprobs"]
     assert spec.draft_stats["accepted"] > 0
 

@@ -37,11 +37,12 @@ void bind_draft(py::class_<ContextHandle>& c) {
          }
          s.set_drafter(std::move(d), n_draft, measured_cost);
        },
-       py::arg("draft"), py::arg("n_draft") = 8, py::arg("ngram_min") = 1, py::arg("ngram_max") = 3,
+       py::arg("draft"), py::arg("n_draft") = 8, py::arg("ngram_min") = 1, py::arg("ngram_max") = 16,
        py::arg("measured_cost") = false,
        "Speculative decoding for the following generations: 'prompt_lookup', a LlamaModel sharing the "
-       "vocabulary (a draft model), or None (off); at most n_draft tokens per round. measured_cost: greedy "
-       "generations pick draft lengths by the rounds' measured cost (else by a fixed prior).")
+       "vocabulary (a draft model), or None (off); at most n_draft tokens per round. ngram_min / ngram_max: "
+       "prompt lookup's shortest agreement with the sequence's end it drafts from and the longest it compares. "
+       "measured_cost: greedy generations pick draft lengths by the rounds' measured cost (else by a fixed prior).")
       .def_property_readonly("draft",
                              [](ContextHandle& pc) -> py::object {
                                const Drafter* d = pc.s->drafter();
@@ -97,6 +98,14 @@ void bind_draft(py::class_<ContextHandle>& c) {
             d["rounds"] = st.rounds;
             d["drafted"] = st.drafted;
             d["accepted"] = st.accepted;
+            d["steps"] = st.steps;
+            d["logit_passes"] = st.logit_passes;
+            py::dict t;
+            t["draft"] = st.draft_s;
+            t["forward"] = st.forward_s;
+            t["logits"] = st.logits_s;
+            t["verify"] = st.verify_s;
+            d["seconds"] = t;
             double c0, c1;
             pc.s->round_cost().line(true, c0, c1);
             d["round_cost"] = py::make_tuple(c0, c1);

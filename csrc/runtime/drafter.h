@@ -20,8 +20,12 @@ namespace bluelm {
 
 struct PositionKey;
 
-// Kinds of drafts a drafter tells apart (prompt lookup: the n-gram length
-// matched); the session keeps an acceptance estimate per kind.
+// Kinds of drafts a drafter tells apart; the session keeps an acceptance
+// estimate per kind. Kind 0: one estimate serves every token of the draft
+// (a draft model). Kind m >= 1 (prompt lookup: the sequence agrees with the
+// copied source over its last m tokens): the draft's token j is estimated as
+// kind min(m + j, kDraftKinds - 1), since each accepted token lengthens the
+// agreement the next one continues.
 constexpr int kDraftKinds = 17;
 
 // What a drafter proposes: tokens, and per token the distribution it was

@@ -1,6 +1,5 @@
 #include "runtime/prompt_lookup.h"
 
-#include <algorithm>
 #include <string>
 
 #include "core/errors.h"
@@ -9,7 +8,8 @@
 namespace bluelm {
 
 PromptLookup::PromptLookup(int ngram_min, int ngram_max) : ngram_min_(ngram_min), ngram_max_(ngram_max) {
-  if (ngram_min < 1 || ngram_max < ngram_min || ngram_max > 16) {
+  static_assert(kDraftKinds == 17, "an agreement length is a kind: the message below says 16");
+  if (ngram_min < 1 || ngram_max < ngram_min || ngram_max >= kDraftKinds) {
     throw ArgumentError("prompt lookup n-grams must satisfy 1 <= ngram_min <= ngram_max <= 16, got " +
                         std::to_string(ngram_min) + " and " + std::to_string(ngram_max));
   }
@@ -24,21 +24,26 @@ void PromptLookup::draft(const DraftRequest& req, Draft& out) {
   seq_.push_back(req.pending);
   const int64_t L = static_cast<int64_t>(seq_.size());
   const int32_t* s = seq_.data();
-  for (int n = ngram_max_; n >= ngram_min_; --n) {
-    if (L < n + 1) continue;
-    const int32_t* pat = s + L - n;
-    if (std::find(pat, pat + n, -1) != pat + n) continue;
-    // The latest earlier start j whose n tokens equal the pattern (j + n < L).
-    for (int64_t j = L - n - 1; j >= 0; --j) {
-      if (s[j + n - 1] != pat[n - 1] || !std::equal(pat, pat + n, s + j)) continue;
-      out.kind = n;
-      for (int64_t c = j + n; c < L && static_cast<int64_t>(out.tokens.size()) < req.max_tokens; ++c) {
-        if (s[c] < 0) break;  // an image row
-        out.tokens.push_back(s[c]);
-        if (req.eog.count(s[c])) break;
-      }
-      return;
+  if (s[L - 1] < 0) return;
+  // Each earlier position e holding the last token: how far back s[..e] and
+  // the sequence's end agree (at most ngram_max). The longest wins; scanning
+  // from the end, the latest among equals.
+  int64_t best_end = -1, best = ngram_min_ - 1;
+  for (int64_t e = L - 2; e >= 0 && best < ngram_max_; --e) {
+    if (s[e] != s[L - 1]) continue;
+    int64_t m = 1;
+    while (m < ngram_max_ && e - m >= 0 && s[e - m] >= 0 && s[e - m] == s[L - 1 - m]) ++m;
+    if (m > best) {
+      best = m;
+      best_end = e;
     }
+  }
+  if (best_end < 0) return;
+  out.kind = static_cast<int>(best);
+  for (int64_t c = best_end + 1; c < L && static_cast<int64_t>(out.tokens.size()) < req.max_tokens; ++c) {
+    if (s[c] < 0) break;  // an image row
+    out.tokens.push_back(s[c]);
+    if (req.eog.count(s[c])) break;
   }
 }
 

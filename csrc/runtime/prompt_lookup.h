@@ -1,9 +1,12 @@
-// Prompt lookup decoding: the draft is what followed the latest earlier
-// occurrence of the sequence's last n tokens (n from ngram_max down to
-// ngram_min, the longest that occurs wins), searched over the prompt and the
-// output so far. Outputs that repeat their input (rewriting, extraction, code
-// edits) are drafted for free; where nothing matches, nothing is proposed and
-// the step is a plain one.
+// Prompt lookup decoding: the draft is what followed the earlier occurrence
+// of the sequence's end that agrees with it longest (agreement counted back to
+// ngram_max tokens; the latest occurrence among equally long ones), searched
+// over the prompt and the output so far. Outputs that repeat their input
+// (rewriting, extraction, code edits) are drafted for free; where no
+// occurrence agrees on at least ngram_min tokens, nothing is proposed and the
+// step is a plain one. The draft's kind is the agreement's length: the longer
+// the sequence agrees with the source, the likelier the copy goes on (the
+// session keeps an acceptance estimate per length, see session.cpp).
 #pragma once
 #include "runtime/drafter.h"
 

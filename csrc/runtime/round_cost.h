@@ -31,4 +31,20 @@ class RoundCost {
   double w_ = 0.0, sk_ = 0.0, skk_ = 0.0, sy_ = 0.0, sky_ = 0.0;
 };
 
+// What a pass over the output matrix costs (Context::step_logits), measured:
+// a least-squares line seconds = p0 + p1 * rows through the passes (plain
+// steps: one row; drafted rounds: more), exponentially forgotten. Its fixed
+// part in rows (p0 / p1) tells Session::logit_split whether a second pass for
+// the rows after a likely rejection is worth its price. Only the speed
+// depends on it: every row's logits are the same in any split.
+class PassCost {
+ public:
+  void record(int64_t rows, double seconds);
+  // p0 / p1 of the fit, or the prior until passes of different sizes were seen.
+  double fixed_rows() const;
+
+ private:
+  double w_ = 0.0, sr_ = 0.0, srr_ = 0.0, st_ = 0.0, srt_ = 0.0;
+};
+
 }  // namespace bluelm

@@ -10,20 +10,34 @@ namespace bluelm {
 
 namespace {
 // The draft length policy (Session::draft_length): a running estimate, per
-// kind of draft, of how likely a drafted token is accepted, and what a round
-// costs in decode steps (RoundCost: measured as rounds run; until then, and
-// for sampled generations, the prior 1 + kRoundCost + kTokenCost * k for k
-// drafted tokens: SmolLM2-135M Q4_1 on AVX-512, a chunk of 9 rows took about
-// 3 steps, benchmarks/bench_speculative.py).
-constexpr double kPriorAccept = 0.5;   // a new generation's guess
+// kind of draft (drafter.h), of how likely a drafted token is accepted, and
+// what a round costs in decode steps (RoundCost: measured as rounds run; until
+// then, and for sampled generations, the prior 1 + kRoundCost + kTokenCost * k
+// for k drafted tokens). SmolLM2-135M Q4_1 on AVX-512 at 2 threads measures
+// about 1 + 0.13 + 0.41 * k with one pass over the output matrix a round; the
+// prior stays below that: simulated over recorded greedy outputs, it gives
+// input-grounded prompts a little more than the measured line would and open
+// chat a little less, and rows that get cheaper are drafted at once.
 constexpr double kAcceptWeight = 0.2;  // of each drafted token's outcome in the estimate
 constexpr double kRecover = 0.05;      // per draft not taken, the estimate moves back to the guess
 constexpr double kRoundCost = 0.15;
 constexpr double kTokenCost = 0.25;
-// What a pass over the output matrix costs beyond its rows' products, in rows
-// (SmolLM2-135M's 49152 x 576 Q8_0 on AVX-512, one thread: a one-row pass
-// 2.1 ms, each row of a 9-row pass 0.8 ms).
-constexpr double kLogitPass = 1.0;
+// A new generation's guess of the acceptance of a kind. Kind 0 (a draft
+// model): even odds. Kind m (prompt lookup, the copy's source agrees with the
+// sequence's last m tokens): 1 - 1.1 / (m + 0.35), fitted to how often the
+// lookup's next token was SmolLM2-135M's greedy one over 20 prompts that are
+// not the benchmark's (rewrites, extraction, code, open chat; 0.20 at m = 1,
+// 0.60 at 2, 0.75 at 4, 0.85 to 0.94 from 6 on); each generation's outcomes
+// then move the estimates to what its own model and text do.
+double prior_accept(int kind) { return kind == 0 ? 0.5 : 1.0 - 1.1 / (kind + 0.35); }
+// Which estimate serves token j of a draft of this kind (drafter.h).
+size_t estimate_of(int kind, int64_t j) {
+  return kind == 0 ? 0 : static_cast<size_t>(std::min<int64_t>(kind + j, kDraftKinds - 1));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 }  // namespace
 
 Session::Session(std::shared_ptr<const LlmModel> model, int64_t n_ctx, int64_t n_batch, int n_threads,
@@ -143,7 +157,7 @@ void Session::start(const SamplerParams& params, std::vector<int32_t> eog, int64
   queue_head_ = 0;
   draft_.clear();
   stats_ = DraftStats{};
-  accept_.fill(kPriorAccept);
+  for (int k = 0; k < kDraftKinds; ++k) accept_[static_cast<size_t>(k)] = prior_accept(k);
   const size_t window = static_cast<size_t>(params.repeat_last_n);
   const size_t from = keys_.size() > window ? keys_.size() - window : 0;
   for (size_t i = from; i < keys_.size(); ++i) {
@@ -190,40 +204,44 @@ int64_t Session::draft_room(int64_t cap) const {
 
 int64_t Session::draft_length(int64_t room, int kind) {
   // The k that gives the most tokens per unit of work: a round of k drafts
-  // emits (1 - a^(k+1)) / (1 - a) tokens on average (a: the acceptance
-  // estimate of this kind of draft). Where no k pays, no draft; the estimate
-  // then drifts back to the prior, so this kind is tried again later. The
-  // measured cost serves greedy generations only: a sampled one draws random
-  // numbers per verified token, so its draft lengths (and thus its text for a
-  // seed) must not depend on timing.
-  double& a = accept_[static_cast<size_t>(kind)];
+  // emits 1 + sum over i <= k of P(the first i drafts are accepted) tokens on
+  // average, P the product of the drafts' acceptance estimates. Where no k
+  // pays, no draft; the first token's estimate then drifts back to its prior,
+  // so this kind is tried again later. The measured cost serves greedy
+  // generations only: a sampled one draws random numbers per verified token,
+  // so its draft lengths (and thus its text for a seed) must not depend on
+  // timing.
   double c0, c1;
   cost_.line(measured_cost_ && sampler_->params().temperature <= 0.0f, c0, c1);
-  double best = 1.0, tokens = 1.0, ak = 1.0;
+  double best = 1.0, tokens = 1.0, pk = 1.0;
   int64_t k_best = 0;
   for (int64_t k = 1; k <= room; ++k) {
-    ak *= a;
-    tokens += ak;
+    pk *= accept_[estimate_of(kind, k - 1)];
+    tokens += pk;
     const double v = tokens / (1.0 + c0 + c1 * static_cast<double>(k));
     if (v > best) {
       best = v;
       k_best = k;
     }
   }
-  if (k_best == 0) a += kRecover * (kPriorAccept - a);
+  if (k_best == 0) {
+    double& a = accept_[estimate_of(kind, 0)];
+    a += kRecover * (prior_accept(static_cast<int>(estimate_of(kind, 0))) - a);
+  }
   return k_best;
 }
 
-int64_t Session::logit_split(int64_t n, double a) {
+int64_t Session::logit_split(int64_t n, int kind) const {
   // Rows [0, s) first, the rest (n + 1 - s rows) if drafts 0..s-1 are all
-  // accepted (probability a^s): in units of one row's output product, with a
-  // pass over the output matrix costing kLogitPass more, the s of least
-  // expected cost (s = n + 1: one pass).
-  double best = kLogitPass + static_cast<double>(n + 1), as = 1.0;
+  // accepted (probability P(s), as in draft_length): in units of one row's
+  // output product, with a pass over the output matrix costing F rows more
+  // (measured, PassCost), the s of least expected cost (s = n + 1: one pass).
+  const double F = pass_cost_.fixed_rows();
+  double best = F + static_cast<double>(n + 1), ps = 1.0;
   int64_t s_best = n + 1;
   for (int64_t s = 1; s <= n; ++s) {
-    as *= a;
-    const double c = kLogitPass + static_cast<double>(s) + as * (kLogitPass + static_cast<double>(n + 1 - s));
+    ps *= accept_[estimate_of(kind, s - 1)];
+    const double c = F + static_cast<double>(s) + ps * (F + static_cast<double>(n + 1 - s));
     if (c < best) {
       best = c;
       s_best = s;
@@ -237,7 +255,9 @@ const std::vector<int32_t>& Session::propose() {
   draft_.clear();
   const int64_t room = draft_room(n_draft_);
   if (drafter_ && room > 0 && stop_ == StopReason::None && queue_head_ == queue_.size()) {
+    const auto t0 = std::chrono::steady_clock::now();
     drafter_->draft(DraftRequest{keys_, pending_, room, *sampler_, eog_}, draft_);
+    stats_.draft_s += seconds_since(t0);
     draft_.kind = std::min<int>(std::max(draft_.kind, 0), kDraftKinds - 1);
     const int64_t n = std::min<int64_t>(room, static_cast<int64_t>(draft_.tokens.size()));
     draft_.tokens.resize(static_cast<size_t>(n > 0 ? draft_length(n, draft_.kind) : 0));
@@ -277,17 +297,27 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
   const int64_t n0 = ctx_.n_past();
   const auto t0 = std::chrono::steady_clock::now();
   ctx_.eval_as_steps(buf_.data(), n + 1);
+  const double forward_s = seconds_since(t0);
+  double logits_s = 0.0;
   logits_all_ = false;
   // The rows' logits by need: a first pass up to where a rejection is likely,
   // the rest only if every draft there is accepted.
-  const int64_t first = logit_split(n, accept_[static_cast<size_t>(proposed_kind)]);
+  const int64_t first = logit_split(n, proposed_kind);
   for (int32_t t : buf_) keys_.push_back({ImageKey{}, false, t});
   pending_ = -1;
   int64_t i = 0;
   const int64_t emitted0 = n_emitted_;
   try {
     for (;; ++i) {
-      if (i >= ctx_.n_logit_rows()) ctx_.step_logits(i < first ? first : n + 1);
+      if (i >= ctx_.n_logit_rows()) {
+        const auto tl = std::chrono::steady_clock::now();
+        const int64_t end = i < first ? first : n + 1;
+        ctx_.step_logits(end);
+        const double pass_s = seconds_since(tl);
+        pass_cost_.record(end - i, pass_s);
+        logits_s += pass_s;
+        ++stats_.logit_passes;
+      }
       const float* row = ctx_.logits() + i * nv;
       const TokenMask mask = masks ? masks[i] : nullptr;
       bool accepted = false;
@@ -317,7 +347,12 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
     throw;
   }
   // The forward pass and the verification: what the round cost.
-  cost_.record(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  const double took = seconds_since(t0);
+  cost_.record(n, took);
+  ++stats_.steps;
+  stats_.forward_s += forward_s;
+  stats_.logits_s += logits_s;
+  stats_.verify_s += took - forward_s - logits_s;
   // Positions kept: the old pending token and the accepted drafts.
   ctx_.truncate(n0 + 1 + i);
   keys_.resize(static_cast<size_t>(n0 + 1 + i));
@@ -326,8 +361,10 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
     stats_.drafted += n;
     stats_.accepted += std::min(i, n);
     // The outcomes of the drafted tokens verified: accepted ones, then the one rejected.
-    double& a = accept_[static_cast<size_t>(proposed_kind)];
-    for (int64_t j = 0; j < std::min(i + 1, n); ++j) a += kAcceptWeight * ((j < i ? 1.0 : 0.0) - a);
+    for (int64_t j = 0; j < std::min(i + 1, n); ++j) {
+      double& a = accept_[estimate_of(proposed_kind, j)];
+      a += kAcceptWeight * ((j < i ? 1.0 : 0.0) - a);
+    }
   }
 }
 

@@ -57,6 +57,12 @@ struct DraftStats {
   int64_t rounds = 0;    // forward passes that verified a non-empty draft
   int64_t drafted = 0;   // tokens proposed and verified
   int64_t accepted = 0;  // of those, accepted
+  // Where the generation's rounds (plain steps included) spent their time, in
+  // seconds: the drafter, the forward pass of the rows, the passes over the
+  // output matrix (logit_passes of them), the sampler's verification.
+  int64_t steps = 0;  // rounds of any length, plain steps included
+  int64_t logit_passes = 0;
+  double draft_s = 0.0, forward_s = 0.0, logits_s = 0.0, verify_s = 0.0;
 };
 
 class Session {
@@ -146,9 +152,9 @@ class Session {
   // How many of the `room` tokens of a draft of this kind to verify (see
   // session.cpp): 0 where drafting does not pay at the acceptance seen so far.
   int64_t draft_length(int64_t room, int kind);
-  // Rows of a round of n drafts whose logits are computed first (the rest when
-  // all their drafts pass), given a drafted token's acceptance estimate a.
-  static int64_t logit_split(int64_t n, double a);
+  // Rows of a round of n drafts of this kind whose logits are computed first
+  // (the rest when all their drafts pass), by the acceptance estimates.
+  int64_t logit_split(int64_t n, int kind) const;
 
   Context ctx_;
   std::vector<PositionKey> keys_;  // one per position < n_past
@@ -173,6 +179,7 @@ class Session {
   DraftStats stats_;
   std::array<double, kDraftKinds> accept_{};  // running acceptance estimate per Draft::kind
   RoundCost cost_;  // rounds' measured cost, kept across generations (see draft_length)
+  PassCost pass_cost_;  // passes over the output matrix, measured (see logit_split)
   bool measured_cost_ = false;
   std::vector<int32_t> buf_;  // the pending token and the draft, one chunk
 };
