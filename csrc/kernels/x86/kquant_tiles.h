@@ -201,12 +201,13 @@ struct K6Fmt {
     return k < 4 ? 16 * h + 4 * a + k : k < 8 ? 32 + 8 * h + 4 * a + (k - 4) : 16 * h + 8 + 4 * a + (k - 8);
   }
 
-  // Step j = 4h + 2a + gp of a super-block group (half h, quads 4a..4a+3 of
-  // each 32, low nibbles (g = gp) then high (g = gp + 2)): its 8 level vectors,
-  // u[m] of sub-block s0 = 8h + 2gp + a, u[4 + m] of s1 = s0 + 4.
+  // The first sub-block of step j (below); the second is kSub0<j> + 4.
   template <int j>
   static constexpr int kSub0 = 8 * (j / 4) + 2 * (j % 2) + j / 2 % 2;
 
+  // Step j = 4h + 2a + gp of a super-block group (half h, quads 4a..4a+3 of
+  // each 32, low nibbles (g = gp) then high (g = gp + 2)): its 8 level vectors,
+  // u[m] of sub-block s0 = 8h + 2gp + a, u[4 + m] of s1 = s0 + 4.
   template <int j>
   __attribute__((always_inline)) static void levels(const char* gb, typename V::I* u) {
     using I = typename V::I;
@@ -271,9 +272,10 @@ struct K6Fmt {
 
   // One super-block group's isum of T tokens. Decode (T = 1, 16 lanes) reads
   // the group in address order: the quant chunks, then the scales. Scaling
-  // each sub-block's sum right after it, as prompts do, read the scales at
+  // each sub-block's sum right after it, as prompts do, reads the scales at
   // the group's end before its quants, and the stream from DRAM was 10-15%
-  // slower (one Zen 4 core, 128256 x 2048: 27-28 against 31 GB/s).
+  // slower (test_kernels-style gemv of the 128256 x 2048 output, one Zen 4
+  // core, CPU time, interleaved runs: 27-28 against 31.6 GB/s).
   template <int T, int... j>
   __attribute__((always_inline)) static void group_sums(const char* gb, const KTok* const* tk, int64_t b,
                                                         typename V::I* isum, std::integer_sequence<int, j...>) {
