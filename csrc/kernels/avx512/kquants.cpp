@@ -26,7 +26,9 @@ struct V16 {
   static I mul(I a, I b) { return _mm512_mullo_epi32(a, b); }
   static I and_(I a, I b) { return _mm512_and_si512(a, b); }
   static I or_(I a, I b) { return _mm512_or_si512(a, b); }
-  static I sel(I m, I a, I b) { return _mm512_ternarylogic_epi32(m, a, b, 0xca); }  // m ? a : b
+  // m ? a : b. vpternlogd overwrites its first operand: b, a temporary in the
+  // tiles, rather than the mask, which a copy would then have to keep
+  static I sel(I m, I a, I b) { return _mm512_ternarylogic_epi32(b, a, m, 0xd8); }
   template <int n>
   static I shl16(I a) { return _mm512_slli_epi16(a, n); }
   template <int n>
