@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/errors.h"
+#include "core/seconds_since.h"
 #include "runtime/batch_channel.h"
 #include "vision/vision_encoder.h"
 
@@ -15,8 +16,6 @@ namespace bluelm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Encodes every Patches segment in order, batch by batch, into the channel.
 class PatchProducer {

@@ -19,44 +19,55 @@ constexpr double kPassForget = 0.98;
 constexpr double kMaxPassRows = 64.0;
 }  // namespace
 
+void DecayedLine::decay(double f) {
+  w_ *= f;
+  sx_ *= f;
+  sxx_ *= f;
+  sy_ *= f;
+  sxy_ *= f;
+}
+
+void DecayedLine::add(double x, double y) {
+  w_ += 1.0;
+  sx_ += x;
+  sxx_ += x * x;
+  sy_ += y;
+  sxy_ += x * y;
+}
+
+DecayedLine::Moments DecayedLine::moments() const {
+  const double mx = sx_ / w_, my = sy_ / w_;
+  return {mx, my, sxx_ / w_ - mx * mx, sxy_ / w_ - mx * my};
+}
+
 void RoundCost::record(int64_t k, double seconds) {
   if (!(seconds > 0.0)) return;
   // Plain steps age the fit too: where it stops drafting, the prior returns
   // after a couple of hundred steps, drafts are tried and measured again (a
   // machine whose load dropped is noticed).
-  const double f = k == 0 ? kForgetPlain : kForget;
-  w_ *= f;
-  sk_ *= f;
-  skk_ *= f;
-  sy_ *= f;
-  sky_ *= f;
+  fit_.decay(k == 0 ? kForgetPlain : kForget);
   if (k == 0) {
     step_ = step_ == 0.0 ? seconds : step_ + kStepWeight * (seconds - step_);
     return;
   }
   if (step_ == 0.0) return;  // no unit yet
-  const double x = static_cast<double>(k), y = seconds / step_ - 1.0;
-  w_ += 1.0;  // (after the decay above: this round at full weight)
-  sk_ += x;
-  skk_ += x * x;
-  sy_ += y;
-  sky_ += x * y;
+  fit_.add(static_cast<double>(k), seconds / step_ - 1.0);  // (after the decay above: at full weight)
 }
 
 void RoundCost::line(bool measured, double& c0, double& c1) const {
   c0 = prior_c0_;
   c1 = prior_c1_;
-  if (!measured || w_ < kMinRounds) return;
-  const double mk = sk_ / w_, my = sy_ / w_, var = skk_ / w_ - mk * mk;
-  if (var < kMinSpread) {
+  if (!measured || fit_.weight() < kMinRounds) return;
+  const DecayedLine::Moments m = fit_.moments();
+  if (m.var < kMinSpread) {
     // One draft length seen: the prior's shape, scaled to the measured level.
-    const double f = std::max(my, 0.0) / (prior_c0_ + prior_c1_ * mk);
+    const double f = std::max(m.my, 0.0) / (prior_c0_ + prior_c1_ * m.mx);
     c0 = prior_c0_ * f;
     c1 = std::max(prior_c1_ * f, kMinSlope);
     return;
   }
-  c1 = std::max((sky_ / w_ - mk * my) / var, kMinSlope);
-  c0 = std::max(my - c1 * mk, 0.0);
+  c1 = std::max(m.cov / m.var, kMinSlope);
+  c0 = std::max(m.my - c1 * m.mx, 0.0);
 }
 
 double RoundCost::steps(int64_t k, bool measured) const {
@@ -68,19 +79,15 @@ double RoundCost::steps(int64_t k, bool measured) const {
 
 void PassCost::record(int64_t rows, double seconds) {
   if (!(seconds > 0.0) || rows < 1) return;
-  const double r = static_cast<double>(rows);
-  w_ = kPassForget * w_ + 1.0;
-  sr_ = kPassForget * sr_ + r;
-  srr_ = kPassForget * srr_ + r * r;
-  st_ = kPassForget * st_ + seconds;
-  srt_ = kPassForget * srt_ + r * seconds;
+  fit_.decay(kPassForget);
+  fit_.add(static_cast<double>(rows), seconds);
 }
 
 double PassCost::fixed_rows() const {
-  if (w_ < kMinRounds) return kPriorPassRows;
-  const double mr = sr_ / w_, mt = st_ / w_, var = srr_ / w_ - mr * mr;
-  if (var < kMinSpread) return kPriorPassRows;
-  const double p1 = (srt_ / w_ - mr * mt) / var, p0 = mt - p1 * mr;
+  if (fit_.weight() < kMinRounds) return kPriorPassRows;
+  const DecayedLine::Moments m = fit_.moments();
+  if (m.var < kMinSpread) return kPriorPassRows;
+  const double p1 = m.cov / m.var, p0 = m.my - p1 * m.mx;
   if (!(p1 > 0.0)) return kMaxPassRows;  // rows cost nothing measurable: one pass
   return std::clamp(p0 / p1, 0.0, kMaxPassRows);
 }

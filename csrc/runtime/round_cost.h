@@ -10,6 +10,27 @@
 
 namespace bluelm {
 
+// Exponentially weighted least-squares sums of points (x, y): the line both
+// cost fits below follow, older points fading so a machine whose load changes
+// is tracked.
+class DecayedLine {
+ public:
+  // Every point so far weighs f times as much as before.
+  void decay(double f);
+  // A new point at full weight.
+  void add(double x, double y);
+  double weight() const { return w_; }
+  // Weighted means of x and y, variance of x, covariance of x and y
+  // (weight() > 0): the slope is cov / var where var is large enough.
+  struct Moments {
+    double mx, my, var, cov;
+  };
+  Moments moments() const;
+
+ private:
+  double w_ = 0.0, sx_ = 0.0, sxx_ = 0.0, sy_ = 0.0, sxy_ = 0.0;
+};
+
 class RoundCost {
  public:
   // The prior: 1 + c0 + c1 * k steps until rounds have been measured.
@@ -26,9 +47,8 @@ class RoundCost {
 
   double prior_c0_, prior_c1_;
   double step_ = 0.0;  // running mean seconds of a plain step (0: none seen)
-  // Exponentially weighted sums over drafted rounds of 1, k, k^2, y, k*y
-  // (y = seconds / step - 1, the round's extra cost in steps).
-  double w_ = 0.0, sk_ = 0.0, skk_ = 0.0, sy_ = 0.0, sky_ = 0.0;
+  // The drafted rounds' points (k, seconds / step - 1: the round's extra cost in steps).
+  DecayedLine fit_;
 };
 
 // What a pass over the output matrix costs (Context::step_logits), measured:
@@ -44,7 +64,7 @@ class PassCost {
   double fixed_rows() const;
 
  private:
-  double w_ = 0.0, sr_ = 0.0, srr_ = 0.0, st_ = 0.0, srt_ = 0.0;
+  DecayedLine fit_;  // points (rows, seconds)
 };
 
 }  // namespace bluelm

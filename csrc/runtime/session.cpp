@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/seconds_since.h"
 
 namespace bluelm {
 
@@ -33,10 +34,6 @@ double prior_accept(int kind) { return kind == 0 ? 0.5 : 1.0 - 1.1 / (kind + 0.3
 // Which estimate serves token j of a draft of this kind (drafter.h).
 size_t estimate_of(int kind, int64_t j) {
   return kind == 0 ? 0 : static_cast<size_t>(std::min<int64_t>(kind + j, kDraftKinds - 1));
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 }  // namespace
 

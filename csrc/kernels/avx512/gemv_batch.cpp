@@ -132,12 +132,13 @@ void prep_tok_quants(const char* x, size_t xs, int64_t nb, int T, Quants32* out)
       out[b * kTokTileY + t].q = load32(reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b].qs);
 }
 
-void prep_tok_scales(const char* x, size_t xs, int64_t nb, int T, int field, Lanes16* out) {
+// field: the block's d (BlockQ8_1::d) or its d * sum (BlockQ8_1::s).
+void prep_tok_scales(const char* x, size_t xs, int64_t nb, int T, uint16_t BlockQ8_1::*field, Lanes16* out) {
   for (int64_t b = 0; b < nb; ++b) {
     alignas(64) float v[32] = {};
     for (int t = 0; t < T; ++t) {
       const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b];
-      v[16 * (t / 8) + t % 8] = v[16 * (t / 8) + 8 + t % 8] = h2f(field == 0 ? xb.d : xb.s);
+      v[16 * (t / 8) + t % 8] = v[16 * (t / 8) + 8 + t % 8] = h2f(xb.*field);
     }
     out[2 * b].v = _mm512_load_ps(v);
     out[2 * b + 1].v = _mm512_load_ps(v + 16);
@@ -248,8 +249,8 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
   for (int64_t i = 0, t0 = 0; i < n_tiles; t0 += tile_size(i, t0), ++i) {
     const int T = tile_size(i, t0);
     prep_tok_quants(x + t0 * xs, xs, nb, T, xq.data() + i * nb * kTokTileY);
-    prep_tok_scales(x + t0 * xs, xs, nb, T, 0, dx.data() + 2 * i * nb);
-    prep_tok_scales(x + t0 * xs, xs, nb, T, 1, sx.data() + 2 * i * nb);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, &BlockQ8_1::d, dx.data() + 2 * i * nb);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, &BlockQ8_1::s, sx.data() + 2 * i * nb);
   }
   const int n_z = ymm ? 0 : static_cast<int>(n_tok);
   std::vector<QuantsZ> zq(static_cast<size_t>(n_z * nb));
