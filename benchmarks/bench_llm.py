@@ -16,11 +16,14 @@ best of 5 sweeps of 512 MiB) at each thread count, at the start and again right 
 each model's runs (a VM's bandwidth drifts), and prints the decode roofline = the higher of the
 model's two probes / weight bytes read per token, and each runtime's decode as a percentage of it.
 For the models with a roofline target it also runs ours once more at 2 threads with a probe
-between runs (probe, run, probe, ..., run, probe; run r against the higher of its two
-neighbours, the same rule at run granularity): this VM's 2-thread bandwidth flips between
-about 37 and 55 GB/s within minutes (the two vCPUs sometimes share a core), and a flip between
-a model's first probe and its runs put every run against the other state's figure. Both
-figures are printed; the paired one says how close decode came to the bandwidth it had.
+between runs, and llama-bench's tg run by run beside it (probe, ours, llama-bench, probe,
+llama-bench, ours, probe, ...; each run against the higher of its two neighbouring probes, the
+same rule at run granularity, and each pair's ours / llama-bench ratio): this VM's 2-thread
+bandwidth flips between about 37 and 55 GB/s within minutes (the two vCPUs sometimes share a
+core), and a flip between a model's first probe and its runs put every run against the other
+state's figure, or ours in one state against llama-bench in the other. Both figures are
+printed; the paired ones say how close decode came to the bandwidth it had, and how ours
+compared with llama-bench minutes, not a whole model's runs, apart.
 
 Ours also decodes through the Python API: ``Model.generate_tokens`` greedy (``temperature=0``,
 end-of-generation tokens biased away so every run makes tg tokens), column "tg gen".
@@ -56,7 +59,7 @@ import time
 from typing import Any, Callable
 
 OURS = "bluelm-cpp"
-PAIRED = "bluelm-cpp-paired"  # child: generate runs with read probes between them
+PAIRED = "bluelm-cpp-paired"  # child: serves generate runs and read probes on request
 THEIRS = "llama-cpp-python"
 LLAMA_BENCH = "llama-bench"
 N_CTX = 4096  # the issue's RSS target is for n_ctx 4096
@@ -138,13 +141,19 @@ def _child_bluelm(
         assert ctx.n_past == tg + 1
         return dt
 
-    if paired:  # probe, run, probe, ..., run, probe (this child's RSS is not reported)
+    if paired:  # serve the parent's "probe" / "gen" requests, one JSON line each
         gen_once()
-        probes, gens = [_core.read_bandwidth(512 << 20, threads, 5)], []
-        for _ in range(runs):
-            gens.append(gen_once())
-            probes.append(_core.read_bandwidth(512 << 20, threads, 5))
-        return {"gen_s": gens, "probe_bps": probes}
+        print(json.dumps({"ready": True}), flush=True)
+        for line in sys.stdin:
+            req = line.strip()
+            if req == "probe":
+                print(json.dumps({"probe_bps": _core.read_bandwidth(512 << 20, threads, 5)}))
+            elif req == "gen":
+                print(json.dumps({"gen_s": gen_once()}))
+            else:
+                break
+            sys.stdout.flush()
+        return {}
     out: dict[str, Any] = _measure(pp_once, tg_once, pps, runs)
     gen_once()
     out["gen_s"] = [gen_once() for _ in range(runs)]
@@ -202,8 +211,7 @@ def _child_llama(model: str, threads: int, pps: list[int], tg: int, runs: int) -
 
 def _run_child(args: argparse.Namespace) -> None:
     if args.child == PAIRED:
-        res = _child_bluelm(args.model, int(args.threads), [], args.tg, args.runs, paired=True)
-        print(json.dumps(res))
+        _child_bluelm(args.model, int(args.threads), [], args.tg, args.runs, paired=True)
         return
     fn = _child_bluelm if args.child == OURS else _child_llama
     res = fn(args.model, int(args.threads), _pps(args.pp), args.tg, args.runs)
@@ -286,25 +294,80 @@ def _spawn(
     return res
 
 
-def _spawn_paired(model: str, threads: int, wbytes: int, args: argparse.Namespace) -> list[float]:
-    """Ours through generate with a read probe between runs: each run's % of its roofline."""
-    print(f"  {PAIRED} threads={threads} (probe between runs) ...", flush=True)
+def _llama_bench_tg(model: str, threads: int, args: argparse.Namespace) -> float | None:
+    """One llama-bench tg run (its own warm-up first): tokens/s, or None if it failed."""
+    cmd = [args.llama_bench, "-m", model, "-t", str(threads), "-p", "0", "-n", str(args.tg)]
+    rc, out, err, _ = _wait_run(cmd + ["-r", "1", "-o", "json"])
+    if rc != 0:
+        print(f"    llama-bench failed (rc={rc}):\n" + "\n".join(err.strip().splitlines()[-5:]))
+        return None
+    return float(json.loads(out)[0]["samples_ts"][0])
+
+
+def _spawn_paired(
+    model: str, threads: int, wbytes: int, args: argparse.Namespace
+) -> dict[str, list[float]]:
+    """Ours through generate and llama-bench's tg, run by run, a read probe between pairs.
+
+    probe, (ours, llama-bench), probe, (llama-bench, ours), probe, ...: each pair runs between
+    two probes, in alternating order, so ours and the peer are compared in one VM speed state
+    and each run is set against the higher of its two neighbouring probes.
+    """
+    peer = args.llama_bench is not None
+    print(
+        f"  {PAIRED} threads={threads} (probe between runs"
+        f"{', llama-bench tg alternated with ours' if peer else ''}) ...",
+        flush=True,
+    )
     cmd = [sys.executable, os.path.abspath(__file__), "--child", PAIRED, "--model", model]
     cmd += ["--threads", str(threads), "--runs", str(args.runs), "--tg", str(args.tg)]
-    rc, out, err, _ = _wait_run(cmd)
-    if rc != 0:
-        print(f"  {PAIRED} failed (rc={rc}):\n" + "\n".join(err.strip().splitlines()[-5:]))
-        return []
-    res = json.loads(out.strip().splitlines()[-1])
-    probes, pcts = res["probe_bps"], []
-    for r, s in enumerate(res["gen_s"]):
-        bw = max(probes[r], probes[r + 1])
-        pcts.append(100.0 * (args.tg / s) * wbytes / bw)
-        print(
-            f"    run {r + 1}: tg gen {args.tg / s:.1f} t/s, probes {probes[r] / 1e9:.1f} and "
-            f"{probes[r + 1] / 1e9:.1f} GB/s: {pcts[-1]:.0f}% of the higher"
-        )
-    return pcts
+    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    cin, cout = child.stdin, child.stdout
+
+    def ask(req: str) -> dict[str, Any]:
+        cin.write(req + "\n")
+        cin.flush()
+        return json.loads(cout.readline())
+
+    out: dict[str, list[float]] = {"pct": [], "peer_pct": [], "ratio": []}
+    try:
+        if not json.loads(cout.readline()).get("ready"):
+            return out
+        probe = ask("probe")["probe_bps"]
+        for r in range(args.runs):
+            order = ["ours", "peer"] if r % 2 == 0 else ["peer", "ours"]
+            tps: dict[str, float | None] = {}
+            for who in order:
+                if who == "ours":
+                    tps["ours"] = args.tg / ask("gen")["gen_s"]
+                else:
+                    tps["peer"] = _llama_bench_tg(model, threads, args) if peer else None
+            nxt = ask("probe")["probe_bps"]
+            bw, ours, theirs = max(probe, nxt), tps["ours"], tps.get("peer")
+            assert ours is not None
+            out["pct"].append(100.0 * ours * wbytes / bw)
+            line = (
+                f"    run {r + 1}: probes {probe / 1e9:.1f} and {nxt / 1e9:.1f} GB/s; ours tg gen "
+                f"{ours:.1f} t/s = {out['pct'][-1]:.0f}% of the higher"
+            )
+            if theirs:
+                out["peer_pct"].append(100.0 * theirs * wbytes / bw)
+                out["ratio"].append(ours / theirs)
+                line += (
+                    f"; llama-bench tg{args.tg} {theirs:.1f} t/s = {out['peer_pct'][-1]:.0f}%;"
+                    f" ours / llama-bench {out['ratio'][-1]:.2f}x"
+                )
+            print(line, flush=True)
+            probe = nxt
+        cin.write("quit\n")
+        cin.flush()
+    except (OSError, ValueError, KeyError) as e:  # a child that died mid-way
+        print(f"  {PAIRED} failed: {e!r}")
+    finally:
+        cin.close()
+        child.wait()
+    return out
 
 
 def _med(v: list[float]) -> float:
@@ -455,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         # three minutes apart were seen), so each model's roofline is probed
         # right before and after its runs; the higher probe is the roofline.
         m_bw: dict[int, float] = {}
-        paired: dict[str, list[float]] = {}
+        paired: dict[str, dict[str, list[float]]] = {}
         for t in tlist:
             before = _read_bandwidth(t)
             for rt in m_runtimes:
@@ -519,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         report.append(entry)
         if paired.get(name):
-            entry["roofline_pct_paired"] = paired[name]
-        _targets(name, facts, results, m_bw, args, pps, paired.get(name, []))
+            entry["paired"] = paired[name]
+        _targets(name, facts, results, m_bw, args, pps, paired.get(name, {}))
         sys.stdout.flush()
 
     if args.json:
@@ -590,7 +653,7 @@ def _targets(
     bw: dict[int, float],
     args: argparse.Namespace,
     pps: list[int],
-    paired: list[float],
+    paired: dict[str, list[float]],
 ) -> None:
     ours, ref = results.get((OURS, 2)), results.get((LLAMA_BENCH, 2))
     if ours is None:
@@ -630,13 +693,22 @@ def _targets(
             f"decode {pct:.0f}% of roofline (target >= {want:.0f}%): "
             f"{'met' if pct >= want else 'NOT met'}"
         )
-        if paired:
-            pp = _med(paired)
+        pct_runs = paired.get("pct", [])
+        if pct_runs:
+            pp = _med(pct_runs)
             lines.append(
-                f"decode via generate {pp:.0f}% ({min(paired):.0f}-{max(paired):.0f}) of the "
+                f"decode via generate {pp:.0f}% ({min(pct_runs):.0f}-{max(pct_runs):.0f}) of the "
                 f"roofline probed next to each run (target >= {want:.0f}%): "
                 f"{'met' if pp >= want else 'NOT met'}"
             )
+    ratios = paired.get("ratio", [])
+    if name in _GEN_TARGET and ratios:
+        r, want = _med(ratios), _GEN_TARGET[name]
+        lines.append(
+            f"decode via generate / llama-bench tg, paired run by run: median {r:.2f}x "
+            f"({', '.join(f'{x:.2f}' for x in ratios)}) (target >= {want}x): "
+            f"{'met' if r >= want else 'NOT met'}"
+        )
     if name == "bluelm3b-q4_0":
         limit = 1.1 * (facts["file_bytes"] + facts["kv_bytes_f16"]) / 2**20
         rss = ours["peak_rss_mb"]
