@@ -26,7 +26,7 @@
 namespace bluelm::kernels::avx512_bf16 {
 namespace {
 
-constexpr int64_t kQBlock = 64;  // queries whose scores are live at once
+constexpr int64_t kQBlock = 64;  // queries whose weights are live at once (P.V's block)
 constexpr int kSQ = 4;            // queries per score tile
 constexpr int kSV = 6;            // zmm of 16 keys per score tile
 constexpr int kPQ = 5;            // queries per P.V tile
@@ -70,7 +70,7 @@ Dims dims(int64_t n, int64_t hd) {
   d.vmean = take(sizeof(float) * up(d.hv, 16));
   d.vscale = take(sizeof(float) * up(d.hv, 16));
   d.vinv = take(sizeof(float) * up(d.hv, 16));
-  d.sc = take(sizeof(float) * kQBlock * d.np);
+  d.sc = take(sizeof(float) * kSQ * d.np);
   d.p = take(kQBlock * d.lp);
   d.inv = take(sizeof(float) * kQBlock);
   d.mrow = take(sizeof(float) * kQBlock);
@@ -131,20 +131,41 @@ void quantize_q(const float* q, size_t ld, int64_t n, int64_t hd, int64_t kq, ui
   }
 }
 
+// The f32 sums over j < n, in order, of x[j][16 v + l] for the NV vectors v0..
+// v0 + NV (lanes past hd 0), times inv_n, into mean: accumulators in registers
+// (a sum through memory waits on the store of the last row for each row).
+template <int NV>
+void column_mean_tile(const float* x, size_t ld, int64_t n, int64_t hd, int64_t v0, float inv_n, float* mean) {
+  __m512 acc[NV];
+#pragma GCC unroll 8
+  for (int c = 0; c < NV; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    if (v0 == 0 && j + kAhead < n) prefetch_slice(x + (j + kAhead) * ld, hd);
+#pragma GCC unroll 8
+    for (int c = 0; c < NV; ++c) {
+      const int64_t d = 16 * (v0 + c);
+      acc[c] = _mm512_add_ps(acc[c], _mm512_maskz_loadu_ps(mask16(hd - d), x + j * ld + d));
+    }
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < NV; ++c) _mm512_storeu_ps(mean + 16 * (v0 + c), _mm512_mul_ps(acc[c], _mm512_set1_ps(inv_n)));
+}
+
 // mean[d] = the f32 sum of x[j][d] over j < n in order, times 1 / n, for d <
 // 16 ceil(hd / 16) (0 past hd); rows ld floats apart, prefetched ahead.
 void column_mean(const float* x, size_t ld, int64_t n, int64_t hd, float* mean) {
   const int64_t nv = (hd + 15) / 16;
-  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(mean + 16 * v, _mm512_setzero_ps());
-  for (int64_t j = 0; j < n; ++j) {
-    if (j + kAhead < n) prefetch_slice(x + (j + kAhead) * ld, hd);
-    for (int64_t v = 0; v < nv; ++v) {
-      const __m512 y = _mm512_maskz_loadu_ps(mask16(hd - 16 * v), x + j * ld + 16 * v);
-      _mm512_storeu_ps(mean + 16 * v, _mm512_add_ps(_mm512_loadu_ps(mean + 16 * v), y));
+  const float inv_n = 1.0f / static_cast<float>(n);
+  for (int64_t v0 = 0; v0 < nv; v0 += 6) {
+    switch (nv - v0 < 6 ? nv - v0 : 6) {
+      case 1: column_mean_tile<1>(x, ld, n, hd, v0, inv_n, mean); break;
+      case 2: column_mean_tile<2>(x, ld, n, hd, v0, inv_n, mean); break;
+      case 3: column_mean_tile<3>(x, ld, n, hd, v0, inv_n, mean); break;
+      case 4: column_mean_tile<4>(x, ld, n, hd, v0, inv_n, mean); break;
+      case 5: column_mean_tile<5>(x, ld, n, hd, v0, inv_n, mean); break;
+      default: column_mean_tile<6>(x, ld, n, hd, v0, inv_n, mean); break;
     }
   }
-  const __m512 inv_n = _mm512_set1_ps(1.0f / static_cast<float>(n));
-  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(mean + 16 * v, _mm512_mul_ps(_mm512_loadu_ps(mean + 16 * v), inv_n));
 }
 
 // K less its mean over the keys (kmean[d]: the f32 sum over j in order, times
@@ -299,12 +320,6 @@ void score_rows(const uint8_t* qu, int64_t kq, const int32_t* qz, const Keys& K,
   for (int t = 0; t < T; ++t) m[t] = _mm512_reduce_max_ps(mx[t]);
 }
 
-void scores(const uint8_t* qu, const int32_t* qz, int64_t qn, const Keys& K, const Dims& d, float* sc, float* m) {
-  int64_t t = 0;
-  for (; t + kSQ <= qn; t += kSQ) score_rows<kSQ>(qu + t * d.kq, d.kq, qz + t, K, sc + t * d.np, m + t);
-  for (; t < qn; ++t) score_rows<1>(qu + t * d.kq, d.kq, qz + t, K, sc + t * d.np, m + t);
-}
-
 // 255 * 2^x for finite x <= 0: 2^round(x) (scalef: 0 or a subnormal far below
 // 2^-126) times 255 p(f), p a degree-4 fit of 2^f on |f| <= 1/2 with p(0) = 1
 // (relative error below 3e-6, so the largest weight is 255 exactly).
@@ -339,6 +354,20 @@ float softmax_row(const float* s, float max, float qs, int64_t n, uint8_t* p, in
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p + j), _mm512_cvtusepi32_epi8(u));
   }
   return 1.0f / static_cast<float>(_mm512_reduce_add_epi32(sum));
+}
+
+// One block of qn queries: their u8 weights p (rows of lp) and inv (1 / each
+// row's sum). Each group of kSQ score rows (sc: kSQ rows of np) goes through
+// the softmax while it is in L1.
+void weights(const uint8_t* qu, const int32_t* qz, const float* qs, int64_t qn, const Keys& K, const Dims& d,
+             float* sc, float* m, uint8_t* p, float* inv) {
+  for (int64_t t0 = 0; t0 < qn;) {
+    const int64_t rows = qn - t0 >= kSQ ? kSQ : 1;
+    if (rows == kSQ) score_rows<kSQ>(qu + t0 * d.kq, d.kq, qz + t0, K, sc, m + t0);
+    else score_rows<1>(qu + t0 * d.kq, d.kq, qz + t0, K, sc, m + t0);
+    for (int64_t r = 0; r < rows; ++r, ++t0)
+      inv[t0] = softmax_row(sc + r * d.np, m[t0], qs[t0], K.n, p + t0 * d.lp, d.lp);
+  }
 }
 
 // out[t][c] = vmean[c] + float(sum_j p[t][j] v8[j][c]) * (vscale[c] * inv[t])
@@ -467,8 +496,7 @@ void attention(const float* q, const float* k, const float* v, size_t ld, int64_
          static_cast<float*>(at(d.vscale)), static_cast<float*>(at(d.vinv)));
   for (int64_t q0 = 0; q0 < n; q0 += kQBlock) {
     const int64_t qn = n - q0 < kQBlock ? n - q0 : kQBlock;
-    scores(qu + q0 * d.kq, qz + q0, qn, keys, d, sc, mrow);
-    for (int64_t t = 0; t < qn; ++t) inv[t] = softmax_row(sc + t * d.np, mrow[t], qs[q0 + t], n, p + t * d.lp, d.lp);
+    weights(qu + q0 * d.kq, qz + q0, qs + q0, qn, keys, d, sc, mrow, p, inv);
     pv(p, d.lp, qn, cols, d, hd, inv, out + q0 * ld, ld);
   }
 }
