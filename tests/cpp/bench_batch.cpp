@@ -7,7 +7,6 @@
 // over the one-token step is the figure to cut (bench_speculative's ratio).
 #include <algorithm>
 #include <cstdio>
-#include <ctime>
 #include <vector>
 
 #include "harness.h"
@@ -18,12 +17,6 @@ using namespace bluelm::kernels;
 
 namespace harness {
 namespace {
-
-double cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 struct Mat {
   std::vector<uint8_t> w;
@@ -88,9 +81,9 @@ void bench_batch(const std::vector<const KernelTable*>& tables) {
         fn();
         double sec = 1e30;
         for (int i = 0; i < 5; ++i) {
-          const double t0 = cpu_seconds();
+          const double t0 = thread_seconds();
           fn();
-          sec = std::min(sec, cpu_seconds() - t0);
+          sec = std::min(sec, thread_seconds() - t0);
         }
         return sec * 1e3;
       };
