@@ -19,14 +19,14 @@ using namespace bluelm;
 using namespace bluelm::kernels;
 
 namespace harness {
-namespace {
 
-// CPU time of this thread (the machine is shared: wall time counts other jobs).
 double thread_seconds() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
+
+namespace {
 
 // Whether name is in the list; each entry may hold several names split by commas.
 bool wanted(const std::vector<std::string>& only, const std::string& name) {

@@ -55,11 +55,15 @@ void test_gemv_batch(const KernelTable& isa);  // test_gemv_batch.cpp: the small
 void test_quantisers();
 
 // bench.cpp: single-thread figures, scalar against each table.
+// CPU time of this thread (the machine is shared: wall time counts other jobs).
+double thread_seconds();
 // only: type names to bench, each argument may hold several split by commas (empty: all); a repacked table's file-layout gemm
 // is shown beside its packed one ([f], [p]).
 void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector<std::string>& only);
 void bench_vision(const std::vector<const KernelTable*>& tables);
 void bench_attention(const std::vector<const KernelTable*>& tables);
 void bench_decode(const std::vector<const KernelTable*>& tables);
+// bench_batch.cpp: the speculative verification's matrix work per token count (SmolLM2 shapes).
+void bench_batch(const std::vector<const KernelTable*>& tables);
 
 }  // namespace harness

@@ -6,6 +6,7 @@
 //   test_kernels --bench-vision the same for the vision int8 gemm and attention
 //   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk (and _bf16)
 //   test_kernels --bench-decode one-token gemv of Q4_0/Q4_K/Q5_K/Q6_K from DRAM, GB/s vs the read probe
+//   test_kernels --bench-batch  speculative verification matrices (SmolLM2 shapes) per token count
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
 #include <cstdio>
 #include <cstdlib>
@@ -132,13 +133,15 @@ int main(int argc, char** argv) {
     }
     check(by_name("no_such_isa") == nullptr, "unknown ISA name gives nullptr");
   }
-  if (mode == "--bench" || mode == "--bench-vision" || mode == "--bench-attention" || mode == "--bench-decode") {
+  if (mode == "--bench" || mode == "--bench-vision" || mode == "--bench-attention" || mode == "--bench-decode" ||
+      mode == "--bench-batch") {
     std::vector<const KernelTable*> b{&scalar_table()};
     for (const KernelTable* t : tables)
       if (t != &scalar_table()) b.push_back(t);
     if (mode == "--bench") bench_gemm(b, std::vector<std::string>(argv + 2, argv + argc));
     else if (mode == "--bench-vision") bench_vision(b);
     else if (mode == "--bench-decode") bench_decode(b);
+    else if (mode == "--bench-batch") bench_batch(b);
     else bench_attention(b);
     return 0;
   }

@@ -120,6 +120,20 @@ struct Lanes16 {  // (a struct: a vector of a bare vector type drops its alignme
   __m512 v;
 };
 
+// dtile's [d_x, s_x] of a tile's token 8 on, laid out [d_x x4, s_x x4] to
+// meet [d0, d1, d2, d3, m0, m1, m2, m3] (per block, kTokTileY - 8 of them).
+struct Tail8 {
+  __m256 v;
+};
+
+void prep_tail(const char* x, size_t xs, int64_t nb, int E, Tail8* out) {
+  for (int64_t b = 0; b < nb; ++b)
+    for (int e = 0; e < E; ++e) {
+      const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + e * xs)[b];
+      out[E * b + e].v = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(h2f(xb.d))), _mm_set1_ps(h2f(xb.s)), 1);
+    }
+}
+
 // A tile's token quants per block, tokens side by side ([b][t], kTokTileY slots
 // of 32 bytes a block): the hot loop reaches every token from one pointer.
 struct Quants32 {
@@ -135,13 +149,12 @@ void prep_tok_quants(const char* x, size_t xs, int64_t nb, int T, Quants32* out)
 // field: the block's d (BlockQ8_1::d) or its d * sum (BlockQ8_1::s).
 void prep_tok_scales(const char* x, size_t xs, int64_t nb, int T, uint16_t BlockQ8_1::*field, Lanes16* out) {
   for (int64_t b = 0; b < nb; ++b) {
-    alignas(64) float v[32] = {};
-    for (int t = 0; t < T; ++t) {
+    alignas(64) float v[16] = {};
+    for (int t = 0; t < T && t < 8; ++t) {
       const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + t * xs)[b];
-      v[16 * (t / 8) + t % 8] = v[16 * (t / 8) + 8 + t % 8] = h2f(xb.*field);
+      v[t] = v[8 + t] = h2f(xb.*field);
     }
-    out[2 * b].v = _mm512_load_ps(v);
-    out[2 * b + 1].v = _mm512_load_ps(v + 16);
+    out[b].v = _mm512_load_ps(v);
   }
 }
 
@@ -165,8 +178,8 @@ inline __m256 exact_float(__m256i magic_plus_sum) {
 // nibble unpack shared by the T tokens. Two passes over the group's blocks
 // (rows 0-1, then 2-3) keep 2T accumulators in registers.
 template <int T>
-void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* sx, int64_t nb, Lanes16* prod,
-           float* const* y) {
+void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* sx, const Tail8* tx, int64_t nb,
+           Lanes16* prod, float* const* y) {
   constexpr int kBytes = 4 * sizeof(BlockQ4_1);
   // Halves d_i at 10i, m_i at 10i + 1 of a group's block (BlockQ4_1 is 10 halves): [a x8, b x8, c x8, d x8].
   auto idx = [](int a, int b, int c, int d) {
@@ -175,10 +188,16 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
     return _mm512_load_si512(v);
   };
   const __m512i di = idx(0, 10, 20, 30), mi = idx(1, 11, 21, 31);
-  // Pre-pass: per block the products of rows (0, 1) and (2, 3), for tokens
-  // 0-7 (and 8-15), and the m_w * s_x sums in block order.
-  constexpr int H = T > 8 ? 2 : 1;
-  __m512 m01a = _mm512_setzero_ps(), m23a = m01a, m01b = m01a, m23b = m01a;
+  // Pre-pass: per block the products of rows (0, 1) and (2, 3) for tokens
+  // 0-7, 16 a multiply, and the m_w * s_x sums in block order; tokens 8 on
+  // (E of them) take dtile's own [d_w, m_w] x [d_x, s_x] step, 8 products a
+  // multiply (16-lane products there would be mostly idle lanes).
+  constexpr int E = T > 8 ? T - 8 : 0;
+  // The halves as dtile's h but rows apart from scales: [d0, d1, d2, d3, m0, m1, m2, m3].
+  const __m512i ti = _mm512_castsi128_si512(_mm_setr_epi16(0, 10, 20, 30, 1, 11, 21, 31));
+  __m512 m01a = _mm512_setzero_ps(), m23a = m01a;
+  __m256 mt[E > 0 ? E : 1];
+  for (int e = 0; e < E; ++e) mt[e] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     _mm_prefetch(g + b * kBytes + 2048, _MM_HINT_T0);  // as unpack_block: the stream 2 KiB ahead
     _mm_prefetch(g + b * kBytes + 2048 + 64, _MM_HINT_T0);
@@ -186,22 +205,23 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
     const __m512i hd = _mm512_permutexvar_epi16(di, z), hm = _mm512_permutexvar_epi16(mi, z);
     const __m512 d01 = _mm512_cvtph_ps(_mm512_castsi512_si256(hd)), d23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hd, 1));
     const __m512 w01 = _mm512_cvtph_ps(_mm512_castsi512_si256(hm)), w23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hm, 1));
-    prod[4 * b].v = _mm512_mul_ps(d01, dx[2 * b].v);
-    prod[4 * b + 1].v = _mm512_mul_ps(d23, dx[2 * b].v);
-    m01a = _mm512_add_ps(m01a, _mm512_mul_ps(w01, sx[2 * b].v));
-    m23a = _mm512_add_ps(m23a, _mm512_mul_ps(w23, sx[2 * b].v));
-    if constexpr (H == 2) {
-      prod[4 * b + 2].v = _mm512_mul_ps(d01, dx[2 * b + 1].v);
-      prod[4 * b + 3].v = _mm512_mul_ps(d23, dx[2 * b + 1].v);
-      m01b = _mm512_add_ps(m01b, _mm512_mul_ps(w01, sx[2 * b + 1].v));
-      m23b = _mm512_add_ps(m23b, _mm512_mul_ps(w23, sx[2 * b + 1].v));
+    prod[4 * b].v = _mm512_mul_ps(d01, dx[b].v);
+    prod[4 * b + 1].v = _mm512_mul_ps(d23, dx[b].v);
+    m01a = _mm512_add_ps(m01a, _mm512_mul_ps(w01, sx[b].v));
+    m23a = _mm512_add_ps(m23a, _mm512_mul_ps(w23, sx[b].v));
+    if constexpr (E > 0) {  // into prod[4b + 2]: 8 floats a token
+      const __m256 h = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(ti, z)));
+      for (int e = 0; e < E; ++e) {
+        const __m256 p = _mm256_mul_ps(h, tx[E * b + e].v);
+        mt[e] = _mm256_add_ps(mt[e], p);
+        _mm256_store_ps(reinterpret_cast<float*>(&prod[4 * b + 2]) + 8 * e, p);
+      }
     }
   }
-  alignas(64) float m[64];  // [pair 0 | pair 1] for tokens 0-7, then 8-15
+  alignas(64) float m[32 + 16];  // [pair 0 | pair 1] for tokens 0-7, then per token 8 on [x4 | m sums of rows 0-3]
   _mm512_store_ps(m, m01a);
   _mm512_store_ps(m + 16, m23a);
-  _mm512_store_ps(m + 32, m01b);
-  _mm512_store_ps(m + 48, m23b);
+  for (int e = 0; e < E; ++e) _mm256_store_ps(m + 32 + 8 * e, mt[e]);
   const float* pf = reinterpret_cast<const float*>(prod);
   const __m256i kMagic = _mm256_set1_epi32(0x4B400000);
   for (int pair = 0; pair < 2; ++pair) {
@@ -215,19 +235,23 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
       }
       const __m256i w0 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb)->qs);
       const __m256i w1 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb + sizeof(BlockQ4_1))->qs);
-      const float* p = pf + (4 * b + pair) * 16;  // token t: p[32 * (t / 8) + t % 8], the second row 8 on
+      // token t < 8: p[t], the second row p[t + 8]; t >= 8: pt[8 * (t - 8)], pt[8 * (t - 8) + 1]
+      const float* p = pf + (4 * b + pair) * 16;
+      const float* pt = pf + (4 * b + 2) * 16 + 2 * pair;
       each_token<T>([&](auto t) {
-        constexpr int o = 32 * (t / 8) + t % 8;
+        const float* pp = t < 8 ? p + t : pt + 8 * (t - 8);
+        const int o2 = t < 8 ? 8 : 1;
         __m256i q = xq[b * kTokTileY + t].q;
         __asm__("" : "+v"(q));  // one load for both rows (GCC would fold it into each vpdpbusd)
-        acc0[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w0, q)), _mm256_set1_ps(p[o]), acc0[t]);
-        acc1[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w1, q)), _mm256_set1_ps(p[o + 8]), acc1[t]);
+        acc0[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w0, q)), _mm256_set1_ps(pp[0]), acc0[t]);
+        acc1[t] = _mm256_fmadd_ps(exact_float(_mm256_dpbusd_epi32(kMagic, w1, q)), _mm256_set1_ps(pp[o2]), acc1[t]);
       });
     }
     each_token<T>([&](auto t) {
-      constexpr int o = 32 * (t / 8) + t % 8;
-      y[t][2 * pair] = hsum(acc0[t]) + m[o + 16 * pair];
-      y[t][2 * pair + 1] = hsum(acc1[t]) + m[o + 16 * pair + 8];
+      const float* mp = t < 8 ? m + 16 * pair + t : m + 32 + 8 * (t - 8) + 4 + 2 * pair;
+      const int o2 = t < 8 ? 8 : 1;
+      y[t][2 * pair] = hsum(acc0[t]) + mp[0];
+      y[t][2 * pair + 1] = hsum(acc1[t]) + mp[o2];
     });
   }
 }
@@ -244,13 +268,16 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
   const bool ymm = n_tok >= kYmmFrom;
   const int64_t n_tiles = ymm ? (n_tok + kTokTileY - 1) / kTokTileY : 0;
   auto tile_size = [&](int64_t i, int64_t t0) { return static_cast<int>((n_tok - t0) / (n_tiles - i)); };
-  std::vector<Lanes16> dx(static_cast<size_t>(2 * n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(4 * nb));
+  constexpr int kTail = kTokTileY - 8;
+  std::vector<Lanes16> dx(static_cast<size_t>(n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(4 * nb));
   std::vector<Quants32> xq(static_cast<size_t>(n_tiles * nb * kTokTileY));
+  std::vector<Tail8> tx(static_cast<size_t>(n_tiles * nb * kTail));
   for (int64_t i = 0, t0 = 0; i < n_tiles; t0 += tile_size(i, t0), ++i) {
     const int T = tile_size(i, t0);
     prep_tok_quants(x + t0 * xs, xs, nb, T, xq.data() + i * nb * kTokTileY);
-    prep_tok_scales(x + t0 * xs, xs, nb, T, &BlockQ8_1::d, dx.data() + 2 * i * nb);
-    prep_tok_scales(x + t0 * xs, xs, nb, T, &BlockQ8_1::s, sx.data() + 2 * i * nb);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, &BlockQ8_1::d, dx.data() + i * nb);
+    prep_tok_scales(x + t0 * xs, xs, nb, T, &BlockQ8_1::s, sx.data() + i * nb);
+    if (T > 8) prep_tail(x + (t0 + 8) * xs, xs, nb, T - 8, tx.data() + i * nb * kTail);
   }
   const int n_z = ymm ? 0 : static_cast<int>(n_tok);
   std::vector<QuantsZ> zq(static_cast<size_t>(n_z * nb));
@@ -272,8 +299,8 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
       with_tokens<kTokTileY>(T, [&](auto n) {  // T >= kYmmFrom: tiles split evenly from n_tok >= kYmmFrom
         constexpr int N = decltype(n)::value;
         if constexpr (N >= kYmmFrom)
-          btile<N>(g, xq.data() + i * nb * kTokTileY, dx.data() + 2 * i * nb, sx.data() + 2 * i * nb, nb,
-                   prod.data(), y);
+          btile<N>(g, xq.data() + i * nb * kTokTileY, dx.data() + i * nb, sx.data() + i * nb,
+                   tx.data() + i * nb * kTail, nb, prod.data(), y);
       });
     }
     if (n_z) {
