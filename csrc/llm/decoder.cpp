@@ -16,9 +16,10 @@ constexpr int kMaxShared = 4;      // products per matmul_shared_input
 constexpr int64_t kRowGrain = 16;  // rows per work unit; SIMD kernels tile by up to 16
 constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed group
 // Decode: weight bytes a thread reads ahead of its next part while it waits
-// between jobs (warm_next), within a Zen 4 core's 1 MiB L2. Per-token decode
-// times on the 1B Q4_K_M at 2 threads (interleaved with none, busy machine):
-// 512 KiB 1-3% faster at the 10th percentile, 256 KiB as prefetch hints no faster.
+// between jobs (warm_next), within a Zen 4 core's 1 MiB L2. 1B Q4_K_M, 2
+// threads, per-token times interleaved with no read-ahead (shared machine, fast
+// VM state): 512 KiB 1.3-2.2% faster; 1 MiB and 256 KiB no better; prefetch
+// hints instead of loads (96-512 KiB) no faster than none.
 constexpr size_t kWarmBytes = size_t(512) << 10;
 constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
 // Prompt chunks of an F16 cache that end within llama.cpp's first KV pad (256
