@@ -29,6 +29,19 @@ class ThreadPool {
         &fn);
   }
 
+  // Memory a thread is about to stream: [begin, begin + bytes), all readable.
+  struct Warm {
+    const char* begin = nullptr;
+    size_t bytes = 0;
+  };
+  // Hints for the jobs that follow (decode): from the end of its part of each
+  // job until the next job starts, thread ith reads spans[ith] (n_threads
+  // entries, copied) a line at a time, so its next part starts from its cache
+  // instead of a cold DRAM stream after the caller's serial work between jobs.
+  // Reading stops as soon as the next job starts. nullptr clears. Call
+  // between jobs only.
+  void set_warm(const Warm* spans);
+
   // Splits [0, n) into contiguous ranges of whole `grain`s, one per thread.
   template <typename Fn>
   void parallel_for(int64_t n, int64_t grain, Fn&& fn) {
@@ -54,6 +67,7 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
   std::condition_variable wake_;
+  std::vector<Warm> warm_;  // set_warm's spans (empty: none)
 };
 
 // Physical cores (not hardware threads) of this machine, at least 1.

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -76,6 +77,10 @@ class Context {
   // Several products of one input (q/k/v, gate/up): one conversion of X and one
   // pool job for all of them, instead of one each.
   void matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X, int64_t m);
+  // Decode: each thread's first part of the next job over these products
+  // (the split matmul and matmul_shared_input make), for the pool to read
+  // into the thread's cache while it waits between jobs (ThreadPool::set_warm).
+  void warm_next(std::initializer_list<const Matrix*> Ws);
   // Rows [t0, t1) of a chunk (row t at offset t * width).
   void rms_norm(const float* x, const Vector& w, int64_t t0, int64_t t1, float* y) const;
   // RoPE with table `set` (0: global layers, 1: sliding-window layers).
@@ -136,6 +141,7 @@ class Context {
   std::unique_ptr<uint8_t, FreeDeleter> chunk_kv_buf_;
   std::vector<kernels::ChunkKv> chunk_kv_;
   std::vector<float> logits_;
+  std::vector<ThreadPool::Warm> warm_;  // warm_next's spans, per thread
   int64_t n_logit_rows_ = 0;
   int64_t step_rows_ = 0;  // rows of the last eval_as_steps (step_logits' limit)
 };
