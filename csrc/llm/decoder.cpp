@@ -38,6 +38,26 @@ int64_t row_grain(int64_t rows, int n_threads) {
   return g;
 }
 
+// The rows of n products laid end to end in whole grains (row_grain each),
+// the units one pool job splits evenly (thread ith: units [total * ith / nth,
+// total * (ith + 1) / nth)): matmul_shared_input's split, and with one product
+// parallel_for's. warm_next reads ahead by the same split.
+struct RowUnits {
+  int n;
+  int64_t begin[kMaxShared + 1] = {0};
+  int64_t grain[kMaxShared] = {};
+  RowUnits(const Matrix* const* Ws, int n_products, int n_threads) : n(n_products) {
+    for (int i = 0; i < n; ++i) {
+      grain[i] = row_grain(Ws[i]->rows, n_threads);
+      begin[i + 1] = begin[i] + (Ws[i]->rows + grain[i] - 1) / grain[i];
+    }
+  }
+  int64_t total() const { return begin[n]; }
+  // The first row of product i's unit u (begin[i] <= u <= begin[i + 1]; past
+  // its last row at its end).
+  int64_t row(int i, int64_t u) const { return (u - begin[i]) * grain[i]; }
+};
+
 kernels::GemmFn gemm_for(const kernels::KernelTable& kt, const Matrix& W) {
   const int slot = kernels::weight_slot(W.type);
   return W.packed_rows ? kt.gemm_packed[slot] : kt.gemm[slot];
@@ -255,22 +275,15 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
   const int64_t K = Ws[0]->cols;
   for (int64_t t = 0; t < m; ++t) kt_.convert[kernels::act_slot(vt)](X + t * K, act_.data() + t * xs, K);
   // One job: the rows of all products laid end to end, split in whole grains.
-  int64_t begin[kMaxShared + 1] = {0};
-  int64_t grain[kMaxShared];
-  for (int i = 0; i < n; ++i) {
-    grain[i] = row_grain(Ws[i]->rows, pool_.size());
-    begin[i + 1] = begin[i] + (Ws[i]->rows + grain[i] - 1) / grain[i];
-  }
+  const RowUnits units(Ws, n, pool_.size());
   const uint8_t* act = act_.data();
   pool_.run([&](int ith, int nth) {
-    const int64_t units = begin[n];
-    const int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
+    const int64_t u0 = units.total() * ith / nth, u1 = units.total() * (ith + 1) / nth;
     for (int i = 0; i < n; ++i) {
-      const int64_t a = std::max(u0, begin[i]), b = std::min(u1, begin[i + 1]);
+      const int64_t a = std::max(u0, units.begin[i]), b = std::min(u1, units.begin[i + 1]);
       if (a >= b) continue;
       const Matrix& W = *Ws[i];
-      const int64_t r0 = (a - begin[i]) * grain[i], r1 = std::min(W.rows, (b - begin[i]) * grain[i]);
-      gemm[i](W.data, W.row_stride, act, xs, Ys[i], W.rows, K, r0, r1, m);
+      gemm[i](W.data, W.row_stride, act, xs, Ys[i], W.rows, K, units.row(i, a), std::min(W.rows, units.row(i, b)), m);
     }
   });
 }
@@ -278,25 +291,21 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
 void Context::warm_next(std::initializer_list<const Matrix*> Ws) {
   const int nth = pool_.size();
   if (nth < 2) return;
-  int64_t begin[kMaxShared + 1] = {0}, grain[kMaxShared];
-  int n = 0;
-  for (const Matrix* W : Ws) {
-    grain[n] = row_grain(W->rows, nth);
-    begin[n + 1] = begin[n] + (W->rows + grain[n] - 1) / grain[n];
-    ++n;
-  }
+  const Matrix* const* W = Ws.begin();
+  const int n = static_cast<int>(Ws.size());
+  const RowUnits units(W, n, nth);
   warm_.resize(static_cast<size_t>(nth));
   for (int t = 0; t < nth; ++t) {
-    const int64_t u = begin[n] * t / nth;
+    // Thread t's first row: in the first product its units reach.
+    const int64_t u = units.total() * t / nth;
     int i = 0;
-    while (i + 1 < n && u >= begin[i + 1]) ++i;
-    const Matrix& W = *Ws.begin()[i];
-    const int64_t r = std::min(W.rows, (u - begin[i]) * grain[i]), group = std::max(1, W.packed_rows);
+    while (i + 1 < n && u >= units.begin[i + 1]) ++i;
+    const int64_t r = std::min(W[i]->rows, units.row(i, u));
+    const int64_t group = std::max(1, W[i]->packed_rows);
     // A packed part starts with its whole group; the span never leaves this matrix.
-    const size_t off = static_cast<size_t>(r - r % group) * W.row_stride, end = static_cast<size_t>(W.rows) * W.row_stride;
-    const char* first = static_cast<const char*>(W.data) + off;
-    const size_t left = end - off;
-    warm_[static_cast<size_t>(t)] = {first, std::min(left, kWarmBytes)};
+    const size_t off = static_cast<size_t>(r - r % group) * W[i]->row_stride;
+    const size_t end = static_cast<size_t>(W[i]->rows) * W[i]->row_stride;
+    warm_[static_cast<size_t>(t)] = {static_cast<const char*>(W[i]->data) + off, std::min(end - off, kWarmBytes)};
   }
   pool_.set_warm(warm_.data());
 }

@@ -113,9 +113,9 @@ void btile_z(const char* g, const QuantsZ* const* pq, const float* const* pd, co
   for (int t = 0; t < T; ++t) _mm_storeu_ps(y[t], _mm_add_ps(fold4(acc01[t], acc23[t]), _mm_load_ps(m + 4 * t)));
 }
 
-// A tile's token scales, per block two vectors [v_0 .. v_7 | v_0 .. v_7] and
-// [v_8 .. v_15 | v_8 .. v_15] (d_x or s_x; lanes past the tile's tokens zero):
-// times 2 rows' [w_a x8 | w_b x8] they give 16 (row, token) products a multiply.
+// A tile's scales of tokens 0-7, per block one vector [v_0 .. v_7 | v_0 .. v_7]
+// (d_x or s_x; lanes past the tile's tokens zero): times 2 rows' [w_a x8 | w_b x8]
+// it gives 16 (row, token) products a multiply. Tokens 8 on: Tail8.
 struct Lanes16 {  // (a struct: a vector of a bare vector type drops its alignment attribute)
   __m512 v;
 };
@@ -193,6 +193,7 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
   // (E of them) take dtile's own [d_w, m_w] x [d_x, s_x] step, 8 products a
   // multiply (16-lane products there would be mostly idle lanes).
   constexpr int E = T > 8 ? T - 8 : 0;
+  static_assert(E <= 2, "tokens 8 on: their products fill one Lanes16 of prod a block, their m sums m[32..48)");
   // The halves as dtile's h but rows apart from scales: [d0, d1, d2, d3, m0, m1, m2, m3].
   const __m512i ti = _mm512_castsi128_si512(_mm_setr_epi16(0, 10, 20, 30, 1, 11, 21, 31));
   __m512 m01a = _mm512_setzero_ps(), m23a = m01a;
@@ -205,16 +206,16 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
     const __m512i hd = _mm512_permutexvar_epi16(di, z), hm = _mm512_permutexvar_epi16(mi, z);
     const __m512 d01 = _mm512_cvtph_ps(_mm512_castsi512_si256(hd)), d23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hd, 1));
     const __m512 w01 = _mm512_cvtph_ps(_mm512_castsi512_si256(hm)), w23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hm, 1));
-    prod[4 * b].v = _mm512_mul_ps(d01, dx[b].v);
-    prod[4 * b + 1].v = _mm512_mul_ps(d23, dx[b].v);
+    prod[3 * b].v = _mm512_mul_ps(d01, dx[b].v);
+    prod[3 * b + 1].v = _mm512_mul_ps(d23, dx[b].v);
     m01a = _mm512_add_ps(m01a, _mm512_mul_ps(w01, sx[b].v));
     m23a = _mm512_add_ps(m23a, _mm512_mul_ps(w23, sx[b].v));
-    if constexpr (E > 0) {  // into prod[4b + 2]: 8 floats a token
+    if constexpr (E > 0) {  // into prod[3b + 2]: 8 floats a token
       const __m256 h = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(ti, z)));
       for (int e = 0; e < E; ++e) {
         const __m256 p = _mm256_mul_ps(h, tx[E * b + e].v);
         mt[e] = _mm256_add_ps(mt[e], p);
-        _mm256_store_ps(reinterpret_cast<float*>(&prod[4 * b + 2]) + 8 * e, p);
+        _mm256_store_ps(reinterpret_cast<float*>(&prod[3 * b + 2]) + 8 * e, p);
       }
     }
   }
@@ -236,8 +237,8 @@ void btile(const char* g, const Quants32* xq, const Lanes16* dx, const Lanes16* 
       const __m256i w0 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb)->qs);
       const __m256i w1 = nibbles(reinterpret_cast<const BlockQ4_1*>(gb + sizeof(BlockQ4_1))->qs);
       // token t < 8: p[t], the second row p[t + 8]; t >= 8: pt[8 * (t - 8)], pt[8 * (t - 8) + 1]
-      const float* p = pf + (4 * b + pair) * 16;
-      const float* pt = pf + (4 * b + 2) * 16 + 2 * pair;
+      const float* p = pf + (3 * b + pair) * 16;
+      const float* pt = pf + (3 * b + 2) * 16 + 2 * pair;
       each_token<T>([&](auto t) {
         const float* pp = t < 8 ? p + t : pt + 8 * (t - 8);
         const int o2 = t < 8 ? 8 : 1;
@@ -269,7 +270,7 @@ void gemv_batch_q4_1_packed(const void* W, size_t ws, const void* X, size_t xs, 
   const int64_t n_tiles = ymm ? (n_tok + kTokTileY - 1) / kTokTileY : 0;
   auto tile_size = [&](int64_t i, int64_t t0) { return static_cast<int>((n_tok - t0) / (n_tiles - i)); };
   constexpr int kTail = kTokTileY - 8;
-  std::vector<Lanes16> dx(static_cast<size_t>(n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(4 * nb));
+  std::vector<Lanes16> dx(static_cast<size_t>(n_tiles * nb)), sx(dx.size()), prod(static_cast<size_t>(3 * nb));
   std::vector<Quants32> xq(static_cast<size_t>(n_tiles * nb * kTokTileY));
   std::vector<Tail8> tx(static_cast<size_t>(n_tiles * nb * kTail));
   for (int64_t i = 0, t0 = 0; i < n_tiles; t0 += tile_size(i, t0), ++i) {
