@@ -15,8 +15,9 @@ wait4(). The script also measures the machine's read bandwidth (bluelm_cpp._core
 best of 5 sweeps of 512 MiB) at each thread count, at the start and again right before and after
 each model's runs (a VM's bandwidth drifts), and prints the decode roofline = the higher of the
 model's two probes / weight bytes read per token, and each runtime's decode as a percentage of it.
-For the models with a roofline target it also runs ours once more at 2 threads with a probe
-between runs, and llama-bench's tg run by run beside it (probe, ours, llama-bench, probe,
+For the models in _PAIRED (those with a roofline target, and the K-quant mixes) it also runs
+ours once more at 2 threads with a probe between runs, and llama-bench's tg (and pp512 where a
+prefill target exists) run by run beside it (probe, ours, llama-bench, probe,
 llama-bench, ours, probe, ...; each run against the higher of its two neighbouring probes, the
 same rule at run granularity, and each pair's ours / llama-bench ratio): this VM's 2-thread
 bandwidth flips between about 37 and 55 GB/s within minutes (the two vCPUs sometimes share a
@@ -150,6 +151,8 @@ def _child_bluelm(
                 print(json.dumps({"probe_bps": _core.read_bandwidth(512 << 20, threads, 5)}))
             elif req == "gen":
                 print(json.dumps({"gen_s": gen_once()}))
+            elif req.startswith("pp "):
+                print(json.dumps({"pp_s": pp_once(int(req[3:]))}))
             else:
                 break
             sys.stdout.flush()
@@ -294,24 +297,31 @@ def _spawn(
     return res
 
 
-def _llama_bench_tg(model: str, threads: int, args: argparse.Namespace) -> float | None:
-    """One llama-bench tg run (its own warm-up first): tokens/s, or None if it failed."""
-    cmd = [args.llama_bench, "-m", model, "-t", str(threads), "-p", "0", "-n", str(args.tg)]
-    rc, out, err, _ = _wait_run(cmd + ["-r", "1", "-o", "json"])
+def _llama_bench_once(
+    model: str, threads: int, pp: int | None, args: argparse.Namespace
+) -> dict[str, float] | None:
+    """One llama-bench run (its own warm-up first) of pp<pp> (if given) and tg: tokens/s of
+    each ({"pp": ..., "tg": ...}), or None if it failed."""
+    cmd = [args.llama_bench, "-m", model, "-t", str(threads), "-p", str(pp or 0)]
+    rc, out, err, _ = _wait_run(cmd + ["-n", str(args.tg), "-r", "1", "-o", "json"])
     if rc != 0:
         print(f"    llama-bench failed (rc={rc}):\n" + "\n".join(err.strip().splitlines()[-5:]))
         return None
-    return float(json.loads(out)[0]["samples_ts"][0])
+    res = {}
+    for e in json.loads(out):
+        res["tg" if e["n_gen"] else "pp"] = float(e["samples_ts"][0])
+    return res
 
 
 def _spawn_paired(
-    model: str, threads: int, wbytes: int, args: argparse.Namespace
+    model: str, threads: int, wbytes: int, pp: int | None, args: argparse.Namespace
 ) -> dict[str, list[float]]:
     """Ours through generate and llama-bench's tg, run by run, a read probe between pairs.
 
     probe, (ours, llama-bench), probe, (llama-bench, ours), probe, ...: each pair runs between
     two probes, in alternating order, so ours and the peer are compared in one VM speed state
-    and each run is set against the higher of its two neighbouring probes.
+    and each run is set against the higher of its two neighbouring probes. With pp, each
+    runtime's turn starts with one pp<pp> prefill (ours: eval_logits), paired the same way.
     """
     peer = args.llama_bench is not None
     print(
@@ -330,7 +340,7 @@ def _spawn_paired(
         cin.flush()
         return json.loads(cout.readline())
 
-    out: dict[str, list[float]] = {"pct": [], "peer_pct": [], "ratio": []}
+    out: dict[str, list[float]] = {"pct": [], "peer_pct": [], "ratio": [], "pp_ratio": []}
     try:
         if not json.loads(cout.readline()).get("ready"):
             return out
@@ -338,11 +348,17 @@ def _spawn_paired(
         for r in range(args.runs):
             order = ["ours", "peer"] if r % 2 == 0 else ["peer", "ours"]
             tps: dict[str, float | None] = {}
+            pps: dict[str, float] = {}
             for who in order:
                 if who == "ours":
+                    if pp:
+                        pps["ours"] = pp / ask(f"pp {pp}")["pp_s"]
                     tps["ours"] = args.tg / ask("gen")["gen_s"]
-                else:
-                    tps["peer"] = _llama_bench_tg(model, threads, args) if peer else None
+                elif peer:
+                    lb = _llama_bench_once(model, threads, pp, args) or {}
+                    tps["peer"] = lb.get("tg")
+                    if "pp" in lb:
+                        pps["peer"] = lb["pp"]
             nxt = ask("probe")["probe_bps"]
             bw, ours, theirs = max(probe, nxt), tps["ours"], tps.get("peer")
             assert ours is not None
@@ -357,6 +373,12 @@ def _spawn_paired(
                 line += (
                     f"; llama-bench tg{args.tg} {theirs:.1f} t/s = {out['peer_pct'][-1]:.0f}%;"
                     f" ours / llama-bench {out['ratio'][-1]:.2f}x"
+                )
+            if len(pps) == 2:
+                out["pp_ratio"].append(pps["ours"] / pps["peer"])
+                line += (
+                    f"\n           pp{pp}: ours {pps['ours']:.1f} t/s, llama-bench "
+                    f"{pps['peer']:.1f} t/s, ours / llama-bench {out['pp_ratio'][-1]:.2f}x"
                 )
             print(line, flush=True)
             probe = nxt
@@ -533,8 +555,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"   bandwidth, {t} thread(s): {before / 1e9:.1f} GB/s before, "
                 f"{after / 1e9:.1f} after these runs (roofline from the higher)"
             )
-            if t == 2 and name in _ROOFLINE_TARGET and OURS in m_runtimes:
-                paired[name] = _spawn_paired(path, t, facts["weight_bytes_per_token"], args)
+            if t == 2 and name in _PAIRED and OURS in m_runtimes:
+                pp = _SHORT_PP if name in _PP_TARGET else None
+                paired[name] = _spawn_paired(path, t, facts["weight_bytes_per_token"], pp, args)
         pp_names = "".join(f"  {f'pp{n} t/s':>22}" for n in pps)
         tg_name = f"tg{args.tg} t/s"
         hdr = (
@@ -625,6 +648,9 @@ _TG_TARGET = {
     "qwen3-1.7b-q4_0": 1.0,
     "gemma3-1b-q4_0": 1.0,
 }
+# Ours and llama-bench also alternated run by run (_spawn_paired): the K-quant mixes, whose
+# targets sat near their bars while the VM's speed state flipped between runs.
+_PAIRED = ("bluelm3b-q4_0", "llama1b-q4_k_m", "smollm2-q4_k_m")
 _PP_TARGET = {
     "smollm2-q4_0": 1.2,
     "bluelm3b-q4_0": 1.2,
@@ -701,6 +727,14 @@ def _targets(
                 f"roofline probed next to each run (target >= {want:.0f}%): "
                 f"{'met' if pp >= want else 'NOT met'}"
             )
+    pp_ratios = paired.get("pp_ratio", [])
+    if name in _PP_TARGET and pp_ratios:
+        r, want = _med(pp_ratios), _PP_TARGET[name]
+        lines.append(
+            f"pp{_SHORT_PP} / llama-bench pp{_SHORT_PP}, paired run by run: median {r:.2f}x "
+            f"({', '.join(f'{x:.2f}' for x in pp_ratios)}) (target >= {want}x): "
+            f"{'met' if r >= want else 'NOT met'}"
+        )
     ratios = paired.get("ratio", [])
     if name in _GEN_TARGET and ratios:
         r, want = _med(ratios), _GEN_TARGET[name]
