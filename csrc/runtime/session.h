@@ -122,9 +122,10 @@ class Session {
   void clear_cancel() { cancel_ = false; }
   bool cancel_pending() const { return cancel_.load(); }
 
-  // Logits of the last prefill or step: n_logit_rows() rows of n_vocab.
-  const float* logits() const;
-  int64_t n_logit_rows() const;
+  // Logits of the last prefill or step: n_logit_rows() rows of n_vocab (a
+  // round that found its tokens without them computes them here, once).
+  const float* logits();
+  int64_t n_logit_rows();
 
   void truncate(int64_t n);  // forgets positions >= n
   int64_t n_past() const { return ctx_.n_past(); }
@@ -144,6 +145,8 @@ class Session {
   // Why the generation must end before another round, or None.
   StopReason check_end();
   void end(StopReason why);
+  // Computes the logits a round skipped (owed_rows_), before they are read.
+  void pay_logits();
   // Runs one round (see the top) into queue_; masks as advance().
   void round(const int32_t* draft, int64_t n, const TokenMask* masks, bool logprobs, int n_top);
   // The longest draft (at most cap) the next round may verify: max_tokens and
@@ -182,6 +185,8 @@ class Session {
   PassCost pass_cost_;  // passes over the output matrix, measured (see logit_split)
   bool measured_cost_ = false;
   std::vector<int32_t> buf_;  // the pending token and the draft, one chunk
+  std::vector<int32_t> argmax_;  // a greedy round's tokens by row (Context::step_argmax)
+  int64_t owed_rows_ = 0;  // rows of the last round whose logits were not computed (pay_logits)
 };
 
 }  // namespace bluelm

@@ -87,10 +87,15 @@ void bench_batch(const std::vector<const KernelTable*>& tables) {
         }
         return sec * 1e3;
       };
-      const double l = best(layers_run), o = best(out_run);
+      auto fast_run = [&] {
+        const size_t xs = row_bytes(x8, d);
+        for (int64_t t = 0; t < n; ++t) tb->convert[act_slot(x8)](xf.data() + t * ff, X8.data() + t * xs, d);
+        tb->gemv_fast[s8](out.w.data(), out.ws, X8.data(), xs, Y.data(), vocab, d, 0, vocab, n);
+      };
+      const double l = best(layers_run), o = best(out_run), f = tb->gemv_fast[s8] ? best(fast_run) : 0.0;
       if (n == 1) base_l = l, base_o = o;
-      std::printf("  %2lld | %7.3f (%6.3f) | %7.3f (%6.3f)\n", (long long)n, l, n > 1 ? (l - base_l) / (n - 1) : 0.0, o,
-                  n > 1 ? (o - base_o) / (n - 1) : 0.0);
+      std::printf("  %2lld | %7.3f (%6.3f) | %7.3f (%6.3f) | fast %7.3f\n", (long long)n, l, n > 1 ? (l - base_l) / (n - 1) : 0.0, o,
+                  n > 1 ? (o - base_o) / (n - 1) : 0.0, f);
       std::fflush(stdout);
     }
   }
