@@ -310,6 +310,7 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
     if (by_argmax) {
       logits_s += seconds_since(tl);
       ++stats_.logit_passes;
+      ++stats_.argmax_passes;
     }
   }
   // Otherwise the rows' logits by need: a first pass up to where a rejection

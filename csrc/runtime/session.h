@@ -62,6 +62,7 @@ struct DraftStats {
   // output matrix (logit_passes of them), the sampler's verification.
   int64_t steps = 0;  // rounds of any length, plain steps included
   int64_t logit_passes = 0;
+  int64_t argmax_passes = 0;  // of those, passes that found greedy tokens without logits (step_argmax)
   double draft_s = 0.0, forward_s = 0.0, logits_s = 0.0, verify_s = 0.0;
 };
 
