@@ -228,7 +228,8 @@ class Model:
         Example:
             >>> Model(draft="prompt_lookup").draft_stats  # doctest: +SKIP
             {'rounds': 0, 'drafted': 0, 'accepted': 0, 'steps': 0, 'logit_passes': 0,
-            ... 'argmax_passes': 0, 'seconds': {'draft': 0.0, ...}, 'round_cost': (0.15, 0.25), 'acceptance': 0.0}
+            ... 'argmax_passes': 0, 'seconds': {'draft': 0.0, ...}, 'round_cost': (0.15, 0.25),
+            ... 'acceptance': 0.0}
         """
         return draft_stats(self._require_open())
 
