@@ -41,6 +41,8 @@ void prep_tok(const char* x, int64_t nb, TokBlock* out) {
   }
 }
 
+using I32u = int32_t __attribute__((may_alias, aligned(1)));  // an unaligned dword of a token's quants
+
 // Lane j holds row kLane[j] of the tile (the transpose's order; self-inverse).
 alignas(64) constexpr int32_t kLane[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
 
@@ -87,18 +89,18 @@ void ftile(const char* w, size_t ws, const char* const* xq, const TokBlock* cons
       W[m + 4] = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xDD);
     }
     for (int t = 0; t < T; ++t) {
-      const char* xb = xq[t] + b * bb + 2;
-      int32_t d[8];
-      std::memcpy(d, xb, 32);
+      // The token's dword g in every lane: a broadcast from memory (from a
+      // register it would cost a move and a shuffle).
+      const I32u* xd = reinterpret_cast<const I32u*>(xq[t] + b * bb + 2);
       __m512i s0 = _mm512_set1_epi32(tb[t][b].start), s1 = _mm512_setzero_si512();
-      s0 = _mm512_dpbusd_epi32(s0, W[0], _mm512_set1_epi32(d[0]));
-      s1 = _mm512_dpbusd_epi32(s1, W[1], _mm512_set1_epi32(d[1]));
-      s0 = _mm512_dpbusd_epi32(s0, W[2], _mm512_set1_epi32(d[2]));
-      s1 = _mm512_dpbusd_epi32(s1, W[3], _mm512_set1_epi32(d[3]));
-      s0 = _mm512_dpbusd_epi32(s0, W[4], _mm512_set1_epi32(d[4]));
-      s1 = _mm512_dpbusd_epi32(s1, W[5], _mm512_set1_epi32(d[5]));
-      s0 = _mm512_dpbusd_epi32(s0, W[6], _mm512_set1_epi32(d[6]));
-      s1 = _mm512_dpbusd_epi32(s1, W[7], _mm512_set1_epi32(d[7]));
+      s0 = _mm512_dpbusd_epi32(s0, W[0], _mm512_set1_epi32(xd[0]));
+      s1 = _mm512_dpbusd_epi32(s1, W[1], _mm512_set1_epi32(xd[1]));
+      s0 = _mm512_dpbusd_epi32(s0, W[2], _mm512_set1_epi32(xd[2]));
+      s1 = _mm512_dpbusd_epi32(s1, W[3], _mm512_set1_epi32(xd[3]));
+      s0 = _mm512_dpbusd_epi32(s0, W[4], _mm512_set1_epi32(xd[4]));
+      s1 = _mm512_dpbusd_epi32(s1, W[5], _mm512_set1_epi32(xd[5]));
+      s0 = _mm512_dpbusd_epi32(s0, W[6], _mm512_set1_epi32(xd[6]));
+      s1 = _mm512_dpbusd_epi32(s1, W[7], _mm512_set1_epi32(xd[7]));
       const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
       acc[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(tb[t][b].dx)), acc[t]);
     }
