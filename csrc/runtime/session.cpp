@@ -315,7 +315,7 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
   }
   // Otherwise the rows' logits by need: a first pass up to where a rejection
   // is likely, the rest only if every draft there is accepted.
-  const int64_t first = logit_split(n, proposed_kind);
+  const int64_t first = by_argmax ? n + 1 : logit_split(n, proposed_kind);
   for (int32_t t : buf_) keys_.push_back({ImageKey{}, false, t});
   pending_ = -1;
   int64_t i = 0;
