@@ -12,7 +12,10 @@
 // walk the rows: a drafted token is accepted or replaced by the sampler's
 // accept/reject rule (Sampler::verify; greedy: accepted iff it is the argmax),
 // the first replacement ends the round, and a fully accepted draft earns one
-// more token from the last row. The cache is cut back to the accepted prefix
+// more token from the last row. A drafted round whose sampler is plain greedy
+// (no mask, no logprobs) takes each row's first maximum from
+// Context::step_argmax instead of its logits, which are computed only if read
+// (logits()). The cache is cut back to the accepted prefix
 // (keys_ follows n_past). Without a drafter a round is one plain step. Rounds
 // stop at an end-of-generation token, max_tokens, a full context or a cancel.
 // step() hands out a round's tokens one at a time; advance() all at once, with
