@@ -108,14 +108,6 @@ void ftile(const char* w, size_t ws, const char* const* xq, const TokBlock* cons
   for (int t = 0; t < T; ++t) _mm512_storeu_ps(y[t], _mm512_permutexvar_ps(lane, acc[t]));
 }
 
-template <int Max = kTok, class Fn>
-void with_tokens(int T, Fn&& fn) {
-  if constexpr (Max > 1) {
-    if (T < Max) return with_tokens<Max - 1>(T, fn);
-  }
-  fn(std::integral_constant<int, Max>{});
-}
-
 void gemv_fast_q8_0(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K, int64_t r0,
                     int64_t r1, int64_t n_tok) {
   const char* w = static_cast<const char*>(W);
@@ -136,7 +128,7 @@ void gemv_fast_q8_0(const void* W, size_t ws, const void* X, size_t xs, float* Y
         pt[j] = tb.data() + (t0 + j) * nb;
         y[j] = Y + (t0 + j) * ldy + r;
       }
-      with_tokens(T, [&](auto n) { ftile<decltype(n)::value>(w + r * ws, ws, xq, pt, nb, y); });
+      with_tokens<kTok>(T, [&](auto n) { ftile<decltype(n)::value>(w + r * ws, ws, xq, pt, nb, y); });
       t0 += T;
     }
   }
