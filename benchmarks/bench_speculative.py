@@ -123,7 +123,8 @@ def run_set(
     drafted = accepted = 0
     # Where each engine's decode time went, over all runs (draft_stats' seconds).
     split = {label: dict.fromkeys(SPLIT_PARTS, 0.0) for label in ("plain", "spec")}
-    counts = {label: {"steps": 0, "logit_passes": 0} for label in ("plain", "spec")}
+    counted = ("steps", "logit_passes", "argmax_passes")
+    counts = {label: dict.fromkeys(counted, 0) for label in ("plain", "spec")}
     for r in range(runs):
         total = {"plain": [0, 0.0], "spec": [0, 0.0]}
         for i, p in enumerate(ids):
@@ -184,7 +185,9 @@ def run_set(
         parts = ", ".join(f"{k} {v * per:.2f}" for k, v in sp.items())
         print(
             f"{label}: ms per round (all runs): {parts}; {counts[label]['steps']} rounds, "
-            f"{counts[label]['logit_passes']} logit passes, {total:.2f} s"
+            f"{counts[label]['logit_passes']} logit passes "
+            f"({counts[label]['argmax_passes']} of them greedy tokens without logits), "
+            f"{total:.2f} s"
         )
     c0, c1 = spec.draft_stats["round_cost"]
     print(f"measured round cost: 1 + {c0:.2f} + {c1:.2f} * k plain steps for k drafted tokens")

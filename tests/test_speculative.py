@@ -192,6 +192,57 @@ def test_rollback_gives_the_logits_of_a_plain_run(
     assert np.array_equal(spec.logits(), want_logits)
 
 
+# --- greedy rounds that find their tokens without the rows' logits ----------
+
+
+def test_greedy_rounds_without_logits_equal_plain(smollm2_file: Path) -> None:
+    """A drafted greedy round (no bias, penalties, mask or logprobs) takes
+    Context::step_argmax where the kernels screen the output matrix
+    (gemv_fast: AVX-512 and a Q8_0 output, SmolLM2's): every token is the
+    plain run's, and the logits read after a round (computed on demand) are
+    the rows the plain run chose the same tokens from, bit for bit."""
+    model = _core.LlamaModel(str(smollm2_file))
+    prompt = [504, 3575, 282, 4649, 314, 7042, 30, 198, 504, 1797, 1918, 553, 253]
+    n = 120
+    plain = _core.Context(model, 512, 32, 2, "f16")
+    plain.prefill([("tokens", prompt)])
+    plain.start(bluelm_cpp.SamplingParams(temperature=0), [], n)
+    want: list[int] = []
+    rows: list[np.ndarray] = []  # the row each token was chosen from
+    while (t := plain.step()) is not None:
+        want.append(t)
+        rows.append(np.asarray(plain.logits()).reshape(-1, plain.n_vocab)[-1].copy())
+    spec = _core.Context(model, 512, 32, 2, "f16")
+    spec.prefill([("tokens", prompt)])
+    spec.start(bluelm_cpp.SamplingParams(temperature=0), [], n)
+    got: list[int] = []
+    rng = np.random.default_rng(1)
+    rejected = 0
+    while True:
+        k = int(rng.integers(1, 10))
+        draft = want[len(got) : len(got) + k] or [want[0]]
+        if rng.random() < 0.6:  # one token made wrong: the round rolls back past it
+            j = int(rng.integers(0, len(draft)))
+            draft[j] = (draft[j] + 1 + int(rng.integers(0, 100))) % spec.n_vocab
+            rejected += 1
+        out = spec.advance(draft)
+        if not out:
+            break
+        got += out
+        last = np.asarray(spec.logits()).reshape(-1, spec.n_vocab)[-1]
+        assert np.array_equal(last, rows[len(got) - 1]), len(got)
+    assert got == want
+    st = spec.draft_stats
+    assert rejected > 10 and st["rounds"] > 20
+    if _core.isa().startswith("avx512"):  # the tables with gemv_fast: the route was taken
+        assert st["argmax_passes"] == st["rounds"]
+    # Logprobs need the logits: no round skips them.
+    spec.prefill([("tokens", prompt)])
+    spec.start(bluelm_cpp.SamplingParams(temperature=0), [], 8)
+    spec.step()
+    assert spec.advance(want[1:6], None, True, 2) and spec.draft_stats["argmax_passes"] == 0
+
+
 # --- sampling: the accept/reject rule keeps the target's distribution --------
 
 

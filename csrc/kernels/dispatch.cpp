@@ -60,7 +60,7 @@ int act_slot(GgmlType t) {
 namespace {
 
 using FillFn = void (*)(KernelTable& t);
-constexpr int kMaxParts = 8;
+constexpr int kMaxParts = 10;
 
 // A table: the one it starts from, the parts that override entries of it
 // (in order), and the CPU features it needs.
@@ -84,7 +84,7 @@ const Isa kIsas[] = {
      [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }},
     {"avx512", "avx2",
      {avx512::fill_gemm, avx512::fill_attention, avx512::fill_vision, avx512::fill_vision_attention,
-      avx512::fill_i8, avx512::fill_kquants, avx512::fill_flash, avx512::fill_gemv_batch},
+      avx512::fill_i8, avx512::fill_kquants, avx512::fill_flash, avx512::fill_gemv_batch, avx512::fill_gemv_fast},
      [](const CpuFeatures& f) {
        return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
      }},

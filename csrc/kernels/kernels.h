@@ -198,6 +198,11 @@ struct KernelTable {
   AttendChunkFn attend_chunk_bf16;
   ConvertChunkKvFn convert_chunk_kv;
   VisionKernels vision;
+  // Optional (nullptr), by weight type, for the file layout: a gemm of 1 to
+  // kGemvBatchMax tokens in a faster order than gemm[] (not its bits): every
+  // output within gemv_fast_error() (llm/output_argmax.h) of the one-token
+  // gemm's. Screens the vocabulary for a greedy round's argmax.
+  GemmFn gemv_fast[W_COUNT];
 };
 
 // Slot of a weight type, or -1 when no kernel exists for it.

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/errors.h"
+#include "llm/output_argmax.h"
 
 namespace bluelm {
 
@@ -181,6 +182,52 @@ void Context::step_logits(int64_t end) {
   output_logits(n_logit_rows_, end - n_logit_rows_, logits_.data() + n_logit_rows_ * cfg_.n_vocab);
   as_steps_ = false;
   n_logit_rows_ = end;
+}
+
+bool Context::step_argmax(int64_t end, int32_t* tokens) {
+  if (end > step_rows_) throw ArgumentError("step_argmax: row " + std::to_string(end) + " is past the last eval_as_steps");
+  const Matrix& W = model_->output;
+  const kernels::GemmFn fast = W.packed_rows ? nullptr : kt_.gemv_fast[kernels::weight_slot(W.type)];
+  // (output_argmax.h's bound is Q8_0's)
+  if (!fast || W.type != GgmlType::Q8_0 || end < 1 || end > kernels::kGemvBatchMax || cfg_.final_softcap > 0.0f)
+    return false;
+  if (out_max_dw_ < 0.0f) out_max_dw_ = max_block_scale_q8_0(W);
+  const int64_t d = cfg_.n_embd, nv = cfg_.n_vocab;
+  // The rows' activations as output_logits makes them.
+  for (int64_t t = 0; t < end; ++t) rms_norm(x_.data(), model_->output_norm, t, t + 1, h_.data());
+  const GgmlType vt = vec_dot_type(W.type);
+  const size_t xs = row_bytes(vt, d);
+  uint8_t* act = act_.data();
+  for (int64_t t = 0; t < end; ++t) kt_.convert[kernels::act_slot(vt)](h_.data() + t * d, act + t * xs, d);
+  float err[kernels::kGemvBatchMax];
+  for (int64_t t = 0; t < end; ++t) err[t] = gemv_fast_error(act + t * xs, d, out_max_dw_);
+  // Each thread: its rows (whole tiles of 16) by gemv_fast into logits_, then
+  // per token its candidates, computed exactly into their own slots
+  // (argmax_rows); the first of the threads' maxima, in row order, wins.
+  n_logit_rows_ = 0;
+  float* Y = logits_.data();
+  const int nth = pool_.size();
+  argmax_rows_.resize(static_cast<size_t>(nth));
+  std::vector<RowMax> best(static_cast<size_t>(nth * end));
+  std::atomic<bool> ok{true};
+  const kernels::GemmFn gemm = gemm_for(kt_, W);
+  const int64_t tiles = (W.rows + 15) / 16;
+  pool_.run([&](int ith, int n) {
+    const int64_t r0 = std::min(W.rows, tiles * ith / n * 16), r1 = std::min(W.rows, tiles * (ith + 1) / n * 16);
+    if (!argmax_rows(fast, gemm, W, act, xs, end, err, r0, r1, Y, static_cast<size_t>(nv),
+                     argmax_rows_[static_cast<size_t>(ith)], best.data() + ith * end))
+      ok = false;
+  });
+  if (!ok) return false;
+  for (int64_t t = 0; t < end; ++t) {
+    RowMax m;
+    for (int i = 0; i < nth; ++i) {  // threads in row order: the first maximum stays
+      const RowMax& b = best[static_cast<size_t>(i * end + t)];
+      if (b.row >= 0) m.take(b.value, b.row);
+    }
+    tokens[t] = static_cast<int32_t>(m.row);
+  }
+  return true;
 }
 
 void Context::prefill_embeddings(const float* emb, int64_t n, bool want_logits) {

@@ -45,6 +45,16 @@ class Context {
   // most its n), computed in one pass over the output matrix; the rows before
   // stay. Each row's bits are those of eval() of its token alone.
   void step_logits(int64_t end);
+  // The greedy token (the first largest logit) of each of rows [0, end) of
+  // the last eval_as_steps into tokens[0..end), the one step_logits' rows
+  // give, without those logits: the output product in the table's faster
+  // order (gemv_fast) screens the vocabulary and only the rows that can hold
+  // the largest logit are computed exactly (llm/output_argmax.h). False, with
+  // nothing written, where that route does not apply (no gemv_fast for the
+  // output matrix, a final soft-cap, more than kGemvBatchMax rows,
+  // non-finite values): the caller takes step_logits. Leaves no logit rows
+  // (n_logit_rows() = 0); step_logits can still compute them.
+  bool step_argmax(int64_t end, int32_t* tokens);
 
   // Logits of the last eval: n_logit_rows() rows of n_vocab floats.
   const float* logits() const { return logits_.data(); }
@@ -144,6 +154,8 @@ class Context {
   std::vector<ThreadPool::Warm> warm_;  // warm_next's spans, per thread
   int64_t n_logit_rows_ = 0;
   int64_t step_rows_ = 0;  // rows of the last eval_as_steps (step_logits' limit)
+  float out_max_dw_ = -1.0f;  // the output matrix's largest block scale (step_argmax), once known
+  std::vector<std::vector<int64_t>> argmax_rows_;  // step_argmax's candidate rows, per thread
 };
 
 }  // namespace bluelm

@@ -177,6 +177,27 @@ int32_t Sampler::sample_draft(const float* logits, int64_t n_vocab, TokenDist& q
 int32_t Sampler::verify(const float* logits, int64_t n_vocab, TokenMask mask, int32_t draft, const TokenDist& q,
                         bool* accepted, TokenLogprobs* logprobs, int n_top) {
   const float* l = distribution(logits, n_vocab, mask, logprobs != nullptr);
+  int32_t chosen = accept_or_resample(draft, q, accepted);
+  if (chosen < 0) {
+    distribution(logits, n_vocab, mask, logprobs != nullptr);
+    chosen = p_.temperature == 0.0f ? cand_[0].id : pick(uniform());
+  }
+  if (logprobs) fill_logprobs(l, n_vocab, chosen, n_top, *logprobs);
+  return chosen;
+}
+
+bool Sampler::argmax_only() const {
+  return p_.temperature == 0.0f && p_.logit_bias.empty() && p_.repeat_penalty == 1.0f &&
+         p_.presence_penalty == 0.0f && p_.frequency_penalty == 0.0f;
+}
+
+int32_t Sampler::verify_argmax(int32_t argmax, int32_t draft, const TokenDist& q, bool* accepted) {
+  cand_.assign(1, Candidate{argmax, 0.0f, 1.0f});  // greedy's p: the first maximum, p = 1
+  const int32_t chosen = accept_or_resample(draft, q, accepted);
+  return chosen < 0 ? argmax : chosen;
+}
+
+int32_t Sampler::accept_or_resample(int32_t draft, const TokenDist& q, bool* accepted) {
   // q(id): the draft's probability (a point mass on `draft` when q is empty).
   auto q_of = [&](int32_t id) -> double {
     if (q.empty()) return id == draft ? 1.0 : 0.0;
@@ -188,24 +209,15 @@ int32_t Sampler::verify(const float* logits, int64_t n_vocab, TokenMask mask, in
   const double qx = q_of(draft);
   // Accept with probability min(1, p/q); a draw only where the answer is not certain.
   *accepted = qx > 0.0 && (px >= qx || (px > 0.0 && uniform() * qx < px));
-  int32_t chosen = draft;
-  if (!*accepted) {
-    // The residual max(0, p - q), normalised; its mass is positive whenever a
-    // rejection can happen (p(draft) < q(draft)), rounding aside: then p itself.
-    double mass = 0.0;
-    for (Candidate& c : cand_) {
-      c.p = static_cast<float>(std::max(0.0, c.p - q_of(c.id)));
-      mass += c.p;
-    }
-    if (mass > 0.0) {
-      chosen = pick(uniform() * mass);
-    } else {
-      distribution(logits, n_vocab, mask, logprobs != nullptr);
-      chosen = p_.temperature == 0.0f ? cand_[0].id : pick(uniform());
-    }
+  if (*accepted) return draft;
+  // The residual max(0, p - q), normalised; its mass is positive whenever a
+  // rejection can happen (p(draft) < q(draft)), rounding aside: then p itself.
+  double mass = 0.0;
+  for (Candidate& c : cand_) {
+    c.p = static_cast<float>(std::max(0.0, c.p - q_of(c.id)));
+    mass += c.p;
   }
-  if (logprobs) fill_logprobs(l, n_vocab, chosen, n_top, *logprobs);
-  return chosen;
+  return mass > 0.0 ? pick(uniform() * mass) : -1;
 }
 
 void Sampler::chain() {

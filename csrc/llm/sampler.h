@@ -89,6 +89,13 @@ class Sampler {
   // normalised. The result is distributed as p whatever q is. Sets *accepted.
   int32_t verify(const float* logits, int64_t n_vocab, TokenMask mask, int32_t draft, const TokenDist& q,
                  bool* accepted, TokenLogprobs* logprobs = nullptr, int n_top = 0);
+  // Whether this sampler's token is always the first maximum of the raw
+  // logits (greedy, no bias, no penalties): then the caller may find that
+  // maximum itself and call verify_argmax (no mask, no logprobs).
+  bool argmax_only() const;
+  // verify() on a row whose first maximum is `argmax` (argmax_only()): the
+  // same outcome and the same random draws.
+  int32_t verify_argmax(int32_t argmax, int32_t draft, const TokenDist& q, bool* accepted);
   void accept(int32_t token);  // records a token for the penalties
   void follow(const Sampler& other);  // takes other's penalty history (a draft's sampler)
   void reset();
@@ -113,6 +120,9 @@ class Sampler {
   // first maximum, p = 1); returns the logits fill_logprobs reads (processed
   // when `processed_needed`). Throws ArgumentError when the mask allows nothing.
   const float* distribution(const float* logits, int64_t n_vocab, TokenMask mask, bool processed_needed);
+  // verify()'s rule on cand_ (p): sets *accepted; returns the token, or -1
+  // where the residual has no mass (the caller then draws from p again).
+  int32_t accept_or_resample(int32_t draft, const TokenDist& q, bool* accepted);
   void chain();  // top-k, top-p, min-p, temperature over cand_
   double uniform();  // [0, 1) from 53 random bits
   int32_t pick(double u) const;  // walks cand_'s cumulative mass

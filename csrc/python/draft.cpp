@@ -100,6 +100,7 @@ void bind_draft(py::class_<ContextHandle>& c) {
             d["accepted"] = st.accepted;
             d["steps"] = st.steps;
             d["logit_passes"] = st.logit_passes;
+            d["argmax_passes"] = st.argmax_passes;
             py::dict t;
             t["draft"] = st.draft_s;
             t["forward"] = st.forward_s;

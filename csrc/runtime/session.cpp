@@ -64,6 +64,7 @@ PrefillStats Session::run(const std::vector<PrefillSegment>& segs, const VisionM
                           const PrefillOptions& opt, std::vector<PositionKey> added) {
   sampler_.reset();  // a prefill ends any generation
   pending_ = -1;
+  owed_rows_ = 0;
   queue_.clear();
   queue_head_ = 0;
   try {
@@ -142,7 +143,7 @@ PrefillStats Session::prefill(std::vector<PrefillSegment> segs, const VisionMode
 }
 
 void Session::start(const SamplerParams& params, std::vector<int32_t> eog, int64_t max_tokens) {
-  if (ctx_.n_logit_rows() == 0 && !logits_all_) throw ArgumentError("no logits yet: prefill a prompt first");
+  if (n_logit_rows() == 0) throw ArgumentError("no logits yet: prefill a prompt first");
   if (max_tokens < 0) throw ArgumentError("max_tokens must be >= 0, got " + std::to_string(max_tokens));
   sampler_.emplace(params, ctx_.model().config().n_vocab);
   eog_ = std::unordered_set<int32_t>(eog.begin(), eog.end());
@@ -293,35 +294,55 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
   buf_.insert(buf_.end(), draft, draft + n);
   const int64_t n0 = ctx_.n_past();
   const auto t0 = std::chrono::steady_clock::now();
+  owed_rows_ = 0;
   ctx_.eval_as_steps(buf_.data(), n + 1);
   const double forward_s = seconds_since(t0);
   double logits_s = 0.0;
   logits_all_ = false;
-  // The rows' logits by need: a first pass up to where a rejection is likely,
-  // the rest only if every draft there is accepted.
-  const int64_t first = logit_split(n, proposed_kind);
+  // A drafted greedy round whose tokens are the rows' first maxima needs no
+  // logits: one pass finds them (Context::step_argmax, all rows: past the
+  // first it costs little a row); the logits stay owed (owed_rows_).
+  bool by_argmax = false;
+  if (n > 0 && !masks && !logprobs && sampler_->argmax_only()) {
+    const auto tl = std::chrono::steady_clock::now();
+    argmax_.resize(static_cast<size_t>(n + 1));
+    by_argmax = ctx_.step_argmax(n + 1, argmax_.data());
+    if (by_argmax) {
+      logits_s += seconds_since(tl);
+      ++stats_.logit_passes;
+      ++stats_.argmax_passes;
+    }
+  }
+  // Otherwise the rows' logits by need: a first pass up to where a rejection
+  // is likely, the rest only if every draft there is accepted.
+  const int64_t first = by_argmax ? n + 1 : logit_split(n, proposed_kind);
   for (int32_t t : buf_) keys_.push_back({ImageKey{}, false, t});
   pending_ = -1;
   int64_t i = 0;
   const int64_t emitted0 = n_emitted_;
   try {
     for (;; ++i) {
-      if (i >= ctx_.n_logit_rows()) {
-        const auto tl = std::chrono::steady_clock::now();
-        const int64_t end = i < first ? first : n + 1;
-        ctx_.step_logits(end);
-        const double pass_s = seconds_since(tl);
-        pass_cost_.record(end - i, pass_s);
-        logits_s += pass_s;
-        ++stats_.logit_passes;
-      }
-      const float* row = ctx_.logits() + i * nv;
-      const TokenMask mask = masks ? masks[i] : nullptr;
       bool accepted = false;
-      if (i < n) {
-        e.token = sampler_->verify(row, nv, mask, draft[i], proposed ? draft_.q[i] : kPointMass, &accepted, lp, n_top);
+      if (by_argmax) {
+        const int32_t top = argmax_[static_cast<size_t>(i)];
+        e.token = i < n ? sampler_->verify_argmax(top, draft[i], proposed ? draft_.q[i] : kPointMass, &accepted) : top;
       } else {
-        e.token = sampler_->sample(row, nv, mask, lp, n_top);  // after the whole draft: one more
+        if (i >= ctx_.n_logit_rows()) {
+          const auto tl = std::chrono::steady_clock::now();
+          const int64_t end = i < first ? first : n + 1;
+          ctx_.step_logits(end);
+          const double pass_s = seconds_since(tl);
+          pass_cost_.record(end - i, pass_s);
+          logits_s += pass_s;
+          ++stats_.logit_passes;
+        }
+        const float* row = ctx_.logits() + i * nv;
+        const TokenMask mask = masks ? masks[i] : nullptr;
+        if (i < n) {
+          e.token = sampler_->verify(row, nv, mask, draft[i], proposed ? draft_.q[i] : kPointMass, &accepted, lp, n_top);
+        } else {
+          e.token = sampler_->sample(row, nv, mask, lp, n_top);  // after the whole draft: one more
+        }
       }
       if (eog_.count(e.token)) {
         final_ = StopReason::EndOfGeneration;
@@ -351,6 +372,7 @@ void Session::round(const int32_t* draft, int64_t n, const TokenMask* masks, boo
   stats_.logits_s += logits_s;
   stats_.verify_s += took - forward_s - logits_s;
   // Positions kept: the old pending token and the accepted drafts.
+  owed_rows_ = by_argmax ? std::min(i + 1, n + 1) : 0;  // the rows looked at
   ctx_.truncate(n0 + 1 + i);
   keys_.resize(static_cast<size_t>(n0 + 1 + i));
   if (n > 0) {
@@ -407,9 +429,19 @@ void Session::advance(const int32_t* draft, int64_t n, const TokenMask* masks, b
   queue_head_ = 0;
 }
 
-const float* Session::logits() const { return logits_all_ ? all_logits_.data() : ctx_.logits(); }
+void Session::pay_logits() {
+  if (owed_rows_ == 0) return;
+  ctx_.step_logits(owed_rows_);  // the round's chunk is still the context's last
+  owed_rows_ = 0;
+}
 
-int64_t Session::n_logit_rows() const {
+const float* Session::logits() {
+  pay_logits();
+  return logits_all_ ? all_logits_.data() : ctx_.logits();
+}
+
+int64_t Session::n_logit_rows() {
+  pay_logits();
   return logits_all_ ? static_cast<int64_t>(all_logits_.size()) / ctx_.model().config().n_vocab : ctx_.n_logit_rows();
 }
 

@@ -12,7 +12,10 @@
 // walk the rows: a drafted token is accepted or replaced by the sampler's
 // accept/reject rule (Sampler::verify; greedy: accepted iff it is the argmax),
 // the first replacement ends the round, and a fully accepted draft earns one
-// more token from the last row. The cache is cut back to the accepted prefix
+// more token from the last row. A drafted round whose sampler is plain greedy
+// (no mask, no logprobs) takes each row's first maximum from
+// Context::step_argmax instead of its logits, which are computed only if read
+// (logits()). The cache is cut back to the accepted prefix
 // (keys_ follows n_past). Without a drafter a round is one plain step. Rounds
 // stop at an end-of-generation token, max_tokens, a full context or a cancel.
 // step() hands out a round's tokens one at a time; advance() all at once, with
@@ -62,6 +65,7 @@ struct DraftStats {
   // output matrix (logit_passes of them), the sampler's verification.
   int64_t steps = 0;  // rounds of any length, plain steps included
   int64_t logit_passes = 0;
+  int64_t argmax_passes = 0;  // of those, passes that found greedy tokens without logits (step_argmax)
   double draft_s = 0.0, forward_s = 0.0, logits_s = 0.0, verify_s = 0.0;
 };
 
@@ -122,9 +126,10 @@ class Session {
   void clear_cancel() { cancel_ = false; }
   bool cancel_pending() const { return cancel_.load(); }
 
-  // Logits of the last prefill or step: n_logit_rows() rows of n_vocab.
-  const float* logits() const;
-  int64_t n_logit_rows() const;
+  // Logits of the last prefill or step: n_logit_rows() rows of n_vocab (a
+  // round that found its tokens without them computes them here, once).
+  const float* logits();
+  int64_t n_logit_rows();
 
   void truncate(int64_t n);  // forgets positions >= n
   int64_t n_past() const { return ctx_.n_past(); }
@@ -144,6 +149,8 @@ class Session {
   // Why the generation must end before another round, or None.
   StopReason check_end();
   void end(StopReason why);
+  // Computes the logits a round skipped (owed_rows_), before they are read.
+  void pay_logits();
   // Runs one round (see the top) into queue_; masks as advance().
   void round(const int32_t* draft, int64_t n, const TokenMask* masks, bool logprobs, int n_top);
   // The longest draft (at most cap) the next round may verify: max_tokens and
@@ -182,6 +189,8 @@ class Session {
   PassCost pass_cost_;  // passes over the output matrix, measured (see logit_split)
   bool measured_cost_ = false;
   std::vector<int32_t> buf_;  // the pending token and the draft, one chunk
+  std::vector<int32_t> argmax_;  // a greedy round's tokens by row (Context::step_argmax)
+  int64_t owed_rows_ = 0;  // rows of the last round whose logits were not computed (pay_logits)
 };
 
 }  // namespace bluelm

@@ -1,7 +1,9 @@
 // test_kernels --bench-batch: the speculative verification's matrix work on
 // SmolLM2-135M's shapes (30 layers of packed Q4_1 q, k, v, o, gate, up, down,
 // then the Q8_0 output matrix), per token count: the one-token gemm for 1,
-// the table's small-batch gemv (gemv_batch*) for 2 to 9. Single thread,
+// the table's small-batch gemv (gemv_batch*) for 2 to 9; and the greedy
+// route's work on the output matrix (argmax_rows: gemv_fast, the screening,
+// the exact rows kept) where the table has gemv_fast. Single thread,
 // thread CPU time, best of 5 sweeps; the weights are 30 distinct copies (as
 // a model's layers: past L2, as decode reads them). What a verified row adds
 // over the one-token step is the figure to cut (bench_speculative's ratio).
@@ -11,6 +13,7 @@
 
 #include "harness.h"
 #include "kernels/repack.h"
+#include "llm/output_argmax.h"
 
 using namespace bluelm;
 using namespace bluelm::kernels;
@@ -60,8 +63,9 @@ void bench_batch(const std::vector<const KernelTable*>& tables) {
       if (n > 1) f = m.packed ? tb->gemv_batch_packed[slot] : tb->gemv_batch[slot];
       return f;
     };
-    std::printf("%s: tokens | layers ms (per extra token) | output ms (per extra token)\n", tb->isa);
-    double base_l = 0.0, base_o = 0.0;
+    std::printf("%s: tokens | layers ms (per extra token) | output ms (per extra token) | output argmax ms "
+                "(per extra token)\n", tb->isa);
+    double base_l = 0.0, base_o = 0.0, base_a = 0.0;
     for (int64_t n = 1; n <= max_tok; ++n) {
       if (n > 1 && (!tb->gemv_batch_packed[s4] || !tb->gemv_batch[s8])) break;
       const GgmlType x4 = vec_dot_type(GgmlType::Q4_1), x8 = vec_dot_type(GgmlType::Q8_0);
@@ -87,10 +91,32 @@ void bench_batch(const std::vector<const KernelTable*>& tables) {
         }
         return sec * 1e3;
       };
-      const double l = best(layers_run), o = best(out_run);
-      if (n == 1) base_l = l, base_o = o;
-      std::printf("  %2lld | %7.3f (%6.3f) | %7.3f (%6.3f)\n", (long long)n, l, n > 1 ? (l - base_l) / (n - 1) : 0.0, o,
-                  n > 1 ? (o - base_o) / (n - 1) : 0.0);
+      // The greedy route (Context::step_argmax's work on one thread): gemv_fast,
+      // the screening and the exact rows it keeps.
+      Matrix M;
+      M.data = out.w.data();
+      M.type = GgmlType::Q8_0;
+      M.rows = vocab;
+      M.cols = d;
+      M.row_stride = out.ws;
+      const float max_dw = max_block_scale_q8_0(M);
+      std::vector<int64_t> kept;
+      std::vector<RowMax> top(n);
+      auto argmax_run = [&] {
+        const size_t xs = row_bytes(x8, d);
+        float err[kGemvBatchMax];
+        for (int64_t t = 0; t < n; ++t) {
+          tb->convert[act_slot(x8)](xf.data() + t * ff, X8.data() + t * xs, d);
+          err[t] = gemv_fast_error(X8.data() + t * xs, d, max_dw);
+        }
+        argmax_rows(tb->gemv_fast[s8], tb->gemm[s8], M, X8.data(), xs, n, err, 0, vocab, Y.data(), vocab, kept,
+                    top.data());
+      };
+      const double l = best(layers_run), o = best(out_run), a = tb->gemv_fast[s8] ? best(argmax_run) : 0.0;
+      if (n == 1) base_l = l, base_o = o, base_a = a;
+      std::printf("  %2lld | %7.3f (%6.3f) | %7.3f (%6.3f) | %7.3f (%6.3f)\n", (long long)n, l,
+                  n > 1 ? (l - base_l) / (n - 1) : 0.0, o, n > 1 ? (o - base_o) / (n - 1) : 0.0, a,
+                  n > 1 ? (a - base_a) / (n - 1) : 0.0);
       std::fflush(stdout);
     }
   }

@@ -51,6 +51,7 @@ void test_flash(const KernelTable& isa);      // test_flash.cpp: attend_chunk
 void test_vision(const KernelTable& isa);     // test_vision.cpp: the encoder's ops
 void test_kquants(const KernelTable& isa);    // test_kquants.cpp: K-quant, Q5, IQ4 gemms, Q8_K convert
 void test_gemv_batch(const KernelTable& isa);  // test_gemv_batch.cpp: the small-batch gemv
+void test_gemv_fast(const KernelTable& isa);   // test_gemv_fast.cpp: gemv_fast's bound, the greedy screening
 // test_kquants.cpp, once per run: the quantisers' bytes against llama.cpp's hashes.
 void test_quantisers();
 

@@ -80,6 +80,7 @@ void test_table(const KernelTable& isa) {
   test_vision(isa);
   test_kquants(isa);
   test_gemv_batch(isa);
+  test_gemv_fast(isa);
   std::printf("%-13s %s\n", isa.isa, failed() == before ? "ok" : "FAILED");
   std::fflush(stdout);
 }

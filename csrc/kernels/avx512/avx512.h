@@ -17,6 +17,7 @@ void fill_i8(KernelTable& t);         // i8.cpp: the int8 format, K4 panels
 void fill_kquants(KernelTable& t);    // kquants.cpp: Q4_K, Q5_K, Q6_K on 16-row interleaved groups
 void fill_flash(KernelTable& t);      // flash.cpp: prompt-chunk attention, 16 lanes, VNNI block dots
 void fill_gemv_batch(KernelTable& t);  // gemv_batch.cpp: 2-16 tokens in the decode's arithmetic
+void fill_gemv_fast(KernelTable& t);   // gemv_fast.cpp: Q8_0 rows in a faster order (greedy screening)
 
 // prefill.cpp: 512-bit tiles, two tokens per register, rows [r0, r1).
 void prefill_q8_0(const char* w, size_t ws, int P, const char* x, size_t xs, float* Y, size_t ldy, int64_t K,

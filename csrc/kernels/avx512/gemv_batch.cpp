@@ -20,16 +20,6 @@ constexpr int kTokTile = 8;    // tokens per btile_q8 / btile_z call: 2 zmm accu
 constexpr int kTokTileY = 10;  // tokens per btile call: 2 ymm accumulators each, in 32 registers
 constexpr int kYmmFrom = 4;    // packed Q4_1 batches of fewer tokens take btile_z
 
-// fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to Max:
-// the tiles' template argument.
-template <int Max = kTokTile, class Fn>
-void with_tokens(int T, Fn&& fn) {
-  if constexpr (Max > 1) {
-    if (T < Max) return with_tokens<Max - 1>(T, fn);
-  }
-  fn(std::integral_constant<int, Max>{});
-}
-
 // f(std::integral_constant<int, t>{}) for t = 0 .. T-1, unrolled in the source:
 // accumulator arrays indexed by constants stay in registers (GCC's late
 // unrolling left them in memory, a store per FMA).
@@ -367,7 +357,7 @@ void gemv_batch_q8_0(const void* W, size_t ws, const void* X, size_t xs, float* 
         y[i] = Y + (t0 + i) * ldy + r;
       }
       const char* g = w + r * ws;
-      with_tokens(T, [&](auto n) { btile_q8<decltype(n)::value>(g, ws, px, nb, y); });
+      with_tokens<kTokTile>(T, [&](auto n) { btile_q8<decltype(n)::value>(g, ws, px, nb, y); });
     }
   }
   for (; r < r1; ++r)  // the decode's own route for the rows left

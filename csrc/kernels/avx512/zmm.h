@@ -14,11 +14,22 @@
 #endif
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/x86/common.h"
 
 namespace bluelm::kernels {
 namespace {
+
+// fn(std::integral_constant<int, T>{}) for a tile's token count T, 1 to Max:
+// the small-batch tiles' template argument (gemv_batch.cpp, gemv_fast.cpp).
+template <int Max, class Fn>
+void with_tokens(int T, Fn&& fn) {
+  if constexpr (Max > 1) {
+    if (T < Max) return with_tokens<Max - 1>(T, fn);
+  }
+  fn(std::integral_constant<int, Max>{});
+}
 
 // acc[j] += sum of u8 * s8 over bytes 4j..4j+3 (wrapping; never near the limits here).
 inline __m512i dpbusd512(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
