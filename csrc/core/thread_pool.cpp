@@ -72,7 +72,7 @@ bool ThreadPool::take(Share& s, int64_t min_take, bool front, int64_t* u0, int64
   for (;;) {
     const int64_t f = static_cast<int64_t>(v & 0xffffffffu), b = static_cast<int64_t>(v >> 32);
     if (f >= b) return false;
-    const int64_t want = (b - f) / 4 > min_take ? (b - f) / 4 : min_take;
+    const int64_t want = (b - f) / 2 > min_take ? (b - f) / 2 : min_take;
     const int64_t n = b - f < want ? b - f : want;
     const uint64_t next = front ? pack_range(f + n, b) : pack_range(f, b - n);
     if (s.range.compare_exchange_weak(v, next, std::memory_order_relaxed)) {

@@ -45,10 +45,10 @@ class ThreadPool {
   // Units [0, total) of one job, each thread first on its own contiguous share
   // (thread ith: [total * ith / nth, total * (ith + 1) / nth), parallel_for's
   // split, so set_warm's read-ahead of each share's start stays right), taken
-  // from its front a quarter of what is left at a time (at least min_take
-  // units); a thread whose share is done takes from the back of the others'
-  // shares the same way. So a job costs a few dozen claims per thread, and the
-  // last pieces are small. fn(u0, u1, ith) runs [u0, u1)
+  // from its front half of what is left at a time (at least min_take units);
+  // a thread whose share is done takes from the back of the others' shares
+  // the same way. So a job costs about log2(share / min_take) claims per
+  // thread (each one gemm call in decode), and the last pieces are small. fn(u0, u1, ith) runs [u0, u1)
   // on thread ith. For decode: a thread slowed by the other work on the machine
   // or by a slower stream no longer holds the whole job up. Which thread runs
   // a unit varies, so fn's result must not depend on it.
@@ -94,7 +94,7 @@ class ThreadPool {
   static uint64_t pack_range(int64_t front, int64_t back) {
     return static_cast<uint64_t>(front) | (static_cast<uint64_t>(back) << 32);
   }
-  // Takes a quarter of what is left of s (at least min_take units, at most all)
+  // Takes half of what is left of s (at least min_take units, at most all)
   // from its front (the owner) or its back.
   static bool take(Share& s, int64_t min_take, bool front, int64_t* u0, int64_t* u1);
 

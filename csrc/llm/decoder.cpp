@@ -22,9 +22,10 @@ constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed g
 // hints instead of loads (96-512 KiB) no faster than none.
 constexpr size_t kWarmBytes = size_t(512) << 10;
 // run_products: the fewest weight bytes a thread takes at a time (whole row
-// grains; ThreadPool::run_shared takes a quarter of what is left, down to
-// this), so a job's last pieces take about a microsecond each.
-constexpr size_t kTakeBytes = size_t(32) << 10;
+// grains; ThreadPool::run_shared takes half of what is left, down to this), so
+// a job's last pieces take a few microseconds while claims, each a gemm call
+// that prepares its activation terms again, stay few.
+constexpr size_t kTakeBytes = size_t(64) << 10;
 constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
 // Prompt chunks of an F16 cache that end within llama.cpp's first KV pad (256
 // positions) keep llama.cpp's order, so short prompts stay bit-identical to it;
