@@ -54,7 +54,10 @@ class ThreadPool {
   // a unit varies, so fn's result must not depend on it.
   template <typename Fn>
   void run_shared(int64_t total, int64_t min_take, Fn&& fn) {
-    if (n_threads_ == 1) return fn(int64_t(0), total, 0);
+    if (n_threads_ == 1) {
+      if (total > 0) fn(int64_t(0), total, 0);
+      return;
+    }
     // Set before the job is published, so every thread sees every share.
     const int nth = n_threads_;
     for (int i = 0; i < nth; ++i)

@@ -53,6 +53,8 @@ void test_kquants(const KernelTable& isa);    // test_kquants.cpp: K-quant, Q5, 
 void test_gemv_batch(const KernelTable& isa);  // test_gemv_batch.cpp: the small-batch gemv
 // test_kquants.cpp, once per run: the quantisers' bytes against llama.cpp's hashes.
 void test_quantisers();
+// test_thread_pool.cpp, once per run: ThreadPool::run_shared.
+void test_thread_pool();
 
 // bench.cpp: single-thread figures, scalar against each table.
 // CPU time of this thread (the machine is shared: wall time counts other jobs).
