@@ -42,16 +42,17 @@ class ThreadPool {
   // between jobs only.
   void set_warm(const Warm* spans);
 
-  // Units [0, total) of one job, each thread first on its own contiguous share
-  // (thread ith: [total * ith / nth, total * (ith + 1) / nth), parallel_for's
-  // split, so set_warm's read-ahead of each share's start stays right), taken
-  // from its front half of what is left at a time (at least min_take units);
-  // a thread whose share is done takes from the back of the others' shares
-  // the same way. So a job costs about log2(share / min_take) claims per
-  // thread (each one gemm call in decode), and the last pieces are small. fn(u0, u1, ith) runs [u0, u1)
-  // on thread ith. For decode: a thread slowed by the other work on the machine
-  // or by a slower stream no longer holds the whole job up. Which thread runs
-  // a unit varies, so fn's result must not depend on it.
+  // Units [0, total) (total < 2^32) of one job, each thread first on its own
+  // contiguous share (thread ith: [total * ith / nth, total * (ith + 1) / nth),
+  // parallel_for's split, so set_warm's read-ahead of each share's start stays
+  // right), taken from its front half of what is left at a time (at least
+  // min_take units); a thread whose share is done takes from the back of the
+  // others' shares the same way. So a job costs about log2(share / min_take)
+  // claims per thread (each one gemm call in decode), and the last pieces are
+  // small. fn(u0, u1, ith) runs [u0, u1) on thread ith. For decode: a thread
+  // slowed by other work on the machine or by a slower stream no longer holds
+  // the whole job up. Which thread runs a unit varies, so fn's result must not
+  // depend on it.
   template <typename Fn>
   void run_shared(int64_t total, int64_t min_take, Fn&& fn) {
     if (n_threads_ == 1) {
