@@ -48,7 +48,7 @@ void backoff(int i) {
 }
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads), shares_(n_threads_) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back(&ThreadPool::worker, this, i);
 }
 
@@ -65,6 +65,22 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::set_warm(const Warm* spans) {
   if (spans) warm_.assign(spans, spans + n_threads_);
   else warm_.clear();
+}
+
+bool ThreadPool::take(Share& s, int64_t min_take, bool front, int64_t* u0, int64_t* u1) {
+  uint64_t v = s.range.load(std::memory_order_relaxed);
+  for (;;) {
+    const int64_t f = static_cast<int64_t>(v & 0xffffffffu), b = static_cast<int64_t>(v >> 32);
+    if (f >= b) return false;
+    const int64_t want = (b - f) / 2 > min_take ? (b - f) / 2 : min_take;
+    const int64_t n = b - f < want ? b - f : want;
+    const uint64_t next = front ? pack_range(f + n, b) : pack_range(f, b - n);
+    if (s.range.compare_exchange_weak(v, next, std::memory_order_relaxed)) {
+      *u0 = front ? f : b - n;
+      *u1 = front ? f + n : b;
+      return true;
+    }
+  }
 }
 
 void ThreadPool::run_raw(JobFn fn, void* ctx) {

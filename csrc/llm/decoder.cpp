@@ -22,6 +22,11 @@ constexpr int64_t kMinGrain = 4;   // the smallest unit: one row tile / packed g
 // VM state): 512 KiB 1.3-2.2% faster; 1 MiB and 256 KiB no better; prefetch
 // hints instead of loads (96-512 KiB) no faster than none.
 constexpr size_t kWarmBytes = size_t(512) << 10;
+// run_products: the fewest weight bytes a thread takes at a time (whole row
+// grains; ThreadPool::run_shared takes half of what is left, down to this), so
+// a job's last pieces take a few microseconds while claims, each a gemm call
+// that prepares its activation terms again, stay few.
+constexpr size_t kTakeBytes = size_t(64) << 10;
 constexpr int64_t kAttnRows = 4;   // query rows per attend_rows call (scratch: 4 x n_ctx per thread)
 // Prompt chunks of an F16 cache that end within llama.cpp's first KV pad (256
 // positions) keep llama.cpp's order, so short prompts stay bit-identical to it;
@@ -279,8 +284,33 @@ void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
   });
   const kernels::GemmFn gemm = rows_gemm(W, m);
   if (!gemm) return matmul_as_steps(W, act, xs, m, Y);
+  if (m == 1) {  // decode: the split of matmul_shared_input
+    const Matrix* Ws[] = {&W};
+    float* Ys[] = {Y};
+    return run_products(Ws, Ys, &gemm, 1, act, xs, m);
+  }
   pool_.parallel_for(W.rows, row_grain(W.rows, pool_.size()), [&](int64_t r0, int64_t r1) {
     gemm(W.data, W.row_stride, act, xs, Y, W.rows, K, r0, r1, m);
+  });
+}
+
+void Context::run_products(const Matrix* const* Ws, float* const* Ys, const kernels::GemmFn* gemm, int n,
+                           const uint8_t* act, size_t xs, int64_t m) {
+  // The rows of all products laid end to end in whole grains; each thread
+  // starts on its share of them (warm_next reads ahead by the same split) and
+  // then helps with the others' (ThreadPool::run_shared). Rows come out the
+  // same whichever thread runs them.
+  const RowUnits units(Ws, n, pool_.size());
+  size_t unit_bytes = 0;
+  for (int i = 0; i < n; ++i) unit_bytes = std::max(unit_bytes, static_cast<size_t>(units.grain[i]) * Ws[i]->row_stride);
+  const int64_t min_take = std::max<int64_t>(1, static_cast<int64_t>(kTakeBytes / std::max<size_t>(unit_bytes, 1)));
+  pool_.run_shared(units.total(), min_take, [&](int64_t u0, int64_t u1, int) {
+    for (int i = 0; i < n; ++i) {
+      const int64_t a = std::max(u0, units.begin[i]), b = std::min(u1, units.begin[i + 1]);
+      if (a >= b) continue;
+      const Matrix& W = *Ws[i];
+      gemm[i](W.data, W.row_stride, act, xs, Ys[i], W.rows, W.cols, units.row(i, a), std::min(W.rows, units.row(i, b)), m);
+    }
   });
 }
 
@@ -321,18 +351,7 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
   const size_t xs = row_bytes(vt, Ws[0]->cols);
   const int64_t K = Ws[0]->cols;
   for (int64_t t = 0; t < m; ++t) kt_.convert[kernels::act_slot(vt)](X + t * K, act_.data() + t * xs, K);
-  // One job: the rows of all products laid end to end, split in whole grains.
-  const RowUnits units(Ws, n, pool_.size());
-  const uint8_t* act = act_.data();
-  pool_.run([&](int ith, int nth) {
-    const int64_t u0 = units.total() * ith / nth, u1 = units.total() * (ith + 1) / nth;
-    for (int i = 0; i < n; ++i) {
-      const int64_t a = std::max(u0, units.begin[i]), b = std::min(u1, units.begin[i + 1]);
-      if (a >= b) continue;
-      const Matrix& W = *Ws[i];
-      gemm[i](W.data, W.row_stride, act, xs, Ys[i], W.rows, K, units.row(i, a), std::min(W.rows, units.row(i, b)), m);
-    }
-  });
+  run_products(Ws, Ys, gemm, n, act_.data(), xs, m);  // one job for all products
 }
 
 void Context::warm_next(std::initializer_list<const Matrix*> Ws) {

@@ -87,6 +87,11 @@ class Context {
   // Several products of one input (q/k/v, gate/up): one conversion of X and one
   // pool job for all of them, instead of one each.
   void matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X, int64_t m);
+  // One pool job for n products of the converted rows act (row stride xs),
+  // gemm[i] for product i: their rows end to end, each thread on its share,
+  // then on the rest of the others' (ThreadPool::run_shared).
+  void run_products(const Matrix* const* Ws, float* const* Ys, const kernels::GemmFn* gemm, int n,
+                    const uint8_t* act, size_t xs, int64_t m);
   // Decode: each thread's first part of the next job over these products
   // (the split matmul and matmul_shared_input make), for the pool to read
   // into the thread's cache while it waits between jobs (ThreadPool::set_warm).

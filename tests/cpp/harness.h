@@ -54,6 +54,8 @@ void test_gemv_batch(const KernelTable& isa);  // test_gemv_batch.cpp: the small
 void test_gemv_fast(const KernelTable& isa);   // test_gemv_fast.cpp: gemv_fast's bound, the greedy screening
 // test_kquants.cpp, once per run: the quantisers' bytes against llama.cpp's hashes.
 void test_quantisers();
+// test_thread_pool.cpp, once per run: ThreadPool::run_shared.
+void test_thread_pool();
 
 // bench.cpp: single-thread figures, scalar against each table.
 // CPU time of this thread (the machine is shared: wall time counts other jobs).

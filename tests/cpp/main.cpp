@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   test_quantisers();
+  test_thread_pool();
   for (const KernelTable* t : tables) test_table(*t);
   std::printf("%d passed, %d failed\n", passed(), failed());
   return failed() ? 1 : 0;

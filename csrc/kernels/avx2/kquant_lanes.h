@@ -30,6 +30,7 @@ struct V8 {
   template <int n>
   static I shr16(I a) { return _mm256_srli_epi16(a, n); }
   // u <= 63: a pair of products is at most 2 * 63 * 128, no int16 saturation.
+  static constexpr bool kDot4Exact = false;
   static I dot4(I acc, I u, const int8_t* x) {
     int32_t v;
     std::memcpy(&v, x, 4);

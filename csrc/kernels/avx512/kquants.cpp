@@ -33,6 +33,11 @@ struct V16 {
   static I shl16(I a) { return _mm512_slli_epi16(a, n); }
   template <int n>
   static I shr16(I a) { return _mm512_srli_epi16(a, n); }
+  template <int n>
+  static I shl32(I a) { return _mm512_slli_epi32(a, n); }
+  template <int n>
+  static I sar32(I a) { return _mm512_srai_epi32(a, n); }
+  static constexpr bool kDot4Exact = true;  // vpdpbusd: u8 x s8 products summed in int32
   static I dot4(I acc, I u, const int8_t* x) { return _mm512_dpbusd_epi32(acc, u, bcast4(x)); }
   static I dot2(I acc, I pairs, int32_t xw) { return _mm512_dpwssd_epi32(acc, pairs, _mm512_set1_epi32(xw)); }
   static __m128i bytes(const char* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }

@@ -14,9 +14,12 @@
 //     (4 or 8: what the registers hold without spilling much)
 //   I load(p): R*4 bytes;  I zero();  I set32(int32_t);  I add(I, I);  I mul(I, I) (low 32 bits)
 //   I and_(I, I);  I or_(I, I);  I set8(char);  I shl16<n>(I), shr16<n>(I)
+//   I shl32<n>(I), sar32<n>(I) (int32 lanes; used where kDot4Exact)
+//   static constexpr bool kDot4Exact: whether dot4 is exact for any byte u
+//     (else only for u <= 63)
 //   I sel(I m, I a, I b): a's bits where m's are set, else b's
 //   I dot4(I acc, I u, const int8_t* x): acc + per lane sum_k u.byte[k] * x[k]
-//     (u <= 63, so pairs fit int16 for a vpmaddubsw emulation)
+//     (u <= 63, so pairs fit int16 for a vpmaddubsw emulation; any u where kDot4Exact)
 //   I dot2(I acc, I pairs, int32_t xw): acc + lane's int16 pair . xw's pair
 //   __m128i bytes(p): R bytes;  I widen_u8(__m128i), widen_s8(__m128i): R bytes to int32
 //   I pairs(__m128i a, __m128i b): lane i = int16 pair (a[i], b[i]), zero-extended
@@ -61,18 +64,17 @@ inline void k_prefetch(const char* gb) {
 }
 
 // Scale k (0..7) of Q4_K/Q5_K (scale_min_k4) of the R rows as int32 lanes, from
-// the 12 interleaved scale bytes: widened straight from memory and cut in the
-// int32 lanes (bytes < 256, so the 16-bit shifts are exact), in registers where
-// the tile needs it.
+// the 12 interleaved scale bytes: cut as R bytes in an xmm (one uop an op, where
+// the int32 lanes of a zmm take two), then widened, in registers where the
+// tile needs it.
 template <class V, int k>
 inline typename V::I k4_scale(const char* s) {
-  using I = typename V::I;
   if constexpr (k < 4) {
-    return V::and_(V::widen_u8(V::bytes(s + k * V::R)), V::set32(0x3f));
+    return V::widen_u8(_mm_and_si128(V::bytes(s + k * V::R), _mm_set1_epi8(0x3f)));
   } else {  // low 4 bits in byte k+4, the high 2 bits the top bits of byte k-4
-    const I lo = V::and_(V::widen_u8(V::bytes(s + (k + 4) * V::R)), V::set32(0x0f));
-    const I hi = V::and_(V::template shr16<2>(V::widen_u8(V::bytes(s + (k - 4) * V::R))), V::set32(0x30));
-    return V::or_(lo, hi);
+    const __m128i lo = _mm_and_si128(V::bytes(s + (k + 4) * V::R), _mm_set1_epi8(0x0f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(V::bytes(s + (k - 4) * V::R), 2), _mm_set1_epi8(0x30));
+    return V::widen_u8(_mm_or_si128(lo, hi));
   }
 }
 
@@ -99,6 +101,13 @@ struct K4Fmt {
   static constexpr GgmlType kType = kHigh ? GgmlType::Q5_K : GgmlType::Q4_K;
   static constexpr size_t kBlock = kHigh ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   static constexpr int kQs = kHigh ? 48 : 16;  // offset of qs in the block
+  // Q4_K where dot4 is exact for any unsigned byte (V::kDot4Exact: VNNI's
+  // vpdpbusd, not AVX2's saturating vpmaddubsw): a high nibble is dotted in
+  // place as 16 * level (one AND, no shift), the low nibbles' scales take the
+  // factor 16 too, and the super-block's integer sum, 16 times the exact one
+  // (|16 * isum| <= 16 * 256 * 15 * 63 * 128 < 2^31), is shifted back: the
+  // same integers, so the same bits.
+  static constexpr bool kHigh16 = !kHigh && V::kDot4Exact;
 
   static void prep(const BlockQ8_K& x, int32_t* w) {
     for (int p = 0; p < 4; ++p) {
@@ -134,7 +143,9 @@ struct K4Fmt {
         for (int m = 0; m < 8; ++m) {
           const I v = V::load(qs + (8 * j + m) * 4 * R);
           lo[m] = V::and_(v, V::set8(0x0f));
-          hi[m] = V::and_(V::template shr16<4>(v), V::set8(0x0f));
+          // Q4_K on an exact dot4: the high nibbles in place (16 * level)
+          if constexpr (kHigh16) hi[m] = V::and_(v, V::set8(char(0xf0)));
+          else hi[m] = V::and_(V::template shr16<4>(v), V::set8(0x0f));
           if constexpr (kHigh) {
             const I h = V::load(gb + 16 * R + m * 4 * R);
             switch (j) {  // constant after unrolling
@@ -152,6 +163,8 @@ struct K4Fmt {
           case 2: sc0 = k4_scale<V, 4>(gb + 4 * R); sc1 = k4_scale<V, 5>(gb + 4 * R); break;
           default: sc0 = k4_scale<V, 6>(gb + 4 * R); sc1 = k4_scale<V, 7>(gb + 4 * R); break;
         }
+        // the low nibbles' sums to the high ones' scale of 16 (bits 0-5 of a scale: no overflow)
+        if constexpr (kHigh16) sc0 = V::template shl32<4>(sc0);
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
           const int8_t* xq = tk[t][b].x->qs + 64 * j;
@@ -164,6 +177,8 @@ struct K4Fmt {
           isum[t] = V::add(isum[t], V::add(V::mul(a, sc0), V::mul(c, sc1)));
         }
       }
+      if constexpr (kHigh16)  // isum was 16 * isum, exactly
+        for (int t = 0; t < T; ++t) isum[t] = V::template sar32<4>(isum[t]);
       I mnp[4];
       k4_mins<V>(gb + 4 * R, mnp);
       const F dw = V::h2f(gb), dm = V::h2f(gb + 2 * R);
