@@ -275,7 +275,7 @@ void test_attend_steps(const KernelTable& isa, GgmlType kv, int64_t hd, int64_t 
   for (int64_t L = 0; L < m * group; ++L)
     if (L < lane0 || L >= lane1)
       for (int64_t d = 0; d < hd; ++d) bad += !std::isnan(o2[L / group * qs + L % group * hd + d]);
-  char what[200];
+  char what[320];
   std::snprintf(what, sizeof what,
                 "%s attend_steps %s head_dim=%lld pos0=%lld rows=%lld group=%lld window=%lld lanes [%lld, %lld) softcap=%g: %d differ from attend",
                 isa.isa, type_name(uint32_t(kv)), (long long)hd, (long long)pos0, (long long)m, (long long)group,

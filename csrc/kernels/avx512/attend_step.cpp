@@ -122,7 +122,9 @@ namespace {
 // r[i][e] becomes r[e][i]: four rounds of swapping the off-diagonal blocks of
 // size b (8, 4, 2, 1); idx[2k], idx[2k + 1] are the low and high rows' picks for b = 8 >> k.
 inline void transpose16(__m512 (&r)[16], const __m512i (&idx)[8]) {
+#pragma GCC unroll 16
   for (int k = 0, b = 8; b >= 1; ++k, b /= 2)
+#pragma GCC unroll 16
     for (int i = 0; i < 16; ++i)
       if ((i & b) == 0) {
         const __m512 lo = r[i], hi = r[i + b];
@@ -132,8 +134,10 @@ inline void transpose16(__m512 (&r)[16], const __m512i (&idx)[8]) {
 }
 
 void transpose_idx(__m512i (&idx)[8]) {
+#pragma GCC unroll 16
   for (int k = 0, b = 8; b >= 1; ++k, b /= 2) {
     alignas(64) int32_t lo[16], hi[16];
+#pragma GCC unroll 16
     for (int e = 0; e < 16; ++e) {
       lo[e] = (e & b) ? 16 + e - b : e;
       hi[e] = (e & b) ? 16 + e : e + b;
@@ -148,26 +152,31 @@ void key_tile(const uint16_t* k, size_t stride, int64_t hd, int64_t j0, int64_t 
               float* kt) {
   for (int64_t c = 0; c < hd; c += 16) {
     __m512 r[16];
+#pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) r[i] = j0 + i < end ? f16x16(k + (j0 + i) * stride + c) : _mm512_setzero_ps();
     transpose16(r, idx);
+#pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) _mm512_store_ps(kt + (c + i) * 16, r[i]);
   }
 }
 
 // The 16 keys' scores of NL lanes (queries qh[l], already F16-rounded).
 template <int NL>
-inline void tile_scores(const float* kt, const float* const* qh, int64_t hd, __m512 scale, float* const* out) {
+__attribute__((always_inline)) inline void tile_scores(const float* kt, const float* const* qh, int64_t hd, __m512 scale, float* const* out) {
   // s_c = a_c + b_c of chains() for key lanes at once
   auto s = [&](int c, __m512 (&res)[NL]) {
     __m512 a[NL], b[NL];
+#pragma GCC unroll 16
     for (int l = 0; l < NL; ++l) a[l] = b[l] = _mm512_setzero_ps();
     for (int64_t i = 0; i < hd; i += 32) {
       const __m512 ka = _mm512_load_ps(kt + (i + c) * 16), kb = _mm512_load_ps(kt + (i + 16 + c) * 16);
+#pragma GCC unroll 16
       for (int l = 0; l < NL; ++l) {
         a[l] = _mm512_fmadd_ps(ka, _mm512_set1_ps(qh[l][i + c]), a[l]);
         b[l] = _mm512_fmadd_ps(kb, _mm512_set1_ps(qh[l][i + 16 + c]), b[l]);
       }
     }
+#pragma GCC unroll 16
     for (int l = 0; l < NL; ++l) res[l] = _mm512_add_ps(a[l], b[l]);
   };
   // t_c = (s_c + s_{c+8}) + (s_{c+4} + s_{c+12}): the 512 -> 256 and 256 -> 128 folds
@@ -177,6 +186,7 @@ inline void tile_scores(const float* kt, const float* const* qh, int64_t hd, __m
     s(c + 8, x8);
     s(c + 4, x4);
     s(c + 12, x12);
+#pragma GCC unroll 16
     for (int l = 0; l < NL; ++l) res[l] = _mm512_add_ps(_mm512_add_ps(x0[l], x8[l]), _mm512_add_ps(x4[l], x12[l]));
   };
   __m512 t0[NL], t1[NL], t2[NL], t3[NL];
@@ -184,6 +194,7 @@ inline void tile_scores(const float* kt, const float* const* qh, int64_t hd, __m
   t(1, t1);
   t(2, t2);
   t(3, t3);
+#pragma GCC unroll 16
   for (int l = 0; l < NL; ++l) {
     const __m512 r = _mm512_add_ps(_mm512_add_ps(t0[l], t1[l]), _mm512_add_ps(t2[l], t3[l]));
     _mm512_storeu_ps(out[l], _mm512_mul_ps(r, scale));
@@ -198,10 +209,13 @@ void pv_lanes(const float* const* p, const uint16_t* v, size_t stride, int64_t h
   for (int64_t d = 0; d < hd; d += 16) {
     for (int l0 = 0; l0 < 32; l0 += 8) {
       __m512 a[S][8];
+#pragma GCC unroll 16
       for (int s = 0; s < S; ++s)
+#pragma GCC unroll 16
         for (int l = 0; l < 8; ++l) a[s][l] = _mm512_setzero_ps();
       auto step = [&](int64_t j, int l) {
         const __m512 vj = f16x16(v + j * stride + d);
+#pragma GCC unroll 16
         for (int s = 0; s < S; ++s) a[s][l] = _mm512_fmadd_ps(vj, _mm512_set1_ps(p[s][j]), a[s][l]);
       };
       int64_t j0 = l0;
@@ -210,12 +224,16 @@ void pv_lanes(const float* const* p, const uint16_t* v, size_t stride, int64_t h
         for (int l = 0; l < 8; ++l) step(j0 + l, l);
       }
       for (int l = 0; j0 + l < n && l < 8; ++l) step(j0 + l, l);
+#pragma GCC unroll 16
       for (int s = 0; s < S; ++s)
+#pragma GCC unroll 16
         for (int l = 0; l < 8; ++l) _mm512_store_ps(acc[s] + 16 * (l0 + l), a[s][l]);
     }
+#pragma GCC unroll 16
     for (int s = 0; s < S; ++s) {
       auto A = [&](int l) { return _mm512_load_ps(acc[s] + 16 * l); };
       __m512 x[8];
+#pragma GCC unroll 16
       for (int l = 0; l < 8; ++l) x[l] = _mm512_add_ps(_mm512_add_ps(A(l), A(16 + l)), _mm512_add_ps(A(8 + l), A(24 + l)));
       const __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(x[0], x[4]), _mm512_add_ps(x[1], x[5])),
                                      _mm512_add_ps(_mm512_add_ps(x[2], x[6]), _mm512_add_ps(x[3], x[7])));
@@ -229,7 +247,7 @@ void steps_f16(const ChunkAttention& a, int64_t l0, int64_t l1, float* scratch) 
   const int64_t hd = a.head_dim, G = a.n_group, nl = l1 - l0;
   const uint16_t* k = static_cast<const uint16_t*>(a.k);
   const uint16_t* v = static_cast<const uint16_t*>(a.v);
-  int64_t lo[kStepLanes], hi[kStepLanes];
+  int64_t lo[kStepLanes] = {}, hi[kStepLanes] = {};
   for (int64_t l = 0; l < nl; ++l) {
     hi[l] = a.pos0 + (l0 + l) / G + 1;
     lo[l] = a.window ? std::max<int64_t>(0, hi[l] - a.window) : 0;
@@ -275,6 +293,7 @@ void steps_f16(const ChunkAttention& a, int64_t l0, int64_t l1, float* scratch) 
     const int S = static_cast<int>(std::min<int64_t>(3, row_end - l));
     const float* p[3];
     float* o[3];
+#pragma GCC unroll 16
     for (int s = 0; s < S; ++s) {
       const int64_t L = l0 + l + s;
       p[s] = scratch + (l + s) * room + (lo[l] - first);
