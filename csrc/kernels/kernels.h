@@ -93,6 +93,17 @@ ChunkKv chunk_kv_layout(void* buf, int64_t head_dim, int64_t n);
 // odd p1 pairs its last value with zeros (so p1 is odd only at the end).
 using ConvertChunkKvFn = void (*)(const ChunkAttention& a, int64_t p0, int64_t p1, const ChunkKv& kv);
 
+// One-token attention of several lanes of one KV head at once: lanes [lane0,
+// lane1) of a (ChunkAttention's lanes, rows and windows; a.kv unused), each
+// lane's result the bits of attend(batched = false) on its query and the
+// positions its row sees, for any cache type; faster where one call reads and
+// converts each K/V cache row once for many lanes (a speculative round's rows
+// of eval_as_steps). `scratch` has room for min(lane1 - lane0, kStepLanes) *
+// (a.pos0 + rows + 16) floats, rows the last lane's row + 1. Threads call it
+// concurrently on disjoint lanes. nullptr in a table: the caller loops attend.
+constexpr int64_t kStepLanes = 16;
+using AttendStepsFn = void (*)(const ChunkAttention& a, int64_t lane0, int64_t lane1, float* scratch);
+
 // One row: y[i] = silu(gate[i]) * up[i], exp as llama.cpp's x86 CPU code computes it.
 // GegluFn (same signature): y[i] = gelu_tanh(gate[i]) * up[i], computed as
 // gate / (1 + exp(-2 sqrt(2/pi) gate (1 + 0.044715 gate^2))) with the vector exp
@@ -203,6 +214,7 @@ struct KernelTable {
   // output within gemv_fast_error() (llm/output_argmax.h) of the one-token
   // gemm's. Screens the vocabulary for a greedy round's argmax.
   GemmFn gemv_fast[W_COUNT];
+  AttendStepsFn attend_steps;  // optional (nullptr)
 };
 
 // Slot of a weight type, or -1 when no kernel exists for it.

@@ -465,6 +465,10 @@ void Context::attention(int layer, int64_t m) {
     });
     return;
   }
+  if (as_steps_ && m > 1 && kt_.attend_steps) {
+    attention_steps(kc, vc, m, window);
+    return;
+  }
   const int64_t tasks = m * cfg_.n_head;
   pool_.run([&](int ith, int nth) {
     float* scratch = scratch_.data() + static_cast<size_t>(ith) * kAttnRows * n_ctx_;
@@ -478,21 +482,51 @@ void Context::attention(int layer, int64_t m) {
   });
 }
 
-void Context::attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window) {
-  const int64_t hd = cfg_.head_dim, group = cfg_.n_head / cfg_.n_head_kv;
+kernels::ChunkAttention Context::chunk_attention(int64_t window) {
+  const int64_t hd = cfg_.head_dim;
   kernels::ChunkAttention a{};
   a.q = q_.data();
   a.q_stride = static_cast<size_t>(cfg_.n_head * hd);
   a.kv_type = kv_type_;
   a.kv_stride = static_cast<size_t>(cfg_.n_head_kv * hd);
   a.head_dim = hd;
-  a.n_group = group;
+  a.n_group = cfg_.n_head / cfg_.n_head_kv;
   a.pos0 = n_past_;
   a.window = window;
   a.scale = cfg_.attn_scale;
   a.softcap = cfg_.attn_softcap;
   a.out = attn_.data();
   a.out_stride = a.q_stride;
+  return a;
+}
+
+void Context::attention_steps(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window) {
+  const int64_t hd = cfg_.head_dim, group = cfg_.n_head / cfg_.n_head_kv;
+  const kernels::ChunkAttention a = chunk_attention(window);
+  const size_t room = static_cast<size_t>(kernels::kStepLanes * (n_ctx_ + 16));
+  if (step_scratch_.size() < pool_.size() * room) step_scratch_.resize(pool_.size() * room);
+  // The lanes (KV head, row, head of the group) laid end to end, an even
+  // share per thread, one call per KV head in it.
+  const int64_t per_head = m * group, total = per_head * cfg_.n_head_kv;
+  pool_.run([&](int ith, int nth) {
+    float* scratch = step_scratch_.data() + ith * room;
+    kernels::ChunkAttention h = a;
+    for (int64_t i = total * ith / nth, end = total * (ith + 1) / nth; i < end;) {
+      const int64_t kvh = i / per_head, stop = std::min(end, (kvh + 1) * per_head);
+      const size_t off = row_bytes(kv_type_, kvh * hd);
+      h.k = kc + off;
+      h.v = vc + off;
+      h.q = a.q + kvh * group * hd;
+      h.out = a.out + kvh * group * hd;
+      kt_.attend_steps(h, i - kvh * per_head, stop - kvh * per_head, scratch);
+      i = stop;
+    }
+  });
+}
+
+void Context::attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window) {
+  const int64_t hd = cfg_.head_dim, group = cfg_.n_head / cfg_.n_head_kv;
+  const kernels::ChunkAttention a = chunk_attention(window);
   // Tasks of one KV head and chunk_lanes lanes (row, head of the group), the
   // ones that see the most keys first; threads take them one at a time.
   const int64_t lanes = m * group, per_head = (lanes + kt_.chunk_lanes - 1) / kt_.chunk_lanes;

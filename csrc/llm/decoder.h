@@ -106,6 +106,9 @@ class Context {
   // A prompt chunk's attention by the flash kernel (kernels.h attend_chunk); kc/vc
   // are the layer's caches, window the sliding window (0: none).
   void attention_chunk(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window);
+  // eval_as_steps' rows through kt_.attend_steps: each KV head's cache rows read once per call.
+  void attention_steps(const uint8_t* kc, const uint8_t* vc, int64_t m, int64_t window);
+  kernels::ChunkAttention chunk_attention(int64_t window);  // the fields both share
   // The positions a chunk's rows see, per KV head, in attend_chunk_bf16's form
   // (kernels.h ChunkKv), converted once over the pool; `first` is even.
   void convert_chunk_kv(const uint8_t* kc, const uint8_t* vc, int64_t first, int64_t n_kv);
@@ -149,6 +152,7 @@ class Context {
   int n_rope_sets_ = 1;
   const float* rope_factors_ = nullptr;      // per rotated pair, or nullptr
   std::vector<float> scratch_;          // per thread, 4 x n_ctx scores
+  std::vector<float> step_scratch_;     // per thread, attend_steps' scores (sized at first use)
   std::vector<uint8_t> flash_work_;     // per thread, flash_work_bytes_ (64-byte aligned)
   size_t flash_work_bytes_ = 0;
   // attend_chunk_bf16's K/V per KV head (n_ctx positions each), allocated on

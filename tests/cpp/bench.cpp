@@ -1,7 +1,8 @@
 // Single-thread figures, scalar against each table: test_kernels --bench [TYPES]
 // (LLM gemms, TYPES e.g. Q2_K,IQ4_NL), --bench-vision (the int8 vision gemm and attention) and
 // --bench-attention (prompt-chunk attention, the old per-row path against
-// attend_chunk).
+// attend_chunk), --bench-steps (a speculative round's one-token attention:
+// attend per lane against attend_steps).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -285,6 +286,50 @@ void bench_attention(const std::vector<const KernelTable*>& tables) {
       std::fflush(stdout);
     }
     std::printf("\n");
+  }
+}
+
+// SmolLM2's shape (F16 cache, head_dim 64, 3 query heads per KV head): one KV
+// head's lanes of a round of m rows at pos0, attend per lane (batched = false)
+// against one attend_steps call, alternated 9 times, medians of CPU time.
+void bench_steps(const std::vector<const KernelTable*>& tables) {
+  const int64_t hd = 64, group = 3, stride = 3 * hd;
+  std::printf("single thread, CPU time per round and KV head, medians of 9 alternated repeats\n");
+  for (const KernelTable* tb : tables) {
+    if (!tb->attend_steps) continue;
+    for (int64_t pos0 : {150, 300, 600})
+      for (int64_t m : {3, 6, 9}) {
+        const int64_t n = pos0 + m, lanes = m * group;
+        std::vector<uint16_t> K(n * stride), V(n * stride);
+        for (auto& x : K) x = fp32_to_fp16(normal());
+        for (auto& x : V) x = fp32_to_fp16(normal());
+        std::vector<float> q(m * group * hd), o1(q.size()), o2(q.size()), s1(n), s2(kStepLanes * (n + 16));
+        for (auto& x : q) x = normal();
+        const float scale = 0.125f;
+        ChunkAttention a{q.data(), size_t(group * hd), K.data(), V.data(), GgmlType::F16, size_t(stride), hd, group,
+                         pos0, 0, scale, 0.0f, o2.data(), size_t(group * hd), nullptr};
+        auto per_lane = [&] {
+          for (int64_t L = 0; L < lanes; ++L)
+            tb->attend(q.data() + L * hd, K.data(), V.data(), GgmlType::F16, stride, hd, pos0 + L / group + 1, scale,
+                       0.0f, false, s1.data(), o1.data() + L * hd);
+        };
+        auto steps = [&] { tb->attend_steps(a, 0, lanes, s2.data()); };
+        std::vector<double> t1, t2;
+        for (int r = 0; r < 9; ++r) {
+          double t0 = thread_seconds();
+          for (int i = 0; i < 20; ++i) per_lane();
+          t1.push_back((thread_seconds() - t0) / 20);
+          t0 = thread_seconds();
+          for (int i = 0; i < 20; ++i) steps();
+          t2.push_back((thread_seconds() - t0) / 20);
+        }
+        std::sort(t1.begin(), t1.end());
+        std::sort(t2.begin(), t2.end());
+        const bool same = std::memcmp(o1.data(), o2.data(), o1.size() * 4) == 0;
+        std::printf("%s pos0 %4lld rows %lld: per lane %7.1f us, attend_steps %7.1f us, %.2fx%s\n", tb->isa,
+                    (long long)pos0, (long long)m, t1[4] * 1e6, t2[4] * 1e6, t1[4] / t2[4], same ? "" : " (DIFFER)");
+        std::fflush(stdout);
+      }
   }
 }
 

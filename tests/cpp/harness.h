@@ -65,6 +65,7 @@ double thread_seconds();
 void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector<std::string>& only);
 void bench_vision(const std::vector<const KernelTable*>& tables);
 void bench_attention(const std::vector<const KernelTable*>& tables);
+void bench_steps(const std::vector<const KernelTable*>& tables);
 void bench_decode(const std::vector<const KernelTable*>& tables);
 // bench_batch.cpp: the speculative verification's matrix work per token count (SmolLM2 shapes).
 void bench_batch(const std::vector<const KernelTable*>& tables);

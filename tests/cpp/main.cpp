@@ -5,6 +5,7 @@
 //   test_kernels --bench [TYPE...]  single-thread LLM gemm figures, scalar vs each table
 //   test_kernels --bench-vision the same for the vision int8 gemm and attention
 //   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk (and _bf16)
+//   test_kernels --bench-steps      a speculative round's attention: attend per lane vs attend_steps
 //   test_kernels --bench-decode one-token gemv of Q4_0/Q4_K/Q5_K/Q6_K from DRAM, GB/s vs the read probe
 //   test_kernels --bench-batch  speculative verification matrices (SmolLM2 shapes) per token count
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
     check(by_name("no_such_isa") == nullptr, "unknown ISA name gives nullptr");
   }
   if (mode == "--bench" || mode == "--bench-vision" || mode == "--bench-attention" || mode == "--bench-decode" ||
-      mode == "--bench-batch") {
+      mode == "--bench-batch" || mode == "--bench-steps") {
     std::vector<const KernelTable*> b{&scalar_table()};
     for (const KernelTable* t : tables)
       if (t != &scalar_table()) b.push_back(t);
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
     else if (mode == "--bench-vision") bench_vision(b);
     else if (mode == "--bench-decode") bench_decode(b);
     else if (mode == "--bench-batch") bench_batch(b);
+    else if (mode == "--bench-steps") bench_steps(b);
     else bench_attention(b);
     return 0;
   }

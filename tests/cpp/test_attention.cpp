@@ -219,6 +219,70 @@ void test_attend_rows_q8(const KernelTable& isa, int64_t hd, int64_t n0, int64_t
   check(bad == 0, what);
 }
 
+// attend_steps (where a table has it): lanes [lane0, lane1) of m rows x group
+// query heads over one KV head of a cache holding two, each lane bit for bit the
+// same table's attend(batched = false) on the positions its row sees
+// (pos0 + t + 1, the last `window` of them when window > 0).
+void test_attend_steps(const KernelTable& isa, GgmlType kv, int64_t hd, int64_t pos0, int64_t m, int64_t group,
+                       int64_t window, int64_t lane0, int64_t lane1, float softcap = 0.0f) {
+  if (!isa.attend_steps) return;
+  const int64_t n_kv = pos0 + m, stride = 2 * hd + QK;  // elements per position: two heads and a block of padding
+  const size_t rb = row_bytes(kv, stride);
+  std::vector<uint8_t> Kb(n_kv * rb), Vb(n_kv * rb);
+  std::vector<float> row(stride);
+  for (int64_t j = 0; j < n_kv; ++j)
+    for (auto* c : {&Kb, &Vb}) {
+      for (auto& v : row) v = normal() * (c == &Kb ? 2.0f : 1.0f);
+      uint8_t* dst = c->data() + j * rb;
+      if (kv == GgmlType::F32) std::memcpy(dst, row.data(), rb);
+      else if (kv == GgmlType::F16)
+        for (int64_t d = 0; d < stride; ++d) {
+          const uint16_t h = fp32_to_fp16(row[d]);
+          std::memcpy(dst + 2 * d, &h, 2);
+        }
+      else quantize_row_q8_0_ref(row.data(), reinterpret_cast<BlockQ8_0*>(dst), stride);
+    }
+  const size_t qs = group * hd + 8, off = row_bytes(kv, hd);  // the second KV head
+  std::vector<float> q(m * qs), o1(m * qs, NAN), o2(m * qs, NAN), s1(n_kv);
+  std::vector<float> s2(std::min<int64_t>(lane1 - lane0, kStepLanes) * (pos0 + m + 16));
+  for (auto& v : q) v = normal();
+  ChunkAttention a{};
+  a.q = q.data();
+  a.q_stride = qs;
+  a.k = Kb.data() + off;
+  a.v = Vb.data() + off;
+  a.kv_type = kv;
+  a.kv_stride = stride;
+  a.head_dim = hd;
+  a.n_group = group;
+  a.pos0 = pos0;
+  a.window = window;
+  a.scale = 1.0f / std::sqrt(float(hd));
+  a.softcap = softcap;
+  a.out = o2.data();
+  a.out_stride = qs;
+  isa.attend_steps(a, lane0, lane1, s2.data());
+  int bad = 0;
+  for (int64_t L = lane0; L < lane1; ++L) {
+    const int64_t t = L / group, g = L % group, hi = pos0 + t + 1;
+    const int64_t lo = window ? std::max<int64_t>(0, hi - window) : 0;
+    float* o = o1.data() + t * qs + g * hd;
+    isa.attend(q.data() + t * qs + g * hd, Kb.data() + off + lo * rb, Vb.data() + off + lo * rb, kv, stride, hd,
+               hi - lo, a.scale, softcap, false, s1.data(), o);
+    for (int64_t d = 0; d < hd; ++d) bad += std::memcmp(&o[d], &o2[t * qs + g * hd + d], 4) != 0;
+  }
+  // and nothing outside the lanes written
+  for (int64_t L = 0; L < m * group; ++L)
+    if (L < lane0 || L >= lane1)
+      for (int64_t d = 0; d < hd; ++d) bad += !std::isnan(o2[L / group * qs + L % group * hd + d]);
+  char what[320];
+  std::snprintf(what, sizeof what,
+                "%s attend_steps %s head_dim=%lld pos0=%lld rows=%lld group=%lld window=%lld lanes [%lld, %lld) softcap=%g: %d differ from attend",
+                isa.isa, type_name(uint32_t(kv)), (long long)hd, (long long)pos0, (long long)m, (long long)group,
+                (long long)window, (long long)lane0, (long long)lane1, double(softcap), bad);
+  check(bad == 0, what);
+}
+
 }  // namespace
 
 void test_attention(const KernelTable& isa) {
@@ -240,6 +304,21 @@ void test_attention(const KernelTable& isa) {
   for (int64_t hd : {32, 128})
     for (int64_t n0 : {1, 6, 129})
       for (int64_t m : {1, 2, 3, 4, 5, 11}) test_attend_rows_q8(isa, hd, n0, m);
+  for (GgmlType kv : {GgmlType::F16, GgmlType::F32, GgmlType::Q8_0})
+    for (int64_t hd : {32, 64, 128})
+      for (int64_t pos0 : {0, 5, 37, 300})
+        for (int64_t m : {1, 2, 3, 6, 9, 10})
+          for (int64_t group : {1, 2, 3, 4}) test_attend_steps(isa, kv, hd, pos0, m, group, 0, 0, m * group);
+  for (int64_t group : {1, 3, 4})  // a thread's share: lanes cut inside rows and KV heads
+    for (int64_t m : {3, 8}) {
+      test_attend_steps(isa, GgmlType::F16, 64, 40, m, group, 0, 1, m * group - 1);
+      test_attend_steps(isa, GgmlType::F16, 64, 40, m, group, 0, m * group / 2, m * group);
+    }
+  for (int64_t window : {1, 4, 16, 40})  // sliding-window layers
+    for (int64_t pos0 : {0, 3, 50}) test_attend_steps(isa, GgmlType::F16, 64, pos0, 7, 3, window, 0, 21);
+  test_attend_steps(isa, GgmlType::F16, 64, 20, 4, 3, 0, 0, 12, 5.0f);  // soft-capped: attend's route
+  test_attend_steps(isa, GgmlType::F16, 72, 20, 4, 3, 0, 0, 12);        // head_dim not a multiple of 32
+  test_attend_steps(isa, GgmlType::F16, 64, 700, 10, 4, 0, 0, 40);      // more lanes than kStepLanes
 }
 
 }  // namespace harness

@@ -226,6 +226,7 @@ void attend_rows(const float* q, size_t q_stride, const void* K, const void* V, 
 void fill_attention(KernelTable& t) {
   t.attend = attend;
   t.attend_rows = attend_rows;
+  t.attend_steps = attend_steps;
 }
 
 }  // namespace bluelm::kernels::avx512

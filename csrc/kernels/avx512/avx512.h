@@ -56,5 +56,7 @@ void softmax16(float* s, int64_t n, float scale);  // vision.cpp, for vision_att
 // attend_step.cpp: the one-token F16 attention (false where head_dim is not a multiple of 32 up to 512).
 bool attend_step_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, int64_t hd,
                      int64_t n_kv, float scale, float* scratch, float* out);
+// attend_step.cpp: the table's attend_steps (F16 lanes by the multi-lane kernel, others by attend).
+void attend_steps(const ChunkAttention& a, int64_t lane0, int64_t lane1, float* scratch);
 
 }  // namespace bluelm::kernels::avx512
