@@ -42,8 +42,9 @@ struct V16 {
   // not fold the intrinsic's separate vpbroadcastd (64 of a Q6_K or Q4_K
   // decode group's about 420 instructions; the tile is compute-bound, from L1
   // no faster than from L2). One-token gemv of 512 x 2048 from L2, one thread,
-  // CPU time, old and new alternated in one process, 31 pairs: Q6_K 1.05-1.07x,
-  // Q4_K 1.03-1.04x. B4: a byte type, so the operand may alias x.
+  // CPU time, old and new alternated in one process, runs of 21-31 pairs: Q6_K
+  // 1.00-1.10x (five runs, median 1.07x), Q4_K 1.03-1.05x (three). B4: a byte
+  // type, so the operand may alias x.
   struct B4 {
     int8_t b[4];
   };
