@@ -219,17 +219,15 @@ class Model:
     def draft_stats(self) -> dict[str, Any]:
         """Speculative decoding in the last generation: verify rounds that had
         a draft, tokens drafted and accepted, and the acceptance rate; all
-        ``steps``, ``logit_passes`` (``argmax_passes`` of them found greedy
-        tokens without the logits) and ``seconds`` spent (``draft``,
-        ``forward``, ``logits``, ``verify``); ``round_cost`` = (c0, c1): a
-        round verifying k drafted tokens costs 1 + c0 + c1 * k plain steps,
-        as measured so far (``draft_cost="measured"`` chooses by it).
+        ``steps``, ``logit_passes`` (``argmax_passes`` of them found greedy tokens
+        without logits), ``seconds`` spent (``draft``, ``forward``, ``logits``,
+        ``verify``); ``round_cost`` = (c0, c1): a round verifying k drafted tokens
+        costs 1 + c0 + c1 * k plain steps so far (``draft_cost="measured"`` uses it).
 
         Example:
             >>> Model(draft="prompt_lookup").draft_stats  # doctest: +SKIP
             {'rounds': 0, 'drafted': 0, 'accepted': 0, 'steps': 0, 'logit_passes': 0,
-            ... 'argmax_passes': 0, 'seconds': {'draft': 0.0, ...}, 'round_cost': (0.15, 0.25),
-            ... 'acceptance': 0.0}
+            ... 'argmax_passes': 0, 'seconds': {...}, 'round_cost': (0.15, 0.25), 'acceptance': 0.0}
         """
         return draft_stats(self._require_open())
 
