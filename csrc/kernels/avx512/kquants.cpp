@@ -38,20 +38,7 @@ struct V16 {
   template <int n>
   static I sar32(I a) { return _mm512_srai_epi32(a, n); }
   static constexpr bool kDot4Exact = true;  // vpdpbusd: u8 x s8 products summed in int32
-  // The token's 4 bytes as vpdpbusd's embedded {1to16} broadcast: GCC 12 does
-  // not fold the intrinsic's separate vpbroadcastd (64 of a Q6_K or Q4_K
-  // decode group's about 420 instructions; the tile is compute-bound, from L1
-  // no faster than from L2). One-token gemv of 512 x 2048 from L2, one thread,
-  // CPU time, old and new alternated in one process, runs of 21-31 pairs: Q6_K
-  // 1.00-1.10x (five runs, median 1.07x), Q4_K 1.03-1.05x (three). B4: a byte
-  // type, so the operand may alias x.
-  struct B4 {
-    int8_t b[4];
-  };
-  static I dot4(I acc, I u, const int8_t* x) {
-    asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*reinterpret_cast<const B4*>(x)));
-    return acc;
-  }
+  static I dot4(I acc, I u, const int8_t* x) { return _mm512_dpbusd_epi32(acc, u, bcast4(x)); }
   static I dot2(I acc, I pairs, int32_t xw) { return _mm512_dpwssd_epi32(acc, pairs, _mm512_set1_epi32(xw)); }
   static __m128i bytes(const char* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
   static I widen_u8(__m128i b) { return _mm512_cvtepu8_epi32(b); }
