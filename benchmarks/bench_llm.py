@@ -723,26 +723,24 @@ def _targets(
         if pct_runs:
             pp = _med(pct_runs)
             lines.append(
-                f"decode via generate {pp:.0f}% ({min(pct_runs):.0f}-{max(pct_runs):.0f}) of the "
+                f"decode via generate {pp:.1f}% ({min(pct_runs):.0f}-{max(pct_runs):.0f}) of the "
                 f"roofline probed next to each run (target >= {want:.0f}%): "
                 f"{'met' if pp >= want else 'NOT met'}"
             )
-    pp_ratios = paired.get("pp_ratio", [])
-    if name in _PP_TARGET and pp_ratios:
-        r, want = _med(pp_ratios), _PP_TARGET[name]
+    def paired_line(what: str, ratios: list[float], want: float) -> None:
+        r = _med(ratios)
         lines.append(
-            f"pp{_SHORT_PP} / llama-bench pp{_SHORT_PP}, paired run by run: median {r:.2f}x "
-            f"({', '.join(f'{x:.2f}' for x in pp_ratios)}) (target >= {want}x): "
-            f"{'met' if r >= want else 'NOT met'}"
-        )
-    ratios = paired.get("ratio", [])
-    if name in _GEN_TARGET and ratios:
-        r, want = _med(ratios), _GEN_TARGET[name]
-        lines.append(
-            f"decode via generate / llama-bench tg, paired run by run: median {r:.2f}x "
+            f"{what}, paired run by run: median {r:.2f}x "
             f"({', '.join(f'{x:.2f}' for x in ratios)}) (target >= {want}x): "
             f"{'met' if r >= want else 'NOT met'}"
         )
+
+    if name in _PP_TARGET and paired.get("pp_ratio"):
+        what = f"pp{_SHORT_PP} / llama-bench pp{_SHORT_PP}"
+        paired_line(what, paired["pp_ratio"], _PP_TARGET[name])
+    if name in _GEN_TARGET and paired.get("ratio"):
+        what = "decode via generate / llama-bench tg"
+        paired_line(what, paired["ratio"], _GEN_TARGET[name])
     if name == "bluelm3b-q4_0":
         limit = 1.1 * (facts["file_bytes"] + facts["kv_bytes_f16"]) / 2**20
         rss = ours["peak_rss_mb"]
