@@ -277,7 +277,7 @@ void steps_f16(const ChunkAttention& a, int64_t l0, int64_t l1, float* scratch) 
       tile_scores<NL>(kt, q, hd, vs, o);
       l += NL;
     };
-    for (; l + 4 <= nl;) run(std::integral_constant<int, 4>());
+    while (l + 4 <= nl) run(std::integral_constant<int, 4>());  // run() advances l
     if (nl - l == 3) run(std::integral_constant<int, 3>());
     if (nl - l == 2) run(std::integral_constant<int, 2>());
     if (nl - l == 1) run(std::integral_constant<int, 1>());
