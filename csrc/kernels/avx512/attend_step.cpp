@@ -21,7 +21,6 @@ namespace {
 inline __m512 f16x16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
-inline __m256 round_f16(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
 
 // One key's four chains as [a0 | a1] and [a2 | a3], reduced to the 8 lanes (a0 + a2) + (a1 + a3).
 inline __m256 chains(const uint16_t* k, const float* qh, int64_t hd) {
@@ -89,13 +88,6 @@ void pv(const float* p, const uint16_t* v, size_t stride, int64_t hd, int64_t n,
                                    _mm512_add_ps(_mm512_add_ps(x[2], x[6]), _mm512_add_ps(x[3], x[7])));
     _mm512_storeu_ps(out + d, r);
   }
-}
-
-// llama.cpp's F16 matmuls see the query and the softmax weights in F16.
-void round_row_f16(const float* x, float* y, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, round_f16(_mm256_loadu_ps(x + j)));
-  for (; j < n; ++j) y[j] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(x[j]), _MM_FROUND_TO_NEAREST_INT)));
 }
 
 }  // namespace

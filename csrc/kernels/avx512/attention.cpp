@@ -13,7 +13,6 @@ namespace {
 
 
 inline __m256 f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-inline __m256 round_f16(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
 
 // scores[j] = scale * (one 8-lane FMA chain over K_j . q, then the tree); 8 keys at a time.
 void scores_tile_order(const uint16_t* k, size_t stride, const float* qh, int64_t hd, int64_t n,
@@ -93,12 +92,10 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
   }
   // llama.cpp's F16 matmuls see the query and the softmax weights in F16.
   alignas(64) float qh[512];
-  for (int64_t d = 0; d < head_dim; d += 8) _mm256_store_ps(qh + d, round_f16(_mm256_loadu_ps(q + d)));
+  round_row_f16(q, qh, head_dim);
   scores_tile_order(static_cast<const uint16_t*>(K), kv_stride, qh, head_dim, n_kv, scale, scratch);
   softmax_ggml(scratch, n_kv);
-  int64_t j = 0;
-  for (; j + 8 <= n_kv; j += 8) _mm256_storeu_ps(scratch + j, round_f16(_mm256_loadu_ps(scratch + j)));
-  for (; j < n_kv; ++j) scratch[j] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(scratch[j]), _MM_FROUND_TO_NEAREST_INT)));
+  round_row_f16(scratch, scratch, n_kv);
   pv_tile_order(scratch, static_cast<const uint16_t*>(V), kv_stride, head_dim, n_kv, out);
 }
 
@@ -204,14 +201,12 @@ void attend_rows(const float* q, size_t q_stride, const void* K, const void* V, 
       s[r] = scratch + r * room;
       n[r] = n_kv0 + t0 + (r < R ? r : R - 1);
       const float* qr = q + (t0 + (r < R ? r : R - 1)) * q_stride;  // missing rows repeat the last
-      for (int64_t d = 0; d < head_dim; d += 8) _mm256_store_ps(qh[r] + d, round_f16(_mm256_loadu_ps(qr + d)));
+      round_row_f16(qr, qh[r], head_dim);
     }
     scores_rows4(k, kv_stride, qh, head_dim, n[3], scale, s);
     for (int r = 0; r < R; ++r) {
       softmax_ggml(s[r], n[r]);
-      int64_t j = 0;
-      for (; j + 8 <= n[r]; j += 8) _mm256_storeu_ps(s[r] + j, round_f16(_mm256_loadu_ps(s[r] + j)));
-      for (; j < n[r]; ++j) s[r][j] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(s[r][j]), _MM_FROUND_TO_NEAREST_INT)));
+      round_row_f16(s[r], s[r], n[r]);
     }
     int r = 0;
     for (; r + 2 <= R; r += 2)

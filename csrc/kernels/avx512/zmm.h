@@ -59,5 +59,14 @@ inline __m256 hsum8(const __m256 (&a)[8]) {
   return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+// Values rounded to F16 and back: llama.cpp's F16 matmuls see the query and
+// the softmax weights in F16 (attention.cpp, attend_step.cpp).
+inline __m256 round_f16(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+inline void round_row_f16(const float* x, float* y, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, round_f16(_mm256_loadu_ps(x + j)));
+  for (; j < n; ++j) y[j] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(x[j]), _MM_FROUND_TO_NEAREST_INT)));
+}
+
 }  // namespace
 }  // namespace bluelm::kernels
