@@ -34,18 +34,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-SO400M = dict(
-    image_size=384,
-    patch_size=14,
-    hidden=1152,
-    ff=4304,
-    layers=27,
-    heads=16,
-    proj_dim=2048,
-    projector="mlp_downsample",
-)
-
-
 def _reset_peak_rss() -> None:
     # A child can start with its parent's high-water mark; "5" resets VmHWM (Linux >= 4.0).
     try:
@@ -244,7 +232,7 @@ def main() -> int:
         _rss_child(a.rss_child[0], int(a.rss_child[1]), int(a.rss_child[2]), int(a.rss_child[3]))
         return 0
 
-    from vision_gguf_writer import random_tensors, write_vision_gguf
+    from vision_gguf_writer import SO400M, random_tensors, write_vision_gguf
 
     from bluelm_cpp import _core
 

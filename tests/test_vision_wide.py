@@ -17,20 +17,11 @@ import numpy as np
 import pytest
 import vision_oracle as oracle
 from compare import cosine
-from vision_gguf_writer import random_tensors, write_vision_gguf
+from vision_gguf_writer import SO400M, random_tensors, write_vision_gguf
 
 from bluelm_cpp import _core
 
-WIDE = dict(
-    image_size=384,
-    patch_size=14,
-    hidden=1152,
-    ff=4304,
-    layers=1,
-    heads=16,
-    proj_dim=2048,
-    projector="mlp_downsample",
-)
+WIDE = dict(SO400M, layers=1)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,19 @@ import numpy as np
 
 Q = gguf.GGMLQuantizationType
 
+# BlueLM-V's encoder: SigLIP so400m at 384x384 with the 2x2 downsampling MLP projector
+# (tests/test_vision_wide.py at one layer, benchmarks/bench_vision.py).
+SO400M = dict(
+    image_size=384,
+    patch_size=14,
+    hidden=1152,
+    ff=4304,
+    layers=27,
+    heads=16,
+    proj_dim=2048,
+    projector="mlp_downsample",
+)
+
 
 # Contract name -> transformers SigLIP name (without ``vision_model.``).
 SIGLIP_EMBEDDINGS = {
