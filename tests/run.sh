@@ -6,8 +6,9 @@
 #   2. clang++ builds for x86_64 and aarch64 without warnings (tests/check_warnings.sh);
 #   3. the C++ kernel tests (natively and, for NEON, under qemu-aarch64) and the
 #      pytest suite (tests/test_kernels_cpp.py runs the kernel tests);
-#   4. the aarch64 Python subset under qemu (tests/aarch64/run_tests.sh);
-#   5. the ASan + UBSan build and its subset (tests/sanitize/run_sanitized.sh).
+#   4. the aarch64 Python subset under qemu (tests/aarch64/run_tests.sh), in the
+#      background while
+#   5. the ASan + UBSan build and its subset run (tests/sanitize/run_sanitized.sh).
 # With arguments, it installs the source folder and runs only pytest with them.
 # tests/README.md has what each part covers and its CI time.
 set -euo pipefail
@@ -66,12 +67,23 @@ fi
 
 # Run from tests/ so the installed package (not the source folder) is imported.
 stamp "pytest"
-(cd tests && python -m pytest -q -p no:cacheprovider "$@")
+# A full run also prints its slowest tests (where CI's time goes).
+durations=()
+[ "$full" = 1 ] && durations=(--durations=25)
+(cd tests && python -m pytest -q -p no:cacheprovider "${durations[@]}" "$@")
 
+# The aarch64 Python part runs next to the sanitizer part (its output is held in
+# a log and printed when both have ended): both are long single-process runs
+# that leave the second core idle much of the time (tests/README.md: timings).
+a64_pid=
+a64_log=$root/build/aarch64-python.log
 if [ "$full" = 1 ] && [ "${BLUELM_SKIP_AARCH64_PYTHON:-0}" != 1 ]; then
-  stamp "aarch64 Python under qemu"
   if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null; then
-    bash tests/aarch64/run_tests.sh
+    stamp "aarch64 Python under qemu (in the background; output at the end)"
+    mkdir -p "$root/build"
+    bash tests/aarch64/run_tests.sh >"$a64_log" 2>&1 &
+    a64_pid=$!
+    trap 'kill "$a64_pid" 2>/dev/null' INT TERM
   elif [ "${BLUELM_REQUIRE_AARCH64:-0}" = 1 ]; then
     echo "FAIL: BLUELM_REQUIRE_AARCH64=1 but g++-aarch64-linux-gnu or qemu-user is missing"; exit 1
   else
@@ -83,6 +95,16 @@ fi
 # subset of the suite (tests/sanitize/run_sanitized.sh). Only for a full run.
 if [ "$full" = 1 ] && [ "${BLUELM_SKIP_SANITIZE:-0}" != 1 ]; then
   stamp "sanitizers"
-  bash tests/sanitize/run_sanitized.sh
+  san_rc=0
+  bash tests/sanitize/run_sanitized.sh || san_rc=$?
+  stamp "sanitizers: exit status $san_rc"
 fi
+if [ -n "$a64_pid" ]; then
+  a64_rc=0
+  wait "$a64_pid" || a64_rc=$?
+  stamp "aarch64 Python under qemu: exit status $a64_rc; its output:"
+  cat "$a64_log"
+  [ "$a64_rc" = 0 ] || { echo "FAIL: aarch64 Python under qemu"; exit "$a64_rc"; }
+fi
+[ "${san_rc:-0}" = 0 ] || { echo "FAIL: sanitizers"; exit "$san_rc"; }
 stamp "done"

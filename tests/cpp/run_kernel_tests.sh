@@ -58,9 +58,19 @@ if [ "$mode" = all ] || [ "$mode" = aarch64 ]; then
   elif configure_and_build "$build/aarch64" \
       -DCMAKE_TOOLCHAIN_FILE="$root/tests/cpp/toolchain-aarch64.cmake"; then
     bin=$build/aarch64/tests/cpp/test_kernels
+    # The three tables at once (each run is one emulated thread), each output
+    # printed whole in order.
+    pids=()
     for isa in neon neon_dotprod neon_i8mm; do
+      BLUELM_ISA=$isa qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu "$bin" >"$build/aarch64.$isa.log" 2>&1 &
+      pids+=($!)
+    done
+    i=0
+    for isa in neon neon_dotprod neon_i8mm; do
+      wait "${pids[$i]}" || fail=1
+      i=$((i + 1))
       echo "-- BLUELM_ISA=$isa"
-      BLUELM_ISA=$isa qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu "$bin" || fail=1
+      cat "$build/aarch64.$isa.log"
     done
   else
     echo "FAIL aarch64 build"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the C++ core, the kernel tests and the _core extension with
-# -fsanitize=address,undefined -fno-sanitize-recover=all into a build folder of
+# -fsanitize=address,undefined -fno-sanitize-recover=all (at -O1: CMakeLists.txt) into a build folder of
 # its own (never the pip build), then runs the kernel tests and the pytest suite
 # against that extension with the ASan runtime preloaded into the (uninstrumented)
 # Python. Any ASan/UBSan report or leak from our code fails the run.
