@@ -37,44 +37,57 @@ VisionEncoder::VisionEncoder(const VisionConfig& c, const VisionWeights& w, int6
     act = std::max(act, m->i8.panels ? kernels::i8_act_stride(m->i8.kp) : act_row_bytes(*m));
     max_k_pad_ = std::max(max_k_pad_, m->k_pad);
   }
-  act_.resize(act * static_cast<size_t>(std::max(nt, n_proj_tok)) + 64);
-  act_scales_.resize(static_cast<size_t>(std::max(nt, n_proj_tok)));
-  act_zp_.resize(act_scales_.size());
+  act_.resize(act, static_cast<size_t>(std::max(nt, n_proj_tok)));
+  size_t ln_row = 0;
+  for (const VisionLayer& L : w.layers)
+    if (all_i8(L)) ln_row = std::max({ln_row, kernels::i8_act_stride(L.wq.i8.kp), kernels::i8_act_stride(L.up.i8.kp)});
+  if (ln_row) ln_act_.resize(ln_row, static_cast<size_t>(nt));
   pad_.resize(static_cast<size_t>(n_threads) * max_k_pad_);
   attn_floats_ = vk_.attention_work(N, c.head_dim);
   if (vk_.i8_attention) attn_floats_ = std::max(attn_floats_, vk_.i8_attention_work(N, c.head_dim));
   attn_work_.resize(static_cast<size_t>(n_threads) * attn_floats_);
 }
 
-kernels::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m) {
+void VisionEncoder::ActBuf::resize(size_t row_bytes, size_t rows) {
+  q.resize(row_bytes * rows + 64);
+  scale.resize(rows);
+  zp.resize(rows);
+}
+
+kernels::I8Acts VisionEncoder::ActBuf::view(const VisionMatrix& W, int64_t m) {
+  return {q.data(), kernels::i8_act_stride(W.i8.kp), scale.data(), zp.data(), m};
+}
+
+void VisionEncoder::quantize_rows(const VisionMatrix& W, const float* X, int64_t ldx, int64_t t0, int64_t t1) {
   const size_t xs = kernels::i8_act_stride(W.i8.kp);
-  uint8_t* a = act_.data();
-  float* sx = act_scales_.data();
-  int32_t* zp = act_zp_.data();
-  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) sx[t] = vk_.i8_quant(X + t * ldx, W.k, W.i8.kp, a + t * xs, zp + t);
-  });
-  return {a, xs, sx, zp, m};
+  for (int64_t t = t0; t < t1; ++t)
+    act_.scale[t] = vk_.i8_quant(X + t * ldx, W.k, W.i8.kp, act_.q.data() + t * xs, &act_.zp[t]);
+}
+
+kernels::I8Acts VisionEncoder::quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m) {
+  pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { quantize_rows(W, X, ldx, b, e); });
+  return act_.view(W, m);
 }
 
 kernels::I8Acts VisionEncoder::quantize_ln(const VisionMatrix& W, int64_t m, const VisionVector& w,
-                                           const VisionVector& b) {
-  const int64_t C = c_.n_embd;
-  const size_t xs = kernels::i8_act_stride(W.i8.kp);
-  uint8_t* a = act_.data();
-  float* sx = act_scales_.data();
-  int32_t* zp = act_zp_.data();
-  pool_.run([&](int ith, int nth) {
-    float* row = pad_.data() + static_cast<size_t>(ith) * max_k_pad_;
-    for (int64_t t = m * ith / nth; t < m * (ith + 1) / nth; ++t) {
-      vk_.layer_norm(x_.data() + t * C, C, w.data, b.data, c_.eps, row);
-      sx[t] = vk_.i8_quant(row, W.k, W.i8.kp, a + t * xs, zp + t);
-    }
-  });
-  return {a, xs, sx, zp, m};
+                                           const VisionVector& b, ActBuf& into) {
+  pool_.run([&](int ith, int nth) { quantize_ln_rows(W, w, b, into, ith, m * ith / nth, m * (ith + 1) / nth); });
+  return into.view(W, m);
 }
 
-void VisionEncoder::gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8Target> targets, I8Out out) {
+void VisionEncoder::quantize_ln_rows(const VisionMatrix& W, const VisionVector& w, const VisionVector& b,
+                                     ActBuf& into, int ith, int64_t t0, int64_t t1) {
+  const int64_t C = c_.n_embd;
+  const size_t xs = kernels::i8_act_stride(W.i8.kp);
+  float* row = pad_.data() + static_cast<size_t>(ith) * max_k_pad_;
+  for (int64_t t = t0; t < t1; ++t) {
+    vk_.layer_norm(x_.data() + t * C, C, w.data, b.data, c_.eps, row);
+    into.scale[t] = vk_.i8_quant(row, W.k, W.i8.kp, into.q.data() + t * xs, &into.zp[t]);
+  }
+}
+
+void VisionEncoder::gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8Target> targets, I8Out out,
+                            const ChunkDone& done) {
   // Work items (token chunk, target, group of kI8Group panels), chunk-major,
   // handed out one at a time: the threads share a chunk of activations that
   // stays in L2 while they sweep the panels, and on a shared machine a
@@ -102,26 +115,49 @@ void VisionEncoder::gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8T
   const int64_t n_items = (chunks - 1) * per_chunk + tail_groups * n_targets;
   // GELU in the gemm's epilogue where the table has it, else over each item's outputs.
   const kernels::I8GemmFn gemm = out == I8Out::StoreGelu && vk_.i8_gemm_gelu ? vk_.i8_gemm_gelu : vk_.i8_gemm;
-  std::atomic<int64_t> next{0};
-  pool_.run([&](int, int) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
-      const bool tail = i >= (chunks - 1) * per_chunk;
-      const int64_t j = tail ? i - (chunks - 1) * per_chunk : i % per_chunk;  // within its chunk
-      const int64_t width = tail ? kI8Group / 4 : kI8Group, ng = tail ? tail_groups : groups;
-      const I8Target& g = targets.begin()[j / ng];
-      const VisionMatrix& W = g.W;
-      const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
-      const int64_t t0 = (tail ? chunks - 1 : i / per_chunk) * chunk, p0 = (j % ng) * width;
-      if (p0 >= panels) continue;  // a narrower target than the widest
-      const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
-                                std::min(chunk, xa.n - t0)};
-      const int64_t p1 = std::min(panels, p0 + width);
-      gemm(W.i8, part, g.Y + t0 * W.rows, W.rows, g.bias.data, out == I8Out::Add, p0, p1);
-      if (out == I8Out::StoreGelu && gemm != vk_.i8_gemm_gelu) {
-        const int64_t r0 = p0 * kernels::kI8Panel, r1 = std::min(W.rows, p1 * kernels::kI8Panel);
-        for (int64_t t = t0; t < t0 + part.n; ++t) vk_.gelu_tanh(g.Y + t * W.rows + r0, r1 - r0);
-      }
+  auto item = [&](int64_t i) {
+    const bool tail = i >= (chunks - 1) * per_chunk;
+    const int64_t j = tail ? i - (chunks - 1) * per_chunk : i % per_chunk;  // within its chunk
+    const int64_t width = tail ? kI8Group / 4 : kI8Group, ng = tail ? tail_groups : groups;
+    const I8Target& g = targets.begin()[j / ng];
+    const VisionMatrix& W = g.W;
+    const int64_t panels = (W.rows + kernels::kI8Panel - 1) / kernels::kI8Panel;
+    const int64_t t0 = (tail ? chunks - 1 : i / per_chunk) * chunk, p0 = (j % ng) * width;
+    if (p0 >= panels) return;  // a narrower target than the widest
+    const kernels::I8Acts part{xa.q + t0 * xa.stride, xa.stride, xa.scale + t0, xa.zp + t0,
+                              std::min(chunk, xa.n - t0)};
+    const int64_t p1 = std::min(panels, p0 + width);
+    gemm(W.i8, part, g.Y + t0 * W.rows, W.rows, g.bias.data, out == I8Out::Add, p0, p1);
+    if (out == I8Out::StoreGelu && gemm != vk_.i8_gemm_gelu) {
+      const int64_t r0 = p0 * kernels::kI8Panel, r1 = std::min(W.rows, p1 * kernels::kI8Panel);
+      for (int64_t t = t0; t < t0 + part.n; ++t) vk_.gelu_tanh(g.Y + t * W.rows + r0, r1 - r0);
     }
+  };
+  std::atomic<int64_t> next{0};
+  ChunkCounter finished(done ? chunks - 1 : 0, per_chunk);
+  pool_.run([&](int ith, int) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
+      item(i);
+      const int64_t c = i / per_chunk;
+      if (done && c < chunks - 1 && finished.last(c)) done(ith, c * chunk, chunk);
+    }
+  });
+  if (done) then_in_parallel(done, (chunks - 1) * chunk, xa.n);
+}
+
+VisionEncoder::ChunkCounter::ChunkCounter(int64_t chunks, int64_t items)
+    : count_(chunks > 0 ? new std::atomic<int64_t>[chunks] : nullptr), items_(items) {
+  for (int64_t c = 0; c < chunks; ++c) count_[c].store(0, std::memory_order_relaxed);
+}
+
+bool VisionEncoder::ChunkCounter::last(int64_t c) {
+  return count_[c].fetch_add(1, std::memory_order_acq_rel) + 1 == items_;
+}
+
+void VisionEncoder::then_in_parallel(const ChunkDone& done, int64_t t0, int64_t t1) {
+  pool_.run([&](int ith, int nth) {
+    const int64_t b = t0 + (t1 - t0) * ith / nth, e = t0 + (t1 - t0) * (ith + 1) / nth;
+    if (e > b) done(ith, b, e - b);
   });
 }
 
@@ -152,7 +188,7 @@ void VisionEncoder::matmul(const VisionMatrix& W, const float* X, int64_t ldx, i
   if (vt != GgmlType::F32 || W.k_pad != W.k) {
     xs = act_row_bytes(W);
     const kernels::ConvertRowFn convert = kt_.convert[kernels::act_slot(vt)];
-    uint8_t* a = act_.data();
+    uint8_t* a = act_.q.data();
     pool_.run([&](int ith, int nth) {
       float* pad = pad_.data() + static_cast<size_t>(ith) * max_k_pad_;
       std::fill(pad + W.k, pad + W.k_pad, 0.0f);  // the weights' padded columns are zero too
@@ -215,25 +251,29 @@ void VisionEncoder::patch_embed(const float* pixels, int64_t n) {
 // Non-causal multi-head attention, one (image, head) per task, so an image's
 // result never depends on which other images share its batch. The int8
 // encoder takes the table's reduced-precision kernel where it has one.
-void VisionEncoder::attention(int64_t n, bool int8) {
+void VisionEncoder::attention(int64_t n, bool int8, const ChunkDone& done) {
   const int64_t N = c_.n_tokens, C = c_.n_embd, hd = c_.head_dim, H = c_.n_head;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const auto fn = int8 && vk_.i8_attention ? vk_.i8_attention : vk_.attention;
   std::atomic<int64_t> next{0};  // (image, head) tasks handed out one at a time, as gemm_i8's panels
+  ChunkCounter finished(done ? n - 1 : 0, H);  // an image's rows are a chunk
   pool_.run([&](int ith, int) {
     float* work = attn_work_.data() + static_cast<size_t>(ith) * attn_floats_;
     for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n * H;) {
       const int64_t off = (task / H) * N * C + (task % H) * hd;
       fn(q_.data() + off, k_.data() + off, v_.data() + off, C, N, hd, scale, h_.data() + off, work);
+      const int64_t img = task / H;
+      if (done && img < n - 1 && finished.last(img)) done(ith, img * N, N);
     }
   });
+  if (done) then_in_parallel(done, (n - 1) * N, n * N);
 }
 
 void VisionEncoder::block(const VisionLayer& L, int64_t n) {
   const int64_t C = c_.n_embd, F = c_.n_ff, m = n * c_.n_tokens;
   const bool int8 = L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels;
   if (int8) {  // LayerNorm quantised row by row, once for Q, K and V
-    const kernels::I8Acts a = quantize_ln(L.wq, m, L.ln1_w, L.ln1_b);
+    const kernels::I8Acts a = quantize_ln(L.wq, m, L.ln1_w, L.ln1_b, act_);
     gemm_i8(a, {{L.wq, q_.data(), L.bq}, {L.wk, k_.data(), L.bk}, {L.wv, v_.data(), L.bv}}, I8Out::Store);
   } else {
     layer_norm(x_.data(), m, C, L.ln1_w, L.ln1_b, c_.eps, h_.data());
@@ -246,13 +286,37 @@ void VisionEncoder::block(const VisionLayer& L, int64_t n) {
 
   float* f = big_.data();
   if (L.up.i8.panels) {
-    gemm_i8(quantize_ln(L.up, m, L.ln2_w, L.ln2_b), {{L.up, f, L.b_up}}, I8Out::StoreGelu);
+    gemm_i8(quantize_ln(L.up, m, L.ln2_w, L.ln2_b, act_), {{L.up, f, L.b_up}}, I8Out::StoreGelu);
   } else {
     layer_norm(x_.data(), m, C, L.ln2_w, L.ln2_b, c_.eps, h_.data());
     matmul(L.up, h_.data(), C, m, f, L.b_up);
     pool_.parallel_for(m, 1, [&](int64_t b, int64_t e) { vk_.gelu_tanh(f + b * F, (e - b) * F); });
   }
   matmul_add(L.down, f, F, m, x_.data(), L.b_down, q_.data());  // x += MLP out
+}
+
+bool VisionEncoder::all_i8(const VisionLayer& L) {
+  return L.wq.i8.panels && L.wk.i8.panels && L.wv.i8.panels && L.wo.i8.panels && L.up.i8.panels && L.down.i8.panels;
+}
+
+void VisionEncoder::block_i8(const VisionLayer& L, int64_t n, bool ln1, const VisionLayer* next) {
+  const int64_t C = c_.n_embd, F = c_.n_ff, N = c_.n_tokens, m = n * N;
+  float* f = big_.data();
+  if (ln1) quantize_ln(L.wq, m, L.ln1_w, L.ln1_b, ln_act_);
+  gemm_i8(ln_act_.view(L.wq, m), {{L.wq, q_.data(), L.bq}, {L.wk, k_.data(), L.bk}, {L.wv, v_.data(), L.bv}},
+          I8Out::Store);
+  attention(n, true, [&](int, int64_t t0, int64_t rows) { quantize_rows(L.wo, h_.data(), C, t0, t0 + rows); });
+  gemm_i8(act_.view(L.wo, m), {{L.wo, x_.data(), L.bo}}, I8Out::Add, [&](int ith, int64_t t0, int64_t rows) {
+    quantize_ln_rows(L.up, L.ln2_w, L.ln2_b, ln_act_, ith, t0, t0 + rows);
+  });
+  gemm_i8(ln_act_.view(L.up, m), {{L.up, f, L.b_up}}, I8Out::StoreGelu,
+          [&](int, int64_t t0, int64_t rows) { quantize_rows(L.down, f, F, t0, t0 + rows); });
+  ChunkDone ln1_next;
+  if (next)
+    ln1_next = [&](int ith, int64_t t0, int64_t rows) {
+      quantize_ln_rows(next->wq, next->ln1_w, next->ln1_b, ln_act_, ith, t0, t0 + rows);
+    };
+  gemm_i8(act_.view(L.down, m), {{L.down, x_.data(), L.b_down}}, I8Out::Add, ln1_next);
 }
 
 namespace {
@@ -298,7 +362,15 @@ void VisionEncoder::run(const float* pixels, int64_t n, bool project, float* out
                         std::to_string(max_batch_));
   const int64_t m = n * c_.n_tokens, C = c_.n_embd;
   patch_embed(pixels, n);
-  for (const VisionLayer& L : w_.layers) block(L, n);
+  const std::vector<VisionLayer>& layers = w_.layers;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (!all_i8(layers[i])) {
+      block(layers[i], n);
+      continue;
+    }
+    const bool ln1 = i == 0 || !all_i8(layers[i - 1]);
+    block_i8(layers[i], n, ln1, i + 1 < layers.size() && all_i8(layers[i + 1]) ? &layers[i + 1] : nullptr);
+  }
   if (w_.post_ln_w.data) layer_norm(x_.data(), m, C, w_.post_ln_w, w_.post_ln_b, c_.eps, x_.data());
   if (!project || c_.projector == ProjectorType::None) {
     std::memcpy(out, x_.data(), sizeof(float) * m * C);

@@ -1,7 +1,9 @@
 // The forward pass of the SigLIP encoder and projector over one batch of
 // patches, with scratch buffers allocated once for the largest batch.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <vector>
@@ -41,9 +43,20 @@ class VisionEncoder {
   void run(const float* pixels, int64_t n, bool project, float* out);
 
  private:
+  using ChunkDone = std::function<void(int ith, int64_t t0, int64_t n)>;  // gemm_i8's
   void patch_embed(const float* pixels, int64_t n);
   void block(const VisionLayer& L, int64_t n);
-  void attention(int64_t n, bool int8);
+  // A layer whose matrices are all int8: each pass that quantises rows for
+  // the next matmul (LayerNorm'd x_, attention out, GELU out) runs on a chunk
+  // of rows as soon as the step before has finished them, by the thread that
+  // finished them, beside the other threads' matmul work; so the memory-bound
+  // passes overlap compute-bound ones instead of running as jobs of their own.
+  // ln1: LayerNorm 1 still to do (else the layer before did it); next: the
+  // int8 layer after, whose LayerNorm 1 the ffn_down gemm does.
+  void block_i8(const VisionLayer& L, int64_t n, bool ln1, const VisionLayer* next);
+  static bool all_i8(const VisionLayer& L);
+  // done (as gemm_i8's): an image's rows once its heads are all written.
+  void attention(int64_t n, bool int8, const ChunkDone& done = nullptr);
   void project_downsample(int64_t n, float* out);
   void project_mlp(int64_t n, float* out);
   // Y[m x W.rows] = X[m x W.k] . W^T (+ bias); X rows are ldx floats apart.
@@ -51,17 +64,49 @@ class VisionEncoder {
   // The int8 path (W.i8): activations quantised (into act_), then Y = X . W^T +
   // bias, Y += that, or Y = GELU(that).
   enum class I8Out { Store, Add, StoreGelu };
+  // Quantised activations: rows of i8_act_stride(kp) bytes, a scale and a zero point per token.
+  struct ActBuf {
+    Scratch<uint8_t> q;
+    std::vector<float> scale;
+    std::vector<int32_t> zp;
+    void resize(size_t row_bytes, size_t rows);
+    kernels::I8Acts view(const VisionMatrix& W, int64_t m);
+  };
   kernels::I8Acts quantize(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m);
-  // LayerNorm (w, b) of the m rows of x_ and their quantisation for W, a row at
-  // a time (the normalised rows never reach memory).
-  kernels::I8Acts quantize_ln(const VisionMatrix& W, int64_t m, const VisionVector& w, const VisionVector& b);
+  // Rows [t0, t1) of X (ldx floats apart) quantised for W into act_, on the calling thread.
+  void quantize_rows(const VisionMatrix& W, const float* X, int64_t ldx, int64_t t0, int64_t t1);
+  // LayerNorm (w, b) of the m rows of x_ and their quantisation for W into
+  // `into`, a row at a time (the normalised rows never reach memory).
+  kernels::I8Acts quantize_ln(const VisionMatrix& W, int64_t m, const VisionVector& w, const VisionVector& b,
+                              ActBuf& into);
+  // Rows [t0, t1) of that, on the calling thread ith.
+  void quantize_ln_rows(const VisionMatrix& W, const VisionVector& w, const VisionVector& b, ActBuf& into, int ith,
+                        int64_t t0, int64_t t1);
   // Y = x . W^T + bias (as `out` says) for each target, all of the same K.
   struct I8Target {
     const VisionMatrix& W;
     float* Y;
     const VisionVector& bias;
   };
-  void gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8Target> targets, I8Out out);
+  // done(ith, t0, n): rows [t0, t0 + n) of the outputs are all written; on
+  // thread ith. Called once per token chunk by the thread that finishes the
+  // chunk's last item, while the other threads go on with the next chunk's
+  // items; the last chunk, which nothing would overlap, is split over the
+  // threads after the job.
+  void gemm_i8(const kernels::I8Acts& xa, std::initializer_list<I8Target> targets, I8Out out,
+               const ChunkDone& done = nullptr);
+  // Items finished per chunk: last(c) is true for the one that finishes chunk c
+  // (acq_rel: every item's writes are visible to that thread).
+  class ChunkCounter {
+   public:
+    ChunkCounter(int64_t chunks, int64_t items);
+    bool last(int64_t c);
+
+   private:
+    std::unique_ptr<std::atomic<int64_t>[]> count_;
+    int64_t items_;
+  };
+  void then_in_parallel(const ChunkDone& done, int64_t t0, int64_t t1);  // done over rows [t0, t1), split
   void matmul_i8(const VisionMatrix& W, const float* X, int64_t ldx, int64_t m, float* Y, const VisionVector& bias,
                  I8Out out);
   // Y += X . W^T + bias (tmp: m x W.rows scratch for the non-int8 paths).
@@ -77,9 +122,10 @@ class VisionEncoder {
   ThreadPool pool_;
   int64_t max_batch_;  // patches the scratch buffers hold
   Scratch<float> x_, h_, q_, k_, v_, big_, proj_;
-  Scratch<uint8_t> act_;
-  std::vector<float> act_scales_;  // int8 activations' per-token scales
-  std::vector<int32_t> act_zp_;    // and zero points
+  ActBuf act_;  // int8 activations
+  // block_i8's LayerNorm'd rows (Q/K/V's and up's input), apart from act_ (the
+  // o and down projections' input): each is written while a gemm reads the other.
+  ActBuf ln_act_;
   std::vector<float> pad_;         // per thread: one activation row padded to k_pad
   Scratch<float> attn_work_;     // per thread: the attention kernel's work
   int64_t max_k_pad_ = 0;
