@@ -18,7 +18,9 @@ void* alloc_huge(size_t n) {
   void* p = std::aligned_alloc(kHuge, rounded ? rounded : kHuge);
   if (!p) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  ::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure is harmless
+  // Whole huge pages within n only: a huge page over the tail would make the
+  // buffer hold up to 2 MiB more than it needs once touched.
+  if (n >= kHuge) ::madvise(p, n / kHuge * kHuge, MADV_HUGEPAGE);  // advice only: failure is harmless
 #endif
   return p;
 }

@@ -6,8 +6,8 @@
 
 namespace bluelm {
 
-// 2 MiB-aligned memory of n bytes, advised as huge pages (Linux); throws
-// std::bad_alloc when out of memory. Free with free_huge.
+// 2 MiB-aligned memory of n bytes, its whole 2 MiB pages advised as huge pages
+// (Linux); throws std::bad_alloc when out of memory. Free with free_huge.
 void* alloc_huge(size_t n);
 void free_huge(void* p);
 

@@ -1,6 +1,7 @@
 #include "kernels/i8_format.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "kernels/common/round.h"
 
@@ -26,7 +27,9 @@ void i8_alloc(I8Packed& p, int64_t rows, int64_t k, I8Layout layout) {
   p.rows = rows;
   p.kp = i8_k_pad(k, layout);
   p.layout = layout;
-  p.panels.assign(static_cast<size_t>(rp * p.kp), 0);
+  const size_t bytes = static_cast<size_t>(rp * p.kp);
+  p.panels.reset(static_cast<int8_t*>(alloc_huge(bytes)));
+  std::memset(p.panels.get(), 0, bytes);
   p.scale.assign(static_cast<size_t>(rp), 0.0f);
   p.wsum.assign(static_cast<size_t>(rp), 0);
 }
@@ -37,7 +40,7 @@ void i8_pack_rows(I8Packed& p, int64_t k, int64_t r0, int64_t r1, const float* r
     float amax = 0.0f;
     for (int64_t i = 0; i < k; ++i) amax = std::fmax(amax, std::fabs(w[i]));
     const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    int8_t* panel = p.panels.data() + (r / kI8Panel) * kI8Panel * p.kp;
+    int8_t* panel = p.panels.get() + (r / kI8Panel) * kI8Panel * p.kp;
     const int64_t i = r % kI8Panel;
     int32_t sum = 0;
     for (int64_t c = 0; c < k; ++c) {

@@ -11,7 +11,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "core/huge_pages.h"
 
 namespace bluelm::kernels {
 
@@ -60,14 +63,16 @@ enum class I8Layout {
 // K padded for a layout (the extra columns are zero).
 int64_t i8_k_pad(int64_t k, I8Layout layout);
 
-// Owned packed weights: from float rows (rows x k, `ld` floats apart).
+// Owned packed weights: from float rows (rows x k, `ld` floats apart). The
+// panels are on huge pages: a gemm sweeps a matrix's panels once per token
+// chunk, and with 4 KiB pages the so400m encoder ran about 9% slower.
 struct I8Packed {
-  std::vector<int8_t> panels;
+  std::unique_ptr<int8_t, HugeFree> panels;
   std::vector<float> scale;
   std::vector<int32_t> wsum;
   int64_t rows = 0, kp = 0;
   I8Layout layout = I8Layout::K4;
-  I8Matrix view() const { return {panels.data(), scale.data(), wsum.data(), rows, kp}; }
+  I8Matrix view() const { return {panels.get(), scale.data(), wsum.data(), rows, kp}; }
 };
 // Sizes `p` for rows x k in `layout` (zero-filled).
 void i8_alloc(I8Packed& p, int64_t rows, int64_t k, I8Layout layout);
