@@ -1,6 +1,7 @@
 // Large buffers on transparent huge pages where the OS offers them: decode
-// streams every weight once per token, and 4 KiB pages cost a TLB miss each
-// 4 KiB (more under virtualisation).
+// streams every weight once per token, the vision gemms sweep their panels and
+// activations over and over, and 4 KiB pages cost a TLB miss each 4 KiB (more
+// under virtualisation).
 #pragma once
 #include <cstddef>
 

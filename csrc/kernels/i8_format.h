@@ -65,7 +65,7 @@ int64_t i8_k_pad(int64_t k, I8Layout layout);
 
 // Owned packed weights: from float rows (rows x k, `ld` floats apart). The
 // panels are on huge pages: a gemm sweeps a matrix's panels once per token
-// chunk, and with 4 KiB pages the so400m encoder ran about 9% slower.
+// chunk; with 4 KiB pages the so400m encoder ran about 5% slower (ARCHITECTURE.md).
 struct I8Packed {
   std::unique_ptr<int8_t, HugeFree> panels;
   std::vector<float> scale;

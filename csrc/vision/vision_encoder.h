@@ -20,8 +20,8 @@ namespace bluelm {
 // n uninitialised T (no clearing): the encoder's scratch, each buffer written
 // before it is read (a std::vector would clear ~100 MB in one thread each time
 // an encoder is made). On huge pages (core/huge_pages.h): the gemms sweep these
-// activations once per group of weight panels, and with 4 KiB pages the
-// so400m encoder ran about 9% slower; the pages fault in as first written.
+// activations once per group of weight panels; with 4 KiB pages this and the
+// panels cost the so400m encoder about 5% (ARCHITECTURE.md). Pages fault in as first written.
 template <class T>
 class Scratch {
   static_assert(std::is_trivially_default_constructible_v<T> && std::is_trivially_destructible_v<T>);
