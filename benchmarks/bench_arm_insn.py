@@ -58,14 +58,25 @@ def build_ours(build: Path, target: str = "q4_0_matmul") -> Path:
     aarch64 (incremental)."""
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run(
-        ["cmake", "-S", str(ROOT), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
-         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'tests/cpp/toolchain-aarch64.cmake'}",
-         "-DBLUELM_BUILD_PYTHON=OFF", "-DBLUELM_BUILD_BENCH=ON"],
-        check=True, capture_output=True,
+        [
+            "cmake",
+            "-S",
+            str(ROOT),
+            "-B",
+            str(build),
+            *gen,
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'tests/cpp/toolchain-aarch64.cmake'}",
+            "-DBLUELM_BUILD_PYTHON=OFF",
+            "-DBLUELM_BUILD_BENCH=ON",
+        ],
+        check=True,
+        capture_output=True,
     )
     subprocess.run(
         ["cmake", "--build", str(build), "--target", target, "-j", str(os.cpu_count() or 2)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     return build / "benchmarks" / "arm" / target
 
@@ -85,25 +96,50 @@ def build_llama(src: Path, isa: str, build: Path) -> Path:
         sys.exit(f"--llama-src: no ggml -march for --isa {isa} (one of {', '.join(GGML_ARCH)})")
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run(
-        ["cmake", "-S", str(src), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
-         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'tests/cpp/toolchain-aarch64.cmake'}",
-         "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=OFF", "-DGGML_OPENMP=OFF",
-         f"-DGGML_CPU_ARM_ARCH={GGML_ARCH[isa]}", "-DLLAMA_CURL=OFF",
-         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF",
-         "-DLLAMA_BUILD_SERVER=OFF"],
-        check=True, capture_output=True,
+        [
+            "cmake",
+            "-S",
+            str(src),
+            "-B",
+            str(build),
+            *gen,
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'tests/cpp/toolchain-aarch64.cmake'}",
+            "-DBUILD_SHARED_LIBS=OFF",
+            "-DGGML_NATIVE=OFF",
+            "-DGGML_OPENMP=OFF",
+            f"-DGGML_CPU_ARM_ARCH={GGML_ARCH[isa]}",
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_TOOLS=OFF",
+            "-DLLAMA_BUILD_SERVER=OFF",
+        ],
+        check=True,
+        capture_output=True,
     )
     subprocess.run(
         ["cmake", "--build", str(build), "--target", "ggml", "-j", str(os.cpu_count() or 2)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     libs = [build / "ggml" / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base")]
     out = build / "ggml_q4_0_matmul"
     subprocess.run(
-        ["aarch64-linux-gnu-g++", "-O2", "-std=c++17", "-static",
-         "-I", str(src / "ggml" / "include"),
-         str(ROOT / "benchmarks" / "arm" / "ggml_q4_0_matmul.cpp"), *map(str, libs),
-         "-lpthread", "-lm", "-o", str(out)],
+        [
+            "aarch64-linux-gnu-g++",
+            "-O2",
+            "-std=c++17",
+            "-static",
+            "-I",
+            str(src / "ggml" / "include"),
+            str(ROOT / "benchmarks" / "arm" / "ggml_q4_0_matmul.cpp"),
+            *map(str, libs),
+            "-lpthread",
+            "-lm",
+            "-o",
+            str(out),
+        ],
         check=True,
     )
     return out
@@ -112,8 +148,17 @@ def build_llama(src: Path, isa: str, build: Path) -> Path:
 def build_plugin(include: Path, out: Path) -> Path:
     cc = os.environ.get("CC", "cc")
     subprocess.run(
-        [cc, "-shared", "-fPIC", "-O2", "-I", str(include),
-         str(ROOT / "benchmarks" / "arm" / "insn_count.c"), "-o", str(out)],
+        [
+            cc,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-I",
+            str(include),
+            str(ROOT / "benchmarks" / "arm" / "insn_count.c"),
+            "-o",
+            str(out),
+        ],
         check=True,
     )
     return out
@@ -133,7 +178,10 @@ def count(plugin: Path, binary: Path, args: list[str], env: dict[str, str], tmp:
     out = tmp / "counts.txt"
     proc = subprocess.run(
         ["qemu-aarch64", "-cpu", "max", "-plugin", f"{plugin},out={out}", str(binary), *args],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     lines = out.read_text().splitlines()
     total = int(lines[0].split()[1])
@@ -186,8 +234,11 @@ def main() -> int:
     ap.add_argument("--plugin", type=Path, help="built insn_count plugin")
     ap.add_argument("--qemu-include", type=Path, help="folder with qemu-plugin.h")
     ap.add_argument("--isa", default="neon_dotprod", help="BLUELM_ISA for our driver")
-    ap.add_argument("--shapes", default="2560x2560,2560x6912",
-                    help="KxN weight shapes (BlueLM-3B: attention 2560x2560, FFN 2560x6912)")
+    ap.add_argument(
+        "--shapes",
+        default="2560x2560,2560x6912",
+        help="KxN weight shapes (BlueLM-3B: attention 2560x2560, FFN 2560x6912)",
+    )
     ap.add_argument("--tokens", default="1,128", help="T values: 1 = decode, >1 = a prefill chunk")
     ap.add_argument("--build", type=Path, default=ROOT / "build" / "arm-insn")
     a = ap.parse_args()
@@ -219,13 +270,16 @@ def main() -> int:
                     agree = abs(ocs - gcs) <= 1e-3 * max(abs(ocs), abs(gcs), 1e-6)
                     row += f"{g / wbytes / T:8.3f} {o / g:6.2f} | "
                     tops += "; llama.cpp: " + ", ".join(
-                        f"{short(s)} {v / wbytes / T:.3f}" for v, s in gtop)
+                        f"{short(s)} {v / wbytes / T:.3f}" for v, s in gtop
+                    )
                     tops += "" if agree else f"  (checksums differ: {ocs} vs {gcs})"
                 else:
                     row += f"{'-':>8} {'-':>6} | "
                 print(row + tops)
-        print("\nper weight byte and token (T > 1: divided by T); ratio = ours / llama.cpp "
-              "(> 1: we execute more instructions)")
+        print(
+            "\nper weight byte and token (T > 1: divided by T); ratio = ours / llama.cpp "
+            "(> 1: we execute more instructions)"
+        )
     return 0
 
 

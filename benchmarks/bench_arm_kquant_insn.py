@@ -67,10 +67,14 @@ def main() -> int:
         tmp = Path(td)
         plugin = plugin_of(a, tmp)
         driver = a.driver or build_ours(a.build, "kquant_matmul")
-        print(f"qemu-aarch64 -cpu max, K={K} N={N}, "
-              f"instructions per call (R={REPS[1]} minus R={REPS[0]})")
-        hdr = (f"{'type':>5} {'T':>4} | {'dotprod/B':>9} {'i8mm/B':>8} {'i8mm/dot':>8} | "
-               f"{'dotprod/SB':>10} {'i8mm/SB':>8} | checksums | top function (i8mm)")
+        print(
+            f"qemu-aarch64 -cpu max, K={K} N={N}, "
+            f"instructions per call (R={REPS[1]} minus R={REPS[0]})"
+        )
+        hdr = (
+            f"{'type':>5} {'T':>4} | {'dotprod/B':>9} {'i8mm/B':>8} {'i8mm/dot':>8} | "
+            f"{'dotprod/SB':>10} {'i8mm/SB':>8} | checksums | top function (i8mm)"
+        )
         print(hdr)
         print("-" * len(hdr))
         for typ in a.types.split(","):
@@ -81,12 +85,16 @@ def main() -> int:
                 res = {isa: per_call(plugin, driver, args, isa, tmp) for isa in ISAS}
                 (d, _, dcs), (m, mtop, mcs) = res[ISAS[0]], res[ISAS[1]]
                 same = "equal" if dcs == mcs else f"DIFFER {dcs} {mcs}"
-                print(f"{typ:>5} {T:>4} | {d / wbytes / T:9.3f} {m / wbytes / T:8.3f} "
-                      f"{m / d:8.3f} | {d / sblocks / T:10.1f} {m / sblocks / T:8.1f} | "
-                      f"{same:>9} | "
-                      f"{short(mtop[1])} {mtop[0] / wbytes / T:.3f}/B")
-        print("\n/B: per weight byte and token; /SB: per super-block (one row's 256 weights) "
-              "and token; i8mm/dot < 1: the i8mm table executes fewer")
+                print(
+                    f"{typ:>5} {T:>4} | {d / wbytes / T:9.3f} {m / wbytes / T:8.3f} "
+                    f"{m / d:8.3f} | {d / sblocks / T:10.1f} {m / sblocks / T:8.1f} | "
+                    f"{same:>9} | "
+                    f"{short(mtop[1])} {mtop[0] / wbytes / T:.3f}/B"
+                )
+        print(
+            "\n/B: per weight byte and token; /SB: per super-block (one row's 256 weights) "
+            "and token; i8mm/dot < 1: the i8mm table executes fewer"
+        )
     return 0
 
 

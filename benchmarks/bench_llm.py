@@ -727,6 +727,7 @@ def _targets(
                 f"roofline probed next to each run (target >= {want:.0f}%): "
                 f"{'met' if pp >= want else 'NOT met'}"
             )
+
     def paired_line(what: str, ratios: list[float], want: float) -> None:
         r = _med(ratios)
         lines.append(

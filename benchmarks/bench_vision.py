@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+
 def _reset_peak_rss() -> None:
     # A child can start with its parent's high-water mark; "5" resets VmHWM (Linux >= 4.0).
     try:

@@ -71,8 +71,9 @@ def greedy_llamacpp(path: Path, prompt_ids: list[int]) -> list[int] | None:
         import llama_cpp
     except ImportError:
         return None
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, logits_all=True,
-                          verbose=False)
+    llm = llama_cpp.Llama(
+        model_path=str(path), n_ctx=128, n_threads=2, logits_all=True, verbose=False
+    )
     out: list[int] = []
     llm.eval(prompt_ids)
     for _ in range(16):
@@ -105,8 +106,11 @@ def main() -> int:
     rows = []
     for mix in MIXES:
         path = work / f"smollm2-{mix}.gguf"
-        subprocess.run([ns.llama_quantize, str(src), str(path), mix.upper(), "2"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [ns.llama_quantize, str(src), str(path), mix.upper(), "2"],
+            check=True,
+            capture_output=True,
+        )
         types = Counter(t.tensor_type.name for t in gguf.GGUFReader(path).tensors)
         t0 = time.perf_counter()
         toks, margins, text = greedy_ours(path)
@@ -128,17 +132,24 @@ def main() -> int:
         print(f"  greedy: {text!r} ({gen_s:.1f} s)")
         if theirs is not None:
             diff = next((i for i, (a, b) in enumerate(zip(toks, theirs)) if a != b), None)
-            print("  llama.cpp's 16 greedy tokens on the same file: " + (
-                "identical" if diff is None else
-                f"first differ at step {diff} (our top-2 margin there {margins[diff]:.3f})"))
+            print(
+                "  llama.cpp's 16 greedy tokens on the same file: "
+                + (
+                    "identical"
+                    if diff is None
+                    else f"first differ at step {diff} (our top-2 margin there {margins[diff]:.3f})"
+                )
+            )
         print(f"  KL {kl:.4f} top-1 {top1:.3f} -> {'ok' if good else 'MISSES the bars'}")
         print(f"  bluelm-cpp's requantiser writes the same tensor data: {same}")
     print("\n| mix | mean KL | top-1 | bars | llama.cpp greedy equal | our quantiser same bytes |")
     print("|---|---|---|---|---|---|")
     for mix, kl, top1, good, theirs, toks, same, _ in rows:
         eq = "-" if theirs is None else ("yes" if theirs == toks else "no (see above)")
-        print(f"| {mix.upper()} | {kl:.4f} | {top1:.3f} | {'met' if good else 'NOT met'} | {eq} | "
-              f"{'yes' if same else 'no'} |")
+        print(
+            f"| {mix.upper()} | {kl:.4f} | {top1:.3f} | {'met' if good else 'NOT met'} | {eq} | "
+            f"{'yes' if same else 'no'} |"
+        )
     return 0 if ok else 1
 
 

@@ -63,6 +63,7 @@ def innermost_loops(insns: list[Insn]) -> list[Loop]:
         if not m or int(m[1], 16) >= ins.addr or int(m[1], 16) not in index:
             continue
         loops.append(Loop(int(m[1], 16), ins.addr, insns[index[int(m[1], 16)] : k + 1]))
+
     def contains(a: Loop, b: Loop) -> bool:
         return b is not a and a.start <= b.start and b.end <= a.end
 
@@ -83,12 +84,16 @@ def main() -> None:
     if not loops:
         raise SystemExit(f"no loop with {args.mnemonics} in {args.object}")
     for lp in loops:
-        print(f"loop {lp.start:#x}-{lp.end:#x}: {len(lp.body)} instructions, "
-              f"{lp.count(ops)} {args.mnemonics}, {lp.spills()} stack loads/stores")
+        print(
+            f"loop {lp.start:#x}-{lp.end:#x}: {len(lp.body)} instructions, "
+            f"{lp.count(ops)} {args.mnemonics}, {lp.spills()} stack loads/stores"
+        )
     widest = max(loops, key=lambda lp: lp.count(ops))
     if args.macs:
-        print(f"widest loop: {len(widest.body)} instructions / {args.macs} multiply-adds = "
-              f"{len(widest.body) / args.macs:.4f} per MAC")
+        print(
+            f"widest loop: {len(widest.body)} instructions / {args.macs} multiply-adds = "
+            f"{len(widest.body) / args.macs:.4f} per MAC"
+        )
 
 
 if __name__ == "__main__":

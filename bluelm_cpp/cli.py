@@ -157,8 +157,12 @@ def kernel_report(tensors: list[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         role = _tensor_role(t["name"], len(t["shape"]), tied)
         entry = types.setdefault(t["type_name"], {"tensors": 0})
         entry["tensors"] += 1
-        row: dict[str, Any] = {"name": t["name"], "type": t["type_name"], "shape": t["shape"],
-                               "role": role}
+        row: dict[str, Any] = {
+            "name": t["name"],
+            "type": t["type_name"],
+            "shape": t["shape"],
+            "role": role,
+        }
         if "matmul" in role:
             k = _core.kernel_info(t["type"], t["shape"][1])
             packed = repack and k["pack_rows"] > 0
@@ -194,8 +198,11 @@ def _cmd_info(ns: argparse.Namespace) -> int:
         # per type: the kernel of this machine's table (simd, scalar fallback:
         # the table has no kernel of its own for the type), tensors repacked at load
         # and the kernel of that layout
-        "kernels": {name: {k: v for k, v in e.items() if k != "tensors"}
-                    for name, e in types.items() if "kernel" in e},
+        "kernels": {
+            name: {k: v for k, v in e.items() if k != "tensors"}
+            for name, e in types.items()
+            if "kernel" in e
+        },
         "metadata": shown,
     }
     if ns.tensors:

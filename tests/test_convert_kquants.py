@@ -106,8 +106,15 @@ def test_llama_cpp_live_loads_and_agrees(converted: dict[tuple[str, str], Path],
     llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     path = converted["trained_llama_k", mix]
     prompt = np.load(DATA / "trained_llama_k" / "reference.npz")["greedy_prompt"].tolist()
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=2, logits_all=True,
-                          verbose=False, type_k=0, type_v=0)
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=256,
+        n_threads=2,
+        logits_all=True,
+        verbose=False,
+        type_k=0,
+        type_v=0,
+    )
     theirs: list[int] = []
     llm.eval(prompt)
     for _ in range(16):

@@ -116,8 +116,9 @@ def test_repacked_groups_give_the_file_layouts_logits(
     # The row groups interleaved at load and the file layout (interleaved per
     # call) run the same tiles of the same table: identical logits.
     p = tmp_path / "kq.gguf"
-    write_mixed(p, emb_type=T.Q6_K, out_type=T.Q6_K,
-                layer_types=[T.Q4_K, T.Q5_K, T.Q6_K, T.Q5_0, T.Q5_1])
+    write_mixed(
+        p, emb_type=T.Q6_K, out_type=T.Q6_K, layer_types=[T.Q4_K, T.Q5_K, T.Q6_K, T.Q5_0, T.Q5_1]
+    )
     ids = np.random.default_rng(2).integers(0, 64, 24).tolist()
 
     def logits() -> tuple[np.ndarray, int]:
@@ -144,11 +145,14 @@ def test_info_under_the_scalar_table(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "bluelm_cpp.cli", "info", str(p)],
         env={**os.environ, "BLUELM_ISA": "scalar"},
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     kernels = json.loads(out.stdout)["kernels"]
-    assert kernels and all(k == {"isa": "scalar", "kernel": "scalar", "repacked": 0}
-                           for k in kernels.values())
+    assert kernels and all(
+        k == {"isa": "scalar", "kernel": "scalar", "repacked": 0} for k in kernels.values()
+    )
 
 
 # --- bad files
@@ -186,15 +190,26 @@ def test_block_count_larger_than_the_tensors_data(tmp_path: Path) -> None:
     write_mixed(p)  # token_embd: Q4_K [256, 64], the first tensor's data
     patch_tensor_info(p, "token_embd.weight", dims=[256, 65])
     _expect_format_error(
-        p, "tensor 'token_embd.weight' of shape [256, 65] needs 65 Q4_K blocks",
+        p,
+        "tensor 'token_embd.weight' of shape [256, 65] needs 65 Q4_K blocks",
         "holds only 64 before tensor",
     )
 
 
 # (type, byte offset of an fp16 scale field in its block)
 SCALE_FIELDS = [
-    (T.Q4_K, 0), (T.Q4_K, 2), (T.Q5_K, 2), (T.Q6_K, 208), (T.Q3_K, 108), (T.Q2_K, 80),
-    (T.Q2_K, 82), (T.IQ4_XS, 0), (T.Q5_0, 0), (T.Q5_1, 2), (T.IQ4_NL, 0), (T.Q4_0, 0),
+    (T.Q4_K, 0),
+    (T.Q4_K, 2),
+    (T.Q5_K, 2),
+    (T.Q6_K, 208),
+    (T.Q3_K, 108),
+    (T.Q2_K, 80),
+    (T.Q2_K, 82),
+    (T.IQ4_XS, 0),
+    (T.Q5_0, 0),
+    (T.Q5_1, 2),
+    (T.IQ4_NL, 0),
+    (T.Q4_0, 0),
 ]
 
 

@@ -85,13 +85,22 @@ def _random_blocks(qtype: T, n_blocks: int, rng: np.random.Generator) -> np.ndar
     _, size = gguf.GGML_QUANT_SIZES[qtype]
     b = rng.integers(0, 256, (n_blocks, size), dtype=np.uint8)
     offsets = {
-        T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q8_0: (0,), T.Q5_0: (0,), T.Q5_1: (0, 2),
-        T.IQ4_NL: (0,), T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2),
-        T.Q6_K: (208,), T.IQ4_XS: (0,),
+        T.Q4_0: (0,),
+        T.Q4_1: (0, 2),
+        T.Q8_0: (0,),
+        T.Q5_0: (0,),
+        T.Q5_1: (0, 2),
+        T.IQ4_NL: (0,),
+        T.Q2_K: (80, 82),
+        T.Q3_K: (108,),
+        T.Q4_K: (0, 2),
+        T.Q5_K: (0, 2),
+        T.Q6_K: (208,),
+        T.IQ4_XS: (0,),
     }[qtype]
     for off in offsets:
         h = rng.standard_normal(n_blocks).astype(np.float16)
-        b[:, off:off + 2] = h.view(np.uint8).reshape(n_blocks, 2)
+        b[:, off : off + 2] = h.view(np.uint8).reshape(n_blocks, 2)
     return b
 
 
@@ -113,8 +122,17 @@ def test_dequantize_matches_gguf_py(qtype: T) -> None:
 def test_quantize_round_trip_error_is_small() -> None:
     # Not a reference check: a sanity bound on each type's relative RMS error.
     x = RECORDING["x"][:6]  # the normal rows
-    bound = {"Q2_K": 0.35, "Q3_K": 0.2, "IQ4_NL": 0.12, "IQ4_XS": 0.12, "Q4_K": 0.12,
-             "Q5_0": 0.06, "Q5_1": 0.06, "Q5_K": 0.06, "Q6_K": 0.03}
+    bound = {
+        "Q2_K": 0.35,
+        "Q3_K": 0.2,
+        "IQ4_NL": 0.12,
+        "IQ4_XS": 0.12,
+        "Q4_K": 0.12,
+        "Q5_0": 0.06,
+        "Q5_1": 0.06,
+        "Q5_K": 0.06,
+        "Q6_K": 0.03,
+    }
     for t in TYPES:
         y = _core.dequantize(int(t), _core.quantize(int(t), x)).reshape(x.shape)
         rel = float(np.sqrt(((y - x) ** 2).mean() / (x**2).mean()))

@@ -38,8 +38,12 @@ from .quantize_policy import (
 
 SLICE_BYTES = 16 << 20  # float32 bytes dequantised and encoded at a time
 
-_SKIP_KEYS = ("general.architecture", "general.file_type", "general.quantization_version",
-              "general.alignment")
+_SKIP_KEYS = (
+    "general.architecture",
+    "general.file_type",
+    "general.quantization_version",
+    "general.alignment",
+)
 
 
 def _scalar(r: gguf.GGUFReader, key: str, default: Any = None) -> Any:
@@ -124,8 +128,9 @@ def requantize_gguf(
                     dtype = np.dtype(np.float32 if choice.qtype == T.F32 else np.float16)
                     w.add_tensor_info(t.name, byte_shape, dtype, nbytes)
                 else:
-                    w.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), nbytes,
-                                      raw_dtype=choice.qtype)
+                    w.add_tensor_info(
+                        t.name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=choice.qtype
+                    )
                 plan.append((t, hf_shape, choice.qtype, nbytes))
                 types[t.name] = choice.qtype.name
             w.write_header_to_file()

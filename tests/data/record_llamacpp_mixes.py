@@ -48,8 +48,15 @@ def file_record(path: Path) -> dict[str, object]:
 def greedy_llamacpp(path: Path, prompt: list[int], n: int) -> list[int]:
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=2, logits_all=True,
-                          verbose=False, type_k=0, type_v=0)  # F32 KV cache
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=256,
+        n_threads=2,
+        logits_all=True,
+        verbose=False,
+        type_k=0,
+        type_v=0,
+    )  # F32 KV cache
     out: list[int] = []
     llm.eval(prompt)
     for _ in range(n):
@@ -73,8 +80,11 @@ def main() -> None:
     from bluelm_cpp.convert import convert_checkpoint
     from bluelm_cpp.default_model import default_model_path
 
-    rec: dict[str, object] = {"llama_cpp_python": llama_cpp.__version__, "greedy_tokens": GREEDY,
-                              "models": {}}
+    rec: dict[str, object] = {
+        "llama_cpp_python": llama_cpp.__version__,
+        "greedy_tokens": GREEDY,
+        "models": {},
+    }
     models: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in MODELS:

@@ -59,8 +59,15 @@ class Ggml:
         lib = ctypes.CDLL(str(path))
         self.chunk = lib.ggml_quantize_chunk
         self.chunk.restype = ctypes.c_size_t
-        self.chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                               ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        self.chunk.argtypes = [
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+        ]
         self.q8_k = lib.quantize_row_q8_K_ref
         self.q8_k.restype = None
         self.q8_k.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
@@ -165,8 +172,9 @@ def main() -> None:
     np.savez_compressed(OUT, **data)
     print(f"wrote {OUT}: {x.shape[0]} rows of {N}, {len(TYPES) + 1} types, from {lib}")
     lcg = lcg_rows()
-    lines = [f"# tests/data/record_quantize.py: FNV-1a 64 of llama.cpp's blocks for lcg_rows() "
-             f"({lib})"]
+    lines = [
+        f"# tests/data/record_quantize.py: FNV-1a 64 of llama.cpp's blocks for lcg_rows() ({lib})"
+    ]
     for t in TYPES:
         lines.append(f"{t.name} {fnv1a64(g.quantize(t, lcg).tobytes()):016x}")
     lines.append(f"Q8_K {fnv1a64(g.quantize_q8_k(lcg).tobytes()):016x}")
