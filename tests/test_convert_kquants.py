@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from llamacpp_greedy import greedy_llamacpp
 
 from bluelm_cpp import Model, _core
 from bluelm_cpp.convert import convert_checkpoint
@@ -103,23 +104,10 @@ def test_greedy_tokens_equal_llama_cpp(
 
 @pytest.mark.parametrize("mix", ["q4_k_m", "q3_k_m", "iq4_xs"])
 def test_llama_cpp_live_loads_and_agrees(converted: dict[tuple[str, str], Path], mix: str) -> None:
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     path = converted["trained_llama_k", mix]
     prompt = np.load(DATA / "trained_llama_k" / "reference.npz")["greedy_prompt"].tolist()
-    llm = llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=256,
-        n_threads=2,
-        logits_all=True,
-        verbose=False,
-        type_k=0,
-        type_v=0,
-    )
-    theirs: list[int] = []
-    llm.eval(prompt)
-    for _ in range(16):
-        theirs.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
-        llm.eval([theirs[-1]])
+    theirs = greedy_llamacpp(path, prompt, 16)
     assert theirs == REC["models"]["trained_llama_k"][mix]["greedy"]
     ours, margins = _greedy_with_margins(path, prompt, 16)
     _assert_same_or_near_tie(ours, theirs, margins)

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("gguf")
+from llamacpp_greedy import greedy_llamacpp  # noqa: E402
+
 from bluelm_cpp.convert import convert_checkpoint  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -112,24 +114,10 @@ def test_llama_cpp_greedy_equals_ours(
     converted: dict[tuple[str, str], Path], name: str, outtype: str
 ) -> None:
     """llama.cpp loads the converted file and greedy-decodes the same 32 tokens."""
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     path = converted[name, outtype]
     prompt = _reference(name)["greedy_prompt"].tolist()
-    llm = llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=256,
-        n_threads=2,
-        logits_all=True,
-        verbose=False,
-        type_k=0,  # GGML_TYPE_F32 KV cache, as ours
-        type_v=0,
-    )
-    theirs: list[int] = []
-    llm.eval(prompt)
-    for _ in range(32):
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        theirs.append(tok)
-        llm.eval([tok])
+    theirs = greedy_llamacpp(path, prompt, 32)
     ours = _greedy_ours(path, prompt, 32)
     assert ours == theirs
     if outtype == "f32":

@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,9 @@ import gguf
 import numpy as np
 
 DATA = Path(__file__).resolve().parent
+sys.path.insert(0, str(DATA.parent))
+from llamacpp_greedy import greedy_llamacpp  # noqa: E402
+
 OUT = DATA / "llamacpp_mixes.json"
 MIXES = ["q4_k_m", "q5_k_m", "q6_k", "q5_0", "q5_1", "q3_k_m", "q2_k", "iq4_nl", "iq4_xs"]
 MODELS = ["trained_llama", "trained_qwen2", "trained_llama_k"]
@@ -43,27 +47,6 @@ def file_record(path: Path) -> dict[str, object]:
     for t in sorted(r.tensors, key=lambda t: t.name):  # llama-quantize orders by layer
         h.update(np.ascontiguousarray(t.data).view(np.uint8))  # no copy
     return {"types": {t.name: t.tensor_type.name for t in r.tensors}, "sha256": h.hexdigest()}
-
-
-def greedy_llamacpp(path: Path, prompt: list[int], n: int) -> list[int]:
-    import llama_cpp
-
-    llm = llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=256,
-        n_threads=2,
-        logits_all=True,
-        verbose=False,
-        type_k=0,
-        type_v=0,
-    )  # F32 KV cache
-    out: list[int] = []
-    llm.eval(prompt)
-    for _ in range(n):
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        out.append(tok)
-        llm.eval([tok])
-    return out
 
 
 def quantize(exe: str, src: Path, dst: Path, mix: str, requant: bool = False) -> None:
