@@ -3,11 +3,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <vector>
-
-#include "core/huge_pages.h"
-#include "core/thread_pool.h"
 
 namespace bluelm {
 
@@ -34,31 +29,40 @@ uint64_t sum_words(const uint64_t* p, size_t n) {
 }
 }  // namespace
 
-double read_bandwidth(size_t bytes, int n_threads, int passes) {
-  const size_t n = bytes / sizeof(uint64_t);
-  if (n == 0 || passes < 1) return 0.0;
-  std::unique_ptr<uint64_t, HugeFree> buf(static_cast<uint64_t*>(alloc_huge(n * sizeof(uint64_t))));
-  ThreadPool pool(n_threads);
+ReadProbe::ReadProbe(size_t bytes, int n_threads)
+    : n_(bytes / sizeof(uint64_t)),
+      buf_(static_cast<uint64_t*>(alloc_huge(n_ * sizeof(uint64_t)))),
+      pool_(n_threads),
+      sink_(static_cast<size_t>(pool_.size()), 0) {
   // Each thread writes the part it reads later (first touch places the pages).
-  pool.parallel_for(static_cast<int64_t>(n), 4096, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) buf.get()[i] = static_cast<uint64_t>(i);
+  uint64_t* buf = buf_.get();
+  pool_.parallel_for(static_cast<int64_t>(n_), 4096, [buf](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) buf[i] = static_cast<uint64_t>(i);
   });
-  std::vector<uint64_t> sink(static_cast<size_t>(pool.size()), 0);
+}
+
+double ReadProbe::best_of(int passes) {
   double best = 0.0;
-  for (int p = 0; p < passes; ++p) {
+  for (int p = 0; p < passes && n_ > 0; ++p) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.run([&](int ith, int nth) {
-      const size_t b = n * ith / nth, e = n * (ith + 1) / nth;
-      sink[ith] += sum_words(buf.get() + b, e - b);
+    pool_.run([&](int ith, int nth) {
+      const size_t b = n_ * ith / nth, e = n_ * (ith + 1) / nth;
+      sink_[ith] += sum_words(buf_.get() + b, e - b);
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s > 0 && static_cast<double>(n * sizeof(uint64_t)) / s > best) best = static_cast<double>(n * sizeof(uint64_t)) / s;
+    const double bps = static_cast<double>(n_ * sizeof(uint64_t)) / s;
+    if (s > 0 && bps > best) best = bps;
   }
   // Keep the sums observable so the reads cannot be dropped.
   volatile uint64_t keep = 0;
-  for (uint64_t v : sink) keep = keep + v;
+  for (uint64_t v : sink_) keep = keep + v;
   (void)keep;
   return best;
+}
+
+double read_bandwidth(size_t bytes, int n_threads, int passes) {
+  if (bytes < sizeof(uint64_t) || passes < 1) return 0.0;
+  return ReadProbe(bytes, n_threads).best_of(passes);
 }
 
 }  // namespace bluelm

@@ -171,6 +171,23 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("bytes") = size_t(512) << 20, py::arg("n_threads") = 1, py::arg("passes") = 5,
       "Best-of-passes memory read bandwidth in bytes/s (benchmark roofline).");
+  py::class_<ReadProbe>(m, "ReadProbe",
+                        "A read-bandwidth probe kept between sweeps (benchmarks probe between decode steps).")
+      .def(py::init([](size_t bytes, int n_threads) {
+             if (bytes < (size_t(1) << 20)) throw ArgumentError("bytes must be at least 1 MiB");
+             if (n_threads < 1 || n_threads > 256) throw ArgumentError("n_threads must be in [1, 256]");
+             py::gil_scoped_release nogil;
+             return std::make_unique<ReadProbe>(bytes, n_threads);
+           }),
+           py::arg("bytes") = size_t(256) << 20, py::arg("n_threads") = 1)
+      .def(
+          "best_of",
+          [](ReadProbe& p, int passes) {
+            if (passes < 1) throw ArgumentError("passes must be at least 1");
+            py::gil_scoped_release nogil;
+            return p.best_of(passes);
+          },
+          py::arg("passes") = 1, "Best of `passes` sweeps of the buffer, in bytes/s.");
 
   py::class_<GGUFFile, std::shared_ptr<GGUFFile>>(m, "GGUFFile")
       .def(py::init([](const std::string& path) {
