@@ -383,19 +383,22 @@ def _spawn_paired(
         for r in range(args.runs):
             order = ["ours", "peer"] if r % 2 == 0 else ["peer", "ours"]
             tps: dict[str, float | None] = {}
+            block_pct: list[float] = []
+            bws: list[float] = []
             pps: dict[str, float] = {}
             for who in order:
                 if who == "ours":
                     if pp:
                         pps["ours"] = pp / ask(f"pp {pp}")["pp_s"]
                     tps["ours"] = args.tg / ask("gen")["gen_s"]
-                    blk = ask(f"blocks {BLOCK}")
-                    bws, secs = blk["probe_bps"], blk["block_s"]
-                    block_pct = [
-                        100.0 * BLOCK * wbytes / s / max(bws[i], bws[i + 1])
-                        for i, s in enumerate(secs)
-                    ]
-                    out["block_pct"] += block_pct
+                    if args.tg >= 2 * BLOCK:  # quartiles need two blocks
+                        blk = ask(f"blocks {BLOCK}")
+                        bws, secs = blk["probe_bps"], blk["block_s"]
+                        block_pct = [
+                            100.0 * BLOCK * wbytes / s / max(bws[i], bws[i + 1])
+                            for i, s in enumerate(secs)
+                        ]
+                        out["block_pct"] += block_pct
                 elif peer:
                     lb = _llama_bench_once(model, threads, pp, args) or {}
                     tps["peer"] = lb.get("tg")
@@ -416,13 +419,14 @@ def _spawn_paired(
                     f"; llama-bench tg{args.tg} {theirs:.1f} t/s = {out['peer_pct'][-1]:.0f}%;"
                     f" ours / llama-bench {out['ratio'][-1]:.2f}x"
                 )
-            q = statistics.quantiles(block_pct, n=4)
-            line += (
-                f"\n           ours in {len(block_pct)} blocks of {BLOCK} tokens, each against "
-                f"the higher of the probes beside it (same process, "
-                f"{min(bws) / 1e9:.1f}-{max(bws) / 1e9:.1f} GB/s): median "
-                f"{statistics.median(block_pct):.1f}% (quartiles {q[0]:.1f}-{q[2]:.1f})"
-            )
+            if block_pct:
+                q = statistics.quantiles(block_pct, n=4)
+                line += (
+                    f"\n           ours in {len(block_pct)} blocks of {BLOCK} tokens, each against "
+                    f"the higher of the probes beside it (same process, "
+                    f"{min(bws) / 1e9:.1f}-{max(bws) / 1e9:.1f} GB/s): median "
+                    f"{statistics.median(block_pct):.1f}% (quartiles {q[0]:.1f}-{q[2]:.1f})"
+                )
             if len(pps) == 2:
                 out["pp_ratio"].append(pps["ours"] / pps["peer"])
                 line += (
