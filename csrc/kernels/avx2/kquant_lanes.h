@@ -37,6 +37,7 @@ struct V8 {
     const I p = _mm256_maddubs_epi16(u, _mm256_set1_epi32(v));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
+  static I dot4_prompt(I acc, I u, const int8_t* x) { return dot4(acc, u, x); }
   static I dot2(I acc, I pairs, int32_t xw) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi32(xw)));
   }

@@ -39,6 +39,7 @@ struct V16 {
   static I sar32(I a) { return _mm512_srai_epi32(a, n); }
   static constexpr bool kDot4Exact = true;  // vpdpbusd: u8 x s8 products summed in int32
   static I dot4(I acc, I u, const int8_t* x) { return _mm512_dpbusd_epi32(acc, u, bcast4(x)); }
+  static I dot4_prompt(I acc, I u, const int8_t* x) { return dpbusd512_bcast4(acc, u, x); }
   static I dot2(I acc, I pairs, int32_t xw) { return _mm512_dpwssd_epi32(acc, pairs, _mm512_set1_epi32(xw)); }
   static __m128i bytes(const char* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
   static I widen_u8(__m128i b) { return _mm512_cvtepu8_epi32(b); }

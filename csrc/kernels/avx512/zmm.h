@@ -34,6 +34,20 @@ void with_tokens(int T, Fn&& fn) {
 // acc[j] += sum of u8 * s8 over bytes 4j..4j+3 (wrapping; never near the limits here).
 inline __m512i dpbusd512(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
 
+// dpbusd512(acc, u, the 4 signed bytes at s in every lane), the bytes read by
+// the instruction's embedded {1to16} broadcast. From the intrinsics GCC emits
+// a vpbroadcastd and a register dot, a vector op more per dot where each
+// broadcast feeds one dot. The K-quant prompt tiles use it (test_kernels
+// --bench, one Zen 4 core, alternated: Q6_K prefill 1.1-1.2x, Q4_K
+// 1.00-1.04x; 1B Q4_K_M pp512 1.036x); not K-quant decode (x86/kquant_tiles.h
+// tile_dot4), the Q4_0 x16 tile (SmolLM2 Q4_0 pp512 0.995x) nor the Q5_0/Q5_1
+// x16 tile (its prefill 0.65x).
+inline __m512i dpbusd512_bcast4(__m512i acc, __m512i u, const void* s) {
+  typedef int32_t __attribute__((may_alias)) word;
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*static_cast<const word*>(s)));
+  return acc;
+}
+
 inline __m256 hi256(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
 
 // The 4 bytes at p in every 32-bit lane.
