@@ -1,5 +1,6 @@
 #include "core/bandwidth_probe.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -50,8 +51,7 @@ double ReadProbe::best_of(int passes) {
       sink_[ith] += sum_words(buf_.get() + b, e - b);
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double bps = static_cast<double>(n_ * sizeof(uint64_t)) / s;
-    if (s > 0 && bps > best) best = bps;
+    if (s > 0) best = std::max(best, static_cast<double>(n_ * sizeof(uint64_t)) / s);
   }
   // Keep the sums observable so the reads cannot be dropped.
   volatile uint64_t keep = 0;

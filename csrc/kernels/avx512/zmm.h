@@ -39,7 +39,7 @@ inline __m512i dpbusd512(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbu
 // a vpbroadcastd and a register dot, a vector op more per dot where each
 // broadcast feeds one dot. The K-quant prompt tiles use it (test_kernels
 // --bench, one Zen 4 core, alternated: Q6_K prefill 1.1-1.2x, Q4_K
-// 1.00-1.04x; 1B Q4_K_M pp512 1.036x); not K-quant decode (x86/kquant_tiles.h
+// 1.00-1.04x; 1B Q4_K_M pp512 1.04-1.06x); not K-quant decode (x86/kquant_tiles.h
 // tile_dot4), the Q4_0 x16 tile (SmolLM2 Q4_0 pp512 0.995x) nor the Q5_0/Q5_1
 // x16 tile (its prefill 0.65x).
 inline __m512i dpbusd512_bcast4(__m512i acc, __m512i u, const void* s) {

@@ -66,7 +66,7 @@ inline void k_prefetch(const char* gb) {
 
 // dot4 in a tile of T tokens. Prompts take V::dot4_prompt, on AVX-512 the
 // token's bytes as vpdpbusd's embedded broadcast (zmm.h; 1B Q4_K_M pp512
-// 1.036x, 10 alternated pairs, all faster); decode keeps V::dot4 (with the
+// 1.055x, 10 alternated pairs, 9 faster); decode keeps V::dot4 (with the
 // broadcast embedded there, the 1B's 2-thread decode lost 2-3 points of the
 // probe in 10 of 10 alternated pairs).
 template <class V, int T>
