@@ -48,6 +48,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -152,10 +153,14 @@ def _child_bluelm(
         assert ctx.n_past == tg + 1
         return dt
 
+    @functools.cache
+    def block_probe() -> Any:  # one buffer for all of this child's runs, made on first use
+        return _core.ReadProbe(BLOCK_PROBE_BYTES, threads)
+
     def blocks_once(k: int) -> dict[str, list[float]]:
         """generate's tokens in blocks of k with a read probe before each block and after the
         last, all in this process: each block's speed against the bandwidth of that moment."""
-        probe = _core.ReadProbe(BLOCK_PROBE_BYTES, threads)
+        probe = block_probe()
         m.reset()
         it = m.generate_tokens([tok], tg + 1, temperature=0, logit_bias=no_eog)
         next(it)  # the first token comes from the prompt's eval: blocks time decode steps only
