@@ -230,3 +230,31 @@ def test_sampler_nan_logits_regression() -> None:
     hot = np.zeros(100, dtype=np.float32)
     hot[37] = np.inf
     assert _core.Sampler(temperature=2.0, seed=1, **plain).sample_logits(hot) == 37
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 511, 512, 513, 1040, 49152, 128256])
+def test_greedy_first_maximum_matches_numpy(n: int) -> None:
+    """Greedy picks numpy's argmax (its first maximum) of the logits with the
+    bias added and NaN / inf made orderable (NaN least likely, inf the largest
+    finite value), whatever block or lane the maximum and its ties fall in."""
+    big = np.finfo(np.float32).max
+    rng = np.random.default_rng(n)
+    for trial in range(12):
+        logits = rng.integers(-4, 5, n).astype(np.float32)  # many ties
+        if trial % 3 == 1:
+            logits[rng.integers(0, n, max(1, n // 7))] = np.nan
+        if trial % 3 == 2:
+            logits[rng.integers(0, n, 3)] = rng.choice([np.inf, -np.inf, np.nan], 3)
+        if trial == 11:
+            logits[:] = np.nan
+        ids, values = rng.integers(0, n, 3), rng.choice([-9.0, 0.5, 6.0], 3)
+        bias = {int(t): float(b) for t, b in zip(ids, values)}
+        for with_bias in (False, True):
+            expected = logits.copy()
+            if with_bias:
+                for t, b in bias.items():
+                    expected[t] += np.float32(b)
+            expected = np.where(np.isnan(expected), -big, np.clip(expected, -big, big))
+            chosen = bias if with_bias else None
+            s = _core.Sampler(temperature=0.0, seed=0, top_k=0, repeat_last_n=0, logit_bias=chosen)
+            assert s.sample_logits(logits) == int(np.argmax(expected)), (trial, with_bias)
