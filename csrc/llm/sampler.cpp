@@ -26,7 +26,7 @@ inline bool allowed(TokenMask mask, int64_t i) { return !mask || ((mask[i >> 5] 
 // comes from 16 independent lanes (`lane < x ? x : lane`, so NaN never wins;
 // vectorised without reassociating anything), and orderable() is monotone, so
 // orderable(raw max) is the block's maximum; only a block that beats best is
-// scanned for its first index. A 128k vocabulary: 24 against 140 us.
+// scanned for its first index. A 128k vocabulary with a bias: 45 against 343 us.
 void first_max(const float* v, int64_t b, int64_t e, int32_t& chosen, float& best) {
   constexpr int64_t kBlock = 512, kLanes = 16;
   constexpr float kInf = std::numeric_limits<float>::infinity();
