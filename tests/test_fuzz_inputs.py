@@ -18,6 +18,7 @@ properties run under ASan/UBSan in tests/sanitize/run_sanitized.sh.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -234,9 +235,10 @@ def test_sampler_nan_logits_regression() -> None:
 
 @pytest.mark.parametrize("n", [1, 15, 16, 511, 512, 513, 1040, 49152, 128256])
 def test_greedy_first_maximum_matches_numpy(n: int) -> None:
-    """Greedy picks numpy's argmax (its first maximum) of the logits with the
-    bias added and NaN / inf made orderable (NaN least likely, inf the largest
-    finite value), whatever block or lane the maximum and its ties fall in."""
+    """Greedy picks numpy's argmax (its first maximum) of the allowed logits with
+    the bias added and NaN / inf made orderable (NaN least likely, inf the
+    largest finite value), whatever block, lane or mask word the maximum and its
+    ties fall in; with no mask, a full one, a dense and a sparse one."""
     big = np.finfo(np.float32).max
     rng = np.random.default_rng(n)
     for trial in range(12):
@@ -249,12 +251,24 @@ def test_greedy_first_maximum_matches_numpy(n: int) -> None:
             logits[:] = np.nan
         ids, values = rng.integers(0, n, 3), rng.choice([-9.0, 0.5, 6.0], 3)
         bias = {int(t): float(b) for t, b in zip(ids, values)}
-        for with_bias in (False, True):
+        for with_bias, kind in itertools.product((False, True), ("none", "all", "dense", "sparse")):
             expected = logits.copy()
             if with_bias:
                 for t, b in bias.items():
                     expected[t] += np.float32(b)
             expected = np.where(np.isnan(expected), -big, np.clip(expected, -big, big))
+            allowed = np.ones(n, dtype=bool)  # the mask: bit t % 32 of word t // 32
+            if kind == "dense":  # runs of allowed words broken by single tokens out
+                allowed[rng.integers(0, n, max(1, n // 300))] = False
+            elif kind == "sparse":
+                allowed = rng.random(n) < 0.01
+            allowed[rng.integers(0, n)] = True  # some token is always allowed
+            bits = np.zeros((n + 31) // 32 * 32, dtype=bool)
+            bits[:n] = allowed
+            bits[n:] = True  # bits past the vocabulary are ignored
+            words = np.packbits(bits.reshape(-1, 32)[:, ::-1]).view(">u4").astype(np.uint32)
+            expected = np.where(allowed, expected, -np.inf)
             chosen = bias if with_bias else None
             s = _core.Sampler(temperature=0.0, seed=0, top_k=0, repeat_last_n=0, logit_bias=chosen)
-            assert s.sample_logits(logits) == int(np.argmax(expected)), (trial, with_bias)
+            got = s.sample_logits(logits, None if kind == "none" else words)
+            assert got == int(np.argmax(expected)), (trial, with_bias, kind)

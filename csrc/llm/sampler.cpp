@@ -121,9 +121,27 @@ void Sampler::greedy(const float* logits, int64_t n_vocab, TokenMask mask) {
       chosen = static_cast<int32_t>(i);
     }
   };
-  auto scan = [&](int64_t b, int64_t e) {  // the unbiased logits [b, e)
+  // The unbiased logits [b, e): runs of whole mask words with every bit set
+  // (or no mask) by first_max, other whole words by their set bits, in order.
+  auto scan = [&](int64_t b, int64_t e) {
     if (!mask) return first_max(logits, b, e, chosen, best);
-    for (int64_t i = b; i < e; ++i) consider(i, orderable(logits[i]));
+    int64_t i = b;
+    for (; i < e && (i & 31); ++i) consider(i, orderable(logits[i]));
+    while (i + 32 <= e) {
+      int64_t run = i;
+      while (run + 32 <= e && mask[run >> 5] == ~0u) run += 32;
+      if (run > i) {
+        first_max(logits, i, run, chosen, best);
+        i = run;
+        continue;
+      }
+      for (uint32_t word = mask[i >> 5]; word; word &= word - 1) {
+        const int64_t k = i + __builtin_ctz(word);
+        consider(k, orderable(logits[k]));
+      }
+      i += 32;
+    }
+    for (; i < e; ++i) consider(i, orderable(logits[i]));
   };
   int64_t pos = 0;
   for (size_t j = 0; j < bias_by_id_.size();) {
