@@ -9,6 +9,8 @@
 // results are its bits. Levels as the dots take them:
 //   Q2_K: 0..3 (dot4);  Q3_K: q + 4 in 0..7 (dot4), the -4 in the start value
 //   -4 * bsum;  IQ4_XS: the signed table values (sdot4 of |w| and w's signs).
+// Prompt tiles take tile_dot4 (the embedded broadcast on AVX-512: the 1B's
+// Q3_K_M and Q2_K pp512 1.06-1.16x, two runs of 10 alternated pairs each).
 // Besides x86/kquant_tiles.h's traits, IQ4_XS needs (V::R == 8 only):
 //   I table16(const int8_t* p): 16 bytes in each 128-bit half;  I lookup(I table, I nib)
 //   I abs8(I);  I sdot4(I acc, I aw, I w, const int8_t* x): acc + per lane
@@ -135,8 +137,8 @@ struct K23Fmt {
             I a = kQ3 ? V::set32(k.w[s0]) : V::zero(), c = kQ3 ? V::set32(k.w[s0 + 1]) : V::zero();
 #pragma GCC unroll 4
             for (int m = 0; m < 4; ++m) {
-              a = V::dot4(a, u[m], xq + 4 * m);
-              c = V::dot4(c, u[m + 4], xq + 16 + 4 * m);
+              a = tile_dot4<V, T>(a, u[m], xq + 4 * m);
+              c = tile_dot4<V, T>(c, u[m + 4], xq + 16 + 4 * m);
             }
             isum[t] = V::add(isum[t], V::add(V::mul(a, sc0), V::mul(c, sc1)));
           }
