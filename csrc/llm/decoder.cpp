@@ -273,7 +273,7 @@ kernels::GemmFn Context::rows_gemm(const Matrix& W, int64_t m) const {
   return tokens_independent(kt_, W.type) ? gemm : nullptr;
 }
 
-void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
+size_t Context::convert_rows(const Matrix& W, const float* X, int64_t m) {
   const GgmlType vt = vec_dot_type(W.type);
   const size_t xs = row_bytes(vt, W.cols);
   const kernels::ConvertRowFn convert = kt_.convert[kernels::act_slot(vt)];
@@ -282,6 +282,15 @@ void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
   for_rows(m, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) convert(X + t * K, act + t * xs, K);
   });
+  return xs;
+}
+
+void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
+  matmul_converted(W, convert_rows(W, X, m), m, Y);
+}
+
+void Context::matmul_converted(const Matrix& W, size_t xs, int64_t m, float* Y) {
+  const uint8_t* act = act_.data();
   const kernels::GemmFn gemm = rows_gemm(W, m);
   if (!gemm) return matmul_as_steps(W, act, xs, m, Y);
   if (m == 1) {  // decode: the split of matmul_shared_input
@@ -290,7 +299,7 @@ void Context::matmul(const Matrix& W, const float* X, int64_t m, float* Y) {
     return run_products(Ws, Ys, &gemm, 1, act, xs, m);
   }
   pool_.parallel_for(W.rows, row_grain(W.rows, pool_.size()), [&](int64_t r0, int64_t r1) {
-    gemm(W.data, W.row_stride, act, xs, Y, W.rows, K, r0, r1, m);
+    gemm(W.data, W.row_stride, act, xs, Y, W.rows, W.cols, r0, r1, m);
   });
 }
 
@@ -342,9 +351,16 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
     gemm[i] = rows_gemm(*Ws[i], m);
     same = same && gemm[i];
   }
-  if (!same || !inline_rows(m)) {
-    // Prefill: each product is long enough that its own job costs nothing extra.
+  if (!same) {
     for (int i = 0; i < n; ++i) matmul(*Ws[i], X, m, Ys[i]);
+    return;
+  }
+  if (!inline_rows(m)) {
+    // Prefill: one conversion, then a job per product (each is long enough
+    // that its own job costs nothing extra). SmolLM2 pp512 converted 1.5x the
+    // rows it needed when each product converted X again.
+    const size_t xs = convert_rows(*Ws[0], X, m);
+    for (int i = 0; i < n; ++i) matmul_converted(*Ws[i], xs, m, Ys[i]);
     return;
   }
   const GgmlType vt = vec_dot_type(Ws[0]->type);

@@ -77,6 +77,10 @@ class Context {
   void output_logits(int64_t first, int64_t rows, float* out);
   // Y[m x W.rows] = X[m x W.cols] . W^T
   void matmul(const Matrix& W, const float* X, int64_t m, float* Y);
+  // X's m rows in W's activation format into act_; returns the row stride.
+  size_t convert_rows(const Matrix& W, const float* X, int64_t m);
+  // matmul of the rows convert_rows left in act_ (stride xs).
+  void matmul_converted(const Matrix& W, size_t xs, int64_t m, float* Y);
   // The gemm for m rows of this chunk: the table's gemm, or for the rows of
   // eval_as_steps one that gives each row a one-token call's bits, or nullptr
   // (then matmul_as_steps).

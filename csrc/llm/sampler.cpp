@@ -43,9 +43,9 @@ void first_max(const float* v, int64_t b, int64_t e, int32_t& chosen, float& bes
     m = orderable(m);
     if (chosen >= 0 && !(m > best)) continue;
     for (int64_t k = c; k < c + n; ++k) {
-      if (orderable(v[k]) == m) {
+      if (orderable(v[k]) == m) {  // == also joins -0 and +0: keep the first one's value
         chosen = static_cast<int32_t>(k);
-        best = m;
+        best = orderable(v[k]);
         break;
       }
     }
