@@ -83,8 +83,9 @@ const Isa kIsas[] = {
       avx2::fill_kquants, avx2::fill_kquants_lowbit, avx2::fill_flash},
      [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }},
     {"avx512", "avx2",
-     {avx512::fill_gemm, avx512::fill_attention, avx512::fill_vision, avx512::fill_vision_attention,
-      avx512::fill_i8, avx512::fill_kquants, avx512::fill_flash, avx512::fill_gemv_batch, avx512::fill_gemv_fast},
+     {avx512::fill_gemm, avx512::fill_convert, avx512::fill_attention, avx512::fill_vision,
+      avx512::fill_vision_attention, avx512::fill_i8, avx512::fill_kquants, avx512::fill_flash,
+      avx512::fill_gemv_batch, avx512::fill_gemv_fast},
      [](const CpuFeatures& f) {
        return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
      }},

@@ -10,6 +10,7 @@
 namespace bluelm::kernels::avx512 {
 
 void fill_gemm(KernelTable& t);       // gemm.cpp
+void fill_convert(KernelTable& t);    // convert.cpp: Q8_0 / Q8_1 activation rows, 16 blocks at a time
 void fill_attention(KernelTable& t);  // attention.cpp: F16 attention of prompt chunks
 void fill_vision(KernelTable& t);     // vision.cpp: the encoder's element-wise ops
 void fill_vision_attention(KernelTable& t);  // vision_attention.cpp: its F32 attention
