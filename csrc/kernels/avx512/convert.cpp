@@ -51,8 +51,8 @@ struct AddI {  // int32 lanes carried in float registers
   }
 };
 
-// Blocks [0, 16) of x: d (fp16 and float), id and the 32 int8 each; sums of q
-// per block as int32 when kSums.
+// Blocks [0, 16) of x: each one's d (fp16 and float) and 32 int8; with kSums
+// also each one's sum of q as int32.
 template <bool kSums>
 inline void group(const float* x, uint16_t* d16, float* d32, int8_t (*qs)[32], int32_t* sums) {
   __m512 a[kGroup];
@@ -75,8 +75,8 @@ inline void group(const float* x, uint16_t* d16, float* d32, int8_t (*qs)[32], i
                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs[j]), _mm512_cvtsepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs[j] + 16), _mm512_cvtsepi32_epi8(q1));
-    // packs saturate int32 -> int16 -> int8 and q is within int16, so the
-    // narrowed bytes sum as the int32 q's, clamped to [-128, 127] each.
+    // The sum is of the bytes as stored: each q clamped to [-128, 127], as the
+    // saturating narrowing wrote it (for finite x, |q| <= 127 anyway).
     if constexpr (kSums) {
       const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
       s[j] = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q0, lo), hi),
