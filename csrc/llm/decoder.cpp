@@ -355,19 +355,13 @@ void Context::matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int
     for (int i = 0; i < n; ++i) matmul(*Ws[i], X, m, Ys[i]);
     return;
   }
-  if (!inline_rows(m)) {
-    // Prefill: one conversion, then a job per product (each is long enough
-    // that its own job costs nothing extra). SmolLM2 pp512 converted 1.5x the
-    // rows it needed when each product converted X again.
-    const size_t xs = convert_rows(*Ws[0], X, m);
-    for (int i = 0; i < n; ++i) matmul_converted(*Ws[i], xs, m, Ys[i]);
-    return;
-  }
-  const GgmlType vt = vec_dot_type(Ws[0]->type);
-  const size_t xs = row_bytes(vt, Ws[0]->cols);
-  const int64_t K = Ws[0]->cols;
-  for (int64_t t = 0; t < m; ++t) kt_.convert[kernels::act_slot(vt)](X + t * K, act_.data() + t * xs, K);
-  run_products(Ws, Ys, gemm, n, act_.data(), xs, m);  // one job for all products
+  // One conversion (SmolLM2 pp512 converted 1.5x the rows it needed when each
+  // product converted X again), then decode and a draft's rows take one job for
+  // all products; a prompt a job per product (each long enough that its own job
+  // costs nothing extra).
+  const size_t xs = convert_rows(*Ws[0], X, m);
+  if (inline_rows(m)) return run_products(Ws, Ys, gemm, n, act_.data(), xs, m);
+  for (int i = 0; i < n; ++i) matmul_converted(*Ws[i], xs, m, Ys[i]);
 }
 
 void Context::warm_next(std::initializer_list<const Matrix*> Ws) {

@@ -51,6 +51,19 @@ struct AddI {  // int32 lanes carried in float registers
   }
 };
 
+// 16 values of x times id, rounded to nearest even.
+inline __m512i quant16(const float* x, __m512 id) {
+  return _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x), id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+// A block's q (two halves) as int32 lanes to sum: the bytes as stored, each q
+// clamped to [-128, 127] as the saturating narrowing wrote it (for finite x,
+// |q| <= 127 anyway).
+inline __m512i stored_q(__m512i q0, __m512i q1) {
+  const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
+  return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q0, lo), hi), _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi));
+}
+
 // Blocks [0, 16) of x: each one's d (fp16 and float) and 32 int8; with kSums
 // also each one's sum of q as int32.
 template <bool kSums>
@@ -69,19 +82,10 @@ inline void group(const float* x, uint16_t* d16, float* d32, int8_t (*qs)[32], i
   __m512 s[kGroup];
   for (int j = 0; j < kGroup; ++j) {
     const __m512 m = _mm512_set1_ps(ids[j]);
-    const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * j), m),
-                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * j + 16), m),
-                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i q0 = quant16(x + 32 * j, m), q1 = quant16(x + 32 * j + 16, m);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs[j]), _mm512_cvtsepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs[j] + 16), _mm512_cvtsepi32_epi8(q1));
-    // The sum is of the bytes as stored: each q clamped to [-128, 127], as the
-    // saturating narrowing wrote it (for finite x, |q| <= 127 anyway).
-    if constexpr (kSums) {
-      const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
-      s[j] = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q0, lo), hi),
-                                                  _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi)));
-    }
+    if constexpr (kSums) s[j] = _mm512_castsi512_ps(stored_q(q0, q1));
   }
   if constexpr (kSums) _mm512_storeu_si512(sums, _mm512_castps_si512(reduce16(s, AddI())));
 }
@@ -95,14 +99,11 @@ inline void one(const float* x, Block& o) {
   const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
   o.d = static_cast<uint16_t>(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
   const __m512 m = _mm512_set1_ps(id);
-  const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, m), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, m), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512i q0 = quant16(x, m), q1 = quant16(x + 16, m);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(o.qs), _mm512_cvtsepi32_epi8(q0));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(o.qs + 16), _mm512_cvtsepi32_epi8(q1));
   if constexpr (kSums) {
-    const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
-    const int sum = _mm512_reduce_add_epi32(
-        _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q0, lo), hi), _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi)));
+    const int sum = _mm512_reduce_add_epi32(stored_q(q0, q1));
     o.s = static_cast<uint16_t>(_cvtss_sh(static_cast<float>(sum) * d, _MM_FROUND_TO_NEAREST_INT));
   }
 }
