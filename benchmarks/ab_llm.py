@@ -28,8 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
+
+from ab_workers import PairedWorkers
 
 WORKER = r"""
 import json, random, sys, time
@@ -82,40 +83,23 @@ def main() -> int:
     if a.mode == "decode" and a.weight_bytes <= 0:
         ap.error("decode needs --weight-bytes (bench_llm.py prints 'weights read per token')")
     arg = a.tokens if a.mode == "pp" else a.weight_bytes
-    procs = {
-        name: subprocess.Popen(
-            [py, "-c", WORKER, a.mode, a.file, str(a.threads), str(arg)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for name, py in (("old", a.old_python), ("new", a.new_python))
-    }
-    for name, p in procs.items():
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready", name
     runs: dict[str, list[dict]] = {"old": [], "new": []}
-    for i in range(a.pairs):
-        for name in ("old", "new") if i % 2 == 0 else ("new", "old"):
-            p = procs[name]
-            assert p.stdin is not None and p.stdout is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-            runs[name].append(json.loads(p.stdout.readline()))
-        o, n = runs["old"][-1], runs["new"][-1]
-        if a.mode == "pp":
-            print(f"pair {i}: old {o['tps']:.1f} new {n['tps']:.1f} t/s", flush=True)
-        else:
-            probes = o["probes"] + n["probes"]
-            om, nm = statistics.median(o["pct"]), statistics.median(n["pct"])
-            print(
-                f"pair {i}: old {om:.1f}% new {nm:.1f}% of the probes "
-                f"({min(probes) / 1e9:.1f}-{max(probes) / 1e9:.1f} GB/s)",
-                flush=True,
-            )
-    for p in procs.values():
-        assert p.stdin is not None
-        p.stdin.close()
-        p.wait()
+    args = [a.mode, a.file, str(a.threads), str(arg)]
+    with PairedWorkers(WORKER, args, a.old_python, a.new_python) as workers:
+        for i, line in workers.pairs(a.pairs):
+            for name, text in line.items():
+                runs[name].append(json.loads(text))
+            o, n = runs["old"][-1], runs["new"][-1]
+            if a.mode == "pp":
+                print(f"pair {i}: old {o['tps']:.1f} new {n['tps']:.1f} t/s", flush=True)
+            else:
+                probes = o["probes"] + n["probes"]
+                om, nm = statistics.median(o["pct"]), statistics.median(n["pct"])
+                print(
+                    f"pair {i}: old {om:.1f}% new {nm:.1f}% of the probes "
+                    f"({min(probes) / 1e9:.1f}-{max(probes) / 1e9:.1f} GB/s)",
+                    flush=True,
+                )
     if a.mode == "pp":
         old = [r["tps"] for r in runs["old"]]
         new = [r["tps"] for r in runs["new"]]

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
+
+from ab_workers import PairedWorkers
 
 WORKER = r"""
 import os, sys, time
@@ -47,35 +48,20 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=4)
     a = ap.parse_args()
-    args = [a.file, str(a.threads), str(a.batch)]
-    procs = {
-        name: subprocess.Popen(
-            [py, "-c", WORKER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        for name, py in (("old", a.old_python), ("new", a.new_python))
-    }
-    for name, p in procs.items():
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready", name
     wall: dict[str, list[float]] = {"old": [], "new": []}
     cpu: dict[str, list[float]] = {"old": [], "new": []}
-    for i in range(a.pairs):
-        for name in ("old", "new") if i % 2 == 0 else ("new", "old"):
-            p = procs[name]
-            assert p.stdin is not None and p.stdout is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-            w, c = (float(v) for v in p.stdout.readline().split())
-            wall[name].append(w)
-            cpu[name].append(c)
-        print(
-            f"pair {i}: wall old {wall['old'][-1]:.3f} new {wall['new'][-1]:.3f} s/patch, "
-            f"CPU old {cpu['old'][-1]:.3f} new {cpu['new'][-1]:.3f}",
-            flush=True,
-        )
-    for p in procs.values():
-        assert p.stdin is not None
-        p.stdin.close()
-        p.wait()
+    args = [a.file, str(a.threads), str(a.batch)]
+    with PairedWorkers(WORKER, args, a.old_python, a.new_python) as workers:
+        for i, line in workers.pairs(a.pairs):
+            for name, text in line.items():
+                w, c = (float(v) for v in text.split())
+                wall[name].append(w)
+                cpu[name].append(c)
+            print(
+                f"pair {i}: wall old {wall['old'][-1]:.3f} new {wall['new'][-1]:.3f} s/patch, "
+                f"CPU old {cpu['old'][-1]:.3f} new {cpu['new'][-1]:.3f}",
+                flush=True,
+            )
     for label, d in (("wall", wall), ("CPU", cpu)):
         ratio = statistics.median(n / o for n, o in zip(d["new"], d["old"]))
         old, new = statistics.median(d["old"]), statistics.median(d["new"])
