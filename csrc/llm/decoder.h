@@ -88,8 +88,8 @@ class Context {
   // matmul for eval_as_steps where the gemm is not the same per token: each
   // token through the one-token gemm.
   void matmul_as_steps(const Matrix& W, const uint8_t* act, size_t xs, int64_t m, float* Y);
-  // Several products of one input (q/k/v, gate/up): one conversion of X and one
-  // pool job for all of them, instead of one each.
+  // Several products of one input (q/k/v, gate/up): one conversion of X, then
+  // one pool job for all of them (decode, a draft's rows) or one each (prompts).
   void matmul_shared_input(const Matrix* const* Ws, float* const* Ys, int n, const float* X, int64_t m);
   // One pool job for n products of the converted rows act (row stride xs),
   // gemm[i] for product i: their rows end to end, each thread on its share,
