@@ -109,11 +109,12 @@ void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector
 // Decode from DRAM: one token through a matrix of about 150-210 MiB (well past
 // any L3), single thread, thread CPU time, best of 5 sweeps; against one
 // thread's read bandwidth (core/bandwidth_probe.h, wall time) measured between
-// the sweeps. What the
-// gemv of each type reaches of the memory ceiling a decode step is bound by.
+// the sweeps. What the gemv of each type reaches of the memory ceiling a decode
+// step is bound by, and (from L2) how far its own arithmetic is from that ceiling.
 void bench_decode(const std::vector<const KernelTable*>& tables) {
   const int64_t K = 4096, tile_rows = 2048, copies = 32;  // rows = 65536
-  std::printf("single thread, one token, 65536 x 4096 weights (DRAM), thread CPU time, best of 5\n");
+  std::printf("single thread, one token, 65536 x 4096 weights (DRAM; and ~192 KiB of them from L2), "
+              "thread CPU time, best of 5\n");
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     const GgmlType xt = vec_dot_type(wt);
     const size_t ws = row_bytes(wt, K), xs = row_bytes(xt, K);
@@ -146,8 +147,18 @@ void bench_decode(const std::vector<const KernelTable*>& tables) {
         bw = std::fmax(bw, read_bandwidth(size_t(160) << 20, 1, 1));
       }
       const double gbs = double(W.size()) / sec * 1e-9;
-      std::printf(" | %s%s %5.1f GB/s (read probe %5.1f GB/s: %3.0f%%)", tb->isa, R > 0 ? "[p]" : "", gbs, bw * 1e-9,
-                  100.0 * gbs / (bw * 1e-9));
+      // The same kernel's compute ceiling: the first ~192 KiB of rows (whole
+      // groups) again and again from L2.
+      const int64_t l2_rows = std::max<int64_t>(std::max(R, 1), (int64_t(192) << 10) / int64_t(ws) / 16 * 16);
+      constexpr int kL2Reps = 2000;
+      double l2_sec = 1e30;
+      for (int trial = 0; trial < 5; ++trial) {
+        const double t0 = thread_seconds();
+        for (int rep = 0; rep < kL2Reps; ++rep) f(w, ws, X.data(), xs, Y.data(), rows, K, 0, l2_rows, 1);
+        l2_sec = std::fmin(l2_sec, thread_seconds() - t0);
+      }
+      std::printf(" | %s%s %5.1f GB/s (read probe %5.1f GB/s: %3.0f%%; from L2 %5.1f)", tb->isa, R > 0 ? "[p]" : "",
+                  gbs, bw * 1e-9, 100.0 * gbs / (bw * 1e-9), double(l2_rows) * ws * kL2Reps / l2_sec * 1e-9);
     }
     std::printf("\n");
     std::fflush(stdout);

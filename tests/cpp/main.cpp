@@ -6,7 +6,7 @@
 //   test_kernels --bench-vision the same for the vision int8 gemm and attention
 //   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk (and _bf16)
 //   test_kernels --bench-steps      a speculative round's attention: attend per lane vs attend_steps
-//   test_kernels --bench-decode one-token gemv of Q4_0/Q4_K/Q5_K/Q6_K from DRAM, GB/s vs the read probe
+//   test_kernels --bench-decode one-token gemv of Q4_0/Q4_K/Q5_K/Q6_K from DRAM (GB/s vs the read probe) and L2
 //   test_kernels --bench-batch  speculative verification matrices (SmolLM2 shapes) per token count
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
 #include <cstdio>

@@ -29,6 +29,15 @@ inline __m128 head2(const void* block) {
   return _mm_cvtph_ps(_mm_loadl_epi64(static_cast<const __m128i*>(block)));
 }
 
+// v as it is, kept in a register: GCC otherwise may fold its load into every
+// instruction that uses it, reading the same bytes again for each (see
+// kquant_tiles.h kOneLoad).
+template <class I>
+inline I in_register(I v) {
+  __asm__("" : "+v"(v));
+  return v;
+}
+
 inline __m256i load32(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 // The 8 lanes summed as (lo + hi), then movehl, then movehdup (the AVX tree).

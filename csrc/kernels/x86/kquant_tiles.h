@@ -64,6 +64,14 @@ inline void k_prefetch(const char* gb) {
   }
 }
 
+// Whether a one-token tile keeps each quant vector it splits in a register
+// (in_register: one load, where GCC would fold one into each use). AVX-512
+// (32 registers), one core, from L2: Q4_K 47 -> 62, Q5_K 34 -> 47, Q6_K 53 ->
+// 66 GB/s; AVX2 (16): Q4_K and Q6_K 6% slower, so not there. Prompts leave it to
+// GCC: their registers are full, and a group's loads serve every token.
+template <class V, int T>
+constexpr bool kOneLoad = T == 1 && V::R == 16;
+
 // dot4 in a tile of T tokens. Prompts take V::dot4_prompt, on AVX-512 the
 // token's bytes as vpdpbusd's embedded broadcast (zmm.h; 1B Q4_K_M pp512
 // 1.055x, 10 alternated pairs, 9 faster); decode keeps V::dot4 (with the
@@ -153,13 +161,15 @@ struct K4Fmt {
         I lo[8], hi[8];
 #pragma GCC unroll 8
         for (int m = 0; m < 8; ++m) {
-          const I v = V::load(qs + (8 * j + m) * 4 * R);
+          I v = V::load(qs + (8 * j + m) * 4 * R);
+          if constexpr (kOneLoad<V, T>) v = in_register(v);  // one load for both masks
           lo[m] = V::and_(v, V::set8(0x0f));
           // Q4_K on an exact dot4: the high nibbles in place (16 * level)
           if constexpr (kHigh16) hi[m] = V::and_(v, V::set8(char(0xf0)));
           else hi[m] = V::and_(V::template shr16<4>(v), V::set8(0x0f));
           if constexpr (kHigh) {
-            const I h = V::load(gb + 16 * R + m * 4 * R);
+            I h = V::load(gb + 16 * R + m * 4 * R);
+            if constexpr (kOneLoad<V, T>) h = in_register(h);
             switch (j) {  // constant after unrolling
               case 0: lo[m] = V::or_(lo[m], high<0>(h)); hi[m] = V::or_(hi[m], high<1>(h)); break;
               case 1: lo[m] = V::or_(lo[m], high<2>(h)); hi[m] = V::or_(hi[m], high<3>(h)); break;
@@ -242,7 +252,10 @@ struct K6Fmt {
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m) {
       const char* c = gb + (12 * (2 * h + a) + m) * 4 * R;  // chunk(p) order
-      const I L = V::load(c + (gp ? 8 : 0) * 4 * R);
+      I L = V::load(c + (gp ? 8 : 0) * 4 * R);
+      // one load for both nibbles; in prompts too (a level vector serves every
+      // token there; the 1B's pp512 1.016x, 8 alternated pairs)
+      if constexpr (kOneLoad<V, 1>) L = in_register(L);
       const I H = V::load(c + 4 * 4 * R);
       // This gp's two 2-bit fields of each qh byte (bits 0-1, 4-5 or
       // 2-3, 6-7), moved to bits 4-5; the shifts' spill into a
