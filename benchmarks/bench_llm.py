@@ -28,7 +28,11 @@ compared with llama-bench minutes, not a whole model's runs, apart. Within each 
 ours also decodes in blocks of 8 tokens with a probe (best of 2 sweeps of 256 MiB, _core.ReadProbe)
 before each block and after the last, all in one process: the host's bandwidth changes in
 episodes of seconds, so a probe seconds away from a run can catch the other episode, and each
-block is set against the higher of the two probes beside it, some 0.2 s away.
+block is set against the higher of the two probes beside it, some 0.2 s away. Beside each probe
+the child also sweeps the model's own matrices as decode reads them, with no arithmetic
+(_core.WeightsProbe: a pool job per product group, split over the threads, best of 2): decode's
+ceiling on those pages with its jobs and barriers, printed for information next to the probe's
+figure, so a shortfall can be told apart into the job structure and the kernels.
 
 Ours also decodes through the Python API: ``Model.generate_tokens`` greedy (``temperature=0``,
 end-of-generation tokens biased away so every run makes tg tokens), column "tg gen".
@@ -157,22 +161,27 @@ def _child_bluelm(
     def block_probe() -> Any:  # one buffer for all of this child's runs, made on first use
         return _core.ReadProbe(BLOCK_PROBE_BYTES, threads)
 
+    @functools.cache
+    def weights_probe() -> Any:  # the model's matrices, swept as decode reads them
+        return _core.WeightsProbe(m._model, threads)
+
     def blocks_once(k: int) -> dict[str, list[float]]:
         """generate's tokens in blocks of k with a read probe before each block and after the
         last, all in this process: each block's speed against the bandwidth of that moment."""
-        probe = block_probe()
+        probe, sweep = block_probe(), weights_probe()
         m.reset()
         it = m.generate_tokens([tok], tg + 1, temperature=0, logit_bias=no_eog)
         next(it)  # the first token comes from the prompt's eval: blocks time decode steps only
-        probes, secs = [probe.best_of(2)], []
+        probes, sweeps, secs = [probe.best_of(2)], [sweep.best_of(2)], []
         for _ in range(tg // k):
             t0 = time.perf_counter()
             for _ in range(k):
                 next(it)
             secs.append(time.perf_counter() - t0)
             probes.append(probe.best_of(2))
+            sweeps.append(sweep.best_of(2))
         it.close()
-        return {"probe_bps": probes, "block_s": secs}
+        return {"probe_bps": probes, "weights_bps": sweeps, "block_s": secs}
 
     if paired:  # serve the parent's "probe" / "gen" / "blocks" requests, one JSON line each
         gen_once()
@@ -380,6 +389,7 @@ def _spawn_paired(
         "ratio": [],
         "pp_ratio": [],
         "block_pct": [],
+        "block_pct_weights": [],
     }
     try:
         if not json.loads(cout.readline()).get("ready"):
@@ -389,7 +399,9 @@ def _spawn_paired(
             order = ["ours", "peer"] if r % 2 == 0 else ["peer", "ours"]
             tps: dict[str, float | None] = {}
             block_pct: list[float] = []
+            block_w: list[float] = []
             bws: list[float] = []
+            sweeps: list[float] = []
             pps: dict[str, float] = {}
             for who in order:
                 if who == "ours":
@@ -404,6 +416,12 @@ def _spawn_paired(
                             for i, s in enumerate(secs)
                         ]
                         out["block_pct"] += block_pct
+                        sweeps = blk["weights_bps"]
+                        block_w = [
+                            100.0 * BLOCK * wbytes / s / max(sweeps[i], sweeps[i + 1])
+                            for i, s in enumerate(secs)
+                        ]
+                        out["block_pct_weights"] += block_w
                 elif peer:
                     lb = _llama_bench_once(model, threads, pp, args) or {}
                     tps["peer"] = lb.get("tg")
@@ -430,7 +448,9 @@ def _spawn_paired(
                     f"\n           ours in {len(block_pct)} blocks of {BLOCK} tokens, each against "
                     f"the higher of the probes beside it (same process, "
                     f"{min(bws) / 1e9:.1f}-{max(bws) / 1e9:.1f} GB/s): median "
-                    f"{statistics.median(block_pct):.1f}% (quartiles {q[0]:.1f}-{q[2]:.1f})"
+                    f"{statistics.median(block_pct):.1f}% (quartiles {q[0]:.1f}-{q[2]:.1f}); "
+                    f"of the weights' own sweep beside it ({min(sweeps) / 1e9:.1f}-"
+                    f"{max(sweeps) / 1e9:.1f} GB/s): median {statistics.median(block_w):.1f}%"
                 )
             if len(pps) == 2:
                 out["pp_ratio"].append(pps["ours"] / pps["peer"])

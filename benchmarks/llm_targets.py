@@ -114,6 +114,14 @@ def print_targets(
                 f"probed between {block}-token blocks in the same process, {len(blocks)} blocks "
                 f"(target >= {want:.0f}%): {'met' if bp >= want else 'NOT met'}"
             )
+        sweep = paired.get("block_pct_weights", [])
+        if sweep:  # information, not a target: the ceiling with decode's job structure
+            sp, q = med(sweep), statistics.quantiles(sweep, n=4)
+            lines.append(
+                f"(information) the same blocks: {sp:.1f}% (quartiles {q[0]:.1f}-{q[2]:.1f}) of "
+                f"the model's own matrices swept as decode reads them, no arithmetic, beside each "
+                f"block"
+            )
 
     def paired_line(what: str, ratios: list[float], want: float) -> None:
         r = med(ratios)

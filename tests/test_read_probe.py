@@ -1,10 +1,11 @@
-"""The read-bandwidth probe the benchmarks use as their roofline (_core.ReadProbe,
-_core.read_bandwidth): bad arguments raise InvalidArgumentError, and a sweep
-reports a finite positive figure."""
+"""The read-bandwidth probes the benchmarks use as their roofline (_core.ReadProbe,
+_core.read_bandwidth) and as decode's ceiling on a model's own pages (_core.WeightsProbe):
+bad arguments raise InvalidArgumentError, and a sweep reports a finite positive figure."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,17 @@ def test_probe_rejects_bad_arguments(bytes_: int, threads: int, match: str) -> N
 def test_probe_rejects_zero_passes() -> None:
     with pytest.raises(InvalidArgumentError, match="passes"):
         _core.ReadProbe(8 << 20, 1).best_of(0)
+
+
+def test_weights_probe_reads_every_matrix_of_a_token(smollm2_file: Path) -> None:
+    """WeightsProbe (bench_llm.py's ceiling of decode on the model's own pages) sweeps exactly
+    the bytes a token's decode reads, as the model counts them."""
+    model = _core.LlamaModel(str(smollm2_file))
+    probe = _core.WeightsProbe(model, 2)
+    assert probe.bytes == model.weight_bytes_per_token
+    bps = probe.best_of(2)
+    assert math.isfinite(bps) and bps > 1e8
+    with pytest.raises(InvalidArgumentError, match="n_threads"):
+        _core.WeightsProbe(model, 0)
+    with pytest.raises(InvalidArgumentError, match="passes"):
+        probe.best_of(0)

@@ -32,4 +32,26 @@ class ReadProbe {
 // pool threads, in bytes per second. The buffer is allocated and written once.
 double read_bandwidth(size_t bytes, int n_threads, int passes);
 
+// Memory that exists elsewhere (a model's weights), read as decode reads it: a
+// pool job per group of spans, in order, each group's bytes split evenly over
+// the threads. No arithmetic, so it gives what those pages, in that order and
+// with a barrier between jobs, allow: a decode's ceiling there.
+class SpanProbe {
+ public:
+  struct Span {
+    const void* data;
+    size_t bytes;
+  };
+  SpanProbe(std::vector<std::vector<Span>> jobs, int n_threads);
+  // Best of `passes` sweeps of every job, in bytes per second.
+  double best_of(int passes);
+  size_t bytes() const { return total_; }
+
+ private:
+  std::vector<std::vector<Span>> jobs_;
+  size_t total_ = 0;
+  ThreadPool pool_;
+  std::vector<uint64_t> sink_;
+};
+
 }  // namespace bluelm

@@ -189,6 +189,36 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("passes") = 1, "Best of `passes` sweeps of the buffer, in bytes/s.");
 
+  py::class_<SpanProbe>(m, "WeightsProbe",
+                        "Reads a model's matrices as decode does (a job per product group, split over the "
+                        "threads) with no arithmetic: a decode's bandwidth ceiling on those pages.")
+      .def(py::init([](const LlmModel& mo, int n_threads) {
+             if (n_threads < 1 || n_threads > 256) throw ArgumentError("n_threads must be in [1, 256]");
+             using Span = SpanProbe::Span;
+             // (as weight_bytes_per_token counts them: an absent matrix reads nothing)
+             auto span = [](const Matrix& w) { return Span{w.data, w.data ? static_cast<size_t>(w.rows) * w.row_stride : 0}; };
+             std::vector<std::vector<Span>> jobs;
+             for (const LayerWeights& L : mo.layers) {  // decode's jobs, in its order
+               jobs.push_back({span(L.wq), span(L.wk), span(L.wv)});
+               jobs.push_back({span(L.wo)});
+               jobs.push_back({span(L.w_gate), span(L.w_up)});
+               jobs.push_back({span(L.w_down)});
+             }
+             jobs.push_back({span(mo.output)});
+             py::gil_scoped_release nogil;
+             return std::make_unique<SpanProbe>(std::move(jobs), n_threads);
+           }),
+           py::arg("model"), py::arg("n_threads") = 1, py::keep_alive<1, 2>())
+      .def_property_readonly("bytes", &SpanProbe::bytes)
+      .def(
+          "best_of",
+          [](SpanProbe& p, int passes) {
+            if (passes < 1) throw ArgumentError("passes must be at least 1");
+            py::gil_scoped_release nogil;
+            return p.best_of(passes);
+          },
+          py::arg("passes") = 1, "Best of `passes` sweeps of the matrices, in bytes/s.");
+
   py::class_<GGUFFile, std::shared_ptr<GGUFFile>>(m, "GGUFFile")
       .def(py::init([](const std::string& path) {
              py::gil_scoped_release nogil;
