@@ -356,6 +356,11 @@ def _llama_bench_once(
     return res
 
 
+def _block_pcts(secs: list[float], beside: list[float], wbytes: int) -> list[float]:
+    """Each block's decode as % of the higher of the two sweeps beside it (bytes/s)."""
+    return [100.0 * BLOCK * wbytes / s / max(beside[i], beside[i + 1]) for i, s in enumerate(secs)]
+
+
 def _spawn_paired(
     model: str, threads: int, wbytes: int, pp: int | None, args: argparse.Namespace
 ) -> dict[str, list[float]]:
@@ -410,17 +415,10 @@ def _spawn_paired(
                     tps["ours"] = args.tg / ask("gen")["gen_s"]
                     if args.tg >= 2 * BLOCK:  # quartiles need two blocks
                         blk = ask(f"blocks {BLOCK}")
-                        bws, secs = blk["probe_bps"], blk["block_s"]
-                        block_pct = [
-                            100.0 * BLOCK * wbytes / s / max(bws[i], bws[i + 1])
-                            for i, s in enumerate(secs)
-                        ]
+                        bws, sweeps = blk["probe_bps"], blk["weights_bps"]
+                        block_pct = _block_pcts(blk["block_s"], bws, wbytes)
+                        block_w = _block_pcts(blk["block_s"], sweeps, wbytes)
                         out["block_pct"] += block_pct
-                        sweeps = blk["weights_bps"]
-                        block_w = [
-                            100.0 * BLOCK * wbytes / s / max(sweeps[i], sweeps[i + 1])
-                            for i, s in enumerate(secs)
-                        ]
                         out["block_pct_weights"] += block_w
                 elif peer:
                     lb = _llama_bench_once(model, threads, pp, args) or {}

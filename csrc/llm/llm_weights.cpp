@@ -114,8 +114,6 @@ constexpr const char* kQkvKeys =
     "attention.head_count, attention.head_count_kv, attention.key_length, embedding_length";
 constexpr const char* kFfKeys = "feed_forward_length, embedding_length";
 
-uint64_t bytes(const Matrix& m) { return m.data ? m.row_stride * m.rows : 0; }
-
 // Rows [r0, r0 + rows) of m as a matrix of its own.
 Matrix row_range(const Matrix& m, int64_t r0, int64_t rows) {
   Matrix v = m;
@@ -224,10 +222,10 @@ LlmModel::LlmModel(const std::string& path, bool repack_weights)
       L.attn_post_norm = b.vector(p + "post_attention_norm.weight", c.n_embd, "embedding_length");
       L.ffn_post_norm = b.vector(p + "post_ffw_norm.weight", c.n_embd, "embedding_length");
     }
-    weight_bytes += bytes(L.wq) + bytes(L.wk) + bytes(L.wv) + bytes(L.wo) + bytes(L.w_gate) +
-                    bytes(L.w_up) + bytes(L.w_down);
+    weight_bytes += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes() + L.w_gate.bytes() +
+                    L.w_up.bytes() + L.w_down.bytes();
   }
-  weight_bytes += bytes(output);
+  weight_bytes += output.bytes();
   b.check_all_used(c.arch);
 
   const char* env = std::getenv("BLUELM_REPACK");

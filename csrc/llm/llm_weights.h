@@ -23,6 +23,8 @@ struct Matrix {
   // kernels/repack.h), 0 for the file layout; row() is valid only when 0.
   int packed_rows = 0;
   const char* row(int64_t r) const { return static_cast<const char*>(data) + r * row_stride; }
+  // Bytes a product with it reads (an absent matrix: none).
+  size_t bytes() const { return data ? row_stride * static_cast<size_t>(rows) : 0; }
 };
 
 // A 1-D F32 vector (norm weights, biases).

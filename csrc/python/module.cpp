@@ -146,6 +146,17 @@ py::array_t<float> vision_encode(const VisionModel& vm, py::array pixels, bool p
 }
 
 
+// The bandwidth probes' shared argument checks and sweep call (GIL released).
+void check_probe_threads(int n_threads) {
+  if (n_threads < 1 || n_threads > 256) throw ArgumentError("n_threads must be in [1, 256]");
+}
+
+template <class Probe>
+double probe_best_of(Probe& p, int passes) {
+  if (passes < 1) throw ArgumentError("passes must be at least 1");
+  py::gil_scoped_release nogil;
+  return p.best_of(passes);
+}
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -165,7 +176,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "read_bandwidth",
       [](size_t bytes, int n_threads, int passes) {
-        if (n_threads < 1 || n_threads > 256) throw ArgumentError("n_threads must be in [1, 256]");
+        check_probe_threads(n_threads);
         py::gil_scoped_release nogil;
         return read_bandwidth(bytes, n_threads, passes);
       },
@@ -175,29 +186,21 @@ PYBIND11_MODULE(_core, m) {
                         "A read-bandwidth probe kept between sweeps (benchmarks probe between decode steps).")
       .def(py::init([](size_t bytes, int n_threads) {
              if (bytes < (size_t(1) << 20)) throw ArgumentError("bytes must be at least 1 MiB");
-             if (n_threads < 1 || n_threads > 256) throw ArgumentError("n_threads must be in [1, 256]");
+             check_probe_threads(n_threads);
              py::gil_scoped_release nogil;
              return std::make_unique<ReadProbe>(bytes, n_threads);
            }),
            py::arg("bytes") = size_t(256) << 20, py::arg("n_threads") = 1)
-      .def(
-          "best_of",
-          [](ReadProbe& p, int passes) {
-            if (passes < 1) throw ArgumentError("passes must be at least 1");
-            py::gil_scoped_release nogil;
-            return p.best_of(passes);
-          },
-          py::arg("passes") = 1, "Best of `passes` sweeps of the buffer, in bytes/s.");
+      .def("best_of", &probe_best_of<ReadProbe>, py::arg("passes") = 1,
+           "Best of `passes` sweeps of the buffer, in bytes/s.");
 
   py::class_<SpanProbe>(m, "WeightsProbe",
                         "Reads a model's matrices as decode does (a job per product group, split over the "
                         "threads) with no arithmetic: a decode's bandwidth ceiling on those pages.")
       .def(py::init([](const LlmModel& mo, int n_threads) {
-             if (n_threads < 1 || n_threads > 256) throw ArgumentError("n_threads must be in [1, 256]");
-             using Span = SpanProbe::Span;
-             // (as weight_bytes_per_token counts them: an absent matrix reads nothing)
-             auto span = [](const Matrix& w) { return Span{w.data, w.data ? static_cast<size_t>(w.rows) * w.row_stride : 0}; };
-             std::vector<std::vector<Span>> jobs;
+             check_probe_threads(n_threads);
+             auto span = [](const Matrix& w) { return SpanProbe::Span{w.data, w.bytes()}; };
+             std::vector<std::vector<SpanProbe::Span>> jobs;
              for (const LayerWeights& L : mo.layers) {  // decode's jobs, in its order
                jobs.push_back({span(L.wq), span(L.wk), span(L.wv)});
                jobs.push_back({span(L.wo)});
@@ -210,14 +213,8 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("model"), py::arg("n_threads") = 1, py::keep_alive<1, 2>())
       .def_property_readonly("bytes", &SpanProbe::bytes)
-      .def(
-          "best_of",
-          [](SpanProbe& p, int passes) {
-            if (passes < 1) throw ArgumentError("passes must be at least 1");
-            py::gil_scoped_release nogil;
-            return p.best_of(passes);
-          },
-          py::arg("passes") = 1, "Best of `passes` sweeps of the matrices, in bytes/s.");
+      .def("best_of", &probe_best_of<SpanProbe>, py::arg("passes") = 1,
+           "Best of `passes` sweeps of the matrices, in bytes/s.");
 
   py::class_<GGUFFile, std::shared_ptr<GGUFFile>>(m, "GGUFFile")
       .def(py::init([](const std::string& path) {
