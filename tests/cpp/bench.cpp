@@ -111,11 +111,15 @@ void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector
 // thread's read bandwidth (core/bandwidth_probe.h, wall time) measured between
 // the sweeps. What the gemv of each type reaches of the memory ceiling a decode
 // step is bound by, and (from L2) how far its own arithmetic is from that ceiling.
-void bench_decode(const std::vector<const KernelTable*>& tables) {
+void bench_decode(const std::vector<const KernelTable*>& tables, const std::vector<std::string>& only) {
   const int64_t K = 4096, tile_rows = 2048, copies = 32;  // rows = 65536
   std::printf("single thread, one token, 65536 x 4096 weights (DRAM; and ~192 KiB of them from L2), "
               "thread CPU time, best of 5\n");
-  for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+  for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q2_K,
+                      GgmlType::Q3_K}) {
+    // Without a list, the four of the Q4_0 and Q4_K_M files; Q2_K and Q3_K when named.
+    const bool low_bit = wt == GgmlType::Q2_K || wt == GgmlType::Q3_K;
+    if (only.empty() ? low_bit : !wanted(only, type_name(uint32_t(wt)))) continue;
     const GgmlType xt = vec_dot_type(wt);
     const size_t ws = row_bytes(wt, K), xs = row_bytes(xt, K);
     const std::vector<uint8_t> tile = make_weights(wt, tile_rows, K, ws, false);

@@ -66,7 +66,7 @@ void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector
 void bench_vision(const std::vector<const KernelTable*>& tables);
 void bench_attention(const std::vector<const KernelTable*>& tables);
 void bench_steps(const std::vector<const KernelTable*>& tables);
-void bench_decode(const std::vector<const KernelTable*>& tables);
+void bench_decode(const std::vector<const KernelTable*>& tables, const std::vector<std::string>& only);
 // bench_batch.cpp: the speculative verification's matrix work per token count (SmolLM2 shapes).
 void bench_batch(const std::vector<const KernelTable*>& tables);
 

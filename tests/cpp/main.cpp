@@ -6,7 +6,8 @@
 //   test_kernels --bench-vision the same for the vision int8 gemm and attention
 //   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk (and _bf16)
 //   test_kernels --bench-steps      a speculative round's attention: attend per lane vs attend_steps
-//   test_kernels --bench-decode one-token gemv of Q4_0/Q4_K/Q5_K/Q6_K from DRAM (GB/s vs the read probe) and L2
+//   test_kernels --bench-decode [TYPE...]  one-token gemv from DRAM (GB/s vs the read probe) and L2
+//                               (default Q4_0/Q4_K/Q5_K/Q6_K; Q2_K, Q3_K by name)
 //   test_kernels --bench-batch  speculative verification matrices (SmolLM2 shapes) per token count
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
 #include <cstdio>
@@ -142,7 +143,7 @@ int main(int argc, char** argv) {
       if (t != &scalar_table()) b.push_back(t);
     if (mode == "--bench") bench_gemm(b, std::vector<std::string>(argv + 2, argv + argc));
     else if (mode == "--bench-vision") bench_vision(b);
-    else if (mode == "--bench-decode") bench_decode(b);
+    else if (mode == "--bench-decode") bench_decode(b, std::vector<std::string>(argv + 2, argv + argc));
     else if (mode == "--bench-batch") bench_batch(b);
     else if (mode == "--bench-steps") bench_steps(b);
     else bench_attention(b);
