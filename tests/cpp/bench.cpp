@@ -116,9 +116,9 @@ void bench_decode(const std::vector<const KernelTable*>& tables, const std::vect
   std::printf("single thread, one token, 65536 x 4096 weights (DRAM; and ~192 KiB of them from L2), "
               "thread CPU time, best of 5\n");
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q2_K,
-                      GgmlType::Q3_K}) {
-    // Without a list, the four of the Q4_0 and Q4_K_M files; Q2_K and Q3_K when named.
-    const bool low_bit = wt == GgmlType::Q2_K || wt == GgmlType::Q3_K;
+                      GgmlType::Q3_K, GgmlType::IQ4_XS}) {
+    // Without a list, the four of the Q4_0 and Q4_K_M files; Q2_K, Q3_K and IQ4_XS when named.
+    const bool low_bit = wt == GgmlType::Q2_K || wt == GgmlType::Q3_K || wt == GgmlType::IQ4_XS;
     if (only.empty() ? low_bit : !wanted(only, type_name(uint32_t(wt)))) continue;
     const GgmlType xt = vec_dot_type(wt);
     const size_t ws = row_bytes(wt, K), xs = row_bytes(xt, K);

@@ -7,7 +7,7 @@
 //   test_kernels --bench-attention  prompt-chunk attention, old per-row path vs attend_chunk (and _bf16)
 //   test_kernels --bench-steps      a speculative round's attention: attend per lane vs attend_steps
 //   test_kernels --bench-decode [TYPE...]  one-token gemv from DRAM (GB/s vs the read probe) and L2
-//                               (default Q4_0/Q4_K/Q5_K/Q6_K; Q2_K, Q3_K by name)
+//                               (default Q4_0/Q4_K/Q5_K/Q6_K; Q2_K, Q3_K, IQ4_XS by name)
 //   test_kernels --bench-batch  speculative verification matrices (SmolLM2 shapes) per token count
 // Last line of a test run: "N passed, N failed"; exit status non-zero on failure.
 #include <cstdio>

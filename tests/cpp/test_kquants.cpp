@@ -167,12 +167,15 @@ void test_kquant_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType w
 
 void test_convert_q8_k(const KernelTable& isa, const KernelTable& ref, int64_t K) {
   std::vector<float> x(K);
-  // Super-blocks of normals, zeros, halves (ties), tiny values, +-2 (the first
-  // of equal magnitudes decides the sign), normals with a NaN.
+  // Super-blocks of normals, zeros, halves (ties; led by 63 and 31.5, whose
+  // product with iscale = -127/63 a fused multiply-add rounds to -63, the codec
+  // to -64), tiny values, +-2 (the first of equal magnitudes decides the sign),
+  // normals with a NaN.
   for (int64_t i = 0; i < K; ++i) {
     const int kind = int((i / QK_K) % 6);
+    const int64_t e = i % QK_K;
     x[i] = kind == 1   ? 0.0f
-           : kind == 2 ? float(irand(-127, 127)) * 0.5f
+           : kind == 2 ? (e == 0 ? 63.0f : e == 1 ? 31.5f : float(irand(-126, 126)) * 0.5f)
            : kind == 4 ? (irand(0, 1) ? 2.0f : -2.0f)
                        : normal() * (kind == 3 ? 1e-6f : 3.0f);
     if (kind == 5 && i % QK_K == 77) x[i] = std::nanf("");

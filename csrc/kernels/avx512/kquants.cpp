@@ -1,4 +1,4 @@
-// AVX-512 VNNI Q4_K, Q5_K and Q6_K (and Q2_K, Q3_K: x86/kquant_lowbit_tiles.h):
+// AVX-512 VNNI Q4_K, Q5_K and Q6_K (and Q2_K, Q3_K, IQ4_XS: x86/kquant_lowbit_tiles.h):
 // x86/kquant_tiles.h with 16 rows per zmm
 // (vpdpbusd for the 4-element sums, vpdpwssd for the min terms), on 16-row
 // interleaved groups (kernels/kquant_pack.h) repacked at load, or the file
@@ -49,6 +49,11 @@ struct V16 {
     return _mm512_cvtepu8_epi16(ab);
   }
   static F h2f(const char* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  // IQ4_XS (IQ4XSBiasedFmt)
+  static I table16(const int8_t* p) { return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static I lookup(I table, I nib) { return _mm512_shuffle_epi8(table, nib); }
+  static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
+  static I widen_u16(const char* p) { return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
   static F set1(float v) { return _mm512_set1_ps(v); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
@@ -88,7 +93,10 @@ void convert_q8_k(const float* x, void* y, int64_t K) {
     const float iscale = -127.0f / max;
     const __m512 is = _mm512_set1_ps(iscale);
     for (int j = 0; j < 16; ++j) {
-      const __m512 s = _mm512_add_ps(_mm512_mul_ps(is, _mm512_loadu_ps(x + 16 * j)), magic);
+      // The product rounds on its own, as the codec's: GCC fused mul_ps + add_ps
+      // into one FMA, whose rounding differs on near-ties (q off by one).
+      const __m512 p = _mm512_mul_round_ps(is, _mm512_loadu_ps(x + 16 * j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512 s = _mm512_add_ps(p, magic);
       __m512i q = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(s), mant), half);
       const __m128i q8 = _mm512_cvtepi32_epi8(_mm512_min_epi32(q, top));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(o[b].qs + 16 * j), q8);
@@ -102,8 +110,9 @@ void convert_q8_k(const float* x, void* y, int64_t K) {
 
 void fill_kquants(KernelTable& t) {
   set_kquant_entries<K4Fmt<V16, false>, K4Fmt<V16, true>, K6Fmt<V16>, V16>(t);
-  set_kquant_entry<K23Fmt<V16, false>, V16>(t);  // Q2_K, Q3_K (IQ4_XS: AVX2's)
+  set_kquant_entry<K23Fmt<V16, false>, V16>(t);  // Q2_K, Q3_K, IQ4_XS
   set_kquant_entry<K23Fmt<V16, true>, V16>(t);
+  set_kquant_entry<IQ4XSBiasedFmt<V16>, V16>(t);
   t.convert[A_Q8_K] = convert_q8_k;
 }
 

@@ -327,5 +327,89 @@ struct IQ4XSFmt {
   }
 };
 
+// IQ4_XS where dot4 is exact (vpdpbusd: u8 x s8 summed in int32) and a group
+// is 16 rows: the table's levels plus 128 (1..241) are the unsigned operand, so
+// one lookup gives what the dot takes (AVX2's form takes |w|, sign(x, w) and a
+// 16-bit stage); the 128 * sum(x) this adds is taken off by each sub-block's
+// start value, -128 times its two bsums (prep). Its scales' high bits, 16 rows
+// of 16-bit scales_h, are one 32-byte load widened to int32 lanes once a block.
+// In int32: |sum| <= 32 x 127 x 127 a sub-block, times |ls - 32| <= 32, 8 of
+// them: under 2^23. Besides the traits of x86/kquant_tiles.h, V needs:
+//   I table16(const int8_t* p): 16 bytes in each 128-bit lane;  I lookup(I table, I nib)
+//   I xor_(I, I);  I widen_u16(const char* p): R uint16 to int32;  template <int n> I sar32(I)
+template <class V>
+struct IQ4XSBiasedFmt {
+  static_assert(V::R == 16 && V::kDot4Exact, "16-row groups on an exact dot4");
+  static constexpr GgmlType kType = GgmlType::IQ4_XS;
+  static constexpr size_t kBlock = sizeof(BlockIQ4_XS);
+
+  static void prep(const BlockQ8_K& x, int32_t* w) {
+    for (int j = 0; j < 8; ++j) w[j] = -128 * (int32_t(x.bsums[2 * j]) + int32_t(x.bsums[2 * j + 1]));
+  }
+
+  // Sub-block j's scale ls - 32 of the 16 rows as int32 lanes; hs: scales_h widened.
+  static typename V::I scale(const char* gb, typename V::I hs, int j) {
+    using I = typename V::I;
+    constexpr int R = V::R;
+    const __m128i l = V::bytes(gb + 4 * R + (j / 2) * R), m4 = _mm_set1_epi8(0x0f);
+    const __m128i lo = j % 2 ? _mm_and_si128(_mm_srli_epi16(l, 4), m4) : _mm_and_si128(l, m4);
+    I hi;  // bits 2j, 2j + 1 of scales_h to bits 4, 5
+    switch (j) {
+      case 0: hi = V::template shl32<4>(hs); break;
+      case 1: hi = V::template shl32<2>(hs); break;
+      case 2: hi = hs; break;
+      case 3: hi = V::template sar32<2>(hs); break;
+      case 4: hi = V::template sar32<4>(hs); break;
+      case 5: hi = V::template sar32<6>(hs); break;
+      case 6: hi = V::template sar32<8>(hs); break;
+      default: hi = V::template sar32<10>(hs); break;
+    }
+    return V::add(V::or_(V::widen_u8(lo), V::and_(hi, V::set32(0x30))), V::set32(-32));
+  }
+
+  template <int T>
+  static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
+    using I = typename V::I;
+    using F = typename V::F;
+    constexpr int R = V::R;
+    const I table = V::xor_(V::table16(kIQ4NLValues), V::set8(static_cast<char>(0x80)));  // level + 128
+    F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::set1(0.0f);
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* gb = g + b * R * kBlock;
+      const I hs = V::widen_u16(gb + 2 * R);
+      I isum[T];
+      for (int t = 0; t < T; ++t) isum[t] = V::zero();
+      const char* qs = gb + 8 * R;
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        I u[8];  // words m < 4: elements 32j + 4m (low nibbles); m >= 4: 32j + 16 + 4(m - 4)
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; ++m) {
+          I v = V::load(qs + (4 * j + m) * 4 * R);
+          if constexpr (kOneLoad<V, T>) v = in_register(v);  // one load for both nibbles
+          u[m] = V::lookup(table, V::and_(v, V::set8(0x0f)));
+          u[m + 4] = V::lookup(table, V::and_(V::template shr16<4>(v), V::set8(0x0f)));
+        }
+        const I sc = scale(gb, hs, j);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const KTok& k = tk[t][b];
+          const int8_t* xq = k.x->qs + 32 * j;
+          I p = V::set32(k.w[j]);
+#pragma GCC unroll 8
+          for (int m = 0; m < 8; ++m) p = tile_dot4<V, T>(p, u[m], xq + 4 * m);
+          isum[t] = V::add(isum[t], V::mul(p, sc));
+        }
+      }
+      const F dw = V::h2f(gb);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t)
+        acc[t] = V::fma(V::mul(dw, V::set1(tk[t][b].x->d)), V::cvt(isum[t]), acc[t]);
+    }
+    for (int t = 0; t < T; ++t) V::store(y + t * ldy, acc[t]);
+  }
+};
+
 }  // namespace
 }  // namespace bluelm::kernels
