@@ -50,10 +50,14 @@ struct V16 {
   }
   static F h2f(const char* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
   // IQ4_XS (IQ4XSBiasedFmt)
-  static I table16(const int8_t* p) { return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static I table16(const int8_t* p) {
+    return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   static I lookup(I table, I nib) { return _mm512_shuffle_epi8(table, nib); }
   static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
-  static I widen_u16(const char* p) { return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static I widen_u16(const char* p) {
+    return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static F set1(float v) { return _mm512_set1_ps(v); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
@@ -95,7 +99,8 @@ void convert_q8_k(const float* x, void* y, int64_t K) {
     for (int j = 0; j < 16; ++j) {
       // The product rounds on its own, as the codec's: GCC fused mul_ps + add_ps
       // into one FMA, whose rounding differs on near-ties (q off by one).
-      const __m512 p = _mm512_mul_round_ps(is, _mm512_loadu_ps(x + 16 * j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512 p =
+          _mm512_mul_round_ps(is, _mm512_loadu_ps(x + 16 * j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       const __m512 s = _mm512_add_ps(p, magic);
       __m512i q = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(s), mant), half);
       const __m128i q8 = _mm512_cvtepi32_epi8(_mm512_min_epi32(q, top));
@@ -110,7 +115,7 @@ void convert_q8_k(const float* x, void* y, int64_t K) {
 
 void fill_kquants(KernelTable& t) {
   set_kquant_entries<K4Fmt<V16, false>, K4Fmt<V16, true>, K6Fmt<V16>, V16>(t);
-  set_kquant_entry<K23Fmt<V16, false>, V16>(t);  // Q2_K, Q3_K, IQ4_XS
+  set_kquant_entry<K23Fmt<V16, false>, V16>(t);  // Q2_K, Q3_K
   set_kquant_entry<K23Fmt<V16, true>, V16>(t);
   set_kquant_entry<IQ4XSBiasedFmt<V16>, V16>(t);
   t.convert[A_Q8_K] = convert_q8_k;

@@ -8,10 +8,11 @@
 // which is the scalar reference's sequence (kernels/scalar/kquants.h), so the
 // results are its bits. Levels as the dots take them:
 //   Q2_K: 0..3 (dot4);  Q3_K: q + 4 in 0..7 (dot4), the -4 in the start value
-//   -4 * bsum;  IQ4_XS: the signed table values (sdot4 of |w| and w's signs).
+//   -4 * bsum;  IQ4_XS: the signed table values (sdot4 of |w| and w's signs),
+//   on AVX-512 the values plus 128 (IQ4XSBiasedFmt, at the end).
 // Prompt tiles take tile_dot4 (the embedded broadcast on AVX-512: the 1B's
 // Q3_K_M and Q2_K pp512 1.06-1.16x, two runs of 10 alternated pairs each).
-// Besides x86/kquant_tiles.h's traits, IQ4_XS needs (V::R == 8 only):
+// Besides x86/kquant_tiles.h's traits, IQ4XSFmt needs (V::R == 8 only):
 //   I table16(const int8_t* p): 16 bytes in each 128-bit half;  I lookup(I table, I nib)
 //   I abs8(I);  I sdot4(I acc, I aw, I w, const int8_t* x): acc + per lane
 //     sum_k w.byte[k] * x[k] (aw = abs8(w), |w|, |x| <= 127)
@@ -334,7 +335,7 @@ struct IQ4XSFmt {
 // start value, -128 times its two bsums (prep). Its scales' high bits, 16 rows
 // of 16-bit scales_h, are one 32-byte load widened to int32 lanes once a block.
 // In int32: |sum| <= 32 x 127 x 127 a sub-block, times |ls - 32| <= 32, 8 of
-// them: under 2^23. Besides the traits of x86/kquant_tiles.h, V needs:
+// them: under 2^28. Besides the traits of x86/kquant_tiles.h, V needs:
 //   I table16(const int8_t* p): 16 bytes in each 128-bit lane;  I lookup(I table, I nib)
 //   I xor_(I, I);  I widen_u16(const char* p): R uint16 to int32;  template <int n> I sar32(I)
 template <class V>
