@@ -29,6 +29,10 @@
   FFN 8192, vocab 128256, tied embedding) with random weights in llama-quantize's Q4_K_M
   per-tensor choice (``quantize_policy.choose_type``: Q4_K, and Q6_K for the tied embedding
   and the attn_v / ffn_down layers the mix bumps): true Q4_K + Q6_K.
+- ``llama1b-q3_k_m`` / ``llama1b-q2_k`` / ``llama1b-iq4_xs``: llama-quantize's Q3_K_M, Q2_K and
+  IQ4_XS mixes of that file (``llama-quantize --allow-requantize``; needs ``--llama-quantize``):
+  Q3_K + Q4_K (+ Q5_K, Q6_K), Q2_K + Q3_K (+ Q4_K, Q6_K), IQ4_XS + Q5_K (+ Q6_K), with the
+  tool's own per-tensor choices.
 
 Usage:
     python benchmarks/bench_models.py bluelm3b-q4_0 [--cache DIR] [--llama-quantize PATH]
@@ -55,7 +59,12 @@ NAMES = (
     "smollm2-q4_k_m",
     "smollm2-q5_k_m",
     "llama1b-q4_k_m",
+    "llama1b-q3_k_m",
+    "llama1b-q2_k",
+    "llama1b-iq4_xs",
 )
+# Made from llama1b-q4_k_m by llama-quantize --allow-requantize (its mixes, its choices).
+LLAMA_1B_REQUANTIZED = ("llama1b-q3_k_m", "llama1b-q2_k", "llama1b-iq4_xs")
 
 # PAPER.md: the BlueLM-3B language model treated as a LLaMA-family decoder.
 BLUELM3B = {
@@ -160,6 +169,26 @@ def _requantize(name: str, cache: str, llama_quantize: str | None) -> str:
         flags = ["--pure", "--token-embedding-type", "q8_0"]
     cmd = [llama_quantize, "--allow-requantize", *flags, _smollm2_q4_1(), tmp, qtype, "2"]
     subprocess.run(cmd, check=True, capture_output=True)
+    os.replace(tmp, out)
+    return out
+
+
+def _requantize_1b(out: str, qtype: str, cache: str, llama_quantize: str | None) -> str:
+    if os.path.exists(out):
+        return out
+    if not llama_quantize:
+        raise FileNotFoundError(
+            f"{out} is not there: pass --llama-quantize PATH (llama.cpp's tool) to make it"
+        )
+    src = model_path("llama1b-q4_k_m", cache, llama_quantize)
+    tmp = out + ".tmp"
+    try:
+        cmd = [llama_quantize, "--allow-requantize", src, tmp, qtype.upper(), "2"]
+        subprocess.run(cmd, check=True, capture_output=True)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, out)
     return out
 
@@ -293,6 +322,8 @@ def model_path(name: str, cache: str = DEFAULT_CACHE, llama_quantize: str | None
         return _requantize(name, cache, llama_quantize)
     qtype = name.rsplit("-", 1)[1]
     out = os.path.join(cache, f"{name.removesuffix('-' + qtype)}-shape-{qtype}.gguf")
+    if name in LLAMA_1B_REQUANTIZED:
+        return _requantize_1b(out, qtype, cache, llama_quantize)
     if name == "bluelm3b-q4_0":
         out = os.path.join(cache, "bluelm3b-shape-q4_0.gguf")  # the name earlier logs used
     if not os.path.exists(out):
