@@ -29,10 +29,10 @@
   FFN 8192, vocab 128256, tied embedding) with random weights in llama-quantize's Q4_K_M
   per-tensor choice (``quantize_policy.choose_type``: Q4_K, and Q6_K for the tied embedding
   and the attn_v / ffn_down layers the mix bumps): true Q4_K + Q6_K.
-- ``llama1b-q3_k_m`` / ``llama1b-q2_k`` / ``llama1b-iq4_xs``: llama-quantize's Q3_K_M, Q2_K and
-  IQ4_XS mixes of that file (``llama-quantize --allow-requantize``; needs ``--llama-quantize``):
-  Q3_K + Q4_K (+ Q5_K, Q6_K), Q2_K + Q3_K (+ Q4_K, Q6_K), IQ4_XS + Q5_K (+ Q6_K), with the
-  tool's own per-tensor choices.
+- ``llama1b-q5_k_m`` / ``llama1b-q3_k_m`` / ``llama1b-q2_k`` / ``llama1b-iq4_xs``: llama-quantize's
+  Q5_K_M, Q3_K_M, Q2_K and IQ4_XS mixes of that file (``llama-quantize --allow-requantize``; needs
+  ``--llama-quantize``): Q5_K + Q6_K, Q3_K + Q4_K (+ Q5_K, Q6_K), Q2_K + Q3_K (+ Q4_K, Q6_K),
+  IQ4_XS + Q5_K (+ Q6_K), with the tool's own per-tensor choices.
 
 Usage:
     python benchmarks/bench_models.py bluelm3b-q4_0 [--cache DIR] [--llama-quantize PATH]
@@ -59,12 +59,13 @@ NAMES = (
     "smollm2-q4_k_m",
     "smollm2-q5_k_m",
     "llama1b-q4_k_m",
+    "llama1b-q5_k_m",
     "llama1b-q3_k_m",
     "llama1b-q2_k",
     "llama1b-iq4_xs",
 )
 # Made from llama1b-q4_k_m by llama-quantize --allow-requantize (its mixes, its choices).
-LLAMA_1B_REQUANTIZED = ("llama1b-q3_k_m", "llama1b-q2_k", "llama1b-iq4_xs")
+LLAMA_1B_REQUANTIZED = ("llama1b-q5_k_m", "llama1b-q3_k_m", "llama1b-q2_k", "llama1b-iq4_xs")
 
 # PAPER.md: the BlueLM-3B language model treated as a LLaMA-family decoder.
 BLUELM3B = {
