@@ -44,6 +44,7 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -144,6 +145,23 @@ def _smollm2_q4_1() -> str:
     return os.fspath(default_model_path())
 
 
+def _make_file(out: str, write: Callable[[str], None]) -> str:
+    """``write(tmp)`` then rename to ``out``: no half-written file under the final name."""
+    tmp = out + ".tmp"
+    try:
+        write(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, out)
+    return out
+
+
+def _llama_quantize(llama_quantize: str, args: list[str]) -> None:
+    subprocess.run([llama_quantize, "--allow-requantize", *args], check=True, capture_output=True)
+
+
 def _requantize(name: str, cache: str, llama_quantize: str | None) -> str:
     qtype = name.split("-")[1]
     out = os.path.join(cache, f"smollm2-135m-{qtype}.gguf")
@@ -159,7 +177,6 @@ def _requantize(name: str, cache: str, llama_quantize: str | None) -> str:
         raise FileNotFoundError(
             f"{name} is not in {cache}: pass --llama-quantize PATH (llama.cpp's tool) to make it"
         )
-    tmp = out + ".tmp"
     # A mix keeps llama-quantize's per-tensor choices; F16 keeps every tensor F16;
     # the other quantised files are pure with a Q8_0 embedding.
     if mix:
@@ -168,10 +185,8 @@ def _requantize(name: str, cache: str, llama_quantize: str | None) -> str:
         flags = ["--pure"]
     else:
         flags = ["--pure", "--token-embedding-type", "q8_0"]
-    cmd = [llama_quantize, "--allow-requantize", *flags, _smollm2_q4_1(), tmp, qtype, "2"]
-    subprocess.run(cmd, check=True, capture_output=True)
-    os.replace(tmp, out)
-    return out
+    tool, src = llama_quantize, _smollm2_q4_1()
+    return _make_file(out, lambda tmp: _llama_quantize(tool, [*flags, src, tmp, qtype, "2"]))
 
 
 def _requantize_1b(out: str, qtype: str, cache: str, llama_quantize: str | None) -> str:
@@ -181,17 +196,8 @@ def _requantize_1b(out: str, qtype: str, cache: str, llama_quantize: str | None)
         raise FileNotFoundError(
             f"{out} is not there: pass --llama-quantize PATH (llama.cpp's tool) to make it"
         )
-    src = model_path("llama1b-q4_k_m", cache, llama_quantize)
-    tmp = out + ".tmp"
-    try:
-        cmd = [llama_quantize, "--allow-requantize", src, tmp, qtype.upper(), "2"]
-        subprocess.run(cmd, check=True, capture_output=True)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, out)
-    return out
+    tool, src = llama_quantize, model_path("llama1b-q4_k_m", cache, llama_quantize)
+    return _make_file(out, lambda tmp: _llama_quantize(tool, [src, tmp, qtype.upper(), "2"]))
 
 
 def _byte_tokens() -> list[str]:
@@ -328,14 +334,7 @@ def model_path(name: str, cache: str = DEFAULT_CACHE, llama_quantize: str | None
     if name == "bluelm3b-q4_0":
         out = os.path.join(cache, "bluelm3b-shape-q4_0.gguf")  # the name earlier logs used
     if not os.path.exists(out):
-        tmp = out + ".tmp"
-        try:
-            _write_random(tmp, RANDOM[name])
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        os.replace(tmp, out)
+        _make_file(out, lambda tmp: _write_random(tmp, RANDOM[name]))
     return out
 
 

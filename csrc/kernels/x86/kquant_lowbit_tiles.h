@@ -24,33 +24,8 @@
 namespace bluelm::kernels {
 namespace {
 
-// v >> 2s per 16-bit lane (s constant after unrolling): 2-bit field s of each byte at bits 0..1.
-template <class V>
-inline typename V::I shr2(typename V::I v, int s) {
-  switch (s) {
-    case 0: return v;
-    case 1: return V::template shr16<2>(v);
-    case 2: return V::template shr16<4>(v);
-    default: return V::template shr16<6>(v);
-  }
-}
-
-// Bit b (0..7) of each byte of v at bit 2 (the others left for the mask).
-template <class V>
-inline typename V::I bit_to_2(typename V::I v, int b) {
-  switch (b) {
-    case 0: return V::template shl16<2>(v);
-    case 1: return V::template shl16<1>(v);
-    case 2: return v;
-    case 3: return V::template shr16<1>(v);
-    case 4: return V::template shr16<2>(v);
-    case 5: return V::template shr16<3>(v);
-    case 6: return V::template shr16<4>(v);
-    default: return V::template shr16<5>(v);
-  }
-}
-
-// v shifted by d bits (d > 0 left, constant after unrolling) per 16-bit lane.
+// v shifted by d bits (d > 0 left, constant after unrolling) per 16-bit lane:
+// a field or bit of each byte moved to where its use takes it.
 template <class V>
 inline typename V::I shift16(typename V::I v, int d) {
   switch (d) {
@@ -133,9 +108,9 @@ struct K23Fmt {
         I u[8];
 #pragma GCC unroll 8
         for (int m = 0; m < 8; ++m) {
-          u[m] = V::and_(shr2<V>(V::load(qs + (8 * n + m) * 4 * R), s), V::set8(0x03));
-          if constexpr (kQ3)
-            u[m] = V::or_(u[m], V::and_(bit_to_2<V>(V::load(gb + m * 4 * R), 4 * n + s), V::set8(0x04)));
+          u[m] = V::and_(shift16<V>(V::load(qs + (8 * n + m) * 4 * R), -2 * s), V::set8(0x03));
+          if constexpr (kQ3)  // bit 4n + s of the hmask byte to bit 2
+            u[m] = V::or_(u[m], V::and_(shift16<V>(V::load(gb + m * 4 * R), 2 - (4 * n + s)), V::set8(0x04)));
         }
         const int s0 = 8 * n + 2 * s;
         const I sc0 = scale(gb, s0), sc1 = scale(gb, s0 + 1);
