@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,8 +49,8 @@ void bench_gemm(const std::vector<const KernelTable*>& tables, const std::vector
   std::printf("single thread, best of 3 (thread CPU time); GFLOP/s = 2*K*rows*n_tok/time; weights GB/s for "
               "n_tok=1; [f]/[p]: the file / the table's repacked layout\n");
   for (GgmlType wt : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q5_0,
-                      GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K,
-                      GgmlType::IQ4_XS, GgmlType::IQ4_NL}) {
+                      GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q2_K,
+                      GgmlType::Q3_K, GgmlType::IQ4_XS, GgmlType::IQ4_NL}) {
     if (!only.empty() && !wanted(only, type_name(uint32_t(wt)))) continue;
     for (const Shape& s : type_info(uint32_t(wt))->block_size == QK_K ? k_shapes : shapes) {
       const GgmlType xt = vec_dot_type(wt);
@@ -135,14 +136,16 @@ void bench_decode(const std::vector<const KernelTable*>& tables, const std::vect
       if (tb == &scalar_table()) continue;
       const int slot = weight_slot(wt), R = tb->pack_rows[slot];
       GemmFn f = tb->gemm[slot];
-      std::vector<uint8_t> P;
+      // On huge pages, as the model's repacked weights (core/huge_pages.h).
+      std::unique_ptr<uint8_t, HugeFree> P(static_cast<uint8_t*>(alloc_huge(W.size())));
       if (R > 0) {
-        P.resize(W.size());
-        if (tb->pack[slot]) tb->pack[slot](W.data(), P.data(), ws, rows);
-        else repack_rows(W.data(), P.data(), ws, type_info(uint32_t(wt))->block_bytes, rows, R);
+        if (tb->pack[slot]) tb->pack[slot](W.data(), P.get(), ws, rows);
+        else repack_rows(W.data(), P.get(), ws, type_info(uint32_t(wt))->block_bytes, rows, R);
         f = tb->gemm_packed[slot];
+      } else {
+        std::memcpy(P.get(), W.data(), W.size());
       }
-      const uint8_t* w = R > 0 ? P.data() : W.data();
+      const uint8_t* w = P.get();
       double sec = 1e30, bw = 0.0;
       for (int trial = 0; trial < 5; ++trial) {
         const double t0 = thread_seconds();

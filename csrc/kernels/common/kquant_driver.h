@@ -46,7 +46,7 @@ struct QWordOf<Fmt, std::void_t<decltype(Fmt::kQWord)>> {
 template <class Fmt, class = void>
 struct KReorders : std::false_type {};
 template <class Fmt>
-struct KReorders<Fmt, std::void_t<decltype(Fmt::kOrdered)>> : std::true_type {};
+struct KReorders<Fmt, std::void_t<decltype(Fmt::kOrdered)>> : std::bool_constant<(Fmt::kOrdered > 0)> {};
 
 // One super-block group of R rows in place: the layout's order to Fmt's
 // (Forward) or back.

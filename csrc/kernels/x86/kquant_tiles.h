@@ -40,10 +40,14 @@ namespace {
 
 // Decode streams the weights once: every line of the super-block group kAhead
 // groups ahead is asked for (a hint; never faults), so enough loads are in
-// flight for DRAM. Prompts reuse a group from cache and skip it.
-// Q4_K, Q5_K and Q6_K (whose groups are stored in its tile's read order,
-// K6Fmt::chunk) read a 16-row group in order; there the hints only get in the
-// hardware prefetcher's way (test_kernels --bench-decode, one Zen 4 core, CPU
+// flight for DRAM. A prompt's token tiles reuse a group from cache, but the
+// first reads it from DRAM: Q4_K/Q5_K prompts on 16 lanes ask for the next
+// super-block into L2 (1B at 2 threads, pp512, 10 alternated pairs: Q4_K_M
+// 1.049x, 7 faster; Q5_K_M 1.033x, whose word order alone cost 0.945x). Q6_K's,
+// in read order, gained nothing (1.001x).
+// Q4_K, Q5_K and Q6_K (their 16-row groups stored in the one-token tile's read
+// order, K4Fmt::chunk and K6Fmt::chunk) read a group in order; there the hints
+// only get in the hardware prefetcher's way (test_kernels --bench-decode, one Zen 4 core, CPU
 // time, loaded machine: Q4_K 25-27 GB/s with none against 15-17 with L1 2
 // ahead and 20-25 with L2 3 ahead; Q5_K 20-21 against 14-15; Q6_K, the
 // 128256 x 2048 output on huge pages: 20.6 with none against 17.1 with L2 4
@@ -129,6 +133,22 @@ struct K4Fmt {
   // same integers, so the same bits.
   static constexpr bool kHigh16 = !kHigh && V::kDot4Exact;
 
+  // On 16 lanes one token is decoded word by word (decode_word_order): Q5_K's
+  // qh word m, then the 4 qs words 8j+m (j: sub-block pair) whose levels it
+  // completes. The group is stored in that read order (kquant_driver.h
+  // KReorders). Chunks of 4*R bytes: 0 d and dmin, 1-3 the scales, then the
+  // layout's qh (4 + m, Q5_K) and qs (kQs / 4 + 8j + m).
+  static constexpr bool kWordOrder = V::R == 16;
+  static constexpr int kWord = kHigh ? 5 : 4;  // chunks a word m takes
+  static constexpr int kOrdered = kWordOrder ? 4 + 8 * kWord : 0;
+  static constexpr int chunk(int p) {
+    const int m = (p - 4) / kWord, e = (p - 4) % kWord - (kHigh ? 1 : 0);
+    return p < 4 ? p : e < 0 ? 4 + m : kQs / 4 + 8 * e + m;
+  }
+  // Where the qh word m and the qs word 8j+m of a group are, in chunks.
+  static constexpr int qh_at(int m) { return kWordOrder ? 4 + kWord * m : 4 + m; }
+  static constexpr int qs_at(int j, int m) { return kWordOrder ? 4 + kWord * m + kWord - 4 + j : kQs / 4 + 8 * j + m; }
+
   static void prep(const BlockQ8_K& x, int32_t* w) {
     for (int p = 0; p < 4; ++p) {
       const int a = x.bsums[4 * p] + x.bsums[4 * p + 1], b = x.bsums[4 * p + 2] + x.bsums[4 * p + 3];
@@ -143,6 +163,111 @@ struct K4Fmt {
     else return V::and_(V::template shr16<s - 4>(qh), V::set8(0x10));
   }
 
+  // One token's isum on 16 lanes, word m outer: the group is read in address
+  // order (kWordOrder), each Q5_K qh word once, and the 8 sub-block sums stay
+  // in registers until the scales. The j-outer tile read a Q5_K group's qh
+  // words 4 times and spilled about 115 times a group (16 level vectors live).
+  // test_kernels --bench-decode, one core from DRAM, alternated: Q5_K 60-68% ->
+  // 95-101% of the core's probe, Q4_K 81-91% -> 84-99%.
+  template <int... m>
+  __attribute__((always_inline)) static typename V::I decode_word_order(const char* gb, const int8_t* xq,
+                                                                        std::integer_sequence<int, m...>) {
+    using I = typename V::I;
+    I p[8];
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; ++s) p[s] = V::zero();
+    static_assert(kHigh || kHigh16, "Q4_K's high nibbles in place need an exact dot4");
+    (decode_word<m>(gb, xq, p), ...);
+    if constexpr (kHigh16)  // the low nibbles' sums to the high ones' scale of 16
+      for (int j = 0; j < 4; ++j) p[2 * j] = V::template shl32<4>(p[2 * j]);
+    const char* sc = gb + 4 * V::R;
+    const I e = V::add(V::add(V::mul(p[0], k4_scale<V, 0>(sc)), V::mul(p[2], k4_scale<V, 2>(sc))),
+                       V::add(V::mul(p[4], k4_scale<V, 4>(sc)), V::mul(p[6], k4_scale<V, 6>(sc))));
+    const I o = V::add(V::add(V::mul(p[1], k4_scale<V, 1>(sc)), V::mul(p[3], k4_scale<V, 3>(sc))),
+                       V::add(V::mul(p[5], k4_scale<V, 5>(sc)), V::mul(p[7], k4_scale<V, 7>(sc))));
+    return V::add(e, o);
+  }
+
+  // qh word m and the 4 qs words whose levels it completes: p[s] += their products.
+  template <int m>
+  __attribute__((always_inline)) static void decode_word(const char* gb, const int8_t* xq, typename V::I* p) {
+    typename V::I h = V::zero();
+    if constexpr (kHigh) h = in_register(V::load(gb + qh_at(m) * 4 * V::R));
+    decode_chunk<m, 0>(gb, xq, h, p);
+    decode_chunk<m, 1>(gb, xq, h, p);
+    decode_chunk<m, 2>(gb, xq, h, p);
+    decode_chunk<m, 3>(gb, xq, h, p);
+  }
+
+  // qs word 8j+m: sub-block 2j's levels in its low nibbles, 2j+1's in the high.
+  template <int m, int j>
+  __attribute__((always_inline)) static void decode_chunk(const char* gb, const int8_t* xq, typename V::I h,
+                                                          typename V::I* p) {
+    using I = typename V::I;
+    const I v = in_register(V::load(gb + qs_at(j, m) * 4 * V::R)), m4 = V::set8(0x0f);
+    I lo = V::and_(v, m4), hi;
+    if constexpr (kHigh16) {  // Q4_K: the high nibbles in place (16 * level)
+      hi = V::and_(v, V::set8(char(0xf0)));
+    } else {
+      lo = V::or_(lo, high<2 * j>(h));
+      hi = V::or_(V::and_(V::template shr16<4>(v), m4), high<2 * j + 1>(h));
+    }
+    p[2 * j] = V::dot4(p[2 * j], lo, xq + 64 * j + 4 * m);
+    p[2 * j + 1] = V::dot4(p[2 * j + 1], hi, xq + 64 * j + 32 + 4 * m);
+  }
+
+  // isum[t] += the super-block group's sums of T tokens, chunk by chunk (j
+  // outer), each sub-block pair's level vectors serving every token.
+  template <int T>
+  __attribute__((always_inline)) static void chunk_sums(const char* gb, const KTok* const* tk, int64_t b,
+                                                        typename V::I* isum) {
+    using I = typename V::I;
+    constexpr int R = V::R;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {  // chunks 8j..8j+7: sub-block 2j low nibbles, 2j+1 high
+      I lo[8], hi[8];
+#pragma GCC unroll 8
+      for (int m = 0; m < 8; ++m) {
+        I v = V::load(gb + qs_at(j, m) * 4 * R);
+        if constexpr (kOneLoad<V, T>) v = in_register(v);  // one load for both masks
+        lo[m] = V::and_(v, V::set8(0x0f));
+        // Q4_K on an exact dot4: the high nibbles in place (16 * level)
+        if constexpr (kHigh16) hi[m] = V::and_(v, V::set8(char(0xf0)));
+        else hi[m] = V::and_(V::template shr16<4>(v), V::set8(0x0f));
+        if constexpr (kHigh) {
+          I h = V::load(gb + qh_at(m) * 4 * R);
+          if constexpr (kOneLoad<V, T>) h = in_register(h);
+          switch (j) {  // constant after unrolling
+            case 0: lo[m] = V::or_(lo[m], high<0>(h)); hi[m] = V::or_(hi[m], high<1>(h)); break;
+            case 1: lo[m] = V::or_(lo[m], high<2>(h)); hi[m] = V::or_(hi[m], high<3>(h)); break;
+            case 2: lo[m] = V::or_(lo[m], high<4>(h)); hi[m] = V::or_(hi[m], high<5>(h)); break;
+            default: lo[m] = V::or_(lo[m], high<6>(h)); hi[m] = V::or_(hi[m], high<7>(h)); break;
+          }
+        }
+      }
+      I sc0, sc1;
+      switch (j) {  // constant after unrolling
+        case 0: sc0 = k4_scale<V, 0>(gb + 4 * R); sc1 = k4_scale<V, 1>(gb + 4 * R); break;
+        case 1: sc0 = k4_scale<V, 2>(gb + 4 * R); sc1 = k4_scale<V, 3>(gb + 4 * R); break;
+        case 2: sc0 = k4_scale<V, 4>(gb + 4 * R); sc1 = k4_scale<V, 5>(gb + 4 * R); break;
+        default: sc0 = k4_scale<V, 6>(gb + 4 * R); sc1 = k4_scale<V, 7>(gb + 4 * R); break;
+      }
+      // the low nibbles' sums to the high ones' scale of 16 (bits 0-5 of a scale: no overflow)
+      if constexpr (kHigh16) sc0 = V::template shl32<4>(sc0);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const int8_t* xq = tk[t][b].x->qs + 64 * j;
+        I a = V::zero(), c = V::zero();
+#pragma GCC unroll 8
+        for (int m = 0; m < 8; ++m) {
+          a = tile_dot4<V, T>(a, lo[m], xq + 4 * m);
+          c = tile_dot4<V, T>(c, hi[m], xq + 32 + 4 * m);
+        }
+        isum[t] = V::add(isum[t], V::add(V::mul(a, sc0), V::mul(c, sc1)));
+      }
+    }
+  }
+
   template <int T>
   static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
     using I = typename V::I;
@@ -153,51 +278,14 @@ struct K4Fmt {
     for (int64_t b = 0; b < nb; ++b) {
       const char* gb = g + b * R * kBlock;
       if constexpr (T == 1 && R < 16) k_prefetch<R * kBlock, 2, PrefetchTo::L1>(gb);
+      // Prompts on 16 lanes: the next super-block group to L2 (k_prefetch).
+      if constexpr (T > 1 && R == 16) k_prefetch<R * kBlock, 1, PrefetchTo::L2>(gb);
       I isum[T];
       for (int t = 0; t < T; ++t) isum[t] = V::zero();
-      const char* qs = gb + kQs * R;
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {  // chunks 8j..8j+7: sub-block 2j low nibbles, 2j+1 high
-        I lo[8], hi[8];
-#pragma GCC unroll 8
-        for (int m = 0; m < 8; ++m) {
-          I v = V::load(qs + (8 * j + m) * 4 * R);
-          if constexpr (kOneLoad<V, T>) v = in_register(v);  // one load for both masks
-          lo[m] = V::and_(v, V::set8(0x0f));
-          // Q4_K on an exact dot4: the high nibbles in place (16 * level)
-          if constexpr (kHigh16) hi[m] = V::and_(v, V::set8(char(0xf0)));
-          else hi[m] = V::and_(V::template shr16<4>(v), V::set8(0x0f));
-          if constexpr (kHigh) {
-            I h = V::load(gb + 16 * R + m * 4 * R);
-            if constexpr (kOneLoad<V, T>) h = in_register(h);
-            switch (j) {  // constant after unrolling
-              case 0: lo[m] = V::or_(lo[m], high<0>(h)); hi[m] = V::or_(hi[m], high<1>(h)); break;
-              case 1: lo[m] = V::or_(lo[m], high<2>(h)); hi[m] = V::or_(hi[m], high<3>(h)); break;
-              case 2: lo[m] = V::or_(lo[m], high<4>(h)); hi[m] = V::or_(hi[m], high<5>(h)); break;
-              default: lo[m] = V::or_(lo[m], high<6>(h)); hi[m] = V::or_(hi[m], high<7>(h)); break;
-            }
-          }
-        }
-        I sc0, sc1;
-        switch (j) {  // constant after unrolling
-          case 0: sc0 = k4_scale<V, 0>(gb + 4 * R); sc1 = k4_scale<V, 1>(gb + 4 * R); break;
-          case 1: sc0 = k4_scale<V, 2>(gb + 4 * R); sc1 = k4_scale<V, 3>(gb + 4 * R); break;
-          case 2: sc0 = k4_scale<V, 4>(gb + 4 * R); sc1 = k4_scale<V, 5>(gb + 4 * R); break;
-          default: sc0 = k4_scale<V, 6>(gb + 4 * R); sc1 = k4_scale<V, 7>(gb + 4 * R); break;
-        }
-        // the low nibbles' sums to the high ones' scale of 16 (bits 0-5 of a scale: no overflow)
-        if constexpr (kHigh16) sc0 = V::template shl32<4>(sc0);
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-          const int8_t* xq = tk[t][b].x->qs + 64 * j;
-          I a = V::zero(), c = V::zero();
-#pragma GCC unroll 8
-          for (int m = 0; m < 8; ++m) {
-            a = tile_dot4<V, T>(a, lo[m], xq + 4 * m);
-            c = tile_dot4<V, T>(c, hi[m], xq + 32 + 4 * m);
-          }
-          isum[t] = V::add(isum[t], V::add(V::mul(a, sc0), V::mul(c, sc1)));
-        }
+      if constexpr (kWordOrder && T == 1) {
+        isum[0] = decode_word_order(gb, tk[0][b].x->qs, std::make_integer_sequence<int, 8>());
+      } else {
+        chunk_sums<T>(gb, tk, b, isum);
       }
       if constexpr (kHigh16)  // isum was 16 * isum, exactly
         for (int t = 0; t < T; ++t) isum[t] = V::template sar32<4>(isum[t]);
