@@ -76,6 +76,28 @@ struct K23Fmt {
   static constexpr size_t kBlock = kQ3 ? sizeof(BlockQ3_K) : sizeof(BlockQ2_K);
   static constexpr int kQs = kQ3 ? 32 : 16, kScales = kQ3 ? 96 : 0, kD = kQ3 ? 108 : 80;
 
+  // On 16 lanes one token is decoded word by word (decode_isum): Q3_K's hmask
+  // word m, then qs word m of each half n. The group is stored in that read
+  // order (kquant_driver.h KReorders), Q3_K's scales first. Chunks of 4*R
+  // bytes: Q2_K 0-3 scales, 4 + 8n + m qs; Q3_K m hmask, 8 + 8n + m qs, 24-26
+  // scales; d (and dmin) after them, where they were.
+  static constexpr bool kWordOrder = V::R == 16;
+  static constexpr int kOrdered = kWordOrder ? (kQ3 ? 27 : 20) : 0;
+  static constexpr int chunk(int p) {
+    if constexpr (kQ3) {
+      const int m = (p - 3) / 3, f = (p - 3) % 3;
+      return p < 3 ? 24 + p : f == 0 ? m : 8 + 8 * (f - 1) + m;
+    } else {
+      return p < 4 ? p : 4 + 8 * ((p - 4) % 2) + (p - 4) / 2;
+    }
+  }
+  // Where Q3_K's hmask word m, the qs word m of half n and the scales are, in chunks.
+  static constexpr int hmask_at(int m) { return kWordOrder ? 3 + 3 * m : m; }
+  static constexpr int qs_at(int n, int m) {
+    return !kWordOrder ? kQs / 4 + 8 * n + m : kQ3 ? 4 + 3 * m + n : 4 + 2 * m + n;
+  }
+  static constexpr int kScalesAt = kWordOrder && kQ3 ? 0 : kScales / 4;
+
   static void prep(const BlockQ8_K& x, int32_t* w) {
     if constexpr (kQ3) {
       for (int s = 0; s < 16; ++s) w[s] = -4 * x.bsums[s];
@@ -87,7 +109,7 @@ struct K23Fmt {
 
   // Sub-block j's scale of the R rows as int32 lanes (Q2_K: the low nibble of byte j).
   static typename V::I scale(const char* gb, int j) {
-    if constexpr (kQ3) return V::widen_s8(q3k_scale<V>(gb + kScales * V::R, j));
+    if constexpr (kQ3) return V::widen_s8(q3k_scale<V>(gb + kScalesAt * 4 * V::R, j));
     else return V::widen_u8(_mm_and_si128(V::bytes(gb + j * V::R), _mm_set1_epi8(0x0f)));
   }
 
@@ -99,7 +121,6 @@ struct K23Fmt {
                                                          typename V::I* isum) {
     using I = typename V::I;
     constexpr int R = V::R;
-    const char* qs = gb + kQs * R;
     for (int t = 0; t < T; ++t) isum[t] = V::zero();
 #pragma GCC unroll 2
     for (int n = 0; n < 2; ++n) {
@@ -108,9 +129,10 @@ struct K23Fmt {
         I u[8];
 #pragma GCC unroll 8
         for (int m = 0; m < 8; ++m) {
-          u[m] = V::and_(shift16<V>(V::load(qs + (8 * n + m) * 4 * R), -2 * s), V::set8(0x03));
+          u[m] = V::and_(shift16<V>(V::load(gb + qs_at(n, m) * 4 * R), -2 * s), V::set8(0x03));
           if constexpr (kQ3)  // bit 4n + s of the hmask byte to bit 2
-            u[m] = V::or_(u[m], V::and_(shift16<V>(V::load(gb + m * 4 * R), 2 - (4 * n + s)), V::set8(0x04)));
+            u[m] = V::or_(u[m], V::and_(shift16<V>(V::load(gb + hmask_at(m) * 4 * R), 2 - (4 * n + s)),
+                                        V::set8(0x04)));
         }
         const int s0 = 8 * n + 2 * s;
         const I sc0 = scale(gb, s0), sc1 = scale(gb, s0 + 1);
@@ -130,62 +152,62 @@ struct K23Fmt {
     }
   }
 
-  // The same isum for one token on 16 rows (kOneLoad), with fewer vector ops
-  // a field. Each quant word is loaded once for all its fields (the qs words
-  // of a half for 4, Q3_K's hmask words for 8). Field s is dotted where it
-  // lies, as 4^e times its level (e = s; Q3_K's field 3, whose high bit would
-  // land on bit 8, is shifted to field 2's place, e = 2), one mask and no
-  // shift; Q3_K's high bit is moved to just above it (one shift, one
-  // ternlog). sums[e] gathers those products and is exactly 4^e times its
-  // share, brought down by an exact shift at the end. No int32 overflow: the
-  // largest, Q3_K's sums[2], is at most 8 sub-blocks x 32 x (16 x 112 x 128
-  // + 16 x 8192), under 2^27. One core (test_kernels --bench-decode): from L2 Q2_K
-  // 21 -> 35 GB/s, Q3_K 18 -> 29; from DRAM 17.5 -> 19.7, 12.3 -> 16.7.
+  // The same isum for one token on 16 rows (kOneLoad), word by word
+  // (kWordOrder): each quant word is loaded once, in the group's address
+  // order, and its 4 fields (8 with Q3_K's two halves of hmask bits) are
+  // dotted into the sums of their 16 sub-blocks, which stay in registers until
+  // the scales. Field s is dotted where it lies, as 4^e times its level (e =
+  // s; Q3_K's field 3, whose high bit would land on bit 8, is shifted to field
+  // 2's place, e = 2), one mask and no shift; Q3_K's high bit is moved to just
+  // above it (one shift, one ternlog). The sums of each e, times their scales,
+  // are exactly 4^e times their share, brought down by an exact shift at the
+  // end. No int32 overflow: the largest, Q3_K's e = 2 sum, is at most 8
+  // sub-blocks x 32 x (16 x 112 x 128 + 16 x 8192), under 2^27. One core from
+  // DRAM against the tile that held whole halves (and spilled 124 times a
+  // group): Q3_K 15 -> 28 GB/s, Q2_K 20 -> 22 (test_kernels --bench-decode).
   static typename V::I decode_isum(const char* gb, const KTok& k) {
     // levels up to 7 << 4: AVX2's vpmaddubsw pairs would saturate int16 (and measured no faster)
     static_assert(V::kDot4Exact, "dot4 must be exact for levels above 63");
     using I = typename V::I;
     constexpr int R = V::R;
-    const char* qs = gb + kQs * R;
-    I sums[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
-    I hw[8];
-    if constexpr (kQ3) {
+    I p[16];  // sub-block sb's products, 4^e(sb) times
+#pragma GCC unroll 16
+    for (int sb = 0; sb < 16; ++sb)
+      p[sb] = kQ3 ? V::set32(k.w[sb] * (1 << (2 * field_e(sb % 8 / 2)))) : V::zero();
 #pragma GCC unroll 8
-      for (int m = 0; m < 8; ++m) hw[m] = in_register(V::load(gb + m * 4 * R));
-    }
+    for (int m = 0; m < 8; ++m) {
+      I h = V::zero();
+      if constexpr (kQ3) h = in_register(V::load(gb + hmask_at(m) * 4 * R));
 #pragma GCC unroll 2
-    for (int n = 0; n < 2; ++n) {
-      I qw[8];
-#pragma GCC unroll 8
-      for (int m = 0; m < 8; ++m) qw[m] = in_register(V::load(qs + (8 * n + m) * 4 * R));
+      for (int n = 0; n < 2; ++n) {
+        const I q = in_register(V::load(gb + qs_at(n, m) * 4 * R));
 #pragma GCC unroll 4
-      for (int s = 0; s < 4; ++s) {
-        const int e = kQ3 && s == 3 ? 2 : s;
-        I u[8];
-#pragma GCC unroll 8
-        for (int m = 0; m < 8; ++m) {
-          if (kQ3 && s == 3) u[m] = V::and_(V::template shr16<2>(qw[m]), V::set8(0x30));
-          else u[m] = V::and_(qw[m], V::set8(static_cast<char>(3 << (2 * s))));
+        for (int s = 0; s < 4; ++s) {  // elements 128n + 32s + 4m .. +3: sub-block 8n + 2s + m / 4
+          const int e = field_e(s);
+          I u;
+          if (kQ3 && s == 3) u = V::and_(V::template shr16<2>(q), V::set8(0x30));
+          else u = V::and_(q, V::set8(static_cast<char>(3 << (2 * s))));
           if constexpr (kQ3) {  // bit 4n + s of the hmask byte to bit 2e + 2
-            const I h = shift16<V>(hw[m], 2 * e + 2 - (4 * n + s));
-            u[m] = V::or_(u[m], V::and_(h, V::set8(static_cast<char>(4 << (2 * e)))));
+            const I hb = shift16<V>(h, 2 * e + 2 - (4 * n + s));
+            u = V::or_(u, V::and_(hb, V::set8(static_cast<char>(4 << (2 * e)))));
           }
+          const int sb = 8 * n + 2 * s + m / 4;
+          p[sb] = V::dot4(p[sb], u, k.x->qs + 128 * n + 32 * s + 4 * m);
         }
-        const int s0 = 8 * n + 2 * s;
-        const int8_t* xq = k.x->qs + 128 * n + 32 * s;
-        I a = kQ3 ? V::set32(k.w[s0] * (1 << (2 * e))) : V::zero();
-        I c = kQ3 ? V::set32(k.w[s0 + 1] * (1 << (2 * e))) : V::zero();
-#pragma GCC unroll 4
-        for (int m = 0; m < 4; ++m) {
-          a = V::dot4(a, u[m], xq + 4 * m);
-          c = V::dot4(c, u[m + 4], xq + 16 + 4 * m);
-        }
-        sums[e] = V::add(sums[e], V::add(V::mul(a, scale(gb, s0)), V::mul(c, scale(gb, s0 + 1))));
       }
+    }
+    I sums[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+#pragma GCC unroll 16
+    for (int sb = 0; sb < 16; ++sb) {
+      const int e = field_e(sb % 8 / 2);
+      sums[e] = V::add(sums[e], V::mul(p[sb], scale(gb, sb)));
     }
     const I isum = V::add(V::add(sums[0], V::template sar32<2>(sums[1])), V::template sar32<4>(sums[2]));
     return kQ3 ? isum : V::add(isum, V::template sar32<6>(sums[3]));
   }
+
+  // The power of 4 at which decode_isum dots field s.
+  static constexpr int field_e(int s) { return kQ3 && s == 3 ? 2 : s; }
 
   template <int T>
   static void tile(const char* g, const KTok* const* tk, int64_t nb, float* y, size_t ldy) {
@@ -198,6 +220,8 @@ struct K23Fmt {
       const char* gb = g + b * R * kBlock;
       // 8-row decode only: the 16-row groups read in order, which the hints slowed
       if constexpr (T == 1 && R < 16) k_prefetch<R * kBlock, 2, PrefetchTo::L1>(gb);
+      // Prompts on 16 lanes: the next super-block group to L2 (as K4Fmt's)
+      if constexpr (T > 1 && R == 16) k_prefetch<R * kBlock, 1, PrefetchTo::L2>(gb);
       I isum[T];
       if constexpr (kOneLoad<V, T>) isum[0] = decode_isum(gb, tk[0][b]);
       else tokens_isum<T>(gb, tk, b, isum);
