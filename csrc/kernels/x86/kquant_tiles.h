@@ -52,8 +52,9 @@ namespace {
 // ahead and 20-25 with L2 3 ahead; Q5_K 20-21 against 14-15; Q6_K, the
 // 128256 x 2048 output on huge pages: 20.6 with none against 17.1 with L2 4
 // ahead, the same 17.1 as the old field order with L2 4 ahead, 9.5 with none
-// there). The 8-row (AVX2) groups keep L1 2 ahead for Q4_K/Q5_K (17 GB/s with
-// it, 13-14 without) and L2 4 ahead for Q6_K (not re-measured in the new order).
+// there). The 8-row (AVX2) groups of Q4_K/Q5_K, in word order, take none
+// either (L1 2 ahead: 81-85% and 71-73% of a core's probe against 95-98% and
+// 95-96% with none); Q6_K's keep L2 4 ahead (96-99% against 75-78% without).
 enum class PrefetchTo { L1, L2 };
 
 // Unrolled: as a loop (add, compare, branch a line) it was about 210 of the
@@ -133,27 +134,32 @@ struct K4Fmt {
   // same integers, so the same bits.
   static constexpr bool kHigh16 = !kHigh && V::kDot4Exact;
 
-  // On 16 lanes one token is decoded word by word (decode_word_order): Q5_K's
-  // qh word m, then the 4 qs words 8j+m (j: sub-block pair) whose levels it
-  // completes. The group is stored in that read order (kquant_driver.h
-  // KReorders). Chunks of 4*R bytes: 0 d and dmin, 1-3 the scales, then the
-  // layout's qh (4 + m, Q5_K) and qs (kQs / 4 + 8j + m).
-  static constexpr bool kWordOrder = V::R == 16;
+  // One token is decoded word by word (decode_word_order): Q5_K's qh word m,
+  // then the 4 qs words 8j+m (j: sub-block pair) whose levels it completes.
+  // The group is stored in that read order (kquant_driver.h KReorders).
+  // Chunks of 4*R bytes: 0 d and dmin, 1-3 the scales, then the layout's qh
+  // (4 + m, Q5_K) and qs (kQs / 4 + 8j + m).
   static constexpr int kWord = kHigh ? 5 : 4;  // chunks a word m takes
-  static constexpr int kOrdered = kWordOrder ? 4 + 8 * kWord : 0;
+  static constexpr int kOrdered = 4 + 8 * kWord;
   static constexpr int chunk(int p) {
     const int m = (p - 4) / kWord, e = (p - 4) % kWord - (kHigh ? 1 : 0);
     return p < 4 ? p : e < 0 ? 4 + m : kQs / 4 + 8 * e + m;
   }
   // Where the qh word m and the qs word 8j+m of a group are, in chunks.
-  static constexpr int qh_at(int m) { return kWordOrder ? 4 + kWord * m : 4 + m; }
-  static constexpr int qs_at(int j, int m) { return kWordOrder ? 4 + kWord * m + kWord - 4 + j : kQs / 4 + 8 * j + m; }
+  static constexpr int qh_at(int m) { return 4 + kWord * m; }
+  static constexpr int qs_at(int j, int m) { return 4 + kWord * m + kWord - 4 + j; }
 
   static void prep(const BlockQ8_K& x, int32_t* w) {
     for (int p = 0; p < 4; ++p) {
       const int a = x.bsums[4 * p] + x.bsums[4 * p + 1], b = x.bsums[4 * p + 2] + x.bsums[4 * p + 3];
       w[p] = int32_t(uint32_t(uint16_t(int16_t(a))) | (uint32_t(uint16_t(int16_t(b))) << 16));
     }
+  }
+
+  // A quant word kept in a register on 16 lanes (kOneLoad's measure).
+  static typename V::I reg(typename V::I v) {
+    if constexpr (V::R == 16) return in_register(v);
+    else return v;
   }
 
   // The 5th bit of sub-block s from the interleaved qh word, as 0x10.
@@ -163,12 +169,13 @@ struct K4Fmt {
     else return V::and_(V::template shr16<s - 4>(qh), V::set8(0x10));
   }
 
-  // One token's isum on 16 lanes, word m outer: the group is read in address
-  // order (kWordOrder), each Q5_K qh word once, and the 8 sub-block sums stay
-  // in registers until the scales. The j-outer tile read a Q5_K group's qh
-  // words 4 times and spilled about 115 times a group (16 level vectors live).
-  // test_kernels --bench-decode, one core from DRAM, alternated: Q5_K 60-68% ->
-  // 95-101% of the core's probe, Q4_K 81-91% -> 84-99%.
+  // One token's isum, word m outer: the group is read in address order
+  // (chunk), each Q5_K qh word once, and the 8 sub-block sums stay in
+  // registers until the scales. The j-outer tile read a Q5_K group's qh words
+  // 4 times and spilled about 115 times a group (16 level vectors live).
+  // test_kernels --bench-decode, one core from DRAM, alternated, % of the
+  // core's probe: AVX-512 Q5_K 60-68 -> 95-101, Q4_K 81-91 -> 84-99; AVX2
+  // (8 lanes, no hints now) Q5_K 64-66 -> 95-96, Q4_K 73-75 -> 95-98.
   template <int... m>
   __attribute__((always_inline)) static typename V::I decode_word_order(const char* gb, const int8_t* xq,
                                                                         std::integer_sequence<int, m...>) {
@@ -176,7 +183,6 @@ struct K4Fmt {
     I p[8];
 #pragma GCC unroll 8
     for (int s = 0; s < 8; ++s) p[s] = V::zero();
-    static_assert(kHigh || kHigh16, "Q4_K's high nibbles in place need an exact dot4");
     (decode_word<m>(gb, xq, p), ...);
     if constexpr (kHigh16)  // the low nibbles' sums to the high ones' scale of 16
       for (int j = 0; j < 4; ++j) p[2 * j] = V::template shl32<4>(p[2 * j]);
@@ -192,7 +198,7 @@ struct K4Fmt {
   template <int m>
   __attribute__((always_inline)) static void decode_word(const char* gb, const int8_t* xq, typename V::I* p) {
     typename V::I h = V::zero();
-    if constexpr (kHigh) h = in_register(V::load(gb + qh_at(m) * 4 * V::R));
+    if constexpr (kHigh) h = reg(V::load(gb + qh_at(m) * 4 * V::R));
     decode_chunk<m, 0>(gb, xq, h, p);
     decode_chunk<m, 1>(gb, xq, h, p);
     decode_chunk<m, 2>(gb, xq, h, p);
@@ -204,10 +210,12 @@ struct K4Fmt {
   __attribute__((always_inline)) static void decode_chunk(const char* gb, const int8_t* xq, typename V::I h,
                                                           typename V::I* p) {
     using I = typename V::I;
-    const I v = in_register(V::load(gb + qs_at(j, m) * 4 * V::R)), m4 = V::set8(0x0f);
+    const I v = reg(V::load(gb + qs_at(j, m) * 4 * V::R)), m4 = V::set8(0x0f);
     I lo = V::and_(v, m4), hi;
     if constexpr (kHigh16) {  // Q4_K: the high nibbles in place (16 * level)
       hi = V::and_(v, V::set8(char(0xf0)));
+    } else if constexpr (!kHigh) {
+      hi = V::and_(V::template shr16<4>(v), m4);
     } else {
       lo = V::or_(lo, high<2 * j>(h));
       hi = V::or_(V::and_(V::template shr16<4>(v), m4), high<2 * j + 1>(h));
@@ -277,12 +285,11 @@ struct K4Fmt {
     for (int t = 0; t < T; ++t) acc[t] = V::set1(0.0f);
     for (int64_t b = 0; b < nb; ++b) {
       const char* gb = g + b * R * kBlock;
-      if constexpr (T == 1 && R < 16) k_prefetch<R * kBlock, 2, PrefetchTo::L1>(gb);
       // Prompts on 16 lanes: the next super-block group to L2 (k_prefetch).
       if constexpr (T > 1 && R == 16) k_prefetch<R * kBlock, 1, PrefetchTo::L2>(gb);
       I isum[T];
       for (int t = 0; t < T; ++t) isum[t] = V::zero();
-      if constexpr (kWordOrder && T == 1) {
+      if constexpr (T == 1) {
         isum[0] = decode_word_order(gb, tk[0][b].x->qs, std::make_integer_sequence<int, 8>());
       } else {
         chunk_sums<T>(gb, tk, b, isum);
