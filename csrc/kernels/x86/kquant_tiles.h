@@ -224,27 +224,25 @@ struct K4Fmt {
     p[2 * j + 1] = V::dot4(p[2 * j + 1], hi, xq + 64 * j + 32 + 4 * m);
   }
 
-  // isum[t] += the super-block group's sums of T tokens, chunk by chunk (j
-  // outer), each sub-block pair's level vectors serving every token.
+  // Prompts: isum[t] += the super-block group's sums of T tokens, j outer,
+  // each sub-block pair's level vectors serving every token.
   template <int T>
   __attribute__((always_inline)) static void chunk_sums(const char* gb, const KTok* const* tk, int64_t b,
                                                         typename V::I* isum) {
     using I = typename V::I;
     constexpr int R = V::R;
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {  // chunks 8j..8j+7: sub-block 2j low nibbles, 2j+1 high
+    for (int j = 0; j < 4; ++j) {  // qs words 8j..8j+7: sub-block 2j low nibbles, 2j+1 high
       I lo[8], hi[8];
 #pragma GCC unroll 8
       for (int m = 0; m < 8; ++m) {
-        I v = V::load(gb + qs_at(j, m) * 4 * R);
-        if constexpr (kOneLoad<V, T>) v = in_register(v);  // one load for both masks
+        const I v = V::load(gb + qs_at(j, m) * 4 * R);
         lo[m] = V::and_(v, V::set8(0x0f));
         // Q4_K on an exact dot4: the high nibbles in place (16 * level)
         if constexpr (kHigh16) hi[m] = V::and_(v, V::set8(char(0xf0)));
         else hi[m] = V::and_(V::template shr16<4>(v), V::set8(0x0f));
         if constexpr (kHigh) {
-          I h = V::load(gb + qh_at(m) * 4 * R);
-          if constexpr (kOneLoad<V, T>) h = in_register(h);
+          const I h = V::load(gb + qh_at(m) * 4 * R);
           switch (j) {  // constant after unrolling
             case 0: lo[m] = V::or_(lo[m], high<0>(h)); hi[m] = V::or_(hi[m], high<1>(h)); break;
             case 1: lo[m] = V::or_(lo[m], high<2>(h)); hi[m] = V::or_(hi[m], high<3>(h)); break;
