@@ -177,10 +177,10 @@ struct K23Fmt {
 #pragma GCC unroll 8
     for (int m = 0; m < 8; ++m) {
       I h = V::zero();
-      if constexpr (kQ3) h = in_register(V::load(gb + hmask_at(m) * 4 * R));
+      if constexpr (kQ3) h = load_once<V, 1>(gb + hmask_at(m) * 4 * R);
 #pragma GCC unroll 2
       for (int n = 0; n < 2; ++n) {
-        const I q = in_register(V::load(gb + qs_at(n, m) * 4 * R));
+        const I q = load_once<V, 1>(gb + qs_at(n, m) * 4 * R);
 #pragma GCC unroll 4
         for (int s = 0; s < 4; ++s) {  // elements 128n + 32s + 4m .. +3: sub-block 8n + 2s + m / 4
           const int e = field_e(s);
@@ -386,8 +386,7 @@ struct IQ4XSBiasedFmt {
         I u[8];  // words m < 4: elements 32j + 4m (low nibbles); m >= 4: 32j + 16 + 4(m - 4)
 #pragma GCC unroll 4
         for (int m = 0; m < 4; ++m) {
-          I v = V::load(qs + (4 * j + m) * 4 * R);
-          if constexpr (kOneLoad<V, T>) v = in_register(v);  // one load for both nibbles
+          const I v = load_once<V, T>(qs + (4 * j + m) * 4 * R);  // one load for both nibbles
           u[m] = V::lookup(table, V::and_(v, V::set8(0x0f)));
           u[m + 4] = V::lookup(table, V::and_(V::template shr16<4>(v), V::set8(0x0f)));
         }

@@ -77,6 +77,13 @@ inline void k_prefetch(const char* gb) {
 template <class V, int T>
 constexpr bool kOneLoad = T == 1 && V::R == 16;
 
+// V::load(p), kept in a register where kOneLoad<V, T>.
+template <class V, int T>
+inline typename V::I load_once(const char* p) {
+  if constexpr (kOneLoad<V, T>) return in_register(V::load(p));
+  else return V::load(p);
+}
+
 // dot4 in a tile of T tokens. Prompts take V::dot4_prompt, on AVX-512 the
 // token's bytes as vpdpbusd's embedded broadcast (zmm.h; 1B Q4_K_M pp512
 // 1.055x, 10 alternated pairs, 9 faster); decode keeps V::dot4 (with the
@@ -156,12 +163,6 @@ struct K4Fmt {
     }
   }
 
-  // A quant word kept in a register on 16 lanes (kOneLoad's measure).
-  static typename V::I reg(typename V::I v) {
-    if constexpr (V::R == 16) return in_register(v);
-    else return v;
-  }
-
   // The 5th bit of sub-block s from the interleaved qh word, as 0x10.
   template <int s>
   static typename V::I high(typename V::I qh) {
@@ -198,7 +199,7 @@ struct K4Fmt {
   template <int m>
   __attribute__((always_inline)) static void decode_word(const char* gb, const int8_t* xq, typename V::I* p) {
     typename V::I h = V::zero();
-    if constexpr (kHigh) h = reg(V::load(gb + qh_at(m) * 4 * V::R));
+    if constexpr (kHigh) h = load_once<V, 1>(gb + qh_at(m) * 4 * V::R);
     decode_chunk<m, 0>(gb, xq, h, p);
     decode_chunk<m, 1>(gb, xq, h, p);
     decode_chunk<m, 2>(gb, xq, h, p);
@@ -210,7 +211,7 @@ struct K4Fmt {
   __attribute__((always_inline)) static void decode_chunk(const char* gb, const int8_t* xq, typename V::I h,
                                                           typename V::I* p) {
     using I = typename V::I;
-    const I v = reg(V::load(gb + qs_at(j, m) * 4 * V::R)), m4 = V::set8(0x0f);
+    const I v = load_once<V, 1>(gb + qs_at(j, m) * 4 * V::R), m4 = V::set8(0x0f);
     I lo = V::and_(v, m4), hi;
     if constexpr (kHigh16) {  // Q4_K: the high nibbles in place (16 * level)
       hi = V::and_(v, V::set8(char(0xf0)));
@@ -345,10 +346,9 @@ struct K6Fmt {
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m) {
       const char* c = gb + (12 * (2 * h + a) + m) * 4 * R;  // chunk(p) order
-      I L = V::load(c + (gp ? 8 : 0) * 4 * R);
       // one load for both nibbles; in prompts too (a level vector serves every
       // token there; the 1B's pp512 1.016x, 8 alternated pairs)
-      if constexpr (kOneLoad<V, 1>) L = in_register(L);
+      const I L = load_once<V, 1>(c + (gp ? 8 : 0) * 4 * R);
       const I H = V::load(c + 4 * 4 * R);
       // This gp's two 2-bit fields of each qh byte (bits 0-1, 4-5 or
       // 2-3, 6-7), moved to bits 4-5; the shifts' spill into a
