@@ -35,7 +35,7 @@ def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if proc.returncode == 0:
             return Path(proc.stdout.strip().splitlines()[-1])
         if "libclang_rt.fuzzer" not in proc.stderr and "fuzzer" not in proc.stderr:
-            pytest.fail("fuzzer build failed:\n" + proc.stderr[-4000:])
+            pytest.fail(f"fuzzer build failed (exit {proc.returncode}):\n" + proc.stderr[-4000:])
         why = "clang's libFuzzer runtime is missing (Debian: libclang-rt-14-dev)"
     if os.environ.get("BLUELM_REQUIRE_FUZZ") == "1":
         pytest.fail(why)

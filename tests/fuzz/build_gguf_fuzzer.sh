@@ -24,8 +24,14 @@ srcs=(
   "$root/csrc/kernels/cpu_features.cpp"
   "$root"/csrc/kernels/scalar/*.cpp
 )
-newest=$(ls -t "${srcs[@]}" "$root"/csrc/*/*.h "$root"/csrc/kernels/*/*.h "$0" | head -n 1)
-if [ ! -x "$bin" ] || [ "$newest" -nt "$bin" ]; then
+# No `ls -t | head` here: under pipefail, head closing the pipe early kills ls (exit 141, no message).
+stale=0
+[ -x "$bin" ] || stale=1
+for f in "${srcs[@]}" "$root"/csrc/*/*.h "$root"/csrc/kernels/*/*.h "$0"; do
+  [ "$stale" = 1 ] && break
+  [ "$f" -nt "$bin" ] && stale=1
+done
+if [ "$stale" = 1 ]; then
   "$cxx" -std=c++17 -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I "$root/csrc" "${srcs[@]}" -o "$bin.tmp" -lpthread >&2
