@@ -120,13 +120,39 @@ RefDot reference_dot(GgmlType wt, const uint8_t* w, GgmlType xt, const uint8_t* 
   return r;
 }
 
+// The weights and activations of a gemm check.
+enum class Fill {
+  kQuantised,    // quantised random rows, normal activations
+  kRandomBytes,  // kquant_weights' `extreme` rows, activations of +-1
+  kSaturated,    // every quant and scale byte 0xff (each level its largest), activations all +1
+                 // (tokens -127) or all -1 (+127): the largest sums, for the kernels' int16 runs
+};
+
+const char* fill_name(Fill f) {
+  return f == Fill::kQuantised ? "" : f == Fill::kRandomBytes ? " extreme" : " saturated";
+}
+
 void test_kquant_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType wt, int64_t rows, int64_t K,
-               int64_t n_tok, bool extreme) {
+               int64_t n_tok, Fill fill) {
   const GgmlType xt = vec_dot_type(wt);
   const int ws_slot = weight_slot(wt), xs_slot = act_slot(xt);
   const size_t ws = row_bytes(wt, K) + 48, xs = row_bytes(xt, K) + 16;  // padded strides
-  const std::vector<uint8_t> W = kquant_weights(wt, rows, K, ws, extreme);
-  const std::vector<float> xf = make_acts(n_tok, K, extreme);
+  std::vector<uint8_t> W = kquant_weights(wt, rows, K, ws, fill != Fill::kQuantised);
+  std::vector<float> xf = make_acts(n_tok, K, fill != Fill::kQuantised);
+  if (fill == Fill::kSaturated) {
+    const TypeInfo& ti = *type_info(uint32_t(wt));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t b = 0; b < K / ti.block_size; ++b) {
+        uint8_t* blk = W.data() + r * ws + b * ti.block_bytes;
+        for (size_t i = 0; i < ti.block_bytes; ++i) {
+          const bool fp16 = std::any_of(std::begin(ti.scale_offsets), std::end(ti.scale_offsets),
+                                        [&](uint8_t off) { return off != 0xff && (i == off || i == off + 1u); });
+          if (!fp16) blk[i] = 0xff;
+        }
+      }
+    }
+    for (int64_t t = 0; t < n_tok; ++t) std::fill_n(xf.begin() + t * K, K, t % 2 ? -1.0f : 1.0f);
+  }
   std::vector<uint8_t> X(n_tok * xs, 0x5A);
   for (int64_t t = 0; t < n_tok; ++t) ref.convert[xs_slot](xf.data() + t * K, X.data() + t * xs, K);
 
@@ -161,7 +187,7 @@ void test_kquant_gemm(const KernelTable& isa, const KernelTable& ref, GgmlType w
   std::snprintf(what, sizeof what,
                 "%s gemm %s rows=%lld K=%lld n_tok=%lld%s: %d differ from scalar, %d beyond the bound (worst %.3g x), %d padding writes",
                 isa.isa, type_name(uint32_t(wt)), (long long)rows, (long long)K, (long long)n_tok,
-                extreme ? " extreme" : "", differ, far, worst, pad);
+                fill_name(fill), differ, far, worst, pad);
   check(differ == 0 && far == 0 && pad == 0, what);
 }
 
@@ -258,15 +284,15 @@ void test_kquants(const KernelTable& isa) {
   const KernelTable& ref = scalar_table();
   for (GgmlType t : kTypes) {
     check(isa.gemm[weight_slot(t)] != nullptr, std::string(isa.isa) + " has a " + type_name(uint32_t(t)) + " gemm");
-    for (bool extreme : {false, true}) {
+    for (Fill fill : {Fill::kQuantised, Fill::kRandomBytes, Fill::kSaturated}) {
       if (super_block(t)) {
-        test_kquant_gemm(isa, ref, t, 7, 512, 1, extreme);
-        test_kquant_gemm(isa, ref, t, 13, 1536, 3, extreme);
-        test_kquant_gemm(isa, ref, t, 5, 256, 17, extreme);  // crosses the reference's 16-token tile
+        test_kquant_gemm(isa, ref, t, 7, 512, 1, fill);
+        test_kquant_gemm(isa, ref, t, 13, 1536, 3, fill);
+        test_kquant_gemm(isa, ref, t, 5, 256, 17, fill);  // crosses the reference's 16-token tile
       } else {
-        test_kquant_gemm(isa, ref, t, 7, 96, 1, extreme);
-        test_kquant_gemm(isa, ref, t, 13, 576, 3, extreme);
-        test_kquant_gemm(isa, ref, t, 5, 1536, 17, extreme);
+        test_kquant_gemm(isa, ref, t, 7, 96, 1, fill);
+        test_kquant_gemm(isa, ref, t, 13, 576, 3, fill);
+        test_kquant_gemm(isa, ref, t, 5, 1536, 17, fill);
       }
     }
   }

@@ -38,6 +38,13 @@ struct V8 {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
   static I dot4_prompt(I acc, I u, const int8_t* x) { return dot4(acc, u, x); }
+  // Runs of dot4 (x86/kquant_tiles.h run_dot4): int16 pairs added in int16, widened once.
+  static I dot4_i16(I part, I u, const int8_t* x) {
+    int32_t v;
+    std::memcpy(&v, x, 4);
+    return _mm256_add_epi16(part, _mm256_maddubs_epi16(u, _mm256_set1_epi32(v)));
+  }
+  static I widen_i16(I part) { return _mm256_madd_epi16(part, _mm256_set1_epi16(1)); }
   static I dot2(I acc, I pairs, int32_t xw) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi32(xw)));
   }

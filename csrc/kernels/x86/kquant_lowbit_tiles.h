@@ -140,11 +140,21 @@ struct K23Fmt {
         for (int t = 0; t < T; ++t) {
           const KTok& k = tk[t][b];
           const int8_t* xq = k.x->qs + 128 * n + 32 * s;
-          I a = kQ3 ? V::set32(k.w[s0]) : V::zero(), c = kQ3 ? V::set32(k.w[s0 + 1]) : V::zero();
+          // Q3_K's -4 * bsum start values; after an int16 run (kquant_tiles.h), not held through it
+          static_assert(kRunSteps<V, kQ3 ? 7 : 3> >= 4, "one run per sub-block");
+          constexpr bool kStartFirst = kQ3 && V::kDot4Exact;
+          I a = kStartFirst ? V::set32(k.w[s0]) : V::zero(), c = kStartFirst ? V::set32(k.w[s0 + 1]) : V::zero();
+          I ar = run_begin<V>(a), cr = run_begin<V>(c);
 #pragma GCC unroll 4
           for (int m = 0; m < 4; ++m) {
-            a = tile_dot4<V, T>(a, u[m], xq + 4 * m);
-            c = tile_dot4<V, T>(c, u[m + 4], xq + 16 + 4 * m);
+            ar = run_dot4<V, T>(ar, u[m], xq + 4 * m);
+            cr = run_dot4<V, T>(cr, u[m + 4], xq + 16 + 4 * m);
+          }
+          a = run_end<V>(a, ar);
+          c = run_end<V>(c, cr);
+          if constexpr (kQ3 && !kStartFirst) {
+            a = V::add(a, V::set32(k.w[s0]));
+            c = V::add(c, V::set32(k.w[s0 + 1]));
           }
           isum[t] = V::add(isum[t], V::add(V::mul(a, sc0), V::mul(c, sc1)));
         }

@@ -21,6 +21,8 @@
 //   I dot4(I acc, I u, const int8_t* x): acc + per lane sum_k u.byte[k] * x[k]
 //     (u <= 63, so pairs fit int16 for a vpmaddubsw emulation; any u where kDot4Exact)
 //   I dot4_prompt(...): dot4 for prompt tiles (tile_dot4)
+//   where !kDot4Exact: I dot4_i16(I part, I u, const int8_t* x): part + the int16 pairs of
+//     u . x, added in int16;  I widen_i16(I part): its pairs summed to int32 (run_dot4)
 //   I dot2(I acc, I pairs, int32_t xw): acc + lane's int16 pair . xw's pair
 //   __m128i bytes(p): R bytes;  I widen_u8(__m128i), widen_s8(__m128i): R bytes to int32
 //   I pairs(__m128i a, __m128i b): lane i = int16 pair (a[i], b[i]), zero-extended
@@ -95,6 +97,34 @@ inline typename V::I tile_dot4(typename V::I acc, typename V::I u, const int8_t*
   else return V::dot4(acc, u, x);
 }
 
+// Runs of dot4 steps. AVX2's vpmaddubsw gives int16 pairs: a run's pairs are
+// added in int16 (V::dot4_i16) and widened once (V::widen_i16, vpmaddwd by
+// ones), not once a step, while they cannot overflow: kRunSteps<V, kUMax>
+// steps of levels <= kUMax against tokens of |x| <= 128. With an exact dot4
+// (vpdpbusd) a run is the int32 sum itself and the code is unchanged. The sums
+// are the same integers either way, so the same bits.
+//   part = run_begin<V>(acc); part = run_dot4<V, T>(part, u, x) ...; acc = run_end<V>(acc, part);
+template <class V, int kUMax>
+constexpr int kRunSteps = V::kDot4Exact ? 1 << 16 : 32767 / (2 * 128 * kUMax);
+
+template <class V>
+inline typename V::I run_begin(typename V::I acc) {
+  if constexpr (V::kDot4Exact) return acc;
+  else return V::zero();
+}
+
+template <class V, int T>
+inline typename V::I run_dot4(typename V::I part, typename V::I u, const int8_t* x) {
+  if constexpr (V::kDot4Exact) return tile_dot4<V, T>(part, u, x);
+  else return V::dot4_i16(part, u, x);
+}
+
+template <class V>
+inline typename V::I run_end(typename V::I acc, typename V::I part) {
+  if constexpr (V::kDot4Exact) return part;
+  else return V::add(acc, V::widen_i16(part));
+}
+
 // Scale k (0..7) of Q4_K/Q5_K (scale_min_k4) of the R rows as int32 lanes, from
 // the 12 interleaved scale bytes: cut as R bytes in an xmm (one uop an op, where
 // the int32 lanes of a zmm take two), then widened, in registers where the
@@ -140,6 +170,10 @@ struct K4Fmt {
   // (|16 * isum| <= 16 * 256 * 15 * 63 * 128 < 2^31), is shifted back: the
   // same integers, so the same bits.
   static constexpr bool kHigh16 = !kHigh && V::kDot4Exact;
+  // The largest byte dotted, and the words (m) a run of sums takes: AVX2 Q4_K 8, Q5_K 4.
+  static constexpr int kUMax = kHigh16 ? 0xf0 : kHigh ? 31 : 15;
+  static constexpr int kRun = kRunSteps<V, kUMax> < 8 ? kRunSteps<V, kUMax> : 8;
+  static_assert(kRun == 8 || kRun == 4, "runs of whole halves of the 8 words");
 
   // One token is decoded word by word (decode_word_order): Q5_K's qh word m,
   // then the 4 qs words 8j+m (j: sub-block pair) whose levels it completes.
@@ -177,14 +211,14 @@ struct K4Fmt {
   // test_kernels --bench-decode, one core from DRAM, alternated, % of the
   // core's probe: AVX-512 Q5_K 60-68 -> 95-101, Q4_K 81-91 -> 84-99; AVX2
   // (8 lanes, no hints now) Q5_K 64-66 -> 95-96, Q4_K 73-75 -> 95-98.
-  template <int... m>
+  template <int... r>
   __attribute__((always_inline)) static typename V::I decode_word_order(const char* gb, const int8_t* xq,
-                                                                        std::integer_sequence<int, m...>) {
+                                                                        std::integer_sequence<int, r...>) {
     using I = typename V::I;
     I p[8];
 #pragma GCC unroll 8
     for (int s = 0; s < 8; ++s) p[s] = V::zero();
-    (decode_word<m>(gb, xq, p), ...);
+    (decode_run<r * kRun>(gb, xq, p, std::make_integer_sequence<int, kRun>()), ...);  // run r
     if constexpr (kHigh16)  // the low nibbles' sums to the high ones' scale of 16
       for (int j = 0; j < 4; ++j) p[2 * j] = V::template shl32<4>(p[2 * j]);
     const char* sc = gb + 4 * V::R;
@@ -193,6 +227,18 @@ struct K4Fmt {
     const I o = V::add(V::add(V::mul(p[1], k4_scale<V, 1>(sc)), V::mul(p[3], k4_scale<V, 3>(sc))),
                        V::add(V::mul(p[5], k4_scale<V, 5>(sc)), V::mul(p[7], k4_scale<V, 7>(sc))));
     return V::add(e, o);
+  }
+
+  // Words m0 .. m0 + kRun - 1, one run of each sub-block's sum.
+  template <int m0, int... m>
+  __attribute__((always_inline)) static void decode_run(const char* gb, const int8_t* xq, typename V::I* p,
+                                                        std::integer_sequence<int, m...>) {
+    typename V::I q[8];
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; ++s) q[s] = run_begin<V>(p[s]);
+    (decode_word<m0 + m>(gb, xq, q), ...);
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; ++s) p[s] = run_end<V>(p[s], q[s]);
   }
 
   // qh word m and the 4 qs words whose levels it completes: p[s] += their products.
@@ -221,8 +267,8 @@ struct K4Fmt {
       lo = V::or_(lo, high<2 * j>(h));
       hi = V::or_(V::and_(V::template shr16<4>(v), m4), high<2 * j + 1>(h));
     }
-    p[2 * j] = V::dot4(p[2 * j], lo, xq + 64 * j + 4 * m);
-    p[2 * j + 1] = V::dot4(p[2 * j + 1], hi, xq + 64 * j + 32 + 4 * m);
+    p[2 * j] = run_dot4<V, 1>(p[2 * j], lo, xq + 64 * j + 4 * m);
+    p[2 * j + 1] = run_dot4<V, 1>(p[2 * j + 1], hi, xq + 64 * j + 32 + 4 * m);
   }
 
   // Prompts: isum[t] += the super-block group's sums of T tokens, j outer,
@@ -265,10 +311,16 @@ struct K4Fmt {
       for (int t = 0; t < T; ++t) {
         const int8_t* xq = tk[t][b].x->qs + 64 * j;
         I a = V::zero(), c = V::zero();
+#pragma GCC unroll 2
+        for (int m0 = 0; m0 < 8; m0 += kRun) {
+          I ar = run_begin<V>(a), cr = run_begin<V>(c);
 #pragma GCC unroll 8
-        for (int m = 0; m < 8; ++m) {
-          a = tile_dot4<V, T>(a, lo[m], xq + 4 * m);
-          c = tile_dot4<V, T>(c, hi[m], xq + 32 + 4 * m);
+          for (int m = m0; m < m0 + kRun; ++m) {
+            ar = run_dot4<V, T>(ar, lo[m], xq + 4 * m);
+            cr = run_dot4<V, T>(cr, hi[m], xq + 32 + 4 * m);
+          }
+          a = run_end<V>(a, ar);
+          c = run_end<V>(c, cr);
         }
         isum[t] = V::add(isum[t], V::add(V::mul(a, sc0), V::mul(c, sc1)));
       }
@@ -289,7 +341,7 @@ struct K4Fmt {
       I isum[T];
       for (int t = 0; t < T; ++t) isum[t] = V::zero();
       if constexpr (T == 1) {
-        isum[0] = decode_word_order(gb, tk[0][b].x->qs, std::make_integer_sequence<int, 8>());
+        isum[0] = decode_word_order(gb, tk[0][b].x->qs, std::make_integer_sequence<int, 8 / kRun>());
       } else {
         chunk_sums<T>(gb, tk, b, isum);
       }
@@ -318,6 +370,9 @@ template <class V>
 struct K6Fmt {
   static constexpr GgmlType kType = GgmlType::Q6_K;
   static constexpr size_t kBlock = sizeof(BlockQ6_K);
+  // The 4 steps of a sub-block's sum in runs (kRunSteps): AVX2 2, levels up to 63.
+  static constexpr int kRun = kRunSteps<V, 63> < 4 ? kRunSteps<V, 63> : 4;
+  static_assert(kRun == 4 || kRun == 2, "runs of whole halves of the 4 steps");
 
   static void prep(const BlockQ8_K& x, int32_t* w) {
     for (int s = 0; s < 16; ++s) w[s] = -32 * x.bsums[s];
@@ -379,11 +434,23 @@ struct K6Fmt {
       const KTok& k = tk[t][b];
       const int8_t* x0 = k.x->qs + 16 * s0;
       const int8_t* x1 = k.x->qs + 16 * s1;
-      I p0 = V::set32(k.w[s0]), p1 = V::set32(k.w[s1]);
+      // the -32 * bsum start values; in int16 runs added last, not held through them
+      constexpr bool kStartFirst = V::kDot4Exact;
+      I p0 = kStartFirst ? V::set32(k.w[s0]) : V::zero(), p1 = kStartFirst ? V::set32(k.w[s1]) : V::zero();
+#pragma GCC unroll 2
+      for (int m0 = 0; m0 < 4; m0 += kRun) {
+        I r0 = run_begin<V>(p0), r1 = run_begin<V>(p1);
 #pragma GCC unroll 4
-      for (int m = 0; m < 4; ++m) {
-        p0 = tile_dot4<V, T>(p0, u[m], x0 + 4 * m);
-        p1 = tile_dot4<V, T>(p1, u[4 + m], x1 + 4 * m);
+        for (int m = m0; m < m0 + kRun; ++m) {
+          r0 = run_dot4<V, T>(r0, u[m], x0 + 4 * m);
+          r1 = run_dot4<V, T>(r1, u[4 + m], x1 + 4 * m);
+        }
+        p0 = run_end<V>(p0, r0);
+        p1 = run_end<V>(p1, r1);
+      }
+      if constexpr (!kStartFirst) {
+        p0 = V::add(p0, V::set32(k.w[s0]));
+        p1 = V::add(p1, V::set32(k.w[s1]));
       }
       isum[t] = V::add(isum[t], V::add(V::mul(p0, sc0), V::mul(p1, sc1)));
     }
