@@ -356,7 +356,7 @@ struct K4Fmt {
   template <int T, int j>
   __attribute__((always_inline)) static void pair_word_sums(const char* gb, const KTok* const* tk, int64_t b,
                                                             typename V::I* isum) {
-    static_assert(!kHigh16, "the scales as they are");
+    static_assert(!kHigh16, "no factor 16 on the low nibbles' scales here (chunk_sums has it)");
     using I = typename V::I;
     constexpr int R = V::R;
 #pragma GCC unroll 2
