@@ -31,13 +31,6 @@ struct V8 {
   static I shr16(I a) { return _mm256_srli_epi16(a, n); }
   // u <= 63: a pair of products is at most 2 * 63 * 128, no int16 saturation.
   static constexpr bool kDot4Exact = false;
-  static I dot4(I acc, I u, const int8_t* x) {
-    int32_t v;
-    std::memcpy(&v, x, 4);
-    const I p = _mm256_maddubs_epi16(u, _mm256_set1_epi32(v));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-  }
-  static I dot4_prompt(I acc, I u, const int8_t* x) { return dot4(acc, u, x); }
   // Runs of dot4 (x86/kquant_tiles.h run_dot4): int16 pairs added in int16, widened once.
   static I dot4_i16(I part, I u, const int8_t* x) {
     int32_t v;
@@ -45,6 +38,9 @@ struct V8 {
     return _mm256_add_epi16(part, _mm256_maddubs_epi16(u, _mm256_set1_epi32(v)));
   }
   static I widen_i16(I part) { return _mm256_madd_epi16(part, _mm256_set1_epi16(1)); }
+  // A run of one step (the tiles' int16 runs cover every AVX2 use today).
+  static I dot4(I acc, I u, const int8_t* x) { return _mm256_add_epi32(acc, widen_i16(dot4_i16(zero(), u, x))); }
+  static I dot4_prompt(I acc, I u, const int8_t* x) { return dot4(acc, u, x); }
   static I dot2(I acc, I pairs, int32_t xw) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi32(xw)));
   }
