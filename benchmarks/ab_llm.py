@@ -16,11 +16,14 @@ changes speed within seconds, so only the ratio within a pair means much.
   probes beside it (bench_llm.py's blocks measure); printed: each build's median
   % of that roofline over all blocks and the per-pair differences new - old of
   the run medians. Needs the weight bytes read per token (bench_llm.py prints
-  them as "weights read per token").
+  them as "weights read per token"). ``--depth N`` puts N random prompt tokens
+  before the 128 (llama-bench's ``-d N``: decode where attention over a long
+  cache counts); the median per-pair t/s ratio is printed too.
 
 Usage (from outside the source tree):
     python benchmarks/ab_llm.py pp OLD_PYTHON NEW_PYTHON FILE [--tokens 512] [--pairs 10]
-    python benchmarks/ab_llm.py decode OLD_PYTHON NEW_PYTHON FILE --weight-bytes B [--pairs 10]
+    python benchmarks/ab_llm.py decode OLD_PYTHON NEW_PYTHON FILE --weight-bytes B [--depth 0]
+        [--pairs 10]
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ WORKER = r"""
 import json, random, sys, time
 import bluelm_cpp
 from bluelm_cpp import _core
-mode, path, threads, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+mode, path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+arg, depth = float(sys.argv[4]), int(sys.argv[5])
 m = bluelm_cpp.Model(path, n_ctx=4096, n_batch=512, n_threads=threads, kv_type="f16")
 if mode == "pp":
     rng = random.Random(1234)
@@ -48,9 +52,10 @@ if mode == "pp":
 else:
     no_eog = {int(i): -1e9 for i in m.tokenizer.eog_ids}
     probe = _core.ReadProbe(256 << 20, threads)
+    prompt = [random.Random(1234).randrange(m.n_vocab) for _ in range(depth)] + [1000]
     def run():
         m.reset()
-        it = m.generate_tokens([1000], 129, temperature=0, logit_bias=no_eog)
+        it = m.generate_tokens(prompt, 129, temperature=0, logit_bias=no_eog)
         next(it)
         probes, secs = [probe.best_of(2)], []
         for _ in range(16):
@@ -61,7 +66,7 @@ else:
             probes.append(probe.best_of(2))
         it.close()
         pct = [100 * 8 * arg / s / max(probes[i], probes[i + 1]) for i, s in enumerate(secs)]
-        return {"pct": pct, "probes": probes}
+        return {"pct": pct, "probes": probes, "tps": 128 / sum(secs)}
 run()
 print("ready", flush=True)
 for _ in sys.stdin:
@@ -77,6 +82,7 @@ def main() -> int:
     ap.add_argument("file")
     ap.add_argument("--tokens", type=int, default=512, help="pp: prompt tokens")
     ap.add_argument("--weight-bytes", type=float, default=0.0, help="decode: bytes read per token")
+    ap.add_argument("--depth", type=int, default=0, help="decode: prompt tokens before the 128")
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -84,7 +90,7 @@ def main() -> int:
         ap.error("decode needs --weight-bytes (bench_llm.py prints 'weights read per token')")
     arg = a.tokens if a.mode == "pp" else a.weight_bytes
     runs: dict[str, list[dict]] = {"old": [], "new": []}
-    args = [a.mode, a.file, str(a.threads), str(arg)]
+    args = [a.mode, a.file, str(a.threads), str(arg), str(a.depth)]
     with PairedWorkers(WORKER, args, a.old_python, a.new_python) as workers:
         for i, line in workers.pairs(a.pairs):
             for name, text in line.items():
@@ -97,7 +103,8 @@ def main() -> int:
                 om, nm = statistics.median(o["pct"]), statistics.median(n["pct"])
                 print(
                     f"pair {i}: old {om:.1f}% new {nm:.1f}% of the probes "
-                    f"({min(probes) / 1e9:.1f}-{max(probes) / 1e9:.1f} GB/s)",
+                    f"({min(probes) / 1e9:.1f}-{max(probes) / 1e9:.1f} GB/s), "
+                    f"old {o['tps']:.1f} new {n['tps']:.1f} t/s",
                     flush=True,
                 )
     if a.mode == "pp":
@@ -114,8 +121,17 @@ def main() -> int:
         med = {k: [statistics.median(r["pct"]) for r in v] for k, v in runs.items()}
         every = {k: statistics.median([x for r in v for x in r["pct"]]) for k, v in runs.items()}
         diffs = [round(b - x, 1) for x, b in zip(med["old"], med["new"])]
-        print(f"decode, all blocks: old {every['old']:.1f}%, new {every['new']:.1f}% of the probes")
+        ratios = [n["tps"] / o["tps"] for o, n in zip(runs["old"], runs["new"])]
+        faster = sum(r > 1 for r in ratios)
+        print(
+            f"decode at depth {a.depth}, all blocks: old {every['old']:.1f}%, "
+            f"new {every['new']:.1f}% of the probes"
+        )
         print(f"per-pair differences new - old of the run medians (points): {diffs}")
+        print(
+            f"median t/s ratio new/old {statistics.median(ratios):.3f} "
+            f"over {a.pairs} pairs, {faster} faster"
+        )
     return 0
 
 

@@ -475,7 +475,9 @@ void Context::attention(int layer, int64_t m) {
     });
     return;
   }
-  if (as_steps_ && m > 1 && kt_.attend_steps) {
+  // A decode step too: attend_steps reads each K/V row once for a KV head's
+  // whole group of query heads, with the bits of attend per head.
+  if (!chunk && kt_.attend_steps) {
     attention_steps(kc, vc, m, window);
     return;
   }
