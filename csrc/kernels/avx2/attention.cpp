@@ -6,6 +6,7 @@
 #include "kernels/avx2/avx2.h"
 #include "kernels/common/attend_f32.h"
 #include "kernels/x86/common.h"
+#include "kernels/x86/f16_dot_fold.h"
 #include "kernels/x86/ggml_exp.h"
 
 namespace bluelm::kernels::avx2 {
@@ -133,11 +134,69 @@ float dot_f16_vec_order(const uint16_t* a, const float* b, int64_t n) {
   return static_cast<float>(s);
 }
 
+// The one-token scores of n keys where head_dim is a multiple of 32:
+// dot_f16_vec_order's chains per key, 8 keys' folds at once (fold8), the
+// same adds per key in the same order.
+inline __m256 chains_f16(const uint16_t* k, const float* qh, int64_t hd) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < hd; i += 32) {
+    a0 = _mm256_fmadd_ps(F16Load::load8(k + i), _mm256_loadu_ps(qh + i), a0);
+    a1 = _mm256_fmadd_ps(F16Load::load8(k + i + 8), _mm256_loadu_ps(qh + i + 8), a1);
+    a2 = _mm256_fmadd_ps(F16Load::load8(k + i + 16), _mm256_loadu_ps(qh + i + 16), a2);
+    a3 = _mm256_fmadd_ps(F16Load::load8(k + i + 24), _mm256_loadu_ps(qh + i + 24), a3);
+  }
+  return _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+}
+
+void scores_f16(const uint16_t* k, size_t stride, const float* qh, int64_t hd, int64_t n, float scale,
+                float* out) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 x[8];
+    for (int i = 0; i < 8; ++i) x[i] = chains_f16(k + (j + i) * stride, qh, hd);
+    _mm256_storeu_ps(out + j, _mm256_mul_ps(fold8(x), vs));
+  }
+  for (; j < n; ++j) out[j] = fold1(chains_f16(k + j * stride, qh, hd)) * scale;
+}
+
 float dot_f16_tile_order(const uint16_t* a, const float* b, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n; i += 8)
     acc = _mm256_fmadd_ps(F16Load::load8(a + i), _mm256_loadu_ps(b + i), acc);
   return hsum(acc);
+}
+
+// 8 columns of the one-token P.V: position lanes [l0, l0 + 8) of the 32 (lane
+// l takes j = l, l + 32, ... in order), in registers (all 32 would spill).
+inline void pv_quarter(const float* p, const uint16_t* v, size_t stride, int64_t n, int l0, __m256 (&a)[8]) {
+  for (int l = 0; l < 8; ++l) a[l] = _mm256_setzero_ps();
+  int64_t j0 = l0;
+  for (; j0 + 8 <= n; j0 += 32) {
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; ++l)
+      a[l] = _mm256_fmadd_ps(F16Load::load8(v + (j0 + l) * stride), _mm256_set1_ps(p[j0 + l]), a[l]);
+  }
+  for (int l = 0; l < 8 && j0 + l < n; ++l)
+    a[l] = _mm256_fmadd_ps(F16Load::load8(v + (j0 + l) * stride), _mm256_set1_ps(p[j0 + l]), a[l]);
+}
+
+// weighted_sum_lanes(batched = false) where head_dim is a multiple of 8: its
+// 32 lanes a quarter at a time, folded as it folds them.
+void pv_f16(const float* p, const uint16_t* v, size_t stride, int64_t hd, int64_t n, float* out) {
+  for (int64_t d = 0; d < hd; d += 8) {
+    __m256 q0[8], q1[8], q2[8], q3[8];  // lanes 0-7, 8-15, 16-23, 24-31
+    pv_quarter(p, v + d, stride, n, 0, q0);
+    pv_quarter(p, v + d, stride, n, 16, q2);
+    __m256 x[8];
+    for (int l = 0; l < 8; ++l) x[l] = _mm256_add_ps(q0[l], q2[l]);
+    pv_quarter(p, v + d, stride, n, 8, q1);
+    pv_quarter(p, v + d, stride, n, 24, q3);
+    for (int l = 0; l < 8; ++l) x[l] = _mm256_add_ps(x[l], _mm256_add_ps(q1[l], q3[l]));
+    const __m256 r = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(x[0], x[4]), _mm256_add_ps(x[1], x[5])),
+                                   _mm256_add_ps(_mm256_add_ps(x[2], x[6]), _mm256_add_ps(x[3], x[7])));
+    _mm256_storeu_ps(out + d, r);
+  }
 }
 
 // P.V with lanes by position: 8 (tiled matmul) or 32 (dot product) accumulators
@@ -295,9 +354,13 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
     _mm256_storeu_ps(qh + d, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(q + d), _MM_FROUND_TO_NEAREST_INT)));
   for (; d < head_dim; ++d) qh[d] = h2f(f2h(q[d]));
   const bool tile_kq = batched && head_dim % 8 == 0;
-  for (int64_t j = 0; j < n_kv; ++j) {
-    const uint16_t* kj = k + j * kv_stride;
-    scratch[j] = (tile_kq ? dot_f16_tile_order(kj, qh, head_dim) : dot_f16_vec_order(kj, qh, head_dim)) * scale;
+  if (!batched && head_dim % 32 == 0) {
+    scores_f16(k, kv_stride, qh, head_dim, n_kv, scale, scratch);
+  } else {
+    for (int64_t j = 0; j < n_kv; ++j) {
+      const uint16_t* kj = k + j * kv_stride;
+      scratch[j] = (tile_kq ? dot_f16_tile_order(kj, qh, head_dim) : dot_f16_vec_order(kj, qh, head_dim)) * scale;
+    }
   }
   softcap_scores(scratch, n_kv, softcap);
   softmax_ggml(scratch, n_kv);
@@ -305,7 +368,9 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
   for (; j + 8 <= n_kv; j += 8)
     _mm256_storeu_ps(scratch + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(scratch + j), _MM_FROUND_TO_NEAREST_INT)));
   for (; j < n_kv; ++j) scratch[j] = h2f(f2h(scratch[j]));
-  weighted_sum_lanes(scratch, static_cast<const uint16_t*>(V), kv_stride, head_dim, n_kv, batched, out);
+  const uint16_t* v = static_cast<const uint16_t*>(V);
+  if (!batched && head_dim % 8 == 0) pv_f16(scratch, v, kv_stride, head_dim, n_kv, out);
+  else weighted_sum_lanes(scratch, v, kv_stride, head_dim, n_kv, batched, out);
 }
 
 // Prompt-chunk attention 4 rows at a time for the INT8 cache; other caches

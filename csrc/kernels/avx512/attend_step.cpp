@@ -13,6 +13,7 @@
 #include "kernels/avx2/avx2.h"
 #include "kernels/avx512/avx512.h"
 #include "kernels/avx512/zmm.h"
+#include "kernels/x86/f16_dot_fold.h"
 #include "kernels/x86/ggml_exp.h"
 
 namespace bluelm::kernels::avx512 {
@@ -31,24 +32,6 @@ inline __m256 chains(const uint16_t* k, const float* qh, int64_t hd) {
   }
   const __m512 s = _mm512_add_ps(a, b);
   return _mm256_add_ps(_mm512_castps512_ps256(s), hi256(s));
-}
-
-// Lane i: x[i]'s lo + hi (t0..t3), then (t0 + t1) + (t2 + t3), as two hadds give.
-inline __m256 fold8(const __m256 (&x)[8]) {
-  __m256 s[4];
-  for (int i = 0; i < 4; ++i)
-    s[i] = _mm256_add_ps(_mm256_permute2f128_ps(x[2 * i], x[2 * i + 1], 0x20),
-                         _mm256_permute2f128_ps(x[2 * i], x[2 * i + 1], 0x31));
-  // hadd pairs within 128-bit halves: keys [0, 2, 4, 6 | 1, 3, 5, 7]
-  const __m256 r = _mm256_hadd_ps(_mm256_hadd_ps(s[0], s[1]), _mm256_hadd_ps(s[2], s[3]));
-  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
-inline float fold1(__m256 x) {
-  __m128 t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-  t = _mm_hadd_ps(t, t);
-  t = _mm_hadd_ps(t, t);
-  return _mm_cvtss_f32(t);
 }
 
 void scores(const uint16_t* k, size_t stride, const float* qh, int64_t hd, int64_t n, float scale, float* out) {
