@@ -307,47 +307,57 @@ void bench_attention(const std::vector<const KernelTable*>& tables) {
   }
 }
 
-// SmolLM2's shape (F16 cache, head_dim 64, 3 query heads per KV head): one KV
-// head's lanes of a round of m rows at pos0, attend per lane (batched = false)
-// against one attend_steps call, alternated 9 times, medians of CPU time.
+// F16 cache, head_dim 64: SmolLM2's shape (3 query heads per KV head, 3 KV
+// heads) for a speculative round of m rows at pos0, and a Llama-3.2-1B decode
+// step (4 per KV head, 8 KV heads, one row) after long prompts: one KV head's
+// lanes, attend per lane (batched = false) against one attend_steps call,
+// alternated 9 times, medians of CPU time.
 void bench_steps(const std::vector<const KernelTable*>& tables) {
-  const int64_t hd = 64, group = 3, stride = 3 * hd;
+  struct Case {
+    int64_t group, kv_heads, pos0, m;
+  };
+  std::vector<Case> cases;
+  for (int64_t pos0 : {150, 300, 600})
+    for (int64_t m : {3, 6, 9}) cases.push_back({3, 3, pos0, m});
+  for (int64_t pos0 : {500, 2000}) cases.push_back({4, 8, pos0, 1});
+  const int64_t hd = 64;
   std::printf("single thread, CPU time per round and KV head, medians of 9 alternated repeats\n");
   for (const KernelTable* tb : tables) {
     if (!tb->attend_steps) continue;
-    for (int64_t pos0 : {150, 300, 600})
-      for (int64_t m : {3, 6, 9}) {
-        const int64_t n = pos0 + m, lanes = m * group;
-        std::vector<uint16_t> K(n * stride), V(n * stride);
-        for (auto& x : K) x = fp32_to_fp16(normal());
-        for (auto& x : V) x = fp32_to_fp16(normal());
-        std::vector<float> q(m * group * hd), o1(q.size()), o2(q.size()), s1(n), s2(kStepLanes * (n + 16));
-        for (auto& x : q) x = normal();
-        const float scale = 0.125f;
-        ChunkAttention a{q.data(), size_t(group * hd), K.data(), V.data(), GgmlType::F16, size_t(stride), hd, group,
-                         pos0, 0, scale, 0.0f, o2.data(), size_t(group * hd), nullptr};
-        auto per_lane = [&] {
-          for (int64_t L = 0; L < lanes; ++L)
-            tb->attend(q.data() + L * hd, K.data(), V.data(), GgmlType::F16, stride, hd, pos0 + L / group + 1, scale,
-                       0.0f, false, s1.data(), o1.data() + L * hd);
-        };
-        auto steps = [&] { tb->attend_steps(a, 0, lanes, s2.data()); };
-        std::vector<double> t1, t2;
-        for (int r = 0; r < 9; ++r) {
-          double t0 = thread_seconds();
-          for (int i = 0; i < 20; ++i) per_lane();
-          t1.push_back((thread_seconds() - t0) / 20);
-          t0 = thread_seconds();
-          for (int i = 0; i < 20; ++i) steps();
-          t2.push_back((thread_seconds() - t0) / 20);
-        }
-        std::sort(t1.begin(), t1.end());
-        std::sort(t2.begin(), t2.end());
-        const bool same = std::memcmp(o1.data(), o2.data(), o1.size() * 4) == 0;
-        std::printf("%s pos0 %4lld rows %lld: per lane %7.1f us, attend_steps %7.1f us, %.2fx%s\n", tb->isa,
-                    (long long)pos0, (long long)m, t1[4] * 1e6, t2[4] * 1e6, t1[4] / t2[4], same ? "" : " (DIFFER)");
-        std::fflush(stdout);
+    for (const Case& c : cases) {
+      const int64_t group = c.group, stride = c.kv_heads * hd, pos0 = c.pos0, m = c.m;
+      const int64_t n = pos0 + m, lanes = m * group;
+      std::vector<uint16_t> K(n * stride), V(n * stride);
+      for (auto& x : K) x = fp32_to_fp16(normal());
+      for (auto& x : V) x = fp32_to_fp16(normal());
+      std::vector<float> q(m * group * hd), o1(q.size()), o2(q.size()), s1(n), s2(kStepLanes * (n + 16));
+      for (auto& x : q) x = normal();
+      const float scale = 0.125f;
+      ChunkAttention a{q.data(), size_t(group * hd), K.data(), V.data(), GgmlType::F16, size_t(stride), hd, group,
+                       pos0, 0, scale, 0.0f, o2.data(), size_t(group * hd), nullptr};
+      auto per_lane = [&] {
+        for (int64_t L = 0; L < lanes; ++L)
+          tb->attend(q.data() + L * hd, K.data(), V.data(), GgmlType::F16, stride, hd, pos0 + L / group + 1, scale,
+                     0.0f, false, s1.data(), o1.data() + L * hd);
+      };
+      auto steps = [&] { tb->attend_steps(a, 0, lanes, s2.data()); };
+      std::vector<double> t1, t2;
+      for (int r = 0; r < 9; ++r) {
+        double t0 = thread_seconds();
+        for (int i = 0; i < 20; ++i) per_lane();
+        t1.push_back((thread_seconds() - t0) / 20);
+        t0 = thread_seconds();
+        for (int i = 0; i < 20; ++i) steps();
+        t2.push_back((thread_seconds() - t0) / 20);
       }
+      std::sort(t1.begin(), t1.end());
+      std::sort(t2.begin(), t2.end());
+      const bool same = std::memcmp(o1.data(), o2.data(), o1.size() * 4) == 0;
+      std::printf("%s group %lld pos0 %4lld rows %lld: per lane %7.1f us, attend_steps %7.1f us, %.2fx%s\n",
+                  tb->isa, (long long)group, (long long)pos0, (long long)m, t1[4] * 1e6, t2[4] * 1e6,
+                  t1[4] / t2[4], same ? "" : " (DIFFER)");
+      std::fflush(stdout);
+    }
   }
 }
 

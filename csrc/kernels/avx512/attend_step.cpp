@@ -177,32 +177,33 @@ __attribute__((always_inline)) inline void tile_scores(const float* kt, const fl
 }
 
 // pv() for S lanes of one row (weights p[s], n positions): each V row is
-// converted once per 16 columns for the S lanes; position lanes 8 at a time.
-template <int S>
+// converted once per 16 columns for the S lanes; position lanes PL at a time
+// (S x PL accumulators in registers: 4 lanes, a GQA group of 4, take 4).
+template <int S, int PL = (S > 3 ? 4 : 8)>
 void pv_lanes(const float* const* p, const uint16_t* v, size_t stride, int64_t hd, int64_t n, float* const* out) {
   alignas(64) float acc[S][32 * 16];
   for (int64_t d = 0; d < hd; d += 16) {
-    for (int l0 = 0; l0 < 32; l0 += 8) {
-      __m512 a[S][8];
+    for (int l0 = 0; l0 < 32; l0 += PL) {
+      __m512 a[S][PL];
 #pragma GCC unroll 16
       for (int s = 0; s < S; ++s)
 #pragma GCC unroll 16
-        for (int l = 0; l < 8; ++l) a[s][l] = _mm512_setzero_ps();
+        for (int l = 0; l < PL; ++l) a[s][l] = _mm512_setzero_ps();
       auto step = [&](int64_t j, int l) {
         const __m512 vj = f16x16(v + j * stride + d);
 #pragma GCC unroll 16
         for (int s = 0; s < S; ++s) a[s][l] = _mm512_fmadd_ps(vj, _mm512_set1_ps(p[s][j]), a[s][l]);
       };
       int64_t j0 = l0;
-      for (; j0 + 8 <= n; j0 += 32) {
+      for (; j0 + PL <= n; j0 += 32) {
 #pragma GCC unroll 8
-        for (int l = 0; l < 8; ++l) step(j0 + l, l);
+        for (int l = 0; l < PL; ++l) step(j0 + l, l);
       }
-      for (int l = 0; j0 + l < n && l < 8; ++l) step(j0 + l, l);
+      for (int l = 0; j0 + l < n && l < PL; ++l) step(j0 + l, l);
 #pragma GCC unroll 16
       for (int s = 0; s < S; ++s)
 #pragma GCC unroll 16
-        for (int l = 0; l < 8; ++l) _mm512_store_ps(acc[s] + 16 * (l0 + l), a[s][l]);
+        for (int l = 0; l < PL; ++l) _mm512_store_ps(acc[s] + 16 * (l0 + l), a[s][l]);
     }
 #pragma GCC unroll 16
     for (int s = 0; s < S; ++s) {
@@ -273,12 +274,12 @@ void steps_f16(const ChunkAttention& a, int64_t l0, int64_t l1, float* scratch) 
     softmax_ggml(p, hi[l] - lo[l]);
     round_row_f16(p, p, hi[l] - lo[l]);
   }
-  // P.V: the lanes of one row share V's conversions, 3 at a time
+  // P.V: the lanes of one row share V's conversions, up to 4 at a time
   for (int64_t l = 0; l < nl;) {
     const int64_t row_end = std::min(nl, ((l0 + l) / G + 1) * G - l0);
-    const int S = static_cast<int>(std::min<int64_t>(3, row_end - l));
-    const float* p[3];
-    float* o[3];
+    const int S = static_cast<int>(std::min<int64_t>(row_end - l == 4 ? 4 : 3, row_end - l));
+    const float* p[4];
+    float* o[4];
 #pragma GCC unroll 16
     for (int s = 0; s < S; ++s) {
       const int64_t L = l0 + l + s;
@@ -287,7 +288,8 @@ void steps_f16(const ChunkAttention& a, int64_t l0, int64_t l1, float* scratch) 
     }
     const uint16_t* vr = v + lo[l] * a.kv_stride;
     const int64_t n = hi[l] - lo[l];
-    if (S == 3) pv_lanes<3>(p, vr, a.kv_stride, hd, n, o);
+    if (S == 4) pv_lanes<4>(p, vr, a.kv_stride, hd, n, o);
+    else if (S == 3) pv_lanes<3>(p, vr, a.kv_stride, hd, n, o);
     else if (S == 2) pv_lanes<2>(p, vr, a.kv_stride, hd, n, o);
     else pv_lanes<1>(p, vr, a.kv_stride, hd, n, o);
     l += S;
