@@ -244,12 +244,11 @@ void steps_f16(const ChunkAttention& a, int64_t l0, int64_t l1, float* scratch) 
     // The next tile's K rows (to L1) and this tile's V rows (to L2, for P.V):
     // at the cache's row stride the loads otherwise wait on DRAM.
     for (int64_t j = j0; j < std::min(end, j0 + 16); ++j) {
-      const char* kn = reinterpret_cast<const char*>(k + (j + 16) * a.kv_stride);
       const char* vj = reinterpret_cast<const char*>(v + j * a.kv_stride);
-      for (size_t b = 0; b < row_bytes; b += 64) {
-        if (j + 16 < end) _mm_prefetch(kn + b, _MM_HINT_T0);
-        _mm_prefetch(vj + b, _MM_HINT_T1);
-      }
+      for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(vj + b, _MM_HINT_T1);
+      if (j + 16 >= end) continue;
+      const char* kn = reinterpret_cast<const char*>(k + (j + 16) * a.kv_stride);
+      for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(kn + b, _MM_HINT_T0);
     }
     key_tile(k, a.kv_stride, hd, j0, end, idx, kt);
     int64_t l = 0;
