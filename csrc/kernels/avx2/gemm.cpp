@@ -1,7 +1,11 @@
 // AVX2 gemm tiles: Q4_0, Q8_0 and Q4_1, Q5_0 (as Q8_0) and Q5_1 (as Q4_1)
 // (x86/tiles256.h, the lane sums by vpmaddubsw), float rows (common/float_tile.h); all
-// driven by common/gemm_driver.h, in the file layout or in packed groups of 4
-// rows (the same bits either way).
+// driven by common/gemm_driver.h (Q5 prompts: gemm_q5_staged, below), in the file
+// layout or in packed groups of 4 rows (the same bits either way).
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
 #include "kernels/avx2/avx2.h"
 #include "kernels/common/float_tile.h"
 #include "kernels/common/gemm_driver.h"
@@ -27,6 +31,63 @@ struct Maddubs {
   }
 };
 
+// Q5_0 / Q5_1 prompts: a row tile's 5-bit levels are unpacked once per token
+// chunk into 8-bit blocks (BlockQ8_0: d and q - 16; BlockQ8_1's layout: d, m and
+// q), which every token pair then reads through the Q8_0 / Q4_1 tile. The
+// levels are the same, so the exact lane sums and the bits are those of the
+// tiles on the file's blocks, which unpack (q5_high, nibbles: about 10
+// instructions a row block) again for every 2 tokens.
+struct U8Blk {  // unsigned levels in a BlockQ8_1-shaped block, [d, m] at its head
+  using Block = BlockQ8_1;
+  static __m256i quants(const char* wb) { return load32(reinterpret_cast<const Block*>(wb)->qs); }
+};
+template <class Blk, class Staged>
+void stage_block(const char* wb, char* out) {
+  std::memcpy(out, wb, 4);  // d (and Q5_1's m): the head both layouts share; BlockQ8_0's levels overwrite the rest
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + offsetof(Staged, qs)), Blk::quants(wb));
+}
+
+template <class Blk, class Staged, class Tile, class FileTile, int P>
+void gemm_q5_staged(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
+                    int64_t r0, int64_t r1, int64_t n_tok) {
+  constexpr int kRows = 4, kToks = 2;
+  constexpr size_t kStageBytes = 64 << 10;  // 4 rows of K up to 14560 (BlockQ8_1); longer: unstaged
+  const int64_t nb = K / QK;
+  const size_t srs = static_cast<size_t>(nb) * sizeof(Staged);
+  if (n_tok < 2 * kToks || kRows * srs > kStageBytes)
+    return gemm_tiles<FileTile, P>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
+  alignas(32) char stage[kStageBytes];
+  const RowLayout L{static_cast<const char*>(W), ws, sizeof(typename Blk::Block), P};
+  const char* x = static_cast<const char*>(X);
+  const size_t rs = L.row_step(), bs = L.block_step();
+  int64_t chunk = static_cast<int64_t>((192 * 1024) / xs);  // gemm_tiles' token chunks
+  chunk = chunk < kToks ? kToks : chunk - chunk % kToks;
+  for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
+    const int64_t t1 = std::min(n_tok, t0 + chunk);
+    for (int64_t r = r0; r < r1;) {
+      const bool full = r + kRows <= r1 && (P == 0 || r % P == 0);
+      const int rows = full ? kRows : 1;
+      const char* wr = L.row(r);
+      for (int i = 0; i < rows; ++i)
+        for (int64_t b = 0; b < nb; ++b)
+          stage_block<Blk, Staged>(wr + i * rs + b * bs, stage + i * srs + b * sizeof(Staged));
+      int64_t t = t0;
+      for (; t + kToks <= t1; t += kToks) {
+        const char* xt = x + t * xs;
+        float* yt = Y + t * ldy + r;
+        if (full) Tile::template tile<kRows, kToks>(stage, srs, sizeof(Staged), xt, xs, yt, ldy, K);
+        else Tile::template tile<1, kToks>(stage, srs, sizeof(Staged), xt, xs, yt, ldy, K);
+      }
+      if (t < t1) {  // an odd token left
+        const char* xt = x + t * xs;
+        float* yt = Y + t * ldy + r;
+        if (full) Tile::template tile<kRows, 1>(stage, srs, sizeof(Staged), xt, xs, yt, ldy, K);
+        else Tile::template tile<1, 1>(stage, srs, sizeof(Staged), xt, xs, yt, ldy, K);
+      }
+      r += rows;
+    }
+  }
+}
 
 }  // namespace
 
@@ -49,11 +110,13 @@ void fill_gemm(KernelTable& t) {
   t.gemm_packed[W_Q4_1] = gemm_tiles<Q4_1Tile<Maddubs>, kGroup>;
   using Q5_0Tile = Q8_0Tile<Maddubs, Q5_0Blk>;
   using Q5_1Tile = Q4_1Tile<Maddubs, Q5_1Blk>;
-  t.gemm[W_Q5_0] = gemm_tiles<Q5_0Tile, 0>;
-  t.gemm[W_Q5_1] = gemm_tiles<Q5_1Tile, 0>;
+  using Q5_0Staged = Q8_0Tile<Maddubs>;
+  using Q5_1Staged = Q4_1Tile<Maddubs, U8Blk>;
+  t.gemm[W_Q5_0] = gemm_q5_staged<Q5_0Blk, BlockQ8_0, Q5_0Staged, Q5_0Tile, 0>;
+  t.gemm[W_Q5_1] = gemm_q5_staged<Q5_1Blk, BlockQ8_1, Q5_1Staged, Q5_1Tile, 0>;
   t.pack_rows[W_Q5_0] = t.pack_rows[W_Q5_1] = kGroup;
-  t.gemm_packed[W_Q5_0] = gemm_tiles<Q5_0Tile, kGroup>;
-  t.gemm_packed[W_Q5_1] = gemm_tiles<Q5_1Tile, kGroup>;
+  t.gemm_packed[W_Q5_0] = gemm_q5_staged<Q5_0Blk, BlockQ8_0, Q5_0Staged, Q5_0Tile, kGroup>;
+  t.gemm_packed[W_Q5_1] = gemm_q5_staged<Q5_1Blk, BlockQ8_1, Q5_1Staged, Q5_1Tile, kGroup>;
 }
 
 }  // namespace bluelm::kernels::avx2
