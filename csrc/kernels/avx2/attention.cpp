@@ -134,9 +134,8 @@ float dot_f16_vec_order(const uint16_t* a, const float* b, int64_t n) {
   return static_cast<float>(s);
 }
 
-// The one-token scores of n keys where head_dim is a multiple of 32:
-// dot_f16_vec_order's chains per key, 8 keys' folds at once (fold8), the
-// same adds per key in the same order.
+// One key's chains of dot_f16_vec_order (head_dim a multiple of 32) as
+// (a0 + a2) + (a1 + a3), for folded_scores: the same adds per key in the same order.
 inline __m256 chains_f16(const uint16_t* k, const float* qh, int64_t hd) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   for (int64_t i = 0; i < hd; i += 32) {
@@ -146,18 +145,6 @@ inline __m256 chains_f16(const uint16_t* k, const float* qh, int64_t hd) {
     a3 = _mm256_fmadd_ps(F16Load::load8(k + i + 24), _mm256_loadu_ps(qh + i + 24), a3);
   }
   return _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
-}
-
-void scores_f16(const uint16_t* k, size_t stride, const float* qh, int64_t hd, int64_t n, float scale,
-                float* out) {
-  const __m256 vs = _mm256_set1_ps(scale);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    __m256 x[8];
-    for (int i = 0; i < 8; ++i) x[i] = chains_f16(k + (j + i) * stride, qh, hd);
-    _mm256_storeu_ps(out + j, _mm256_mul_ps(fold8(x), vs));
-  }
-  for (; j < n; ++j) out[j] = fold1(chains_f16(k + j * stride, qh, hd)) * scale;
 }
 
 float dot_f16_tile_order(const uint16_t* a, const float* b, int64_t n) {
@@ -355,7 +342,7 @@ void attend(const float* q, const void* K, const void* V, GgmlType kv_type, size
   for (; d < head_dim; ++d) qh[d] = h2f(f2h(q[d]));
   const bool tile_kq = batched && head_dim % 8 == 0;
   if (!batched && head_dim % 32 == 0) {
-    scores_f16(k, kv_stride, qh, head_dim, n_kv, scale, scratch);
+    folded_scores<chains_f16>(k, kv_stride, qh, head_dim, n_kv, scale, scratch);
   } else {
     for (int64_t j = 0; j < n_kv; ++j) {
       const uint16_t* kj = k + j * kv_stride;

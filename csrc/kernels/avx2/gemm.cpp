@@ -50,45 +50,30 @@ void stage_block(const char* wb, char* out) {
 template <class Blk, class Staged, class Tile, class FileTile, int P>
 void gemm_q5_staged(const void* W, size_t ws, const void* X, size_t xs, float* Y, size_t ldy, int64_t K,
                     int64_t r0, int64_t r1, int64_t n_tok) {
-  constexpr int kRows = 4, kToks = 2;
   constexpr size_t kStageBytes = 64 << 10;  // 4 rows of K up to 14560 (BlockQ8_1); longer: unstaged
   const int64_t nb = K / QK;
   const size_t srs = static_cast<size_t>(nb) * sizeof(Staged);
-  if (n_tok < 2 * kToks || kRows * srs > kStageBytes)
+  if (n_tok < 2 * kTileToks || kTileRows * srs > kStageBytes)
     return gemm_tiles<FileTile, P>(W, ws, X, xs, Y, ldy, K, r0, r1, n_tok);
   alignas(32) char stage[kStageBytes];
   const RowLayout L{static_cast<const char*>(W), ws, sizeof(typename Blk::Block), P};
-  const char* x = static_cast<const char*>(X);
   const size_t rs = L.row_step(), bs = L.block_step();
-  int64_t chunk = static_cast<int64_t>((192 * 1024) / xs);  // gemm_tiles' token chunks
-  chunk = chunk < kToks ? kToks : chunk - chunk % kToks;
+  const int64_t chunk = token_chunk(xs);
   for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
     const int64_t t1 = std::min(n_tok, t0 + chunk);
     for (int64_t r = r0; r < r1;) {
-      const bool full = r + kRows <= r1 && (P == 0 || r % P == 0);
-      const int rows = full ? kRows : 1;
+      const bool full = full_row_tile(r, r1, P);
+      const int rows = full ? kTileRows : 1;
       const char* wr = L.row(r);
       for (int i = 0; i < rows; ++i)
         for (int64_t b = 0; b < nb; ++b)
           stage_block<Blk, Staged>(wr + i * rs + b * bs, stage + i * srs + b * sizeof(Staged));
-      int64_t t = t0;
-      for (; t + kToks <= t1; t += kToks) {
-        const char* xt = x + t * xs;
-        float* yt = Y + t * ldy + r;
-        if (full) Tile::template tile<kRows, kToks>(stage, srs, sizeof(Staged), xt, xs, yt, ldy, K);
-        else Tile::template tile<1, kToks>(stage, srs, sizeof(Staged), xt, xs, yt, ldy, K);
-      }
-      if (t < t1) {  // an odd token left
-        const char* xt = x + t * xs;
-        float* yt = Y + t * ldy + r;
-        if (full) Tile::template tile<kRows, 1>(stage, srs, sizeof(Staged), xt, xs, yt, ldy, K);
-        else Tile::template tile<1, 1>(stage, srs, sizeof(Staged), xt, xs, yt, ldy, K);
-      }
+      row_tile_tokens<Tile>(full, stage, srs, sizeof(Staged), static_cast<const char*>(X), xs, Y, ldy, K, r, t0,
+                            t1);
       r += rows;
     }
   }
 }
-
 }  // namespace
 
 void gemm_f32(const void* W, size_t w_stride, const void* X, size_t x_stride, float* Y, size_t ldy, int64_t K,

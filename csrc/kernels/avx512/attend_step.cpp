@@ -34,17 +34,6 @@ inline __m256 chains(const uint16_t* k, const float* qh, int64_t hd) {
   return _mm256_add_ps(_mm512_castps512_ps256(s), hi256(s));
 }
 
-void scores(const uint16_t* k, size_t stride, const float* qh, int64_t hd, int64_t n, float scale, float* out) {
-  const __m256 vs = _mm256_set1_ps(scale);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    __m256 x[8];
-    for (int i = 0; i < 8; ++i) x[i] = chains(k + (j + i) * stride, qh, hd);
-    _mm256_storeu_ps(out + j, _mm256_mul_ps(fold8(x), vs));
-  }
-  for (; j < n; ++j) out[j] = fold1(chains(k + j * stride, qh, hd)) * scale;
-}
-
 // 16 columns of P.V: position lanes [l0, l0 + 16) of the 32 (lane l takes
 // j = l, l + 32, ... in order), into acc + 16 * l.
 void pv_half(const float* p, const uint16_t* v, size_t stride, int64_t n, int l0, float* acc) {
@@ -80,7 +69,7 @@ bool attend_step_f16(const float* q, const uint16_t* k, const uint16_t* v, size_
   if (hd % 32 != 0 || hd > 512) return false;
   alignas(64) float qh[512];
   round_row_f16(q, qh, hd);
-  scores(k, kv_stride, qh, hd, n_kv, scale, scratch);
+  folded_scores<chains>(k, kv_stride, qh, hd, n_kv, scale, scratch);
   softmax_ggml(scratch, n_kv);
   round_row_f16(scratch, scratch, n_kv);
   pv(scratch, v, kv_stride, hd, n_kv, out);
